@@ -1,0 +1,181 @@
+"""Copies: strided copy (``contiguous``, ``clone``, ``copy_``), dtype casts, moves between devices, and fill.
+
+A copy is the identity map of the elementwise unary kernel: it reads through the source strides and writes through
+the destination strides, casting on the way, so one kernel covers contiguous(), clone(), to(dtype) and copy_().
+"""
+import numpy as np
+import triton
+import triton.language as tl
+
+from tritorch import _dtype as D
+from tritorch._device import device as _device
+from tritorch._tensor import Tensor, register
+from tritorch.autograd.function import Function
+from ._launch import ACC, ptr, block_for
+from .elementwise import launch_unary, _identity, empty, wrap
+
+__all__ = ["to", "copy_into", "fill_"]
+
+
+@triton.jit
+def _fill_kernel(out_ptr, value, n, BLOCK: tl.constexpr):
+    """out[i] = value for a contiguous block of n elements."""
+    pid = tl.program_id(0)
+    i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    v = (tl.zeros([BLOCK], out_ptr.dtype.element_ty) + value).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + i, v, mask=i < n)
+
+
+def _cast_value(value, dtype):
+    if dtype is D.bool_:
+        return int(bool(value))
+    if dtype.is_floating_point:
+        return float(value)
+    return int(value)
+
+
+def fill_(t, value):
+    """Write ``value`` into every element of ``t`` (any strides)."""
+    if t.numel() == 0:
+        return t
+    if t._storage.device.type == "cpu":
+        t._np[...] = value
+    elif t.is_contiguous():
+        n = t.numel()
+        block = block_for(n)
+        v = _cast_value(value, t.dtype)
+        if t.dtype is D.float64 and v not in (0.0, 1.0):
+            src = Tensor._wrap_numpy(np.full((1,), v), t.device)
+            launch_unary(_identity, src.expand(t._shape), t, ACC[D.float64])
+        else:
+            _fill_kernel[(triton.cdiv(n, block),)](ptr(t), v, n, BLOCK=block)
+    else:
+        tmp = empty(t._shape, t.dtype, t.device)
+        fill_(tmp, value)
+        copy_into(t, tmp)
+    return t
+
+
+def copy_into(dst, src):
+    """dst[...] = src (broadcast, cast, any strides, any devices). Returns dst."""
+    if src._shape != dst._shape:
+        src = src.expand(dst._shape)
+    if dst.numel() == 0:
+        return dst
+    sdev, ddev = src._storage.device, dst._storage.device
+    if sdev.type == "cpu" and ddev.type == "cpu":
+        np.copyto(dst._np, src._np.astype(dst.dtype.np, copy=False), casting="unsafe")
+    elif sdev.type == ddev.type:
+        if _overlaps(dst, src):
+            src = src.clone()
+        ct = ACC[dst.dtype] if dst.dtype.is_floating_point and src.dtype.is_floating_point else \
+            (ACC[D.float64] if src.dtype.is_floating_point or dst.dtype.is_floating_point else ACC[D.int64])
+        if src.dtype is D.bool_ or dst.dtype is D.bool_:
+            ct = ACC[src.dtype] if dst.dtype is D.bool_ else ACC[dst.dtype]
+        launch_unary(_identity, src, dst, ct)
+    elif ddev.type == "cpu":                     # device -> host
+        np.copyto(dst._np, src._to_host_array().astype(dst.dtype.np, copy=False), casting="unsafe")
+    else:                                        # host -> device: upload, then a strided copy on the device
+        staged = Tensor._wrap_numpy(np.ascontiguousarray(src._np), ddev)
+        copy_into(dst, staged)
+    return dst
+
+
+def _overlaps(a, b):
+    if a._storage is not b._storage:
+        return False
+    return not (a._offset == b._offset and a._stride == b._stride)
+
+
+class ToCopy(Function):
+    @staticmethod
+    def forward(ctx, x, dev, dt):
+        ctx.src = (x._storage.device, x.dtype)
+        if dev.type == "cpu" and x._storage.device.type == "cpu":
+            return wrap(x._np.astype(dt.np), dt, dev)
+        if dev.type == "cpu":
+            host = x._to_host_array()
+            return wrap(host.astype(dt.np), dt, dev)
+        out = empty(x._shape, dt, dev)
+        return copy_into(out, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        dev, dt = ctx.src
+        return to(g, dev, dt, False)
+
+
+def to(t, dev=None, dt=None, copy=False):
+    dev = t.device if dev is None else _device(dev)
+    dt = t.dtype if dt is None else D.to_dtype(dt)
+    if dev == t.device and dt is t.dtype and not copy:
+        return t
+    if dev.type == "cuda":
+        from tritorch import cuda
+        cuda._check_device(dev)
+    return ToCopy.apply(t, dev, dt)
+
+
+class Contiguous(Function):
+    @staticmethod
+    def forward(ctx, x):
+        if x._storage.device.type == "cpu":
+            return wrap(np.ascontiguousarray(x._np), x.dtype, x.device)
+        return copy_into(empty(x._shape, x.dtype, x.device), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+@register("contiguous", function=False)
+def contiguous(self, memory_format=None):
+    if self.is_contiguous():
+        return self
+    return Contiguous.apply(self)
+
+
+@register("clone")
+def clone(input, *, memory_format=None):
+    return Contiguous.apply(input)
+
+
+class CopyInplace(Function):
+    @staticmethod
+    def forward(ctx, dst, src):
+        ctx.src_meta = (src._shape, src._storage.device, src.dtype) if isinstance(src, Tensor) else None
+        copy_into(dst, src)
+        dst._storage.version += 1
+        ctx.mark_dirty(dst)
+        return dst
+
+    @staticmethod
+    def backward(ctx, g):
+        gsrc = None
+        if ctx.src_meta is not None and ctx.needs_input_grad[1]:
+            from .elementwise import sum_to
+            shape, dev, dt = ctx.src_meta
+            gsrc = to(sum_to(g, shape), dev, dt)
+        return g * 0 if ctx.needs_input_grad[0] else None, gsrc
+
+
+@register("copy_", function=False)
+def copy_(self, src, non_blocking=False):
+    from tritorch.autograd.grad_mode import STATE
+    check_inplace(self)
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    if STATE.enabled and (self.requires_grad or src.requires_grad):
+        return CopyInplace.apply(self, src)
+    copy_into(self, src)
+    self._storage.version += 1
+    return self
+
+
+def check_inplace(t):
+    """PyTorch's rule: an in-place op on a leaf that requires grad is refused while grad mode is on."""
+    from tritorch.autograd.grad_mode import STATE
+    if STATE.enabled and t.requires_grad and t.grad_fn is None:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+
+

@@ -1,0 +1,1316 @@
+"""Elementwise ops: unary, binary (with broadcasting and Python scalars), ``where``, and their backward rules.
+
+Three Triton kernels serve every op of the family: ``_unary_kernel``, ``_binary_kernel`` and ``_where_kernel``.
+Each takes the op's math as a ``tl.constexpr`` jit function, reads inputs through strides (stride 0 where an input
+is broadcast) and writes through the output's strides, with a no-index-math path when everything is contiguous.
+The math of each op is written twice, side by side: a Triton function and its NumPy reference (the ``cpu`` path).
+Arithmetic runs in float32 for half types (``ACC``), whatever the storage type.
+"""
+import math
+
+import numpy as np
+import triton
+import triton.language as tl
+
+from tritorch import _dtype as D
+from tritorch._tensor import Tensor, register
+from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE
+from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
+                      nd_offset, block_for)
+
+# ====================================================================================================================
+# The kernels
+# ====================================================================================================================
+
+
+@triton.jit
+def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
+                  xs0, xs1, xs2, xs3, xs4, xs5, os0, os1, os2, os3, os4, os5, a, b,
+                  FN: tl.constexpr, CT: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+    """out = FN(x, a, b) elementwise; ``a``, ``b`` are the op's scalar parameters (slope, bounds, exponent...)."""
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+    i = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = i < n
+    if CONTIG:
+        x_off = i
+        o_off = i
+    else:
+        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
+        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
+        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
+    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
+    tl.store(out_ptr + o_off, FN(x, a, b).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
+                   xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
+                   os0, os1, os2, os3, os4, os5, a,
+                   FN: tl.constexpr, CT: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
+                   I64: tl.constexpr, BLOCK: tl.constexpr):
+    """out = FN(x, y, a) elementwise; with ``Y_SCALAR`` the ``y_ptr`` argument is the scalar value itself."""
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+    i = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = i < n
+    if CONTIG:
+        x_off = i
+        y_off = i
+        o_off = i
+    else:
+        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
+        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
+        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
+        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
+    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
+    if Y_SCALAR:
+        y = (tl.zeros([BLOCK], CT) + y_ptr).to(CT)
+    else:
+        y = tl.load(y_ptr + y_off, mask=mask).to(CT)
+    tl.store(out_ptr + o_off, FN(x, y, a).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _where_kernel(c_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
+                  cs0, cs1, cs2, cs3, cs4, cs5, xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
+                  os0, os1, os2, os3, os4, os5,
+                  X_SCALAR: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """out = c ? x : y; either of x, y may be a scalar passed by value."""
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+    i = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = i < n
+    if CONTIG:
+        c_off = i
+        x_off = i
+        y_off = i
+        o_off = i
+    else:
+        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
+        c_off = nd_offset(c0, c1, c2, c3, c4, c5, cs0, cs1, cs2, cs3, cs4, cs5)
+        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
+        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
+        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
+    OT = out_ptr.dtype.element_ty
+    c = tl.load(c_ptr + c_off, mask=mask) != 0
+    if X_SCALAR:
+        x = (tl.zeros([BLOCK], OT) + x_ptr).to(OT)
+    else:
+        x = tl.load(x_ptr + x_off, mask=mask).to(OT)
+    if Y_SCALAR:
+        y = (tl.zeros([BLOCK], OT) + y_ptr).to(OT)
+    else:
+        y = tl.load(y_ptr + y_off, mask=mask).to(OT)
+    tl.store(out_ptr + o_off, tl.where(c, x, y), mask=mask)
+
+
+def _layout(out, inputs):
+    """Kernel layout arguments: (contiguous?, sizes S1..S5, strides of each input then of out, flattened)."""
+    shape = out._shape
+    if out.is_contiguous() and all(t._shape == shape and t.is_contiguous() for t in inputs):
+        return True, [1] * 5, [0] * (6 * (len(inputs) + 1))
+    strides = [broadcast_strides(t, shape) for t in inputs] + [list(out._stride)]
+    sizes, sts = coalesce(shape, *strides)
+    return False, sizes[1:], [s for st in sts for s in st]
+
+
+def launch_unary(fn, x, out, ct, a=0.0, b=0.0):
+    n = out.numel()
+    if n == 0:
+        return out
+    contig, sizes, strides = _layout(out, (x,))
+    block = block_for(n)
+    _unary_kernel[(triton.cdiv(n, block),)](
+        ptr(x), ptr(out), n, *sizes, *strides, a, b,
+        FN=fn, CT=ct, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
+    return out
+
+
+def launch_binary(fn, x, y, out, ct, a=0.0):
+    n = out.numel()
+    if n == 0:
+        return out
+    scalar = not isinstance(y, Tensor)
+    contig, sizes, strides = _layout(out, (x,) if scalar else (x, y))
+    if scalar:
+        strides = strides[:6] + [0] * 6 + strides[6:]
+    block = block_for(n)
+    _binary_kernel[(triton.cdiv(n, block),)](
+        ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a,
+        FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
+    return out
+
+
+# ====================================================================================================================
+# Shared helpers of the op layer
+# ====================================================================================================================
+
+def check_same_device(name, *tensors):
+    devs = {t._storage.device for t in tensors if isinstance(t, Tensor)}
+    if len(devs) > 1:
+        raise RuntimeError(f"{name}: expected all tensors to be on the same device, but found at least two devices, "
+                           + " and ".join(sorted(str(d) for d in devs)) + "!")
+
+
+def empty(shape, dtype, device):
+    return Tensor._empty(shape, dtype, device)
+
+
+def wrap(arr, dtype, device):
+    """The result of a NumPy reference as a tensor of ``dtype`` on the ``cpu`` device."""
+    return Tensor._wrap_numpy(np.asarray(arr), device, dtype)
+
+
+def np_ct(dtype):
+    """The NumPy type the references compute in (mirrors ``ACC``)."""
+    if dtype is D.float64:
+        return np.float64
+    if dtype.is_floating_point:
+        return np.float32
+    if dtype is D.bool_:
+        return np.int8
+    return dtype.np
+
+
+def _float_dtype(d):
+    return d if d.is_floating_point else D.get_default_dtype()
+
+
+def sum_to(g, shape):
+    """Reduce a broadcast gradient back to ``shape`` (one reduction kernel)."""
+    if g._shape == tuple(shape):
+        return g
+    from .reduce import sum_to_shape
+    return sum_to_shape(g, tuple(shape))
+
+
+# ====================================================================================================================
+# Unary ops
+# ====================================================================================================================
+
+@triton.jit
+def _expm1(x):
+    # Kahan's trick: exact to a few ulp near 0, where exp(x) - 1 cancels.
+    u = tl.exp(x)
+    um1 = u - 1.0
+    small = tl.where(u == 1.0, x, um1 * x / tl.log(u))
+    return tl.where(tl.abs(x) < 0.5, small, um1)
+
+
+@triton.jit
+def _log1p(x):
+    u = 1.0 + x
+    small = tl.where(u == 1.0, x, tl.log(u) * x / (u - 1.0))
+    return tl.where(tl.abs(x) < 0.5, small, tl.log(u))
+
+
+@triton.jit
+def _tanh(x):
+    e = _expm1(-2.0 * tl.abs(x))
+    t = -e / (2.0 + e)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _sigmoid(x):
+    e = tl.exp(-tl.abs(x))
+    s = 1.0 / (1.0 + e)
+    return tl.where(x >= 0, s, e * s)
+
+
+@triton.jit
+def _softplus_f(x, beta, threshold):
+    bx = x * beta
+    return tl.where(bx > threshold, x, (tl.maximum(bx, 0.0) + _log1p(tl.exp(-tl.abs(bx)))) / beta)
+
+
+@triton.jit
+def _rint(x):
+    # round half to even without libdevice
+    r = tl.floor(x + 0.5)
+    tie = (r - x) == 0.5
+    odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
+    r = tl.where(tie & odd, r - 1.0, r)
+    return tl.where(tl.abs(x) >= 4503599627370496.0, x, r)
+
+
+@triton.jit
+def _pow_f(x, y):
+    """x ** y for floating x, y with the C pow rules for negative bases, zeros and integral exponents."""
+    ax = tl.abs(x)
+    r = tl.exp(y * tl.log(ax))
+    y_int = tl.floor(y) == y
+    y_odd = y_int & ((y - 2.0 * tl.floor(y * 0.5)) != 0.0)
+    r = tl.where((x < 0) & y_odd, -r, r)
+    r = tl.where((x < 0) & ~y_int, float("nan"), r)
+    r = tl.where(y == 0, 1.0, r)
+    r = tl.where(x == 1.0, 1.0, r)
+    return r
+
+
+# -- the math of each unary op: Triton and NumPy side by side ---------------------------------------------------------
+@triton.jit
+def _neg(x, a, b):
+    return -x
+
+
+@triton.jit
+def _abs(x, a, b):
+    return tl.where(x < 0, -x, x)
+
+
+@triton.jit
+def _exp(x, a, b):
+    return tl.exp(x)
+
+
+@triton.jit
+def _log(x, a, b):
+    return tl.log(x)
+
+
+@triton.jit
+def _log1p_op(x, a, b):
+    return _log1p(x)
+
+
+@triton.jit
+def _expm1_op(x, a, b):
+    return _expm1(x)
+
+
+@triton.jit
+def _sqrt(x, a, b):
+    return tl.sqrt(x)
+
+
+@triton.jit
+def _rsqrt(x, a, b):
+    return 1.0 / tl.sqrt(x)
+
+
+@triton.jit
+def _sin(x, a, b):
+    return tl.sin(x)
+
+
+@triton.jit
+def _cos(x, a, b):
+    return tl.cos(x)
+
+
+@triton.jit
+def _tanh_op(x, a, b):
+    return _tanh(x)
+
+
+@triton.jit
+def _sigmoid_op(x, a, b):
+    return _sigmoid(x)
+
+
+@triton.jit
+def _relu(x, a, b):
+    return tl.where(x > 0, x, tl.zeros_like(x))
+
+
+@triton.jit
+def _leaky_relu(x, a, b):
+    return tl.where(x > 0, x, x * a)
+
+
+@triton.jit
+def _elu(x, a, b):
+    return tl.where(x > 0, x, a * _expm1(x))
+
+
+@triton.jit
+def _gelu(x, a, b):
+    return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def _gelu_tanh(x, a, b):
+    return 0.5 * x * (1.0 + _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@triton.jit
+def _silu(x, a, b):
+    return x * _sigmoid(x)
+
+
+@triton.jit
+def _softplus(x, a, b):
+    return _softplus_f(x, a, b)
+
+
+@triton.jit
+def _sign(x, a, b):
+    return tl.where(x > 0, 1, tl.where(x < 0, -1, 0)).to(x.dtype)
+
+
+@triton.jit
+def _floor(x, a, b):
+    return tl.floor(x)
+
+
+@triton.jit
+def _ceil(x, a, b):
+    return tl.ceil(x)
+
+
+@triton.jit
+def _round(x, a, b):
+    return _rint(x)
+
+
+@triton.jit
+def _trunc(x, a, b):
+    return tl.where(x < 0, tl.ceil(x), tl.floor(x))
+
+
+@triton.jit
+def _clamp(x, a, b):
+    # a = min, b = max; NaN propagates as in PyTorch
+    y = tl.where(x < a, a, x)
+    y = tl.where(y > b, b, y)
+    return tl.where(x != x, x, y)
+
+
+@triton.jit
+def _reciprocal(x, a, b):
+    return 1.0 / x
+
+
+@triton.jit
+def _pow_scalar(x, a, b):
+    return _pow_f(x, a)
+
+
+@triton.jit
+def _square(x, a, b):
+    return x * x
+
+
+@triton.jit
+def _logical_not(x, a, b):
+    return x == 0
+
+
+@triton.jit
+def _isnan(x, a, b):
+    return x != x
+
+
+@triton.jit
+def _isinf(x, a, b):
+    return tl.abs(x) == float("inf")
+
+
+@triton.jit
+def _isfinite(x, a, b):
+    return tl.abs(x) < float("inf")
+
+
+@triton.jit
+def _identity(x, a, b):
+    return x
+
+
+def _np_gelu(x, a, b):
+    from math import erf
+    return 0.5 * x * (1.0 + np.vectorize(erf, otypes=[x.dtype])(x / math.sqrt(2.0))) if x.size else x
+
+
+def _np_softplus(x, beta, threshold):
+    bx = x * beta
+    with np.errstate(over="ignore"):
+        return np.where(bx > threshold, x, (np.maximum(bx, 0) + np.log1p(np.exp(-np.abs(bx)))) / beta)
+
+
+def _np_sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _np_clamp(x, lo, hi):
+    y = np.where(x < lo, lo, x)
+    y = np.where(y > hi, hi, y)
+    return np.where(np.isnan(x), x, y) if x.dtype.kind == "f" else y
+
+
+class UnaryOp:
+    """One unary op: its Triton math, NumPy reference and backward (a fused Triton math of (grad, saved) and, for
+    double backward, the same rule written with differentiable tensor ops)."""
+
+    def __init__(self, name, tfn, ref, *, floating=True, keep_int=False, out_bool=False, bwd=None, bwd_ref=None,
+                 bwd_uses="x", bwd_composite=None):
+        self.name, self.tfn, self.ref = name, tfn, ref
+        self.floating = floating          # integer inputs are promoted to the default float type
+        self.keep_int = keep_int          # integer inputs keep their type (abs, neg, relu...)
+        self.out_bool = out_bool
+        self.bwd, self.bwd_ref, self.bwd_uses, self.bwd_composite = bwd, bwd_ref, bwd_uses, bwd_composite
+
+    def out_dtype(self, d):
+        if self.out_bool:
+            return D.bool_
+        if d.is_floating_point or self.keep_int:
+            return d
+        return D.get_default_dtype()
+
+    def compute_dtype(self, x_dtype, out_dtype):
+        return out_dtype if not self.out_bool else x_dtype
+
+
+# -- backward math: d(out)/d(in) * g, as Triton functions of (g, s, a) where s is the saved input or output ----------
+@triton.jit
+def _neg_bwd(g, s, a):
+    return -g
+
+
+@triton.jit
+def _abs_bwd(g, s, a):
+    return tl.where(s > 0, g, tl.where(s < 0, -g, 0.0))
+
+
+@triton.jit
+def _mul_bwd(g, s, a):
+    return g * s
+
+
+@triton.jit
+def _div_bwd(g, s, a):
+    return g / s
+
+
+@triton.jit
+def _sqrt_bwd(g, s, a):
+    return g * 0.5 / s
+
+
+@triton.jit
+def _rsqrt_bwd(g, s, a):
+    return -0.5 * g * s * s * s
+
+
+@triton.jit
+def _sin_bwd(g, s, a):
+    return g * tl.cos(s)
+
+
+@triton.jit
+def _cos_bwd(g, s, a):
+    return -g * tl.sin(s)
+
+
+@triton.jit
+def _tanh_bwd(g, s, a):
+    return g * (1.0 - s * s)
+
+
+@triton.jit
+def _sigmoid_bwd(g, s, a):
+    return g * s * (1.0 - s)
+
+
+@triton.jit
+def _relu_bwd(g, s, a):
+    return tl.where(s > 0, g, 0.0)
+
+
+@triton.jit
+def _leaky_relu_bwd(g, s, a):
+    return tl.where(s > 0, g, g * a)
+
+
+@triton.jit
+def _elu_bwd(g, s, a):
+    return tl.where(s > 0, g, g * a * tl.exp(s))
+
+
+@triton.jit
+def _gelu_bwd(g, s, a):
+    cdf = 0.5 * (1.0 + tl.erf(s * 0.7071067811865476))
+    pdf = tl.exp(-0.5 * s * s) * 0.3989422804014327
+    return g * (cdf + s * pdf)
+
+
+@triton.jit
+def _gelu_tanh_bwd(g, s, a):
+    k = 0.7978845608028654
+    inner = k * (s + 0.044715 * s * s * s)
+    t = _tanh(inner)
+    return g * (0.5 * (1.0 + t) + 0.5 * s * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * s * s))
+
+
+@triton.jit
+def _silu_bwd(g, s, a):
+    sg = _sigmoid(s)
+    return g * sg * (1.0 + s * (1.0 - sg))
+
+
+@triton.jit
+def _log1p_bwd(g, s, a):
+    return g / (1.0 + s)
+
+
+@triton.jit
+def _expm1_bwd(g, s, a):
+    return g * (s + 1.0)
+
+
+@triton.jit
+def _recip_bwd(g, s, a):
+    return -g * s * s
+
+
+@triton.jit
+def _zero_bwd(g, s, a):
+    return tl.zeros_like(g)
+
+
+@triton.jit
+def _clamp_bwd(g, s, a):
+    # s is the mask "x was inside [min, max]" computed at forward time, passed as 0/1
+    return g * s
+
+
+@triton.jit
+def _pow_scalar_bwd(g, s, a):
+    return tl.where(a == 0.0, 0.0, g * a * _pow_f(s, a - 1.0))
+
+
+@triton.jit
+def _square_bwd(g, s, a):
+    return 2.0 * g * s
+
+
+def _sigmoid_t(x):
+    return x.sigmoid()
+
+
+UNARY = {}
+
+
+def _u(name, tfn, ref, **kw):
+    UNARY[name] = UnaryOp(name, tfn, ref, **kw)
+
+
+_u("neg", _neg, lambda x, a, b: -x, keep_int=True, bwd=_neg_bwd, bwd_ref=lambda g, s, a: -g,
+   bwd_composite=lambda g, x, y, a: -g)
+_u("abs", _abs, lambda x, a, b: np.abs(x), keep_int=True, bwd=_abs_bwd, bwd_ref=lambda g, s, a: g * np.sign(s),
+   bwd_composite=lambda g, x, y, a: g * x.sign())
+_u("exp", _exp, lambda x, a, b: np.exp(x), bwd=_mul_bwd, bwd_ref=lambda g, s, a: g * s, bwd_uses="y",
+   bwd_composite=lambda g, x, y, a: g * y)
+_u("log", _log, lambda x, a, b: np.log(x), bwd=_div_bwd, bwd_ref=lambda g, s, a: g / s,
+   bwd_composite=lambda g, x, y, a: g / x)
+_u("log1p", _log1p_op, lambda x, a, b: np.log1p(x), bwd=_log1p_bwd, bwd_ref=lambda g, s, a: g / (1 + s),
+   bwd_composite=lambda g, x, y, a: g / (x + 1))
+_u("expm1", _expm1_op, lambda x, a, b: np.expm1(x), bwd=_expm1_bwd, bwd_ref=lambda g, s, a: g * (s + 1),
+   bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (y + 1))
+_u("sqrt", _sqrt, lambda x, a, b: np.sqrt(x), bwd=_sqrt_bwd, bwd_ref=lambda g, s, a: g * 0.5 / s, bwd_uses="y",
+   bwd_composite=lambda g, x, y, a: g * 0.5 / y)
+_u("rsqrt", _rsqrt, lambda x, a, b: 1 / np.sqrt(x), bwd=_rsqrt_bwd, bwd_ref=lambda g, s, a: -0.5 * g * s ** 3,
+   bwd_uses="y", bwd_composite=lambda g, x, y, a: g * -0.5 * y * y * y)
+_u("sin", _sin, lambda x, a, b: np.sin(x), bwd=_sin_bwd, bwd_ref=lambda g, s, a: g * np.cos(s),
+   bwd_composite=lambda g, x, y, a: g * x.cos())
+_u("cos", _cos, lambda x, a, b: np.cos(x), bwd=_cos_bwd, bwd_ref=lambda g, s, a: -g * np.sin(s),
+   bwd_composite=lambda g, x, y, a: -g * x.sin())
+_u("tanh", _tanh_op, lambda x, a, b: np.tanh(x), bwd=_tanh_bwd, bwd_ref=lambda g, s, a: g * (1 - s * s),
+   bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (1 - y * y))
+_u("sigmoid", _sigmoid_op, lambda x, a, b: _np_sigmoid(x), bwd=_sigmoid_bwd,
+   bwd_ref=lambda g, s, a: g * s * (1 - s), bwd_uses="y", bwd_composite=lambda g, x, y, a: g * y * (1 - y))
+_u("relu", _relu, lambda x, a, b: np.maximum(x, 0).astype(x.dtype), keep_int=True, bwd=_relu_bwd,
+   bwd_ref=lambda g, s, a: np.where(s > 0, g, 0), bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (y > 0))
+_u("leaky_relu", _leaky_relu, lambda x, a, b: np.where(x > 0, x, x * a), bwd=_leaky_relu_bwd,
+   bwd_ref=lambda g, s, a: np.where(s > 0, g, g * a),
+   bwd_composite=lambda g, x, y, a: g * ((x > 0) + (x <= 0) * a))
+_u("elu", _elu, lambda x, a, b: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), bwd=_elu_bwd,
+   bwd_ref=lambda g, s, a: np.where(s > 0, g, g * a * np.exp(np.minimum(s, 0))),
+   bwd_composite=lambda g, x, y, a: g * ((x > 0) + (x <= 0) * x.clamp(max=0).exp() * a))
+_u("gelu", _gelu, _np_gelu, bwd=_gelu_bwd,
+   bwd_ref=lambda g, s, a: g * (_np_norm_cdf(s) + s * np.exp(-0.5 * s * s) * 0.3989422804014327),
+   bwd_composite=lambda g, x, y, a: g * (0.5 * (1 + (x * 0.7071067811865476).erf())
+                                         + x * (x * x * -0.5).exp() * 0.3989422804014327))
+_u("gelu_tanh", _gelu_tanh,
+   lambda x, a, b: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))), bwd=_gelu_tanh_bwd,
+   bwd_ref=lambda g, s, a: g * (0.5 * (1 + np.tanh(0.7978845608028654 * (s + 0.044715 * s ** 3)))
+                                + 0.5 * s * (1 - np.tanh(0.7978845608028654 * (s + 0.044715 * s ** 3)) ** 2)
+                                * 0.7978845608028654 * (1 + 3 * 0.044715 * s * s)),
+   bwd_composite=None)
+_u("silu", _silu, lambda x, a, b: x * _np_sigmoid(x), bwd=_silu_bwd,
+   bwd_ref=lambda g, s, a: g * _np_sigmoid(s) * (1 + s * (1 - _np_sigmoid(s))),
+   bwd_composite=lambda g, x, y, a: g * x.sigmoid() * (1 + x * (1 - x.sigmoid())))
+_u("softplus", _softplus, _np_softplus, bwd=None)
+_u("sign", _sign, lambda x, a, b: np.sign(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+   bwd_composite=lambda g, x, y, a: g * 0)
+_u("floor", _floor, lambda x, a, b: np.floor(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+   bwd_composite=lambda g, x, y, a: g * 0)
+_u("ceil", _ceil, lambda x, a, b: np.ceil(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+   bwd_composite=lambda g, x, y, a: g * 0)
+_u("round", _round, lambda x, a, b: np.round(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+   bwd_composite=lambda g, x, y, a: g * 0)
+_u("trunc", _trunc, lambda x, a, b: np.trunc(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+   bwd_composite=lambda g, x, y, a: g * 0)
+_u("reciprocal", _reciprocal, lambda x, a, b: 1 / x, bwd=_recip_bwd, bwd_ref=lambda g, s, a: -g * s * s,
+   bwd_uses="y", bwd_composite=lambda g, x, y, a: -g * y * y)
+_u("square", _square, lambda x, a, b: x * x, keep_int=True, bwd=_square_bwd, bwd_ref=lambda g, s, a: 2 * g * s,
+   bwd_composite=lambda g, x, y, a: g * 2 * x)
+_u("pow_scalar", _pow_scalar, lambda x, a, b: np.power(x, a), bwd=_pow_scalar_bwd,
+   bwd_ref=lambda g, s, a: np.where(a == 0, 0, g * a * np.power(s, a - 1)),
+   bwd_composite=lambda g, x, y, a: g * 0 if a == 0 else g * a * x.pow(a - 1))
+_u("logical_not", _logical_not, lambda x, a, b: x == 0, out_bool=True)
+_u("isnan", _isnan, lambda x, a, b: np.isnan(x), out_bool=True)
+_u("isinf", _isinf, lambda x, a, b: np.isinf(x), out_bool=True)
+_u("isfinite", _isfinite, lambda x, a, b: np.isfinite(x), out_bool=True)
+_u("clamp", _clamp, lambda x, a, b: _np_clamp(x, a, b), keep_int=True, bwd=None)
+
+
+def _np_norm_cdf(s):
+    from math import erf
+    return 0.5 * (1 + np.vectorize(erf, otypes=[s.dtype])(s / math.sqrt(2.0))) if s.size else s
+
+
+class Unary(Function):
+    @staticmethod
+    def forward(ctx, x, op, a=0.0, b=0.0):
+        out_dtype = op.out_dtype(x.dtype)
+        ct = op.compute_dtype(x.dtype, out_dtype)
+        if x._storage.device.type == "cpu":
+            with np.errstate(all="ignore"):
+                res = op.ref(x._np.astype(np_ct(ct), copy=False), a, b)
+            out = wrap(np.asarray(res).astype(out_dtype.np, copy=False), out_dtype, x.device)
+        else:
+            out = launch_unary(op.tfn, x, empty(x._shape, out_dtype, x.device), ACC[ct], a, b)
+        if any(ctx.needs_input_grad):
+            if op.bwd is None:
+                raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
+            ctx.op, ctx.a = op, a
+            ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        op = ctx.op
+        if STATE.enabled and op.bwd_composite is not None:      # create_graph: a differentiable backward
+            return op.bwd_composite(g, x, y, ctx.a)
+        s = x if op.bwd_uses == "x" else y
+        return grad_kernel(op.bwd, op.bwd_ref, g, s, ctx.a, x.dtype)
+
+
+def grad_kernel(tfn, ref, g, s, a, dtype):
+    """A fused backward: ``tfn(g, s, a)`` in one pass, written in ``dtype``."""
+    ct = dtype if dtype.is_floating_point else D.get_default_dtype()
+    if g._storage.device.type == "cpu":
+        with np.errstate(all="ignore"):
+            res = ref(g._np.astype(np_ct(ct), copy=False), s._np.astype(np_ct(ct), copy=False), a)
+        return wrap(np.asarray(res).astype(dtype.np, copy=False), dtype, g.device)
+    shape = broadcast_shapes(g._shape, s._shape)
+    return launch_binary(tfn, g, s, empty(shape, dtype, g.device), ACC[ct], a)
+
+
+def unary(name, x, a=0.0, b=0.0):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(x).__name__}")
+    return Unary.apply(x, UNARY[name], a, b)
+
+
+def _def_unary(name, *aliases):
+    @register(name, *aliases)
+    def fn(input):
+        return Unary.apply(input, UNARY[name]) if isinstance(input, Tensor) else unary(name, input)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name}."
+    return fn
+
+
+for _name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
+              "relu", "sign", "floor", "ceil", "trunc", "reciprocal", "square", "logical_not", "isnan", "isinf",
+              "isfinite", "silu"):
+    _def_unary(_name)
+register("negative")(Tensor.neg)
+register("absolute")(Tensor.abs)
+
+
+@register("round")
+def round(input, decimals=0):
+    if decimals:
+        s = 10.0 ** decimals
+        return unary("round", input * s) / s
+    return unary("round", input)
+
+
+@register("leaky_relu", method=False)
+def leaky_relu(input, negative_slope=0.01):
+    return unary("leaky_relu", input, float(negative_slope))
+
+
+@register("elu", method=False)
+def elu(input, alpha=1.0):
+    return unary("elu", input, float(alpha))
+
+
+@register("gelu", method=False)
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return unary("gelu" if approximate == "none" else "gelu_tanh", input)
+
+
+class Softplus(Function):
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return Unary.forward(_NoGrad, x, UNARY["softplus"], beta, threshold)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        # d softplus / dx = sigmoid(beta * x), the identity beyond the threshold
+        bx = x * ctx.beta
+        return where(bx > ctx.threshold, g, g * bx.sigmoid())
+
+
+@register("softplus", method=False)
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, float(beta), float(threshold))
+
+
+class _NoGrad:
+    needs_input_grad = (False,)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        if lo is None and hi is None:
+            raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
+        if isinstance(lo, Tensor) or isinstance(hi, Tensor):
+            raise NotImplementedError("clamp with tensor bounds: use tritorch.maximum/minimum")
+        fl = x.dtype.is_floating_point
+        a = (float(lo) if fl else int(lo)) if lo is not None else (-math.inf if fl else -2 ** 62)
+        b = (float(hi) if fl else int(hi)) if hi is not None else (math.inf if fl else 2 ** 62)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x)
+            ctx.lo, ctx.hi = a, b
+        return Unary.forward(_NoGrad, x, UNARY["clamp"], a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * logical_and(x >= ctx.lo, x <= ctx.hi)
+
+
+@register("clamp", "clip")
+def clamp(input, min=None, max=None):
+    return Clamp.apply(input, min, max)
+
+
+@register("clamp_min", method=True)
+def clamp_min(input, min):
+    return Clamp.apply(input, min, None)
+
+
+@register("clamp_max", method=True)
+def clamp_max(input, max):
+    return Clamp.apply(input, None, max)
+
+
+@register("hardtanh", method=False)
+def hardtanh(input, min_val=-1.0, max_val=1.0):
+    return Clamp.apply(input, min_val, max_val)
+
+
+# ====================================================================================================================
+# Binary ops
+# ====================================================================================================================
+
+@triton.jit
+def _add(x, y, a):
+    return x + y * a
+
+
+@triton.jit
+def _add1(x, y, a):
+    return x + y
+
+
+@triton.jit
+def _sub(x, y, a):
+    return x - y * a
+
+
+@triton.jit
+def _mul(x, y, a):
+    return x * y
+
+
+@triton.jit
+def _div(x, y, a):
+    return x / y
+
+
+@triton.jit
+def _floor_div_f(x, y, a):
+    return tl.floor(x / y)
+
+
+@triton.jit
+def _trunc_div_f(x, y, a):
+    q = x / y
+    return tl.where(q < 0, tl.ceil(q), tl.floor(q))
+
+
+@triton.jit
+def _floor_div_i(x, y, a):
+    q = x // y
+    r = x % y
+    return tl.where((r != 0) & ((r < 0) != (y < 0)), q - 1, q)
+
+
+@triton.jit
+def _trunc_div_i(x, y, a):
+    return x // y
+
+
+@triton.jit
+def _remainder_f(x, y, a):
+    r = x - tl.floor(x / y) * y
+    return r
+
+
+@triton.jit
+def _remainder_i(x, y, a):
+    r = x % y
+    return tl.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
+
+
+@triton.jit
+def _fmod_f(x, y, a):
+    q = x / y
+    return x - tl.where(q < 0, tl.ceil(q), tl.floor(q)) * y
+
+
+@triton.jit
+def _pow_t(x, y, a):
+    return _pow_f(x, y)
+
+
+@triton.jit
+def _maximum(x, y, a):
+    return tl.where((x > y) | (x != x), x, y)
+
+
+@triton.jit
+def _minimum(x, y, a):
+    return tl.where((x < y) | (x != x), x, y)
+
+
+@triton.jit
+def _eq(x, y, a):
+    return x == y
+
+
+@triton.jit
+def _ne(x, y, a):
+    return x != y
+
+
+@triton.jit
+def _lt(x, y, a):
+    return x < y
+
+
+@triton.jit
+def _le(x, y, a):
+    return x <= y
+
+
+@triton.jit
+def _gt(x, y, a):
+    return x > y
+
+
+@triton.jit
+def _ge(x, y, a):
+    return x >= y
+
+
+@triton.jit
+def _logical_and(x, y, a):
+    return (x != 0) & (y != 0)
+
+
+@triton.jit
+def _logical_or(x, y, a):
+    return (x != 0) | (y != 0)
+
+
+@triton.jit
+def _logical_xor(x, y, a):
+    return (x != 0) != (y != 0)
+
+
+@triton.jit
+def _bitwise_and(x, y, a):
+    return x & y
+
+
+@triton.jit
+def _bitwise_or(x, y, a):
+    return x | y
+
+
+@triton.jit
+def _bitwise_xor(x, y, a):
+    return x ^ y
+
+
+class BinaryOp:
+    """One binary op: Triton math (float and, where they differ, integer), NumPy reference, result-type rule."""
+
+    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith"):
+        self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
+
+    def dtypes(self, common):
+        """(compute dtype, output dtype) for inputs promoted to ``common``."""
+        if self.kind == "compare":
+            return common, D.bool_
+        if self.kind == "logical":
+            return common, D.bool_
+        if self.kind == "true_div" and not common.is_floating_point:
+            f = D.get_default_dtype()
+            return f, f
+        return common, common
+
+
+BINARY = {}
+
+
+def _b(name, tfn, ref, **kw):
+    BINARY[name] = BinaryOp(name, tfn, ref, **kw)
+
+
+_b("add", _add, lambda x, y, a: x + y * a if a != 1 else x + y)
+_b("sub", _sub, lambda x, y, a: x - y * a if a != 1 else x - y)
+_b("mul", _mul, lambda x, y, a: x * y)
+_b("div", _div, lambda x, y, a: x / y, kind="true_div")
+_b("floor_divide", _floor_div_f, lambda x, y, a: np.floor_divide(x, y), tfn_int=_floor_div_i)
+_b("trunc_divide", _trunc_div_f, lambda x, y, a: np.trunc(x / y).astype(x.dtype) if x.dtype.kind == "f" else
+   (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i)
+_b("remainder", _remainder_f, lambda x, y, a: x - np.floor(x / y) * y if x.dtype.kind == "f" else np.mod(x, y),
+   tfn_int=_remainder_i)
+_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y), tfn_int=_trunc_div_i)
+_b("pow", _pow_t, lambda x, y, a: np.power(x, y))
+_b("maximum", _maximum, lambda x, y, a: np.maximum(x, y))
+_b("minimum", _minimum, lambda x, y, a: np.minimum(x, y))
+_b("eq", _eq, lambda x, y, a: x == y, kind="compare")
+_b("ne", _ne, lambda x, y, a: x != y, kind="compare")
+_b("lt", _lt, lambda x, y, a: x < y, kind="compare")
+_b("le", _le, lambda x, y, a: x <= y, kind="compare")
+_b("gt", _gt, lambda x, y, a: x > y, kind="compare")
+_b("ge", _ge, lambda x, y, a: x >= y, kind="compare")
+_b("logical_and", _logical_and, lambda x, y, a: (x != 0) & (y != 0), kind="logical")
+_b("logical_or", _logical_or, lambda x, y, a: (x != 0) | (y != 0), kind="logical")
+_b("logical_xor", _logical_xor, lambda x, y, a: (x != 0) != (y != 0), kind="logical")
+_b("bitwise_and", _bitwise_and, lambda x, y, a: x & y)
+_b("bitwise_or", _bitwise_or, lambda x, y, a: x | y)
+_b("bitwise_xor", _bitwise_xor, lambda x, y, a: x ^ y)
+
+
+def _scalar_ok(v):
+    return isinstance(v, (bool, int, float, np.number, np.bool_))
+
+
+class Binary(Function):
+    @staticmethod
+    def forward(ctx, x, y, op, alpha=1):
+        """``x`` is a tensor; ``y`` a tensor or a Python scalar. Types promote as in PyTorch."""
+        common = D.result_type(x, y)
+        ct, out_dtype = op.dtypes(common)
+        y_is_t = isinstance(y, Tensor)
+        if y_is_t:
+            if x._storage.device is not y._storage.device and x._storage.device != y._storage.device:
+                if y.ndim == 0 and y.device.type == "cpu":
+                    y = y.item()
+                    y_is_t = False
+                elif x.ndim == 0 and x.device.type == "cpu":
+                    x = Tensor._wrap_numpy(x._np, y.device)
+                else:
+                    check_same_device(op.name, x, y)
+            shape = broadcast_shapes(x._shape, y._shape) if x._shape != y._shape else x._shape
+        else:
+            shape = x._shape
+        if op.name in ("bitwise_and", "bitwise_or", "bitwise_xor") and common.is_floating_point:
+            raise RuntimeError(f"\"{op.name}_cpu\" not implemented for '{common.name}'")
+        if x._storage.device.type == "cpu":
+            npct = np_ct(ct)
+            xa = x._np.astype(npct, copy=False)
+            ya = y._np.astype(npct, copy=False) if y_is_t else npct(y).item() if not isinstance(y, bool) else y
+            with np.errstate(all="ignore"):
+                res = op.ref(xa, ya, alpha)
+            out = wrap(np.broadcast_to(np.asarray(res).astype(out_dtype.np, copy=False), shape), out_dtype,
+                       x.device)
+        else:
+            fn = op.tfn if ct.is_floating_point else op.tfn_int
+            if y_is_t or ct is D.float64 and isinstance(y, float):
+                if not y_is_t:
+                    y = Tensor._wrap_numpy(np.asarray(y, dtype=np.float64), x.device)
+            elif not ct.is_floating_point and isinstance(y, float):
+                y = int(y)
+            elif isinstance(y, bool):
+                y = int(y)
+            out = launch_binary(fn if op.name != "add" or alpha != 1 else _add1, x, y,
+                                empty(shape, out_dtype, x.device), ACC[ct], alpha)
+        if any(ctx.needs_input_grad):
+            if op.name not in _BINARY_GRADS:
+                raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
+            ctx.op, ctx.alpha = op, alpha
+            ctx.save_for_backward(x, y if isinstance(y, Tensor) else None)
+            ctx.y_scalar = None if isinstance(y, Tensor) else y
+            if op.name in ("pow", "div"):
+                ctx.out = out
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        yv = y if y is not None else ctx.y_scalar
+        gx, gy = _BINARY_GRADS[ctx.op.name](ctx, g, x, yv)
+        gx = None if gx is None or not ctx.needs_input_grad[0] else sum_to(gx, x._shape)
+        if y is None:
+            return gx, None
+        gy = None if gy is None or not ctx.needs_input_grad[1] else sum_to(gy, y._shape)
+        return gx, gy
+
+
+def _pow_grads(ctx, g, x, y):
+    gx = g * y * x.pow(y - 1)
+    gy = None
+    if isinstance(y, Tensor):
+        gy = g * ctx.out * where(x > 0, x, 1).log()
+        gy = where(logical_and(x == 0, y >= 0), 0.0, gy)
+    return gx, gy
+
+
+_BINARY_GRADS = {
+    "add": lambda ctx, g, x, y: (g, g * ctx.alpha if ctx.alpha != 1 else g),
+    "sub": lambda ctx, g, x, y: (g, -g * ctx.alpha if ctx.alpha != 1 else -g),
+    "mul": lambda ctx, g, x, y: (g * y, g * x),
+    "div": lambda ctx, g, x, y: (g / y, -g * x / (y * y) if isinstance(y, Tensor) else None),
+    "pow": _pow_grads,
+    "maximum": lambda ctx, g, x, y: _minmax_grads(g, x, y, True),
+    "minimum": lambda ctx, g, x, y: _minmax_grads(g, x, y, False),
+    "remainder": lambda ctx, g, x, y: (g, -g * floor_divide(x, y) if isinstance(y, Tensor) else None),
+    "fmod": lambda ctx, g, x, y: (g, -g * binary("trunc_divide", x, y) if isinstance(y, Tensor) else None),
+    "floor_divide": lambda ctx, g, x, y: (g * 0, g * 0 if isinstance(y, Tensor) else None),
+    "trunc_divide": lambda ctx, g, x, y: (g * 0, g * 0 if isinstance(y, Tensor) else None),
+}
+
+
+def _minmax_grads(g, x, y, is_max):
+    # ties split the gradient evenly, as PyTorch does
+    win = (x > y) if is_max else (x < y)
+    tie = (x == y)
+    wx = where(win, 1.0, where(tie, 0.5, 0.0))
+    return g * wx, g * (1 - wx)
+
+
+def binary(name, x, y, alpha=1):
+    op = BINARY[name]
+    if isinstance(x, Tensor):
+        if not (isinstance(y, Tensor) or _scalar_ok(y)):
+            raise TypeError(f"{name}(): argument 'other' must be Tensor or Number, not {type(y).__name__}")
+        return Binary.apply(x, y, op, alpha)
+    if isinstance(y, Tensor) and _scalar_ok(x):
+        # scalar (op) tensor: run with the scalar as a 0-d tensor on y's device
+        from tritorch._creation import scalar_tensor
+        xt = scalar_tensor(x, D.result_type(x, y) if op.kind != "compare" else D.result_type(x, y), y.device)
+        return Binary.apply(xt, y, op, alpha)
+    raise TypeError(f"{name}(): expected a Tensor, got {type(x).__name__} and {type(y).__name__}")
+
+
+def _def_binary(name, *aliases):
+    @register(name, *aliases)
+    def fn(input, other):
+        return binary(name, input, other)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} with broadcasting."
+    return fn
+
+
+for _name, _al in (("mul", ("multiply",)), ("maximum", ()), ("minimum", ()), ("remainder", ()), ("fmod", ()),
+                   ("floor_divide", ()), ("eq", ()), ("ne", ("not_equal",)), ("lt", ("less",)),
+                   ("le", ("less_equal",)), ("gt", ("greater",)), ("ge", ("greater_equal",)),
+                   ("logical_and", ()), ("logical_or", ()), ("logical_xor", ()), ("bitwise_and", ()),
+                   ("bitwise_or", ()), ("bitwise_xor", ())):
+    _def_binary(_name, *_al)
+
+
+@register("add")
+def add(input, other, *, alpha=1):
+    return binary("add", input, other, alpha)
+
+
+@register("sub", "subtract")
+def sub(input, other, *, alpha=1):
+    return binary("sub", input, other, alpha)
+
+
+@register("div", "divide", "true_divide")
+def div(input, other, *, rounding_mode=None):
+    if rounding_mode is None:
+        return binary("div", input, other)
+    if rounding_mode == "floor":
+        return binary("floor_divide", input, other)
+    if rounding_mode == "trunc":
+        return binary("trunc_divide", input, other)
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                     f"'{rounding_mode}'")
+
+
+@register("pow")
+def pow(input, exponent):
+    if isinstance(input, Tensor) and _scalar_ok(exponent) and not isinstance(exponent, bool):
+        if exponent == 2:
+            return unary("square", input)
+        if exponent == 0.5 and input.dtype.is_floating_point:
+            return unary("sqrt", input)
+        if not input.dtype.is_floating_point and float(exponent) == int(exponent) and exponent >= 0:
+            return binary("pow", input, int(exponent))
+        return unary("pow_scalar", input, float(exponent))
+    return binary("pow", input, exponent)
+
+
+# ====================================================================================================================
+# where
+# ====================================================================================================================
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, x, y):
+        tensors = [t for t in (cond, x, y) if isinstance(t, Tensor)]
+        check_same_device("where", *tensors)
+        dev = cond.device
+        out_dtype = D.result_type(*(v for v in (x, y)))
+        if isinstance(x, Tensor) and isinstance(y, Tensor) is False and isinstance(y, float) and \
+                not x.dtype.is_floating_point:
+            out_dtype = D.get_default_dtype()
+        shape = broadcast_shapes(*(t._shape for t in tensors))
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(cond)
+            ctx.shapes = tuple(t._shape if isinstance(t, Tensor) else None for t in (cond, x, y))
+        if dev.type == "cpu":
+            xa = x._np if isinstance(x, Tensor) else x
+            ya = y._np if isinstance(y, Tensor) else y
+            res = np.where(cond._np.astype(bool, copy=False), xa, ya).astype(out_dtype.np, copy=False)
+            return wrap(np.broadcast_to(res, shape), out_dtype, dev)
+        out = empty(shape, out_dtype, dev)
+        n = out.numel()
+        if n == 0:
+            return out
+        ins = [t for t in (cond, x, y) if isinstance(t, Tensor)]
+        shape_strides = [broadcast_strides(t, shape) if isinstance(t, Tensor) else [0] * len(shape)
+                         for t in (cond, x, y)] + [list(out._stride)]
+        sizes, sts = coalesce(shape, *shape_strides)
+        contig = all(isinstance(t, Tensor) and t._shape == shape and t.is_contiguous() for t in (cond, x, y))
+
+        def arg(v):
+            if isinstance(v, Tensor):
+                return ptr(v)
+            return float(v) if out_dtype.is_floating_point else int(v)
+        block = block_for(n)
+        _where_kernel[(triton.cdiv(n, block),)](
+            arg(cond), arg(x), arg(y), ptr(out), n, *sizes[1:], *[s for st in sts for s in st],
+            X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor), CONTIG=contig,
+            I64=is_int64_index(n, *ins), BLOCK=block)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (cond,) = ctx.saved_tensors
+        gx = gy = None
+        if ctx.needs_input_grad[1]:
+            gx = sum_to(where(cond, g, 0.0), ctx.shapes[1])
+        if ctx.needs_input_grad[2]:
+            gy = sum_to(where(cond, 0.0, g), ctx.shapes[2])
+        return None, gx, gy
+
+
+@register("where", method=False)
+def where(condition, input=None, other=None):
+    if input is None and other is None:
+        return condition.nonzero(as_tuple=True)
+    if not isinstance(condition, Tensor):
+        raise TypeError("where(): argument 'condition' must be a Tensor")
+    if isinstance(input, Tensor) and input.dtype is D.float64 and not isinstance(other, Tensor):
+        other = Tensor._wrap_numpy(np.asarray(other, dtype=np.float64), input.device)
+    if isinstance(other, Tensor) and other.dtype is D.float64 and not isinstance(input, Tensor):
+        input = Tensor._wrap_numpy(np.asarray(input, dtype=np.float64), other.device)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        from tritorch._creation import scalar_tensor
+        input = scalar_tensor(input, D.result_type(input, other), condition.device)
+    return Where.apply(condition, input, other)
+
+
+def _tensor_where(self, condition, y):
+    return where(condition, self, y)
+
+
+Tensor.where = _tensor_where
+
+
+# ====================================================================================================================
+# Python operators
+# ====================================================================================================================
+
+def _rbin(name):
+    def fn(self, other):
+        return binary(name, other, self)
+    return fn
+
+
+Tensor.__add__ = lambda self, other: binary("add", self, other)
+Tensor.__radd__ = lambda self, other: binary("add", self, other)
+Tensor.__sub__ = lambda self, other: binary("sub", self, other)
+Tensor.__rsub__ = _rbin("sub")
+Tensor.__mul__ = lambda self, other: binary("mul", self, other)
+Tensor.__rmul__ = lambda self, other: binary("mul", self, other)
+Tensor.__truediv__ = lambda self, other: binary("div", self, other)
+Tensor.__rtruediv__ = _rbin("div")
+Tensor.__floordiv__ = lambda self, other: binary("floor_divide", self, other)
+Tensor.__rfloordiv__ = _rbin("floor_divide")
+Tensor.__mod__ = lambda self, other: binary("remainder", self, other)
+Tensor.__rmod__ = _rbin("remainder")
+Tensor.__pow__ = lambda self, other: pow(self, other)
+Tensor.__rpow__ = _rbin("pow")
+Tensor.__neg__ = lambda self: unary("neg", self)
+Tensor.__pos__ = lambda self: self
+Tensor.__abs__ = lambda self: unary("abs", self)
+Tensor.__invert__ = lambda self: unary("logical_not", self) if self.dtype is D.bool_ else \
+    binary("bitwise_xor", self, -1)
+Tensor.__and__ = lambda self, other: binary("bitwise_and" if self.dtype is not D.bool_ else "logical_and",
+                                            self, other)
+Tensor.__or__ = lambda self, other: binary("bitwise_or" if self.dtype is not D.bool_ else "logical_or", self, other)
+Tensor.__xor__ = lambda self, other: binary("bitwise_xor" if self.dtype is not D.bool_ else "logical_xor",
+                                            self, other)
+Tensor.__rand__ = Tensor.__and__
+Tensor.__ror__ = Tensor.__or__
+Tensor.__rxor__ = Tensor.__xor__
+Tensor.__eq__ = lambda self, other: binary("eq", self, other) if isinstance(other, Tensor) or _scalar_ok(other) \
+    else NotImplemented
+Tensor.__ne__ = lambda self, other: binary("ne", self, other) if isinstance(other, Tensor) or _scalar_ok(other) \
+    else NotImplemented
+Tensor.__lt__ = lambda self, other: binary("lt", self, other)
+Tensor.__le__ = lambda self, other: binary("le", self, other)
+Tensor.__gt__ = lambda self, other: binary("gt", self, other)
+Tensor.__ge__ = lambda self, other: binary("ge", self, other)
+Tensor.__hash__ = lambda self: id(self)

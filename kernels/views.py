@@ -1,0 +1,454 @@
+"""Views: ops that return a tensor sharing storage (no kernel runs) and their backward rules.
+
+view/reshape, expand, permute/transpose/t/T/mT, squeeze/unsqueeze, flatten/unflatten, narrow, select, basic
+indexing (ints, slices with steps, None, Ellipsis), split/chunk/unbind and as_strided. ``reshape`` copies (through the
+strided-copy kernel) only when no view is possible, as in PyTorch.
+"""
+import math
+
+import numpy as np
+
+from tritorch._tensor import Tensor, register, contiguous_strides
+from tritorch.autograd.function import Function
+
+__all__ = ["view_strides", "basic_index"]
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _infer_shape(shape, numel):
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    for s in shape:
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s}")
+    if neg:
+        rest = math.prod(s for s in shape if s != -1)
+        if rest == 0 or numel % rest:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape[neg[0]] = numel // rest
+    if math.prod(shape) != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+def view_strides(old_shape, old_strides, new_shape):
+    """Strides that view ``old`` as ``new_shape`` without a copy, or None (PyTorch's computeStride)."""
+    if math.prod(old_shape) == 0 or not old_shape:
+        return contiguous_strides(new_shape)
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base_stride = old_strides[-1]
+    tensor_numel = 1
+    view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1 and
+                             old_strides[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_strides[tensor_d - 1]
+                tensor_numel = 1
+                view_numel = 1
+    if view_d != -1:
+        return None
+    return tuple(new_strides)
+
+
+class View(Function):
+    """Any view given as (shape, strides, offset): backward scatters the gradient into the input's shape."""
+
+    @staticmethod
+    def forward(ctx, x, shape, strides, offset, kind):
+        ctx.in_shape, ctx.kind = x._shape, kind
+        return x._view(shape, strides, offset)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.kind.backward(g, ctx.in_shape)
+
+
+class _Reshape:
+    @staticmethod
+    def backward(g, in_shape):
+        return g.reshape(in_shape)
+
+
+class _Permute:
+    def __init__(self, dims):
+        self.inv = tuple(np.argsort(dims))
+
+    def backward(self, g, in_shape):
+        return g.permute(*self.inv)
+
+
+class _Expand:
+    @staticmethod
+    def backward(g, in_shape):
+        from .elementwise import sum_to
+        return sum_to(g, in_shape)
+
+
+class _Strided:
+    """A view that picks elements (slicing, narrow, select, as_strided). ``reapply(t)`` takes the same view of any
+    tensor of the input's shape, so backward writes the gradient into zeros at that view."""
+
+    def __init__(self, reapply):
+        self.reapply = reapply
+
+    def backward(self, g, in_shape):
+        from tritorch import _creation
+        from tritorch.autograd.grad_mode import no_grad
+        out = _creation.zeros(in_shape, dtype=g.dtype, device=g.device)
+        if g.requires_grad:
+            return _ViewScatter.apply(g, out, self.reapply)
+        with no_grad():
+            self.reapply(out).copy_(g)
+        return out
+
+
+class _ViewScatter(Function):
+    """zeros with ``g`` written at a view: the differentiable form, for double backward."""
+
+    @staticmethod
+    def forward(ctx, g, out, reapply):
+        ctx.reapply = reapply
+        reapply(out).copy_(g)
+        return out
+
+    @staticmethod
+    def backward(ctx, gg):
+        return ctx.reapply(gg), None, None
+
+
+def _view_op(x, shape, strides, offset, kind):
+    return View.apply(x, tuple(shape), tuple(strides), offset, kind)
+
+
+# ---- reshape family --------------------------------------------------------------------------------------------
+
+@register("view", function=False)
+def view(self, *shape):
+    if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int, np.integer)):
+        from tritorch import _dtype as D
+        raise NotImplementedError(f"view(dtype) is not supported (got {shape[0]}); use .to({D.to_dtype(shape[0])})")
+    shape = _infer_shape(_shape_arg(shape), self.numel())
+    st = view_strides(self._shape, self._stride, shape)
+    if st is None:
+        raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one dimension "
+                           "spans across two contiguous subspaces). Use .reshape(...) instead.")
+    return _view_op(self, shape, st, self._offset, _Reshape)
+
+
+@register("reshape")
+def reshape(input, *shape):
+    shape = _infer_shape(_shape_arg(shape), input.numel())
+    st = view_strides(input._shape, input._stride, shape)
+    if st is None:
+        return view(input.contiguous(), shape)
+    return _view_op(input, shape, st, input._offset, _Reshape)
+
+
+@register("view_as", function=False)
+def view_as(self, other):
+    return view(self, other._shape)
+
+
+@register("reshape_as", function=False)
+def reshape_as(self, other):
+    return reshape(self, other._shape)
+
+
+@register("flatten")
+def flatten(input, start_dim=0, end_dim=-1):
+    if input.ndim == 0:
+        return reshape(input, (1,))
+    s = input._wrap_dim(start_dim)
+    e = input._wrap_dim(end_dim)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shape = input._shape[:s] + (math.prod(input._shape[s:e + 1]),) + input._shape[e + 1:]
+    return reshape(input, shape)
+
+
+@register("unflatten")
+def unflatten(input, dim, sizes):
+    d = input._wrap_dim(dim)
+    sizes = _infer_shape(tuple(sizes), input._shape[d])
+    return reshape(input, input._shape[:d] + sizes + input._shape[d + 1:])
+
+
+@register("ravel")
+def ravel(input):
+    return reshape(input, (-1,))
+
+
+# ---- dims -------------------------------------------------------------------------------------------------------
+
+@register("permute")
+def permute(input, *dims):
+    dims = _shape_arg(dims)
+    if len(dims) != input.ndim:
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the length "
+                           f"of the desired ordering of dimensions i.e. input.dim() = {input.ndim} is not equal to "
+                           f"len(dims) = {len(dims)}")
+    dims = tuple(input._wrap_dim(d) for d in dims)
+    if sorted(dims) != list(range(input.ndim)):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return _view_op(input, [input._shape[d] for d in dims], [input._stride[d] for d in dims], input._offset,
+                    _Permute(dims))
+
+
+@register("transpose", "swapaxes", "swapdims")
+def transpose(input, dim0, dim1):
+    n = input.ndim
+    if n == 0:
+        input._wrap_dim(dim0)
+        return input
+    d0, d1 = input._wrap_dim(dim0), input._wrap_dim(dim1)
+    perm = list(range(n))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return permute(input, perm)
+
+
+@register("t")
+def t(input):
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return transpose(input, 0, 1) if input.ndim == 2 else input
+
+
+Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.mT = property(lambda self: transpose(self, -2, -1))
+
+
+@register("movedim", "moveaxis")
+def movedim(input, source, destination):
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    n = input.ndim
+    src = [input._wrap_dim(s) for s in src]
+    dst = [input._wrap_dim(d) for d in dst]
+    order = [i for i in range(n) if i not in src]
+    perm = [None] * n
+    for s, d in zip(src, dst):
+        perm[d] = s
+    it = iter(order)
+    perm = [p if p is not None else next(it) for p in perm]
+    return permute(input, perm)
+
+
+@register("squeeze")
+def squeeze(input, dim=None):
+    if dim is None:
+        dims = [i for i, s in enumerate(input._shape) if s == 1]
+    else:
+        dims = [dim] if isinstance(dim, int) else list(dim)
+        dims = [input._wrap_dim(d) for d in dims] if input.ndim else []
+        dims = [d for d in dims if input._shape[d] == 1]
+    shape = [s for i, s in enumerate(input._shape) if i not in dims]
+    strides = [s for i, s in enumerate(input._stride) if i not in dims]
+    return _view_op(input, shape, strides, input._offset, _Reshape)
+
+
+@register("unsqueeze")
+def unsqueeze(input, dim):
+    d = input._wrap_dim(dim, input.ndim + 1)
+    shape = list(input._shape)
+    strides = list(input._stride)
+    st = shape[d] * strides[d] if d < input.ndim else 1
+    shape.insert(d, 1)
+    strides.insert(d, st)
+    return _view_op(input, shape, strides, input._offset, _Reshape)
+
+
+@register("expand", function=False)
+def expand(self, *sizes):
+    sizes = _shape_arg(sizes)
+    if len(sizes) < self.ndim:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the "
+                           f"number of dimensions in the tensor ({self.ndim})")
+    pad = len(sizes) - self.ndim
+    shape, strides = [], []
+    for i, s in enumerate(sizes):
+        if i < pad:
+            if s < 0:
+                raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension ({list(sizes)})")
+            shape.append(s)
+            strides.append(0)
+            continue
+        n, st = self._shape[i - pad], self._stride[i - pad]
+        if s == -1:
+            s = n
+        if n == s:
+            shape.append(n)
+            strides.append(st)
+        elif n == 1:
+            shape.append(s)
+            strides.append(0)
+        else:
+            raise RuntimeError(f"The expanded size of the tensor ({s}) must match the existing size ({n}) at "
+                               f"non-singleton dimension {i}.  Target sizes: {list(sizes)}.  Tensor sizes: "
+                               f"{list(self._shape)}")
+    if tuple(shape) == self._shape:
+        return self
+    return _view_op(self, shape, strides, self._offset, _Expand)
+
+
+@register("expand_as", function=False)
+def expand_as(self, other):
+    return expand(self, other._shape)
+
+
+@register("broadcast_to")
+def broadcast_to(input, size):
+    return expand(input, tuple(size))
+
+
+# ---- slicing ----------------------------------------------------------------------------------------------------
+
+def _strided_view(x, shape, strides, offset, reapply):
+    return _view_op(x, shape, strides, offset, _Strided(reapply))
+
+
+@register("as_strided")
+def as_strided(input, size, stride, storage_offset=None):
+    off = input._offset if storage_offset is None else storage_offset
+    need = off + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
+    if need > input._storage.size:
+        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage offset {off} require "
+                           f"{need} elements, but the storage has {input._storage.size}")
+    if not input.is_contiguous():
+        raise NotImplementedError("as_strided of a non-contiguous tensor: call .contiguous() first")
+    rel = off - input._offset
+    return _strided_view(input, tuple(size), tuple(stride), off,
+                         lambda t: t._view(tuple(size), tuple(stride), t._offset + rel))
+
+
+@register("narrow")
+def narrow(input, dim, start, length):
+    d = input._wrap_dim(dim)
+    n = input._shape[d]
+    if start < 0:
+        start += n
+    if not (0 <= start <= n) or length < 0 or start + length > n:
+        raise IndexError(f"narrow(): start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    shape = list(input._shape)
+    shape[d] = length
+    return _strided_view(input, shape, input._stride, input._offset + start * input._stride[d],
+                         lambda t: narrow(t, d, start, length))
+
+
+@register("select")
+def select(input, dim, index):
+    d = input._wrap_dim(dim)
+    n = input._shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"index {index} is out of bounds for dimension {d} with size {n}")
+    index %= n
+    shape = input._shape[:d] + input._shape[d + 1:]
+    strides = input._stride[:d] + input._stride[d + 1:]
+    return _strided_view(input, shape, strides, input._offset + index * input._stride[d],
+                         lambda t: select(t, d, index))
+
+
+@register("unbind")
+def unbind(input, dim=0):
+    d = input._wrap_dim(dim)
+    return tuple(select(input, d, i) for i in range(input._shape[d]))
+
+
+@register("split")
+def split(tensor, split_size_or_sections, dim=0):
+    d = tensor._wrap_dim(dim)
+    n = tensor._shape[d]
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        if s <= 0 and n:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {n}")
+        sizes = [min(s, n - i) for i in range(0, n, s)] if n else [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+                               f"dimension {d}), but got split_sizes={sizes}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(narrow(tensor, d, start, s))
+        start += s
+    return tuple(out)
+
+
+@register("chunk")
+def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise RuntimeError("chunk expects `chunks` to be greater than 0")
+    d = input._wrap_dim(dim)
+    n = input._shape[d]
+    size = -(-n // chunks) if n else 0
+    return split(input, size, d) if size else split(input, [0] * 1, d)
+
+
+def basic_index(x, idx):
+    """Apply ints, slices (with steps), None and Ellipsis: one view, or None if ``idx`` has anything else."""
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    for i in idx:
+        if not (i is None or i is Ellipsis or isinstance(i, slice) or
+                (isinstance(i, (int, np.integer)) and not isinstance(i, bool))):
+            return None
+    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+    if n_real > x.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {x.ndim}")
+    if sum(1 for i in idx if i is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in idx:
+        k = idx.index(Ellipsis)
+        idx = idx[:k] + (slice(None),) * (x.ndim - n_real) + idx[k + 1:]
+    shape, strides, off, d = [], [], x._offset, 0
+    for i in idx:
+        if i is None:
+            shape.append(1)
+            strides.append(0)
+            continue
+        n, st = x._shape[d], x._stride[d]
+        if isinstance(i, slice):
+            start, stop, step = i.start, i.stop, i.step
+            if step is not None and step <= 0:
+                raise ValueError("step must be greater than zero")
+            start, stop, step = slice(start, stop, step).indices(n)
+            length = max(0, -(-(stop - start) // step))
+            shape.append(length)
+            strides.append(st * step)
+            off += start * st if length else 0
+        else:
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for dimension {d} with size {n}")
+            off += (i % n) * st
+        d += 1
+    shape += x._shape[d:]
+    strides += x._stride[d:]
+    if tuple(shape) == x._shape and tuple(strides) == x._stride and off == x._offset:
+        return x
+    return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx))
+
+
+def _getitem(self, idx):
+    v = basic_index(self, idx)
+    if v is None:
+        raise NotImplementedError("advanced indexing (tensors, lists, bool masks) lives in kernels/indexing.py")
+    return v
+
+
+Tensor.__getitem__ = _getitem

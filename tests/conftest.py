@@ -1,0 +1,31 @@
+"""Every test that takes ``device`` runs on ``cpu`` (NumPy references) and ``cuda`` (the Triton kernels: in Triton's
+interpreter by default, on the real GPU with TRITORCH_TEST_GPU=1)."""
+import os
+
+if os.environ.get("TRITORCH_TEST_GPU", "0") == "1":
+    os.environ.pop("TRITORCH_INTERPRET", None)
+else:
+    os.environ.setdefault("TRITORCH_INTERPRET", "1")
+os.environ.setdefault("TRITORCH_POISON", "1")
+
+import pytest  # noqa: E402
+
+import tritorch  # noqa: E402,F401
+
+GPU = os.environ.get("TRITORCH_TEST_GPU", "0") == "1"
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    if GPU:
+        return
+    skip = pytest.mark.skip(reason="needs a real GPU (run with TRITORCH_TEST_GPU=1 on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+

@@ -1,0 +1,50 @@
+"""tritorch: a GPU-first deep-learning framework whose every op is a Triton kernel with a NumPy reference.
+
+``import tritorch as torch`` and code written for the covered part of PyTorch runs: on ``cpu`` through the NumPy
+references, on ``cuda`` through the Triton kernels (on a GPU, or in Triton's interpreter with TRITORCH_INTERPRET=1).
+"""
+import os as _os
+
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "kernels")):
+    # running from a source checkout: kernels/ and autograd/ sit beside tritorch/ and are its subpackages
+    __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
+
+__version__ = "0.1.0"
+
+from ._device import device, INTERPRET as _INTERPRET  # noqa: E402,F401
+from ._dtype import (dtype, float32, float16, bfloat16, float64, int8, uint8, int16, int32, int64,  # noqa: E402
+                     bool_ as bool, get_default_dtype, set_default_dtype, promote_types, result_type)
+from ._tensor import Tensor, Size, FUNCTIONS as _FUNCTIONS  # noqa: E402
+from . import autograd  # noqa: E402
+from .autograd import no_grad, enable_grad, set_grad_enabled, inference_mode, is_grad_enabled  # noqa: E402
+from . import cuda  # noqa: E402
+from ._creation import (tensor, as_tensor, from_numpy, empty, zeros, ones, full, empty_like, zeros_like,  # noqa
+                        ones_like, full_like, scalar_tensor)
+from .kernels import elementwise as _elementwise, copy as _copy, views as _views, reduce as _reduce  # noqa
+
+half, float, double, long, int, short = float16, float32, float64, int64, int32, int16
+float = float32
+FloatTensor = Tensor
+
+
+def _load_ops():
+    import importlib
+    import pkgutil
+    from . import kernels
+    for m in pkgutil.iter_modules(kernels.__path__):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"{__name__}.kernels.{m.name}")
+    globals().update({k: v for k, v in _FUNCTIONS.items() if k not in globals() or k in ("abs", "round", "pow",
+                                                                                            "sum", "max", "min",
+                                                                                            "all", "any")})
+
+
+_load_ops()
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def numel(input):
+    return input.numel()

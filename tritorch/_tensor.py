@@ -1,0 +1,375 @@
+"""The Tensor: a storage, an element offset, a shape, strides (in elements) and a dtype.
+
+Ops and most methods are attached by the op modules in ``tritorch.kernels`` through :func:`register`, so that an
+op's kernels, reference, backward rule and public names live in one place.
+"""
+import math
+
+import numpy as np
+
+from . import _dtype as D
+from ._device import device as _device, CPU, INTERPRET
+from ._storage import Storage
+
+__all__ = ["Tensor", "register", "contiguous_strides"]
+
+
+def contiguous_strides(shape):
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+class Tensor:
+    __slots__ = ("_storage", "_offset", "_shape", "_stride", "dtype", "requires_grad", "grad", "grad_fn",
+                 "_output_nr", "_retains_grad", "_hooks", "_base", "_np_cache", "__weakref__", "__dict__")
+
+    # ---- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def _make(cls, storage, offset, shape, stride, dtype):
+        t = object.__new__(cls)
+        t._storage = storage
+        t._offset = offset
+        t._shape = shape
+        t._stride = stride
+        t.dtype = dtype
+        t.requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._retains_grad = False
+        t._hooks = None
+        t._base = None
+        t._np_cache = None
+        return t
+
+    @classmethod
+    def _empty(cls, shape, dtype, device):
+        shape = tuple(shape)
+        n = math.prod(shape)
+        return cls._make(Storage.empty(n, device, dtype), 0, shape, contiguous_strides(shape), dtype)
+
+    @classmethod
+    def _wrap_numpy(cls, arr, device=CPU, dtype=None):
+        """Adopt a host array as a tensor (no copy if it is C-contiguous and already of the right type)."""
+        dt = dtype or D.from_numpy_dtype(arr.dtype)
+        arr = np.asarray(arr, dtype=dt.np, order="C")
+        t = cls._make(Storage.from_numpy(arr.reshape(-1), device, dt), 0, arr.shape,
+                      contiguous_strides(arr.shape), dt)
+        if device.type == "cpu" or INTERPRET:
+            t._np_cache = arr
+        return t
+
+    def _view(self, shape, stride, offset=None):
+        """A view sharing storage; its autograd history is set by the view op that calls this."""
+        t = Tensor._make(self._storage, self._offset if offset is None else offset, tuple(shape), tuple(stride),
+                         self.dtype)
+        t._base = self if self._base is None else self._base
+        return t
+
+    # ---- host access ------------------------------------------------------------------------------------------------
+    @property
+    def _np(self):
+        """A NumPy view of this tensor's elements (host storages only): what the ``cpu`` kernels operate on."""
+        a = self._np_cache
+        if a is None:
+            st = self._storage
+            isz = self.dtype.itemsize
+            a = np.ndarray(self._shape, dtype=self.dtype.np, buffer=st.data, offset=self._offset * isz,
+                           strides=tuple(s * isz for s in self._stride))
+            self._np_cache = a
+        return a
+
+    def numpy(self, *, force=False):
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        if self.device.type != "cpu" and not force:
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy "
+                            "the tensor to host memory first.")
+        return self._to_host_array()
+
+    def _to_host_array(self):
+        """The elements as a host array (a view on host storages, a download from a GPU)."""
+        if self._storage.on_host:
+            return self._np
+        c = self.contiguous()
+        flat = c._storage.host_array()
+        return flat[c._offset:c._offset + c.numel()].reshape(c._shape)
+
+    # ---- attributes ------------------------------------------------------------------------------------------------
+    @property
+    def device(self):
+        return self._storage.device
+
+    @property
+    def shape(self):
+        return Size(self._shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._shape)
+        return self._shape[self._wrap_dim(dim)]
+
+    def stride(self, dim=None):
+        if dim is None:
+            return self._stride
+        return self._stride[self._wrap_dim(dim)]
+
+    def storage_offset(self):
+        return self._offset
+
+    def dim(self):
+        return len(self._shape)
+
+    ndim = property(dim)
+
+    def numel(self):
+        return math.prod(self._shape)
+
+    nelement = numel
+
+    def element_size(self):
+        return self.dtype.itemsize
+
+    def data_ptr(self):
+        return self._storage.ptr + self._offset * self.dtype.itemsize
+
+    @property
+    def is_cuda(self):
+        return self._storage.device.type == "cuda"
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def _version(self):
+        return self._storage.version
+
+    def is_floating_point(self):
+        return self.dtype.is_floating_point
+
+    def is_contiguous(self, memory_format=None):
+        expected = 1
+        for n, s in zip(reversed(self._shape), reversed(self._stride)):
+            if n != 1 and s != expected:
+                return False
+            expected *= n
+        return True
+
+    def _wrap_dim(self, dim, ndim=None):
+        n = self.ndim if ndim is None else ndim
+        lo, hi = (-1, 0) if n == 0 else (-n, n - 1)
+        if not isinstance(dim, (int, np.integer)) or not lo <= dim <= hi:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        return dim % max(n, 1)
+
+    def __len__(self):
+        if not self._shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._shape[0]
+
+    def __iter__(self):
+        if not self._shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def item(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self._to_host_array().reshape(-1)[0].item() if self.dtype is not D.bfloat16 else \
+            float(self._to_host_array().reshape(-1)[0])
+
+    def tolist(self):
+        a = self._to_host_array()
+        if self.dtype is D.bfloat16:
+            a = a.astype(np.float32)
+        return a.tolist()
+
+    def __repr__(self):
+        from ._format import format_tensor
+        return format_tensor(self)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.detach()._to_host_array()
+        return a if dtype is None else a.astype(dtype)
+
+    # ---- autograd attributes (the engine lives in tritorch.autograd) ------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if requires_grad and not (self.dtype.is_floating_point):
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self):
+        t = Tensor._make(self._storage, self._offset, self._shape, self._stride, self.dtype)
+        t._np_cache = self._np_cache
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, other):
+        self._storage, self._offset, self._shape, self._stride, self.dtype = (
+            other._storage, other._offset, other._shape, other._stride, other.dtype)
+        self._np_cache = other._np_cache
+
+    def retain_grad(self):
+        if self.is_leaf:
+            return
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if not self._retains_grad:
+            from .autograd import engine
+            engine.retain_grad(self)
+        self._retains_grad = True
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    def register_hook(self, hook):
+        from .autograd import engine
+        return engine.register_tensor_hook(self, hook)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import engine
+        engine.backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
+
+    # ---- device and dtype conversion -------------------------------------------------------------------------------
+    def to(self, *args, **kwargs):
+        dev, dt, copy = None, None, kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        for a in list(args) + list(kwargs.values()):
+            if isinstance(a, D.dtype):
+                dt = a
+            elif isinstance(a, Tensor):
+                dev, dt = a.device, a.dtype
+            elif a is not None:
+                dev = _device(a)
+        from .kernels import copy as _copy
+        return _copy.to(self, dev, dt, copy)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(_device("cuda", device if isinstance(device, int) else None) if not
+                       isinstance(device, (str, _device)) else device)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"tritorch.{self.dtype.name}"
+        return self.to(D.to_dtype(dtype))
+
+    def float(self):
+        return self.to(D.float32)
+
+    def double(self):
+        return self.to(D.float64)
+
+    def half(self):
+        return self.to(D.float16)
+
+    def bfloat16(self):
+        return self.to(D.bfloat16)
+
+    def long(self):
+        return self.to(D.int64)
+
+    def int(self):
+        return self.to(D.int32)
+
+    def short(self):
+        return self.to(D.int16)
+
+    def char(self):
+        return self.to(D.int8)
+
+    def byte(self):
+        return self.to(D.uint8)
+
+    def bool(self):
+        return self.to(D.bool_)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        from . import _creation as C
+        return C.empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        from . import _creation as C
+        return C.zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        from . import _creation as C
+        return C.ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        from . import _creation as C
+        return C.full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from . import _creation as C
+        return C.tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+class Size(tuple):
+    """``tensor.shape``: a tuple that prints like PyTorch's ``torch.Size([2, 3])``."""
+
+    def __repr__(self):
+        return f"tritorch.Size({list(self)})"
+
+    def numel(self):
+        return math.prod(self)
+
+
+def register(*names, method=True, function=True, inplace=None):
+    """Publish an op under PyTorch's names: as a Tensor method and/or a ``tritorch.NAME`` function.
+
+    Op modules decorate their public entry points with this; ``tritorch`` collects ``FUNCTIONS`` at import.
+    """
+    def deco(fn):
+        for n in names:
+            if method:
+                setattr(Tensor, n, fn)
+            if function:
+                FUNCTIONS[n] = fn
+        return fn
+    return deco
+
+
+FUNCTIONS = {}
