@@ -1,5 +1,6 @@
 """What every op module needs to launch a kernel: the pointer adapter Triton takes, dtype maps, and the
 shape/stride helpers (broadcasting, dim coalescing) that let one kernel serve any strided layout."""
+import numpy as np
 import triton
 import triton.language as tl
 
@@ -171,3 +172,20 @@ def nd_coords(i, S1, S2, S3, S4, S5):
 @triton.jit
 def nd_offset(c0, c1, c2, c3, c4, c5, t0, t1, t2, t3, t4, t5):
     return c0 * t0 + c1 * t1 + c2 * t2 + c3 * t3 + c4 * t4 + c5 * t5
+
+
+def interp_bf16_in(t):
+    """Triton's interpreter has no bfloat16 arithmetic: there, a bf16 kernel input is handed over as a float32 copy
+    (made on the host, where interpreter memory lives). On a GPU this returns ``t`` itself."""
+    if INTERPRET and t is not None and getattr(t, "dtype", None) is D.bfloat16:
+        from tritorch._tensor import Tensor
+        return Tensor._wrap_numpy(t._np.astype(np.float32), t.device)
+    return t
+
+
+def interp_bf16_out(t, dtype):
+    """The interpreter's float32 result of a bf16 op, rounded to bf16 on the host (a no-op elsewhere)."""
+    if INTERPRET and dtype is D.bfloat16 and t.dtype is not D.bfloat16:
+        from tritorch._tensor import Tensor
+        return Tensor._wrap_numpy(t._np.astype(D.bfloat16.np), t.device)
+    return t

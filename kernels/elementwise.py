@@ -13,11 +13,12 @@ import triton
 import triton.language as tl
 
 from tritorch import _dtype as D
+from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
-                      nd_offset, block_for)
+                      nd_offset, block_for, interp_bf16_in)
 
 # ====================================================================================================================
 # The kernels
@@ -124,6 +125,9 @@ def launch_unary(fn, x, out, ct, a=0.0, b=0.0):
     n = out.numel()
     if n == 0:
         return out
+    if out.dtype is D.bfloat16 and INTERPRET:
+        return copy_host(out, launch_unary(fn, x, empty(out._shape, D.float32, out.device), ct, a, b))
+    x = interp_bf16_in(x)
     contig, sizes, strides = _layout(out, (x,))
     block = block_for(n)
     _unary_kernel[(triton.cdiv(n, block),)](
@@ -136,6 +140,10 @@ def launch_binary(fn, x, y, out, ct, a=0.0):
     n = out.numel()
     if n == 0:
         return out
+    if out.dtype is D.bfloat16 and INTERPRET:
+        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a))
+    x = interp_bf16_in(x)
+    y = interp_bf16_in(y) if isinstance(y, Tensor) else y
     scalar = not isinstance(y, Tensor)
     contig, sizes, strides = _layout(out, (x,) if scalar else (x, y))
     if scalar:
@@ -145,6 +153,12 @@ def launch_binary(fn, x, y, out, ct, a=0.0):
         ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a,
         FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
     return out
+
+
+def copy_host(dst, src):
+    """Interpreter only: dst[...] = src through NumPy (host memory), rounding to dst's type (bf16)."""
+    dst._np[...] = src._np.astype(dst.dtype.np)
+    return dst
 
 
 # ====================================================================================================================

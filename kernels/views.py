@@ -443,12 +443,3 @@ def basic_index(x, idx):
         return x
     return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx))
 
-
-def _getitem(self, idx):
-    v = basic_index(self, idx)
-    if v is None:
-        raise NotImplementedError("advanced indexing (tensors, lists, bool masks) lives in kernels/indexing.py")
-    return v
-
-
-Tensor.__getitem__ = _getitem
