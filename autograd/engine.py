@@ -1,63 +1,110 @@
 """The backward pass: an iterative walk of the graph in dependency order (no recursion, so a chain of any length
-works), summing the gradients that meet at a node, freeing saved tensors as each node finishes."""
+works), summing the gradients that meet at a node, freeing saved tensors as each node finishes.
+
+One pass: (1) count, for every node reachable from the roots, how many edges lead into it; (2) run the ready
+nodes (all their consumers done), highest sequence number first, as PyTorch does; each node's gradients go into
+its successors' input buffers. The engine keeps no reference to the graph once the pass returns.
+"""
 import heapq
 import weakref
 
 import numpy as np
 
-from .function import AccumulateGrad, _add_prehook, _grad_accumulator, _Handle
+from .function import ANOMALY, AccumulateGrad, RemovableHandle, _add_prehook, _grad_accumulator
 from .grad_mode import STATE
 
-__all__ = ["backward", "grad", "register_tensor_hook", "detect_anomaly", "set_detect_anomaly"]
+__all__ = ["backward", "grad", "register_tensor_hook", "detect_anomaly", "set_detect_anomaly",
+           "is_anomaly_enabled"]
 
-_ANOMALY = [False]
+
+def is_anomaly_enabled():
+    return ANOMALY[0]
 
 
 class detect_anomaly:
-    """Check every gradient a backward node produces: a NaN or Inf raises an error naming the node."""
+    """Context manager (and decorator): every gradient a backward node produces is checked; a NaN or Inf raises an
+    error naming the node, followed by the stack of the forward call that created it."""
 
     def __init__(self, check_nan=True):
         self.check_nan = check_nan
 
     def __enter__(self):
-        self._prev = _ANOMALY[0]
-        _ANOMALY[0] = self.check_nan
+        self._prev = ANOMALY[0]
+        ANOMALY[0] = self.check_nan
 
     def __exit__(self, *exc):
-        _ANOMALY[0] = self._prev
+        ANOMALY[0] = self._prev
         return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly(self.check_nan):
+                return fn(*args, **kwargs)
+        return wrapper
 
 
 class set_detect_anomaly(detect_anomaly):
+    """``set_detect_anomaly(mode)``: takes effect at once; as a context manager it restores the previous mode."""
+
     def __init__(self, mode, check_nan=True):
-        self._prev = _ANOMALY[0]
-        _ANOMALY[0] = bool(mode) and check_nan
+        self._prev = ANOMALY[0]
+        ANOMALY[0] = bool(mode) and check_nan
 
     def __enter__(self):
         pass
 
 
+# ---- hooks ----------------------------------------------------------------------------------------------------------
+
 def register_tensor_hook(t, hook):
-    if not t.requires_grad:
+    if not t._requires_grad:
         raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
     if t.grad_fn is None:
         if t._hooks is None:
             t._hooks = []
         t._hooks.append(hook)
-        return _Handle(t._hooks, hook)
+        return RemovableHandle(t._hooks, hook)
     return _add_prehook(t.grad_fn, t._output_nr, hook)
 
 
-def retain_grad(t):
-    """Keep the gradient of a non-leaf in ``t.grad`` (a hook on its node that does not keep ``t`` alive)."""
-    ref = weakref.ref(t)
+def register_post_accumulate_hook(t, hook):
+    if not t._requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    if t.grad_fn is not None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    lst = t.__dict__.setdefault("_post_acc_hooks", [])
+    lst.append(hook)
+    return RemovableHandle(lst, hook)
 
-    def hook(g):
-        t = ref()
-        if t is not None:
-            t.grad = g.detach() if t.grad is None and not STATE.enabled else \
-                (g if t.grad is None else t.grad + g)
-    _add_prehook(t.grad_fn, t._output_nr, hook)
+
+def retain_grad(t):
+    """Keep the gradient of a non-leaf in ``t.grad`` (a weak reference on its node: the node does not keep ``t``
+    alive); it sees the gradient after the tensor's other hooks, as in PyTorch."""
+    node = t.grad_fn
+    if node._retains is None:
+        node._retains = {}
+    node._retains[t._output_nr] = weakref.ref(t)
+
+
+def _store_retained(t, g):
+    if t._grad is None:
+        t._grad = g.clone() if STATE.enabled else g.detach().clone()
+    else:
+        t._grad = t._grad + g
+
+
+# ---- entry points ---------------------------------------------------------------------------------------------------
+
+def _tensors_arg(x, what):
+    from tritorch._tensor import Tensor
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    raise TypeError(f"{what} must be a Tensor or a sequence of Tensors, not {type(x).__name__}")
 
 
 def _make_root_grads(tensors, grads):
@@ -70,188 +117,280 @@ def _make_root_grads(tensors, grads):
     out = []
     for i, (t, g) in enumerate(zip(tensors, grads)):
         if not isinstance(t, Tensor):
-            raise TypeError(f"backward: element {i} of tensors is a {type(t).__name__}, not a Tensor")
-        if not t.requires_grad:
+            raise TypeError(f"element {i} of tensors is a {type(t).__name__}, not a Tensor")
+        if not t._requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
         if g is None:
             if t.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
             g = _creation.ones_like(t)
-        elif not isinstance(g, Tensor):
-            g = _creation.tensor(g, dtype=t.dtype, device=t.device)
-        if g.shape != t.shape:
-            raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {list(g.shape)} and output[{i}] "
-                               f"has a shape of {list(t.shape)}.")
+        else:
+            if not isinstance(g, Tensor):
+                g = _creation.tensor(g, dtype=t.dtype, device=t.device)
+            if g._shape != t._shape:
+                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {_size(g._shape)} and "
+                                   f"output[{i}] has a shape of {_size(t._shape)}.")
+            if not g.dtype.is_floating_point:
+                raise TypeError(f"grad_output[{i}] has dtype {g.dtype}, but a gradient must have a floating point "
+                                f"dtype (output[{i}] has dtype {t.dtype})")
+            if g._storage.device != t._storage.device:
+                raise RuntimeError(f"grad_output[{i}] is on {g.device} but output[{i}] is on {t.device}")
+            if g.dtype is not t.dtype:
+                g = g.to(t.dtype)
         out.append(g)
     return out
 
 
+def _size(shape):
+    return f"tritorch.Size({list(shape)})"
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """``Tensor.backward`` / ``tritorch.autograd.backward``: accumulate d(tensors)/d(leaves) into ``.grad``."""
-    tensors = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
-    if grad_tensors is not None and not isinstance(grad_tensors, (list, tuple)):
-        grad_tensors = [grad_tensors]
+    """``Tensor.backward`` / ``tritorch.autograd.backward``: accumulate d(tensors)/d(leaves) into ``.grad``.
+
+    With ``inputs``, only those tensors (leaves or not) get their ``.grad`` updated and only the part of the graph
+    leading to them runs."""
+    tensors = _tensors_arg(tensors, "tensors")
+    if grad_tensors is not None:
+        grad_tensors = _tensors_arg(grad_tensors, "grad_tensors")
     grads = _make_root_grads(tensors, grad_tensors)
     if retain_graph is None:
         retain_graph = create_graph
-    if inputs is None:
-        _run(tensors, grads, retain_graph, create_graph, None)
-        return
-    inputs = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
-    if not inputs:
-        raise RuntimeError("'inputs' argument to backward() cannot be empty.")
-    captured = _run(tensors, grads, retain_graph, create_graph, inputs)
-    assigned = set()
-    for t in inputs:
-        g = captured.get(id(t))
-        if g is not None:
-            _accumulate_into(t, g, create_graph, assigned)
+    if inputs is not None:
+        inputs = _tensors_arg(inputs, "inputs")
+        if not inputs:
+            raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+        for t in inputs:
+            if not t._requires_grad:
+                raise RuntimeError("One of the differentiated Tensors does not require grad")
+    captured = _run(tensors, grads, retain_graph, create_graph, inputs, True)
+    if captured:
+        for t, g in captured:
+            _accumulate(t, g, create_graph, None)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
-         is_grads_batched=False, materialize_grads=False):
-    """``tritorch.autograd.grad``: the gradients of ``outputs`` w.r.t. ``inputs``, without touching ``.grad``."""
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True,
+         allow_unused=None, is_grads_batched=False, materialize_grads=False):
+    """``tritorch.autograd.grad``: the gradients of ``outputs`` w.r.t. ``inputs``, as a tuple; ``.grad`` fields are
+    left untouched."""
     from tritorch import _creation
-    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    single = not isinstance(inputs, (list, tuple))
-    inputs = [inputs] if single else list(inputs)
-    if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
-        grad_outputs = [grad_outputs]
-    for i, t in enumerate(inputs):
-        if not t.requires_grad:
-            raise RuntimeError(f"One of the differentiated Tensors (input {i}) does not require grad")
+    if is_grads_batched:
+        raise NotImplementedError("is_grads_batched=True is not supported by tritorch")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, but got: "
+                         "allow_unused=False.")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    outputs = _tensors_arg(outputs, "outputs")
+    inputs = _tensors_arg(inputs, "inputs")
+    if grad_outputs is not None:
+        grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+    if not inputs:
+        raise RuntimeError("grad requires non-empty inputs.")
+    for t in inputs:
+        if not t._requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
     grads = _make_root_grads(outputs, grad_outputs)
     if retain_graph is None:
         retain_graph = create_graph
-    if allow_unused is None:
-        allow_unused = materialize_grads
-    captured = _run(outputs, grads, retain_graph, create_graph, inputs)
+    captured = _run(outputs, grads, retain_graph, create_graph, inputs, False)
     res = []
-    for i, t in enumerate(inputs):
-        g = captured.get(id(t))
+    for t, g in zip(inputs, captured):
         if g is None:
             if materialize_grads:
                 g = _creation.zeros_like(t)
             elif not allow_unused:
-                raise RuntimeError(f"One of the differentiated Tensors (input {i}) appears to not have been used in "
-                                   "the graph. Set allow_unused=True if this is the desired behavior.")
+                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
+                                   "Set allow_unused=True if this is the desired behavior.")
         res.append(g)
     return tuple(res)
 
 
-def _accumulate_into(t, g, create_graph, assigned):
-    """Add ``g`` into ``t.grad`` (PyTorch's AccumulateGrad): a fresh, contiguous, unshared tensor the first time."""
-    if not create_graph:
-        g = g.detach()
-    if t.grad is None:
-        if not create_graph and (id(g) in assigned or g._base is not None or not g.is_contiguous()
-                                 or g._storage is t._storage):
-            g = g.clone()
-        assigned.add(id(g))
-        t.grad = g
+# ---- AccumulateGrad -------------------------------------------------------------------------------------------------
+
+def _accumulate(t, g, create_graph, fresh):
+    """Add ``g`` into ``t.grad`` with PyTorch's AccumulateGrad rules: the first gradient is stored as is only when
+    nothing else can see it (``fresh``: made by this pass, contiguous, not a view, not stored elsewhere), otherwise
+    as a clone; later ones are added in place (out of place under create_graph, so the sum stays differentiable)."""
+    if g.dtype is not t.dtype:
+        g = g.to(t.dtype)
+    old = t._grad
+    if old is None:
+        if create_graph:
+            t._grad = g.clone() if g._requires_grad else g.detach().clone()
+        elif fresh is not None and id(g) in fresh and g._base is None and g.is_contiguous() \
+                and g._storage is not t._storage and not g._requires_grad:
+            fresh.discard(id(g))
+            t._grad = g
+        else:
+            t._grad = g.detach().clone()
+    elif create_graph or old._requires_grad:
+        t._grad = old + g
     else:
-        t.grad = t.grad + g
+        _add_inplace(old, g.detach() if g._requires_grad else g)
 
 
-def _run(roots, root_grads, retain_graph, create_graph, inputs):
+def _add_inplace(dst, g):
+    add_ = getattr(dst, "add_", None)
+    prev = STATE.enabled
+    STATE.enabled = False
+    try:
+        if add_ is not None:
+            add_(g)
+        else:
+            dst.copy_(dst + g)
+    finally:
+        STATE.enabled = prev
+
+
+# ---- the pass -------------------------------------------------------------------------------------------------------
+
+def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
+    """Run the graph below ``roots``. ``accumulate``: leaves' AccumulateGrad nodes update ``.grad`` (all of them,
+    or those of ``inputs``); otherwise the gradients reaching ``inputs`` are returned, one per input."""
     from tritorch._tensor import Tensor
-    capture = None
-    if inputs is not None:
-        # where each input's gradient arrives: a leaf's accumulator, or (grad_fn, output_nr) of a non-leaf
-        capture = {}
-        for t in inputs:
-            key = (_grad_accumulator(t), 0) if t.grad_fn is None else (t.grad_fn, t._output_nr)
-            capture.setdefault(key, []).append(t)
 
-    # roots: their nodes receive the seed gradients
+    # the seeds: a root's node receives its gradient at the root's output slot
     buffers = {}
     root_nodes = []
+    user_grads = set()
     for t, g in zip(roots, root_grads):
         node, nr = (t.grad_fn, t._output_nr) if t.grad_fn is not None else (_grad_accumulator(t), 0)
         _add_to_buffer(buffers, node, nr, g)
+        user_grads.add(id(g))
         root_nodes.append(node)
 
-    # dependencies: how many edges reach each node from the part of the graph below the roots
+    # (1) dependencies: how many edges reach each node from the part of the graph below the roots
     deps = {}
-    seen = set()
-    stack = list(dict.fromkeys(root_nodes))
-    seen.update(map(id, stack))
-    order = []
+    stack = []
+    for n in root_nodes:
+        if n not in deps:
+            deps[n] = 0
+            stack.append(n)
+    pop, push = stack.pop, stack.append
     while stack:
-        node = stack.pop()
-        order.append(node)
-        for e in node.next_functions:
-            if e is None:
-                continue
-            nxt = e[0]
-            deps[nxt] = deps.get(nxt, 0) + 1
-            if id(nxt) not in seen:
-                seen.add(id(nxt))
-                stack.append(nxt)
+        for e in pop().next_functions:
+            if e is not None:
+                n = e[0]
+                d = deps.get(n)
+                if d is None:
+                    deps[n] = 1
+                    push(n)
+                else:
+                    deps[n] = d + 1
 
-    needed = None
-    if capture is not None:
-        needed = _needed_nodes(order, deps, capture)
+    capture = None        # (node, output_nr) -> indices of the inputs whose gradient arrives there
+    run_only = None       # with inputs: the nodes that lead to one of them (the others are skipped)
+    captured = None
+    if inputs is not None:
+        capture = {}
+        leaf_accs = set()
+        for i, t in enumerate(inputs):
+            if t.grad_fn is None:
+                key = (_grad_accumulator(t), 0)
+                leaf_accs.add(key[0])
+            else:
+                key = (t.grad_fn, t._output_nr)
+            capture.setdefault(key, []).append(i)
+        if accumulate:
+            # leaves are updated by their accumulators; non-leaf inputs are captured and updated at the end
+            capture = {k: v for k, v in capture.items() if not isinstance(k[0], AccumulateGrad)}
+        run_only = _leading_to(deps, {k[0] for k in capture} | leaf_accs)
+        captured = [None] * len(inputs)
 
-    captured = {}
-    assigned = set()
+    fresh = set() if accumulate and not create_graph else None
+    anomaly = ANOMALY[0]
     prev = STATE.enabled
     STATE.enabled = create_graph
+    heappush, heappop = heapq.heappush, heapq.heappop
     try:
-        ready = [(-getattr(n, "_seq", -1), id(n), n) for n in dict.fromkeys(root_nodes) if deps.get(n, 0) == 0]
-        heapq.heapify(ready)
+        ready = []
+        for n in dict.fromkeys(root_nodes):
+            if deps[n] == 0:
+                heappush(ready, (-n._seq, id(n), n))
         while ready:
-            node = heapq.heappop(ready)[2]
-            grads = buffers.pop(node, None) or {}
-            if node._pre_hooks:
-                for nr, hooks in node._pre_hooks.items():
-                    if nr is None:
-                        continue
-                    for h in hooks:
-                        if nr in grads:
-                            r = h(grads[nr])
-                            if r is not None:
-                                grads[nr] = r
-            run_node = needed is None or node in needed
-            if capture is not None:
-                for nr, g in grads.items():
-                    for t in capture.get((node, nr), ()):
-                        captured[id(t)] = g
-            if isinstance(node, AccumulateGrad):
-                g = grads.get(0)
-                if g is not None and capture is None:
+            node = heappop(ready)[2]
+            grads = buffers.pop(node, None)
+            if type(node) is AccumulateGrad:
+                if grads is not None and grads[0] is not None:
+                    g = grads[0]
                     t = node.variable
                     if t._hooks:
-                        for h in t._hooks:
+                        for h in tuple(t._hooks):
                             r = h(g)
                             if r is not None:
                                 g = r
-                    _accumulate_into(t, g, create_graph, assigned)
+                                if fresh is not None:
+                                    fresh.discard(id(r))
+                    if capture is not None:
+                        for i in capture.get((node, 0), ()):
+                            captured[i] = g
+                    if accumulate and (run_only is None or node in run_only):
+                        _run_accumulate(node, g, create_graph, fresh, user_grads)
                 continue
-            out_grads = None
-            if run_node:
-                out_grads = _call_node(node, grads, retain_graph, Tensor)
+            if grads is not None:
+                if node._pre_hooks is not None or node._retains is not None:
+                    _tensor_hooks(node, grads)
+                if capture is not None:
+                    for nr, g in enumerate(grads):
+                        idx = capture.get((node, nr))
+                        if idx is not None:
+                            for i in idx:
+                                captured[i] = g
+            if grads is None or run_only is not None and node not in run_only:
+                out = None
+            else:
+                out = _call(node, grads, anomaly, Tensor)
+                if not keep_graph:
+                    node._release()
             for i, e in enumerate(node.next_functions):
-                if e is None:
-                    continue
-                nxt, nr = e
-                g = out_grads[i] if out_grads is not None and i < len(out_grads) else None
-                if g is not None:
-                    _add_to_buffer(buffers, nxt, nr, g)
-                deps[nxt] -= 1
-                if deps[nxt] == 0:
-                    heapq.heappush(ready, (-getattr(nxt, "_seq", -1), id(nxt), nxt))
+                if e is not None:
+                    nxt = e[0]
+                    if out is not None:
+                        g = out[i]
+                        if g is not None:
+                            slot = buffers.get(nxt)
+                            if slot is None:
+                                slot = buffers[nxt] = [None] * len(nxt._out_meta)
+                            nr = e[1]
+                            old = slot[nr]
+                            if old is None:
+                                slot[nr] = g
+                                if fresh is not None:
+                                    fresh.add(id(g))
+                            else:
+                                slot[nr] = s = old + g
+                                if fresh is not None:
+                                    fresh.add(id(s))
+                    d = deps[nxt] - 1
+                    deps[nxt] = d
+                    if d == 0:
+                        heappush(ready, (-nxt._seq, id(nxt), nxt))
     finally:
         STATE.enabled = prev
+    if inputs is None:
+        return None
+    if accumulate:
+        return [(inputs[i], g) for i, g in enumerate(captured) if g is not None and inputs[i].grad_fn is not None]
     return captured
 
 
-def _needed_nodes(order, deps, capture):
-    """Nodes from which some captured input can be reached: only these run during ``autograd.grad``."""
-    targets = {k[0] for k in capture}
-    indeg = dict(deps)
+def _add_to_buffer(buffers, node, nr, g):
+    slot = buffers.get(node)
+    if slot is None:
+        slot = buffers[node] = [None] * max(len(node._out_meta), nr + 1)
+    slot[nr] = g if slot[nr] is None else slot[nr] + g
+
+
+def _leading_to(deps, targets):
+    """The nodes from which one of ``targets`` can be reached by a non-empty path (Kahn's order, reversed)."""
+    indeg = dict.fromkeys(deps, 0)
+    for n in deps:
+        for e in n.next_functions:
+            if e is not None:
+                indeg[e[0]] += 1
+    queue = [n for n, d in indeg.items() if d == 0]
     topo = []
-    queue = [n for n in order if indeg.get(n, 0) == 0]
     while queue:
         n = queue.pop()
         topo.append(n)
@@ -260,63 +399,120 @@ def _needed_nodes(order, deps, capture):
                 indeg[e[0]] -= 1
                 if indeg[e[0]] == 0:
                     queue.append(e[0])
-    needed = set()
+    lead = set()
     for n in reversed(topo):
-        if n in targets or any(e is not None and e[0] in needed for e in n.next_functions):
-            needed.add(n)
-    return needed
+        for e in n.next_functions:
+            if e is not None and (e[0] in targets or e[0] in lead):
+                lead.add(n)
+                break
+    return lead | {n for n in targets if isinstance(n, AccumulateGrad)}
 
 
-def _add_to_buffer(buffers, node, nr, g):
-    slot = buffers.get(node)
-    if slot is None:
-        buffers[node] = {nr: g}
-    elif nr in slot:
-        slot[nr] = slot[nr] + g
-    else:
-        slot[nr] = g
+def _tensor_hooks(node, grads):
+    """Hooks registered on the node's outputs (``tensor.register_hook``), then ``retain_grad``."""
+    hooks = node._pre_hooks
+    if hooks:
+        for nr, lst in hooks.items():
+            if nr < len(grads) and grads[nr] is not None:
+                for h in tuple(lst):
+                    r = h(grads[nr])
+                    if r is not None:
+                        grads[nr] = r
+    if node._retains:
+        for nr, ref in node._retains.items():
+            t = ref()
+            if t is not None and nr < len(grads) and grads[nr] is not None:
+                _store_retained(t, grads[nr])
 
 
-def _call_node(node, grads, retain_graph, Tensor):
-    from tritorch import _creation
-    metas = getattr(node, "_out_meta", None) or ()
-    args = []
-    for i, meta in enumerate(metas):
-        g = grads.get(i)
-        if g is None and meta is not None and node._materialize:
-            g = _creation.zeros(meta[0], dtype=meta[1], device=meta[2])
-        args.append(g)
-    if node._freed:
-        raise RuntimeError("Trying to backward through the graph a second time (or directly access saved tensors "
-                           "after they have already been freed). Specify retain_graph=True if you need to backward "
-                           "through the graph a second time.")
-    out = node.apply(*args)
-    if not isinstance(out, tuple):
-        out = (out,)
-    n_in = len(node.next_functions)
-    if len(out) < n_in:
-        out = out + (None,) * (n_in - len(out))
-    elif len(out) > n_in:
-        if any(o is not None for o in out[n_in:]):
-            raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients "
-                               f"(expected {n_in}, got {len(out)})")
-        out = out[:n_in]
-    shapes = getattr(node, "_in_shapes", ())
+def _run_accumulate(node, g, create_graph, fresh, user_grads):
+    t = node.variable
+    if fresh is not None and id(g) in user_grads:
+        fresh.discard(id(g))
+    if node._node_pre_hooks:
+        for h in tuple(node._node_pre_hooks):
+            r = h((g,))
+            if r is not None:
+                g = r[0]
+    _accumulate(t, g, create_graph, fresh)
+    post = t.__dict__.get("_post_acc_hooks")
+    if post:
+        for h in tuple(post):
+            h(t)
+
+
+def _call(node, grads, anomaly, Tensor):
+    """Run one node's backward on its output gradients; check and return one gradient per forward argument."""
+    metas = node._out_meta
+    if node._node_pre_hooks:
+        for h in tuple(node._node_pre_hooks):
+            r = h(tuple(grads))
+            if r is not None:
+                grads = list(r)
+    if node._materialize:
+        for i, g in enumerate(grads):
+            if g is None and metas[i] is not None:
+                from tritorch import _creation
+                shape, dtype, dev = metas[i]
+                grads[i] = _creation.zeros(shape, dtype=dtype, device=dev)
+    out = node.apply(*grads)
+    if type(out) is not tuple:
+        out = (out,) if not isinstance(out, list) else tuple(out)
+    nf = node.next_functions
+    n_in = len(nf)
+    if len(out) != n_in:
+        # fewer are accepted when the missing ones are for arguments that take no gradient (non-tensors)
+        if len(out) < n_in and any(e is not None for e in nf[len(out):]) or any(o is not None for o in out[n_in:]):
+            raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients (expected "
+                               f"{n_in}, got {len(out)})")
+        out = out[:n_in] + (None,) * (n_in - len(out))
+    metas_in = node._in_meta
+    res = None
     for i, g in enumerate(out):
-        if g is None or node.next_functions[i] is None:
+        if g is None or nf[i] is None:
             continue
-        if not isinstance(g, Tensor):
+        if type(g) is not Tensor and not isinstance(g, Tensor):
             raise TypeError(f"function {node.name()} returned a gradient of type {type(g).__name__} at index {i}, "
                             "expected a Tensor or None")
-        if i < len(shapes) and shapes[i] is not None and g._shape != shapes[i]:
-            raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - got "
-                               f"{list(g._shape)} but expected shape compatible with {list(shapes[i])}")
-        if _ANOMALY[0] and g.dtype.is_floating_point and not np.isfinite(
+        shape, dtype, dev = metas_in[i]
+        fixed = g
+        if g._shape != shape:
+            if not _expandable(shape, g._shape):
+                raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - got "
+                                   f"{list(g._shape)} but expected shape compatible with {list(shape)}")
+            from tritorch.kernels.elementwise import sum_to
+            fixed = sum_to(g, shape)
+        if g._storage.device is not dev and g._storage.device != dev:
+            raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - expected "
+                               f"device {dev} but got {g.device}")
+        if g.dtype is not dtype:
+            fixed = fixed.to(dtype)
+        if fixed is not g:
+            if res is None:
+                res = list(out)
+            res[i] = fixed
+        if anomaly and g.dtype.is_floating_point and not np.isfinite(
                 np.asarray(g.detach()._to_host_array(), dtype=np.float64)).all():
-            raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+            msg = f"Function '{node.name()}' returned nan values in its {i}th output."
+            if node._stack:
+                msg += "\nThe forward call that created it:\n" + node._stack
+            raise RuntimeError(msg)
+    if res is not None:
+        out = tuple(res)
     if node._hooks:
-        for h in node._hooks:
-            h(tuple(out), tuple(args))
-    if not retain_graph:
-        node._release()
+        for h in tuple(node._hooks):
+            r = h(out, tuple(grads))
+            if r is not None:
+                out = tuple(r)
     return out
+
+
+def _expandable(shape, grad_shape):
+    """Can ``shape`` be broadcast to ``grad_shape`` (so the gradient can be summed back down)?"""
+    if len(shape) > len(grad_shape):
+        return False
+    for s, g in zip(reversed(shape), reversed(grad_shape)):
+        if s != g and s != 1:
+            return False
+    return True
+

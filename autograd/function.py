@@ -4,9 +4,12 @@ An op is a ``Function`` subclass with ``forward(ctx, *args)`` and ``backward(ctx
 the forward without recording, then (when grad mode is on and an input requires grad) makes ``ctx`` the
 ``grad_fn`` of the outputs. ``ctx`` is an instance of ``<Name>Backward``, a ``Node`` subclass made per Function.
 
-Example, a custom op::
+Example, a custom op (``tests/test_autograd.py`` runs this example)::
 
-    class Cube(tritorch.autograd.Function):
+    import tritorch
+    from tritorch.autograd import Function
+
+    class Cube(Function):
         @staticmethod
         def forward(ctx, x):
             ctx.save_for_backward(x)
@@ -17,63 +20,107 @@ Example, a custom op::
             (x,) = ctx.saved_tensors
             return grad * 3 * x * x
 
-    y = Cube.apply(x)
+    x = tritorch.tensor([1.0, 2.0], requires_grad=True)
+    Cube.apply(x).sum().backward()
+    assert x.grad.tolist() == [3.0, 12.0]
+
+What ``ctx`` offers in ``forward``: ``save_for_backward(*tensors)`` (read back as ``ctx.saved_tensors``, checked
+against in-place changes), ``needs_input_grad``, ``mark_dirty(*tensors)`` for inputs modified in place,
+``mark_non_differentiable(*outputs)``, ``set_materialize_grads(False)`` (``backward`` then receives ``None`` for
+outputs that got no gradient instead of zeros). Any other attribute set on ``ctx`` is kept for ``backward``.
+
+An in-place op (``mark_dirty``) on a view is recorded on the view's base (``CopySlices``), as in PyTorch, so the
+base's gradient sees the write; the view gets a history as a part of the new base.
+
+Saved tensors that are outputs of the op itself (``exp`` saves its result) are stored without their ``grad_fn``
+and rebuilt when unpacked, so a node never owns a tensor that owns the node: the graph is freed by reference
+counting alone, with or without a backward pass.
 """
 import itertools
+import sys
+import traceback
 
 from .grad_mode import STATE
 
-__all__ = ["Function", "Node", "AccumulateGrad", "once_differentiable"]
+__all__ = ["Function", "Node", "AccumulateGrad", "once_differentiable", "FREED_MESSAGE"]
 
 _seq = itertools.count()
 
-_FREED = ("Trying to backward through the graph a second time (or directly access saved tensors after they have "
-          "already been freed). Saved intermediate values of the graph are freed when you call .backward() or "
-          "autograd.grad(). Specify retain_graph=True if you need to backward through the graph a second time or "
-          "if you need to access saved tensors after calling backward.")
+# anomaly mode (set by ``detect_anomaly``): forward stacks are recorded and every backward output is checked
+ANOMALY = [False]
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after they have already "
+    "been freed). Saved intermediate values of the graph are freed when you call .backward() or autograd.grad(). "
+    "Specify retain_graph=True if you need to backward through the graph a second time or if you need to access "
+    "saved tensors after calling backward.")
+
+_LEGACY = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+           "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor",
+           "int8": "CharTensor", "uint8": "ByteTensor", "bool": "BoolTensor"}
 
 
-_GRAPH_ATTRS = ("next_functions", "needs_input_grad")
+def type_name(t):
+    """PyTorch's legacy type name of a tensor: ``tritorch.FloatTensor``, ``tritorch.cuda.HalfTensor``."""
+    name = _LEGACY.get(t.dtype.name, t.dtype.name)
+    return f"tritorch.cuda.{name}" if t._storage.device.type == "cuda" else f"tritorch.{name}"
+
+
+def _camel(name):
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
 
 
 class Node:
-    """A node of the backward graph, and the ``ctx`` its forward saved into."""
+    """A node of the backward graph, and the ``ctx`` its forward saved into.
+
+    ``next_functions`` holds one ``(node, output_nr)`` edge per forward argument (``None`` where no gradient
+    flows): the graph as PyTorch shows it.
+    """
 
     _fn = None
     next_functions = ()
     needs_input_grad = ()
-    _saved = None
+    _seq = -1
+    _saved = None           # tuple of (tensor, version, output_nr or None) once the forward has run
+    _to_save = None         # what forward passed to save_for_backward, until apply packs it
+    _saved_attrs = None     # ctx attributes that were the op's own outputs, stored as _saved entries
+    _tensor_attrs = ()      # names of tensor-valued ctx attributes, freed with the saved tensors
     _freed = False
     _non_diff = ()
     _dirty = ()
     _materialize = True
-    _pre_hooks = None
+    _pre_hooks = None       # {output_nr: [tensor hooks]}: hooks registered on the outputs (non-leaf tensors)
+    _retains = None         # {output_nr: weakref to the tensor}: outputs that keep their gradient (retain_grad)
+    _node_pre_hooks = None
     _hooks = None
+    _out_meta = ()          # (shape, dtype, device) per forward output; None for non-differentiable ones
+    _in_meta = ()           # (shape, dtype, device) per forward argument that gets a gradient
+    _stack = None           # forward stack, recorded in anomaly mode
 
     def name(self):
-        return self.__dict__.get("_name") or type(self).__name__
+        n = self.__dict__.get("_name")
+        if n:
+            return n
+        op = self.__dict__.get("op")
+        if op is not None and isinstance(getattr(op, "name", None), str):
+            return _camel(op.name) + "Backward0"
+        return type(self).__name__
 
     def __repr__(self):
         return f"<{self.name()} object at {id(self):#x}>"
 
     # ---- what forward saves ---------------------------------------------------------------------------------------
     def save_for_backward(self, *tensors):
-        self._saved = tuple(tensors)
-        self._saved_versions = tuple(None if t is None else t._storage.version for t in tensors)
+        self._to_save = tensors
 
     @property
     def saved_tensors(self):
-        if self._freed:
-            raise RuntimeError(_FREED)
-        saved = self._saved or ()
-        for i, (t, v) in enumerate(zip(saved, self._saved_versions if saved else ())):
-            if t is not None and t._storage.version != v:
-                out = f"output {t._output_nr} of {t.grad_fn.name()}" if t.grad_fn is not None else "a leaf"
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by an inplace "
-                    f"operation: [tritorch.{t.dtype.name} {list(t.shape)}], which is {out}, is at version "
-                    f"{t._storage.version}; expected version {v} instead (saved by {self.name()}, tensor {i}).")
-        return saved
+        saved = self._saved
+        if saved is None:
+            if self._freed and self._to_save is None:
+                raise RuntimeError(FREED_MESSAGE)
+            return tuple(self._to_save or ())
+        return tuple(_unpack(self, e, i) for i, e in enumerate(saved))
 
     def mark_non_differentiable(self, *tensors):
         self._non_diff = self._non_diff + tuple(id(t) for t in tensors)
@@ -84,34 +131,99 @@ class Node:
     def set_materialize_grads(self, value):
         self._materialize = bool(value)
 
+    def __getattr__(self, name):
+        d = self.__dict__
+        attrs = d.get("_saved_attrs")
+        if attrs is not None and name in attrs:
+            if self._freed:
+                raise RuntimeError(FREED_MESSAGE)
+            return _unpack(self, attrs[name], name)
+        if name in d.get("_freed_attrs", ()):
+            raise RuntimeError(FREED_MESSAGE)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     def _release(self):
-        self._saved = None
-        self._freed = True
-        for k in [k for k in self.__dict__ if not k.startswith("_") and k not in _GRAPH_ATTRS]:
-            del self.__dict__[k]          # attributes a forward stored on ctx are freed with the saved tensors
+        """Free what forward saved (after the node ran, unless retain_graph): saved tensors and tensor attributes."""
+        d = self.__dict__
+        if self._saved is not None or self._saved_attrs is not None:
+            d["_saved"] = None
+            d["_saved_attrs"] = None
+            d["_freed"] = True
+        if self._tensor_attrs:
+            for k in self._tensor_attrs:
+                d.pop(k, None)
+            d["_freed_attrs"] = self._tensor_attrs
+            d["_tensor_attrs"] = ()
+            d["_freed"] = True
 
     # ---- hooks on the node ----------------------------------------------------------------------------------------
     def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs)`` after the node ran; it may return replacement ``grad_inputs``."""
         if self._hooks is None:
             self._hooks = []
         self._hooks.append(fn)
-        return _Handle(self._hooks, fn)
+        return RemovableHandle(self._hooks, fn)
 
     def register_prehook(self, fn):
-        return _add_prehook(self, None, fn)
+        """``fn(grad_outputs)`` before the node runs; it may return replacement ``grad_outputs``."""
+        if self._node_pre_hooks is None:
+            self._node_pre_hooks = []
+        self._node_pre_hooks.append(fn)
+        return RemovableHandle(self._node_pre_hooks, fn)
 
     # ---- backward -------------------------------------------------------------------------------------------------
     def apply(self, *grads):
         return self._fn.backward(self, *grads)
 
 
-class _Handle:
+def _unpack(node, entry, which):
+    """A saved tensor, checked against in-place writes since it was saved; an output gets its ``grad_fn`` back."""
+    t, version, nr = entry
+    if t is None:
+        return None
+    if t._storage.version != version:
+        src = t if nr is None else None
+        if src is not None and src.grad_fn is not None:
+            what = f", which is output {src._output_nr} of {src.grad_fn.name()},"
+        elif nr is not None:
+            what = f", which is output {nr} of {node.name()},"
+        else:
+            what = ""
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an inplace operation: "
+            f"[{type_name(t)} {list(t._shape)}]{what} is at version {t._storage.version}; expected version "
+            f"{version} instead (it was saved by {node.name()}). Hint: enable anomaly detection to find the "
+            "operation that failed to compute its gradient, with tritorch.autograd.set_detect_anomaly(True).")
+    if nr is None:
+        return t
+    out = t._alias()
+    out._requires_grad = True
+    out.grad_fn = node
+    out._output_nr = nr
+    return out
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` unregisters the hook."""
+
     def __init__(self, lst, item):
         self._lst, self._item = lst, item
 
     def remove(self):
-        if self._item in self._lst:
-            self._lst.remove(self._item)
+        lst = self._lst
+        for i, h in enumerate(lst):
+            if h is self._item:
+                del lst[i]
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+_Handle = RemovableHandle
 
 
 def _add_prehook(node, output_nr, fn):
@@ -119,33 +231,36 @@ def _add_prehook(node, output_nr, fn):
         node._pre_hooks = {}
     lst = node._pre_hooks.setdefault(output_nr, [])
     lst.append(fn)
-    return _Handle(lst, fn)
+    return RemovableHandle(lst, fn)
 
 
 class AccumulateGrad(Node):
-    """The sink of a leaf that requires grad: adds the incoming gradient into ``leaf.grad``."""
+    """The sink of a leaf that requires grad: adds the incoming gradient into ``leaf.grad``.
+
+    The leaf refers to its accumulator weakly, the graph strongly: it lives as long as some graph uses the leaf.
+    """
+
+    _seq = sys.maxsize      # ready accumulators run first, as in PyTorch
 
     def __init__(self, variable):
         self.variable = variable
-        self._shapes = (variable._shape,)
+        self._out_meta = ((variable._shape, variable.dtype, variable._storage.device),)
+
+    def name(self):
+        return "AccumulateGrad"
 
     def _release(self):
         pass
 
 
 def _grad_accumulator(t):
-    acc = t.__dict__.get("_grad_acc")
+    ref = t.__dict__.get("_grad_acc")
+    acc = ref() if ref is not None else None
     if acc is None:
-        acc = t.__dict__["_grad_acc"] = AccumulateGrad(t)
+        import weakref
+        acc = AccumulateGrad(t)
+        t.__dict__["_grad_acc"] = weakref.ref(acc)
     return acc
-
-
-def _edge(a):
-    if a is None or not getattr(a, "requires_grad", False):
-        return None
-    if a.grad_fn is not None:
-        return (a.grad_fn, a._output_nr)
-    return (_grad_accumulator(a), 0)
 
 
 class Function:
@@ -159,59 +274,273 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
-        raise NotImplementedError
+        raise NotImplementedError("You must implement the forward function for custom autograd.Function.")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        raise NotImplementedError(f"no backward is defined for this Function")
+        raise NotImplementedError("You must implement either the backward or vjp method for your custom "
+                                  "autograd.Function to use it with backward mode AD.")
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from tritorch._tensor import Tensor
+        Tensor = _tensor_cls()
         ctx = cls._node_cls()
         record = False
         if STATE.enabled:
-            for a in args:
-                if isinstance(a, Tensor) and a.requires_grad:
-                    record = True
-                    break
+            needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
+            record = True in needs
         if not record:
             STATE.enabled, prev = False, STATE.enabled
             try:
                 return cls.forward(ctx, *args, **kwargs)
             finally:
                 STATE.enabled = prev
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx.needs_input_grad = needs
         STATE.enabled = False
         try:
             out = cls.forward(ctx, *args, **kwargs)
         finally:
             STATE.enabled = True
-        ctx.next_functions = tuple(_edge(a) if isinstance(a, Tensor) else None for a in args)
-        ctx._in_shapes = tuple(a._shape if isinstance(a, Tensor) else None for a in args)
-        ctx._seq = next(_seq)
-        outs = out if isinstance(out, tuple) else (out,)
-        metas = []
-        for i, o in enumerate(outs):
-            if not isinstance(o, Tensor):
-                metas.append(None)
-                continue
-            metas.append((o._shape, o.dtype, o._storage.device))
-            if id(o) in ctx._non_diff or not o.dtype.is_floating_point:
-                continue
-            if id(o) in ctx._dirty and o.is_leaf and o.requires_grad:
+        return _record(ctx, args, out, needs, Tensor)
+
+
+_TENSOR = []
+
+
+def _tensor_cls():
+    if not _TENSOR:
+        from tritorch._tensor import Tensor
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
+
+
+def _record(ctx, args, out, needs, Tensor):
+    """Make ``ctx`` the grad_fn of the forward's outputs and pack what it saved."""
+    d = ctx.__dict__
+    edges = []
+    in_meta = []
+    for a, n in zip(args, needs):
+        if n:
+            fn = a.grad_fn
+            edges.append((fn, a._output_nr) if fn is not None else (_grad_accumulator(a), 0))
+            in_meta.append((a._shape, a.dtype, a._storage.device))
+        else:
+            edges.append(None)
+            in_meta.append(None)
+    d["next_functions"] = tuple(edges)
+    d["_in_meta"] = tuple(in_meta)
+    d["_seq"] = next(_seq)
+    if ANOMALY[0]:
+        d["_stack"] = "".join(traceback.format_stack()[:-3])
+    single = not isinstance(out, tuple)
+    outs = (out,) if single else out
+    dirty, non_diff = ctx._dirty, ctx._non_diff
+    metas = []
+    new_outs = []
+    for i, o in enumerate(outs):
+        if not isinstance(o, Tensor):
+            metas.append(None)
+            new_outs.append(o)
+            continue
+        oid = id(o)
+        if oid in dirty:
+            if o.grad_fn is None and o._requires_grad:
                 raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-            o.requires_grad = True
+            b = o._base
+            if b is not None and b.grad_fn is None and b._requires_grad:
+                raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                                   "operation.")
+        else:
+            for a in args:
+                if a is o:
+                    o = o._alias(view=True)          # an input returned as is: a new tensor gets the history
+                    break
+        if oid in non_diff or not o.dtype.is_floating_point:
+            metas.append(None)
+        else:
+            metas.append((o._shape, o.dtype, o._storage.device))
+            o._requires_grad = True
             o.grad_fn = ctx
             o._output_nr = i
-        ctx._out_meta = tuple(metas)
-        return out
+        new_outs.append(o)
+    d["_out_meta"] = tuple(metas)
+
+    # pack the saved tensors: outputs of this very node lose their grad_fn (rebuilt on unpack), so no cycle
+    to_save = ctx._to_save
+    if to_save is not None:
+        packed = []
+        for t in to_save:
+            if t is None:
+                packed.append((None, 0, None))
+            elif not isinstance(t, Tensor):
+                raise TypeError("save_for_backward can only save variables, but argument "
+                                f"{len(packed)} is of type {type(t).__name__}")
+            elif t.grad_fn is ctx:
+                packed.append((t._alias(), t._storage.version, t._output_nr))
+            else:
+                packed.append((t, t._storage.version, None))
+        d["_saved"] = tuple(packed)
+        d["_to_save"] = None
+    tensor_attrs = None
+    for k, v in d.items():
+        if isinstance(v, Tensor):
+            if tensor_attrs is None:
+                tensor_attrs = []
+            tensor_attrs.append(k)
+    if tensor_attrs:
+        for k in tensor_attrs:
+            v = d[k]
+            if v.grad_fn is ctx:
+                del d[k]
+                if ctx._saved_attrs is None:
+                    d["_saved_attrs"] = {}
+                ctx._saved_attrs[k] = (v._alias(), v._storage.version, v._output_nr)
+        d["_tensor_attrs"] = tuple(k for k in tensor_attrs if k in d)
+    if dirty:
+        for i, o in enumerate(new_outs):
+            if isinstance(o, Tensor) and id(o) in dirty and o._base is not None and o.grad_fn is ctx:
+                _rebase_view(ctx, o, args, Tensor)
+    if single:
+        return new_outs[0]
+    return tuple(new_outs)
+
+
+class _CopySlices(Node):
+    """An in-place op on a view, recorded on the view's base (PyTorch's CopySlices): backward runs the op's backward
+    on the view's part of the base's gradient and passes the rest of it through unchanged."""
+
+    def __init__(self, inner, geom, arg):
+        self.inner, self.geom, self.arg = inner, geom, arg
+
+    def name(self):
+        return "CopySlices"
+
+    def apply(self, g):
+        shape, stride, rel = self.geom
+        res = g.detach().clone()
+        view = res._view(shape, stride, res._offset + rel)
+        out = self.inner.apply(view.clone())
+        out = list(out) if isinstance(out, (tuple, list)) else [out]
+        out += [None] * (len(self.next_functions) - len(out))
+        gi = out[self.arg]
+        prev = STATE.enabled
+        STATE.enabled = False
+        try:
+            if gi is None:
+                view.copy_(view * 0)
+            else:
+                view.copy_(gi)
+        finally:
+            STATE.enabled = prev
+        out[self.arg] = res
+        return tuple(out)
+
+    def _release(self):
+        self.inner._release()
+
+
+class _ViewOfBase(Node):
+    """The history of a view after an in-place op on it: the view's gradient lands in its part of the base's."""
+
+    def __init__(self, geom):
+        self.geom = geom
+
+    def name(self):
+        return "AsStridedBackward0"
+
+    def apply(self, g):
+        from tritorch import _creation
+        shape, dtype, dev = self._in_meta[0]
+        res = _creation.zeros(shape, dtype=dtype, device=dev)
+        vshape, vstride, rel = self.geom
+        prev = STATE.enabled
+        STATE.enabled = False
+        try:
+            res._view(vshape, vstride, res._offset + rel).copy_(g)
+        finally:
+            STATE.enabled = prev
+        return (res,)
+
+    def _release(self):
+        pass
+
+
+def _rebase_view(ctx, o, args, Tensor):
+    """``o``, a view, was modified in place by ``ctx``'s op: move the op onto the base's history (so the base's
+    gradient sees it) and give ``o`` a history as a view of the new base."""
+    from tritorch._tensor import contiguous_strides
+    b = o._base
+    if b._stride != contiguous_strides(b._shape) and b.numel() > 1:
+        raise RuntimeError("an in-place operation on a view of a non-contiguous tensor cannot be recorded by "
+                           "autograd; clone() the base first")
+    arg = next((i for i, a in enumerate(args) if a is o), None)
+    if arg is None:
+        return
+    geom = (o._shape, o._stride, o._offset - b._offset)
+    meta_b = (b._shape, b.dtype, b._storage.device)
+    cs = _CopySlices(ctx, geom, arg)
+    edges = list(ctx.next_functions)
+    in_meta = list(ctx._in_meta)
+    if b._requires_grad:
+        edges[arg] = (b.grad_fn, b._output_nr) if b.grad_fn is not None else (_grad_accumulator(b), 0)
+        in_meta[arg] = meta_b
+    else:
+        edges[arg] = None
+        in_meta[arg] = None
+    cs.next_functions = tuple(edges)
+    cs._in_meta = tuple(in_meta)
+    cs._out_meta = (meta_b,)
+    cs._seq = next(_seq)
+    b._requires_grad = True
+    b.grad_fn = cs
+    b._output_nr = 0
+    v = _ViewOfBase(geom)
+    v.next_functions = ((cs, 0),)
+    v._in_meta = (meta_b,)
+    v._out_meta = ((o._shape, o.dtype, o._storage.device),)
+    v._seq = next(_seq)
+    o.grad_fn = v
+    o._output_nr = 0
+
+
+class _DelayedError(Function):
+    """Inserted by ``once_differentiable`` under create_graph: differentiating its result again is an error."""
+
+    @staticmethod
+    def forward(ctx, *grads):
+        return tuple(g if g is None else g._alias() for g in grads)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("trying to differentiate twice a function that was marked with @once_differentiable")
 
 
 def once_differentiable(fn):
-    """Mark a backward as not itself differentiable: it runs without recording even under create_graph."""
+    """Mark a backward as not itself differentiable: it runs without recording even under create_graph, and a
+    later attempt to differentiate its result raises an error."""
+    import functools
+
+    @functools.wraps(fn)
     def wrapper(ctx, *grads):
-        from .grad_mode import no_grad
-        with no_grad():
-            return fn(ctx, *grads)
+        from tritorch._tensor import Tensor
+        record = STATE.enabled and any(isinstance(g, Tensor) and g.requires_grad for g in grads)
+        prev = STATE.enabled
+        STATE.enabled = False
+        try:
+            out = fn(ctx, *grads)
+        finally:
+            STATE.enabled = prev
+        if not record:
+            return out
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        idx = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o.dtype.is_floating_point]
+        if not idx:
+            return out
+        wrapped = _DelayedError.apply(*[outs[i] for i in idx], *[g for g in grads if isinstance(g, Tensor)
+                                                                   and g.requires_grad][:1])
+        outs = list(outs)
+        for j, i in enumerate(idx):
+            outs[i] = wrapped[j]
+        return outs[0] if single else tuple(outs)
     return wrapper
