@@ -35,11 +35,12 @@ def _cast_value(value, dtype):
 
 
 def fill_(t, value):
-    """Write ``value`` into every element of ``t`` (any strides)."""
+    """Write ``value`` into every element of ``t`` (any strides). No autograd, no version bump: the kernel layer
+    under ``Tensor.fill_`` and the factories."""
     if t.numel() == 0:
         return t
     if t._storage.device.type == "cpu":
-        t._np[...] = value
+        t._np[...] = np.array(value).astype(t.dtype.np)
     elif t.is_contiguous():
         n = t.numel()
         block = block_for(n)
@@ -68,11 +69,9 @@ def copy_into(dst, src):
     elif sdev.type == ddev.type:
         if _overlaps(dst, src):
             src = src.clone()
-        ct = ACC[dst.dtype] if dst.dtype.is_floating_point and src.dtype.is_floating_point else \
-            (ACC[D.float64] if src.dtype.is_floating_point or dst.dtype.is_floating_point else ACC[D.int64])
-        if src.dtype is D.bool_ or dst.dtype is D.bool_:
-            ct = ACC[src.dtype] if dst.dtype is D.bool_ else ACC[dst.dtype]
-        launch_unary(_identity, src, dst, ct)
+        # values pass through the source's compute type; the store casts (float -> int truncates toward zero,
+        # anything -> bool is "!= 0", as in PyTorch)
+        launch_unary(_identity, src, dst, ACC[src.dtype])
     elif ddev.type == "cpu":                     # device -> host
         np.copyto(dst._np, src._to_host_array().astype(dst.dtype.np, copy=False), casting="unsafe")
     else:                                        # host -> device: upload, then a strided copy on the device
@@ -90,6 +89,7 @@ def _overlaps(a, b):
 class ToCopy(Function):
     @staticmethod
     def forward(ctx, x, dev, dt):
+        ctx._name = "ToCopyBackward0"
         ctx.src = (x._storage.device, x.dtype)
         if dev.type == "cpu" and x._storage.device.type == "cpu":
             return wrap(x._np.astype(dt.np), dt, dev)
@@ -119,8 +119,9 @@ def to(t, dev=None, dt=None, copy=False):
 class Contiguous(Function):
     @staticmethod
     def forward(ctx, x):
+        ctx._name = "CloneBackward0"
         if x._storage.device.type == "cpu":
-            return wrap(np.ascontiguousarray(x._np), x.dtype, x.device)
+            return wrap(np.array(x._np, order="C", copy=True), x.dtype, x.device)
         return copy_into(empty(x._shape, x.dtype, x.device), x)
 
     @staticmethod
@@ -143,6 +144,7 @@ def clone(input, *, memory_format=None):
 class CopyInplace(Function):
     @staticmethod
     def forward(ctx, dst, src):
+        ctx._name = "CopyBackwards"
         ctx.src_meta = (src._shape, src._storage.device, src.dtype) if isinstance(src, Tensor) else None
         copy_into(dst, src)
         dst._storage.version += 1
@@ -161,10 +163,16 @@ class CopyInplace(Function):
 
 @register("copy_", function=False)
 def copy_(self, src, non_blocking=False):
+    """``self[...] = src``: broadcast, cast to self's dtype, across devices, through self's strides."""
     from tritorch.autograd.grad_mode import STATE
     check_inplace(self)
     if not isinstance(src, Tensor):
-        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+        raise TypeError(f"copy_(): argument 'src' (position 1) must be Tensor, not {type(src).__name__}")
+    check_no_internal_overlap(self)
+    from ._launch import broadcast_shapes
+    if broadcast_shapes(self._shape, src._shape) != self._shape:
+        raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the broadcast shape "
+                           f"{list(broadcast_shapes(self._shape, src._shape))}")
     if STATE.enabled and (self.requires_grad or src.requires_grad):
         return CopyInplace.apply(self, src)
     copy_into(self, src)
@@ -172,10 +180,71 @@ def copy_(self, src, non_blocking=False):
     return self
 
 
-def check_inplace(t):
-    """PyTorch's rule: an in-place op on a leaf that requires grad is refused while grad mode is on."""
+def check_no_internal_overlap(t):
+    if any(s == 0 and n > 1 for n, s in zip(t._shape, t._stride)):
+        raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single "
+                           "memory location. Please clone() the tensor before performing the operation.")
+
+
+class Fill(Function):
+    """``t.fill_(v)`` / ``t.zero_()`` under autograd: the old values no longer matter, so their gradient is 0."""
+
+    @staticmethod
+    def forward(ctx, t, value, name):
+        ctx._name = name
+        fill_(t, value)
+        t._storage.version += 1
+        ctx.mark_dirty(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+def _fill_method(self, value, name):
     from tritorch.autograd.grad_mode import STATE
-    if STATE.enabled and t.requires_grad and t.grad_fn is None:
+    check_inplace(self)
+    check_no_internal_overlap(self)
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} "
+                               "dimensions.")
+        value = value.item()
+    if self.dtype is D.bool_:
+        value = bool(value)
+    elif not self.dtype.is_floating_point:
+        if isinstance(value, float) and value != value:
+            raise RuntimeError(f"value cannot be converted to type {self.dtype.name} without overflow")
+        value = int(value)
+    if STATE.enabled and self.requires_grad:
+        return Fill.apply(self, value, name)
+    fill_(self, value)
+    self._storage.version += 1
+    return self
+
+
+@register("fill_", function=False)
+def fill_method(self, value):
+    """Set every element to ``value`` (a number or a 0-d tensor)."""
+    return _fill_method(self, value, "FillBackward0")
+
+
+@register("zero_", function=False)
+def zero_(self):
+    return _fill_method(self, 0, "ZeroBackward0")
+
+
+def check_inplace(t, ctx=None):
+    """PyTorch's rule: an in-place op on a leaf that requires grad is refused while grad mode is on. Called before
+    anything is written; inside a Function's forward (pass its ``ctx``) grad mode is off, so ask whether it records."""
+    from tritorch.autograd.grad_mode import STATE
+    if not (STATE.enabled if ctx is None else any(ctx.needs_input_grad)):
+        return
+    if t.requires_grad and t.grad_fn is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    b = t._base
+    if b is not None and b.requires_grad and b.grad_fn is None:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from tritorch import _dtype as D
 from tritorch._device import INTERPRET
-from tritorch._tensor import Tensor, register
+from tritorch._tensor import Tensor, register, FUNCTIONS
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
@@ -28,8 +28,15 @@ from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, i
 @triton.jit
 def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
                   xs0, xs1, xs2, xs3, xs4, xs5, os0, os1, os2, os3, os4, os5, a, b,
-                  FN: tl.constexpr, CT: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, a, b) elementwise; ``a``, ``b`` are the op's scalar parameters (slope, bounds, exponent...)."""
+                  FN: tl.constexpr, CT: tl.constexpr, AB_PTR: tl.constexpr, CONTIG: tl.constexpr,
+                  I64: tl.constexpr, BLOCK: tl.constexpr):
+    """out = FN(x, a, b) elementwise; ``a``, ``b`` are the op's scalar parameters (slope, bounds, exponent...).
+
+    Triton passes a Python float as fp32: with ``AB_PTR`` the parameters of a float64 op arrive as pointers to
+    float64 values instead, so they keep their precision."""
+    if AB_PTR:
+        a = tl.load(a)
+        b = tl.load(b)
     pid = tl.program_id(0)
     if I64:
         pid = pid.to(tl.int64)
@@ -49,10 +56,11 @@ def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
 @triton.jit
 def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
                    xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
-                   os0, os1, os2, os3, os4, os5, a,
+                   os0, os1, os2, os3, os4, os5, a, b,
                    FN: tl.constexpr, CT: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
                    I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, y, a) elementwise; with ``Y_SCALAR`` the ``y_ptr`` argument is the scalar value itself."""
+    """out = FN(x, y, a, b) elementwise; with ``Y_SCALAR`` the ``y_ptr`` argument is the scalar value itself.
+    ``a``, ``b`` are the op's scalar parameters (alpha; a backward's slope or bounds)."""
     pid = tl.program_id(0)
     if I64:
         pid = pid.to(tl.int64)
@@ -72,7 +80,7 @@ def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
         y = (tl.zeros([BLOCK], CT) + y_ptr).to(CT)
     else:
         y = tl.load(y_ptr + y_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(x, y, a).to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + o_off, FN(x, y, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -130,18 +138,29 @@ def launch_unary(fn, x, out, ct, a=0.0, b=0.0):
     x = interp_bf16_in(x)
     contig, sizes, strides = _layout(out, (x,))
     block = block_for(n)
+    ab_ptr = ct == tl.float64 and any(isinstance(v, float) and float(np.float32(v)) != v for v in (a, b))
+    if ab_ptr:
+        ab = Tensor._wrap_numpy(np.array([a, b], dtype=np.float64), out.device)
+        a, b = ptr(ab), _elem_ptr(ab, 1)
     _unary_kernel[(triton.cdiv(n, block),)](
         ptr(x), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
+        FN=fn, CT=ct, AB_PTR=ab_ptr, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
     return out
 
 
-def launch_binary(fn, x, y, out, ct, a=0.0):
+def _elem_ptr(t, i):
+    """The kernel argument of element ``i`` of a contiguous tensor."""
+    p = ptr(t)
+    p.addr += i * t.dtype.itemsize
+    return p
+
+
+def launch_binary(fn, x, y, out, ct, a=0.0, b=0.0):
     n = out.numel()
     if n == 0:
         return out
     if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a))
+        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a, b))
     x = interp_bf16_in(x)
     y = interp_bf16_in(y) if isinstance(y, Tensor) else y
     scalar = not isinstance(y, Tensor)
@@ -150,7 +169,7 @@ def launch_binary(fn, x, y, out, ct, a=0.0):
         strides = strides[:6] + [0] * 6 + strides[6:]
     block = block_for(n)
     _binary_kernel[(triton.cdiv(n, block),)](
-        ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a,
+        ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a, b,
         FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
     return out
 
@@ -177,8 +196,12 @@ def empty(shape, dtype, device):
 
 
 def wrap(arr, dtype, device):
-    """The result of a NumPy reference as a tensor of ``dtype`` on the ``cpu`` device."""
-    return Tensor._wrap_numpy(np.asarray(arr), device, dtype)
+    """The result of a NumPy reference as a tensor of ``dtype`` on the ``cpu`` device (copied when ``arr`` is a
+    read-only or strided view, e.g. from ``np.broadcast_to``, so that the tensor owns writable memory)."""
+    arr = np.asarray(arr)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, dtype=dtype.np, order="C")
+    return Tensor._wrap_numpy(arr, device, dtype)
 
 
 def np_ct(dtype):
@@ -257,6 +280,7 @@ def _rint(x):
 @triton.jit
 def _pow_f(x, y):
     """x ** y for floating x, y with the C pow rules for negative bases, zeros and integral exponents."""
+    y = y + tl.zeros_like(x)          # a scalar exponent becomes a block, so that the masks below combine
     ax = tl.abs(x)
     r = tl.exp(y * tl.log(ax))
     y_int = tl.floor(y) == y
@@ -276,7 +300,7 @@ def _neg(x, a, b):
 
 @triton.jit
 def _abs(x, a, b):
-    return tl.where(x < 0, -x, x)
+    return tl.abs(x)
 
 
 @triton.jit
@@ -331,7 +355,7 @@ def _sigmoid_op(x, a, b):
 
 @triton.jit
 def _relu(x, a, b):
-    return tl.where(x > 0, x, tl.zeros_like(x))
+    return tl.where(x < 0, tl.zeros_like(x), x)       # NaN stays NaN, as PyTorch's clamp_min(0)
 
 
 @triton.jit
@@ -342,6 +366,11 @@ def _leaky_relu(x, a, b):
 @triton.jit
 def _elu(x, a, b):
     return tl.where(x > 0, x, a * _expm1(x))
+
+
+@triton.jit
+def _erf(x, a, b):
+    return tl.erf(x)
 
 
 @triton.jit
@@ -366,7 +395,7 @@ def _softplus(x, a, b):
 
 @triton.jit
 def _sign(x, a, b):
-    return tl.where(x > 0, 1, tl.where(x < 0, -1, 0)).to(x.dtype)
+    return (x > 0).to(x.dtype) - (x < 0).to(x.dtype)
 
 
 @triton.jit
@@ -437,6 +466,11 @@ def _identity(x, a, b):
     return x
 
 
+def _np_erf(x):
+    from math import erf
+    return np.vectorize(erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
 def _np_gelu(x, a, b):
     from math import erf
     return 0.5 * x * (1.0 + np.vectorize(erf, otypes=[x.dtype])(x / math.sqrt(2.0))) if x.size else x
@@ -459,6 +493,11 @@ def _np_clamp(x, lo, hi):
     return np.where(np.isnan(x), x, y) if x.dtype.kind == "f" else y
 
 
+# autograd node names that do not follow from the op's name
+_UNARY_NAMES = {"log1p": "Log1PBackward0", "gelu_tanh": "GeluBackward0", "pow_scalar": "PowBackward0",
+                "square": "PowBackward0"}
+
+
 class UnaryOp:
     """One unary op: its Triton math, NumPy reference and backward (a fused Triton math of (grad, saved) and, for
     double backward, the same rule written with differentiable tensor ops)."""
@@ -470,6 +509,8 @@ class UnaryOp:
         self.keep_int = keep_int          # integer inputs keep their type (abs, neg, relu...)
         self.out_bool = out_bool
         self.bwd, self.bwd_ref, self.bwd_uses, self.bwd_composite = bwd, bwd_ref, bwd_uses, bwd_composite
+        self.int_identity = name in ("floor", "ceil", "round", "trunc")
+        self.node_name = _UNARY_NAMES.get(name, "".join(w.capitalize() for w in name.split("_")) + "Backward0")
 
     def out_dtype(self, d):
         if self.out_bool:
@@ -484,124 +525,128 @@ class UnaryOp:
 
 # -- backward math: d(out)/d(in) * g, as Triton functions of (g, s, a) where s is the saved input or output ----------
 @triton.jit
-def _neg_bwd(g, s, a):
+def _neg_bwd(g, s, a, b):
     return -g
 
 
 @triton.jit
-def _abs_bwd(g, s, a):
+def _abs_bwd(g, s, a, b):
     return tl.where(s > 0, g, tl.where(s < 0, -g, 0.0))
 
 
 @triton.jit
-def _mul_bwd(g, s, a):
+def _mul_bwd(g, s, a, b):
     return g * s
 
 
 @triton.jit
-def _div_bwd(g, s, a):
+def _div_bwd(g, s, a, b):
     return g / s
 
 
 @triton.jit
-def _sqrt_bwd(g, s, a):
+def _sqrt_bwd(g, s, a, b):
     return g * 0.5 / s
 
 
 @triton.jit
-def _rsqrt_bwd(g, s, a):
+def _rsqrt_bwd(g, s, a, b):
     return -0.5 * g * s * s * s
 
 
 @triton.jit
-def _sin_bwd(g, s, a):
+def _sin_bwd(g, s, a, b):
     return g * tl.cos(s)
 
 
 @triton.jit
-def _cos_bwd(g, s, a):
+def _cos_bwd(g, s, a, b):
     return -g * tl.sin(s)
 
 
 @triton.jit
-def _tanh_bwd(g, s, a):
+def _tanh_bwd(g, s, a, b):
     return g * (1.0 - s * s)
 
 
 @triton.jit
-def _sigmoid_bwd(g, s, a):
+def _sigmoid_bwd(g, s, a, b):
     return g * s * (1.0 - s)
 
 
 @triton.jit
-def _relu_bwd(g, s, a):
+def _relu_bwd(g, s, a, b):
     return tl.where(s > 0, g, 0.0)
 
 
 @triton.jit
-def _leaky_relu_bwd(g, s, a):
+def _leaky_relu_bwd(g, s, a, b):
     return tl.where(s > 0, g, g * a)
 
 
 @triton.jit
-def _elu_bwd(g, s, a):
+def _elu_bwd(g, s, a, b):
     return tl.where(s > 0, g, g * a * tl.exp(s))
 
 
 @triton.jit
-def _gelu_bwd(g, s, a):
+def _erf_bwd(g, s, a, b):
+    return g * 1.1283791670955126 * tl.exp(-s * s)
+
+
+@triton.jit
+def _gelu_bwd(g, s, a, b):
     cdf = 0.5 * (1.0 + tl.erf(s * 0.7071067811865476))
     pdf = tl.exp(-0.5 * s * s) * 0.3989422804014327
     return g * (cdf + s * pdf)
 
 
 @triton.jit
-def _gelu_tanh_bwd(g, s, a):
-    k = 0.7978845608028654
-    inner = k * (s + 0.044715 * s * s * s)
-    t = _tanh(inner)
-    return g * (0.5 * (1.0 + t) + 0.5 * s * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * s * s))
+def _gelu_tanh_bwd(g, s, a, b):
+    # constants written inline: a float literal bound to a local would be an fp32 scalar, even in float64
+    t = _tanh(0.7978845608028654 * (s + 0.044715 * s * s * s))
+    return g * (0.5 * (1.0 + t) + 0.5 * s * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * s * s))
 
 
 @triton.jit
-def _silu_bwd(g, s, a):
+def _silu_bwd(g, s, a, b):
     sg = _sigmoid(s)
     return g * sg * (1.0 + s * (1.0 - sg))
 
 
 @triton.jit
-def _log1p_bwd(g, s, a):
+def _log1p_bwd(g, s, a, b):
     return g / (1.0 + s)
 
 
 @triton.jit
-def _expm1_bwd(g, s, a):
+def _expm1_bwd(g, s, a, b):
     return g * (s + 1.0)
 
 
 @triton.jit
-def _recip_bwd(g, s, a):
+def _recip_bwd(g, s, a, b):
     return -g * s * s
 
 
 @triton.jit
-def _zero_bwd(g, s, a):
+def _zero_bwd(g, s, a, b):
     return tl.zeros_like(g)
 
 
 @triton.jit
-def _clamp_bwd(g, s, a):
+def _clamp_bwd(g, s, a, b):
     # s is the mask "x was inside [min, max]" computed at forward time, passed as 0/1
     return g * s
 
 
 @triton.jit
-def _pow_scalar_bwd(g, s, a):
+def _pow_scalar_bwd(g, s, a, b):
     return tl.where(a == 0.0, 0.0, g * a * _pow_f(s, a - 1.0))
 
 
 @triton.jit
-def _square_bwd(g, s, a):
+def _square_bwd(g, s, a, b):
     return 2.0 * g * s
 
 
@@ -648,6 +693,9 @@ _u("leaky_relu", _leaky_relu, lambda x, a, b: np.where(x > 0, x, x * a), bwd=_le
 _u("elu", _elu, lambda x, a, b: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), bwd=_elu_bwd,
    bwd_ref=lambda g, s, a: np.where(s > 0, g, g * a * np.exp(np.minimum(s, 0))),
    bwd_composite=lambda g, x, y, a: g * ((x > 0) + (x <= 0) * x.clamp(max=0).exp() * a))
+_u("erf", _erf, lambda x, a, b: _np_erf(x), bwd=_erf_bwd,
+   bwd_ref=lambda g, s, a: g * 1.1283791670955126 * np.exp(-s * s),
+   bwd_composite=lambda g, x, y, a: g * 1.1283791670955126 * (x * x * -1).exp())
 _u("gelu", _gelu, _np_gelu, bwd=_gelu_bwd,
    bwd_ref=lambda g, s, a: g * (_np_norm_cdf(s) + s * np.exp(-0.5 * s * s) * 0.3989422804014327),
    bwd_composite=lambda g, x, y, a: g * (0.5 * (1 + (x * 0.7071067811865476).erf())
@@ -657,12 +705,12 @@ _u("gelu_tanh", _gelu_tanh,
    bwd_ref=lambda g, s, a: g * (0.5 * (1 + np.tanh(0.7978845608028654 * (s + 0.044715 * s ** 3)))
                                 + 0.5 * s * (1 - np.tanh(0.7978845608028654 * (s + 0.044715 * s ** 3)) ** 2)
                                 * 0.7978845608028654 * (1 + 3 * 0.044715 * s * s)),
-   bwd_composite=None)
+   bwd_composite=lambda g, x, y, a: g * _gelu_tanh_grad(x))
 _u("silu", _silu, lambda x, a, b: x * _np_sigmoid(x), bwd=_silu_bwd,
    bwd_ref=lambda g, s, a: g * _np_sigmoid(s) * (1 + s * (1 - _np_sigmoid(s))),
    bwd_composite=lambda g, x, y, a: g * x.sigmoid() * (1 + x * (1 - x.sigmoid())))
 _u("softplus", _softplus, _np_softplus, bwd=None)
-_u("sign", _sign, lambda x, a, b: np.sign(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
+_u("sign", _sign, lambda x, a, b: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
    bwd_composite=lambda g, x, y, a: g * 0)
 _u("floor", _floor, lambda x, a, b: np.floor(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
    bwd_composite=lambda g, x, y, a: g * 0)
@@ -686,6 +734,12 @@ _u("isfinite", _isfinite, lambda x, a, b: np.isfinite(x), out_bool=True)
 _u("clamp", _clamp, lambda x, a, b: _np_clamp(x, a, b), keep_int=True, bwd=None)
 
 
+def _gelu_tanh_grad(x):
+    k = 0.7978845608028654
+    t = ((x + x * x * x * 0.044715) * k).tanh()
+    return (t + 1) * 0.5 + x * 0.5 * (1 - t * t) * k * (x * x * (3 * 0.044715) + 1)
+
+
 def _np_norm_cdf(s):
     from math import erf
     return 0.5 * (1 + np.vectorize(erf, otypes=[s.dtype])(s / math.sqrt(2.0))) if s.size else s
@@ -694,19 +748,10 @@ def _np_norm_cdf(s):
 class Unary(Function):
     @staticmethod
     def forward(ctx, x, op, a=0.0, b=0.0):
-        out_dtype = op.out_dtype(x.dtype)
-        ct = op.compute_dtype(x.dtype, out_dtype)
-        if x._storage.device.type == "cpu":
-            with np.errstate(all="ignore"):
-                res = op.ref(x._np.astype(np_ct(ct), copy=False), a, b)
-            out = wrap(np.asarray(res).astype(out_dtype.np, copy=False), out_dtype, x.device)
-        else:
-            out = launch_unary(op.tfn, x, empty(x._shape, out_dtype, x.device), ACC[ct], a, b)
+        out = unary_compute(op, x, a, b)
+        ctx._name = op.node_name
         if any(ctx.needs_input_grad):
-            if op.bwd is None:
-                raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
-            ctx.op, ctx.a = op, a
-            ctx.save_for_backward(x, out)
+            _save_unary(ctx, op, a, x, out)
         return out
 
     @staticmethod
@@ -714,43 +759,147 @@ class Unary(Function):
         x, y = ctx.saved_tensors
         op = ctx.op
         if STATE.enabled and op.bwd_composite is not None:      # create_graph: a differentiable backward
-            return op.bwd_composite(g, x, y, ctx.a)
-        s = x if op.bwd_uses == "x" else y
-        return grad_kernel(op.bwd, op.bwd_ref, g, s, ctx.a, x.dtype)
+            gx = op.bwd_composite(g, x, y, ctx.a)
+        else:
+            s = x if op.bwd_uses == "x" else y
+            gx = grad_kernel(op.bwd, op.bwd_ref, g, s, ctx.a, ctx.in_dtype)
+        return gx.to(ctx.in_dtype) if gx.dtype is not ctx.in_dtype else gx
 
 
-def grad_kernel(tfn, ref, g, s, a, dtype):
-    """A fused backward: ``tfn(g, s, a)`` in one pass, written in ``dtype``."""
+class UnaryInplace(Unary):
+    """``x.exp_()`` and friends: the result is written through ``x``'s strides; ``x`` gets the new history."""
+
+    @staticmethod
+    def forward(ctx, x, op, a=0.0, b=0.0):
+        check_inplace(x, ctx)
+        ctx._name = op.node_name
+        saved_x = x.clone() if any(ctx.needs_input_grad) and op.bwd_uses == "x" and op.bwd is not None else x
+        unary_compute(op, x, a, b, out=x)
+        mark_written(ctx, x)
+        if any(ctx.needs_input_grad):
+            _save_unary(ctx, op, a, saved_x, x)
+        return x
+
+
+def _save_unary(ctx, op, a, x, out):
+    if op.out_bool:
+        return
+    if op.bwd is None:
+        raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
+    ctx.op, ctx.a, ctx.in_dtype = op, a, x.dtype
+    ctx.save_for_backward(x if op.bwd_uses == "x" else None, out if op.bwd_uses == "y" else None)
+
+
+def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
+    """``op(x, a, b)`` into a new tensor, or into ``out`` (same shape; any strides; cast to its dtype)."""
+    if out_dtype is None:
+        out_dtype = op.out_dtype(x.dtype)
+    if x.dtype is D.bool_ and op.name == "neg":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                           "invert a mask, use the `~` or `logical_not()` operator instead.")
+    if out is not None:
+        check_out(out, out_dtype, x._shape)
+    if op.int_identity and not x.dtype.is_floating_point:
+        # floor/ceil/round/trunc of an integer tensor: the values themselves
+        return copy_values(x, out) if out is not None else x.clone()
+    ct = op.compute_dtype(x.dtype, out_dtype)
+    if x._storage.device.type == "cpu":
+        with np.errstate(all="ignore"):
+            res = np.asarray(op.ref(x._np.astype(np_ct(ct), copy=False), a, b))
+        if out is None:
+            return wrap(res.astype(out_dtype.np, copy=False), out_dtype, x.device)
+        out._np[...] = res.astype(out.dtype.np, copy=False)
+        return out
+    return launch_unary(op.tfn, x, empty(x._shape, out_dtype, x.device) if out is None else out, ACC[ct], a, b)
+
+
+def copy_values(src, dst):
+    from .copy import copy_into
+    return copy_into(dst, src)
+
+
+def check_out(out, result_dtype, shape):
+    """PyTorch's checks on the tensor an in-place op writes: castable result type, the shape, no self-overlap."""
+    if not D.can_cast(result_dtype, out.dtype):
+        raise RuntimeError(f"result type {D.scalar_name(result_dtype)} can't be cast to the desired output type "
+                           f"{D.scalar_name(out.dtype)}")
+    if tuple(shape) != out._shape:
+        raise RuntimeError(f"output with shape {list(out._shape)} doesn't match the broadcast shape {list(shape)}")
+    if any(s == 0 and n > 1 for n, s in zip(out._shape, out._stride)):
+        raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single "
+                           "memory location. Please clone() the tensor before performing the operation.")
+
+
+def check_inplace(t, ctx=None):
+    from .copy import check_inplace as _check
+    _check(t, ctx)
+
+
+def apply_inplace(fn, x, *args):
+    """An in-place Function on ``x``; on a view that takes part in autograd the write is recorded on its base."""
+    if x._base is not None and (x.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)):
+        from . import indexing
+        return indexing.apply_inplace(fn, x, *args)
+    return fn.apply(x, *args)
+
+
+def mark_written(ctx, t):
+    """After an in-place write: bump the version counter (saved-tensor checks) and mark ``t`` dirty."""
+    t._storage.version += 1
+    t._np_cache = None if not t._storage.on_host else t._np_cache
+    ctx.mark_dirty(t)
+
+
+def grad_kernel(tfn, ref, g, s, a, dtype, b=None):
+    """A fused backward: ``tfn(g, s, a, b)`` in one pass, written in ``dtype`` (``ref(g, s, a[, b])`` on cpu)."""
     ct = dtype if dtype.is_floating_point else D.get_default_dtype()
     if g._storage.device.type == "cpu":
         with np.errstate(all="ignore"):
-            res = ref(g._np.astype(np_ct(ct), copy=False), s._np.astype(np_ct(ct), copy=False), a)
-        return wrap(np.asarray(res).astype(dtype.np, copy=False), dtype, g.device)
+            ga, sa = g._np.astype(np_ct(ct), copy=False), s._np.astype(np_ct(ct), copy=False)
+            res = ref(ga, sa, a) if b is None else ref(ga, sa, a, b)
+        res = np.broadcast_to(np.asarray(res), broadcast_shapes(g._shape, s._shape))
+        return wrap(res.astype(dtype.np, copy=False), dtype, g.device)
     shape = broadcast_shapes(g._shape, s._shape)
-    return launch_binary(tfn, g, s, empty(shape, dtype, g.device), ACC[ct], a)
+    return launch_binary(tfn, g, s, empty(shape, dtype, g.device), ACC[ct], a, 0.0 if b is None else b)
 
 
 def unary(name, x, a=0.0, b=0.0):
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(x).__name__}")
+        raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
     return Unary.apply(x, UNARY[name], a, b)
+
+
+def unary_(name, x, a=0.0, b=0.0):
+    return apply_inplace(UnaryInplace, x, UNARY[name], a, b)
 
 
 def _def_unary(name, *aliases):
     @register(name, *aliases)
     def fn(input):
-        return Unary.apply(input, UNARY[name]) if isinstance(input, Tensor) else unary(name, input)
+        return unary(name, input)
     fn.__name__ = name
     fn.__doc__ = f"Elementwise {name}."
+    if UNARY[name].bwd is not None or UNARY[name].out_bool:
+        @register(name + "_", *(al + "_" for al in aliases))
+        def fn_(input):
+            return unary_(name, input)
+        fn_.__name__ = name + "_"
+        fn_.__doc__ = f"In-place elementwise {name}."
     return fn
 
 
 for _name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
               "relu", "sign", "floor", "ceil", "trunc", "reciprocal", "square", "logical_not", "isnan", "isinf",
-              "isfinite", "silu"):
+              "isfinite", "silu", "erf"):
     _def_unary(_name)
+for _name in ("isnan_", "isinf_", "isfinite_"):
+    delattr(Tensor, _name)
+    FUNCTIONS.pop(_name, None)
 register("negative")(Tensor.neg)
 register("absolute")(Tensor.abs)
+register("negative_")(Tensor.neg_)
+register("fix")(Tensor.trunc)
+register("fix_")(Tensor.trunc_)
 
 
 @register("round")
@@ -761,36 +910,68 @@ def round(input, decimals=0):
     return unary("round", input)
 
 
+@register("round_")
+def round_(input, decimals=0):
+    if decimals:
+        s = 10.0 ** decimals
+        return input.mul_(s).round_().div_(s)
+    return unary_("round", input)
+
+
 @register("leaky_relu", method=False)
-def leaky_relu(input, negative_slope=0.01):
-    return unary("leaky_relu", input, float(negative_slope))
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return (unary_ if inplace else unary)("leaky_relu", input, float(negative_slope))
+
+
+@register("leaky_relu_", method=False)
+def leaky_relu_(input, negative_slope=0.01):
+    return unary_("leaky_relu", input, float(negative_slope))
 
 
 @register("elu", method=False)
-def elu(input, alpha=1.0):
-    return unary("elu", input, float(alpha))
+def elu(input, alpha=1.0, inplace=False):
+    return (unary_ if inplace else unary)("elu", input, float(alpha))
+
+
+@register("elu_", method=False)
+def elu_(input, alpha=1.0):
+    return unary_("elu", input, float(alpha))
 
 
 @register("gelu", method=False)
 def gelu(input, approximate="none"):
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise RuntimeError(f"approximate argument must be either none or tanh, but got {approximate}")
     return unary("gelu" if approximate == "none" else "gelu_tanh", input)
+
+
+@triton.jit
+def _softplus_bwd(g, x, beta, threshold):
+    bx = x * beta
+    return tl.where(bx > threshold, g, g * _sigmoid(bx))
 
 
 class Softplus(Function):
     @staticmethod
     def forward(ctx, x, beta, threshold):
+        ctx._name = "SoftplusBackward0"
         ctx.save_for_backward(x)
         ctx.beta, ctx.threshold = beta, threshold
-        return Unary.forward(_NoGrad, x, UNARY["softplus"], beta, threshold)
+        return unary_compute(UNARY["softplus"], x, beta, threshold)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         # d softplus / dx = sigmoid(beta * x), the identity beyond the threshold
+        if not STATE.enabled:
+            return grad_kernel(_softplus_bwd, _np_softplus_bwd, g, x, ctx.beta, x.dtype, ctx.threshold)
         bx = x * ctx.beta
         return where(bx > ctx.threshold, g, g * bx.sigmoid())
+
+
+def _np_softplus_bwd(g, x, beta, threshold):
+    bx = x * beta
+    return np.where(bx > threshold, g, g * _np_sigmoid(bx))
 
 
 @register("softplus", method=False)
@@ -798,29 +979,58 @@ def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(input, float(beta), float(threshold))
 
 
-class _NoGrad:
-    needs_input_grad = (False,)
+def _clamp_bound(v, name):
+    if isinstance(v, Tensor):
+        if v.numel() != 1:
+            raise NotImplementedError(f"clamp with a tensor '{name}' of more than one element: use "
+                                      "tritorch.maximum/minimum")
+        return v.item()
+    return v
+
+
+_CLAMP_NAMES = {(True, True): "ClampBackward1", (True, False): "ClampMinBackward0",
+                (False, True): "ClampMaxBackward0"}
 
 
 class Clamp(Function):
     @staticmethod
-    def forward(ctx, x, lo, hi):
+    def forward(ctx, x, lo, hi, name=None, inplace=False):
         if lo is None and hi is None:
-            raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
-        if isinstance(lo, Tensor) or isinstance(hi, Tensor):
-            raise NotImplementedError("clamp with tensor bounds: use tritorch.maximum/minimum")
-        fl = x.dtype.is_floating_point
-        a = (float(lo) if fl else int(lo)) if lo is not None else (-math.inf if fl else -2 ** 62)
-        b = (float(hi) if fl else int(hi)) if hi is not None else (math.inf if fl else 2 ** 62)
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        lo, hi = _clamp_bound(lo, "min"), _clamp_bound(hi, "max")
+        out_dtype = D.result_type(x, *(v for v in (lo, hi) if v is not None))
+        fl = out_dtype.is_floating_point
+        a = (float(lo) if fl else int(lo)) if lo is not None else (-math.inf if fl else -2 ** 63)
+        b = (float(hi) if fl else int(hi)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
+        ctx._name = name or _CLAMP_NAMES[(lo is not None, hi is not None)]
+        if inplace:
+            check_inplace(x, ctx)
+            if any(ctx.needs_input_grad):
+                ctx.save_for_backward(x.clone())
+                ctx.lo, ctx.hi = a, b
+            unary_compute(UNARY["clamp"], x, a, b, out=x, out_dtype=out_dtype)
+            mark_written(ctx, x)
+            return x
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(x)
             ctx.lo, ctx.hi = a, b
-        return Unary.forward(_NoGrad, x, UNARY["clamp"], a, b)
+        return unary_compute(UNARY["clamp"], x, a, b, out_dtype=out_dtype)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
+        if not STATE.enabled:
+            return grad_kernel(_clamp_bwd, _np_clamp_bwd, g, x, ctx.lo, x.dtype, ctx.hi)
         return g * logical_and(x >= ctx.lo, x <= ctx.hi)
+
+
+@triton.jit
+def _clamp_bwd(g, x, lo, hi):
+    return tl.where((x >= lo) & (x <= hi), g, 0.0)
+
+
+def _np_clamp_bwd(g, x, lo, hi):
+    return np.where((x >= lo) & (x <= hi), g, 0)
 
 
 @register("clamp", "clip")
@@ -828,19 +1038,36 @@ def clamp(input, min=None, max=None):
     return Clamp.apply(input, min, max)
 
 
-@register("clamp_min", method=True)
+@register("clamp_", "clip_")
+def clamp_(input, min=None, max=None):
+    return apply_inplace(Clamp, input, min, max, None, True)
+
+
+@register("clamp_min")
 def clamp_min(input, min):
     return Clamp.apply(input, min, None)
 
 
-@register("clamp_max", method=True)
+@register("clamp_max")
 def clamp_max(input, max):
     return Clamp.apply(input, None, max)
 
 
+@register("clamp_min_")
+def clamp_min_(input, min):
+    return apply_inplace(Clamp, input, min, None, None, True)
+
+
+@register("clamp_max_")
+def clamp_max_(input, max):
+    return apply_inplace(Clamp, input, None, max, None, True)
+
+
 @register("hardtanh", method=False)
-def hardtanh(input, min_val=-1.0, max_val=1.0):
-    return Clamp.apply(input, min_val, max_val)
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if inplace:
+        return apply_inplace(Clamp, input, min_val, max_val, "HardtanhBackward0", True)
+    return Clamp.apply(input, min_val, max_val, "HardtanhBackward0")
 
 
 # ====================================================================================================================
@@ -848,143 +1075,164 @@ def hardtanh(input, min_val=-1.0, max_val=1.0):
 # ====================================================================================================================
 
 @triton.jit
-def _add(x, y, a):
+def _add(x, y, a, b):
     return x + y * a
 
 
 @triton.jit
-def _add1(x, y, a):
+def _add1(x, y, a, b):
     return x + y
 
 
 @triton.jit
-def _sub(x, y, a):
+def _sub(x, y, a, b):
     return x - y * a
 
 
 @triton.jit
-def _mul(x, y, a):
+def _mul(x, y, a, b):
     return x * y
 
 
 @triton.jit
-def _div(x, y, a):
+def _div(x, y, a, b):
     return x / y
 
 
 @triton.jit
-def _floor_div_f(x, y, a):
-    return tl.floor(x / y)
+def _floor_div_f(x, y, a, b):
+    # PyTorch's (and NumPy's) div_floor: from fmod, so that the quotient is exact where x / y would round
+    mod = x % y
+    div = (x - mod) / y
+    div = tl.where((mod != 0) & ((y < 0) != (mod < 0)), div - 1.0, div)
+    fl = tl.floor(div)
+    fl = tl.where(div - fl > 0.5, fl + 1.0, fl)
+    q = x / y
+    fl = tl.where(div != 0, fl, tl.where(q < 0, -0.0, 0.0))
+    return tl.where(y == 0, q, fl)
 
 
 @triton.jit
-def _trunc_div_f(x, y, a):
+def _trunc_div_f(x, y, a, b):
     q = x / y
     return tl.where(q < 0, tl.ceil(q), tl.floor(q))
 
 
 @triton.jit
-def _floor_div_i(x, y, a):
+def _floor_div_i(x, y, a, b):
     q = x // y
     r = x % y
     return tl.where((r != 0) & ((r < 0) != (y < 0)), q - 1, q)
 
 
 @triton.jit
-def _trunc_div_i(x, y, a):
+def _trunc_div_i(x, y, a, b):
     return x // y
 
 
 @triton.jit
-def _remainder_f(x, y, a):
-    r = x - tl.floor(x / y) * y
-    return r
+def _remainder_f(x, y, a, b):
+    r = x % y           # fmod: the sign of x
+    return tl.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
 
 
 @triton.jit
-def _remainder_i(x, y, a):
+def _remainder_i(x, y, a, b):
     r = x % y
     return tl.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
 
 
 @triton.jit
-def _fmod_f(x, y, a):
-    q = x / y
-    return x - tl.where(q < 0, tl.ceil(q), tl.floor(q)) * y
+def _fmod_f(x, y, a, b):
+    return x % y
 
 
 @triton.jit
-def _pow_t(x, y, a):
+def _pow_t(x, y, a, b):
     return _pow_f(x, y)
 
 
 @triton.jit
-def _maximum(x, y, a):
+def _pow_i(x, y, a, b):
+    """Integer x ** y by repeated squaring (wrapping on overflow, as PyTorch); y < 0 gives 0 unless |x| == 1."""
+    r = tl.full(x.shape, 1, x.dtype)
+    base = x
+    e = tl.where(y < 0, 0, y)
+    for _ in range(64):
+        r = tl.where((e & 1) != 0, r * base, r)
+        base = base * base
+        e = e >> 1
+    neg = tl.where((x == -1) & ((y & 1) != 0), -1, tl.where((x == 1) | (x == -1), 1, 0)).to(x.dtype)
+    return tl.where(y < 0, neg, r)
+
+
+@triton.jit
+def _maximum(x, y, a, b):
     return tl.where((x > y) | (x != x), x, y)
 
 
 @triton.jit
-def _minimum(x, y, a):
+def _minimum(x, y, a, b):
     return tl.where((x < y) | (x != x), x, y)
 
 
 @triton.jit
-def _eq(x, y, a):
+def _eq(x, y, a, b):
     return x == y
 
 
 @triton.jit
-def _ne(x, y, a):
+def _ne(x, y, a, b):
     return x != y
 
 
 @triton.jit
-def _lt(x, y, a):
+def _lt(x, y, a, b):
     return x < y
 
 
 @triton.jit
-def _le(x, y, a):
+def _le(x, y, a, b):
     return x <= y
 
 
 @triton.jit
-def _gt(x, y, a):
+def _gt(x, y, a, b):
     return x > y
 
 
 @triton.jit
-def _ge(x, y, a):
+def _ge(x, y, a, b):
     return x >= y
 
 
 @triton.jit
-def _logical_and(x, y, a):
+def _logical_and(x, y, a, b):
     return (x != 0) & (y != 0)
 
 
 @triton.jit
-def _logical_or(x, y, a):
+def _logical_or(x, y, a, b):
     return (x != 0) | (y != 0)
 
 
 @triton.jit
-def _logical_xor(x, y, a):
+def _logical_xor(x, y, a, b):
     return (x != 0) != (y != 0)
 
 
 @triton.jit
-def _bitwise_and(x, y, a):
+def _bitwise_and(x, y, a, b):
     return x & y
 
 
 @triton.jit
-def _bitwise_or(x, y, a):
+def _bitwise_or(x, y, a, b):
     return x | y
 
 
 @triton.jit
-def _bitwise_xor(x, y, a):
+def _bitwise_xor(x, y, a, b):
     return x ^ y
 
 
@@ -1009,6 +1257,22 @@ class BinaryOp:
 BINARY = {}
 
 
+def _np_remainder(x, y):
+    r = np.fmod(x, y) if np.asarray(x).dtype.kind == "f" else np.mod(x, y)
+    if np.asarray(r).dtype.kind != "f":
+        return r
+    return np.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
+
+
+def _np_pow(x, y):
+    if np.asarray(x).dtype.kind == "f":
+        return np.power(x, y)
+    x, y = np.broadcast_arrays(np.asarray(x), np.asarray(y, dtype=np.asarray(x).dtype))
+    r = np.power(x, np.maximum(y, 0))
+    neg = np.where((x == -1) & (y % 2 != 0), -1, np.where(np.abs(x) == 1, 1, 0)).astype(x.dtype)
+    return np.where(y < 0, neg, r)
+
+
 def _b(name, tfn, ref, **kw):
     BINARY[name] = BinaryOp(name, tfn, ref, **kw)
 
@@ -1020,10 +1284,9 @@ _b("div", _div, lambda x, y, a: x / y, kind="true_div")
 _b("floor_divide", _floor_div_f, lambda x, y, a: np.floor_divide(x, y), tfn_int=_floor_div_i)
 _b("trunc_divide", _trunc_div_f, lambda x, y, a: np.trunc(x / y).astype(x.dtype) if x.dtype.kind == "f" else
    (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i)
-_b("remainder", _remainder_f, lambda x, y, a: x - np.floor(x / y) * y if x.dtype.kind == "f" else np.mod(x, y),
-   tfn_int=_remainder_i)
-_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y), tfn_int=_trunc_div_i)
-_b("pow", _pow_t, lambda x, y, a: np.power(x, y))
+_b("remainder", _remainder_f, lambda x, y, a: _np_remainder(x, y), tfn_int=_remainder_i)
+_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y))
+_b("pow", _pow_t, lambda x, y, a: _np_pow(x, y), tfn_int=_pow_i)
 _b("maximum", _maximum, lambda x, y, a: np.maximum(x, y))
 _b("minimum", _minimum, lambda x, y, a: np.minimum(x, y))
 _b("eq", _eq, lambda x, y, a: x == y, kind="compare")
@@ -1044,89 +1307,170 @@ def _scalar_ok(v):
     return isinstance(v, (bool, int, float, np.number, np.bool_))
 
 
+# autograd node names, as PyTorch's: (tensor op tensor-or-scalar, scalar op tensor)
+_BINARY_NAMES = {"add": ("AddBackward0", "AddBackward0"), "sub": ("SubBackward0", "RsubBackward1"),
+                 "mul": ("MulBackward0", "MulBackward0"), "div": ("DivBackward0", "DivBackward0"),
+                 "floor_divide": ("DivBackward1", "DivBackward1"), "trunc_divide": ("DivBackward1", "DivBackward1"),
+                 "remainder": ("RemainderBackward0", "RemainderBackward0"), "fmod": ("FmodBackward0", "FmodBackward0"),
+                 "pow": ("PowBackward1", "PowBackward2"), "maximum": ("MaximumBackward0", "MaximumBackward0"),
+                 "minimum": ("MinimumBackward0", "MinimumBackward0")}
+
+# what each backward reads: x (the input before an in-place write), y, and/or the output
+_NEEDS_X = {"mul", "div", "pow", "maximum", "minimum", "remainder", "fmod"}
+
+
+def binary_compute(op, x, y, alpha=1, out=None):
+    """``op(x, y)`` with PyTorch's promotion and broadcasting, into a new tensor or into ``out`` (cast to its type,
+    written through its strides). ``x`` is a tensor; ``y`` a tensor or a Python scalar."""
+    common = D.result_type(x, y)
+    ct, out_dtype = op.dtypes(common)
+    if op.name.startswith("bitwise") and common.is_floating_point:
+        raise RuntimeError(f"\"{op.name}_cpu\" not implemented for '{D.scalar_name(common)}'")
+    if isinstance(alpha, float) and op.name in ("add", "sub") and not common.is_floating_point:
+        raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
+    y_is_t = isinstance(y, Tensor)
+    if y_is_t:
+        if x._storage.device != y._storage.device:
+            if y.ndim == 0 and y.device.type == "cpu":          # a cpu scalar tensor goes with any device
+                y, y_is_t = y.item(), False
+            elif x.ndim == 0 and x.device.type == "cpu" and out is None:
+                x = Tensor._wrap_numpy(np.array(x._np), y.device)
+            else:
+                check_same_device(op.name, x, y)
+    if y_is_t:
+        shape = broadcast_shapes(x._shape, y._shape) if x._shape != y._shape else x._shape
+    else:
+        shape = x._shape
+    if out is not None:
+        check_out(out, out_dtype, shape)
+    if x._storage.device.type == "cpu":
+        npct = np_ct(ct)
+        xa = x._np.astype(npct, copy=False)
+        ya = y._np.astype(npct, copy=False) if y_is_t else np.array(y).astype(npct)[()]
+        with np.errstate(all="ignore"):
+            res = np.asarray(op.ref(xa, ya, alpha))
+        if out is not None:
+            out._np[...] = res.astype(out.dtype.np, copy=False)
+            return out
+        return wrap(np.broadcast_to(res.astype(out_dtype.np, copy=False), shape), out_dtype, x.device)
+    fn = op.tfn if ct.is_floating_point else op.tfn_int
+    if ct is D.float64 and isinstance(alpha, float) and float(np.float32(alpha)) != alpha:
+        # Triton passes Python floats as fp32: fold a float64 alpha into y first
+        y, alpha = (y * alpha if y_is_t else float(y) * alpha), 1
+    if not y_is_t:
+        if ct is D.float64 and isinstance(y, float) and float(np.float32(y)) != y:
+            y = Tensor._wrap_numpy(np.asarray(y, dtype=np.float64), x.device)
+        elif ct.is_floating_point:
+            y = float(y)
+        else:
+            y = int(y)
+    if out is not None and isinstance(y, Tensor) and _overlaps(out, y):
+        y = y.clone()
+    if out is None:
+        out = empty(shape, out_dtype, x.device)
+    return launch_binary(_add1 if op.name == "add" and alpha == 1 else fn, x, y, out, ACC[ct], alpha)
+
+
+def _overlaps(a, b):
+    """Whether writing ``a`` elementwise could change ``b`` before it is read (same memory, another layout)."""
+    return a._storage is b._storage and not (a._offset == b._offset and a._stride == b._stride
+                                             and a._shape == b._shape)
+
+
 class Binary(Function):
     @staticmethod
-    def forward(ctx, x, y, op, alpha=1):
-        """``x`` is a tensor; ``y`` a tensor or a Python scalar. Types promote as in PyTorch."""
-        common = D.result_type(x, y)
-        ct, out_dtype = op.dtypes(common)
-        y_is_t = isinstance(y, Tensor)
-        if y_is_t:
-            if x._storage.device is not y._storage.device and x._storage.device != y._storage.device:
-                if y.ndim == 0 and y.device.type == "cpu":
-                    y = y.item()
-                    y_is_t = False
-                elif x.ndim == 0 and x.device.type == "cpu":
-                    x = Tensor._wrap_numpy(x._np, y.device)
-                else:
-                    check_same_device(op.name, x, y)
-            shape = broadcast_shapes(x._shape, y._shape) if x._shape != y._shape else x._shape
-        else:
-            shape = x._shape
-        if op.name in ("bitwise_and", "bitwise_or", "bitwise_xor") and common.is_floating_point:
-            raise RuntimeError(f"\"{op.name}_cpu\" not implemented for '{common.name}'")
-        if x._storage.device.type == "cpu":
-            npct = np_ct(ct)
-            xa = x._np.astype(npct, copy=False)
-            ya = y._np.astype(npct, copy=False) if y_is_t else npct(y).item() if not isinstance(y, bool) else y
-            with np.errstate(all="ignore"):
-                res = op.ref(xa, ya, alpha)
-            out = wrap(np.broadcast_to(np.asarray(res).astype(out_dtype.np, copy=False), shape), out_dtype,
-                       x.device)
-        else:
-            fn = op.tfn if ct.is_floating_point else op.tfn_int
-            if y_is_t or ct is D.float64 and isinstance(y, float):
-                if not y_is_t:
-                    y = Tensor._wrap_numpy(np.asarray(y, dtype=np.float64), x.device)
-            elif not ct.is_floating_point and isinstance(y, float):
-                y = int(y)
-            elif isinstance(y, bool):
-                y = int(y)
-            out = launch_binary(fn if op.name != "add" or alpha != 1 else _add1, x, y,
-                                empty(shape, out_dtype, x.device), ACC[ct], alpha)
+    def forward(ctx, x, y, op, alpha=1, name=None):
+        out = binary_compute(op, x, y, alpha)
+        ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
         if any(ctx.needs_input_grad):
-            if op.name not in _BINARY_GRADS:
-                raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
-            ctx.op, ctx.alpha = op, alpha
-            ctx.save_for_backward(x, y if isinstance(y, Tensor) else None)
-            ctx.y_scalar = None if isinstance(y, Tensor) else y
-            if op.name in ("pow", "div"):
-                ctx.out = out
+            _save_binary(ctx, op, alpha, x, y, out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
+        x, y, out = ctx.saved_tensors
         yv = y if y is not None else ctx.y_scalar
-        gx, gy = _BINARY_GRADS[ctx.op.name](ctx, g, x, yv)
-        gx = None if gx is None or not ctx.needs_input_grad[0] else sum_to(gx, x._shape)
-        if y is None:
-            return gx, None
-        gy = None if gy is None or not ctx.needs_input_grad[1] else sum_to(gy, y._shape)
+        gx, gy = _BINARY_GRADS[ctx.op.name](g, x, yv, out, ctx.alpha)
+        x_meta, y_meta = ctx.metas
+        gx = _finish_grad(gx, x_meta) if ctx.needs_input_grad[0] else None
+        gy = _finish_grad(gy, y_meta) if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1] else None
         return gx, gy
 
 
-def _pow_grads(ctx, g, x, y):
-    gx = g * y * x.pow(y - 1)
+def _finish_grad(g, meta):
+    """A broadcast gradient summed back to the input's shape, in the input's dtype."""
+    if g is None or meta is None:
+        return None
+    shape, dtype = meta
+    g = sum_to(g, shape)
+    return g.to(dtype) if g.dtype is not dtype else g
+
+
+def _save_binary(ctx, op, alpha, x, y, out):
+    if not out.dtype.is_floating_point:       # comparisons, logical and integer ops: no gradient flows
+        return
+    if op.name not in _BINARY_GRADS:
+        raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
+    ctx.op, ctx.alpha = op, alpha
+    y_t = y if isinstance(y, Tensor) else None
+    ctx.y_scalar = None if y_t is not None else y
+    ctx.metas = ((x._shape, x.dtype), (y_t._shape, y_t.dtype) if y_t is not None else None)
+    needs_x = op.name in _NEEDS_X and (op.name not in ("mul", "div") or ctx.needs_input_grad[1])
+    needs_y = op.name not in ("add", "sub", "floor_divide", "trunc_divide") and \
+        (op.name != "mul" or ctx.needs_input_grad[0])
+    ctx.save_for_backward(x if needs_x else None, y_t if needs_y else None, out if op.name == "pow" else None)
+
+
+class BinaryInplace(Binary):
+    """``x.add_(y)`` and friends: the result, cast to ``x``'s dtype, is written through ``x``'s strides."""
+
+    @staticmethod
+    def forward(ctx, x, y, op, alpha=1, name=None):
+        check_inplace(x, ctx)
+        ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
+        grad = any(ctx.needs_input_grad)
+        saved_x = x.clone() if grad and op.name in _NEEDS_X and (
+            op.name not in ("mul", "div") or ctx.needs_input_grad[1]) else x
+        if grad and isinstance(y, Tensor) and y._storage is x._storage:
+            y = saved_x if y is x and saved_x is not x else y.clone()
+        binary_compute(op, x, y, alpha, out=x)
+        mark_written(ctx, x)
+        if grad:
+            _save_binary(ctx, op, alpha, saved_x, y, x)
+        return x
+
+
+def _pow_grads(g, x, y, out, alpha):
+    # PyTorch's pow_backward: zero where the exponent is 0; for the exponent, zero where x == 0 and y >= 0
+    if isinstance(y, Tensor):
+        gx = where(y == 0, 0.0, g * y * x.pow(y - 1))
+    else:
+        gx = g * 0 if y == 0 else g * y * x.pow(y - 1)
     gy = None
     if isinstance(y, Tensor):
-        gy = g * ctx.out * where(x > 0, x, 1).log()
-        gy = where(logical_and(x == 0, y >= 0), 0.0, gy)
+        gy = where(binary("logical_and", x == 0, y >= 0), 0.0, g * out * x.log())
+    return gx, gy
+
+
+def _div_grads(g, x, y, out, alpha):
+    gx = g / y
+    gy = -g * x / (y * y) if x is not None and isinstance(y, Tensor) else None
     return gx, gy
 
 
 _BINARY_GRADS = {
-    "add": lambda ctx, g, x, y: (g, g * ctx.alpha if ctx.alpha != 1 else g),
-    "sub": lambda ctx, g, x, y: (g, -g * ctx.alpha if ctx.alpha != 1 else -g),
-    "mul": lambda ctx, g, x, y: (g * y, g * x),
-    "div": lambda ctx, g, x, y: (g / y, -g * x / (y * y) if isinstance(y, Tensor) else None),
+    "add": lambda g, x, y, out, alpha: (g, g * alpha if alpha != 1 else g),
+    "sub": lambda g, x, y, out, alpha: (g, -g * alpha if alpha != 1 else -g),
+    "mul": lambda g, x, y, out, alpha: (None if y is None else g * y, None if x is None else g * x),
+    "div": _div_grads,
     "pow": _pow_grads,
-    "maximum": lambda ctx, g, x, y: _minmax_grads(g, x, y, True),
-    "minimum": lambda ctx, g, x, y: _minmax_grads(g, x, y, False),
-    "remainder": lambda ctx, g, x, y: (g, -g * floor_divide(x, y) if isinstance(y, Tensor) else None),
-    "fmod": lambda ctx, g, x, y: (g, -g * binary("trunc_divide", x, y) if isinstance(y, Tensor) else None),
-    "floor_divide": lambda ctx, g, x, y: (g * 0, g * 0 if isinstance(y, Tensor) else None),
-    "trunc_divide": lambda ctx, g, x, y: (g * 0, g * 0 if isinstance(y, Tensor) else None),
+    "maximum": lambda g, x, y, out, alpha: _minmax_grads(g, x, y, True),
+    "minimum": lambda g, x, y, out, alpha: _minmax_grads(g, x, y, False),
+    "remainder": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="floor")
+                                              if isinstance(y, Tensor) else None),
+    "fmod": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="trunc") if isinstance(y, Tensor) else None),
+    "floor_divide": lambda g, x, y, out, alpha: (g * 0, g * 0),
+    "trunc_divide": lambda g, x, y, out, alpha: (g * 0, g * 0),
 }
 
 
@@ -1138,18 +1482,31 @@ def _minmax_grads(g, x, y, is_max):
     return g * wx, g * (1 - wx)
 
 
+def _check_other(name, other):
+    if not (isinstance(other, Tensor) or _scalar_ok(other)):
+        raise TypeError(f"{name}(): argument 'other' (position 2) must be Tensor or Number, not "
+                        f"{type(other).__name__}")
+
+
 def binary(name, x, y, alpha=1):
     op = BINARY[name]
     if isinstance(x, Tensor):
-        if not (isinstance(y, Tensor) or _scalar_ok(y)):
-            raise TypeError(f"{name}(): argument 'other' must be Tensor or Number, not {type(y).__name__}")
+        _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
         # scalar (op) tensor: run with the scalar as a 0-d tensor on y's device
         from tritorch._creation import scalar_tensor
-        xt = scalar_tensor(x, D.result_type(x, y) if op.kind != "compare" else D.result_type(x, y), y.device)
-        return Binary.apply(xt, y, op, alpha)
+        xt = scalar_tensor(x, D.result_type(x, y), y.device)
+        return Binary.apply(xt, y, op, alpha, _BINARY_NAMES.get(name, (None, None))[1])
     raise TypeError(f"{name}(): expected a Tensor, got {type(x).__name__} and {type(y).__name__}")
+
+
+def binary_(name, x, y, alpha=1):
+    """The in-place form: ``x`` is overwritten with ``op(x, y)``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}_(): 'self' must be a Tensor, not {type(x).__name__}")
+    _check_other(name + "_", y)
+    return apply_inplace(BinaryInplace, x, y, BINARY[name], alpha)
 
 
 def _def_binary(name, *aliases):
@@ -1158,6 +1515,12 @@ def _def_binary(name, *aliases):
         return binary(name, input, other)
     fn.__name__ = name
     fn.__doc__ = f"Elementwise {name} with broadcasting."
+
+    @register(name + "_", *(al + "_" for al in aliases), function=False)
+    def fn_(self, other):
+        return binary_(name, self, other)
+    fn_.__name__ = name + "_"
+    fn_.__doc__ = f"In-place elementwise {name} with broadcasting."
     return fn
 
 
@@ -1167,6 +1530,8 @@ for _name, _al in (("mul", ("multiply",)), ("maximum", ()), ("minimum", ()), ("r
                    ("logical_and", ()), ("logical_or", ()), ("logical_xor", ()), ("bitwise_and", ()),
                    ("bitwise_or", ()), ("bitwise_xor", ())):
     _def_binary(_name, *_al)
+for _name in ("maximum_", "minimum_"):        # PyTorch has no in-place maximum/minimum
+    delattr(Tensor, _name)
 
 
 @register("add")
@@ -1179,29 +1544,67 @@ def sub(input, other, *, alpha=1):
     return binary("sub", input, other, alpha)
 
 
+@register("rsub")
+def rsub(input, other, *, alpha=1):
+    return binary("sub", other, input, alpha) if not isinstance(other, Tensor) else \
+        Binary.apply(other, input, BINARY["sub"], alpha, "RsubBackward0")
+
+
+@register("add_", function=False)
+def add_(self, other, *, alpha=1):
+    return binary_("add", self, other, alpha)
+
+
+@register("sub_", "subtract_", function=False)
+def sub_(self, other, *, alpha=1):
+    return binary_("sub", self, other, alpha)
+
+
+def _div_op(rounding_mode):
+    if rounding_mode is None:
+        return "div"
+    if rounding_mode == "floor":
+        return "floor_divide"
+    if rounding_mode == "trunc":
+        return "trunc_divide"
+    raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                       f"'{rounding_mode}'")
+
+
 @register("div", "divide", "true_divide")
 def div(input, other, *, rounding_mode=None):
-    if rounding_mode is None:
-        return binary("div", input, other)
-    if rounding_mode == "floor":
-        return binary("floor_divide", input, other)
-    if rounding_mode == "trunc":
-        return binary("trunc_divide", input, other)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
-                     f"'{rounding_mode}'")
+    return binary(_div_op(rounding_mode), input, other)
+
+
+@register("div_", "divide_", "true_divide_", function=False)
+def div_(self, other, *, rounding_mode=None):
+    return binary_(_div_op(rounding_mode), self, other)
+
+
+def _pow_scalar_checked(input, exponent):
+    if not input.dtype.is_floating_point and isinstance(exponent, (int, np.integer)) and exponent < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
 
 
 @register("pow")
 def pow(input, exponent):
     if isinstance(input, Tensor) and _scalar_ok(exponent) and not isinstance(exponent, bool):
+        _pow_scalar_checked(input, exponent)
         if exponent == 2:
             return unary("square", input)
-        if exponent == 0.5 and input.dtype.is_floating_point:
-            return unary("sqrt", input)
-        if not input.dtype.is_floating_point and float(exponent) == int(exponent) and exponent >= 0:
+        if not input.dtype.is_floating_point and isinstance(exponent, (int, np.integer)):
             return binary("pow", input, int(exponent))
         return unary("pow_scalar", input, float(exponent))
     return binary("pow", input, exponent)
+
+
+@register("pow_", function=False)
+def pow_(self, exponent):
+    if _scalar_ok(exponent) and not isinstance(exponent, bool):
+        _pow_scalar_checked(self, exponent)
+        if self.dtype.is_floating_point or not isinstance(exponent, (int, np.integer)):
+            return unary_("pow_scalar", self, float(exponent))
+    return binary_("pow", self, exponent)
 
 
 # ====================================================================================================================
@@ -1213,6 +1616,10 @@ class Where(Function):
     def forward(ctx, cond, x, y):
         tensors = [t for t in (cond, x, y) if isinstance(t, Tensor)]
         check_same_device("where", *tensors)
+        if cond.dtype is not D.bool_ and cond.dtype is not D.uint8:
+            raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                               f"{D.scalar_name(cond.dtype)}")
+        ctx._name = "WhereBackward0"
         dev = cond.device
         out_dtype = D.result_type(*(v for v in (x, y)))
         if isinstance(x, Tensor) and isinstance(y, Tensor) is False and isinstance(y, float) and \
@@ -1221,7 +1628,7 @@ class Where(Function):
         shape = broadcast_shapes(*(t._shape for t in tensors))
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(cond)
-            ctx.shapes = tuple(t._shape if isinstance(t, Tensor) else None for t in (cond, x, y))
+            ctx.metas = tuple((t._shape, t.dtype) if isinstance(t, Tensor) else None for t in (cond, x, y))
         if dev.type == "cpu":
             xa = x._np if isinstance(x, Tensor) else x
             ya = y._np if isinstance(y, Tensor) else y
@@ -1253,9 +1660,9 @@ class Where(Function):
         (cond,) = ctx.saved_tensors
         gx = gy = None
         if ctx.needs_input_grad[1]:
-            gx = sum_to(where(cond, g, 0.0), ctx.shapes[1])
+            gx = _finish_grad(where(cond, g, 0.0), ctx.metas[1])
         if ctx.needs_input_grad[2]:
-            gy = sum_to(where(cond, 0.0, g), ctx.shapes[2])
+            gy = _finish_grad(where(cond, 0.0, g), ctx.metas[2])
         return None, gx, gy
 
 
@@ -1328,3 +1735,26 @@ Tensor.__le__ = lambda self, other: binary("le", self, other)
 Tensor.__gt__ = lambda self, other: binary("gt", self, other)
 Tensor.__ge__ = lambda self, other: binary("ge", self, other)
 Tensor.__hash__ = lambda self: id(self)
+
+
+def _iop(name):
+    def fn(self, other):
+        return binary_(name, self, other)
+    fn.__name__ = f"__i{name}__"
+    return fn
+
+
+Tensor.__iadd__ = _iop("add")
+Tensor.__isub__ = _iop("sub")
+Tensor.__imul__ = _iop("mul")
+Tensor.__itruediv__ = _iop("div")
+Tensor.__ifloordiv__ = _iop("floor_divide")
+Tensor.__imod__ = _iop("remainder")
+Tensor.__ipow__ = lambda self, other: pow_(self, other)
+Tensor.__iand__ = lambda self, other: binary_("bitwise_and" if self.dtype is not D.bool_ else "logical_and",
+                                              self, other)
+Tensor.__ior__ = lambda self, other: binary_("bitwise_or" if self.dtype is not D.bool_ else "logical_or",
+                                             self, other)
+Tensor.__ixor__ = lambda self, other: binary_("bitwise_xor" if self.dtype is not D.bool_ else "logical_xor",
+                                              self, other)
+register("can_cast", method=False)(D.can_cast)

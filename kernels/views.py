@@ -70,7 +70,8 @@ class View(Function):
     """Any view given as (shape, strides, offset): backward scatters the gradient into the input's shape."""
 
     @staticmethod
-    def forward(ctx, x, shape, strides, offset, kind):
+    def forward(ctx, x, shape, strides, offset, kind, name):
+        ctx._name = name
         ctx.in_shape, ctx.kind = x._shape, kind
         return x._view(shape, strides, offset)
 
@@ -132,8 +133,8 @@ class _ViewScatter(Function):
         return ctx.reapply(gg), None, None
 
 
-def _view_op(x, shape, strides, offset, kind):
-    return View.apply(x, tuple(shape), tuple(strides), offset, kind)
+def _view_op(x, shape, strides, offset, kind, name):
+    return View.apply(x, tuple(shape), tuple(strides), offset, kind, name)
 
 
 # ---- reshape family --------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def view(self, *shape):
     if st is None:
         raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one dimension "
                            "spans across two contiguous subspaces). Use .reshape(...) instead.")
-    return _view_op(self, shape, st, self._offset, _Reshape)
+    return _view_op(self, shape, st, self._offset, _Reshape, "ViewBackward0")
 
 
 @register("reshape")
@@ -156,8 +157,9 @@ def reshape(input, *shape):
     shape = _infer_shape(_shape_arg(shape), input.numel())
     st = view_strides(input._shape, input._stride, shape)
     if st is None:
-        return view(input.contiguous(), shape)
-    return _view_op(input, shape, st, input._offset, _Reshape)
+        c = input.contiguous()
+        return _view_op(c, shape, contiguous_strides(shape), c._offset, _Reshape, "UnsafeViewBackward0")
+    return _view_op(input, shape, st, input._offset, _Reshape, "ViewBackward0")
 
 
 @register("view_as", function=False)
@@ -197,7 +199,7 @@ def ravel(input):
 # ---- dims -------------------------------------------------------------------------------------------------------
 
 @register("permute")
-def permute(input, *dims):
+def permute(input, *dims, _name="PermuteBackward0"):
     dims = _shape_arg(dims)
     if len(dims) != input.ndim:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the length "
@@ -207,11 +209,11 @@ def permute(input, *dims):
     if sorted(dims) != list(range(input.ndim)):
         raise RuntimeError("permute(): duplicate dims are not allowed.")
     return _view_op(input, [input._shape[d] for d in dims], [input._stride[d] for d in dims], input._offset,
-                    _Permute(dims))
+                    _Permute(dims), _name)
 
 
 @register("transpose", "swapaxes", "swapdims")
-def transpose(input, dim0, dim1):
+def transpose(input, dim0, dim1, _name="TransposeBackward0"):
     n = input.ndim
     if n == 0:
         input._wrap_dim(dim0)
@@ -219,14 +221,14 @@ def transpose(input, dim0, dim1):
     d0, d1 = input._wrap_dim(dim0), input._wrap_dim(dim1)
     perm = list(range(n))
     perm[d0], perm[d1] = perm[d1], perm[d0]
-    return permute(input, perm)
+    return permute(input, perm, _name=_name)
 
 
 @register("t")
 def t(input):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return transpose(input, 0, 1) if input.ndim == 2 else input
+    return transpose(input, 0, 1, _name="TBackward0") if input.ndim == 2 else input
 
 
 Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
@@ -259,7 +261,8 @@ def squeeze(input, dim=None):
         dims = [d for d in dims if input._shape[d] == 1]
     shape = [s for i, s in enumerate(input._shape) if i not in dims]
     strides = [s for i, s in enumerate(input._stride) if i not in dims]
-    return _view_op(input, shape, strides, input._offset, _Reshape)
+    name = "SqueezeBackward0" if dim is None else "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2"
+    return _view_op(input, shape, strides, input._offset, _Reshape, name)
 
 
 @register("unsqueeze")
@@ -270,7 +273,7 @@ def unsqueeze(input, dim):
     st = shape[d] * strides[d] if d < input.ndim else 1
     shape.insert(d, 1)
     strides.insert(d, st)
-    return _view_op(input, shape, strides, input._offset, _Reshape)
+    return _view_op(input, shape, strides, input._offset, _Reshape, "UnsqueezeBackward0")
 
 
 @register("expand", function=False)
@@ -303,7 +306,7 @@ def expand(self, *sizes):
                                f"{list(self._shape)}")
     if tuple(shape) == self._shape:
         return self
-    return _view_op(self, shape, strides, self._offset, _Expand)
+    return _view_op(self, shape, strides, self._offset, _Expand, "ExpandBackward0")
 
 
 @register("expand_as", function=False)
@@ -318,8 +321,8 @@ def broadcast_to(input, size):
 
 # ---- slicing ----------------------------------------------------------------------------------------------------
 
-def _strided_view(x, shape, strides, offset, reapply):
-    return _view_op(x, shape, strides, offset, _Strided(reapply))
+def _strided_view(x, shape, strides, offset, reapply, name):
+    return _view_op(x, shape, strides, offset, _Strided(reapply), name)
 
 
 @register("as_strided")
@@ -333,11 +336,11 @@ def as_strided(input, size, stride, storage_offset=None):
         raise NotImplementedError("as_strided of a non-contiguous tensor: call .contiguous() first")
     rel = off - input._offset
     return _strided_view(input, tuple(size), tuple(stride), off,
-                         lambda t: t._view(tuple(size), tuple(stride), t._offset + rel))
+                         lambda t: t._view(tuple(size), tuple(stride), t._offset + rel), "AsStridedBackward0")
 
 
 @register("narrow")
-def narrow(input, dim, start, length):
+def narrow(input, dim, start, length, _name="SliceBackward0"):
     d = input._wrap_dim(dim)
     n = input._shape[d]
     if start < 0:
@@ -347,11 +350,11 @@ def narrow(input, dim, start, length):
     shape = list(input._shape)
     shape[d] = length
     return _strided_view(input, shape, input._stride, input._offset + start * input._stride[d],
-                         lambda t: narrow(t, d, start, length))
+                         lambda t: narrow(t, d, start, length), _name)
 
 
 @register("select")
-def select(input, dim, index):
+def select(input, dim, index, _name="SelectBackward0"):
     d = input._wrap_dim(dim)
     n = input._shape[d]
     if not -n <= index < n:
@@ -360,13 +363,13 @@ def select(input, dim, index):
     shape = input._shape[:d] + input._shape[d + 1:]
     strides = input._stride[:d] + input._stride[d + 1:]
     return _strided_view(input, shape, strides, input._offset + index * input._stride[d],
-                         lambda t: select(t, d, index))
+                         lambda t: select(t, d, index), _name)
 
 
 @register("unbind")
 def unbind(input, dim=0):
     d = input._wrap_dim(dim)
-    return tuple(select(input, d, i) for i in range(input._shape[d]))
+    return tuple(select(input, d, i, _name="UnbindBackward0") for i in range(input._shape[d]))
 
 
 @register("split")
@@ -385,7 +388,7 @@ def split(tensor, split_size_or_sections, dim=0):
                                f"dimension {d}), but got split_sizes={sizes}")
     out, start = [], 0
     for s in sizes:
-        out.append(narrow(tensor, d, start, s))
+        out.append(narrow(tensor, d, start, s, _name="SplitBackward0"))
         start += s
     return tuple(out)
 
@@ -441,5 +444,7 @@ def basic_index(x, idx):
     strides += x._stride[d:]
     if tuple(shape) == x._shape and tuple(strides) == x._stride and off == x._offset:
         return x
-    return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx))
+    name = "SelectBackward0" if len(idx) == 1 and not isinstance(idx[0], slice) and idx[0] is not None else \
+        "SliceBackward0"
+    return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx), name)
 

@@ -34,12 +34,17 @@ def _load_ops():
     for m in pkgutil.iter_modules(kernels.__path__):
         if not m.name.startswith("_"):
             importlib.import_module(f"{__name__}.kernels.{m.name}")
-    globals().update({k: v for k, v in _FUNCTIONS.items() if k not in globals() or k in ("abs", "round", "pow",
-                                                                                            "sum", "max", "min",
-                                                                                            "all", "any")})
+    clash = [k for k in _FUNCTIONS if isinstance(globals().get(k), (dtype, type(_os)))]
+    if clash:
+        raise ImportError(f"tritorch: op names {clash} would shadow a dtype or a submodule")
+    globals().update(_FUNCTIONS)
 
 
 _load_ops()
+
+from . import nn, data, utils  # noqa: E402
+from .serialization import save, load  # noqa: E402
+from .autograd.grad_mode import is_inference_mode_enabled  # noqa: E402
 
 
 def is_tensor(obj):

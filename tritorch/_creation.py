@@ -1,14 +1,20 @@
-"""Factories: ``tensor``, ``as_tensor``, ``from_numpy``, ``empty``, ``zeros``, ``ones``, ``full`` and ``*_like``."""
+"""Factories: ``tensor``, ``as_tensor``, ``from_numpy``, ``from_dlpack``, ``empty``, ``zeros``, ``ones``, ``full``,
+``arange``, ``linspace``, ``eye``, the random ``rand``, ``randn``, ``randint``, and their ``*_like`` forms.
+
+The kernels live in ``kernels/creation.py`` (fill, arange, linspace, eye) and ``kernels/random.py`` (Philox).
+"""
+import math
 import numbers
 
 import numpy as np
 
 from . import _dtype as D
 from ._device import device as _device, CPU
-from ._tensor import Tensor
+from ._tensor import Tensor, register
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "empty", "zeros", "ones", "full", "empty_like", "zeros_like",
-           "ones_like", "full_like", "scalar_tensor"]
+           "ones_like", "full_like", "scalar_tensor", "arange", "linspace", "eye", "rand", "randn", "randint",
+           "rand_like", "randn_like", "randint_like", "from_dlpack"]
 
 
 def _size(size):
@@ -125,46 +131,215 @@ def empty(*size, dtype=None, device=None, requires_grad=False, **kw):
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False, **kw):
+    """A tensor of ``size`` filled with ``fill_value`` (dtype bool, int64 or the default float type from the value
+    when not given)."""
+    if isinstance(fill_value, Tensor):
+        fill_value = fill_value.item()
     if dtype is None:
-        dt = D.bool_ if isinstance(fill_value, bool) else D.int64 if isinstance(fill_value, numbers.Integral) \
-            else D.get_default_dtype()
+        dt = D.bool_ if isinstance(fill_value, (bool, np.bool_)) else D.int64 if isinstance(
+            fill_value, numbers.Integral) else D.get_default_dtype()
     else:
         dt = D.to_dtype(dtype)
     size = _size((size,) if isinstance(size, (tuple, list)) else (size,))
     t = Tensor._empty(size, dt, _dev(device))
-    from .kernels.copy import fill_
-    fill_(t, fill_value)
+    from .kernels.creation import fill
+    fill(t, fill_value)
     return _finish(t, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False, **kw):
-    return full(_size(size), 0, dtype=dtype or D.get_default_dtype(), device=device, requires_grad=requires_grad)
+    return full(_size(size or (kw.pop("size", ()),)), 0, dtype=dtype or D.get_default_dtype(), device=device,
+                requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False, **kw):
-    return full(_size(size), 1, dtype=dtype or D.get_default_dtype(), device=device, requires_grad=requires_grad)
+    return full(_size(size or (kw.pop("size", ()),)), 1, dtype=dtype or D.get_default_dtype(), device=device,
+                requires_grad=requires_grad)
+
+
+def _like(input, dtype, device):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"expected a Tensor as input, got {type(input).__name__}")
+    return (D.to_dtype(dtype) if dtype is not None else input.dtype), (device or input.device)
 
 
 def empty_like(input, *, dtype=None, device=None, requires_grad=False, **kw):
-    return empty(input._shape, dtype=dtype or input.dtype, device=device or input.device,
-                 requires_grad=requires_grad)
+    dt, dev = _like(input, dtype, device)
+    return empty(input._shape, dtype=dt, device=dev, requires_grad=requires_grad)
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False, **kw):
-    return full(input._shape, 0, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
+    dt, dev = _like(input, dtype, device)
+    return full(input._shape, 0, dtype=dt, device=dev, requires_grad=requires_grad)
 
 
 def ones_like(input, *, dtype=None, device=None, requires_grad=False, **kw):
-    return full(input._shape, 1, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
+    dt, dev = _like(input, dtype, device)
+    return full(input._shape, 1, dtype=dt, device=dev, requires_grad=requires_grad)
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False, **kw):
-    return full(input._shape, fill_value, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
+    dt, dev = _like(input, dtype, device)
+    return full(input._shape, fill_value, dtype=dt, device=dev, requires_grad=requires_grad)
 
 
 def scalar_tensor(value, dtype=None, device=None):
     dt = D.to_dtype(dtype) if dtype is not None else _infer_dtype(value)
     return Tensor._wrap_numpy(np.asarray(value, dtype=dt.np), _dev(device), dt)
+
+
+# ---- ranges ----------------------------------------------------------------------------------------------------------
+
+def _number(x, name):
+    if isinstance(x, Tensor):
+        x = x.item()
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    return x.item() if isinstance(x, np.generic) else x
+
+
+@register("arange", method=False)
+def arange(start, end=None, step=1, *, out=None, dtype=None, device=None, requires_grad=False, **kw):
+    """Values ``start, start + step, ...`` up to (excluding) ``end``: int64 when every argument is an integer,
+    the default float type otherwise (or ``dtype``). The length is ``ceil((end - start) / step)``."""
+    if end is None:
+        start, end = 0, start
+    start, end, step = (_number(v, n) for v, n in ((start, "start"), (end, "end"), (step, "step")))
+    float_args = any(isinstance(v, float) for v in (start, end, step))
+    dt = D.to_dtype(dtype) if dtype is not None else (D.get_default_dtype() if float_args else D.int64)
+    if dt is D.bool_:
+        raise RuntimeError('"arange_cpu" not implemented for \'Bool\'')
+    if float_args and not all(math.isfinite(v) for v in (start, end, step)):
+        raise RuntimeError(f"unsupported range: {start} -> {end}")
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    if float_args:
+        n = math.ceil((end - start) / step)
+    else:
+        n = -((start - end) // step)
+    if n >= 2 ** 63:
+        raise RuntimeError(f"invalid size, possible overflow? (arange from {start} to {end} by {step})")
+    t = Tensor._empty((n,), dt, _dev(device))
+    from .kernels.creation import arange_into
+    arange_into(t, start, step, float_args or dt.is_floating_point)
+    return _finish(t, requires_grad)
+
+
+@register("linspace", method=False)
+def linspace(start, end, steps, *, out=None, dtype=None, device=None, requires_grad=False, **kw):
+    """``steps`` values evenly spaced from ``start`` to ``end`` inclusive (computed in float64, then cast)."""
+    start, end = _number(start, "start"), _number(end, "end")
+    if isinstance(steps, Tensor):
+        steps = int(steps)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"linspace(): argument 'steps' must be int, not {type(steps).__name__}")
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    t = Tensor._empty((int(steps),), dt, _dev(device))
+    step = (float(end) - float(start)) / (steps - 1) if steps > 1 else 0.0
+    from .kernels.creation import linspace_into
+    linspace_into(t, start, end if steps > 1 else start, step)
+    return _finish(t, requires_grad)
+
+
+@register("eye", method=False)
+def eye(n, m=None, *, out=None, dtype=None, device=None, requires_grad=False, **kw):
+    """An ``n x m`` matrix (``m = n`` by default) with ones on the diagonal."""
+    m = n if m is None else m
+    for v, name in ((n, "n"), (m, "m")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"eye(): argument '{name}' must be int, not {type(v).__name__}")
+        if v < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
+    dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    t = Tensor._empty((int(n), int(m)), dt, _dev(device))
+    from .kernels.creation import eye_into
+    eye_into(t)
+    return _finish(t, requires_grad)
+
+
+# ---- random ----------------------------------------------------------------------------------------------------------
+
+def _float_dtype(dtype, name):
+    dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    if not dt.is_floating_point:
+        raise RuntimeError(f"{name}: expected a floating point dtype, but got {dt}")
+    return dt
+
+
+def _random_size(size, kw):
+    if not size and "size" in kw:
+        size = (kw.pop("size"),)
+    return _size(size)
+
+
+@register("rand", method=False)
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    """Uniform samples in [0, 1) from ``generator`` (the default one of the device if None)."""
+    from .kernels.random import fill_random, UNIFORM
+    t = Tensor._empty(_random_size(size, kw), _float_dtype(dtype, "rand"), _dev(device))
+    return _finish(fill_random(t, UNIFORM, 0.0, 1.0, generator), requires_grad)
+
+
+@register("randn", method=False)
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    """Standard normal samples (Box-Muller on Philox uniforms)."""
+    from .kernels.random import fill_random, NORMAL
+    t = Tensor._empty(_random_size(size, kw), _float_dtype(dtype, "randn"), _dev(device))
+    return _finish(fill_random(t, NORMAL, 0.0, 1.0, generator), requires_grad)
+
+
+def _check_randint_range(low, high, dt):
+    from .kernels.random import check_int_range
+    for v, name in ((low, "low"), (high, "high")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"randint(): argument '{name}' must be int, not {type(v).__name__}")
+    check_int_range("randint", int(low), int(high), dt)
+
+
+@register("randint", method=False)
+def randint(*args, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    """``randint(high, size)`` or ``randint(low, high, size)``: integers uniform in [low, high), int64 unless
+    ``dtype`` says otherwise."""
+    low, high, size = kw.pop("low", None), kw.pop("high", None), kw.pop("size", None)
+    pos = list(args)
+    size = pos.pop() if size is None and pos else size
+    high = pos.pop() if high is None and pos else high
+    low = (pos.pop() if pos else 0) if low is None else low
+    if pos or size is None or high is None:
+        raise TypeError("randint() expects (high, size) or (low, high, size)")
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint(): argument 'size' must be tuple of ints, not {type(size).__name__}")
+    low, high = (int(v) if isinstance(v, Tensor) else v for v in (low, high))
+    dt = D.to_dtype(dtype) if dtype is not None else D.int64
+    _check_randint_range(low, high, dt)
+    from .kernels.random import fill_random, RANDINT
+    t = Tensor._empty(_size(tuple(size)), dt, _dev(device))
+    return _finish(fill_random(t, RANDINT, int(low), int(high) - int(low), generator), requires_grad)
+
+
+@register("rand_like", method=False)
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    dt, dev = _like(input, dtype, device)
+    return rand(input._shape, generator=generator, dtype=dt, device=dev, requires_grad=requires_grad)
+
+
+@register("randn_like", method=False)
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    dt, dev = _like(input, dtype, device)
+    return randn(input._shape, generator=generator, dtype=dt, device=dev, requires_grad=requires_grad)
+
+
+@register("randint_like", method=False)
+def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None, requires_grad=False, **kw):
+    """``randint_like(input, high)`` or ``randint_like(input, low, high)``."""
+    if high is None:
+        low, high = 0, low
+    dt, dev = _like(input, dtype, device)
+    return randint(low, high, input._shape, generator=generator, dtype=dt, device=dev, requires_grad=requires_grad)
+
+
+from ._dlpack import from_dlpack  # noqa: E402  (also gives Tensor its __dlpack__ methods)

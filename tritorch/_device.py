@@ -20,6 +20,8 @@ class device:
             return type
         if isinstance(type, int):
             type, index = "cuda", type
+        elif not isinstance(type, str):
+            raise TypeError(f"device(): expected a device string, an index or a device, got {type!r}")
         key = (type, index)
         d = cls._cache.get(key)
         if d is not None:

@@ -159,3 +159,21 @@ def result_type(*operands):
         elif scalar_cat > _category(res):
             res = (bool_, int64, _default_float)[scalar_cat]
     return res
+
+
+_SCALAR_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int", "int64": "Long",
+                 "float16": "Half", "bfloat16": "BFloat16", "float32": "Float", "float64": "Double"}
+
+
+def scalar_name(d):
+    """PyTorch's ScalarType name of a dtype ('Float', 'Long', ...), as its error messages spell it."""
+    return _SCALAR_NAMES[d.name]
+
+
+def can_cast(from_, to):
+    """PyTorch's ``can_cast``: no floating -> integral and no non-bool -> bool (the rule in-place ops obey)."""
+    if from_.is_floating_point and not to.is_floating_point:
+        return False
+    if from_ is not bool_ and to is bool_:
+        return False
+    return True

@@ -17,15 +17,22 @@ __all__ = ["Storage"]
 
 
 class Storage:
-    __slots__ = ("data", "device", "dtype", "size", "ptr", "version", "__weakref__")
+    __slots__ = ("data", "device", "dtype", "size", "_ptr", "version", "__weakref__")
 
-    def __init__(self, data, device, dtype, size, ptr):
+    def __init__(self, data, device, dtype, size, ptr=None):
         self.data = data          # numpy array (host) or the owner of device memory (GPU)
         self.device = device
         self.dtype = dtype
         self.size = size          # in elements
-        self.ptr = ptr            # address of element 0
+        self._ptr = ptr           # address of element 0; looked up on first use for host arrays
         self.version = 0
+
+    @property
+    def ptr(self):
+        p = self._ptr
+        if p is None:
+            p = self._ptr = self.data.ctypes.data
+        return p
 
     @property
     def on_host(self):
@@ -35,7 +42,7 @@ class Storage:
     def from_numpy(cls, flat, device, dtype):
         """Wrap a 1-D host array (no copy) for ``cpu`` or interpreted ``cuda``; upload it on a GPU."""
         if device.type == "cpu" or INTERPRET:
-            return cls(flat, device, dtype, flat.size, flat.ctypes.data)
+            return cls(flat, device, dtype, flat.size)
         st = cls.empty(flat.size, device, dtype)
         if flat.size:
             from . import cuda
@@ -54,7 +61,7 @@ class Storage:
                     flat.fill(np.nan)
                 else:
                     flat.view(np.uint8).fill(0xA5)
-            return cls(flat, device, dtype, n, flat.ctypes.data)
+            return cls(flat, device, dtype, n)
         from . import cuda
         owner, ptr = cuda._alloc(n * dtype.itemsize, device)
         if POISON and n:

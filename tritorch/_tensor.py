@@ -23,7 +23,7 @@ def contiguous_strides(shape):
 
 
 class Tensor:
-    __slots__ = ("_storage", "_offset", "_shape", "_stride", "dtype", "requires_grad", "grad", "grad_fn",
+    __slots__ = ("_storage", "_offset", "_shape", "_stride", "dtype", "_requires_grad", "_grad", "grad_fn",
                  "_output_nr", "_retains_grad", "_hooks", "_base", "_np_cache", "__weakref__", "__dict__")
 
     # ---- construction -------------------------------------------------------------------------------------------
@@ -35,8 +35,8 @@ class Tensor:
         t._shape = shape
         t._stride = stride
         t.dtype = dtype
-        t.requires_grad = False
-        t.grad = None
+        t._requires_grad = False
+        t._grad = None
         t.grad_fn = None
         t._output_nr = 0
         t._retains_grad = False
@@ -60,6 +60,14 @@ class Tensor:
                       contiguous_strides(arr.shape), dt)
         if device.type == "cpu" or INTERPRET:
             t._np_cache = arr
+        return t
+
+    def _alias(self, view=False):
+        """A new tensor over the same elements with no autograd history (``view``: it records ``self`` as base)."""
+        t = Tensor._make(self._storage, self._offset, self._shape, self._stride, self.dtype)
+        t._np_cache = self._np_cache
+        if view:
+            t._base = self if self._base is None else self._base
         return t
 
     def _view(self, shape, stride, offset=None):
@@ -111,12 +119,17 @@ class Tensor:
     def size(self, dim=None):
         if dim is None:
             return Size(self._shape)
-        return self._shape[self._wrap_dim(dim)]
+        return self._shape[self._dim_of_0d(dim)]
 
     def stride(self, dim=None):
         if dim is None:
             return self._stride
-        return self._stride[self._wrap_dim(dim)]
+        return self._stride[self._dim_of_0d(dim)]
+
+    def _dim_of_0d(self, dim):
+        if not self._shape and isinstance(dim, (int, np.integer)) and dim in (0, -1):
+            raise IndexError(f"dimension specified as {dim} but tensor has no dimensions")
+        return self._wrap_dim(dim)
 
     def storage_offset(self):
         return self._offset
@@ -136,6 +149,18 @@ class Tensor:
 
     def data_ptr(self):
         return self._storage.ptr + self._offset * self.dtype.itemsize
+
+    @property
+    def itemsize(self):
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self):
+        return self.numel() * self.dtype.itemsize
+
+    @property
+    def is_cpu(self):
+        return self._storage.device.type == "cpu"
 
     @property
     def is_cuda(self):
@@ -181,8 +206,10 @@ class Tensor:
         return id(self)
 
     def __bool__(self):
-        if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.numel()} elements is ambiguous")
+        n = self.numel()
+        if n != 1:
+            raise RuntimeError("Boolean value of Tensor with " + ("no values" if n == 0 else "more than one value")
+                               + " is ambiguous")
         return bool(self.item())
 
     def __int__(self):
@@ -190,6 +217,9 @@ class Tensor:
 
     def __float__(self):
         return float(self.item())
+
+    def __complex__(self):
+        return complex(self.item())
 
     def __index__(self):
         if self.dtype.is_floating_point or self.numel() != 1:
@@ -217,41 +247,96 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     # ---- autograd attributes (the engine lives in tritorch.autograd) ------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(bool(value))
+
     def requires_grad_(self, requires_grad=True):
-        if not self.is_leaf and not requires_grad:
-            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
-                               "computed variable in a subgraph that doesn't require differentiation use "
-                               "var_no_grad = var.detach().")
-        if requires_grad and not (self.dtype.is_floating_point):
-            raise RuntimeError("only Tensors of floating point dtype can require gradients")
-        self.requires_grad = requires_grad
+        if self.grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                                   "computed variable in a subgraph that doesn't require differentiation use "
+                                   "var_no_grad = var.detach().")
+            self._requires_grad = True
+            return self
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
+        self._requires_grad = bool(requires_grad)
         return self
 
+    @property
+    def grad(self):
+        g = self._grad
+        if g is None and self.grad_fn is not None and not self._retains_grad:
+            import warnings
+            warnings.warn("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+                          "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
+                          "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
+                          "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
+                          "instead.", UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, g):
+        if g is not None:
+            if not isinstance(g, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type "
+                                f"{type(g).__name__}")
+            if g is self:
+                raise RuntimeError("can't assign Variable as its own grad")
+            if g.dtype is not self.dtype:
+                raise RuntimeError("assigned grad has data of a different type")
+            if g._storage.device != self._storage.device:
+                raise RuntimeError("assigned grad has data located on a different device")
+            if g._shape != self._shape:
+                raise RuntimeError("assigned grad has data of a different size")
+        self._grad = g
+
+    @grad.deleter
+    def grad(self):
+        self._grad = None
+
+    @property
+    def output_nr(self):
+        return self._output_nr
+
     def detach(self):
-        t = Tensor._make(self._storage, self._offset, self._shape, self._stride, self.dtype)
-        t._np_cache = self._np_cache
-        return t
+        """A tensor sharing these elements (and their version counter), cut from the graph."""
+        return self._alias()
 
     def detach_(self):
+        if self._base is not None and self.grad_fn is not None:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
         self.grad_fn = None
-        self.requires_grad = False
+        self._requires_grad = False
         return self
 
     @property
     def data(self):
-        return self.detach()
+        return self._alias()
 
     @data.setter
     def data(self, other):
+        """``t.data = other``: ``t`` now shows ``other``'s elements, keeping its identity and autograd flags."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"data must be a Tensor, not {type(other).__name__}")
+        if self._requires_grad and not other.dtype.is_floating_point:
+            raise RuntimeError("data set to a tensor that requires gradients must be floating point or complex dtype")
         self._storage, self._offset, self._shape, self._stride, self.dtype = (
             other._storage, other._offset, other._shape, other._stride, other.dtype)
         self._np_cache = other._np_cache
+        self._base = other._base
+        self.__dict__.pop("_grad_acc", None)       # a later graph gets an accumulator of the new shape
 
     def retain_grad(self):
-        if self.is_leaf:
+        if self.grad_fn is None:
+            if not self._requires_grad:
+                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
             return
-        if not self.requires_grad:
-            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if not self._retains_grad:
             from .autograd import engine
             engine.retain_grad(self)
@@ -262,12 +347,21 @@ class Tensor:
         return self._retains_grad
 
     def register_hook(self, hook):
+        """``hook(grad)`` runs when this tensor's gradient is computed; a non-None result replaces the gradient."""
         from .autograd import engine
         return engine.register_tensor_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs after a backward pass accumulated into this leaf's ``.grad``."""
+        from .autograd import engine
+        return engine.register_post_accumulate_hook(self, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import engine
         engine.backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
+
+    def is_inference(self):
+        return False
 
     # ---- device and dtype conversion -------------------------------------------------------------------------------
     def to(self, *args, **kwargs):
@@ -278,8 +372,10 @@ class Tensor:
                 dt = a
             elif isinstance(a, Tensor):
                 dev, dt = a.device, a.dtype
-            elif a is not None:
+            elif isinstance(a, (str, int, _device)):
                 dev = _device(a)
+            elif a is not None:
+                dt = D.to_dtype(a)
         from .kernels import copy as _copy
         return _copy.to(self, dev, dt, copy)
 

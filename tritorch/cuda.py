@@ -3,7 +3,8 @@
 from ._device import INTERPRET
 
 __all__ = ["is_available", "device_count", "synchronize", "memory_allocated", "max_memory_allocated",
-           "empty_cache", "is_interpreted", "get_device_name"]
+           "reset_peak_memory_stats", "empty_cache", "is_interpreted", "get_device_name", "get_device_capability",
+           "current_device", "OutOfMemoryError"]
 
 _NO_CUDA = ("tritorch: no CUDA GPU is available (and TRITORCH_INTERPRET=1 is not set, which would run the Triton "
             "kernels in Triton's interpreter on the CPU)")
@@ -41,6 +42,23 @@ def get_device_name(device=None):
     if INTERPRET:
         return "Triton interpreter (host memory)"
     return _runtime().device_name(_index(device))
+
+
+def get_device_capability(device=None):
+    """``(major, minor)`` compute capability of the GPU (``(0, 0)`` for the interpreter)."""
+    if INTERPRET:
+        return (0, 0)
+    return _runtime().compute_capability(_index(device))
+
+
+def current_device():
+    return 0
+
+
+def __getattr__(name):
+    if name == "OutOfMemoryError":            # defined with the runtime, which loads no CUDA library on import
+        return _runtime().OutOfMemoryError
+    raise AttributeError(f"module 'tritorch.cuda' has no attribute '{name}'")
 
 
 def _index(device):
@@ -94,7 +112,7 @@ def empty_cache():
 
 def _alloc(nbytes, dev):
     _check_device(dev)
-    return _runtime().alloc(nbytes)
+    return _runtime().alloc(nbytes, dev.index or 0)
 
 
 def _memcpy_htod(dst_ptr, host_array):

@@ -1,0 +1,146 @@
+"""cat / stack / hstack / vstack / dstack / column_stack: forward and backward against NumPy, cpu and cuda."""
+import numpy as np
+import pytest
+
+import tritorch as torch
+from helpers import assert_close, make, to_np
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided"])
+def test_cat(device, dim, layout):
+    shapes = [(3, 2, 5), (3, 2, 5), (3, 2, 5)]
+    shapes = [tuple(s if k != dim % 3 else s + i for k, s in enumerate(sh)) for i, sh in enumerate(shapes)]
+    ins = [make(s, F64, device, layout=layout if i != 1 else "contiguous", seed=i, requires_grad=True)
+           for i, s in enumerate(shapes)]
+    out = torch.cat([t for t, _ in ins], dim)
+    want = np.concatenate([r for _, r in ins], axis=dim)
+    assert_close(out, want)
+    assert out.is_contiguous()
+    g = np.random.default_rng(1).uniform(-1, 1, want.shape)
+    out.backward(torch.tensor(g, device=device))
+    for (t, _), gi in zip(ins, np.split(g, np.cumsum([s[dim] for s in shapes])[:-1], axis=dim)):
+        assert_close(t.grad, gi)
+
+
+def test_cat_aliases_and_odd_sizes(device):
+    a, ra = make((1, 7), torch.float32, device)
+    b, rb = make((0, 7), torch.float32, device)
+    c, rc = make((5, 7), torch.float32, device, layout="transposed")
+    want = np.concatenate([ra, rb, rc])
+    for fn in (torch.cat, torch.concat, torch.concatenate):
+        assert_close(fn((a, b, c)), want)
+    assert_close(torch.cat([a], 1), ra)
+
+
+def test_cat_promotes_dtypes(device):
+    i = torch.tensor([[1, 2]], dtype=torch.int32, device=device)
+    f = torch.tensor([[0.5, 1.5]], dtype=torch.float16, device=device)
+    b = torch.tensor([[True, False]], device=device)
+    out = torch.cat([i, f, b])
+    assert out.dtype is torch.float16
+    assert_close(out, np.array([[1, 2], [0.5, 1.5], [1, 0]]), torch.float16)
+    out = torch.cat([b, torch.tensor([[3, 4]], dtype=torch.int64, device=device)], 1)
+    assert out.dtype is torch.int64
+    np.testing.assert_array_equal(to_np(out), [[1, 0, 3, 4]])
+    bf = torch.tensor([1.0], dtype=torch.bfloat16, device=device)
+    assert torch.cat([bf, torch.tensor([2.0], dtype=torch.float16, device=device)]).dtype is torch.float32
+
+
+def test_cat_grad_cast_back_to_input_dtype(device):
+    a = torch.tensor([1.0, 2.0], dtype=torch.float32, device=device, requires_grad=True)
+    b = torch.tensor([3.0], dtype=F64, device=device, requires_grad=True)
+    out = torch.cat([a, b])
+    assert out.dtype is F64
+    out.backward(torch.tensor([1.0, 2.0, 3.0], dtype=F64, device=device))
+    assert a.grad.dtype is torch.float32 and b.grad.dtype is F64
+    assert_close(a.grad, np.array([1.0, 2.0]))
+    assert_close(b.grad, np.array([3.0]))
+
+
+def test_cat_skips_legacy_empty(device):
+    x, rx = make((2, 3), F64, device, requires_grad=True)
+    e = torch.tensor([], dtype=F64, device=device, requires_grad=True)
+    out = torch.cat([e, x, e], 1)
+    assert_close(out, rx)
+    out.sum().backward()
+    assert_close(x.grad, np.ones((2, 3)))
+    assert tuple(e.grad.shape) == (0,)
+    assert tuple(torch.cat([e, e]).shape) == (0,)
+
+
+def test_cat_errors(device):
+    a = torch.zeros(2, 3, device=device)
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match except in dimension 1. Expected size 2 but "
+                                           "got size 3 for tensor number 1 in the list."):
+        torch.cat([a, torch.zeros(3, 3, device=device)], 1)
+    with pytest.raises(RuntimeError, match="Tensors must have same number of dimensions: got 2 and 3"):
+        torch.cat([a, torch.zeros(2, 3, 1, device=device)])
+    with pytest.raises(RuntimeError, match="zero-dimensional tensor \\(at position 1\\) cannot be concatenated"):
+        torch.cat([a, torch.zeros((), device=device)])
+    with pytest.raises(RuntimeError, match="expected a non-empty list of Tensors"):
+        torch.cat([])
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        torch.cat([a, a], 2)
+    with pytest.raises(TypeError, match="must be tuple of Tensors"):
+        torch.cat(a)
+
+
+def test_cat_device_mismatch():
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+        torch.cat([torch.zeros(2), torch.zeros(2, device="cuda")])
+
+
+def test_cat_out(device):
+    out = torch.empty(4, dtype=F64, device=device)
+    res = torch.cat([torch.ones(2, dtype=F64, device=device), torch.zeros(2, dtype=F64, device=device)], out=out)
+    assert res is out
+    assert_close(out, np.array([1.0, 1.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+def test_stack(device, dim):
+    ins = [make((2, 3), F64, device, layout="transposed" if i else "contiguous", seed=i, requires_grad=True)
+           for i in range(3)]
+    out = torch.stack([t for t, _ in ins], dim)
+    want = np.stack([r for _, r in ins], axis=dim)
+    assert_close(out, want)
+    g = np.random.default_rng(2).uniform(-1, 1, want.shape)
+    out.backward(torch.tensor(g, device=device))
+    for i, (t, _) in enumerate(ins):
+        assert_close(t.grad, np.take(g, i, axis=dim))
+
+
+def test_stack_zero_d_and_errors(device):
+    a = torch.tensor(1.0, device=device)
+    assert_close(torch.stack([a, a * 2]), np.array([1.0, 2.0]))
+    with pytest.raises(RuntimeError, match=r"stack expects each tensor to be equal size, but got \[2\] at entry 0 "
+                                           r"and \[3\] at entry 1"):
+        torch.stack([torch.zeros(2, device=device), torch.zeros(3, device=device)])
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        torch.stack([a, a], 2)
+
+
+def test_hstack_vstack_dstack_column_stack(device):
+    a, ra = make((3,), torch.float32, device)
+    b, rb = make((3,), torch.float32, device, seed=1)
+    m, rm = make((3, 2), torch.float32, device, layout="transposed", seed=2)
+    assert_close(torch.hstack([a, b]), np.hstack([ra, rb]))
+    assert_close(torch.hstack([m, m]), np.hstack([rm, rm]))
+    assert_close(torch.vstack([a, b]), np.vstack([ra, rb]))
+    assert_close(torch.row_stack([a, b]), np.vstack([ra, rb]))
+    assert_close(torch.dstack([a, b]), np.dstack([ra, rb]))
+    assert_close(torch.dstack([m, m]), np.dstack([rm, rm]))
+    assert_close(torch.column_stack([a, m]), np.column_stack([ra, rm]))
+    z = torch.tensor(2.0, device=device)
+    assert_close(torch.hstack([z, a]), np.hstack([2.0, ra]))
+    assert_close(torch.vstack([z, z]), np.vstack([2.0, 2.0]))
+
+
+def test_cat_gradcheck(device):
+    a = torch.tensor(np.random.default_rng(3).uniform(-1, 1, (2, 3)), device=device, requires_grad=True)
+    b = torch.tensor(np.random.default_rng(4).uniform(-1, 1, (2, 1)), device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, y: torch.cat([x, y * y], 1), (a, b))
+    assert torch.autograd.gradgradcheck(lambda x, y: torch.stack([x * y, x], -1) ** 2, (a, b))
