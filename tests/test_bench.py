@@ -1,0 +1,195 @@
+"""The benchmark harness itself: bench/gpu.py's timing arithmetic, table and JSON with a fake timer on the cpu device,
+its handling of missing and failing ops, its --dry-run end to end, and the cpu pytest-benchmark files run once."""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import tritorch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import gpu  # noqa: E402
+from bench.cases import CASES, Missing, get_case, resolve  # noqa: E402
+
+
+class FakeTimer:
+    """Each ``time`` call runs ``fn`` once and reports the next canned list of milliseconds."""
+
+    def __init__(self, *times):
+        self.times = list(times)
+        self.calls = 0
+
+    def sync(self):
+        pass
+
+    def time(self, fn, warmup, repeat):
+        fn()
+        t = self.times[self.calls % len(self.times)]
+        self.calls += 1
+        return list(t)
+
+    def host_us(self, fn, n=2000):
+        fn()
+        return 7.5
+
+
+def test_speed_and_ceilings():
+    add = get_case("add fp32 2^26")
+    s = gpu._speed(add, add.shape, 0.284)
+    assert s["gbps"] == pytest.approx(3 * 2 ** 26 * 4 / 0.284e-3 / 1e9)
+    assert s["pct_of_ceiling"] == pytest.approx(100 * s["gbps"] * 1e9 / 2.9e12)
+    mm = get_case("matmul bf16 4096^3")
+    s = gpu._speed(mm, mm.shape, 0.216)
+    assert s["tflops"] == pytest.approx(2 * 4096 ** 3 / 0.216e-3 / 1e12)
+    assert s["pct_of_ceiling"] == pytest.approx(100 * s["tflops"] / 798)
+    assert "pct_of_ceiling" not in gpu._speed(add, add.shape, 1.0, device="cpu")
+
+
+def test_run_case_against_a_baseline():
+    # tritorch on both sides: the check must pass; tritorch twice as slow as the "torch" side
+    timer = FakeTimer([3.0, 2.0, 1.0], [1.0, 1.0, 1.0])
+    case = get_case("add fp32 2^26")
+    row = gpu.run_case(case, [("tritorch", tritorch), ("torch", tritorch)], "cpu", timer, small=True)
+    assert row["tritorch"]["status"] == "ok" and row["torch"]["status"] == "ok"
+    assert row["tritorch"]["ms"] == 2.0 and row["tritorch"]["min_ms"] == 1.0 and row["tritorch"]["repeats"] == 3
+    assert row["speed_vs_torch"] == pytest.approx(0.5)
+    assert row["check"] == "ok" and row["max_rel_diff"] == 0.0
+    assert row["shape"] == [1000] and row["dtype"] == "float32"
+
+
+def _lib_without(*names):
+    """tritorch seen through a namespace that lacks ``names`` (an op that does not exist yet)."""
+    ns = types.SimpleNamespace(**{k: getattr(tritorch, k) for k in dir(tritorch) if not k.startswith("__")})
+    for n in names:
+        vars(ns).pop(n, None)
+    ns.__name__ = "fakelib"
+    return ns
+
+
+def test_missing_and_failing_ops_are_reported():
+    lib = _lib_without("softmax", "nn")
+    with pytest.raises(Missing, match="softmax"):
+        resolve(lib, "softmax", "nn.functional.softmax")
+    broken = _lib_without("add")
+    broken.add = lambda a, b: (_ for _ in ()).throw(ValueError("boom"))
+    timer = FakeTimer([1.0])
+    cases = [get_case("softmax fp16 8192x8192"), get_case("add fp32 2^26")]
+    res = gpu.run_all([("tritorch", lib), ("torch", broken)], "cpu", timer, cases, small=True, torch=None)
+    soft, add = res["results"]
+    assert soft["tritorch"]["status"] == "missing" and soft["torch"]["status"] == "ok"
+    assert add["tritorch"]["status"] == "ok"
+    assert add["torch"]["status"] == "error" and "ValueError: boom" in add["torch"]["error"]
+    assert "speed_vs_torch" not in soft and "check" not in add
+    text = gpu.table(res)
+    assert "missing" in text and "error" in text
+    assert any("boom" in line for line in gpu.errors(res))
+    host = {(r["lib"], r["device"]): r for r in res["host"]}
+    assert host[("tritorch", "cpu")]["status"] == "ok"
+    assert host[("torch", "cpu")]["status"] == "error"
+    assert host[("numpy", "cpu")]["us"] > 0
+
+
+def test_mismatch_is_flagged():
+    wrong = _lib_without("add")
+    wrong.add = lambda a, b: tritorch.sub(a, b)
+    res = gpu.run_case(get_case("add fp32 2^26"), [("tritorch", wrong), ("torch", tritorch)], "cpu",
+                       FakeTimer([1.0]), small=True)
+    assert res["check"] == "MISMATCH" and res["max_rel_diff"] > 0.1
+    assert "differs from torch" in gpu.errors({"results": [res]})[0]
+
+
+def test_every_case_builds_small_on_cpu():
+    timer = FakeTimer([0.5])
+    for case in CASES:
+        row = gpu.run_case(case, [("tritorch", tritorch)], "cpu", timer, small=True)
+        assert row["tritorch"]["status"] in ("ok", "missing"), (case.name, row)
+
+
+def test_json_and_table(tmp_path):
+    timer = FakeTimer([2.0], [1.0])
+    res = gpu.run_all([("tritorch", tritorch), ("torch", tritorch)], "cpu", timer,
+                      [get_case("add fp32 2^26"), get_case("matmul tf32 4096^3")], small=True)
+    env = res["environment"]
+    for key in ("date", "device", "device_name", "compute_capability", "triton", "tritorch", "torch", "numpy"):
+        assert key in env
+    assert env["tritorch"] == tritorch.__version__
+    path = tmp_path / "r" / gpu.default_name(res)
+    gpu.write(res, str(path))
+    back = json.loads(path.read_text())
+    assert back["results"][1]["case"] == "matmul tf32 4096^3" and back["ceilings"]["bf16_matmul"]["value"] == 798e12
+    lines = gpu.table(res).splitlines()
+    assert lines[0].split()[:2] == ["case", "tritorch"]
+    assert lines[1].startswith("add fp32 2^26") and "2.000 ms" in lines[1] and "0.50x" in lines[1]
+    assert "TFLOP/s" in lines[2]
+    assert any("host cost" in line and "us" in line for line in lines)
+
+
+def test_dry_run_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    res = gpu.main(["--dry-run", "--no-torch", "--cases", "add,row sum", "--out", str(out),
+                    "--results-dir", str(tmp_path / "results"), "--table", str(tmp_path / "t.txt")])
+    assert [r["case"] for r in res["results"]] == ["add fp32 2^26", "row sum fp32 16384x4096"]
+    assert json.loads(out.read_text())["environment"]["device"] == "cpu"
+    assert len(os.listdir(tmp_path / "results")) == 1
+    printed = capsys.readouterr().out
+    assert printed.rstrip().endswith((tmp_path / "t.txt").read_text().rstrip().splitlines()[-1])
+
+
+def test_cpu_benchmarks_run_once():
+    pytest.importorskip("pytest_benchmark")
+    env = {k: v for k, v in os.environ.items() if k != "TRITORCH_BENCH_STRICT"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "bench/", "--benchmark-disable", "-q", "-p", "no:xdist",
+                        "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]      # 5 if nothing ran
+
+
+def test_host_cost_helper_measures_both():
+    from bench.test_ops_cpu import host_cost_us
+    t, ref = host_cost_us(n=50, repeat=1)
+    assert t > 0 and ref > 0
+    assert np.isfinite([t, ref]).all()
+
+
+@pytest.mark.gpu
+def test_gpu_event_timer_and_one_case(tmp_path):
+    timer = gpu.EventTimer()
+    owner, ptr = timer.rt.alloc(64 << 20)
+    times = timer.time(lambda: timer.rt.memset_d8(ptr, 1, 64 << 20), warmup=2, repeat=5)
+    assert len(times) == 5 and all(0 < t < 50 for t in times), times      # 64 MB at > 1.3 GB/s
+    res = gpu.main(["--cases", "add fp32", "--no-torch", "--warmup", "2", "--repeat", "5", "--results-dir", "",
+                    "--out", str(tmp_path / "r.json")])
+    row = res["results"][0]
+    assert row["tritorch"]["status"] == "ok", row
+    assert row["tritorch"]["gbps"] > 100 and 0 < row["tritorch"]["pct_of_ceiling"] < 120
+    assert res["environment"]["compute_capability"]
+    assert res["host"][0]["status"] == "ok" and res["host"][0]["us"] > 0
+
+
+def test_event_timer_against_a_fake_driver():
+    from test_cuda_runtime import ok, run
+    ok(run("""
+        import sys, time
+        sys.path.insert(0, ".")
+        from bench import gpu
+        timer = gpu.EventTimer()
+        assert len(LIVE) == 1 and timer.flush_ptr in LIVE                     # the L2 flush buffer
+        calls = []
+        times = timer.time(lambda: (calls.append(1), time.sleep(0.002)), warmup=2, repeat=4)
+        assert len(calls) == 6 and len(times) == 4 and all(1.5 < t < 200 for t in times), times
+        flushes = [a for n, a in LOG if n == "memset" and a[1] == gpu.L2_FLUSH_BYTES]
+        assert len(flushes) == 4                                              # one flush before each timed run
+        assert CUevent.live == 0                                              # events destroyed
+        assert {a[-1] for n, a in LOG if n == "record"} == {1}                # on the runtime's stream
+        assert timer.host_us(lambda: None, n=100) > 0
+        env = gpu.environment("cuda")
+        assert env["device_name"] == "Fake GPU" and env["compute_capability"] == "9.0"
+        assert env["cuda_driver"] == "13.0"
+        print("DONE")
+    """, fake=True))
