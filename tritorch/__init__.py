@@ -43,6 +43,7 @@ def _load_ops():
 _load_ops()
 
 from . import nn, data, utils  # noqa: E402
+from . import optim  # noqa: E402
 from .serialization import save, load  # noqa: E402
 from .autograd.grad_mode import is_inference_mode_enabled  # noqa: E402
 
