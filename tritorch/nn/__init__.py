@@ -5,4 +5,6 @@ from .containers import Sequential, ModuleList, ModuleDict, ParameterList, Param
 from .linear import Identity, Linear, Bilinear, Flatten, Unflatten  # noqa: F401
 from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus, Hardtanh,  # noqa: F401
                          Softmax, LogSoftmax)
+from .loss import (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntropyLoss, BCELoss,  # noqa: F401
+                   BCEWithLogitsLoss, KLDivLoss)
 from . import functional, init, utils  # noqa: F401

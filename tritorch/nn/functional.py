@@ -12,7 +12,9 @@ import tritorch
 from .._tensor import Tensor
 
 __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh",
-           "softplus", "hardtanh", "relu6", "softmax", "log_softmax", "identity"]
+           "softplus", "hardtanh", "relu6", "softmax", "log_softmax", "identity",
+           "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "kl_div"]
 
 _DT_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16"}
 
@@ -212,3 +214,8 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     if fn is not None:
         return fn(input, dim)
     return _fallback_log_softmax(input, dim)
+
+
+# ---- losses (kernels/loss.py: the fused cross-entropy / NLL row kernels and the pointwise loss kernels) --------
+from ..kernels.loss import (cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss,  # noqa: E402
+                            binary_cross_entropy, binary_cross_entropy_with_logits, kl_div)
