@@ -2,7 +2,7 @@
 import math
 
 from .. import _creation
-from . import functional as F
+from ..kernels import linear as _kl
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -21,7 +21,8 @@ class Identity(Module):
 
 
 class Linear(Module):
-    """``y = x @ W.T + b`` with ``W`` of shape (out_features, in_features).
+    """``y = x @ W.T + b`` with ``W`` of shape (out_features, in_features), in one fused kernel (bias added in the
+    matmul's epilogue).
 
     Initialized as PyTorch does: ``W ~ U(-1/sqrt(in), 1/sqrt(in))`` (kaiming_uniform_ with a=sqrt(5)) and the same
     bound for ``b``."""
@@ -45,14 +46,16 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        return F.linear(input, self.weight, self.bias)
+        return _kl.linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class Bilinear(Module):
-    """``y = x1^T A x2 + b`` with ``A`` of shape (out_features, in1_features, in2_features)."""
+    """``y = x1^T A x2 + b`` with ``A`` of shape (out_features, in1_features, in2_features).
+
+    Initialized as PyTorch does: ``A`` and ``b`` ~ U(-1/sqrt(in1_features), 1/sqrt(in1_features))."""
 
     def __init__(self, in1_features, in2_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
@@ -74,7 +77,7 @@ class Bilinear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input1, input2):
-        return F.bilinear(input1, input2, self.weight, self.bias)
+        return _kl.bilinear(input1, input2, self.weight, self.bias)
 
     def extra_repr(self):
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "

@@ -1,0 +1,397 @@
+"""``linear`` (``y = act(x @ W^T + b)``) as one fused kernel, its backward, and ``bilinear``.
+
+Forward: ``_linear_kernel`` is the tiled matmul of ``kernels/matmul.py`` specialised to a layer: W is read through
+its own strides as W^T (no transposed copy), and the bias add and the activation run in the epilogue on the float32
+(float64) accumulator, so the pre-activation never makes a trip to memory unless the backward needs it (gelu,
+silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from their output).
+
+Backward: ``_act_grad_kernel`` applies the activation's derivative to the incoming gradient in one pass and, in the
+same pass, sums each tile's columns for the bias gradient (per-tile partial sums, then one small reduction: no
+atomics, so the result is deterministic). The two products grad_x = g' @ W and grad_W = g'^T @ x are the project's
+matmul on transposed views; with create_graph the rule is written with tensor ops and so differentiates again.
+
+The activations are the elementwise module's (``UNARY``): the same Triton math, NumPy reference and derivatives.
+"""
+import math
+
+import numpy as np
+import triton
+import triton.language as tl
+
+from tritorch import _dtype as D
+from tritorch._device import INTERPRET
+from tritorch._tensor import Tensor, register
+from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE
+from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
+from .elementwise import UNARY, _identity, check_same_device, copy_host, empty, np_ct, wrap
+from . import matmul as _mm
+
+__all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "ACTIVATIONS"]
+
+# the activations an epilogue can apply (UNARY ops), with the default of their parameter (slope, alpha)
+ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_tanh": 0.0, "silu": 0.0,
+               "sigmoid": 0.0, "tanh": 0.0}
+
+# ====================================================================================================================
+# The kernels
+# ====================================================================================================================
+
+
+@triton.jit
+def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, M, N, K,
+                   sxm, sxk, swn, swk, sbn, sym, syn, a,
+                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr, CT: tl.constexpr,
+                   PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """One (BLOCK_M, BLOCK_N) tile of y = ACT(x @ W^T + bias, a) for x: (M, K), W: (N, K), bias: (N,).
+
+    ``a`` is the activation's parameter (slope, alpha); ``sbn`` is 0 for a one-element bias. With ``SAVE_Z`` the
+    pre-activation is stored too (``z_ptr``, same strides as y), for a backward that needs it.
+    """
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    # grouped ordering: GROUP_M rows of tiles are visited column by column, so consecutive programs reuse W tiles
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if I64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    # rows/cols past the edge wrap around to valid ones: the loads need no M/N mask, the store drops them
+    offs_xm = offs_m % M
+    offs_wn = offs_n % N
+    offs_k = tl.arange(0, BLOCK_K)
+    x_ptrs = x_ptr + offs_xm[:, None] * sxm + offs_k[None, :] * sxk
+    w_ptrs = w_ptr + offs_k[:, None] * swk + offs_wn[None, :] * swn          # a (BLOCK_K, BLOCK_N) tile of W^T
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - k * BLOCK_K
+        x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        acc = tl.dot(x, w, acc, input_precision=PRECISION, out_dtype=CT)
+        x_ptrs += BLOCK_K * sxk
+        w_ptrs += BLOCK_K * swk
+
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_wn * sbn)
+        acc += bias.to(CT)[None, :]
+    y_offs = offs_m[:, None] * sym + offs_n[None, :] * syn
+    y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    if SAVE_Z:
+        tl.store(z_ptr + y_offs, acc.to(z_ptr.dtype.element_ty), mask=y_mask)
+    acc = ACT(acc, a, 0.0)
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+
+
+@triton.jit
+def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a,
+                     BWD: tl.constexpr, HAS_BIAS: tl.constexpr, CT: tl.constexpr, I64: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """gz = BWD(g, s, a) for one (BLOCK_M, BLOCK_N) tile (``s``: the saved pre-activation or output; ``gz``
+    contiguous (M, N)); with ``HAS_BIAS`` the tile's column sums go to row ``pid_m`` of ``part`` (cdiv(M, BLOCK_M),
+    N), which one reduction then sums into the bias gradient."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if I64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    g = tl.load(g_ptr + offs_m[:, None] * sgm + offs_n[None, :] * sgn, mask=mask, other=0.0).to(CT)
+    s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
+    gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
+    tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
+    if HAS_BIAS:
+        tl.store(part_ptr + pid_m * N + offs_n, tl.sum(gz, axis=0), mask=offs_n < N)
+
+
+# ====================================================================================================================
+# Launches (GPU or interpreter) and their NumPy references, with one signature each
+# ====================================================================================================================
+
+def _act_grad_blocks(M, N):
+    if INTERPRET:
+        return 32 if M > 16 else 16, 32 if N > 16 else 16
+    return 32, 128
+
+
+def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
+    """``y = act(x @ w.T + bias)`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None, any strides; with ``z``
+    the pre-activation is stored there as well. Returns ``y``."""
+    M, N, K = x._shape[0], w._shape[0], x._shape[1]
+    if M == 0 or N == 0:
+        return y
+    if INTERPRET and y.dtype is D.bfloat16:
+        y32 = empty(y._shape, D.float32, y.device)
+        z32 = None if z is None else empty(z._shape, D.float32, z.device)
+        launch_linear(x, w, bias, y32, z32, act, a, config)
+        if z is not None:
+            copy_host(z, z32)
+        return copy_host(y, y32)
+    dtype = x.dtype
+    x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
+    sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
+    cfg = config or _mm.matmul_config(M, N, K, dtype)
+    fn = _identity if act is None else UNARY[act].tfn
+    try:
+        _linear_kernel[(cdiv(M, cfg.block_m) * cdiv(N, cfg.block_n),)](
+            ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), ptr(z if z is not None else y), M, N, K,
+            x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1], float(a),
+            HAS_BIAS=bias is not None, ACT=fn, SAVE_Z=z is not None, CT=ACC[dtype],
+            PRECISION=_mm._dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    except triton.CompilationError as e:
+        if dtype is D.float64:
+            raise RuntimeError(f"linear: this Triton ({triton.__version__}) cannot compile a float64 tl.dot on this "
+                               f"GPU; use float32 or compute on the cpu device ({e})") from None
+        raise
+    return y
+
+
+def _np_linear(x, w, bias, act, a, save_z, dtype):
+    """NumPy reference of ``launch_linear`` on host arrays: returns (y, z or None) in ``dtype``, computed in float32
+    for half types and float64 for float64 (integers exactly, without activation)."""
+    ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
+    z = x.astype(ct, copy=False) @ w.astype(ct, copy=False).T
+    if bias is not None:
+        z = z + bias.astype(ct, copy=False)
+    if act is None:
+        return z.astype(dtype.np, copy=False), None
+    with np.errstate(all="ignore"):
+        y = np.asarray(UNARY[act].ref(z, a, 0.0), dtype=ct)
+    return y.astype(dtype.np, copy=False), (z.astype(dtype.np, copy=False) if save_z else None)
+
+
+def launch_act_grad(g, s, gz, part, act, a=0.0):
+    """gz = act'(g, s) (s: pre-activation or output per the activation) and, with ``part``, per-tile column sums of
+    gz for the bias gradient. g, s: (M, N) any strides; gz contiguous (M, N); part contiguous
+    (cdiv(M, BLOCK_M), N) in the compute type, or None."""
+    M, N = g._shape
+    if M == 0 or N == 0:
+        return gz
+    if INTERPRET and gz.dtype is D.bfloat16:
+        gz32 = empty(gz._shape, D.float32, gz.device)
+        launch_act_grad(g, s, gz32, part, act, a)
+        return copy_host(gz, gz32)
+    dtype = g.dtype
+    g, s = interp_bf16_in(g), interp_bf16_in(s)
+    bm, bn = _act_grad_blocks(M, N)
+    _act_grad_kernel[(cdiv(M, bm), cdiv(N, bn))](
+        ptr(g), ptr(s), ptr(gz), ptr(part if part is not None else gz), M, N,
+        g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a),
+        BWD=UNARY[act].bwd, HAS_BIAS=part is not None, CT=ACC[dtype],
+        I64=is_int64_index(g.numel(), g, s, gz), BLOCK_M=bm, BLOCK_N=bn)
+    return gz
+
+
+def _np_act_grad(g, s, act, a, with_bias, dtype):
+    """NumPy reference of ``launch_act_grad``: (gz, column sums of gz or None)."""
+    ct = np_ct(dtype)
+    with np.errstate(all="ignore"):
+        gz = np.asarray(UNARY[act].bwd_ref(g.astype(ct, copy=False), s.astype(ct, copy=False), a), dtype=ct)
+    return gz.astype(dtype.np, copy=False), (gz.sum(0) if with_bias else None)
+
+
+# ====================================================================================================================
+# The autograd Function
+# ====================================================================================================================
+
+class Linear(Function):
+    """``act(x @ w.T + bias)`` for a 2-D x (M, K), w (N, K) and bias (N,) / (1,) / () or None; inputs are validated
+    by ``linear``."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias, act=None, a=0.0):
+        M, N = x._shape[0], w._shape[0]
+        need = any(ctx.needs_input_grad[:3])
+        op = UNARY[act] if act is not None else None
+        save_z = need and op is not None and op.bwd_uses == "x"
+        if x._storage.device.type == "cpu":
+            y, z = _np_linear(x._np, w._np, None if bias is None else bias._np, act, a, save_z, x.dtype)
+            y = wrap(y, x.dtype, x.device)
+            z = None if z is None else wrap(z, x.dtype, x.device)
+        else:
+            y = empty((M, N), x.dtype, x.device)
+            z = empty((M, N), x.dtype, x.device) if save_z else None
+            launch_linear(x, w, bias, y, z, act, a)
+        if need:
+            ctx._name = ("AddmmActivationBackward0" if act is not None else
+                         "AddmmBackward0" if bias is not None else "MmBackward0")
+            ctx.act, ctx.a = act, a
+            ctx.bias_shape = None if bias is None else bias._shape
+            need_x, need_w = ctx.needs_input_grad[:2]
+            # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
+            ctx.save_for_backward(x if need_w or save_z else None, w if need_x or save_z else None,
+                                  bias if save_z else None, None if op is None else (z if save_z else y))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, bias, s = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gb = None
+        if ctx.act is None:
+            gz = g
+            if need_b:
+                gb = g.sum(0)
+        elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
+            if UNARY[ctx.act].bwd_uses == "x":
+                s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
+            gz = UNARY[ctx.act].bwd_composite(g, s, s, ctx.a)
+            if need_b:
+                gb = gz.sum(0)
+        else:
+            gz, gb = _act_grad(g, s, ctx.act, ctx.a, need_b)
+        gx = gz @ w if need_x else None
+        gw = gz.t() @ x if need_w else None
+        if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
+            gb = gb.sum().reshape(ctx.bias_shape)
+        return gx, gw, gb, None, None
+
+
+def _act_grad(g, s, act, a, with_bias):
+    """The fused backward of the activation: (g * act'(.), its column sums or None)."""
+    dtype = g.dtype
+    if g._storage.device.type == "cpu":
+        gz, gb = _np_act_grad(g._np, s._np, act, a, with_bias, dtype)
+        return wrap(gz, dtype, g.device), None if gb is None else wrap(gb.astype(dtype.np), dtype, g.device)
+    M, N = g._shape
+    gz = empty((M, N), dtype, g.device)
+    part = None
+    if with_bias:
+        ct = D.float64 if dtype is D.float64 else D.float32
+        part = empty((cdiv(M, _act_grad_blocks(M, N)[0]), N), ct, g.device)
+    launch_act_grad(g, s, gz, part, act, a)
+    if not with_bias:
+        return gz, None
+    return gz, part.sum(0).to(dtype)
+
+
+# ====================================================================================================================
+# Validation and the public functions
+# ====================================================================================================================
+
+_T_NAMES = _mm._T_NAMES
+
+
+def _check_tensor(name, arg, pos, t):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}(): argument '{arg}' (position {pos}) must be Tensor, not {type(t).__name__}")
+
+
+def linear(input, weight, bias=None, *, activation=None, alpha=None):
+    """``act(input @ weight.T + bias)`` in one kernel: input (*, in_features), weight (out_features, in_features)
+    or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear`` when ``activation`` is None.
+
+    ``activation``: one of ``ACTIVATIONS`` (relu, leaky_relu, elu, gelu, gelu_tanh, silu, sigmoid, tanh), applied
+    in the kernel's epilogue; ``alpha`` is leaky_relu's negative_slope (default 0.01) or elu's alpha (default 1).
+    """
+    _check_tensor("linear", "input", 1, input)
+    _check_tensor("linear", "weight", 2, weight)
+    if bias is not None:
+        _check_tensor("linear", "bias", 3, bias)
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"linear: unknown activation {activation!r}, expected None or one of "
+                         f"{', '.join(ACTIVATIONS)}")
+    a = float(ACTIVATIONS[activation] if alpha is None else alpha) if activation is not None else 0.0
+    if input.ndim == 0 or weight.ndim == 0:
+        raise RuntimeError(f"both arguments to linear need to be at least 1D, but they are {input.ndim}D and "
+                           f"{weight.ndim}D")
+    if weight.ndim > 2:
+        raise RuntimeError(f"linear(): weight should be 1-D or 2-D (out_features, in_features), got shape "
+                           f"{list(weight._shape)}")
+    check_same_device("linear", input, weight, bias)
+    K = input._shape[-1]
+    rows = math.prod(input._shape[:-1])
+    w2 = weight if weight.ndim == 2 else weight.unsqueeze(0)
+    N = w2._shape[0]
+    if w2._shape[1] != K:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{K} and {w2._shape[1]}x{N})")
+    if input.dtype is not weight.dtype:
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_T_NAMES[input.dtype]} and "
+                           f"{_T_NAMES[weight.dtype]}")
+    if bias is not None and bias.dtype is not input.dtype:
+        raise RuntimeError(f"self and mat2 must have the same dtype, but got {_T_NAMES[bias.dtype]} and "
+                           f"{_T_NAMES[input.dtype]}")
+    if not input.dtype.is_floating_point:
+        if input.device.type != "cpu" or input.dtype is D.bool_:
+            raise RuntimeError(f"\"addmm_{'cuda' if input.device.type != 'cpu' else 'impl_cpu_'}\" not implemented "
+                               f"for '{_T_NAMES[input.dtype]}'")
+        if activation is not None:
+            raise RuntimeError(f"linear: a fused {activation} needs a floating-point input, got "
+                               f"{_T_NAMES[input.dtype]}")
+    out_shape = input._shape[:-1] + ((N,) if weight.ndim == 2 else ())
+    x2 = input.reshape(rows, K)
+    fused_bias = bias is None or bias._shape in ((N,), (1,), ())
+    if not fused_bias:
+        # a bias of another broadcastable shape: the product in the kernel, the add (and activation) as ops
+        target = out_shape
+        try:
+            from ._launch import broadcast_shapes
+            ok = broadcast_shapes(target, bias._shape) == tuple(target)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise RuntimeError(f"The expanded size of the tensor ({N}) must match the existing size "
+                               f"({bias._shape[-1]}) at non-singleton dimension {len(target) - 1}.  Target sizes: "
+                               f"{list(target)}.  Tensor sizes: {list(bias._shape)}")
+        z = Linear.apply(x2, w2, None).reshape(out_shape) + bias
+        if activation is None:
+            return z
+        return _act_op(activation, z, a)
+    y = Linear.apply(x2, w2, bias, activation, a)
+    return y.reshape(out_shape) if y._shape != out_shape else y
+
+
+def _act_op(activation, z, a):
+    from .elementwise import unary
+    return unary(activation, z, a)
+
+
+@register("bilinear", method=False)
+def bilinear(input1, input2, weight, bias=None):
+    """``y[..., o] = sum_ij x1[..., i] W[o, i, j] x2[..., j] + b[o]``: x1 (*, in1), x2 (*, in2), W (out, in1, in2).
+
+    One linear kernel computes t[n, o, j] = sum_i x1[n, i] W[o, i, j], then a product with x2 and a sum over j:
+    a (rows, out, in2) intermediate, never the (rows, in1, in2) outer product."""
+    for pos, (arg, t) in enumerate((("input1", input1), ("input2", input2), ("weight", weight)), 1):
+        _check_tensor("bilinear", arg, pos, t)
+    if input1.ndim != input2.ndim:
+        raise RuntimeError(f"bilinear(): input dimensions do not match: got {input1.ndim} and {input2.ndim}")
+    for i in range(input1.ndim - 1):
+        if input1._shape[i] != input2._shape[i]:
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match: got {input1._shape[i]} and "
+                               f"{input2._shape[i]}")
+    if weight.ndim != 3:
+        raise RuntimeError(f"bilinear(): weight must be 3-D (out_features, in1_features, in2_features), got shape "
+                           f"{list(weight._shape)}")
+    o, i1, i2 = weight._shape
+    if input1._shape[-1] != i1:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got {input1._shape[-1]} but "
+                           f"expected {i1}")
+    if input2._shape[-1] != i2:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got {input2._shape[-1]} but "
+                           f"expected {i2}")
+    if bias is not None and (bias.ndim == 0 or bias._shape[0] != o):
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got "
+                           f"{bias._shape[0] if bias.ndim else 1} but expected {o}")
+    lead = input1._shape[:-1]
+    x1 = input1.reshape(-1, i1)
+    x2 = input2.reshape(-1, i2)
+    # t[n, o, j] = sum_i x1[n, i] W[o, i, j]: one product with W as an (o * i2, i1) weight
+    t = linear(x1, weight.permute(0, 2, 1).reshape(o * i2, i1)).reshape(-1, o, i2)
+    out = (t * x2.unsqueeze(1)).sum(-1)
+    if bias is not None:
+        out = out + bias
+    return out.reshape(lead + (o,))

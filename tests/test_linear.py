@@ -1,0 +1,357 @@
+"""The fused linear (matmul + bias + activation epilogue), its backward, ``nn.Linear`` and ``nn.Bilinear``: against
+float64 NumPy oracles on cpu and cuda (interpreter), odd sizes, 3-D and strided inputs, gradcheck, bad inputs."""
+import math
+
+import numpy as np
+import pytest
+
+import tritorch
+from tritorch import nn
+from tritorch.autograd import gradcheck, gradgradcheck
+from tritorch.kernels import linear as KL
+from helpers import assert_close, make, to_np
+
+F32, F64 = tritorch.float32, tritorch.float64
+_erf = np.vectorize(math.erf)
+_SQ = math.sqrt(2 / math.pi)
+
+
+def _sig(z):
+    return 1 / (1 + np.exp(-z))
+
+
+# float64 oracles: activation and its derivative, written independently of the kernels' references
+ORACLE = {
+    None: (lambda z: z, lambda z: np.ones_like(z)),
+    "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0) * 1.0),
+    "leaky_relu": (lambda z: np.where(z > 0, z, 0.01 * z), lambda z: np.where(z > 0, 1.0, 0.01)),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(z)), lambda z: np.where(z > 0, 1.0, np.exp(z))),
+    "gelu": (lambda z: 0.5 * z * (1 + _erf(z / math.sqrt(2))),
+             lambda z: 0.5 * (1 + _erf(z / math.sqrt(2))) + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)),
+    "gelu_tanh": (lambda z: 0.5 * z * (1 + np.tanh(_SQ * (z + 0.044715 * z ** 3))),
+                  lambda z: 0.5 * (1 + np.tanh(_SQ * (z + 0.044715 * z ** 3)))
+                  + 0.5 * z * (1 - np.tanh(_SQ * (z + 0.044715 * z ** 3)) ** 2) * _SQ * (1 + 3 * 0.044715 * z * z)),
+    "silu": (lambda z: z * _sig(z), lambda z: _sig(z) * (1 + z * (1 - _sig(z)))),
+    "sigmoid": (_sig, lambda z: _sig(z) * (1 - _sig(z))),
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+}
+ACTS = list(ORACLE)
+
+
+def _tol(dtype, k):
+    if dtype is F64:
+        return 1e-10, 1e-12 * max(k, 1)
+    if dtype is F32:
+        return 2e-5, 4e-7 * max(k, 1)
+    if dtype is tritorch.float16:
+        return 2e-3, 4e-3
+    return 1.6e-2, 3e-2
+
+
+def _close(out, ref, dtype, k, scale=1.0):
+    r, a = _tol(dtype, k)
+    assert_close(out, ref, dtype, rtol=r, atol=a * scale)
+
+
+def _ref(x, w, b, act, g=None):
+    """float64 forward and, with an upstream grad g, (gx, gw, gb) of act(x @ w.T + b) over the last dim."""
+    x2 = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
+    z = x2 @ w.T + (0 if b is None else b)
+    f, df = ORACLE[act]
+    y = f(z).reshape(x.shape[:-1] + (w.shape[0],))
+    if g is None:
+        return y
+    gz = g.reshape(z.shape) * df(z)
+    return y, (gz @ w).reshape(x.shape), gz.T @ x2, gz.sum(0)
+
+
+def _grads(device, dtype, xshape, n, act, bias=True, xlayout="contiguous", wlayout="contiguous", seed=0,
+           glayout="contiguous"):
+    k = xshape[-1]
+    x, rx = make(xshape, dtype, device, xlayout, seed=seed, low=-1.5, high=1.5, requires_grad=True)
+    if wlayout == "transposed":
+        w0, _ = make((k, n), dtype, device, seed=seed + 1, low=-0.5, high=0.5)
+        w = w0.t().detach().requires_grad_(True)
+    else:
+        w, _ = make((n, k), dtype, device, wlayout, seed=seed + 1, low=-0.5, high=0.5, requires_grad=True)
+    rw = to_np(w)
+    b, rb = make((n,), dtype, device, seed=seed + 2, requires_grad=True) if bias else (None, None)
+    y = KL.linear(x, w, b, activation=act)
+    g, rg = make(y.shape, dtype, device, glayout, seed=seed + 3)
+    y.backward(g)
+    return (x, w, b, y), (rx, rw, rb, rg)
+
+
+# ---- forward and backward against float64 -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+def test_each_epilogue_odd_sizes(device, act):
+    (x, w, b, y), (rx, rw, rb, rg) = _grads(device, F32, (5, 19), 23, act)
+    ry, gx, gw, gb = _ref(rx, rw, rb, act, rg)
+    assert y.shape == (5, 23) and y.dtype is F32 and y.device.type == device
+    _close(y, ry, F32, 19)
+    _close(x.grad, gx, F32, 23)
+    _close(w.grad, gw, F32, 5)
+    _close(b.grad, gb, F32, 5)
+
+
+@pytest.mark.parametrize("act", [None, "relu", "gelu"])
+def test_no_bias(device, act):
+    (x, w, b, y), (rx, rw, rb, rg) = _grads(device, F32, (7, 18), 17, act, bias=False, seed=4)
+    ry, gx, gw, _ = _ref(rx, rw, None, act, rg)
+    _close(y, ry, F32, 18)
+    _close(x.grad, gx, F32, 17)
+    _close(w.grad, gw, F32, 7)
+    assert y.grad_fn.name() == ("MmBackward0" if act is None else "AddmmActivationBackward0")
+
+
+@pytest.mark.parametrize("act", [None, "silu"])
+def test_3d_input_and_many_rows(device, act):
+    # 2*19 = 38 rows: more than one row tile, and more than one partial-sum row in the fused bias gradient
+    (x, w, b, y), (rx, rw, rb, rg) = _grads(device, F32, (2, 19, 21), 20, act, seed=7)
+    ry, gx, gw, gb = _ref(rx, rw, rb, act, rg)
+    assert y.shape == (2, 19, 20)
+    _close(y, ry, F32, 21)
+    _close(x.grad, gx, F32, 20)
+    _close(w.grad, gw, F32, 38)
+    _close(b.grad, gb, F32, 38)
+
+
+@pytest.mark.parametrize("xl,wl,gl", [("transposed", "contiguous", "strided"), ("strided", "transposed", "contiguous"),
+                                      ("contiguous", "strided", "transposed")])
+def test_strided_operands(device, xl, wl, gl):
+    (x, w, b, y), (rx, rw, rb, rg) = _grads(device, F32, (6, 17), 9, "tanh", xlayout=xl, wlayout=wl, seed=11,
+                                            glayout=gl)
+    ry, gx, gw, gb = _ref(rx, rw, rb, "tanh", rg)
+    _close(y, ry, F32, 17)
+    _close(x.grad, gx, F32, 9)
+    _close(w.grad, gw, F32, 6)
+    _close(b.grad, gb, F32, 6)
+
+
+def test_permuted_3d_input(device):
+    x, rx = make((4, 3, 18), F32, device, "transposed", seed=12)      # a (18, 3, 4) view: not foldable
+    x = x.permute(2, 1, 0)
+    rx = rx.transpose(2, 1, 0)
+    w, rw = make((5, 4), F32, device, seed=13)
+    _close(KL.linear(x, w), _ref(rx, rw, None, None), F32, 4)
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float64, tritorch.float16, tritorch.bfloat16])
+def test_dtypes(device, dtype):
+    (x, w, b, y), (rx, rw, rb, rg) = _grads(device, dtype, (5, 19), 23, "gelu", seed=3)
+    ry, gx, gw, gb = _ref(rx, rw, rb, "gelu", rg)
+    assert y.dtype is dtype and x.grad.dtype is dtype and b.grad.dtype is dtype
+    _close(y, ry, dtype, 19)
+    _close(x.grad, gx, dtype, 23)
+    _close(w.grad, gw, dtype, 5, scale=2)
+    _close(b.grad, gb, dtype, 5, scale=2)
+
+
+def test_activation_parameter(device):
+    x, rx = make((5, 16), F32, device, seed=5)
+    w, rw = make((6, 16), F32, device, seed=6)
+    z = rx @ rw.T
+    _close(KL.linear(x, w, activation="leaky_relu", alpha=0.2), np.where(z > 0, z, 0.2 * z), F32, 16)
+    _close(KL.linear(x, w, activation="elu", alpha=0.5), np.where(z > 0, z, 0.5 * np.expm1(z)), F32, 16)
+
+
+def test_vector_input_weight_and_scalar_bias(device):
+    x, rx = make((19,), F32, device, seed=1)
+    w, rw = make((7, 19), F32, device, seed=2)
+    b, rb = make((), F32, device, seed=3, requires_grad=True)
+    y = KL.linear(x, w, b)
+    assert y.shape == (7,)
+    _close(y, rw @ rx + rb, F32, 19)
+    y.sum().backward()
+    _close(b.grad, np.array(7.0), F32, 7)
+    v, rv = make((19,), F32, device, seed=4, requires_grad=True)        # a 1-D weight: one output, dim dropped
+    xs, rxs = make((3, 19), F32, device, seed=5)
+    y = KL.linear(xs, v, b.detach())
+    assert y.shape == (3,)
+    _close(y, rxs @ rv + rb, F32, 19)
+    y.sum().backward()
+    _close(v.grad, rxs.sum(0), F32, 3)
+
+
+def test_broadcast_bias_of_other_shape(device):
+    x, rx = make((4, 9), F32, device, seed=1, requires_grad=True)
+    w, rw = make((5, 9), F32, device, seed=2, requires_grad=True)
+    b, rb = make((4, 5), F32, device, seed=3, requires_grad=True)
+    y = KL.linear(x, w, b, activation="relu")
+    _close(y, np.maximum(rx @ rw.T + rb, 0), F32, 9)
+    y.sum().backward()
+    _close(b.grad, (rx @ rw.T + rb > 0) * 1.0, F32, 1)
+
+
+@pytest.mark.parametrize("shape,n", [((0, 7), 5), ((3, 0), 4), ((3, 7), 0), ((1, 1), 1)])
+def test_empty_and_unit_sizes(device, shape, n):
+    x, rx = make(shape, F32, device, seed=1, requires_grad=True)
+    w, rw = make((n, shape[-1]), F32, device, seed=2, requires_grad=True)
+    b, rb = make((n,), F32, device, seed=3, requires_grad=True)
+    y = KL.linear(x, w, b, activation="silu")
+    ry = _ref(rx, rw, rb, "silu")
+    _close(y, ry, F32, shape[-1])
+    y.backward(tritorch.ones_like(y))
+    _, gx, gw, gb = _ref(rx, rw, rb, "silu", np.ones(ry.shape))
+    _close(x.grad, gx, F32, n)
+    _close(w.grad, gw, F32, shape[0])
+    _close(b.grad, gb, F32, shape[0])
+
+
+def test_no_pre_activation_saved_without_grad(device, monkeypatch):
+    calls = []
+    real = KL.launch_linear
+
+    def spy(x, w, bias, y, z=None, *args, **kw):
+        calls.append(z is not None)
+        return real(x, w, bias, y, z, *args, **kw)
+    monkeypatch.setattr(KL, "launch_linear", spy)
+    x, _ = make((3, 16), F32, device)
+    w, _ = make((4, 16), F32, device, requires_grad=True)
+    KL.linear(x, w, activation="gelu")                  # gelu differentiates from z: saved
+    KL.linear(x, w, activation="relu")                  # relu from y: not saved
+    with tritorch.no_grad():
+        KL.linear(x, w, activation="gelu")
+    assert calls == ([True, False, False] if device == "cuda" else [])
+
+
+# ---- gradcheck (float64, cpu) ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+def test_gradcheck(act):
+    rng = np.random.default_rng(0)
+    x = tritorch.tensor(rng.uniform(-1, 1, (3, 4)), dtype=F64, requires_grad=True)
+    w = tritorch.tensor(rng.uniform(-1, 1, (5, 4)), dtype=F64, requires_grad=True)
+    b = tritorch.tensor(rng.uniform(-1, 1, (5,)), dtype=F64, requires_grad=True)
+    assert gradcheck(lambda x, w, b: KL.linear(x, w, b, activation=act), (x, w, b))
+
+
+@pytest.mark.parametrize("act", [None, "gelu", "tanh"])
+def test_gradgradcheck(act):
+    rng = np.random.default_rng(1)
+    x = tritorch.tensor(rng.uniform(-1, 1, (2, 3)), dtype=F64, requires_grad=True)
+    w = tritorch.tensor(rng.uniform(-1, 1, (4, 3)), dtype=F64, requires_grad=True)
+    b = tritorch.tensor(rng.uniform(-1, 1, (4,)), dtype=F64, requires_grad=True)
+    assert gradgradcheck(lambda x, w, b: KL.linear(x, w, b, activation=act), (x, w, b))
+
+
+# ---- bad inputs ------------------------------------------------------------------------------------------------------
+
+def test_bad_inputs(device):
+    x, _ = make((3, 5), F32, device)
+    w, _ = make((2, 4), F32, device)
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(3x5 and 4x2\)"):
+        KL.linear(x, w)
+    x3, _ = make((2, 3, 5), F32, device)
+    with pytest.raises(RuntimeError, match=r"cannot be multiplied \(6x5 and 4x2\)"):
+        nn.Linear(4, 2, device=device)(x3)
+    with pytest.raises(RuntimeError, match="mat1 and mat2 must have the same dtype, but got Float and Double"):
+        KL.linear(x, make((2, 5), F64, device)[0])
+    with pytest.raises(RuntimeError, match="self and mat2 must have the same dtype, but got Double and Float"):
+        KL.linear(x, make((2, 5), F32, device)[0], make((2,), F64, device)[0])
+    with pytest.raises(RuntimeError, match=r"The expanded size of the tensor \(2\) must match the existing size "
+                                           r"\(3\)"):
+        KL.linear(x, make((2, 5), F32, device)[0], make((3,), F32, device)[0])
+    with pytest.raises(RuntimeError, match="need to be at least 1D, but they are 0D and 2D"):
+        KL.linear(make((), F32, device)[0], w)
+    with pytest.raises(RuntimeError, match="weight should be 1-D or 2-D"):
+        KL.linear(x, make((2, 5, 1), F32, device)[0])
+    with pytest.raises(TypeError, match=r"argument 'weight' \(position 2\) must be Tensor, not list"):
+        KL.linear(x, [[1.0] * 5])
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        KL.linear(x, make((2, 5), F32, device)[0], activation="swish")
+    other = "cpu" if device == "cuda" else "cuda"
+    with pytest.raises(RuntimeError, match="same device"):
+        KL.linear(x, make((2, 5), F32, other)[0])
+
+
+def test_integer_inputs(device):
+    x = tritorch.tensor([[1, 2, 3]], device=device)
+    w = tritorch.tensor([[1, 0, 1], [2, 2, 2]], device=device)
+    if device == "cpu":
+        assert KL.linear(x, w, tritorch.tensor([1, 1])).tolist() == [[5, 13]]
+    else:
+        with pytest.raises(RuntimeError, match="\"addmm_cuda\" not implemented for 'Long'"):
+            KL.linear(x, w)
+
+
+# ---- nn.Linear, nn.Bilinear, bilinear --------------------------------------------------------------------------------
+
+def test_module_linear_uses_the_fused_kernel(device, monkeypatch):
+    calls = []
+    real = KL.Linear.apply
+    monkeypatch.setattr(KL.Linear, "apply", lambda *a: calls.append(1) or real(*a))
+    tritorch.manual_seed(0)
+    m = nn.Linear(19, 23, device=device)
+    bound = 1 / math.sqrt(19)
+    for p in (m.weight, m.bias):
+        v = to_np(p)
+        assert v.min() >= -bound and v.max() <= bound and v.std() > bound / 4
+    x, rx = make((2, 5, 19), F32, device, seed=1)
+    y = m(x)
+    assert y.shape == (2, 5, 23)
+    _close(y, rx @ to_np(m.weight).T + to_np(m.bias), F32, 19)
+    assert calls == [1]
+    assert m(x[0]).grad_fn.name() == "AddmmBackward0"
+    assert repr(m) == "Linear(in_features=19, out_features=23, bias=True)"
+    m2 = nn.Linear(4, 3, bias=False, device=device)
+    assert m2.bias is None and m2(make((2, 4), F32, device)[0]).shape == (2, 3)
+
+
+def _bilinear_ref(x1, x2, w, b):
+    out = np.einsum("...i,oij,...j->...o", x1, w, x2)
+    return out if b is None else out + b
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_bilinear(device, bias):
+    x1, r1 = make((2, 3, 5), F32, device, seed=1, requires_grad=True)
+    x2, r2 = make((2, 3, 4), F32, device, seed=2, requires_grad=True)
+    w, rw = make((6, 5, 4), F32, device, seed=3, low=-0.5, high=0.5, requires_grad=True)
+    b, rb = make((6,), F32, device, seed=4, requires_grad=True) if bias else (None, None)
+    y = tritorch.bilinear(x1, x2, w, b)
+    assert y.shape == (2, 3, 6)
+    _close(y, _bilinear_ref(r1, r2, rw, rb), F32, 20)
+    g, rg = make((2, 3, 6), F32, device, seed=5)
+    y.backward(g)
+    _close(x1.grad, np.einsum("...o,oij,...j->...i", rg, rw, r2), F32, 24)
+    _close(x2.grad, np.einsum("...o,oij,...i->...j", rg, rw, r1), F32, 30)
+    _close(w.grad, np.einsum("abo,abi,abj->oij", rg, r1, r2), F32, 6)
+    if bias:
+        _close(b.grad, rg.sum((0, 1)), F32, 6)
+
+
+def test_bilinear_gradcheck():
+    rng = np.random.default_rng(2)
+    t = [tritorch.tensor(rng.uniform(-1, 1, s), dtype=F64, requires_grad=True)
+         for s in ((3, 2), (3, 4), (5, 2, 4), (5,))]
+    assert gradcheck(tritorch.bilinear, tuple(t))
+
+
+def test_module_bilinear(device):
+    tritorch.manual_seed(1)
+    m = nn.Bilinear(5, 4, 6, device=device)
+    assert m.weight.shape == (6, 5, 4) and m.bias.shape == (6,)
+    bound = 1 / math.sqrt(5)
+    assert max(abs(to_np(m.weight)).max(), abs(to_np(m.bias)).max()) <= bound
+    x1, r1 = make((3, 5), F32, device, seed=1)
+    x2, r2 = make((3, 4), F32, device, seed=2)
+    _close(m(x1, x2), _bilinear_ref(r1, r2, to_np(m.weight), to_np(m.bias)), F32, 20)
+    assert repr(m) == "Bilinear(in1_features=5, in2_features=4, out_features=6, bias=True)"
+
+
+def test_bilinear_bad_inputs(device):
+    a, _ = make((3, 5), F32, device)
+    b, _ = make((3, 4), F32, device)
+    w, _ = make((6, 5, 4), F32, device)
+    with pytest.raises(RuntimeError, match="input dimensions do not match: got 2 and 3"):
+        tritorch.bilinear(a, make((1, 3, 4), F32, device)[0], w)
+    with pytest.raises(RuntimeError, match="input batch dimensions do not match: got 3 and 2"):
+        tritorch.bilinear(a, make((2, 4), F32, device)[0], w)
+    with pytest.raises(RuntimeError, match="input1 size does not match weight size: got 5 but expected 7"):
+        tritorch.bilinear(a, b, make((6, 7, 4), F32, device)[0])
+    with pytest.raises(RuntimeError, match="input2 size does not match weight size: got 4 but expected 3"):
+        tritorch.bilinear(a, b, make((6, 5, 3), F32, device)[0])
+    with pytest.raises(RuntimeError, match="bias size does not match weight size: got 2 but expected 6"):
+        tritorch.bilinear(a, b, w, make((2,), F32, device)[0])
