@@ -7,4 +7,5 @@ from .activation import (ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh,
                          Softmax, LogSoftmax)
 from .loss import (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntropyLoss, BCELoss,  # noqa: F401
                    BCEWithLogitsLoss, KLDivLoss)
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: F401
 from . import functional, init, utils  # noqa: F401

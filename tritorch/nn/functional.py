@@ -3,6 +3,7 @@ the op of the kernels module that computes it (the fused linear, the softmax row
 import warnings
 
 import tritorch
+from ..kernels.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from ..kernels.linear import linear, bilinear  # noqa: F401
 from ..kernels.loss import (cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss,  # noqa: F401
                             binary_cross_entropy, binary_cross_entropy_with_logits, kl_div)
@@ -10,7 +11,7 @@ from ..kernels.loss import (cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l
 __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh",
            "softplus", "hardtanh", "relu6", "softmax", "log_softmax", "identity",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "kl_div"]
+           "binary_cross_entropy_with_logits", "kl_div", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
 
 # ---- activations -----------------------------------------------------------------------------------------------
