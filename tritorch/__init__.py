@@ -44,6 +44,7 @@ _load_ops()
 
 from . import nn, data, utils  # noqa: E402
 from . import optim  # noqa: E402
+from . import backends  # noqa: E402
 from .serialization import save, load  # noqa: E402
 from .autograd.grad_mode import is_inference_mode_enabled  # noqa: E402
 
