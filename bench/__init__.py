@@ -1,1 +1,2 @@
-"""Benchmarks: op-level cases shared by the cpu-device pytest-benchmark files and the GPU runner (bench/gpu.py)."""
+"""Benchmarks: pytest-benchmark files for the cpu device and the GPU runner (bench/gpu.py); the cases live in
+tritorch.benchmark."""

@@ -7,6 +7,7 @@
 #   bash scripts/gpu_run.sh                                   # everything
 #   SKIP_TESTS=1 bash scripts/gpu_run.sh                      # benchmarks only (SKIP_BENCH=1: tests only)
 #   PYTEST_ARGS="tests/test_matmul.py" BENCH_ARGS="--cases matmul" bash scripts/gpu_run.sh
+#   TUNE_ARGS="--ops matmul" bash scripts/gpu_run.sh          # also pre-tune (tritorch tune) before the benchmarks
 #
 # Time limits (seconds, the device tool allows 600 a command): TEST_TIMEOUT (default 360), BENCH_TIMEOUT (200).
 set -u -o pipefail
@@ -15,6 +16,7 @@ OUT="${OUT:-$PWD/gpu_out}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT/results" bench/results
 unset TRITORCH_INTERPRET TRITON_INTERPRET
+export TRITORCH_CACHE_DIR="${TRITORCH_CACHE_DIR:-$OUT/autotune}"   # the autotune cache comes back with the results
 
 echo "== install"
 if ! "$PY" -m pip install --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1; then
@@ -47,6 +49,7 @@ if tritorch.cuda.is_available():
     from tritorch import _cuda_runtime as rt
     print("device:", rt.device_name(0), " cc:", rt.compute_capability(0), " stream:", rt.stream_handle())
 EOF
+"$PY" -m tritorch.cli info 2>&1 | tee -a "$OUT/versions.txt"
 
 status=0
 tests="skipped"
@@ -59,6 +62,14 @@ if [ "${SKIP_TESTS:-0}" = "0" ]; then
     tail -n 30 "$OUT/tests.log"
     case $rc in 0) tests="passed" ;; 124) tests="TIMED OUT" ;; *) tests="FAILED (rc $rc)" ;; esac
     [ $rc -eq 0 ] || status=1
+fi
+
+if [ -n "${TUNE_ARGS:-}" ]; then
+    echo "== tune (log: $OUT/tune.log)"
+    # shellcheck disable=SC2086
+    timeout "${TUNE_TIMEOUT:-200}" "$PY" -m tritorch.cli tune --quiet $TUNE_ARGS \
+        >"$OUT/tune.log" 2>&1 || status=1
+    tail -n 40 "$OUT/tune.log"
 fi
 
 bench="skipped"

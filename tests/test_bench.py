@@ -1,5 +1,6 @@
-"""The benchmark harness itself: bench/gpu.py's timing arithmetic, table and JSON with a fake timer on the cpu device,
-its handling of missing and failing ops, its --dry-run end to end, and the cpu pytest-benchmark files run once."""
+"""The benchmark harness itself (tritorch.benchmark, behind ``tritorch bench`` and bench/gpu.py): timing arithmetic,
+table and JSON with a fake timer on the cpu device, missing and failing ops, size parsing, bench/gpu.py --dry-run end
+to end, the event timer against a fake CUDA driver, and the cpu pytest-benchmark files run once."""
 import json
 import os
 import subprocess
@@ -16,7 +17,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import gpu  # noqa: E402
-from bench.cases import CASES, Missing, get_case, resolve  # noqa: E402
+from tritorch import benchmark as B  # noqa: E402
+from tritorch.benchmark import CASES, Missing, get_case, resolve  # noqa: E402
 
 
 class FakeTimer:
@@ -42,21 +44,21 @@ class FakeTimer:
 
 def test_speed_and_ceilings():
     add = get_case("add fp32 2^26")
-    s = gpu._speed(add, add.shape, 0.284)
+    s = B._speed(add, add.shape, 0.284)
     assert s["gbps"] == pytest.approx(3 * 2 ** 26 * 4 / 0.284e-3 / 1e9)
     assert s["pct_of_ceiling"] == pytest.approx(100 * s["gbps"] * 1e9 / 2.9e12)
     mm = get_case("matmul bf16 4096^3")
-    s = gpu._speed(mm, mm.shape, 0.216)
+    s = B._speed(mm, mm.shape, 0.216)
     assert s["tflops"] == pytest.approx(2 * 4096 ** 3 / 0.216e-3 / 1e12)
     assert s["pct_of_ceiling"] == pytest.approx(100 * s["tflops"] / 798)
-    assert "pct_of_ceiling" not in gpu._speed(add, add.shape, 1.0, device="cpu")
+    assert "pct_of_ceiling" not in B._speed(add, add.shape, 1.0, device="cpu")
 
 
 def test_run_case_against_a_baseline():
     # tritorch on both sides: the check must pass; tritorch twice as slow as the "torch" side
     timer = FakeTimer([3.0, 2.0, 1.0], [1.0, 1.0, 1.0])
     case = get_case("add fp32 2^26")
-    row = gpu.run_case(case, [("tritorch", tritorch), ("torch", tritorch)], "cpu", timer, small=True)
+    row = B.run_case(case, [("tritorch", tritorch), ("torch", tritorch)], "cpu", timer, small=True)
     assert row["tritorch"]["status"] == "ok" and row["torch"]["status"] == "ok"
     assert row["tritorch"]["ms"] == 2.0 and row["tritorch"]["min_ms"] == 1.0 and row["tritorch"]["repeats"] == 3
     assert row["speed_vs_torch"] == pytest.approx(0.5)
@@ -81,15 +83,15 @@ def test_missing_and_failing_ops_are_reported():
     broken.add = lambda a, b: (_ for _ in ()).throw(ValueError("boom"))
     timer = FakeTimer([1.0])
     cases = [get_case("softmax fp16 8192x8192"), get_case("add fp32 2^26")]
-    res = gpu.run_all([("tritorch", lib), ("torch", broken)], "cpu", timer, cases, small=True, torch=None)
+    res = B.run_all([("tritorch", lib), ("torch", broken)], "cpu", timer, cases, small=True, torch=None)
     soft, add = res["results"]
     assert soft["tritorch"]["status"] == "missing" and soft["torch"]["status"] == "ok"
     assert add["tritorch"]["status"] == "ok"
     assert add["torch"]["status"] == "error" and "ValueError: boom" in add["torch"]["error"]
     assert "speed_vs_torch" not in soft and "check" not in add
-    text = gpu.table(res)
+    text = B.table(res)
     assert "missing" in text and "error" in text
-    assert any("boom" in line for line in gpu.errors(res))
+    assert any("boom" in line for line in B.errors(res))
     host = {(r["lib"], r["device"]): r for r in res["host"]}
     assert host[("tritorch", "cpu")]["status"] == "ok"
     assert host[("torch", "cpu")]["status"] == "error"
@@ -99,35 +101,35 @@ def test_missing_and_failing_ops_are_reported():
 def test_mismatch_is_flagged():
     wrong = _lib_without("add")
     wrong.add = lambda a, b: tritorch.sub(a, b)
-    res = gpu.run_case(get_case("add fp32 2^26"), [("tritorch", wrong), ("torch", tritorch)], "cpu",
+    res = B.run_case(get_case("add fp32 2^26"), [("tritorch", wrong), ("torch", tritorch)], "cpu",
                        FakeTimer([1.0]), small=True)
     assert res["check"] == "MISMATCH" and res["max_rel_diff"] > 0.1
-    assert "differs from torch" in gpu.errors({"results": [res]})[0]
+    assert "differs from torch" in B.errors({"results": [res]})[0]
 
 
 def test_every_case_builds_small_on_cpu():
     timer = FakeTimer([0.5])
     for case in CASES:
-        row = gpu.run_case(case, [("tritorch", tritorch)], "cpu", timer, small=True)
+        row = B.run_case(case, [("tritorch", tritorch)], "cpu", timer, small=True)
         assert row["tritorch"]["status"] in ("ok", "missing"), (case.name, row)
 
 
 def test_json_and_table(tmp_path):
     timer = FakeTimer([2.0], [1.0])
-    res = gpu.run_all([("tritorch", tritorch), ("torch", tritorch)], "cpu", timer,
+    res = B.run_all([("tritorch", tritorch), ("torch", tritorch)], "cpu", timer,
                       [get_case("add fp32 2^26"), get_case("matmul tf32 4096^3")], small=True)
     env = res["environment"]
     for key in ("date", "device", "device_name", "compute_capability", "triton", "tritorch", "torch", "numpy"):
         assert key in env
     assert env["tritorch"] == tritorch.__version__
-    path = tmp_path / "r" / gpu.default_name(res)
-    gpu.write(res, str(path))
+    path = tmp_path / "r" / B.default_name(res)
+    B.write(res, str(path))
     back = json.loads(path.read_text())
     assert back["results"][1]["case"] == "matmul tf32 4096^3" and back["ceilings"]["bf16_matmul"]["value"] == 798e12
-    lines = gpu.table(res).splitlines()
-    assert lines[0].split()[:2] == ["case", "tritorch"]
+    lines = B.table(res).splitlines()
+    assert lines[0].split()[:3] == ["case", "device", "tritorch"]
     assert lines[1].startswith("add fp32 2^26") and "2.000 ms" in lines[1] and "0.50x" in lines[1]
-    assert "TFLOP/s" in lines[2]
+    assert "FLOP/s" in lines[2]
     assert any("host cost" in line and "us" in line for line in lines)
 
 
@@ -140,6 +142,43 @@ def test_dry_run_end_to_end(tmp_path, capsys):
     assert len(os.listdir(tmp_path / "results")) == 1
     printed = capsys.readouterr().out
     assert printed.rstrip().endswith((tmp_path / "t.txt").read_text().rstrip().splitlines()[-1])
+
+
+def test_parse_sizes_dtypes_ops():
+    assert B.parse_sizes("1024, 2^20,64x48x80") == [1024, 1 << 20, (64, 48, 80)]
+    assert B.parse_sizes(None) == []
+    assert B.parse_dtypes("fp32,bf16,half,tf32") == ["float32", "bfloat16", "float16", "tf32"]
+    assert B.parse_ops(None) == list(B.OPS)
+    for bad, fn, msg in [("abc", B.parse_sizes, "bad size 'abc'"), ("0", B.parse_sizes, "positive"),
+                         ("int7", B.parse_dtypes, "unknown dtype 'int7'"), ("add,nope", B.parse_ops, "nope")]:
+        with pytest.raises(B.UsageError, match=msg):
+            fn(bad)
+
+
+def test_cli_cases_shapes_and_names():
+    cases = B.cli_cases(["add", "sum", "matmul"], [1024, (8, 4, 2)][:1], ["float32", "tf32"], "interpreter")
+    assert [(c.name, c.shape) for c in cases] == [
+        ("add fp32 1024", (1024,)), ("sum fp32 1x1024", (1, 1024)), ("matmul fp32 32x32x32", (32, 32, 32)),
+        ("matmul tf32 32x32x32", (32, 32, 32))]
+    assert cases[-1].extra == {"tf32": True} and cases[-1].ceiling == "tf32_matmul"
+    assert cases[1].bytes((1, 1024)) == (1024 + 1) * 4
+    with pytest.raises(B.UsageError, match="matmul takes 3-d shapes"):
+        B.cli_cases(["matmul"], [(4, 4)], [], "cpu")
+    # no sizes: each op's standard case, at the size of the device kind
+    std = B.cli_cases(["matmul"], [], [], "cpu")
+    assert [c.name for c in std] == ["matmul bf16 128x128x128", "matmul tf32 256x256x256"]
+    assert [c.name for c in B.cli_cases(["add"], [], [], "gpu")] == ["add fp32 2^26"]
+
+
+def test_tf32_case_sets_and_restores_the_precision():
+    case = B.make_case("matmul", (16, 16, 16), "float32", tf32=True)
+    seen = []
+    real = tritorch.matmul
+    lib = _lib_without("matmul")
+    lib.matmul = lambda a, b: (seen.append(tritorch.get_float32_matmul_precision()), real(a, b))[1]
+    fn = case.make(lib, "cpu", case.shape)
+    fn()
+    assert seen == ["high"] and tritorch.get_float32_matmul_precision() == "highest"
 
 
 def test_cpu_benchmarks_run_once():
@@ -159,7 +198,8 @@ def test_host_cost_helper_measures_both():
 
 @pytest.mark.gpu
 def test_gpu_event_timer_and_one_case(tmp_path):
-    timer = gpu.EventTimer()
+    from tritorch._timing import EventTimer
+    timer = EventTimer()
     owner, ptr = timer.rt.alloc(64 << 20)
     times = timer.time(lambda: timer.rt.memset_d8(ptr, 1, 64 << 20), warmup=2, repeat=5)
     assert len(times) == 5 and all(0 < t < 50 for t in times), times      # 64 MB at > 1.3 GB/s
@@ -177,18 +217,29 @@ def test_event_timer_against_a_fake_driver():
     ok(run("""
         import sys, time
         sys.path.insert(0, ".")
-        from bench import gpu
-        timer = gpu.EventTimer()
+        from tritorch import _timing, benchmark as B
+        _timing.L2_FLUSH_BYTES = 1 << 20                                      # host memsets: keep them small
+        timer = _timing.EventTimer()
         assert len(LIVE) == 1 and timer.flush_ptr in LIVE                     # the L2 flush buffer
         calls = []
         times = timer.time(lambda: (calls.append(1), time.sleep(0.002)), warmup=2, repeat=4)
         assert len(calls) == 6 and len(times) == 4 and all(1.5 < t < 200 for t in times), times
-        flushes = [a for n, a in LOG if n == "memset" and a[1] == gpu.L2_FLUSH_BYTES]
+        flushes = [a for n, a in LOG if n == "memset" and a[1] == _timing.L2_FLUSH_BYTES]
         assert len(flushes) == 4                                              # one flush before each timed run
         assert CUevent.live == 0                                              # events destroyed
         assert {a[-1] for n, a in LOG if n == "record"} == {1}                # on the runtime's stream
         assert timer.host_us(lambda: None, n=100) > 0
-        env = gpu.environment("cuda")
+        import ctypes
+        d = sys.modules["cuda.bindings.driver"]
+        d.cuMemcpyDtoDAsync = lambda dst, src, n, s: (ctypes.memmove(int(dst), int(src), min(n, 1 << 20)),
+                                                      OK)[1]
+        bw = B.measure_copy_ceiling(timer, nbytes=1 << 20)
+        assert bw and bw > 0
+        B.measure_copy_ceiling.__defaults__ = (1 << 20,)
+        ceil = B.ceilings_for("NVIDIA H100 80GB HBM3", timer)
+        assert ceil["copy"]["note"].endswith("measured in this run") and ceil["bf16_matmul"]["value"] == 798e12
+        assert "bf16_matmul" not in B.ceilings_for("Fake GPU", timer)
+        env = B.environment("cuda")
         assert env["device_name"] == "Fake GPU" and env["compute_capability"] == "9.0"
         assert env["cuda_driver"] == "13.0"
         print("DONE")

@@ -1,37 +1,49 @@
 """The autotuner: the best launch configuration of each tunable kernel per GPU, cached on disk.
 
-A tunable kernel declares a :class:`Tunable`: its candidate :class:`Config` list, a pruning rule (drop configs that
-cannot fit or are pointless for the sizes at hand), a key function (dtypes, layout and sizes bucketed to powers of
-two, so similar shapes share one tuning) and a heuristic default. At launch the op asks ``tunable.pick(key, run)``:
+A tunable kernel declares a :class:`Tunable`: its candidate configurations (:class:`Config`, or any config object
+with a stable ``repr`` such as ``kernels.matmul.MatmulConfig``), a pruning rule (drop candidates that cannot fit or
+are pointless for the sizes at hand), a heuristic default and the Triton kernels whose source it tunes. At launch the
+op builds a key and asks ``tunable.pick(key, run, reset)``:
 
+- the key is a tuple of dtype names, layout classes (:func:`layout`: ``c`` contiguous, ``t`` transposed, ``b``
+  broadcast, ``s`` other strides) and sizes bucketed by :func:`bucket` (the next power of two: 1000 -> 1024,
+  1025 -> 2048), so similar shapes share one tuning;
 - without tuning (interpreter, no GPU, ``TRITORCH_AUTOTUNE=0``) the heuristic default is used, nothing is timed;
 - on a GPU, the first call with a new key times each remaining candidate (``run(config)`` launches it) with CUDA
-  events — warm-up, repeats, median, L2 flushed between runs, ``reset()`` before each run of a kernel that writes
-  in place — keeps the fastest, and writes it to the cache file; a single remaining candidate is never timed.
+  events (tritorch's own timer, :mod:`tritorch._timing`: warm-up, repeats, median, L2 flushed between runs,
+  ``reset()`` before each run of a kernel that writes in place or accumulates), keeps the fastest and writes it to
+  the cache file; a single remaining candidate is never timed. The default is timed too, for the speed-up report.
 
 The cache file is per device: GPU name, compute capability, triton and tritorch versions are in its name and its
-header. Each entry records the kernel's source hash and candidate list, so a changed kernel re-tunes, and each
-candidate's timing on its own, so adding a candidate times only the new one. Writes are atomic (temp file + rename)
-under a lock file, merged with what other processes wrote meanwhile; a corrupt or foreign file is reported and
-ignored, never fatal.
+header. Each kernel's record holds its source hash and candidate list, so a changed kernel re-tunes; each
+candidate's timing is stored on its own, so adding a candidate times only the new one. Writes are atomic (temp file
++ rename) under a lock file, merged with what other processes wrote meanwhile; a corrupt or foreign file is reported
+(a RuntimeWarning) and ignored, never fatal. The file lives in the user's cache dir (``TRITORCH_CACHE_DIR`` moves
+it). ``force(name, config)`` pins a kernel's configuration (tests run every candidate this way);
+:func:`tune_model` tunes a model ahead of time.
 """
+import collections
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
 import os
+import sys
 import tempfile
 import threading
 import warnings
 
-__all__ = ["Config", "Tunable", "cache_path", "clear", "entries", "tune_model", "enabled", "REGISTRY",
-           "bucket", "set_timer"]
+__all__ = ["Config", "Tunable", "cache_path", "cache_dir", "clear", "entries", "tune_model", "enabled", "force",
+           "tuning", "bucket", "layout", "set_timer", "REGISTRY", "Entry"]
 
 FORMAT = "tritorch-autotune-v1"
-REGISTRY = {}
+REGISTRY = {}            # kernel name -> Tunable
+_FORCED = {}             # kernel name -> forced config (``force``)
+_SEEN = {}               # (kernel name, key string) -> config chosen in this process (first pick of each key)
 _lock = threading.Lock()
 _timer = None            # injected by tests: fn(run_callable) -> milliseconds
-_force_tuning = [False]
+_override = [None]       # ``tuning(on)``: True / False overrides TRITORCH_AUTOTUNE where a GPU is present
 
 
 class Config:
@@ -46,10 +58,17 @@ class Config:
         self.name = ",".join(f"{k}={v}" for k, v in sorted(self.kwargs.items())) + f",w{num_warps},s{num_stages}"
 
     def launch_kwargs(self):
+        """The keyword arguments of ``kernel[grid](..., **cfg.launch_kwargs())``."""
         return dict(self.kwargs, num_warps=self.num_warps, num_stages=self.num_stages)
 
     def __getitem__(self, k):
         return self.kwargs[k]
+
+    def __getattr__(self, k):
+        try:
+            return self.kwargs[k] if k != "kwargs" else object.__getattribute__(self, k)
+        except KeyError:
+            raise AttributeError(k) from None
 
     def __repr__(self):
         return f"Config({self.name})"
@@ -61,20 +80,73 @@ class Config:
         return hash(self.name)
 
 
+def config_name(cfg):
+    """The name a configuration is stored under: ``Config.name``, else its ``repr`` (stable for tuples)."""
+    name = getattr(cfg, "name", None)
+    return name if isinstance(name, str) else repr(cfg)
+
+
 def bucket(n):
-    """Sizes share a tuning within a power-of-two bucket: 1000 -> 1024, 1025 -> 2048."""
+    """Sizes share a tuning within a power-of-two bucket: 0, 1 -> 1; 1000 -> 1024; 1025 -> 2048."""
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
+def layout(t):
+    """The layout class of a tensor (or ``(shape, stride)``) in a key: ``c`` contiguous, ``t`` the last two dims
+    transposed (column-major matrix), ``b`` broadcast (a stride 0 on a dim of size > 1), ``s`` any other strides."""
+    shape, stride = (t._shape, t._stride) if hasattr(t, "_shape") else t
+    dims = [(n, s) for n, s in zip(shape, stride) if n != 1]
+    if any(s == 0 for _, s in dims):
+        return "b"
+
+    def dense(ds):
+        expect = 1
+        for n, s in reversed(ds):
+            if s != expect:
+                return False
+            expect *= n
+        return True
+    if dense(dims):
+        return "c"
+    if len(shape) >= 2 and shape[-1] != 1 and shape[-2] != 1:
+        sw = list(zip(shape, stride))
+        sw[-1], sw[-2] = sw[-2], sw[-1]
+        if dense([d for d in sw if d[0] != 1]):
+            return "t"
+    return "s"
+
+
+def _key_str(key):
+    """The key as stored in the cache file: its parts joined by ``|`` (dtypes by their short name)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return "|".join(str(k).removeprefix("tritorch.") for k in parts)
+
+
+class Entry(collections.namedtuple("Entry", "kernel key best timings default")):
+    """One cached tuning: kernel name, key string, chosen config name, {config name: ms}, default config name."""
+
+    __slots__ = ()
+
+    @property
+    def speedup(self):
+        """Time of the default config over time of the chosen one (None if either was not timed)."""
+        tb, td = self.timings.get(self.best), self.timings.get(self.default)
+        return td / tb if tb and td else None
+
+
 class Tunable:
-    """A kernel's tuning space. ``default(key)`` picks without timing; ``prune(configs, key)`` drops candidates."""
+    """A kernel's tuning space.
+
+    ``configs``: the candidates; ``default(key)``: the heuristic choice (no timing); ``prune(configs, key)``: the
+    candidates worth timing for ``key``; ``kernels``: the Triton kernels (their source hash invalidates old tunings).
+    """
 
     def __init__(self, name, configs, default, prune=None, kernels=()):
         self.name = name
         self.configs = list(configs)
         self._default = default
         self._prune = prune
-        self.kernels = kernels
+        self.kernels = tuple(kernels)
         self._memo = {}
         self._hash = None
         REGISTRY[name] = self
@@ -85,98 +157,166 @@ class Tunable:
         if self._hash is None:
             h = hashlib.sha256()
             for k in self.kernels:
-                fn = getattr(k, "fn", k)
-                try:
-                    h.update(inspect.getsource(fn).encode())
-                except (OSError, TypeError):
-                    h.update(repr(fn).encode())
+                src = getattr(k, "src", None)
+                if not isinstance(src, str):
+                    fn = getattr(k, "fn", k)
+                    try:
+                        src = inspect.getsource(fn)
+                    except (OSError, TypeError):
+                        src = getattr(fn, "__qualname__", repr(fn))
+                h.update(src.encode())
             self._hash = h.hexdigest()[:16]
         return self._hash
 
     def candidates(self, key):
+        """The configurations worth timing for ``key`` (the default alone if pruning leaves none)."""
         cs = self._prune(self.configs, key) if self._prune else self.configs
-        return cs or [self.default(key)]
+        return list(cs) or [self.default(key)]
 
     def default(self, key):
         return self._default(key)
 
     def pick(self, key, run=None, reset=None):
-        """The configuration for ``key``; on a GPU with tuning on, time the candidates the first time."""
-        skey = _key_str(key)
-        cfg = self._memo.get(skey)
+        """The configuration for ``key``: forced, memoised, the default without tuning, else the fastest
+        candidate (timed once per key and device, then read from the cache file)."""
+        if _FORCED:
+            cfg = _FORCED.get(self.name)
+            if cfg is not None:
+                _SEEN[(self.name, _key_str(key))] = cfg
+                return cfg
+        cfg = self._memo.get(key)
         if cfg is not None:
             return cfg
+        skey = _key_str(key)
         if run is None or not enabled():
             cfg = self.default(key)
         else:
             cfg = self._tune(key, skey, run, reset)
-        self._memo[skey] = cfg
+        self._memo[key] = cfg
+        _SEEN[(self.name, skey)] = cfg
         return cfg
 
     def _tune(self, key, skey, run, reset):
         cands = self.candidates(key)
         if len(cands) == 1:
             return cands[0]
+        default = self.default(key)
+        if config_name(default) not in {config_name(c) for c in cands}:
+            cands.append(default)
+        by_name = {config_name(c): c for c in cands}
         cache = _Cache.get()
+        if not all(n in cache.entry(self, skey)["timings"] for n in by_name):
+            cache.refresh()                   # another process may have timed them meanwhile
         entry = cache.entry(self, skey)
         timings = entry["timings"]
-        for c in cands:
-            if c.name in timings:
+        for name, c in by_name.items():
+            if name in timings:
                 continue
             try:
-                timings[c.name] = _time(run, c, reset)
+                timings[name] = _time(run, c, reset)
             except Exception as e:            # a config that fails to compile or run is never chosen
-                timings[c.name] = float("inf")
-                _warn(f"autotune {self.name}: config {c.name} failed ({type(e).__name__}: {e})")
-        by_name = {c.name: c for c in cands}
-        best = min((t, n) for n, t in timings.items() if n in by_name)[1]
-        entry["best"] = best
-        default = self.default(key)
-        entry["default"] = default.name
+                timings[name] = None
+                _warn(f"autotune {self.name}: config {name} failed ({type(e).__name__}: {e})")
+        ok = [(t, n) for n, t in timings.items() if n in by_name and t is not None]
+        best = min(ok)[1] if ok else config_name(default)
+        entry.update(best=best, default=config_name(default), candidates=sorted(by_name))
         cache.save()
         return by_name[best]
 
     def cached(self, key):
-        """The cached choice for ``key`` on this device, or None: lets a new process start tuned."""
+        """The cached choice for ``key`` on this device, or None."""
         e = _Cache.get().peek(self, _key_str(key))
         if e and e.get("best"):
             for c in self.configs:
-                if c.name == e["best"]:
+                if config_name(c) == e["best"]:
                     return c
         return None
 
 
-def _key_str(key):
-    return "|".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
-
-
 def enabled():
-    """Tuning happens only on a real GPU, and not with TRITORCH_AUTOTUNE=0."""
-    if _force_tuning[0]:
+    """Whether a first call with a new key times candidates: on a real GPU, unless TRITORCH_AUTOTUNE=0 (which
+    ``tuning(True)`` overrides); never in interpreter mode or without a GPU (an injected test timer always tunes)."""
+    if _timer is not None:
         return True
-    if os.environ.get("TRITORCH_AUTOTUNE", "1") in ("0", "", "false"):
-        return False
     from ._device import INTERPRET
     if INTERPRET:
         return False
     from . import cuda
-    return cuda.is_available()
+    if not cuda.is_available():
+        return False
+    if _override[0] is not None:
+        return _override[0]
+    return os.environ.get("TRITORCH_AUTOTUNE", "1").strip().lower() not in ("0", "", "false", "off", "no")
+
+
+def why_disabled():
+    """A short reason why tuning is off here, or None when it is on."""
+    if enabled():
+        return None
+    from ._device import INTERPRET
+    if INTERPRET:
+        return "interpreter mode (TRITORCH_INTERPRET=1)"
+    from . import cuda
+    if not cuda.is_available():
+        return "no CUDA GPU"
+    return "TRITORCH_AUTOTUNE=0" if _override[0] is None else "tuning(False)"
+
+
+def _forget():
+    for t in REGISTRY.values():
+        t._memo.clear()
+
+
+@contextlib.contextmanager
+def tuning(on=True):
+    """Turn tuning on (or off) inside the block, whatever TRITORCH_AUTOTUNE says (a GPU is still needed)."""
+    prev = _override[0]
+    _override[0] = bool(on)
+    _forget()
+    try:
+        yield
+    finally:
+        _override[0] = prev
+        _forget()
+
+
+@contextlib.contextmanager
+def force(name, config):
+    """Inside the block, kernel ``name`` launches with ``config`` (no default, no timing): how tests run every
+    candidate. ``config`` may be a candidate, its index in the candidate list or its stored name."""
+    t = REGISTRY.get(name)
+    if t is None:
+        raise KeyError(f"tritorch.autotune.force: no tunable kernel named {name!r}; known: {sorted(REGISTRY)}")
+    if isinstance(config, int):
+        config = t.configs[config]
+    elif isinstance(config, str):
+        match = [c for c in t.configs if config_name(c) == config]
+        if not match:
+            raise KeyError(f"tritorch.autotune.force: {name} has no candidate {config!r}")
+        config = match[0]
+    prev = _FORCED.get(name)
+    _FORCED[name] = config
+    try:
+        yield config
+    finally:
+        if prev is None:
+            _FORCED.pop(name, None)
+        else:
+            _FORCED[name] = prev
 
 
 @contextlib.contextmanager
 def set_timer(timer):
     """Tests: time candidates with ``timer(run) -> ms`` and tune even without a GPU."""
     global _timer
-    prev, prev_force = _timer, _force_tuning[0]
-    _timer, _force_tuning[0] = timer, True
-    for t in REGISTRY.values():
-        t._memo.clear()
+    prev = _timer
+    _timer = timer
+    _forget()
     try:
         yield
     finally:
-        _timer, _force_tuning[0] = prev, prev_force
-        for t in REGISTRY.values():
-            t._memo.clear()
+        _timer = prev
+        _forget()
 
 
 def _time(run, cfg, reset):
@@ -194,28 +334,39 @@ def _warn(msg):
 
 # ---- the cache file ----------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _device_id():
-    from ._device import INTERPRET
-    from . import cuda
     import triton
-    from . import __version__
+    from ._device import INTERPRET
+    from . import cuda, __version__
     if INTERPRET or not cuda.is_available():
-        name, cc = "interpreter" if INTERPRET else "nogpu", "na"
+        name, cc = ("interpreter" if INTERPRET else "nogpu"), "na"
     else:
         from . import _cuda_runtime as rt
         name = rt.device_name(0)
-        cc = "".join(map(str, rt.compute_capability(0))) if hasattr(rt, "compute_capability") else "na"
+        cc = "".join(map(str, rt.compute_capability(0)))
     safe = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
     return {"gpu": name, "cc": cc, "triton": triton.__version__, "tritorch": __version__,
             "file": f"autotune-{safe}-cc{cc}-triton{triton.__version__}-tritorch{__version__}.json"}
 
 
+def _header():
+    return {k: v for k, v in _device_id().items() if k != "file"}
+
+
 def cache_dir():
+    """``TRITORCH_CACHE_DIR``, else ``tritorch`` in the user's cache dir (XDG_CACHE_HOME or ~/.cache on Linux,
+    ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
     d = os.environ.get("TRITORCH_CACHE_DIR")
-    if not d:
+    if d:
+        return d
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(os.path.expanduser("~"), "Library", "Caches")
+    else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        d = os.path.join(base, "tritorch")
-    return d
+    return os.path.join(base, "tritorch")
 
 
 def cache_path():
@@ -235,7 +386,7 @@ class _Cache:
     def get(cls):
         path = cache_path()
         if cls._inst is None or cls._inst.path != path:
-            cls._inst = cls(path, {k: v for k, v in _device_id().items() if k != "file"})
+            cls._inst = cls(path, _header())
         return cls._inst
 
     def _kernel(self, t):
@@ -243,7 +394,7 @@ class _Cache:
         if k.get("source_hash") != t.source_hash:           # the kernel changed: its tunings are stale
             k.clear()
             k.update(source_hash=t.source_hash, entries={})
-        k["candidates"] = [c.name for c in t.configs]
+        k["candidates"] = [config_name(c) for c in t.configs]
         return k
 
     def entry(self, t, skey):
@@ -255,22 +406,32 @@ class _Cache:
             return None
         return k["entries"].get(skey)
 
+    def refresh(self):
+        """Take in what other processes wrote since this one read the file."""
+        with _lock:
+            self._merge(_read(self.path, self.header, quiet=True))
+
     def save(self):
         """Merge with the file as it is now (another process may have written) and replace it atomically."""
         with _lock, _file_lock(self.path + ".lock"):
-            disk = _read(self.path, self.header, quiet=True)
-            for name, k in self.data["kernels"].items():
-                dk = disk["kernels"].get(name)
-                if dk and dk.get("source_hash") == k.get("source_hash"):
-                    for skey, e in dk.get("entries", {}).items():
-                        mine = k["entries"].setdefault(skey, {"timings": {}})
-                        for cname, ms in e.get("timings", {}).items():
-                            mine["timings"].setdefault(cname, ms)
-                        if "best" not in mine and "best" in e:
-                            mine["best"] = e["best"]
-            for name, dk in disk["kernels"].items():
-                self.data["kernels"].setdefault(name, dk)
+            self._merge(_read(self.path, self.header, quiet=True))
             atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def _merge(self, disk):
+        """Fold the entries of ``disk`` (same kernel source only) into this cache; ours win on conflicts."""
+        for name, k in self.data["kernels"].items():
+            dk = disk["kernels"].get(name)
+            if not isinstance(dk, dict) or dk.get("source_hash") != k.get("source_hash"):
+                continue
+            for skey, e in dk.get("entries", {}).items():
+                mine = k["entries"].setdefault(skey, {"timings": {}})
+                for cname, ms in e.get("timings", {}).items():
+                    mine["timings"].setdefault(cname, ms)
+                for field in ("best", "default", "candidates"):
+                    if field not in mine and field in e:
+                        mine[field] = e[field]
+        for name, dk in disk["kernels"].items():
+            self.data["kernels"].setdefault(name, dk)
 
 
 def _empty(header):
@@ -285,12 +446,14 @@ def _read(path, header, quiet=False):
         return _empty(header)
     except (OSError, ValueError, UnicodeDecodeError) as e:
         if not quiet:
-            _warn(f"tritorch.autotune: ignoring corrupt cache file {path} ({e})")
+            _warn(f"tritorch.autotune: ignoring corrupt cache file {path} ({type(e).__name__}: {e})")
         return _empty(header)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("device") != header or \
-            not isinstance(data.get("kernels"), dict):
+            not isinstance(data.get("kernels"), dict) or \
+            not all(isinstance(k, dict) and isinstance(k.get("entries", {}), dict) for k in data["kernels"].values()):
         if not quiet:
-            _warn(f"tritorch.autotune: ignoring cache file {path}: it belongs to another device or version")
+            _warn(f"tritorch.autotune: ignoring cache file {path}: it belongs to another device or version, "
+                  f"or is not a tritorch autotune file")
         return _empty(header)
     return data
 
@@ -329,29 +492,69 @@ def clear():
     with contextlib.suppress(FileNotFoundError):
         os.remove(cache_path())
     _Cache._inst = None
-    for t in REGISTRY.values():
-        t._memo.clear()
+    _SEEN.clear()
+    _forget()
 
 
 def entries():
-    """The cached tunings of this device: a list of (kernel, key, best config, {config: ms})."""
-    data = _read(cache_path(), {k: v for k, v in _device_id().items() if k != "file"}, quiet=True)
+    """The cached tunings of this device, sorted: a list of ``Entry(kernel, key, best, timings, default)``
+    (``timings``: config name -> median ms, None for a config that failed; ``.speedup`` over the default)."""
+    data = _read(cache_path(), _header(), quiet=True)
     out = []
     for name, k in sorted(data["kernels"].items()):
         for skey, e in sorted(k.get("entries", {}).items()):
-            out.append((name, skey, e.get("best"), dict(e.get("timings", {}))))
+            out.append(Entry(name, skey, e.get("best"), dict(e.get("timings", {})), e.get("default")))
     return out
 
 
-def tune_model(model, *example_inputs, loss_fn=None):
-    """Tune ahead of time: one forward and backward of ``model`` on example inputs with tuning on, so that the
-    kernels of that model's shapes are cached for every later process."""
-    out = model(*example_inputs)
-    if loss_fn is not None:
-        out = loss_fn(out)
-    elif not (hasattr(out, "numel") and out.numel() == 1):
-        out = out.float().sum() if hasattr(out, "sum") else out
-    if getattr(out, "requires_grad", False):
-        out.backward()
-    return entries()
+def seen():
+    """The configurations chosen in this process: ``{(kernel, key): config}`` (first pick of each key)."""
+    return dict(_SEEN)
 
+
+def tune_model(model, *example_inputs, loss_fn=None, backward=True):
+    """Tune ahead of time: one forward and (if anything requires grad) backward of ``model`` on example inputs
+    with tuning on, so that the kernels of that model's shapes are cached for every later process. Parameter
+    gradients are left as they were. Returns the entries chosen during the run (tuned ones carry timings)."""
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    grads = [p.grad for p in params]
+    prev = dict(_SEEN)
+    _SEEN.clear()
+    try:
+        with tuning(True):
+            out = model(*example_inputs)
+            if backward:
+                loss = loss_fn(out) if loss_fn is not None else _scalar(out)
+                if loss is not None and getattr(loss, "requires_grad", False):
+                    loss.backward()
+    finally:
+        picked = dict(_SEEN)
+        _SEEN.update(prev)
+        _SEEN.update(picked)
+        for p, g in zip(params, grads):
+            p.grad = g
+    from . import cuda
+    if cuda.is_available():
+        cuda.synchronize()
+    cached = {(e.kernel, e.key): e for e in entries()}
+    return [cached.get(k) or Entry(k[0], k[1], config_name(c), {}, config_name(c))
+            for k, c in sorted(picked.items(), key=lambda kv: kv[0])]
+
+
+def _scalar(out):
+    """A scalar to differentiate: the sum of every floating-point tensor in ``out`` (tensor, tuple, list, dict)."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        parts = [_scalar(o) for o in out]
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        return total
+    if hasattr(out, "dtype") and getattr(out.dtype, "is_floating_point", False) and \
+            getattr(out, "requires_grad", False):
+        return out.sum()
+    return None

@@ -1,133 +1,242 @@
-"""The ``tritorch`` command: ``info``, ``tune`` (pre-tune kernels for ops or a model) and ``bench``."""
+"""The ``tritorch`` command.
+
+    tritorch info                                          versions, devices, interpreter mode, autotune cache
+    tritorch tune [--model NAME | --ops LIST] [--shapes ...] [--dtype ...]
+                                                           pre-tune kernels; per kernel: chosen config, speed-up
+    tritorch bench [--ops LIST] [--dtype ...] [--sizes ...] [--device ...] [--compare torch] [--out F] [--plot F]
+                                                           op-level benchmarks: table + JSON results file
+
+A bad argument is reported in one line (``tritorch: error: ...``) with exit status 2; a failure while running,
+with exit status 1.
+"""
 import argparse
+import importlib
 import sys
 
-__all__ = ["main"]
-
-# op -> a function(size, dtype, device) that runs the op once at a representative shape of that size
-_OP_SHAPES = {
-    "add": lambda n: [(n,)],
-    "mul": lambda n: [(n,)],
-    "exp": lambda n: [(n,)],
-    "sum": lambda n: [(max(1, n // 1024), 1024)],
-    "softmax": lambda n: [(max(1, n // 1024), 1024)],
-    "matmul": lambda n: [(int(round(n ** (1 / 3))),) * 3],
-}
+__all__ = ["main", "build_parser", "MODELS"]
 
 
-def _run_op(op, shape, dtype, device):
-    import tritorch as torch
-    if op == "matmul":
-        m, n, k = shape
-        a = torch.randn(m, k, dtype=dtype, device=device)
-        b = torch.randn(k, n, dtype=dtype, device=device)
-        return a @ b
-    x = torch.randn(*shape, dtype=dtype, device=device)
-    if op in ("add", "mul"):
-        return getattr(torch, op)(x, x)
-    if op == "softmax":
-        return torch.softmax(x, dim=-1)
-    return getattr(torch, op)(x)
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _usage_error():
+    from .benchmark import UsageError
+    return UsageError
+
+
+# ---- info ----------------------------------------------------------------------------------------------------------
 def cmd_info(args):
-    import triton
     import numpy
+    import triton
     import tritorch
     from tritorch import autotune
+    from .benchmark import _version
+    torch_v = _version("torch")
     print(f"tritorch {tritorch.__version__}  triton {triton.__version__}  numpy {numpy.__version__}  "
-          f"python {sys.version.split()[0]}")
+          f"python {sys.version.split()[0]}" + (f"  torch {torch_v} (baseline only)" if torch_v else ""))
+    cc, cb = _version("cuda-core"), _version("cuda-bindings")
+    if cc or cb:
+        print(f"cuda-core {cc or '-'}  cuda-bindings {cb or '-'}")
     if tritorch.cuda.is_interpreted():
-        print("device: cuda runs in Triton's interpreter (TRITORCH_INTERPRET=1), memory on the host")
-    elif tritorch.cuda.is_available():
-        for i in range(tritorch.cuda.device_count()):
-            print(f"device cuda:{i}: {tritorch.cuda.get_device_name(i)}")
+        print("interpreter mode: on (TRITORCH_INTERPRET=1): 'cuda' tensors live in host memory and the Triton "
+              "kernels run in Triton's interpreter")
+        print("devices: cpu, cuda:0 = Triton interpreter")
     else:
-        print("device: no CUDA GPU (cpu only; set TRITORCH_INTERPRET=1 to run the Triton kernels interpreted)")
-    print(f"autotune: {'on' if autotune.enabled() else 'off (heuristic defaults)'}; "
-          f"cache {autotune.cache_path()} ({len(autotune.entries())} entries)")
+        print("interpreter mode: off")
+        devs = ["cpu"]
+        if tritorch.cuda.is_available():
+            for i in range(tritorch.cuda.device_count()):
+                cap = ".".join(map(str, tritorch.cuda.get_device_capability(i)))
+                devs.append(f"cuda:{i} = {tritorch.cuda.get_device_name(i)} (compute capability {cap})")
+        else:
+            devs.append("no CUDA GPU (set TRITORCH_INTERPRET=1 to run the Triton kernels interpreted)")
+        print("devices: " + ", ".join(devs))
+    reason = autotune.why_disabled()
+    print("autotune: " + ("on" if reason is None else f"off ({reason}): heuristic default configs"))
+    print(f"autotune cache: {autotune.cache_path()} ({len(autotune.entries())} entries)")
+    names = sorted(autotune.REGISTRY)
+    print(f"tunable kernels: {len(names)}" + (f" ({', '.join(names)})" if names else ""))
     return 0
+
+
+# ---- tune ----------------------------------------------------------------------------------------------------------
+def _mlp(shapes):
+    """The MLP of the benchmarks: 784-128-10 on a batch of 256 (``--shapes BxF`` changes the input)."""
+    import tritorch
+    from tritorch import nn
+    shape = shapes[0] if shapes else (256, 784)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    model = nn.Sequential(nn.Linear(shape[-1], 128), nn.ReLU(), nn.Linear(128, 10))
+    return model, (tritorch.randn(*shape),)
+
+
+MODELS = {"mlp": _mlp}
+
+
+def _load_model(spec, shapes):
+    """A built-in model name, or ``package.module:factory`` where ``factory(shapes)`` returns ``(model, inputs)``
+    or a model (then ``--shapes`` gives the input shapes)."""
+    if spec in MODELS:
+        return MODELS[spec](shapes)
+    if ":" not in spec:
+        raise _usage_error()(f"unknown model {spec!r}; built-in: {', '.join(MODELS)}, or package.module:factory")
+    mod, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise _usage_error()(f"cannot load model {spec!r} ({type(e).__name__}: {e})") from None
+    made = factory(shapes)
+    if isinstance(made, tuple) and len(made) == 2:
+        model, inputs = made
+        return model, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not shapes:
+        raise _usage_error()(f"model {spec!r} returned no example inputs: give their shapes with --shapes")
+    import tritorch
+    return made, tuple(tritorch.randn(*((s,) if isinstance(s, int) else s)) for s in shapes)
 
 
 def cmd_tune(args):
-    import tritorch as torch
+    import tritorch
     from tritorch import autotune
-    device = "cuda"
-    if not torch.cuda.is_available():
-        print("error: tuning needs a GPU (or TRITORCH_INTERPRET=1 to dry-run the defaults)", file=sys.stderr)
-        return 2
-    dtype = torch._dtype.to_dtype(args.dtype)
-    ops = args.ops.split(",") if args.ops else list(_OP_SHAPES)
-    unknown = [o for o in ops if o not in _OP_SHAPES]
-    if unknown:
-        print(f"error: unknown op(s) {unknown}; known: {sorted(_OP_SHAPES)}", file=sys.stderr)
-        return 2
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1 << 20, 1 << 24]
-    work = [(op, shape) for op in ops for n in sizes for shape in _OP_SHAPES[op](n)]
+    from .benchmark import parse_ops, parse_dtypes, parse_sizes, cli_cases, _progress
+    shapes = parse_sizes(args.shapes)
+    dtypes = parse_dtypes(args.dtype)
+    if args.model and args.ops:
+        raise _usage_error()("give --model or --ops, not both")
+    ops = parse_ops(args.ops) if not args.model else []
+    if not tritorch.cuda.is_available():
+        print("tritorch tune: no CUDA GPU here (and TRITORCH_INTERPRET is not set): nothing to tune; the kernels "
+              "use their heuristic default configs")
+        return 0
+    interp = tritorch.cuda.is_interpreted()
+    model = _load_model(args.model, shapes) if args.model else None
+    cases = None if args.model else cli_cases(ops, shapes, dtypes, "interpreter" if interp else "gpu")
+    with autotune.tuning(True):
+        reason = autotune.why_disabled()
+    if reason:
+        print(f"tuning is off here ({reason}): the kernels run once and keep their heuristic defaults")
+    before = autotune.seen()
+    autotune._SEEN.clear()
     try:
-        from tqdm import tqdm
-        work = tqdm(work, desc="tuning", unit="case")
-    except ImportError:
-        pass
-    for op, shape in work:
-        _run_op(op, shape, dtype, device)
-    torch.cuda.synchronize()
-    _print_choices(autotune.entries())
+        if args.model:
+            model, inputs = model
+            if dtypes and dtypes[0] not in ("float32", "tf32"):
+                model = model.to(dtype=getattr(tritorch, dtypes[0]))
+            model = model.to("cuda")
+            pdtype = next((p.dtype for p in model.parameters()), None)
+            inputs = tuple(x.to(device="cuda", dtype=pdtype or x.dtype)
+                           if hasattr(x, "is_floating_point") and x.is_floating_point() else
+                           (x.to("cuda") if hasattr(x, "to") else x) for x in inputs)
+            progress = _progress(1, args)
+            progress(f"model {args.model}")
+            autotune.tune_model(model, *inputs)
+            progress(None)
+        else:
+            progress = _progress(len(cases), args)
+            with autotune.tuning(True):
+                for case in cases:
+                    progress(case.name)
+                    case.make(tritorch, "cuda", case.shape)()
+                tritorch.cuda.synchronize()
+            progress(None)
+        picked = autotune.seen()
+    finally:
+        autotune._SEEN.update(before)
+    _print_choices(picked, autotune.entries())
     return 0
 
 
-def _print_choices(rows):
-    if not rows:
-        print("no tuned entries (tuning is off here: heuristic defaults are used)")
+def _print_choices(picked, cached):
+    """Per kernel and key: the chosen config, the default, and the speed-up of the choice over the default."""
+    from tritorch.autotune import config_name
+    if not picked:
+        from tritorch import autotune
+        n = len(autotune.REGISTRY)
+        print(f"no tunable kernel ran ({n} tunable kernel{'s' if n != 1 else ''} registered"
+              + (": " + ", ".join(sorted(autotune.REGISTRY)) if n else "") + ")")
         return
-    print(f"{'kernel':<22} {'key':<40} {'best config':<44} {'speed-up vs default':>10}")
-    from tritorch import autotune
-    for name, key, best, timings in rows:
-        t = autotune.REGISTRY.get(name)
-        default = None
-        if t is not None:
-            try:
-                default = t.default(tuple(key.split("|"))).name
-            except Exception:
-                default = None
-        sp = ""
-        if best in timings and default in timings and timings[best] > 0:
-            sp = f"{timings[default] / timings[best]:.2f}x"
-        print(f"{name:<22} {key:<40} {str(best):<44} {sp:>10}")
+    by_key = {(e.kernel, e.key): e for e in cached}
+    rows = []
+    for (kernel, key), cfg in sorted(picked.items(), key=lambda kv: kv[0]):
+        e = by_key.get((kernel, key))
+        chosen = config_name(cfg)
+        if e is not None and e.best == chosen:
+            sp = e.speedup
+            rows.append((kernel, key, chosen, e.default or "", f"{sp:.2f}x" if sp else "-",
+                         f"{e.timings[chosen]:.4f} ms" if e.timings.get(chosen) else "-"))
+        else:
+            rows.append((kernel, key, chosen, "(default)", "-", "-"))
+    w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("kernel", "key", "chosen config"))]
+    print(f"{'kernel':<{w[0]}}  {'key':<{w[1]}}  {'chosen config':<{w[2]}}  {'time':>11}  {'vs default':>10}  "
+          f"default config")
+    for kernel, key, chosen, default, sp, ms in rows:
+        print(f"{kernel:<{w[0]}}  {key:<{w[1]}}  {chosen:<{w[2]}}  {ms:>11}  {sp:>10}  {default}")
 
 
+# ---- bench ---------------------------------------------------------------------------------------------------------
 def cmd_bench(args):
     from . import benchmark
     return benchmark.main(args)
 
 
+# ---- the parser ----------------------------------------------------------------------------------------------------
 def build_parser():
-    p = argparse.ArgumentParser(prog="tritorch", description="tritorch: info, kernel tuning and benchmarks")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    from .benchmark import OPS
+    ops = ",".join(OPS)
+    p = _Parser(prog="tritorch", description="tritorch: info, kernel tuning and benchmarks")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="{info,tune,bench}")
     sub.add_parser("info", help="versions, devices, interpreter mode, autotune cache").set_defaults(fn=cmd_info)
-    t = sub.add_parser("tune", help="pre-tune kernels for a set of ops and sizes")
-    t.add_argument("--ops", help="comma-separated: " + ",".join(_OP_SHAPES))
-    t.add_argument("--sizes", help="comma-separated element counts (default 2^20,2^24)")
-    t.add_argument("--dtype", default="float32")
+
+    t = sub.add_parser("tune", help="pre-tune the kernels of a model or of some ops",
+                       description="Pre-tune kernels (on a GPU): run a model's forward and backward, or ops, with "
+                                   "tuning on; print per kernel the chosen config and its speed-up over the "
+                                   "default config.")
+    what = t.add_mutually_exclusive_group()
+    what.add_argument("--model", help="built-in model (" + ", ".join(MODELS) + ") or package.module:factory")
+    what.add_argument("--ops", help=f"comma-separated ops (default: all): {ops}")
+    t.add_argument("--shapes", help="comma-separated sizes: element counts (1024, 2^20) or shapes (256x784); "
+                                    "for --model, the input shape(s)")
+    t.add_argument("--dtype", default=None, help="comma-separated dtypes: float32, float16, bfloat16, tf32")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_tune)
-    b = sub.add_parser("bench", help="op-level benchmarks on the devices present")
-    b.add_argument("--ops", help="comma-separated op names (default: all)")
-    b.add_argument("--sizes", help="comma-separated element counts")
-    b.add_argument("--dtype", default="float32")
-    b.add_argument("--device", default=None)
-    b.add_argument("--compare", default=None, help="'torch' to compare with PyTorch eager (if installed)")
-    b.add_argument("--out", default=None, help="JSON results file (default bench/results/<device>-<date>.json)")
-    b.add_argument("--plot", default=None, help="write a PNG chart to this path")
+
+    b = sub.add_parser("bench", help="op-level benchmarks on the devices present",
+                       description="Op-level benchmarks: a table of time, GB/s or TFLOP/s, % of the device's "
+                                   "ceiling and the ratio to PyTorch (--compare torch), and a JSON results file.")
+    b.add_argument("--ops", help=f"comma-separated ops (default: all): {ops}")
+    b.add_argument("--sizes", help="comma-separated sizes: element counts (1024, 2^20) or shapes (64x48x80); "
+                                   "default: each op's standard size for the device")
+    b.add_argument("--dtype", default=None, help="comma-separated dtypes: float32, float16, bfloat16, tf32")
+    b.add_argument("--device", default=None, help="cpu, cuda or all (default: every device present)")
+    b.add_argument("--compare", default=None, choices=["torch"], help="also time PyTorch eager (if installed)")
+    b.add_argument("--warmup", type=int, default=None, help="untimed runs first")
+    b.add_argument("--repeat", type=int, default=None, help="timed runs (the median is reported)")
+    b.add_argument("--out", default=None, help="JSON results file (default ./tritorch-bench-<device>-<date>.json)")
+    b.add_argument("--plot", default=None, metavar="PNG", help="also draw a chart (needs matplotlib)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(fn=cmd_bench)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    for name in ("warmup", "repeat"):
+        v = getattr(args, name, None)
+        if v is not None and v < (0 if name == "warmup" else 1):
+            print(f"tritorch: error: --{name} must be {'>= 0' if name == 'warmup' else '>= 1'}, got {v}",
+                  file=sys.stderr)
+            return 2
     try:
         return args.fn(args)
-    except (RuntimeError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except _usage_error() as e:
+        print(f"tritorch: error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError, OSError, ImportError) as e:
+        print(f"tritorch: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 
 
