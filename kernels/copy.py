@@ -75,7 +75,7 @@ def copy_into(dst, src):
     elif ddev.type == "cpu":                     # device -> host
         np.copyto(dst._np, src._to_host_array().astype(dst.dtype.np, copy=False), casting="unsafe")
     else:                                        # host -> device: upload, then a strided copy on the device
-        staged = Tensor._wrap_numpy(np.ascontiguousarray(src._np), ddev)
+        staged = Tensor._wrap_numpy(np.array(src._np, order="C"), ddev)      # (ascontiguousarray makes 0-d 1-d)
         copy_into(dst, staged)
     return dst
 

@@ -32,8 +32,8 @@ from .elementwise import empty, wrap, sum_to
 from .copy import copy_into, check_inplace, fill_
 from .views import basic_index
 
-__all__ = ["getitem", "setitem", "apply_inplace", "index_put_", "nonzero", "masked_select", "masked_fill", "gather", "scatter",
-           "scatter_add", "index_select", "index_add"]
+__all__ = ["getitem", "setitem", "apply_inplace", "index_put_", "nonzero", "masked_select", "masked_fill", "gather",
+           "scatter", "scatter_add", "index_select", "index_add"]
 
 # ====================================================================================================================
 # The kernels
@@ -585,7 +585,7 @@ def _value_tensor(value, dst):
     if isinstance(value, Tensor):
         if value.device != dst.device:
             if value.device.type == "cpu" and value.ndim == 0:
-                value = Tensor._wrap_numpy(np.array(value.detach()._np), dst.device)
+                value = value.to(dst.device)
             else:
                 raise RuntimeError(f"expected device {dst.device} but got device {value.device}")
         return value if value.dtype is dst.dtype else value.to(dst.dtype)
@@ -659,6 +659,8 @@ class CopySlices(Function):
     @staticmethod
     def backward(ctx, g):
         shape, stride, rel = ctx.geom
+        if STATE.enabled:          # create_graph: g with the view's part replaced, in differentiable tensor ops
+            return CopySlices._backward_recorded(ctx, g)
         gb = copy_into(empty(g._shape, g.dtype, g.device), g)
         gview = gb._view(shape, stride, gb._offset + rel)
         grads = ctx.fn.backward(ctx.inner, copy_into(empty(shape, g.dtype, g.device), gview))
@@ -669,6 +671,22 @@ class CopySlices(Function):
         else:
             copy_into(gview, grads[0])
         return (gb, None, None, *grads[1:])
+
+    @staticmethod
+    def _backward_recorded(ctx, g):
+        from .views import as_strided, view_scatter
+        shape, stride, rel = ctx.geom
+
+        def reapply(t):
+            t = t.contiguous()
+            return as_strided(t, shape, stride, t._offset + rel)
+        g = g.contiguous()
+        gview = reapply(g)
+        grads = ctx.fn.backward(ctx.inner, gview)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        new = grads[0] if grads[0] is not None else gview * 0
+        return (g + view_scatter(new - gview, g._shape, reapply), None, None, *grads[1:])
 
 
 def apply_inplace(fn, x, *args):
@@ -844,6 +862,13 @@ def _masked_fill_into(x, mask, value):
     return x
 
 
+def _moved_value(value, x):
+    """A 0-d value tensor on another device (a cpu scalar for a cuda tensor) moved to x's, keeping its history."""
+    if isinstance(value, Tensor) and value.device != x.device and value.ndim == 0:
+        return value.to(x.device)
+    return value
+
+
 def _fill_value(value, x, name):
     if isinstance(value, Tensor):
         if value.ndim != 0:
@@ -893,7 +918,7 @@ def masked_fill(input, mask, value):
     _check_mask(mask, "masked_fill")
     if mask.device != input.device:
         mask = mask.to(input.device) if mask.ndim == 0 else _raise_dev(mask, input)
-    return MaskedFill.apply(input, mask, value, False)
+    return MaskedFill.apply(input, mask, _moved_value(value, input), False)
 
 
 @register("masked_fill_", function=False)
@@ -902,6 +927,7 @@ def masked_fill_(self, mask, value):
     _check_mask(mask, "masked_fill_")
     if mask.device != self.device:
         mask = mask.to(self.device) if mask.ndim == 0 else _raise_dev(mask, self)
+    value = _moved_value(value, self)
     if STATE.enabled and (self.requires_grad or (isinstance(value, Tensor) and value.requires_grad)):
         return apply_inplace(MaskedFill, self, mask, value, True)
     MaskedFill.forward(_Dummy(), self, mask, value, True)

@@ -31,6 +31,7 @@ from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE
 from ._launch import TL, ptr, next_pow2, cdiv, interp_bf16_in
 from .elementwise import empty, wrap, where, binary
 
@@ -378,7 +379,8 @@ def _reduce_np(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, div=1
             res = np.min(v, axis=dims)
         else:
             keep = [d for d in range(v.ndim) if d not in dims]
-            flat = np.transpose(v, keep + list(dims)).reshape([v.shape[d] for d in keep] + [math.prod(v.shape[d] for d in dims)])
+            flat = np.transpose(v, keep + list(dims)).reshape([v.shape[d] for d in keep] +
+                                                              [math.prod(v.shape[d] for d in dims)])
             idx = (np.argmax if op == ARGMAX else np.argmin)(flat, axis=-1)
             res = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
         res = np.asarray(res, dtype=ct.np)
@@ -557,7 +559,22 @@ class Prod(Function):
         p_nonzero = x_safe.prod(dims, keepdim=True) if len(dims) <= 1 else _prod_all(x_safe, dims)
         grad_nz = g * p_nonzero / x_safe
         grad_z = where(_and(zero, n_zero == 1), g * p_nonzero, 0.0)
+        if STATE.enabled and bool(n_zero.detach().amax() > 0):
+            return g * _prod_others(x, dims)     # create_graph: the rule above has the wrong derivative at zeros
         return where(n_zero == 0, grad_nz, grad_z)
+
+
+def _prod_others(x, dims):
+    """For each element, the product over ``dims`` of all the others, as a differentiable expression (exact with
+    zeros, so its own derivatives are right): a (..., R, R) product whose row j has a 1 in place of element j."""
+    keep = [d for d in range(x.ndim) if d not in dims]
+    kshape = tuple(x._shape[d] for d in keep)
+    r = _count(x._shape, dims)
+    xr = x.permute(*keep, *dims).reshape(kshape + (1, r))
+    eye = Tensor._wrap_numpy(np.eye(r, dtype=bool), x.device)
+    others = Prod.apply(where(eye, 1.0, xr), (len(kshape) + 1,), False, x.dtype)
+    others = others.reshape(kshape + tuple(x._shape[d] for d in dims))
+    return others.permute(*np.argsort(keep + list(dims)).tolist())
 
 
 def _and(a, b):

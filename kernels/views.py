@@ -133,6 +133,50 @@ class _ViewScatter(Function):
         return ctx.reapply(gg), None, None
 
 
+def view_scatter(g, shape, reapply):
+    """zeros of ``shape`` with ``g`` written at the view ``reapply`` takes of them (differentiable in g)."""
+    from tritorch import _creation
+    return _ViewScatter.apply(g, _creation.zeros(shape, dtype=g.dtype, device=g.device), reapply)
+
+
+class _AsStrided:
+    """``as_strided`` may pick an element several times (overlapping strides): backward then adds the gradient into
+    zeros at each picked position (a scatter-add, so repeats sum); otherwise it writes it there (``_Strided``)."""
+
+    def __init__(self, size, stride, rel):
+        self.size, self.stride, self.rel = size, stride, rel
+
+    def reapply(self, t):
+        t = t.contiguous()
+        return as_strided(t, self.size, self.stride, t._offset + self.rel)
+
+    def overlapping(self):
+        """Whether two indices reach the same element: dims in stride order must each step past all the smaller."""
+        reach = 0
+        for k, s in sorted(((k, s) for k, s in zip(self.size, self.stride) if k > 1), key=lambda e: e[1]):
+            if s <= reach:
+                return True
+            reach += s * (k - 1)
+        return False
+
+    def backward(self, g, in_shape):
+        from tritorch import _creation
+        n = math.prod(in_shape)
+        last = self.rel + sum((k - 1) * s for k, s in zip(self.size, self.stride))
+        if g.numel() and (self.rel < 0 or last >= n):
+            raise NotImplementedError(f"as_strided backward: the view (size {list(self.size)}, stride "
+                                      f"{list(self.stride)}) reaches storage outside its input of shape "
+                                      f"{list(in_shape)}; its gradient is not supported")
+        if not self.overlapping():
+            return _Strided(self.reapply).backward(g, in_shape)
+        pos = np.full(self.size, self.rel, dtype=np.int64)
+        for d, (k, s) in enumerate(zip(self.size, self.stride)):
+            pos = pos + (np.arange(k, dtype=np.int64) * s).reshape([k if j == d else 1 for j in range(len(self.size))])
+        flat = _creation.zeros((n,), dtype=g.dtype, device=g.device)
+        flat.index_put_((Tensor._wrap_numpy(pos.reshape(-1), g.device),), g.reshape(-1), accumulate=True)
+        return flat.view(in_shape)
+
+
 def _view_op(x, shape, strides, offset, kind, name):
     return View.apply(x, tuple(shape), tuple(strides), offset, kind, name)
 
@@ -335,8 +379,8 @@ def as_strided(input, size, stride, storage_offset=None):
     if not input.is_contiguous():
         raise NotImplementedError("as_strided of a non-contiguous tensor: call .contiguous() first")
     rel = off - input._offset
-    return _strided_view(input, tuple(size), tuple(stride), off,
-                         lambda t: t._view(tuple(size), tuple(stride), t._offset + rel), "AsStridedBackward0")
+    return _view_op(input, tuple(size), tuple(stride), off, _AsStrided(tuple(size), tuple(stride), rel),
+                    "AsStridedBackward0")
 
 
 @register("narrow")
