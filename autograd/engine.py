@@ -460,12 +460,13 @@ def _call(node, grads, anomaly, Tensor):
         out = (out,) if not isinstance(out, list) else tuple(out)
     nf = node.next_functions
     n_in = len(nf)
-    if len(out) != n_in:
+    k = len(out)
+    if k != n_in:
         # fewer are accepted when the missing ones are for arguments that take no gradient (non-tensors)
-        if len(out) < n_in and any(e is not None for e in nf[len(out):]) or any(o is not None for o in out[n_in:]):
+        if k < n_in and nf[k:].count(None) != n_in - k or k > n_in and out[n_in:].count(None) != k - n_in:
             raise RuntimeError(f"function {node.name()} returned an incorrect number of gradients (expected "
-                               f"{n_in}, got {len(out)})")
-        out = out[:n_in] + (None,) * (n_in - len(out))
+                               f"{n_in}, got {k})")
+        out = out[:n_in] + (None,) * (n_in - k)
     metas_in = node._in_meta
     res = None
     for i, g in enumerate(out):

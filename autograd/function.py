@@ -120,7 +120,7 @@ class Node:
             if self._freed and self._to_save is None:
                 raise RuntimeError(FREED_MESSAGE)
             return tuple(self._to_save or ())
-        return tuple(_unpack(self, e, i) for i, e in enumerate(saved))
+        return tuple([_unpack(self, e, i) if e[0] is not None else None for i, e in enumerate(saved)])
 
     def mark_non_differentiable(self, *tensors):
         self._non_diff = self._non_diff + tuple(id(t) for t in tensors)
@@ -267,6 +267,9 @@ class Function:
     """Base class of ops: subclass with static ``forward(ctx, ...)`` and ``backward(ctx, *grads)``."""
 
     _node_cls = None
+    # False where forward never sets a tensor-valued ctx attribute (only save_for_backward): recording then skips
+    # looking for them (the elementwise ops, whose host cost per graph node matters)
+    _tensor_ctx_attrs = True
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -283,7 +286,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        Tensor = _tensor_cls()
+        Tensor = _TENSOR[0] if _TENSOR else _tensor_cls()
         ctx = cls._node_cls()
         record = False
         if STATE.enabled:
@@ -301,7 +304,7 @@ class Function:
             out = cls.forward(ctx, *args, **kwargs)
         finally:
             STATE.enabled = True
-        return _record(ctx, args, out, needs, Tensor)
+        return _record(ctx, args, out, needs, Tensor, cls._tensor_ctx_attrs)
 
 
 _TENSOR = []
@@ -314,15 +317,22 @@ def _tensor_cls():
     return _TENSOR[0]
 
 
-def _record(ctx, args, out, needs, Tensor):
-    """Make ``ctx`` the grad_fn of the forward's outputs and pack what it saved."""
+def _record(ctx, args, out, needs, Tensor, attrs=True):
+    """Make ``ctx`` the grad_fn of the forward's outputs and pack what it saved (``attrs``: look for tensor-valued
+    ctx attributes too)."""
     d = ctx.__dict__
+    tensor_attrs = [k for k, v in d.items() if isinstance(v, Tensor)] if attrs else None    # before the edges
     edges = []
     in_meta = []
     for a, n in zip(args, needs):
         if n:
             fn = a.grad_fn
-            edges.append((fn, a._output_nr) if fn is not None else (_grad_accumulator(a), 0))
+            if fn is None:
+                ref = a.__dict__.get("_grad_acc")
+                fn = ref() if ref is not None else None
+                edges.append((fn if fn is not None else _grad_accumulator(a), 0))
+            else:
+                edges.append((fn, a._output_nr))
             in_meta.append((a._shape, a.dtype, a._storage.device))
         else:
             edges.append(None)
@@ -381,12 +391,6 @@ def _record(ctx, args, out, needs, Tensor):
                 packed.append((t, t._storage.version, None))
         d["_saved"] = tuple(packed)
         d["_to_save"] = None
-    tensor_attrs = None
-    for k, v in d.items():
-        if isinstance(v, Tensor):
-            if tensor_attrs is None:
-                tensor_attrs = []
-            tensor_attrs.append(k)
     if tensor_attrs:
         for k in tensor_attrs:
             v = d[k]

@@ -4,24 +4,29 @@
     python -m pytest bench/ --benchmark-disable -q      # run each once (a smoke test)
 
 The host cost of a small op is the number that matters here: a 1,000-element add through tritorch against NumPy's
-own add (target: at most 10 us more). ``TRITORCH_BENCH_STRICT=1`` makes that target a failing check.
+own add (target: at most 10 us more), and the autograd engine's cost per graph node of a forward+backward chain of
+muls beyond the muls themselves (target: at most 15 us). ``TRITORCH_BENCH_STRICT=1`` makes the targets failing
+checks. The numbers at a glance: ``python -m bench.test_ops_cpu``.
 """
 import os
+import time
 import timeit
 
 import numpy as np
 import pytest
 
 import tritorch
-from bench.cases import CASES, HOST_COST, Missing, make_input
+from tritorch.benchmark import CASES, HOST_COST, Missing, make_input
 
 HOST_TARGET_US = 10.0
+NODE_TARGET_US = 15.0
+CHAIN = 50          # graph nodes of the autograd chain
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.split(" ")[0] + "-" + c.dtype for c in CASES])
 def test_op_cpu(benchmark, case):
     try:
-        fn = case.build(tritorch, "cpu", case.cpu, case.dtype)
+        fn = case.make(tritorch, "cpu", case.cpu)
     except Missing as e:
         pytest.skip(str(e))
     benchmark.group = case.family
@@ -49,15 +54,19 @@ def test_host_cost_add_1000_numpy(benchmark):
     benchmark(np.add, a, b)
 
 
+def _best_us(fn, n, repeat):
+    """Microseconds per call: the best of ``repeat`` loops of ``n`` calls, in this process's CPU time (on a shared
+    machine the wall clock also counts the other processes' turns)."""
+    return min(timeit.repeat(fn, number=n, repeat=repeat, timer=time.process_time)) / n * 1e6
+
+
 def host_cost_us(n=2000, repeat=5):
     """(tritorch, numpy) microseconds per 1,000-element add on cpu: the best of ``repeat`` loops of ``n`` calls."""
     a, b = _host_inputs()
     an, bn = a.numpy(), b.numpy()
     for _ in range(100):
         tritorch.add(a, b)
-    t = min(timeit.repeat(lambda: tritorch.add(a, b), number=n, repeat=repeat)) / n * 1e6
-    ref = min(timeit.repeat(lambda: np.add(an, bn), number=n, repeat=repeat)) / n * 1e6
-    return t, ref
+    return _best_us(lambda: tritorch.add(a, b), n, repeat), _best_us(lambda: np.add(an, bn), n, repeat)
 
 
 def test_host_cost_target():
@@ -67,3 +76,87 @@ def test_host_cost_target():
         assert t - ref <= HOST_TARGET_US, msg
     elif t - ref > HOST_TARGET_US:
         pytest.skip(msg + "; TRITORCH_BENCH_STRICT=1 enforces it")
+
+
+def test_host_cost_add_operator_1000(benchmark):
+    a, b = _host_inputs()
+    benchmark.group = "host cost: 1,000-element add"
+    benchmark(lambda: a + b)
+
+
+def test_host_cost_mul_scalar_1000(benchmark):
+    a, _ = _host_inputs()
+    benchmark.group = "host cost: 1,000-element ops"
+    benchmark(lambda: a * 0.5)
+
+
+def test_host_cost_relu_1000(benchmark):
+    a, _ = _host_inputs()
+    benchmark.group = "host cost: 1,000-element ops"
+    benchmark(tritorch.relu, a)
+
+
+def _chain():
+    """A forward+backward chain of ``CHAIN`` muls on 1,000 float32 elements, and the same muls in NumPy alone (the
+    kernels' own time: the forward products and the backward's gradient products)."""
+    x = make_input(tritorch, (1000,), "float32", "cpu", 3).requires_grad_(True)
+    w = make_input(tritorch, (1000,), "float32", "cpu", 4)
+    g = tritorch.ones(1000)
+    xn, wn, gn = x.detach().numpy(), w.numpy(), g.numpy()
+
+    def run():
+        y = x
+        for _ in range(CHAIN):
+            y = y * w
+        y.backward(g)
+        x.grad = None
+
+    def run_numpy():
+        y, gy = xn, gn
+        for _ in range(CHAIN):
+            y = y * wn
+        for _ in range(CHAIN):
+            gy = gy * wn
+        return y, gy
+    return run, run_numpy
+
+
+def test_autograd_chain_tritorch(benchmark):
+    run, _ = _chain()
+    benchmark.group = f"autograd: forward+backward chain of {CHAIN} muls, 1,000 elements"
+    benchmark.extra_info.update(nodes=CHAIN)
+    benchmark(run)
+
+
+def test_autograd_chain_numpy(benchmark):
+    _, run_numpy = _chain()
+    benchmark.group = f"autograd: forward+backward chain of {CHAIN} muls, 1,000 elements"
+    benchmark.extra_info.update(nodes=CHAIN)
+    benchmark(run_numpy)
+
+
+def node_cost_us(n=50, repeat=5):
+    """(tritorch, numpy) microseconds per graph node of the chain: the best of ``repeat`` loops of ``n`` chains."""
+    run, run_numpy = _chain()
+    for _ in range(5):
+        run()
+    return _best_us(run, n, repeat) / CHAIN, _best_us(run_numpy, n, repeat) / CHAIN
+
+
+def test_node_cost_target():
+    t, ref = node_cost_us(n=10, repeat=3)
+    msg = (f"autograd chain on cpu: tritorch {t:.1f} us per node, NumPy's muls {ref:.1f} us (target: at most "
+           f"+{NODE_TARGET_US} us)")
+    if os.environ.get("TRITORCH_BENCH_STRICT", "0") not in ("", "0"):
+        assert t - ref <= NODE_TARGET_US, msg
+    elif t - ref > NODE_TARGET_US:
+        pytest.skip(msg + "; TRITORCH_BENCH_STRICT=1 enforces it")
+
+
+if __name__ == "__main__":
+    t, ref = host_cost_us()
+    print(f"1,000-element float32 add on cpu: tritorch {t:.2f} us, NumPy {ref:.2f} us, +{t - ref:.2f} us "
+          f"(target +{HOST_TARGET_US} us)")
+    t, ref = node_cost_us()
+    print(f"autograd chain of {CHAIN} muls (forward+backward), per node: tritorch {t:.2f} us, NumPy's muls "
+          f"{ref:.2f} us, +{t - ref:.2f} us (target +{NODE_TARGET_US} us)")

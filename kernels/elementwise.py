@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from tritorch import _dtype as D
-from tritorch._device import INTERPRET
+from tritorch._device import INTERPRET, CPU
 from tritorch._tensor import Tensor, register, FUNCTIONS
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
@@ -217,6 +217,42 @@ def np_ct(dtype):
 
 def _float_dtype(d):
     return d if d.is_floating_point else D.get_default_dtype()
+
+
+# ---- the host fast path: what a small op on ``cpu`` costs beyond NumPy's own work ------------------------------------
+try:
+    # NumPy >= 2 keeps its error state in a context variable: setting it directly costs a fraction of np.errstate()
+    from numpy._core._ufunc_config import _extobj_contextvar as _ERRSTATE
+    with np.errstate(all="ignore"):
+        _QUIET = _ERRSTATE.get()
+except (ImportError, AttributeError):
+    _ERRSTATE = None
+
+
+def quiet(fn, *args):
+    """``fn(*args)`` with NumPy's floating-point warnings off (overflow, division by zero: PyTorch warns about
+    none of them)."""
+    if _ERRSTATE is None:
+        with np.errstate(all="ignore"):
+            return fn(*args)
+    token = _ERRSTATE.set(_QUIET)
+    try:
+        return fn(*args)
+    finally:
+        _ERRSTATE.reset(token)
+
+
+def host_result(res, dtype, xa, ya=None, device=CPU):
+    """The tensor of a NumPy reference's result on ``cpu``, cast to ``dtype``; copied only when it is not a fresh
+    C-contiguous array of its own (a strided result, a view, an input ``xa``/``ya`` handed back)."""
+    if type(res) is not np.ndarray:
+        res = np.asarray(res)
+    npd = dtype.np
+    if res.dtype is not npd and res.dtype != npd:
+        res = res.astype(npd, order="C")
+    elif res.base is not None or res is xa or res is ya or not res.flags.c_contiguous:
+        res = np.array(res, order="C")
+    return Tensor._host_result(res, dtype, device)
 
 
 def sum_to(g, shape):
@@ -710,8 +746,8 @@ _u("silu", _silu, lambda x, a, b: x * _np_sigmoid(x), bwd=_silu_bwd,
    bwd_ref=lambda g, s, a: g * _np_sigmoid(s) * (1 + s * (1 - _np_sigmoid(s))),
    bwd_composite=lambda g, x, y, a: g * x.sigmoid() * (1 + x * (1 - x.sigmoid())))
 _u("softplus", _softplus, _np_softplus, bwd=None)
-_u("sign", _sign, lambda x, a, b: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
-   bwd_composite=lambda g, x, y, a: g * 0)
+_u("sign", _sign, lambda x, a, b: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype), keep_int=True, bwd=_zero_bwd,
+   bwd_ref=lambda g, s, a: g * 0, bwd_composite=lambda g, x, y, a: g * 0)
 _u("floor", _floor, lambda x, a, b: np.floor(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
    bwd_composite=lambda g, x, y, a: g * 0)
 _u("ceil", _ceil, lambda x, a, b: np.ceil(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
@@ -746,6 +782,8 @@ def _np_norm_cdf(s):
 
 
 class Unary(Function):
+    _tensor_ctx_attrs = False
+
     @staticmethod
     def forward(ctx, x, op, a=0.0, b=0.0):
         out = unary_compute(op, x, a, b)
@@ -804,11 +842,11 @@ def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
         return copy_values(x, out) if out is not None else x.clone()
     ct = op.compute_dtype(x.dtype, out_dtype)
     if x._storage.device.type == "cpu":
-        with np.errstate(all="ignore"):
-            res = np.asarray(op.ref(x._np.astype(np_ct(ct), copy=False), a, b))
+        xa = x._np.astype(np_ct(ct), copy=False)
+        res = quiet(op.ref, xa, a, b)
         if out is None:
-            return wrap(res.astype(out_dtype.np, copy=False), out_dtype, x.device)
-        out._np[...] = res.astype(out.dtype.np, copy=False)
+            return host_result(res, out_dtype, xa, None, x._storage.device)
+        out._np[...] = np.asarray(res).astype(out.dtype.np, copy=False)
         return out
     return launch_unary(op.tfn, x, empty(x._shape, out_dtype, x.device) if out is None else out, ACC[ct], a, b)
 
@@ -866,7 +904,13 @@ def grad_kernel(tfn, ref, g, s, a, dtype, b=None):
 def unary(name, x, a=0.0, b=0.0):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
-    return Unary.apply(x, UNARY[name], a, b)
+    op = UNARY[name]
+    d = x.dtype
+    if x._storage.device is CPU and d.is_floating_point and not (x._requires_grad and STATE.enabled):
+        # the cpu fast path: a floating input keeps its type (isnan and the other tests give bool), nothing to record
+        xa = x._np if d is D.float32 or d is D.float64 else x._np.astype(np.float32)
+        return host_result(quiet(op.ref, xa, a, b), D.bool_ if op.out_bool else d, xa)
+    return Unary.apply(x, op, a, b)
 
 
 def unary_(name, x, a=0.0, b=0.0):
@@ -1003,6 +1047,8 @@ class Clamp(Function):
         a = (float(lo) if fl else int(lo)) if lo is not None else (-math.inf if fl else -2 ** 63)
         b = (float(hi) if fl else int(hi)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
         ctx._name = name or _CLAMP_NAMES[(lo is not None, hi is not None)]
+        # hardtanh passes the gradient strictly inside its bounds, clamp on them too (PyTorch's rules)
+        ctx.strict = ctx._name == "HardtanhBackward0"
         if inplace:
             check_inplace(x, ctx)
             if any(ctx.needs_input_grad):
@@ -1020,8 +1066,12 @@ class Clamp(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         if not STATE.enabled:
+            if ctx.strict:
+                return grad_kernel(_hardtanh_bwd, _np_hardtanh_bwd, g, x, ctx.lo, x.dtype, ctx.hi)
             return grad_kernel(_clamp_bwd, _np_clamp_bwd, g, x, ctx.lo, x.dtype, ctx.hi)
-        return g * logical_and(x >= ctx.lo, x <= ctx.hi)
+        if ctx.strict:
+            return g * binary("logical_and", x > ctx.lo, x < ctx.hi)
+        return g * binary("logical_and", x >= ctx.lo, x <= ctx.hi)
 
 
 @triton.jit
@@ -1031,6 +1081,15 @@ def _clamp_bwd(g, x, lo, hi):
 
 def _np_clamp_bwd(g, x, lo, hi):
     return np.where((x >= lo) & (x <= hi), g, 0)
+
+
+@triton.jit
+def _hardtanh_bwd(g, x, lo, hi):
+    return tl.where((x > lo) & (x < hi), g, 0.0)
+
+
+def _np_hardtanh_bwd(g, x, lo, hi):
+    return np.where((x > lo) & (x < hi), g, 0)
 
 
 @register("clamp", "clip")
@@ -1239,8 +1298,10 @@ def _bitwise_xor(x, y, a, b):
 class BinaryOp:
     """One binary op: Triton math (float and, where they differ, integer), NumPy reference, result-type rule."""
 
-    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith"):
+    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith", grad=None):
         self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
+        self.grad = grad or name          # the key of its gradient rule in _BINARY_GRADS (none: not implemented)
+        self.host = {}                    # dtype -> what the cpu fast path needs (see _host_types)
 
     def dtypes(self, common):
         """(compute dtype, output dtype) for inputs promoted to ``common``."""
@@ -1282,6 +1343,9 @@ _b("sub", _sub, lambda x, y, a: x - y * a if a != 1 else x - y)
 _b("mul", _mul, lambda x, y, a: x * y)
 _b("div", _div, lambda x, y, a: x / y, kind="true_div")
 _b("floor_divide", _floor_div_f, lambda x, y, a: np.floor_divide(x, y), tfn_int=_floor_div_i)
+# div(rounding_mode="floor"): the same math, but with zero gradients where floor_divide has none (as PyTorch)
+BINARY["div_floor"] = BinaryOp("floor_divide", _floor_div_f, BINARY["floor_divide"].ref, tfn_int=_floor_div_i,
+                               grad="div_floor")
 _b("trunc_divide", _trunc_div_f, lambda x, y, a: np.trunc(x / y).astype(x.dtype) if x.dtype.kind == "f" else
    (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i)
 _b("remainder", _remainder_f, lambda x, y, a: _np_remainder(x, y), tfn_int=_remainder_i)
@@ -1322,6 +1386,10 @@ _NEEDS_X = {"mul", "div", "pow", "maximum", "minimum", "remainder", "fmod"}
 def binary_compute(op, x, y, alpha=1, out=None):
     """``op(x, y)`` with PyTorch's promotion and broadcasting, into a new tensor or into ``out`` (cast to its type,
     written through its strides). ``x`` is a tensor; ``y`` a tensor or a Python scalar."""
+    if out is None and x._storage.device is CPU and type(alpha) is int and alpha == 1:
+        res = _host_binary(op, x, y)
+        if res is not None:
+            return res
     common = D.result_type(x, y)
     ct, out_dtype = op.dtypes(common)
     if op.name.startswith("bitwise") and common.is_floating_point:
@@ -1347,12 +1415,13 @@ def binary_compute(op, x, y, alpha=1, out=None):
         npct = np_ct(ct)
         xa = x._np.astype(npct, copy=False)
         ya = y._np.astype(npct, copy=False) if y_is_t else np.array(y).astype(npct)[()]
-        with np.errstate(all="ignore"):
-            res = np.asarray(op.ref(xa, ya, alpha))
+        res = np.asarray(quiet(op.ref, xa, ya, alpha))
         if out is not None:
             out._np[...] = res.astype(out.dtype.np, copy=False)
             return out
-        return wrap(np.broadcast_to(res.astype(out_dtype.np, copy=False), shape), out_dtype, x.device)
+        if res.shape != shape:
+            res = np.broadcast_to(res, shape)
+        return host_result(res, out_dtype, xa, ya, x._storage.device)
     fn = op.tfn if ct.is_floating_point else op.tfn_int
     if ct is D.float64 and isinstance(alpha, float) and float(np.float32(alpha)) != alpha:
         # Triton passes Python floats as fp32: fold a float64 alpha into y first
@@ -1378,6 +1447,8 @@ def _overlaps(a, b):
 
 
 class Binary(Function):
+    _tensor_ctx_attrs = False
+
     @staticmethod
     def forward(ctx, x, y, op, alpha=1, name=None):
         out = binary_compute(op, x, y, alpha)
@@ -1388,9 +1459,12 @@ class Binary(Function):
 
     @staticmethod
     def backward(ctx, g):
+        missing = ctx.__dict__.get("not_implemented")
+        if missing:
+            raise RuntimeError(f"the derivative for '{missing}' is not implemented")
         x, y, out = ctx.saved_tensors
         yv = y if y is not None else ctx.y_scalar
-        gx, gy = _BINARY_GRADS[ctx.op.name](g, x, yv, out, ctx.alpha)
+        gx, gy = _BINARY_GRADS[ctx.op.grad](g, x, yv, out, ctx.alpha)
         x_meta, y_meta = ctx.metas
         gx = _finish_grad(gx, x_meta) if ctx.needs_input_grad[0] else None
         gy = _finish_grad(gy, y_meta) if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1] else None
@@ -1409,8 +1483,10 @@ def _finish_grad(g, meta):
 def _save_binary(ctx, op, alpha, x, y, out):
     if not out.dtype.is_floating_point:       # comparisons, logical and integer ops: no gradient flows
         return
-    if op.name not in _BINARY_GRADS:
-        raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
+    if op.grad not in _BINARY_GRADS:
+        # as PyTorch: the forward runs and records a node whose backward raises
+        ctx._name, ctx.not_implemented = "NotImplemented", op.name
+        return
     ctx.op, ctx.alpha = op, alpha
     y_t = y if isinstance(y, Tensor) else None
     ctx.y_scalar = None if y_t is not None else y
@@ -1469,7 +1545,7 @@ _BINARY_GRADS = {
     "remainder": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="floor")
                                               if isinstance(y, Tensor) else None),
     "fmod": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="trunc") if isinstance(y, Tensor) else None),
-    "floor_divide": lambda g, x, y, out, alpha: (g * 0, g * 0),
+    "div_floor": lambda g, x, y, out, alpha: (g * 0, g * 0),
     "trunc_divide": lambda g, x, y, out, alpha: (g * 0, g * 0),
 }
 
@@ -1488,9 +1564,51 @@ def _check_other(name, other):
                         f"{type(other).__name__}")
 
 
+def _host_binary(op, x, y):
+    """The common ``cpu`` case in one step, or None for the general path: ``x`` a floating tensor on ``cpu``, ``y`` a
+    tensor of the same dtype and shape or a Python float/int (which does not change the result type)."""
+    d = x.dtype
+    if type(y) is float or type(y) is int:
+        if not d.is_floating_point or type(y) is int and not -2 ** 53 <= y <= 2 ** 53:
+            return None
+        ya = y
+    elif isinstance(y, Tensor) and y.dtype is d and y._shape == x._shape and y._storage.device is CPU:
+        ya = y._np
+    else:
+        return None
+    fast = op.host.get(d)
+    if fast is None:
+        fast = op.host[d] = _host_types(op, d)
+    if fast is False:
+        return None
+    ct, out_dtype = fast
+    xa = x._np
+    if ct is not None:
+        xa = xa.astype(ct)
+        ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
+    elif type(ya) is not np.ndarray:
+        ya = d.np.type(ya)
+    return host_result(quiet(op.ref, xa, ya, 1), out_dtype, xa, ya)
+
+
+def _host_types(op, d):
+    """(NumPy type to compute in where it is not ``d``'s own, result dtype) of ``op`` on ``d``; False where the
+    general path must run (its errors, its promotions)."""
+    ct, out_dtype = op.dtypes(d)
+    if not d.is_floating_point or ct is not d or op.name.startswith("bitwise"):
+        return False
+    npct = np.dtype(np_ct(ct))
+    return (None if npct == d.np else npct), out_dtype
+
+
 def binary(name, x, y, alpha=1):
     op = BINARY[name]
     if isinstance(x, Tensor):
+        if x._storage.device is CPU and type(alpha) is int and alpha == 1 and not (STATE.enabled and (
+                x._requires_grad or isinstance(y, Tensor) and y._requires_grad)):
+            out = _host_binary(op, x, y)              # nothing to record: skip the Function machinery
+            if out is not None:
+                return out
         _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
@@ -1564,7 +1682,7 @@ def _div_op(rounding_mode):
     if rounding_mode is None:
         return "div"
     if rounding_mode == "floor":
-        return "floor_divide"
+        return "div_floor"
     if rounding_mode == "trunc":
         return "trunc_divide"
     raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "

@@ -71,9 +71,12 @@ UNARY = {
     "pow_half": (lambda x: torch.pow(x, 0.5), np.sqrt, lambda x: 0.5 / np.sqrt(x), (0.2, 3)),
     "pow_neg": (lambda x: x ** -1.5, lambda x: x ** -1.5, lambda x: -1.5 * x ** -2.5, (0.2, 3)),
     "square": (torch.square, np.square, lambda x: 2 * x, None),
+    "erf": (torch.erf, _erf, lambda x: 2 / math.sqrt(math.pi) * np.exp(-x * x), None),
+    "hardtanh": (lambda x: F["hardtanh"](x, -0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7),
+                 lambda x: ((x > -0.5) & (x < 0.7)) * 1.0, None),
 }
 KINKS = {"abs", "relu", "leaky_relu", "elu", "sign", "floor", "ceil", "round", "trunc", "clamp", "clamp_min",
-         "clamp_max", "softplus"}
+         "clamp_max", "softplus", "hardtanh"}
 
 
 def _input(name, shape, dtype, device, layout="contiguous", seed=0, requires_grad=False):
@@ -81,8 +84,8 @@ def _input(name, shape, dtype, device, layout="contiguous", seed=0, requires_gra
     t, ref = make(shape, dtype, device, layout, low=rng[0], high=rng[1], seed=seed)
     if name in KINKS:
         # keep samples away from the kinks, where a float32 result may sit on the other side of the edge
-        kinks = {"clamp": (-0.5, 0.7), "clamp_min": (-0.5,), "clamp_max": (0.7,), "softplus": (1.5,)}.get(
-            name, (0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 1.0, -1.0, 2.0, -2.0))
+        kinks = {"clamp": (-0.5, 0.7), "hardtanh": (-0.5, 0.7), "clamp_min": (-0.5,), "clamp_max": (0.7,),
+                 "softplus": (1.5,)}.get(name, (0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 1.0, -1.0, 2.0, -2.0))
         near = np.zeros(ref.shape, bool)
         for k in kinks:
             near |= np.abs(ref - k) < 0.05
@@ -410,7 +413,8 @@ NODE_NAMES = {"neg": "NegBackward0", "abs": "AbsBackward0", "exp": "ExpBackward0
               "ceil": "CeilBackward0", "round": "RoundBackward0", "trunc": "TruncBackward0",
               "clamp": "ClampBackward1", "clamp_min": "ClampMinBackward0", "clamp_max": "ClampMaxBackward0",
               "reciprocal": "ReciprocalBackward0", "pow2": "PowBackward0", "pow3": "PowBackward0",
-              "pow_half": "PowBackward0", "pow_neg": "PowBackward0", "square": "PowBackward0"}
+              "pow_half": "PowBackward0", "pow_neg": "PowBackward0", "square": "PowBackward0",
+              "erf": "ErfBackward0", "hardtanh": "HardtanhBackward0"}
 
 
 def test_node_names():
@@ -706,3 +710,188 @@ def test_broadcasting_property(shapes, op, seed, device):
 
 def test_tolerance_table_covers_floats():
     assert set(FLOATS) <= set(TOL)
+
+
+# ---- gradient coverage: gradcheck / gradgradcheck (cpu, float64) and interpreted cuda against cpu ----------------
+
+gradcheck, gradgradcheck = torch.autograd.gradcheck, torch.autograd.gradgradcheck
+
+# binary ops as functions of two tensors: name -> (call, range of a, range of b); a is (2, 1, 3), b a transposed (4, 3)
+GRAD_BINARY = {
+    "add": (torch.add, None, None),
+    "add_alpha": (lambda a, b: torch.add(a, b, alpha=2.5), None, None),
+    "sub": (torch.sub, None, None),
+    "sub_alpha": (lambda a, b: torch.sub(a, b, alpha=-3), None, None),
+    "mul": (torch.mul, None, None),
+    "div": (torch.div, None, (0.5, 2.0)),
+    "div_floor": (lambda a, b: torch.div(a, b, rounding_mode="floor"), None, (0.5, 2.0)),
+    "div_trunc": (lambda a, b: torch.div(a, b, rounding_mode="trunc"), None, (0.5, 2.0)),
+    "remainder": (torch.remainder, (-4.0, 4.0), (0.6, 1.7)),
+    "fmod": (torch.fmod, (-4.0, 4.0), (0.6, 1.7)),
+    "pow": (torch.pow, (0.5, 2.0), None),
+    "maximum": (torch.maximum, None, None),
+    "minimum": (torch.minimum, None, None),
+    "where": (lambda a, b: torch.where((torch.arange(b.shape[0], device=b.device) % 3 != 1).reshape(-1, 1), a, b),
+              None, None),
+}
+# ops with a Python scalar, as functions of one tensor
+GRAD_SCALAR = {
+    "add_scalar": lambda a: a + 2.5, "rsub": lambda a: 2.5 - a, "mul_scalar": lambda a: a * -1.5,
+    "rdiv": lambda a: 3.0 / a, "rpow": lambda a: 2 ** a, "remainder_scalar": lambda a: a % 0.7,
+    "fmod_scalar": lambda a: torch.fmod(a, 0.7), "maximum_0d": lambda a: torch.maximum(a, torch.tensor(0.3,
+                                                                                               dtype=a.dtype)),
+    "where_scalar": lambda a: torch.where(a > 1.0, a, 0.5), "clamp_tensor_bound": lambda a: a.clamp(
+        min=torch.tensor(0.8, dtype=a.dtype)),
+}
+
+
+def _binary_inputs(name, dtype, device, shapes=((2, 1, 3), (4, 3)), seed=30):
+    ra = GRAD_BINARY[name][1] or (-2.0, 2.0)
+    rb = GRAD_BINARY[name][2] or (-2.0, 2.0)
+    a, _ = make(shapes[0], dtype, device, "contiguous", low=ra[0], high=ra[1], seed=seed)
+    b, _ = make(shapes[1], dtype, device, "transposed", low=rb[0], high=rb[1], seed=seed + 1)
+    if name in ("div", "div_floor", "div_trunc"):
+        b = b * torch.where(torch.arange(b.numel(), device=device).reshape(b.shape) % 2 == 0, 1.0, -1.0).to(dtype)
+    return a.requires_grad_(True), b.requires_grad_(True)
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+def test_gradcheck_unary(name):
+    fn = UNARY[name][0]
+    for shape, layout in (((3, 5), "transposed"), ((), "contiguous")):
+        x, _ = _input(name, shape, torch.float64, "cpu", layout, seed=31, requires_grad=True)
+        assert gradcheck(fn, (x,)), name
+        assert gradgradcheck(fn, (x,)), name
+
+
+@pytest.mark.parametrize("name", list(GRAD_BINARY))
+def test_gradcheck_binary(name):
+    fn = GRAD_BINARY[name][0]
+    a, b = _binary_inputs(name, torch.float64, "cpu")
+    assert gradcheck(fn, (a, b)), name
+    assert gradgradcheck(fn, (a, b)), name
+    if name != "where":
+        a0, b0 = _binary_inputs(name, torch.float64, "cpu", shapes=((), (5,)), seed=32)
+        assert gradcheck(fn, (a0, b0)) and gradgradcheck(fn, (a0, b0)), name
+
+
+@pytest.mark.parametrize("name", list(GRAD_SCALAR))
+def test_gradcheck_scalar_operand(name):
+    x, _ = make((2, 5), torch.float64, "cpu", "transposed", low=0.3, high=2.0, seed=33, requires_grad=True)
+    assert gradcheck(GRAD_SCALAR[name], (x,)) and gradgradcheck(GRAD_SCALAR[name], (x,)), name
+
+
+def _first_and_second(fn, inputs, g, v):
+    """First-order grads (fused backward) and the grads of <grad, v> (create_graph backward) w.r.t. the inputs."""
+    out = fn(*inputs)
+    first = torch.autograd.grad(out, inputs, g, allow_unused=True)
+    gs = torch.autograd.grad(fn(*inputs), inputs, g, create_graph=True, allow_unused=True)
+    terms = [(gi * vi).sum() for gi, vi in zip(gs, v) if gi is not None and gi.requires_grad]
+    second = torch.autograd.grad(terms, inputs, allow_unused=True) if terms else (None,) * len(inputs)
+    return first, second
+
+
+def _compare_devices(fn, make_inputs, out_shape):
+    """The interpreted-cuda backward (first and second order) against cpu's, at float32 tolerance."""
+    res = {}
+    for dev in ("cpu", "cuda"):
+        inputs = make_inputs(dev)
+        g, _ = make(out_shape, torch.float32, dev, "transposed" if len(out_shape) >= 2 else "contiguous", seed=40)
+        v = [make(t.shape, torch.float32, dev, seed=41 + i)[0] for i, t in enumerate(inputs)]
+        res[dev] = _first_and_second(fn, inputs, g, v)
+    for order in (0, 1):
+        for gc, gg in zip(res["cuda"][order], res["cpu"][order]):
+            assert (gc is None) == (gg is None)
+            if gc is not None:
+                assert gc.device.type == "cuda" and gc.shape == gg.shape and gc.dtype is torch.float32
+                assert_close(gc, to_np(gg), torch.float32, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+def test_backward_cuda_matches_cpu_unary(name):
+    fn = UNARY[name][0]
+    for shape, layout in (((3, 101), "transposed"), ((), "contiguous")):      # 303 elements: two programs
+        _compare_devices(fn, lambda dev: [_input(name, shape, torch.float32, dev, layout, seed=34,
+                                                 requires_grad=True)[0]], shape)
+
+
+@pytest.mark.parametrize("name", list(GRAD_BINARY))
+def test_backward_cuda_matches_cpu_binary(name):
+    fn = GRAD_BINARY[name][0]
+    _compare_devices(fn, lambda dev: list(_binary_inputs(name, torch.float32, dev, ((2, 1, 7), (3, 7)))), (2, 3, 7))
+    if name != "where":
+        _compare_devices(fn, lambda dev: list(_binary_inputs(name, torch.float32, dev, ((), (7,)), seed=35)), (7,))
+
+
+def test_kink_gradients(device):
+    """Gradients at the points where the derivative jumps are PyTorch's: relu 0 at 0, leaky_relu the slope, elu
+    alpha, abs 0, clamp 1 on its bounds, hardtanh 0 on its bounds, maximum/minimum split ties evenly."""
+    x = torch.tensor([-0.5, 0.0, 0.7, 1.0], device=device, requires_grad=True)
+    cases = [(torch.relu, [0, 0, 1, 1]), (lambda t: F["leaky_relu"](t, 0.2), [0.2, 0.2, 1, 1]),
+             (lambda t: F["elu"](t, 1.5), [1.5 * math.exp(-0.5), 1.5, 1, 1]), (torch.abs, [-1, 0, 1, 1]),
+             (lambda t: t.clamp(-0.5, 0.7), [1, 1, 1, 0]), (lambda t: F["hardtanh"](t, -0.5, 0.7), [0, 1, 0, 0]),
+             (lambda t: t.clamp_min(0.0), [0, 1, 1, 1]), (lambda t: t.clamp_max(0.7), [1, 1, 1, 0]),
+             (lambda t: torch.maximum(t, torch.zeros(4, device=device)), [0, 0.5, 1, 1]),
+             (lambda t: torch.minimum(t, torch.full((4,), 0.7, device=device)), [1, 1, 0.5, 0]),
+             (lambda t: torch.maximum(t, torch.tensor(0.0, device=device)), [0, 0.5, 1, 1]),
+             (torch.sign, [0, 0, 0, 0]), (torch.floor, [0, 0, 0, 0]), (torch.round, [0, 0, 0, 0])]
+    for i, (fn, expected) in enumerate(cases):
+        (g,) = torch.autograd.grad(fn(x), x, torch.ones(4, device=device))
+        assert_close(g, np.array(expected, dtype=np.float64), msg=f"case {i}")
+
+
+def test_minmax_tie_split_other_side_broadcast(device):
+    """A broadcast operand that ties with several elements collects half of each of their gradients."""
+    x = torch.tensor([[1.0, 2.0, 3.0]], device=device, requires_grad=True)
+    y = torch.tensor([[2.0], [1.0]], device=device, requires_grad=True)
+    torch.minimum(x, y).backward(torch.ones(2, 3, device=device))
+    assert_close(x.grad, [[1.5, 0.5, 0.0]])
+    assert_close(y.grad, [[0.5 + 1.0], [0.5 + 1.0 + 1.0]])
+
+
+def test_floor_divide_has_no_derivative(device):
+    """As in PyTorch: ``floor_divide`` (and ``//``) runs forward on tensors that require grad but its backward is not
+    implemented; ``div(..., rounding_mode=...)`` has zero gradients."""
+    x = torch.tensor([3.0, -2.5], device=device, requires_grad=True)
+    y = torch.tensor([2.0, 0.75], device=device, requires_grad=True)
+    xr, yr = np.array([3.0, -2.5]), np.array([2.0, 0.75])
+    for out, expected in ((x // y, np.floor_divide(xr, yr)), (torch.floor_divide(x, y), np.floor_divide(xr, yr)),
+                          (x // 2, np.floor_divide(xr, 2)), (5 // x, np.floor_divide(5, xr)),
+                          (x.floor_divide(y), np.floor_divide(xr, yr))):
+        assert out.requires_grad
+        assert_close(out.detach(), expected)
+        with pytest.raises(RuntimeError, match="the derivative for 'floor_divide' is not implemented"):
+            out.sum().backward()
+    with torch.no_grad():
+        assert not (x // y).requires_grad
+    gx, gy = torch.autograd.grad(torch.div(x, y, rounding_mode="floor").sum(), (x, y))
+    assert_close(gx, [0.0, 0.0])
+    assert_close(gy, [0.0, 0.0])
+
+
+def test_cpu_fast_path_results():
+    """The cpu fast path (same dtype and shape, nothing to record) gives what the general path gives: C-contiguous
+    results that own their memory, half types computed in float32, no NumPy floating-point warnings."""
+    import warnings
+    a, ar = make((3, 5), torch.float32, "cpu", "transposed", seed=50)
+    b, br = make((3, 5), torch.float32, "cpu", "transposed", seed=51)
+    for out, ref in ((a + b, ar + br), (a * 0.5, ar * 0.5), (a - 2, ar - 2), (a > b, ar > br), (a.exp(), np.exp(ar)),
+                     (torch.relu(a), np.maximum(ar, 0)), (torch.isnan(a), np.isnan(ar))):
+        assert out.is_contiguous() and out._storage is not a._storage and out._storage is not b._storage
+        assert_close(out, ref, out.dtype)
+    s = torch.tensor(1.5) * torch.tensor(2.0)
+    assert s.shape == () and s.item() == 3.0
+    h = torch.tensor([1000.0, 2.0], dtype=torch.float16)
+    assert_close(h * 0.001 + 1, np.array([2.0, 1.002]), torch.float16)
+    assert (h + h).dtype is torch.float16 and (h > 1.0).dtype is torch.bool
+    big = torch.tensor([3e38, 1.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total, ratio, logs = big + big, big / torch.zeros(3), torch.log(big - 1)
+    assert_close(total, np.array([np.inf, 2.0, 0.0]))
+    assert_close(ratio, np.array([np.inf, np.inf, np.nan]))
+    assert_close(logs, np.array([math.log(3e38), -np.inf, np.nan]))
+    c = a + b
+    c.add_(1.0)
+    assert_close(a, ar)
+    assert_close(b, br)

@@ -14,12 +14,20 @@ from ._storage import Storage
 __all__ = ["Tensor", "register", "contiguous_strides"]
 
 
+_STRIDES = {}
+
+
 def contiguous_strides(shape):
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= max(s, 1)
-    return tuple(reversed(strides))
+    st = _STRIDES.get(shape) if type(shape) is tuple else None
+    if st is None:
+        strides, acc = [], 1
+        for s in reversed(shape):
+            strides.append(acc)
+            acc *= max(int(s), 1)
+        st = tuple(reversed(strides))
+        if type(shape) is tuple and len(_STRIDES) < 4096:      # the few shapes a program uses, computed once
+            _STRIDES[shape] = st
+    return st
 
 
 class Tensor:
@@ -60,6 +68,15 @@ class Tensor:
                       contiguous_strides(arr.shape), dt)
         if device.type == "cpu" or INTERPRET:
             t._np_cache = arr
+        return t
+
+    @classmethod
+    def _host_result(cls, arr, dtype, device):
+        """Adopt an op's fresh result: a C-contiguous host array of ``dtype`` that nothing else refers to (no
+        checks, no copy: the cheap constructor of the ``cpu`` fast paths)."""
+        shape = arr.shape
+        t = cls._make(Storage(arr.reshape(-1), device, dtype, arr.size), 0, shape, contiguous_strides(shape), dtype)
+        t._np_cache = arr
         return t
 
     def _alias(self, view=False):
