@@ -421,6 +421,20 @@ class _CopySlices(Node):
 
     def apply(self, g):
         shape, stride, rel = self.geom
+        if STATE.enabled:                          # create_graph: the same gradient, built from recording ops
+            from tritorch.kernels.views import as_strided, view_scatter
+
+            def reapply(t):
+                t = t.contiguous()
+                return as_strided(t, shape, stride, t._offset + rel)
+            g = g.contiguous()
+            gview = reapply(g)
+            out = self.inner.apply(gview)
+            out = list(out) if isinstance(out, (tuple, list)) else [out]
+            out += [None] * (len(self.next_functions) - len(out))
+            gi = out[self.arg]
+            out[self.arg] = g + view_scatter((gi if gi is not None else gview * 0) - gview, g._shape, reapply)
+            return tuple(out)
         res = g.detach().clone()
         view = res._view(shape, stride, res._offset + rel)
         out = self.inner.apply(view.clone())
@@ -455,8 +469,15 @@ class _ViewOfBase(Node):
     def apply(self, g):
         from tritorch import _creation
         shape, dtype, dev = self._in_meta[0]
-        res = _creation.zeros(shape, dtype=dtype, device=dev)
         vshape, vstride, rel = self.geom
+        if STATE.enabled:                          # create_graph: differentiable in g
+            from tritorch.kernels.views import as_strided, view_scatter
+
+            def reapply(t):
+                t = t.contiguous()
+                return as_strided(t, vshape, vstride, t._offset + rel)
+            return (view_scatter(g, shape, reapply),)
+        res = _creation.zeros(shape, dtype=dtype, device=dev)
         prev = STATE.enabled
         STATE.enabled = False
         try:

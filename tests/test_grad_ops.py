@@ -245,12 +245,7 @@ CASES = [
      dict(gg=True, eps=1e-3, atol=1e-3, rtol=1e-3)),
     ("to_device", lambda x: _other_device(x).to(x.device), [T(2, 3, layout="transposed")], R),
 ]
-# autograd/function.py's _CopySlices and _ViewOfBase (an in-place op on a view, recorded by Function.apply) run
-# their backward on detached copies, so it is not differentiable again
-_GG_XFAIL = {"fill_row", "copy_into_view"}
-GG = [pytest.param(c, marks=pytest.mark.xfail(reason="in-place on a view: autograd's CopySlices backward does not "
-                                                    "record")) if c[0] in _GG_XFAIL else c
-      for c in CASES if c[3].get("gg")]
+GG = [c for c in CASES if c[3].get("gg")]
 CUDA_GG = [c for c in CASES if c[3].get("cuda_gg")]
 
 
