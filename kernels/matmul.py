@@ -17,7 +17,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
@@ -165,6 +165,16 @@ def matmul_config(M, N, K, dtype):
     return MatmulConfig(128, 128, 64 if wide else 32, 8, 8, 3)
 
 
+def _key(a, b, M, N, K, dtype):
+    """Autotune key: dtype, operand layouts, bucketed M, N, K."""
+    return (dtype, autotune.layout(a), autotune.layout(b), autotune.bucket(M), autotune.bucket(N), autotune.bucket(K))
+
+
+TUNABLE = autotune.Tunable("matmul", CANDIDATES, default=lambda k: matmul_config(k[3], k[4], k[5], k[0]),
+                           kernels=(_matmul_kernel,))
+
+
+
 # float32 products: "highest" runs in full fp32, "high"/"medium" allow TF32 tensor cores (PyTorch's setting).
 _F32_PRECISION = ["highest"]
 
@@ -239,7 +249,11 @@ def launch_matmul(a, b, out, bias=None, alpha=1.0, beta=1.0, act="none", config=
         sdm, sdn = bst[-2], bst[-1]
     else:
         sdm = sdn = 0
-    cfg = config or matmul_config(M, N, K, dtype)
+    cfg = config
+    if cfg is None:
+        in_place = bias is not None and bias._storage is out._storage       # timing runs would accumulate
+        run = None if in_place else (lambda c: launch_matmul(a, b, out, bias, alpha, beta, act, c))
+        cfg = TUNABLE.pick(_key(a, b, M, N, K, dtype), run)
     precision = _dot_precision(a.dtype)
     tiles = cdiv(M, cfg.block_m) * cdiv(N, cfg.block_n)
     nbatch = nb0 * nb1

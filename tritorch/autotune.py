@@ -182,7 +182,9 @@ class Tunable:
         if _FORCED:
             cfg = _FORCED.get(self.name)
             if cfg is not None:
-                _SEEN[(self.name, _key_str(key))] = cfg
+                k = (self.name, _key_str(key))
+                _SEEN.pop(k, None)                # the latest forced pick is the last entry
+                _SEEN[k] = cfg
                 return cfg
         cfg = self._memo.get(key)
         if cfg is not None:
