@@ -18,7 +18,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
@@ -125,6 +125,10 @@ def _act_grad_blocks(M, N):
     return 32, 128
 
 
+TUNABLE = autotune.Tunable("linear", _mm.CANDIDATES,
+                           default=lambda k: _mm.matmul_config(k[4], k[5], k[6], k[0]), kernels=(_linear_kernel,))
+
+
 def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
     """``y = act(x @ w.T + bias)`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None, any strides; with ``z``
     the pre-activation is stored there as well. Returns ``y``."""
@@ -141,7 +145,10 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
     dtype = x.dtype
     x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
     sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
-    cfg = config or _mm.matmul_config(M, N, K, dtype)
+    cfg = config
+    if cfg is None:
+        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c)          # noqa: E731  (writes only y, z)
+        cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:], run)
     fn = _identity if act is None else UNARY[act].tfn
     try:
         _linear_kernel[(cdiv(M, cfg.block_m) * cdiv(N, cfg.block_n),)](

@@ -3,9 +3,10 @@ CI, the GPU with TRITORCH_TEST_GPU=1) and compared with the float64 NumPy refere
 
 A kernel is forced with ``tritorch.autotune.force(name, config)`` through the public op. Each tunable kernel needs
 an entry in ``EXAMPLES`` (small inputs: partial tiles, odd sizes, a non-contiguous operand); a kernel that declares
-a Tunable without one fails ``test_every_tunable_kernel_has_an_example``. Until kernels/matmul.py declares its
-Tunable, its candidates are forced through ``launch_matmul(config=...)``, the hook it already has.
+a Tunable without one fails ``test_every_tunable_kernel_has_an_example``.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -17,30 +18,40 @@ from helpers import assert_close, make
 F = tritorch.float32
 
 
+def _forced(name, cfg, fn):
+    """``fn()`` with kernel ``name`` forced to ``cfg``, checking the kernel really ran with it."""
+    with at.force(name, cfg):
+        out = fn()
+    assert [c for (k, _), c in at.seen().items() if k == name][-1] == cfg
+    return out
+
+
 def _matmul_example(cfg):
     """(20, 37) @ (37, 24) with a transposed right operand and a bias: partial tiles in M, N and K."""
     a, ra = make((20, 37), F, "cuda", seed=1)
     b, rb = make((37, 24), F, "cuda", "transposed", seed=2)
     bias, rbias = make((24,), F, "cuda", seed=3)
-    expected = ra @ rb + rbias
-    if "matmul" in at.REGISTRY:
-        with at.force("matmul", cfg):
-            out = tritorch.addmm(bias, a, b)
-        assert [c for (k, _), c in at.seen().items() if k == "matmul"][-1] == cfg
-    else:
-        out = MM.launch_matmul(a, b, tritorch.empty((20, 24), device="cuda"), bias, config=cfg)
-    return out, expected, 37
+    return _forced("matmul", cfg, lambda: tritorch.addmm(bias, a, b)), ra @ rb + rbias, 37
+
+
+def _linear_example(cfg):
+    """gelu(x @ W.T + b) for x (21, 19), W (23, 19): the fused epilogue over partial tiles."""
+    from tritorch.kernels.linear import linear
+    x, rx = make((21, 19), F, "cuda", seed=4)
+    w, rw = make((23, 19), F, "cuda", seed=5)
+    bias, rb = make((23,), F, "cuda", seed=6)
+    z = rx @ rw.T + rb
+    expected = 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    return _forced("linear", cfg, lambda: linear(x, w, bias, activation="gelu")), expected, 19
 
 
 # kernel name -> fn(config) -> (tritorch result, float64 NumPy reference, reduction length for the tolerance)
-EXAMPLES = {"matmul": _matmul_example}
+EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example}
 
 
 def _kernels():
-    """(name, candidates) of every tunable kernel of tritorch, plus matmul's search space until it registers."""
-    out = {n: t.configs for n, t in at.REGISTRY.items() if not n.startswith("test.")}
-    out.setdefault("matmul", list(MM.CANDIDATES))
-    return out
+    """{name: candidates} of every tunable kernel of tritorch."""
+    return {n: t.configs for n, t in at.REGISTRY.items() if not n.startswith("test.")}
 
 
 CASES = [(name, i, cfg) for name, cfgs in sorted(_kernels().items()) for i, cfg in enumerate(cfgs)]
