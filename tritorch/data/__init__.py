@@ -4,3 +4,5 @@ from .dataset import (Dataset, IterableDataset, TensorDataset, StackDataset, Con
 from .sampler import (Sampler, SequentialSampler, RandomSampler, SubsetRandomSampler,  # noqa: F401
                       WeightedRandomSampler, BatchSampler)
 from .dataloader import DataLoader, default_collate, default_convert, get_worker_info, WorkerInfo  # noqa: F401
+from . import datasets  # noqa: F401
+from .datasets import Digits, load_digits  # noqa: F401

@@ -1,0 +1,762 @@
+"""Normalisation: ``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_norm``, forward and backward.
+
+Batch norm sees its input as (N, C, L) (L = the product of the spatial dims, read through one stride). The forward
+kernel normalises a chunk of a channel's N * L elements per program, with the statistics in float32 (float64 for
+float64): computed in the kernel in two passes (the mean, then the variance around it, rather than
+E[x^2] - E[x]^2, which cancels) when a channel is one chunk, or combined from per-chunk Welford partials (count,
+mean, squared deviations; Chan's formula) of a first kernel when channels are few and long, so that the GPU has
+enough programs. In training it also updates the running statistics in place (the unbiased variance, as PyTorch
+does) and saves mean and 1/sqrt(var + eps) for backward. Backward has the same shape: the sums of g and
+g * x_hat (in the kernel, or from per-chunk partials) give grad weight and grad bias, and the input gradient
+``w * rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` (eval: ``w * rstd * g``).
+
+Layer norm (and the normalisation inside group and instance norm) is a row kernel: a row of the normalised shape
+per program, mean and rstd saved per row, as in the Triton tutorial. Its backward is two kernels: one per row for
+the input gradient, one per (block of columns, chunk of rows) that sums g * x_hat and g down its rows, the chunks'
+partial sums then added by a column sum, for the weight and bias.
+Group norm and instance norm normalise rows of a (N * groups, C / groups * L) view with that kernel and apply
+their per-channel affine with broadcast tensor ops (recorded by autograd like any other op).
+"""
+import numpy as np
+import triton
+import triton.language as tl
+
+from tritorch import _dtype as D
+from tritorch._device import INTERPRET
+from tritorch._tensor import Tensor, register
+from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE, no_grad
+from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
+from .elementwise import empty, wrap
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
+
+# ====================================================================================================================
+# Batch norm kernels
+# ====================================================================================================================
+
+
+@triton.jit
+def _chan_offsets(j, L, sn, sl):
+    """Offset of element j of a channel: (n, l) = divmod(j, L)."""
+    return (j // L) * sn + (j % L) * sl
+
+
+@triton.jit
+def _bn_part_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, part_ptr, M, L, CHUNK, S, sxn, sxc, sxl, sgn, sgc, sgl,
+                    GRAD: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (c, s) reduces rows [s * CHUNK, (s + 1) * CHUNK) of channel c into part[c, s, :3]: the count, the
+    mean and the sum of squared deviations of x (a Welford partial, forward), or the sums of g and of g * x_hat
+    (GRAD, backward). Used when a channel is long and channels are few, so that more programs share the work."""
+    c = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    lo = s * CHUNK
+    hi = tl.minimum(lo + CHUNK, M)
+    xc = x_ptr + c * sxc
+    offs = tl.arange(0, BLOCK).to(tl.int64)
+    base = part_ptr + (c * S + s) * 3
+    if GRAD:
+        gc = g_ptr + c * sgc
+        mean = tl.load(mean_ptr + c)
+        rstd = tl.load(rstd_ptr + c)
+        sg = tl.zeros([BLOCK], CT)
+        sgx = tl.zeros([BLOCK], CT)
+        for start in range(0, CHUNK, BLOCK):
+            j = lo + start + offs
+            x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < hi, other=0.0).to(CT)
+            g = tl.load(gc + _chan_offsets(j, L, sgn, sgl), mask=j < hi, other=0.0).to(CT)
+            sg += g
+            sgx += tl.where(j < hi, g * (x - mean) * rstd, 0.0)
+        tl.store(base, tl.sum(sg, axis=0))
+        tl.store(base + 1, tl.sum(sgx, axis=0))
+    else:
+        n = (hi - lo).to(CT)
+        acc = tl.zeros([BLOCK], CT)
+        for start in range(0, CHUNK, BLOCK):
+            j = lo + start + offs
+            acc += tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < hi, other=0.0).to(CT)
+        mu = tl.sum(acc, axis=0) / n
+        acc = tl.zeros([BLOCK], CT)
+        for start in range(0, CHUNK, BLOCK):
+            j = lo + start + offs
+            x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < hi, other=0.0).to(CT)
+            d = tl.where(j < hi, x - mu, 0.0)
+            acc += d * d
+        tl.store(base, n)
+        tl.store(base + 1, mu)
+        tl.store(base + 2, tl.sum(acc, axis=0))
+
+
+@triton.jit(do_not_specialize=["eps", "momentum_bits"])
+def _bn_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, rm_ptr, rv_ptr, mean_ptr, rstd_ptr, part_ptr, M, L, CHUNK, S,
+                   sxn, sxc, sxl, syn, syc, syl, eps, momentum_bits,
+                   TRAINING: tl.constexpr, UPDATE: tl.constexpr, AFFINE: tl.constexpr, PARTS: tl.constexpr,
+                   SB: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """y = (x - mean) * rstd * w[c] + b[c] on rows [s * CHUNK, (s + 1) * CHUNK) of channel c, program (c, s).
+
+    Statistics: in training the batch ones, computed here in two passes over the channel (S = 1) or combined from
+    the S Welford partials of ``_bn_part_kernel`` (PARTS: Chan's formula); in eval the running ones. Program
+    (c, 0) saves mean and rstd and, with UPDATE, updates the running statistics (unbiased variance). The momentum
+    comes as the int64 bit pattern of a float64 (a Python float argument would be rounded to float32)."""
+    c = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    xc = x_ptr + c * sxc
+    yc = y_ptr + c * syc
+    offs = tl.arange(0, BLOCK).to(tl.int64)
+    if TRAINING:
+        if PARTS:
+            k = tl.arange(0, SB)
+            pb = part_ptr + c * S * 3 + k * 3
+            n = tl.load(pb, mask=k < S, other=0.0)
+            mu = tl.load(pb + 1, mask=k < S, other=0.0)
+            m2 = tl.load(pb + 2, mask=k < S, other=0.0)
+            mean = tl.sum(n * mu, axis=0) / M
+            d = mu - mean
+            var = tl.sum(m2 + n * d * d, axis=0) / M
+        else:
+            acc = tl.zeros([BLOCK], CT)
+            for start in range(0, M, BLOCK):
+                j = start + offs
+                acc += tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < M, other=0.0).to(CT)
+            mean = tl.sum(acc, axis=0) / M
+            acc = tl.zeros([BLOCK], CT)
+            for start in range(0, M, BLOCK):
+                j = start + offs
+                x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < M, other=0.0).to(CT)
+                d = tl.where(j < M, x - mean, 0.0)
+                acc += d * d
+            var = tl.sum(acc, axis=0) / M
+        if UPDATE:
+            if s == 0:
+                momentum = momentum_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+                rm = tl.load(rm_ptr + c).to(CT)
+                rv = tl.load(rv_ptr + c).to(CT)
+                tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mean).to(rm_ptr.dtype.element_ty))
+                unbiased = var * M / tl.maximum(M - 1, 1)
+                tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * unbiased).to(rv_ptr.dtype.element_ty))
+    else:
+        mean = tl.load(rm_ptr + c).to(CT)
+        var = tl.load(rv_ptr + c).to(CT)
+    rstd = 1.0 / tl.sqrt(var + eps)
+    if s == 0:
+        tl.store(mean_ptr + c, mean)
+        tl.store(rstd_ptr + c, rstd)
+    if AFFINE:
+        scale = tl.load(w_ptr + c).to(CT) * rstd
+        shift = tl.load(b_ptr + c).to(CT) - mean * scale
+    else:
+        scale = rstd
+        shift = -mean * rstd
+    lo = s * CHUNK
+    hi = tl.minimum(lo + CHUNK, M)
+    for start in range(0, CHUNK, BLOCK):
+        j = lo + start + offs
+        x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < hi, other=0.0).to(CT)
+        tl.store(yc + _chan_offsets(j, L, syn, syl), (x * scale + shift).to(y_ptr.dtype.element_ty), mask=j < hi)
+
+
+@triton.jit
+def _bn_bwd_kernel(x_ptr, g_ptr, dx_ptr, w_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, part_ptr, M, L, CHUNK, S,
+                   sxn, sxc, sxl, sgn, sgc, sgl, sdn, sdc, sdl,
+                   TRAINING: tl.constexpr, AFFINE: tl.constexpr, PARTS: tl.constexpr, SB: tl.constexpr,
+                   CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (c, s): dx on rows [s * CHUNK, (s + 1) * CHUNK) of channel c; program (c, 0) also writes
+    dw[c] = sum(g * x_hat) and db[c] = sum(g). With batch statistics the means of g and of g * x_hat are
+    subtracted from g, since mean and var moved with x. The sums are computed here (S = 1) or added up from the
+    partials of ``_bn_part_kernel`` (PARTS)."""
+    c = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    xc = x_ptr + c * sxc
+    gc = g_ptr + c * sgc
+    offs = tl.arange(0, BLOCK).to(tl.int64)
+    mean = tl.load(mean_ptr + c)
+    rstd = tl.load(rstd_ptr + c)
+    if PARTS:
+        k = tl.arange(0, SB)
+        pb = part_ptr + c * S * 3 + k * 3
+        sum_g = tl.sum(tl.load(pb, mask=k < S, other=0.0), axis=0)
+        sum_gx = tl.sum(tl.load(pb + 1, mask=k < S, other=0.0), axis=0)
+    else:
+        sg = tl.zeros([BLOCK], CT)
+        sgx = tl.zeros([BLOCK], CT)
+        for start in range(0, M, BLOCK):
+            j = start + offs
+            x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < M, other=0.0).to(CT)
+            g = tl.load(gc + _chan_offsets(j, L, sgn, sgl), mask=j < M, other=0.0).to(CT)
+            sg += g
+            sgx += tl.where(j < M, g * (x - mean) * rstd, 0.0)
+        sum_g = tl.sum(sg, axis=0)
+        sum_gx = tl.sum(sgx, axis=0)
+    if s == 0:
+        tl.store(dw_ptr + c, sum_gx)
+        tl.store(db_ptr + c, sum_g)
+    if AFFINE:
+        kk = tl.load(w_ptr + c).to(CT) * rstd
+    else:
+        kk = rstd
+    lo = s * CHUNK
+    hi = tl.minimum(lo + CHUNK, M)
+    for start in range(0, CHUNK, BLOCK):
+        j = lo + start + offs
+        x = tl.load(xc + _chan_offsets(j, L, sxn, sxl), mask=j < hi, other=0.0).to(CT)
+        g = tl.load(gc + _chan_offsets(j, L, sgn, sgl), mask=j < hi, other=0.0).to(CT)
+        if TRAINING:
+            dx = kk * (g - sum_g / M - (x - mean) * rstd * (sum_gx / M))
+        else:
+            dx = kk * g
+        tl.store(dx_ptr + c * sdc + _chan_offsets(j, L, sdn, sdl), dx.to(dx_ptr.dtype.element_ty), mask=j < hi)
+
+
+# ====================================================================================================================
+# Row (layer) norm kernels
+# ====================================================================================================================
+
+
+@triton.jit(do_not_specialize=["eps"])
+def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
+                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Row r = program id of contiguous (M, N): y = (x - mean) * rstd * w + b; mean and rstd saved per row."""
+    r = tl.program_id(0).to(tl.int64)
+    xr = x_ptr + r * N
+    yr = y_ptr + r * N
+    cols = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], CT)
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        acc += tl.load(xr + c, mask=c < N, other=0.0).to(CT)
+    mean = tl.sum(acc, axis=0) / N
+    acc = tl.zeros([BLOCK], CT)
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        x = tl.load(xr + c, mask=c < N, other=0.0).to(CT)
+        d = tl.where(c < N, x - mean, 0.0)
+        acc += d * d
+    rstd = 1.0 / tl.sqrt(tl.sum(acc, axis=0) / N + eps)
+    tl.store(mean_ptr + r, mean)
+    tl.store(rstd_ptr + r, rstd)
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        x = tl.load(xr + c, mask=c < N, other=0.0).to(CT)
+        y = (x - mean) * rstd
+        if HAS_W:
+            y = y * tl.load(w_ptr + c, mask=c < N, other=0.0).to(CT)
+        if HAS_B:
+            y = y + tl.load(b_ptr + c, mask=c < N, other=0.0).to(CT)
+        tl.store(yr + c, y.to(y_ptr.dtype.element_ty), mask=c < N)
+
+
+@triton.jit
+def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
+                      HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g."""
+    r = tl.program_id(0).to(tl.int64)
+    xr = x_ptr + r * N
+    gr = g_ptr + r * N
+    mean = tl.load(mean_ptr + r)
+    rstd = tl.load(rstd_ptr + r)
+    cols = tl.arange(0, BLOCK)
+    s1 = tl.zeros([BLOCK], CT)
+    s2 = tl.zeros([BLOCK], CT)
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        m = c < N
+        x = tl.load(xr + c, mask=m, other=0.0).to(CT)
+        wg = tl.load(gr + c, mask=m, other=0.0).to(CT)
+        if HAS_W:
+            wg = wg * tl.load(w_ptr + c, mask=m, other=0.0).to(CT)
+        s1 += wg
+        s2 += tl.where(m, wg * (x - mean) * rstd, 0.0)
+    c1 = tl.sum(s1, axis=0) / N
+    c2 = tl.sum(s2, axis=0) / N
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        m = c < N
+        x = tl.load(xr + c, mask=m, other=0.0).to(CT)
+        wg = tl.load(gr + c, mask=m, other=0.0).to(CT)
+        if HAS_W:
+            wg = wg * tl.load(w_ptr + c, mask=m, other=0.0).to(CT)
+        dx = rstd * (wg - c1 - (x - mean) * rstd * c2)
+        tl.store(dx_ptr + r * N + c, dx.to(dx_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, ROWS,
+                        CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Partial sums of a (row chunk, column block) = program (1, 0): dw[s] = sum of g * x_hat over the ROWS rows of
+    chunk s, db[s] = sum of g (the chunks are then added by a column sum)."""
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    s = tl.program_id(1)
+    cm = cols < N
+    row0 = s.to(tl.int64) * ROWS
+    row_end = tl.minimum(row0 + ROWS, M)
+    dw = tl.zeros([BLOCK_M, BLOCK_N], CT)
+    db = tl.zeros([BLOCK_M, BLOCK_N], CT)
+    for start in range(0, ROWS, BLOCK_M):
+        rows = row0 + start + tl.arange(0, BLOCK_M)
+        rm = rows < row_end
+        m = rm[:, None] & cm[None, :]
+        off = rows[:, None] * N + cols[None, :]
+        x = tl.load(x_ptr + off, mask=m, other=0.0).to(CT)
+        g = tl.load(g_ptr + off, mask=m, other=0.0).to(CT)
+        mean = tl.load(mean_ptr + rows, mask=rm, other=0.0)[:, None]
+        rstd = tl.load(rstd_ptr + rows, mask=rm, other=0.0)[:, None]
+        dw += tl.where(m, g * (x - mean) * rstd, 0.0)
+        db += g
+    tl.store(dw_ptr + s * N + cols, tl.sum(dw, axis=0), mask=cm)
+    tl.store(db_ptr + s * N + cols, tl.sum(db, axis=0), mask=cm)
+
+
+# ====================================================================================================================
+# NumPy references
+# ====================================================================================================================
+
+def _np_bn_fwd(x, w, b, rm, rv, training, momentum, eps):
+    """x: (N, C, L). Returns y, mean, rstd, and the new running statistics (or None)."""
+    M = x.shape[0] * x.shape[2]
+    if training:
+        mean = x.mean(axis=(0, 2))
+        var = ((x - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+        new = None
+        if rm is not None:
+            new = ((1 - momentum) * rm + momentum * mean, (1 - momentum) * rv + momentum * var * M / max(M - 1, 1))
+    else:
+        mean, var, new = rm, rv, None
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = (x - mean[None, :, None]) * rstd[None, :, None]
+    if w is not None:
+        y = y * w[None, :, None] + b[None, :, None]
+    return y, mean, rstd, new
+
+
+def _np_bn_bwd(x, g, w, mean, rstd, training):
+    M = x.shape[0] * x.shape[2]
+    xhat = (x - mean[None, :, None]) * rstd[None, :, None]
+    sg = g.sum(axis=(0, 2))
+    sgx = (g * xhat).sum(axis=(0, 2))
+    k = rstd if w is None else w * rstd
+    if training:
+        dx = k[None, :, None] * (g - sg[None, :, None] / M - xhat * (sgx / M)[None, :, None])
+    else:
+        dx = k[None, :, None] * g
+    return dx, sgx, sg
+
+
+def _np_ln_fwd(x, w, b, eps):
+    mean = x.mean(axis=1)
+    rstd = 1.0 / np.sqrt(((x - mean[:, None]) ** 2).mean(axis=1) + eps)
+    y = (x - mean[:, None]) * rstd[:, None]
+    if w is not None:
+        y = y * w
+    if b is not None:
+        y = y + b
+    return y, mean, rstd
+
+
+def _np_ln_bwd(x, g, w, mean, rstd):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    wg = g if w is None else g * w
+    c1 = wg.mean(axis=1, keepdims=True)
+    c2 = (wg * xhat).mean(axis=1, keepdims=True)
+    dx = rstd[:, None] * (wg - c1 - xhat * c2)
+    return dx, (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+# ====================================================================================================================
+# Launch helpers
+# ====================================================================================================================
+
+def _ct(dtype):
+    return np.float64 if dtype is D.float64 else np.float32
+
+
+def _stat_dtype(dtype):
+    return D.float64 if dtype is D.float64 else D.float32
+
+
+def _block(n, cap=1024):
+    if INTERPRET:
+        return max(16, min(next_pow2(n), 128))
+    return max(16, min(next_pow2(n), cap))
+
+
+def _bn_split(M, C):
+    """(S, CHUNK, BLOCK) of a batch-norm launch: each channel's M elements in S chunks of CHUNK rows. One chunk
+    (one program per channel) while there are channels enough to fill the GPU or channels are short; otherwise
+    up to 64 chunks, so that about four programs run per SM. The interpreter splits channels longer than 64, so
+    that the tests cover both paths."""
+    block = _block(M)
+    if INTERPRET:
+        target = 3 if M > 64 else 1
+    else:
+        target = min(64, cdiv(4 * 132, max(C, 1))) if M >= 8192 else 1
+    if target <= 1:
+        return 1, M, block
+    chunk = cdiv(cdiv(M, target), block) * block
+    return cdiv(M, chunk), chunk, block
+
+
+def _warps(block):
+    """The layer-norm tutorial's rule: a warp per 256 elements of a block, 1 to 8."""
+    return min(max(block // 256, 1), 8)
+
+
+def _ncl(x):
+    """x as (N, C, L) with one stride for L (a copy where the spatial dims do not merge)."""
+    N, C = x._shape[0], x._shape[1]
+    L = 1
+    for n in x._shape[2:]:
+        L *= n
+    sp = [(n, s) for n, s in zip(x._shape[2:], x._stride[2:]) if n != 1]
+    ok = all(sp[i][1] == sp[i + 1][1] * sp[i + 1][0] for i in range(len(sp) - 1))
+    if not ok:
+        x = x.contiguous()
+        sp = [(n, s) for n, s in zip(x._shape[2:], x._stride[2:]) if n != 1]
+    sl = sp[-1][1] if sp else 1
+    return x, N, C, L, (x._stride[0], x._stride[1], sl)
+
+
+def _ln_dwdb(x, g, mean, rstd, M, N):
+    """Weight and bias gradients of a row norm: partial column sums over chunks of rows (enough chunks to fill
+    the GPU), then one column sum of the (chunks, N) partials."""
+    bn = 32 if INTERPRET else 64
+    bm = min(next_pow2(M), 16 if INTERPRET else 32)
+    chunks = min(cdiv(M, bm), 2 if INTERPRET else max(1, 4 * 132 // cdiv(N, bn)))
+    rows = cdiv(cdiv(M, chunks), bm) * bm
+    chunks = cdiv(M, rows)
+    dw = empty((chunks, N), mean.dtype, x.device)
+    db = empty((chunks, N), mean.dtype, x.device)
+    _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(dw), ptr(db), M, N, rows,
+                                               CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
+    return (dw.sum(0), db.sum(0)) if chunks > 1 else (dw.reshape(N), db.reshape(N))
+
+
+def _host(t, ct):
+    return None if t is None else t._np.astype(ct)
+
+
+def _np_ncl(a):
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+# ====================================================================================================================
+# Functions
+# ====================================================================================================================
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        affine = weight is not None
+        update = training and running_mean is not None
+        sd = _stat_dtype(x.dtype)
+        if x._storage.device.type == "cpu":
+            ct = _ct(x.dtype)
+            xa = _np_ncl(x._np.astype(ct))
+            y, mean, rstd, new = _np_bn_fwd(xa, _host(weight, ct), _host(bias, ct), _host(running_mean, ct),
+                                            _host(running_var, ct), training, momentum, eps)
+            if new is not None:
+                running_mean._np[...] = new[0].astype(running_mean.dtype.np)
+                running_var._np[...] = new[1].astype(running_var.dtype.np)
+            y = wrap(y.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
+            mean = wrap(np.asarray(mean, sd.np), sd, x.device)
+            rstd = wrap(np.asarray(rstd, sd.np), sd, x.device)
+        else:
+            xin = interp_bf16_in(x)
+            xv, N, C, L, sx = _ncl(xin)
+            y = empty(x._shape, xin.dtype, x.device)
+            mean = empty((C,), sd, x.device)
+            rstd = empty((C,), sd, x.device)
+            M = N * L
+            if C:
+                # the kernel reads parameters and statistics with stride 1: a strided one goes through a copy
+                rm, rv = (running_mean.contiguous(), running_var.contiguous()) if running_mean is not None else \
+                    (mean, rstd)
+                w, b = (interp_bf16_in(weight.contiguous()), interp_bf16_in(bias.contiguous())) if affine else \
+                    (mean, mean)
+                S, chunk, block = _bn_split(M, C)
+                parts = empty((C, S, 3), sd, x.device) if S > 1 and training else mean
+                if S > 1 and training:
+                    _bn_part_kernel[(C, S)](ptr(xv), ptr(xv), ptr(mean), ptr(rstd), ptr(parts), M, L, chunk, S,
+                                            *sx, *sx, GRAD=False, CT=ACC[xin.dtype], BLOCK=block,
+                                            num_warps=_warps(block))
+                _bn_fwd_kernel[(C, S)](
+                    ptr(xv), ptr(y), ptr(w), ptr(b), ptr(rm), ptr(rv), ptr(mean), ptr(rstd), ptr(parts), M, L,
+                    chunk, S, *sx, C * L, L, 1, float(eps), int(np.float64(momentum or 0.0).view(np.int64)),
+                    TRAINING=training, UPDATE=update, AFFINE=affine, PARTS=S > 1 and training, SB=next_pow2(S),
+                    CT=ACC[xin.dtype], BLOCK=block, num_warps=_warps(block))
+                if update and rm is not running_mean:
+                    running_mean.copy_(rm)
+                    running_var.copy_(rv)
+            y = interp_bf16_out(y, x.dtype)
+        if update:
+            running_mean._storage.version += 1
+            running_var._storage.version += 1
+        ctx._name = "NativeBatchNormBackward0"
+        ctx.training, ctx.affine, ctx.eps = training, affine, eps
+        ctx.save_for_backward(x, weight, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, mean, rstd = ctx.saved_tensors
+        affine, training = ctx.affine, ctx.training
+        if STATE.enabled:
+            dx, dw, db = _bn_backward_ops(x, g, weight, mean, rstd, training, ctx.eps)
+            return dx, dw, db, None, None, None, None, None
+        if x._storage.device.type == "cpu":
+            ct = _ct(x.dtype)
+            dx, dw, db = _np_bn_bwd(_np_ncl(x._np.astype(ct)), _np_ncl(np.broadcast_to(g._np, x._shape).astype(ct)),
+                                    weight._np.astype(ct) if affine else None, mean._np.astype(ct),
+                                    rstd._np.astype(ct), training)
+            dx = wrap(dx.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
+            if affine:
+                dw = wrap(dw.astype(weight.dtype.np), weight.dtype, x.device)
+                db = wrap(db.astype(weight.dtype.np), weight.dtype, x.device)
+        else:
+            xin = interp_bf16_in(x)
+            gin = interp_bf16_in(g.expand(x._shape) if g._shape != x._shape else g)
+            xv, N, C, L, sx = _ncl(xin)
+            gv, _, _, _, sg = _ncl(gin)
+            dx = empty(x._shape, xin.dtype, x.device)
+            sd = mean.dtype
+            dw_, db_ = empty((C,), sd, x.device), empty((C,), sd, x.device)
+            M = N * L
+            if C:
+                w = interp_bf16_in(weight.contiguous()) if affine else mean
+                S, chunk, block = _bn_split(M, C)
+                parts = empty((C, S, 3), sd, x.device) if S > 1 else mean
+                if S > 1:
+                    _bn_part_kernel[(C, S)](ptr(xv), ptr(gv), ptr(mean), ptr(rstd), ptr(parts), M, L, chunk, S,
+                                            *sx, *sg, GRAD=True, CT=ACC[xin.dtype], BLOCK=block,
+                                            num_warps=_warps(block))
+                _bn_bwd_kernel[(C, S)](
+                    ptr(xv), ptr(gv), ptr(dx), ptr(w), ptr(mean), ptr(rstd), ptr(dw_), ptr(db_), ptr(parts), M, L,
+                    chunk, S, *sx, *sg, C * L, L, 1, TRAINING=training, AFFINE=affine, PARTS=S > 1,
+                    SB=next_pow2(S), CT=ACC[xin.dtype], BLOCK=block, num_warps=_warps(block))
+            dx = interp_bf16_out(dx, x.dtype)
+            dw, db = (dw_.to(weight.dtype), db_.to(weight.dtype)) if affine else (None, None)
+        if not affine:
+            dw = db = None
+        return dx, dw, db, None, None, None, None, None
+
+
+class RowNorm(Function):
+    """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, N):
+        sd = _stat_dtype(x.dtype)
+        M = x.numel() // N if N else 0
+        x2 = x.contiguous().reshape(M, N)
+        w = weight.reshape(N) if weight is not None else None
+        b = bias.reshape(N) if bias is not None else None
+        if x._storage.device.type == "cpu":
+            ct = _ct(x.dtype)
+            y, mean, rstd = _np_ln_fwd(x2._np.astype(ct), _host(w, ct), _host(b, ct), eps)
+            y = wrap(y.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
+            mean = wrap(np.asarray(mean, sd.np), sd, x.device)
+            rstd = wrap(np.asarray(rstd, sd.np), sd, x.device)
+        else:
+            xin = interp_bf16_in(x2)
+            y = empty(x._shape, xin.dtype, x.device)
+            mean, rstd = empty((M,), sd, x.device), empty((M,), sd, x.device)
+            if M and N:
+                w, b = interp_bf16_in(w), interp_bf16_in(b)
+                _ln_fwd_kernel[(M,)](ptr(xin), ptr(y), ptr(w) if w is not None else ptr(y),
+                                     ptr(b) if b is not None else ptr(y), ptr(mean), ptr(rstd), N, float(eps),
+                                     HAS_W=w is not None, HAS_B=b is not None, CT=ACC[xin.dtype],
+                                     BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
+            y = interp_bf16_out(y, x.dtype)
+        ctx._name = "NativeLayerNormBackward0"
+        ctx.has_b, ctx.eps, ctx.N = bias is not None, eps, N
+        ctx.save_for_backward(x, weight, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, mean, rstd = ctx.saved_tensors
+        N = ctx.N
+        M = x.numel() // N if N else 0
+        w = weight.reshape(N) if weight is not None else None
+        wshape = weight._shape if weight is not None else (N,)
+        if STATE.enabled:
+            dx, dw, db = _ln_backward_ops(x.reshape(M, N), g.reshape(M, N), w, ctx.eps)
+            return (dx.reshape(x._shape), dw.reshape(wshape) if dw is not None else None,
+                    db.reshape(wshape) if ctx.has_b else None, None, None)
+        x2 = x.contiguous().reshape(M, N)
+        g2 = g.contiguous().reshape(M, N)
+        if x._storage.device.type == "cpu":
+            ct = _ct(x.dtype)
+            dx, dw, db = _np_ln_bwd(x2._np.astype(ct), g2._np.astype(ct), _host(w, ct), mean._np.astype(ct),
+                                    rstd._np.astype(ct))
+            dx = wrap(dx.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
+            pd = weight.dtype if weight is not None else x.dtype
+            dw = wrap(dw.reshape(wshape).astype(pd.np), pd, x.device)
+            db = wrap(db.reshape(wshape).astype(pd.np), pd, x.device)
+        else:
+            xin = interp_bf16_in(x2)
+            gin = interp_bf16_in(g2)
+            dx = empty(x._shape, xin.dtype, x.device)
+            sd = mean.dtype
+            dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device)
+            if M and N:
+                w = interp_bf16_in(w)
+                _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
+                                        ptr(rstd), ptr(dx), N, HAS_W=w is not None, CT=ACC[xin.dtype],
+                                        BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
+                if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+                    dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N)
+            else:
+                dw.fill_(0)
+                db.fill_(0)
+            dx = interp_bf16_out(dx, x.dtype)
+            pd = weight.dtype if weight is not None else x.dtype
+            dw, db = dw.to(pd).reshape(wshape), db.to(pd).reshape(wshape)
+        return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None
+
+
+def _normalize_ops(x, dims, eps):
+    mean = x.mean(dims, keepdim=True)
+    xc = x - mean
+    rstd = ((xc * xc).mean(dims, keepdim=True) + eps).rsqrt()
+    return xc * rstd, rstd
+
+
+def _ln_backward_ops(x, g, weight, eps):
+    """The row-norm backward in recorded tensor ops (create_graph=True), statistics recomputed from x."""
+    xhat, rstd = _normalize_ops(x, 1, eps)
+    wg = g * weight if weight is not None else g
+    dx = rstd * (wg - wg.mean(1, keepdim=True) - xhat * (wg * xhat).mean(1, keepdim=True))
+    return dx, (g * xhat).sum(0) if weight is not None else None, g.sum(0)
+
+
+def _bn_backward_ops(x, g, weight, mean, rstd, training, eps):
+    """The batch-norm backward in recorded tensor ops (create_graph=True)."""
+    dims = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        xhat, r = _normalize_ops(x, dims, eps)
+    else:
+        r = rstd.to(x.dtype).reshape(shape)
+        xhat = (x - mean.to(x.dtype).reshape(shape)) * r
+    k = r * weight.reshape(shape) if weight is not None else r
+    if training:
+        dx = k * (g - g.mean(dims, keepdim=True) - xhat * (g * xhat).mean(dims, keepdim=True))
+    else:
+        dx = k * g
+    if weight is None:
+        return dx, None, None
+    return dx, (g * xhat).sum(dims), g.sum(dims)
+
+
+# ====================================================================================================================
+# Public functions
+# ====================================================================================================================
+
+def _check_float(name, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"\"{name}\" not implemented for '{x.dtype}'")
+
+
+@register("batch_norm", method=False)
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalise each channel (dim 1) of (N, C, *) by its batch statistics (``training``) or the running ones,
+    updating ``running_mean``/``running_var`` in place when training: ``r = (1 - momentum) * r + momentum * s``,
+    with the unbiased batch variance for ``running_var``."""
+    _check_float("batch_norm", input)
+    if input.ndim < 2:
+        raise ValueError(f"expected 2D or more input (got {input.ndim}D input)")
+    C = input._shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.numel() != C:
+            raise RuntimeError(f"{name} should contain {C} elements not {t.numel()}")
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
+    if training:
+        size = input.numel() // C if C else 0
+        if size == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{list(input.shape)}")
+    if (weight is None) != (bias is None):
+        C_ones = (weight if weight is not None else bias)
+        from tritorch import _creation
+        if weight is None:
+            weight = _creation.ones((C,), dtype=C_ones.dtype, device=C_ones.device)
+        else:
+            bias = _creation.zeros((C,), dtype=C_ones.dtype, device=C_ones.device)
+    momentum = 0.0 if momentum is None else float(momentum)
+    return BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps)
+
+
+@register("layer_norm", method=False)
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance), then ``* weight +
+    bias`` elementwise."""
+    _check_float("layer_norm", input)
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(ns)
+    if k == 0 or input.ndim < k or tuple(input._shape[input.ndim - k:]) != ns:
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
+                           f"{', '.join(str(n) for n in ns)}], but got input of size{list(input.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t._shape) != ns:
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape "
+                               f"{list(t.shape)} and normalized_shape = {list(ns)}")
+    N = 1
+    for n in ns:
+        N *= n
+    return RowNorm.apply(input, weight, bias, eps, N)
+
+
+def _affine(y, weight, bias):
+    shape = (1, -1) + (1,) * (y.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+@register("group_norm", method=False)
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise each of ``num_groups`` groups of channels of (N, C, *) per sample, then a per-channel affine."""
+    _check_float("group_norm", input)
+    if input.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.ndim}")
+    N, C = input._shape[:2]
+    if C % num_groups != 0:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
+                           f"shape {list(input.shape)} and num_groups={num_groups}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != C:
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
+                               f"but got {name} of shape {list(t.shape)} and input of shape {list(input.shape)}")
+    rows = N * num_groups
+    per = input.numel() // rows if rows else 0
+    y = RowNorm.apply(input, None, None, eps, per)
+    return _affine(y, weight, bias)
+
+
+@register("instance_norm", method=False)
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Normalise each (sample, channel) plane of (N, C, *) by its own statistics (or, without
+    ``use_input_stats``, by the running ones); with running buffers they are updated with the batch mean of the
+    per-instance statistics, as PyTorch does."""
+    _check_float("instance_norm", input)
+    N, C = input._shape[:2]
+    if use_input_stats and running_mean is None:
+        y = RowNorm.apply(input, None, None, eps, input.numel() // (N * C) if N * C else 0)
+        return _affine(y, weight, bias)
+    # PyTorch's route: batch norm of the (1, N * C, *) view with the running statistics repeated N times
+    x = input.contiguous().reshape((1, N * C) + tuple(input._shape[2:]))
+    rm = running_mean.reshape(1, C).expand(N, C).contiguous().reshape(N * C) if running_mean is not None else None
+    rv = running_var.reshape(1, C).expand(N, C).contiguous().reshape(N * C) if running_var is not None else None
+    y = batch_norm(x, rm, rv, None, None, use_input_stats, momentum, eps).reshape(input._shape)
+    if use_input_stats and running_mean is not None:
+        with no_grad():
+            running_mean.copy_(rm.reshape(N, C).mean(0))
+            running_var.copy_(rv.reshape(N, C).mean(0))
+    return _affine(y, weight, bias)

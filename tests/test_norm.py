@@ -1,0 +1,296 @@
+"""Batch, layer, group and instance norm: forward, backward and running statistics against float64 NumPy."""
+import numpy as np
+import pytest
+
+import tritorch
+from tritorch.nn import normalization as nn
+from tests.helpers import assert_close, make, to_np
+
+
+# ---- float64 references ---------------------------------------------------------------------------------------------
+def ref_norm(x, axes, eps):
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def ref_norm_grad(x, g, axes, eps):
+    """d/dx of sum(g * normalize(x)) over the reduction ``axes``."""
+    m = np.prod([x.shape[a] for a in axes])
+    xhat = ref_norm(x, axes, eps)
+    rstd = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return rstd * (g - g.sum(axis=axes, keepdims=True) / m - xhat * (g * xhat).sum(axis=axes, keepdims=True) / m)
+
+
+def bshape(x, C):
+    return (1, C) + (1,) * (x.ndim - 2)
+
+
+@pytest.mark.parametrize("shape,layout", [((4, 3), "contiguous"), ((2, 5, 7), "transposed"),
+                                          ((1, 3, 5, 6), "strided"), ((3, 2, 3, 3), "contiguous"),
+                                          ((4, 3, 7, 6), "contiguous")])    # a channel longer than a block
+def test_batch_norm_train(device, shape, layout):
+    x, xr = make(shape, tritorch.float64, device, layout=layout, seed=1, requires_grad=True)
+    C = shape[1]
+    rng = np.random.default_rng(2)
+    w = tritorch.tensor(rng.uniform(0.5, 1.5, C), dtype=tritorch.float64, device=device, requires_grad=True)
+    b = tritorch.tensor(rng.standard_normal(C), dtype=tritorch.float64, device=device, requires_grad=True)
+    rm = tritorch.tensor(rng.standard_normal(C), dtype=tritorch.float64, device=device)
+    rv = tritorch.tensor(rng.uniform(0.5, 2, C), dtype=tritorch.float64, device=device)
+    rm0, rv0 = to_np(rm), to_np(rv)
+    y = tritorch.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
+    axes = tuple(a for a in range(len(shape)) if a != 1)
+    wr, br = to_np(w).reshape(bshape(xr, C)), to_np(b).reshape(bshape(xr, C))
+    assert_close(y, ref_norm(xr, axes, 1e-5) * wr + br)
+    m = xr.size // C
+    assert_close(rm, 0.9 * rm0 + 0.1 * xr.mean(axis=axes))
+    assert_close(rv, 0.9 * rv0 + 0.1 * xr.var(axis=axes) * m / (m - 1))
+    g = rng.standard_normal(shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    assert_close(x.grad, wr * ref_norm_grad(xr, g, axes, 1e-5))
+    assert_close(w.grad, (g * ref_norm(xr, axes, 1e-5)).sum(axis=axes))
+    assert_close(b.grad, g.sum(axis=axes))
+
+
+def test_batch_norm_eval_and_float32(device):
+    x, xr = make((3, 4, 5), tritorch.float32, device, seed=3, requires_grad=True)
+    rm = tritorch.tensor([0.1, -0.2, 0.3, 0.0], device=device)
+    rv = tritorch.tensor([1.0, 2.0, 0.5, 1.5], device=device)
+    y = tritorch.batch_norm(x, rm, rv, None, None, False, 0.1, 1e-3)
+    rmr, rvr = to_np(rm)[None, :, None], to_np(rv)[None, :, None]
+    assert_close(y, (xr - rmr) / np.sqrt(rvr + 1e-3))
+    y.sum().backward()
+    assert_close(x.grad, np.broadcast_to(1 / np.sqrt(rvr + 1e-3), xr.shape))
+    assert to_np(rm).tolist() == pytest.approx([0.1, -0.2, 0.3, 0.0])
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_module_running_stats(device, momentum):
+    m = nn.BatchNorm1d(3, momentum=momentum, device=device, dtype=tritorch.float64)
+    rm, rv = np.zeros(3), np.ones(3)
+    for step in range(1, 4):
+        x, xr = make((5, 3), tritorch.float64, device, seed=step)
+        m(x)
+        f = 1.0 / step if momentum is None else momentum
+        rm = (1 - f) * rm + f * xr.mean(0)
+        rv = (1 - f) * rv + f * xr.var(0, ddof=1)
+    assert int(m.num_batches_tracked.item()) == 3
+    assert_close(m.running_mean, rm)
+    assert_close(m.running_var, rv)
+    m.eval()
+    x, xr = make((2, 3), tritorch.float64, device, seed=9)
+    assert_close(m(x), (xr - rm) / np.sqrt(rv + 1e-5))
+    assert int(m.num_batches_tracked.item()) == 3
+
+
+def test_batchnorm_module_options(device):
+    m = nn.BatchNorm2d(2, affine=False, track_running_stats=False, device=device)
+    assert m.weight is None and m.running_mean is None
+    x, xr = make((2, 2, 3, 3), tritorch.float32, device, seed=4)
+    m.eval()                                  # no running stats: batch statistics even in eval
+    assert_close(m(x), ref_norm(xr, (0, 2, 3), 1e-5), rtol=1e-4, atol=1e-5)
+    assert "track_running_stats=False" in repr(m)
+    assert sorted(dict(nn.BatchNorm2d(2).named_buffers())) == ["num_batches_tracked", "running_mean",
+                                                               "running_var"]
+
+
+def test_batch_norm_errors(device):
+    m = nn.BatchNorm1d(4, device=device)
+    with pytest.raises(RuntimeError, match="running_mean should contain 3 elements not 4"):
+        m(tritorch.zeros((2, 3), device=device))
+    with pytest.raises(RuntimeError, match="weight should contain 3 elements not 4"):
+        tritorch.batch_norm(tritorch.zeros((2, 3), device=device), None, None, tritorch.ones(4, device=device),
+                            None, True)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        m(tritorch.zeros((1, 4), device=device))
+    with pytest.raises(ValueError, match="expected 4D input"):
+        nn.BatchNorm2d(4, device=device)(tritorch.zeros((2, 4), device=device))
+
+
+@pytest.mark.parametrize("shape,ns,affine", [((3, 5), (5,), True), ((2, 3, 7), (3, 7), True),
+                                             ((4, 70), (70,), False), ((1, 1), (1,), True),
+                                             ((3, 150), (150,), True),      # rows longer than a block
+                                             ((40, 5), (5,), True)])        # weight grads summed in chunks
+def test_layer_norm(device, shape, ns, affine):
+    x, xr = make(shape, tritorch.float64, device, seed=5, requires_grad=True)
+    rng = np.random.default_rng(6)
+    w = b = None
+    if affine:
+        w = tritorch.tensor(rng.uniform(0.5, 1.5, ns), dtype=tritorch.float64, device=device, requires_grad=True)
+        b = tritorch.tensor(rng.standard_normal(ns), dtype=tritorch.float64, device=device, requires_grad=True)
+    y = tritorch.layer_norm(x, ns, w, b, 1e-5)
+    axes = tuple(range(len(shape) - len(ns), len(shape)))
+    xhat = ref_norm(xr, axes, 1e-5)
+    wr, br = (to_np(w), to_np(b)) if affine else (1.0, 0.0)
+    assert_close(y, xhat * wr + br)
+    g = rng.standard_normal(shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    assert_close(x.grad, ref_norm_grad(xr, g * wr, axes, 1e-5))
+    if affine:
+        lead = tuple(range(len(shape) - len(ns)))
+        assert_close(w.grad, (g * xhat).sum(axis=lead))
+        assert_close(b.grad, g.sum(axis=lead))
+
+
+def test_layer_norm_module_and_errors(device):
+    m = nn.LayerNorm(6, bias=False, device=device)
+    assert m.bias is None
+    x, xr = make((2, 3, 6), tritorch.float32, device, layout="transposed", seed=7)
+    assert_close(m(x), ref_norm(xr, (2,), 1e-5), rtol=1e-4, atol=1e-5)
+    xg = x.detach().requires_grad_(True)
+    assert tritorch.layer_norm(xg, (3, 6)).grad_fn.name() == "NativeLayerNormBackward0"
+    with pytest.raises(RuntimeError, match=r"Given normalized_shape=\[5\], expected input with shape \[\*, 5\]"):
+        tritorch.layer_norm(x, (5,))
+    with pytest.raises(RuntimeError, match="Expected weight to be of same shape as normalized_shape"):
+        tritorch.layer_norm(x, (6,), tritorch.ones(5, device=device))
+
+
+def test_layer_norm_float16(device):
+    x, xr = make((3, 40), tritorch.float16, device, seed=8)
+    assert_close(tritorch.layer_norm(x, (40,)), ref_norm(xr, (1,), 1e-5), rtol=5e-3, atol=5e-3)
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 6, 5), 3), ((1, 4, 3, 3), 1), ((3, 5, 2, 2), 5)])
+def test_group_norm(device, shape, groups):
+    x, xr = make(shape, tritorch.float64, device, seed=10, requires_grad=True)
+    C = shape[1]
+    rng = np.random.default_rng(11)
+    w = tritorch.tensor(rng.uniform(0.5, 1.5, C), dtype=tritorch.float64, device=device, requires_grad=True)
+    b = tritorch.tensor(rng.standard_normal(C), dtype=tritorch.float64, device=device, requires_grad=True)
+    y = tritorch.group_norm(x, groups, w, b, 1e-5)
+    xg = xr.reshape(shape[0], groups, -1)
+    xhat = ref_norm(xg, (2,), 1e-5).reshape(shape)
+    wr, br = to_np(w).reshape(bshape(xr, C)), to_np(b).reshape(bshape(xr, C))
+    assert_close(y, xhat * wr + br)
+    g = rng.standard_normal(shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    gx = ref_norm_grad(xg, (g * wr).reshape(xg.shape), (2,), 1e-5).reshape(shape)
+    assert_close(x.grad, gx)
+    axes = tuple(a for a in range(len(shape)) if a != 1)
+    assert_close(w.grad, (g * xhat).sum(axis=axes))
+    with pytest.raises(RuntimeError, match="divisible by num_groups"):
+        tritorch.group_norm(x, 7)
+    assert "3, 6" in repr(nn.GroupNorm(3, 6))
+
+
+def test_instance_norm(device):
+    x, xr = make((2, 3, 4, 5), tritorch.float64, device, seed=12, requires_grad=True)
+    m = nn.InstanceNorm2d(3, device=device, dtype=tritorch.float64)
+    assert m.weight is None and m.running_mean is None
+    y = m(x)
+    assert_close(y, ref_norm(xr, (2, 3), 1e-5))
+    g = np.random.default_rng(13).standard_normal(xr.shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    assert_close(x.grad, ref_norm_grad(xr, g, (2, 3), 1e-5))
+    t = nn.InstanceNorm2d(3, track_running_stats=True, device=device, dtype=tritorch.float64)
+    t(x.detach())
+    assert_close(t.running_mean, 0.1 * xr.mean(axis=(2, 3)).mean(0))
+    assert_close(t.running_var, 0.9 + 0.1 * xr.var(axis=(2, 3), ddof=1).mean(0))
+    t.eval()
+    rm, rv = to_np(t.running_mean)[None, :, None, None], to_np(t.running_var)[None, :, None, None]
+    assert_close(t(x.detach()), (xr - rm) / np.sqrt(rv + 1e-5))
+
+
+def test_gradcheck_cpu():
+    rng = np.random.default_rng(0)
+    x = tritorch.tensor(rng.standard_normal((3, 2, 4)), dtype=tritorch.float64, requires_grad=True)
+    w = tritorch.tensor(rng.uniform(0.5, 1.5, 2), dtype=tritorch.float64, requires_grad=True)
+    b = tritorch.tensor(rng.standard_normal(2), dtype=tritorch.float64, requires_grad=True)
+    assert tritorch.autograd.gradcheck(lambda t, w, b: tritorch.batch_norm(t, None, None, w, b, True), (x, w, b))
+    lw = tritorch.tensor(rng.uniform(0.5, 1.5, 4), dtype=tritorch.float64, requires_grad=True)
+    assert tritorch.autograd.gradcheck(lambda t, w: tritorch.layer_norm(t, (4,), w, None), (x, lw))
+    assert tritorch.autograd.gradcheck(lambda t: tritorch.group_norm(t, 2), (x,))
+
+
+def test_gradgradcheck_cpu():
+    rng = np.random.default_rng(1)
+    x = tritorch.tensor(rng.standard_normal((3, 2, 4)), dtype=tritorch.float64, requires_grad=True)
+    w = tritorch.tensor(rng.uniform(0.5, 1.5, 2), dtype=tritorch.float64, requires_grad=True)
+    b = tritorch.tensor(rng.standard_normal(2), dtype=tritorch.float64, requires_grad=True)
+    assert tritorch.autograd.gradgradcheck(lambda t, w, b: tritorch.batch_norm(t, None, None, w, b, True),
+                                           (x, w, b))
+    rm, rv = tritorch.zeros(2, dtype=tritorch.float64), tritorch.ones(2, dtype=tritorch.float64)
+    assert tritorch.autograd.gradgradcheck(lambda t, w, b: tritorch.batch_norm(t, rm, rv, w, b, False), (x, w, b))
+    lw = tritorch.tensor(rng.uniform(0.5, 1.5, 4), dtype=tritorch.float64, requires_grad=True)
+    lb = tritorch.tensor(rng.standard_normal(4), dtype=tritorch.float64, requires_grad=True)
+    assert tritorch.autograd.gradgradcheck(lambda t, w, b: tritorch.layer_norm(t, (4,), w, b), (x, lw, lb))
+
+
+def test_double_backward_cuda_matches_cpu():
+    res = []
+    for dev in ("cpu", "cuda"):
+        x, _ = make((3, 2, 5), tritorch.float64, dev, seed=4, requires_grad=True)
+        w = tritorch.tensor([0.7, 1.3], dtype=tritorch.float64, device=dev, requires_grad=True)
+        y = tritorch.batch_norm(x, None, None, w, None, True) + tritorch.layer_norm(x, (5,))
+        (gx,) = tritorch.autograd.grad((y ** 3).sum(), x, create_graph=True)
+        (gx * gx).sum().backward()
+        res.append((to_np(x.grad), to_np(w.grad)))
+    assert_close(res[1][0], res[0][0], rtol=1e-9)
+    assert_close(res[1][1], res[0][1], rtol=1e-9)
+
+
+def test_bfloat16(device):
+    x, xr = make((3, 2, 6), tritorch.bfloat16, device, seed=14, requires_grad=True)
+    w = tritorch.ones(2, dtype=tritorch.bfloat16, device=device, requires_grad=True)
+    b = tritorch.zeros(2, dtype=tritorch.bfloat16, device=device, requires_grad=True)
+    rm, rv = tritorch.zeros(2, device=device), tritorch.ones(2, device=device)
+    y = tritorch.batch_norm(x, rm, rv, w, b, True)
+    assert y.dtype is tritorch.bfloat16 and rm.dtype is tritorch.float32
+    assert_close(y, ref_norm(xr, (0, 2), 1e-5), rtol=3e-2, atol=3e-2)
+    assert_close(rm, 0.1 * xr.mean(axis=(0, 2)), rtol=1e-5, atol=1e-6, dtype=tritorch.float32)
+    g = np.random.default_rng(15).standard_normal(xr.shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.bfloat16, device=device))
+    gr = g.astype(tritorch.bfloat16.np).astype(np.float64)
+    assert_close(x.grad, ref_norm_grad(xr, gr, (0, 2), 1e-5), rtol=5e-2, atol=5e-2)
+    assert_close(b.grad, gr.sum(axis=(0, 2)), rtol=3e-2, atol=3e-2)
+    y = tritorch.layer_norm(x.detach(), (6,))
+    assert_close(y, ref_norm(xr, (2,), 1e-5), rtol=3e-2, atol=3e-2)
+
+
+def test_zero_size_and_instance_norm1d(device):
+    x = tritorch.zeros((0, 5), dtype=tritorch.float64, device=device, requires_grad=True)
+    w = tritorch.ones(5, dtype=tritorch.float64, device=device, requires_grad=True)
+    y = tritorch.layer_norm(x, (5,), w)
+    assert tuple(y.shape) == (0, 5)
+    y.sum().backward()
+    assert tuple(x.grad.shape) == (0, 5) and to_np(w.grad).tolist() == [0.0] * 5
+    x, xr = make((2, 3, 7), tritorch.float64, device, layout="strided", seed=16)
+    m = nn.InstanceNorm1d(3, affine=True, device=device, dtype=tritorch.float64)
+    assert_close(m(x), ref_norm(xr, (2,), 1e-5))
+    assert_close(m(x[0]), ref_norm(xr[0], (1,), 1e-5))            # unbatched (C, L)
+
+
+def test_strided_running_stats(device):
+    x, xr = make((4, 3), tritorch.float64, device, seed=17)
+    buf = tritorch.zeros(6, dtype=tritorch.float64, device=device)
+    rm, rv = buf[::2], tritorch.ones(6, dtype=tritorch.float64, device=device)[1::2]
+    w = tritorch.ones(6, dtype=tritorch.float64, device=device)[::2]
+    y = tritorch.batch_norm(x, rm, rv, w, None, True, 0.5)
+    assert_close(y, ref_norm(xr, (0,), 1e-5))
+    assert_close(buf, np.stack([0.5 * xr.mean(0), np.zeros(3)], 1).ravel())
+    assert_close(rv, 0.5 + 0.5 * xr.var(0, ddof=1))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_split_channels(device, training):
+    """Channels long enough to be reduced in several chunks (partials combined with Chan's formula)."""
+    x, xr = make((5, 2, 60), tritorch.float64, device, layout="transposed", seed=18, requires_grad=True)
+    w = tritorch.tensor([0.5, 2.0], dtype=tritorch.float64, device=device, requires_grad=True)
+    rm = tritorch.tensor([0.1, -0.1], dtype=tritorch.float64, device=device)
+    rv = tritorch.tensor([1.5, 0.7], dtype=tritorch.float64, device=device)
+    rm0, rv0 = to_np(rm), to_np(rv)
+    y = tritorch.batch_norm(x, rm, rv, w, None, training, 0.1)
+    wr = to_np(w)[None, :, None]
+    g = np.random.default_rng(19).standard_normal(xr.shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    if training:
+        xhat = ref_norm(xr, (0, 2), 1e-5)
+        assert_close(rm, 0.9 * rm0 + 0.1 * xr.mean(axis=(0, 2)))
+        assert_close(rv, 0.9 * rv0 + 0.1 * xr.var(axis=(0, 2), ddof=1))
+        assert_close(x.grad, wr * ref_norm_grad(xr, g, (0, 2), 1e-5))
+    else:
+        r = 1 / np.sqrt(rv0 + 1e-5)[None, :, None]
+        xhat = (xr - rm0[None, :, None]) * r
+        assert_close(x.grad, wr * r * g)
+    assert_close(y, xhat * wr)
+    assert_close(w.grad, (g * xhat).sum(axis=(0, 2)))
