@@ -247,6 +247,8 @@ class Linear(Function):
     def backward(ctx, g):
         x, w, bias, s = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if g._storage.device.type == "cpu" and not STATE.enabled:
+            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b)
         gb = None
         if ctx.act is None:
             gz = g
@@ -265,6 +267,30 @@ class Linear(Function):
         if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
             gb = gb.sum().reshape(ctx.bias_shape)
         return gx, gw, gb, None, None
+
+
+def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
+    """NumPy reference of the backward (the ``cpu`` path): gz = g * act'(.), then gz @ w, gz.T @ x, column sums."""
+    dtype = g.dtype
+    ct = np_ct(dtype)
+    if ctx.act is None:
+        gz = g._np.astype(ct, copy=False)
+    else:
+        with np.errstate(all="ignore"):
+            gz = np.asarray(UNARY[ctx.act].bwd_ref(g._np.astype(ct, copy=False), s._np.astype(ct, copy=False), ctx.a),
+                            dtype=ct)
+
+    def out(a):
+        return wrap(np.ascontiguousarray(a, dtype=dtype.np), dtype, g.device)
+    gx = out(gz @ w._np.astype(ct, copy=False)) if need_x else None
+    gw = out(gz.T @ x._np.astype(ct, copy=False)) if need_w else None
+    gb = None
+    if need_b:
+        gb = gz.sum(0)
+        if gb.shape != ctx.bias_shape:          # a one-element bias broadcast over the columns
+            gb = gb.sum().reshape(ctx.bias_shape)
+        gb = out(gb)
+    return gx, gw, gb, None, None
 
 
 def _act_grad(g, s, act, a, with_bias):

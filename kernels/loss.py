@@ -1152,13 +1152,35 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return _reduce_rows(loss, wt, input.dtype, reduction)
 
 
+class WeightedMean(Function):
+    """'mean' of per-row losses: ``loss.sum() / wt.sum()`` (``wt``: the weights of the counted targets) as one
+    node; on ``cpu`` the NumPy sums, on cuda the reduction kernels."""
+
+    @staticmethod
+    def forward(ctx, loss, wt):
+        ctx._name = "DivBackward0"
+        ctx.shape = loss._shape
+        if loss._storage.device.type == "cpu":
+            with np.errstate(all="ignore"):
+                den = wt._np.sum(dtype=np.float64)
+                out = np.asarray(loss._np.sum(dtype=np.float64) / den, dtype=loss.dtype.np)
+            ctx.den = Tensor._wrap_numpy(np.asarray(den, dtype=loss.dtype.np), loss.device)
+            return wrap(out, loss.dtype, loss.device)
+        ctx.den = wt.sum()
+        return loss.sum() / ctx.den
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g / ctx.den).expand(ctx.shape), None
+
+
 def _reduce_rows(loss, wt, dtype, reduction):
     if reduction == "none":
         out = loss
     elif reduction == "sum":
         out = loss.sum()
     else:
-        out = loss.sum() / wt.sum()
+        out = WeightedMean.apply(loss, wt)
     return out if out.dtype is dtype else out.to(dtype)
 
 
