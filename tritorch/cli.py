@@ -5,6 +5,8 @@
                                                            pre-tune kernels; per kernel: chosen config, speed-up
     tritorch bench [--ops LIST] [--dtype ...] [--sizes ...] [--device ...] [--compare torch] [--out F] [--plot F]
                                                            op-level benchmarks: table + JSON results file
+    tritorch train [--epochs N] [--device ...] [--data DIR] [--out F] [--resume F] [--plot F] ...
+                                                           the main job: train the CNN on the digits (or MNIST)
 
 A bad argument is reported in one line (``tritorch: error: ...``) with exit status 2; a failure while running,
 with exit status 1.
@@ -188,7 +190,7 @@ def build_parser():
     from .benchmark import OPS
     ops = ",".join(OPS)
     p = _Parser(prog="tritorch", description="tritorch: info, kernel tuning and benchmarks")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="{info,tune,bench}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="{info,tune,bench,train}")
     sub.add_parser("info", help="versions, devices, interpreter mode, autotune cache").set_defaults(fn=cmd_info)
 
     t = sub.add_parser("tune", help="pre-tune the kernels of a model or of some ops",
@@ -219,10 +221,16 @@ def build_parser():
     b.add_argument("--plot", default=None, metavar="PNG", help="also draw a chart (needs matplotlib)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(fn=cmd_bench)
+
+    sub.add_parser("train", add_help=False, help="train the CNN on the digits (or MNIST); see tritorch train --help")
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from .train import main as train_main
+        return train_main(argv[1:], prog="tritorch train")
     args = build_parser().parse_args(argv)
     for name in ("warmup", "repeat"):
         v = getattr(args, name, None)
