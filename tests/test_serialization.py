@@ -182,3 +182,13 @@ def test_atomic_write_keeps_old_file(tmp_path, monkeypatch):
     assert to_np(load(path)["w"]).tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(RuntimeError, match="Parent directory .*nowhere does not exist."):
         save({}, tmp_path / "nowhere" / "x.safetensors")
+
+
+def test_saved_file_gets_the_umask_mode(tmp_path):
+    import stat
+    old = os.umask(0o022)
+    try:
+        tritorch.save({"w": tritorch.ones(2)}, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.safetensors").st_mode) == 0o644
