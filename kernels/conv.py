@@ -26,7 +26,8 @@ carries the bottom/right one, so the asymmetric padding of ``padding='same'`` wi
 three are closed under differentiation (the backward of each is made of the other two, see
 ``Conv``/``ConvTranspose``/``ConvWeight``), so gradients of any order work. A 1-D convolution is the 2-D one on an
 (N, C, 1, L) view. The NumPy references (an explicit im2col and einsum per group) sit beside the launches with the
-same arguments; block sizes come from ``conv_config`` alone (the autotuner's hook).
+same arguments; each kernel asks its :class:`~tritorch.autotune.Tunable` (``TUNABLES``) for its block sizes, the
+heuristic ``conv_config`` being the default.
 """
 import functools
 from collections import namedtuple
@@ -35,7 +36,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
@@ -44,7 +45,7 @@ from .elementwise import check_same_device, copy_host, empty, np_ct, wrap
 from . import matmul as _mm
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
-           "launch_conv_wgrad", "conv_config", "CANDIDATES", "Geometry"]
+           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry"]
 
 # ====================================================================================================================
 # The kernels
@@ -275,10 +276,8 @@ CANDIDATES = (
     ConvConfig(64, 64, 32, 1, 4, 4),
     ConvConfig(64, 64, 64, 1, 4, 3),
     ConvConfig(32, 64, 32, 1, 4, 4),
-    ConvConfig(64, 32, 32, 1, 4, 4),
     ConvConfig(32, 32, 32, 1, 2, 4),
     ConvConfig(16, 64, 32, 1, 2, 3),
-    ConvConfig(16, 16, 16, 1, 1, 2),
 )
 
 
@@ -300,6 +299,28 @@ def conv_config(kind, M, N, K, dtype):
         return ConvConfig(16 if M <= 16 else 32 if M <= 32 else 64, bn, bk, 1, 4, 3)
     bm = 128 if M >= 4096 else 64
     return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 128 * 128 else 4, 3)
+
+
+def _key(kind, x, M, N, K, groups, dtype):
+    """Autotune key: dtype, kind, the layout of the gathered operand, bucketed GEMM sizes and whether the
+    convolution is grouped (depthwise layers have N = 1 and a very different best tile)."""
+    return (dtype, kind, autotune.layout(x), autotune.bucket(M), autotune.bucket(N), autotune.bucket(K), groups > 1)
+
+
+def _prune(configs, key):
+    """Tiles no larger than twice the bucketed output dims, or 32 (a 128-row tile on a 16-row GEMM only wastes
+    lanes); float64 keeps tiles of at most 64 x 64 with BLOCK_K <= 32 (shared memory)."""
+    dtype, _, _, M, N = key[:5]
+    ok = [c for c in configs if c.block_m <= max(2 * M, 32) and c.block_n <= max(2 * N, 32)]
+    if dtype is D.float64:
+        ok = [c for c in ok if c.block_m * c.block_n <= 64 * 64 and c.block_k <= 32]
+    return ok
+
+
+TUNABLES = {kind: autotune.Tunable(f"conv_{kind}", CANDIDATES, prune=_prune, kernels=(kernel,),
+                                   default=lambda k: conv_config(k[1], k[3], k[4], k[5], k[0]))
+            for kind, kernel in (("fwd", _conv_fwd_kernel), ("dgrad", _conv_dgrad_kernel),
+                                 ("wgrad", _conv_wgrad_kernel))}
 
 
 def _taps_outer(channels, block_k):
@@ -362,7 +383,8 @@ def launch_conv(x, w, bias, y, geo, config=None):
     x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
     if K == 0:
         return _fill_bias(y, bias)
-    cfg = config or conv_config("fwd", M, OCG, K, dtype)
+    cfg = config or TUNABLES["fwd"].pick(_key("fwd", x, M, OCG, K, G, dtype),
+                                         lambda c: launch_conv(x, w, bias, y, geo, c))     # writes only y
     try:
         _conv_fwd_kernel[(cdiv(M, cfg.block_m), cdiv(OCG, cfg.block_n), G)](
             ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), M, OCG, K, CG, H, W, OH, OW, KH, KW,
@@ -395,7 +417,8 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
     gy, w, bias = interp_bf16_in(gy), interp_bf16_in(w), interp_bf16_in(bias)
     if K == 0:
         return _fill_bias(gx, bias)
-    cfg = config or conv_config("dgrad", M, CG, K, dtype)
+    cfg = config or TUNABLES["dgrad"].pick(_key("dgrad", gy, M, CG, K, G, dtype),
+                                           lambda c: launch_conv_dgrad(gy, w, bias, gx, geo, c))   # writes gx
     try:
         _conv_dgrad_kernel[(cdiv(M, cfg.block_m), cdiv(CG, cfg.block_n), G * sh * sw)](
             ptr(gy), ptr(w), ptr(bias if bias is not None else gx), ptr(gx), N, CG, K, OCG, H, W, OH, OW, KH, KW,
@@ -423,7 +446,9 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None):
     if P == 0:
         return _fill_bias(gw, None)
     dtype = x.dtype
-    cfg = config or conv_config("wgrad", OCG, NK, P, dtype)
+    # a run stores every pixel slice into a fresh workspace and then copies into gw: timing runs are harmless
+    cfg = config or TUNABLES["wgrad"].pick(_key("wgrad", x, OCG, NK, P, G, dtype),
+                                           lambda c: launch_conv_wgrad(x, gy, gw, geo, c))
     tiles = cdiv(OCG, cfg.block_m) * cdiv(NK, cfg.block_n)
     split = _wgrad_split(tiles, G, P, cfg.block_k)
     acc_dtype = D.float64 if dtype is D.float64 else D.float32

@@ -12,7 +12,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET, CPU
 from tritorch._tensor import Tensor, register, FUNCTIONS
 from tritorch.autograd.function import Function
@@ -129,22 +129,57 @@ def _layout(out, inputs):
     return False, sizes[1:], [s for st in sts for s in st]
 
 
-def launch_unary(fn, x, out, ct, a=0.0, b=0.0):
+def _ew_cfg(block, num_warps=4):
+    return autotune.Config(num_warps=num_warps, num_stages=3, BLOCK=block)
+
+
+def _ew_default(key):
+    """The former fixed choice: ``block_for`` (1024 on a GPU, small blocks in the interpreter), 4 warps."""
+    return _ew_cfg(block_for(key[2]))
+
+
+def _ew_prune(configs, key):
+    """Blocks beyond the (bucketed) element count only add masked lanes: one such candidate is enough."""
+    n = key[2]
+    big = [c for c in configs if c.BLOCK >= n]
+    return [c for c in configs if c.BLOCK < n] + big[:1]
+
+
+# H100 candidates: a memory-bound 1-D pass; they trade programs (and tail waves) against bytes in flight per program.
+EW_CANDIDATES = (_ew_cfg(512), _ew_cfg(1024), _ew_cfg(1024, 8), _ew_cfg(2048, 8), _ew_cfg(4096, 8),
+                 _ew_cfg(4096, 16), _ew_cfg(8192, 16))
+
+
+UNARY_TUNABLE, BINARY_TUNABLE, WHERE_TUNABLE = (
+    autotune.Tunable(f"elementwise_{name}", EW_CANDIDATES, default=_ew_default, prune=_ew_prune, kernels=(kernel,))
+    for name, kernel in (("unary", _unary_kernel), ("binary", _binary_kernel), ("where", _where_kernel)))
+
+
+def _ew_pick(tunable, out, contig, n, ins, run):
+    """The config of a 1-D elementwise launch; key (dtype, contiguous or not, bucket(n)). An in-place launch (out
+    shares storage with an input) is never timed: each run would apply the op again."""
+    in_place = any(isinstance(t, Tensor) and t._storage is out._storage for t in ins)
+    return tunable.pick((out.dtype, "c" if contig else "s", autotune.bucket(n)), None if in_place else run)
+
+
+def launch_unary(fn, x, out, ct, a=0.0, b=0.0, config=None):
     n = out.numel()
     if n == 0:
         return out
     if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_unary(fn, x, empty(out._shape, D.float32, out.device), ct, a, b))
+        return copy_host(out, launch_unary(fn, x, empty(out._shape, D.float32, out.device), ct, a, b, config))
     x = interp_bf16_in(x)
     contig, sizes, strides = _layout(out, (x,))
-    block = block_for(n)
+    cfg = config or _ew_pick(UNARY_TUNABLE, out, contig, n, (x,), lambda c: launch_unary(fn, x, out, ct, a, b, c))
+    block = cfg.BLOCK
     ab_ptr = ct == tl.float64 and any(isinstance(v, float) and float(np.float32(v)) != v for v in (a, b))
     if ab_ptr:
         ab = Tensor._wrap_numpy(np.array([a, b], dtype=np.float64), out.device)
         a, b = ptr(ab), _elem_ptr(ab, 1)
     _unary_kernel[(triton.cdiv(n, block),)](
         ptr(x), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, AB_PTR=ab_ptr, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
+        FN=fn, CT=ct, AB_PTR=ab_ptr, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
 
@@ -155,22 +190,25 @@ def _elem_ptr(t, i):
     return p
 
 
-def launch_binary(fn, x, y, out, ct, a=0.0, b=0.0):
+def launch_binary(fn, x, y, out, ct, a=0.0, b=0.0, config=None):
     n = out.numel()
     if n == 0:
         return out
     if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a, b))
+        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a, b, config))
     x = interp_bf16_in(x)
     y = interp_bf16_in(y) if isinstance(y, Tensor) else y
     scalar = not isinstance(y, Tensor)
     contig, sizes, strides = _layout(out, (x,) if scalar else (x, y))
     if scalar:
         strides = strides[:6] + [0] * 6 + strides[6:]
-    block = block_for(n)
+    cfg = config or _ew_pick(BINARY_TUNABLE, out, contig, n, (x, y),
+                             lambda c: launch_binary(fn, x, y, out, ct, a, b, c))
+    block = cfg.BLOCK
     _binary_kernel[(triton.cdiv(n, block),)](
         ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block)
+        FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
 
@@ -1766,11 +1804,13 @@ class Where(Function):
             if isinstance(v, Tensor):
                 return ptr(v)
             return float(v) if out_dtype.is_floating_point else int(v)
-        block = block_for(n)
-        _where_kernel[(triton.cdiv(n, block),)](
-            arg(cond), arg(x), arg(y), ptr(out), n, *sizes[1:], *[s for st in sts for s in st],
-            X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor), CONTIG=contig,
-            I64=is_int64_index(n, *ins), BLOCK=block)
+
+        def run(cfg):                                   # writes only the fresh ``out``: timing runs are harmless
+            _where_kernel[(triton.cdiv(n, cfg.BLOCK),)](
+                arg(cond), arg(x), arg(y), ptr(out), n, *sizes[1:], *[s for st in sts for s in st],
+                X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor), CONTIG=contig,
+                I64=is_int64_index(n, *ins), BLOCK=cfg.BLOCK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        run(_ew_pick(WHERE_TUNABLE, out, contig, n, (), run))
         return out
 
     @staticmethod

@@ -27,7 +27,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
@@ -227,33 +227,64 @@ def _reduce_mid_kernel(x_ptr, s_ptr, out_ptr, idx_ptr, R, B, NB, sxa, sxr, sxb, 
 # Planning and launching
 # ====================================================================================================================
 
-_FORCED = {"row": None, "mid": None}
+# A candidate caps the block along the contiguous axis (MAX_N for rows, MAX_B for columns) and packs the other axis
+# until the tile holds TILE elements; the default (1024 / 128, 4096, 4 warps) is the former fixed choice.
+
+def _row_cfg(max_n, tile, num_warps=4):
+    return autotune.Config(num_warps=num_warps, num_stages=3, MAX_N=max_n, TILE=tile)
+
+
+def _mid_cfg(max_b, tile, num_warps=4):
+    return autotune.Config(num_warps=num_warps, num_stages=3, MAX_B=max_b, TILE=tile)
+
+
+def _row_blocks(cfg, m, n):
+    block_n = builtins.min(next_pow2(n), cfg.MAX_N)
+    return builtins.max(1, builtins.min(next_pow2(m), cfg.TILE // block_n)), block_n
+
+
+def _mid_blocks(cfg, r, b):
+    block_b = builtins.min(next_pow2(b), cfg.MAX_B)
+    return builtins.max(1, builtins.min(next_pow2(r), cfg.TILE // block_b)), block_b
+
+
+def _dedupe(blocks):
+    """Prune rule: candidates that resolve to the same blocks and warps for the key's sizes are timed once."""
+    def prune(configs, key):
+        seen, out = set(), []
+        for c in configs:
+            k = (blocks(c, *key[-3:-1]), c.num_warps)
+            if k not in seen:
+                seen.add(k)
+                out.append(c)
+        return out
+    return prune
+
+
+# H100 candidates: reductions are memory bound; they differ in bytes in flight per program and warps per row.
+ROW_CANDIDATES = (_row_cfg(1024, 4096), _row_cfg(256, 2048), _row_cfg(512, 1024, 2), _row_cfg(2048, 4096, 8),
+                  _row_cfg(4096, 8192, 8), _row_cfg(8192, 8192, 16), _row_cfg(1024, 16384, 16))
+MID_CANDIDATES = (_mid_cfg(128, 4096), _mid_cfg(64, 2048), _mid_cfg(32, 1024, 2), _mid_cfg(256, 4096, 8),
+                  _mid_cfg(128, 8192, 8), _mid_cfg(512, 8192, 16))
+
+# keys: (input dtype, accumulation dtype, [bucketed A,] bucketed sizes (rows M, N) / (R, B), contiguous axis or not)
+ROW_TUNABLE = autotune.Tunable("reduce_rows", ROW_CANDIDATES, default=lambda k: ROW_CANDIDATES[0],
+                               prune=_dedupe(_row_blocks), kernels=(_reduce_rows_kernel,))
+MID_TUNABLE = autotune.Tunable("reduce_mid", MID_CANDIDATES, default=lambda k: MID_CANDIDATES[0],
+                               prune=_dedupe(_mid_blocks), kernels=(_reduce_mid_kernel,))
 
 
 @contextlib.contextmanager
 def force_blocks(row=None, mid=None):
-    """Force the block sizes: ``row=(BLOCK_M, BLOCK_N)``, ``mid=(BLOCK_R, BLOCK_B)`` (powers of 2). Tests use small
-    blocks to run the multi-chunk loops and the partial edge blocks on small inputs."""
-    prev = dict(_FORCED)
-    _FORCED.update(row=row, mid=mid)
-    try:
+    """Force the block sizes: ``row=(BLOCK_M, BLOCK_N)``, ``mid=(BLOCK_R, BLOCK_B)`` (powers of 2; an axis shorter
+    than its block gets a smaller one). Tests use small blocks to run the multi-chunk loops and the partial edge
+    blocks on small inputs. A thin wrapper over :func:`tritorch.autotune.force`."""
+    with contextlib.ExitStack() as stack:
+        if row is not None:
+            stack.enter_context(autotune.force("reduce_rows", _row_cfg(row[1], row[0] * row[1])))
+        if mid is not None:
+            stack.enter_context(autotune.force("reduce_mid", _mid_cfg(mid[1], mid[0] * mid[1])))
         yield
-    finally:
-        _FORCED.update(prev)
-
-
-def row_blocks(m, n):
-    if _FORCED["row"] is not None:
-        return _FORCED["row"]
-    block_n = builtins.min(next_pow2(n), 1024)
-    return builtins.max(1, builtins.min(next_pow2(m), 4096 // block_n)), block_n
-
-
-def mid_blocks(r, b):
-    if _FORCED["mid"] is not None:
-        return _FORCED["mid"]
-    block_b = builtins.min(next_pow2(b), 128)
-    return builtins.max(1, builtins.min(next_pow2(r), 4096 // block_b)), block_b
 
 
 def _plan(x, dims, ordered):
@@ -328,15 +359,24 @@ def _reduce_triton(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, d
     meta = dict(OP=op, PRE=pre, POST=post, CT=TL[ct])
     if plan[0] == "row":
         _, m, n, sxm, sxn, som = plan
-        bm, bn = row_blocks(m, n)
-        _reduce_rows_kernel[(cdiv(m, bm),)](ptr(x), s, ptr(out), i, m, n, sxm, sxn, som, *args, **meta,
-                                            BLOCK_M=bm, BLOCK_N=bn)
+
+        def run(cfg):
+            bm, bn = _row_blocks(cfg, m, n)
+            _reduce_rows_kernel[(cdiv(m, bm),)](ptr(x), s, ptr(out), i, m, n, sxm, sxn, som, *args, **meta,
+                                                BLOCK_M=bm, BLOCK_N=bn, num_warps=cfg.num_warps,
+                                                num_stages=cfg.num_stages)
+        key = (x.dtype, ct, autotune.bucket(m), autotune.bucket(n), "c" if sxn == 1 else "s")
+        run(ROW_TUNABLE.pick(key, run))                      # writes only out (and idx): timing runs are harmless
     else:
         _, a, r, b, sxa, sxr, sxb, soa, sob = plan
-        br, bb = mid_blocks(r, b)
-        nb = cdiv(b, bb)
-        _reduce_mid_kernel[(a * nb,)](ptr(x), s, ptr(out), i, r, b, nb, sxa, sxr, sxb, soa, sob, *args, **meta,
-                                      BLOCK_R=br, BLOCK_B=bb)
+
+        def run(cfg):
+            br, bb = _mid_blocks(cfg, r, b)
+            nb = cdiv(b, bb)
+            _reduce_mid_kernel[(a * nb,)](ptr(x), s, ptr(out), i, r, b, nb, sxa, sxr, sxb, soa, sob, *args, **meta,
+                                          BLOCK_R=br, BLOCK_B=bb, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        key = (x.dtype, ct, autotune.bucket(a), autotune.bucket(r), autotune.bucket(b), "c" if sxb == 1 else "s")
+        run(MID_TUNABLE.pick(key, run))
     return _bf16_out(out, out_dtype), idx
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
@@ -141,19 +141,68 @@ def _softmax_bwd_kernel(y_ptr, g_ptr, dx_ptr, R, N, INNER, yso, ysi, ysn, gso, g
 # Launch
 # ====================================================================================================================
 
+# (max_single, chunk, tile): the longest row held in registers, the streaming chunk, the elements of a program's tile
+_LIMITS = (64, 32, 512) if INTERPRET else (16384, 4096, 4096)
+
+
 def softmax_config(R, N):
-    """(SINGLE, BLOCK_R, BLOCK_N, num_warps) of a launch over R rows of N elements.
+    """(SINGLE, BLOCK_R, BLOCK_N, num_warps) of a launch over R rows of N elements: the heuristic default.
 
     A row up to ``max_single`` elements is held in registers and read once; longer rows stream in chunks. Short
     rows are packed BLOCK_R to a program. The interpreter uses small blocks so that tests cover both paths.
     """
-    max_single, chunk, tile = (64, 32, 512) if INTERPRET else (16384, 4096, 4096)
+    max_single, chunk, tile = _LIMITS
     single = next_pow2(N) <= max_single
     block_n = next_pow2(N) if single else chunk
     block_r = max(1, min(next_pow2(R), tile // block_n))
     work = block_r * block_n
     num_warps = 4 if work <= 2048 else 8 if work <= 8192 else 16
     return single, block_r, block_n, num_warps
+
+
+def _blocks(cfg, R, N):
+    """(BLOCK_R, BLOCK_N) of a candidate for R rows of N: a single-pass block holds the whole row, a streaming one
+    walks it CHUNK at a time; rows are packed until the tile holds TILE elements."""
+    block_n = next_pow2(N) if cfg.SINGLE else min(cfg.CHUNK, next_pow2(N))
+    return max(1, min(next_pow2(R), cfg.TILE // block_n)), block_n
+
+
+def _cfg(single, tile, chunk, num_warps):
+    return autotune.Config(num_warps=num_warps, num_stages=3, SINGLE=single, TILE=tile, CHUNK=0 if single else chunk)
+
+
+def _default(key):
+    single, _, _, num_warps = softmax_config(key[2], key[3])
+    return _cfg(single, _LIMITS[2], _LIMITS[1], num_warps)
+
+
+def _prune(configs, key):
+    """Single-pass candidates only where the row fits the block (at most 64 elements a thread, beyond which
+    registers spill); streaming ones only for rows longer than one chunk (a row of one chunk would be read twice
+    for nothing)."""
+    n = key[3]
+    return [c for c in configs if (n <= 64 * 32 * c.num_warps if c.SINGLE else n > c.CHUNK)]
+
+
+# H100 candidates: short rows packed into 1K-8K element tiles; long rows in one pass up to 16K, streamed beyond.
+CANDIDATES = (
+    _cfg(True, 1024, 0, 4),
+    _cfg(True, 4096, 0, 4),
+    _cfg(True, 4096, 0, 8),
+    _cfg(True, 8192, 0, 16),
+    _cfg(False, 4096, 2048, 8),
+    _cfg(False, 4096, 4096, 8),
+    _cfg(False, 8192, 8192, 16),
+)
+
+
+def _key(out, log, R, N, sdim):
+    """Autotune key: dtype, log or not, bucketed row count and length, unit stride along the row or not."""
+    return (out.dtype, bool(log), autotune.bucket(R), autotune.bucket(N), "c" if sdim == 1 else "s")
+
+
+TUNABLES = {kernel: autotune.Tunable(name, CANDIDATES, default=_default, prune=_prune, kernels=(kernel,))
+            for name, kernel in (("softmax_fwd", _softmax_kernel), ("softmax_bwd", _softmax_bwd_kernel))}
 
 
 def _rows(shape, dim, *tensors):
@@ -182,23 +231,26 @@ def _as_rows(dim, *tensors):
     return tensors, lay
 
 
-def _launch(kernel, ins, out, dim, log):
-    """Run the forward (ins = (x,)) or backward (ins = (y, g)) row kernel into ``out``."""
+def _launch(kernel, ins, out, dim, log, config=None):
+    """Run the forward (ins = (x,)) or backward (ins = (y, g)) row kernel into ``out``, with ``config`` or the one
+    the autotuner picks (``softmax_fwd`` / ``softmax_bwd``)."""
     if out.numel() == 0:
         return out
     if INTERPRET and out.dtype is D.bfloat16:
-        return copy_host(out, _launch(kernel, ins, empty(out._shape, D.float32, out.device), dim, log))
+        return copy_host(out, _launch(kernel, ins, empty(out._shape, D.float32, out.device), dim, log, config))
     ins = tuple(interp_bf16_in(t) for t in ins)
     res = out
     if out.ndim == 0:
         ins = tuple(t._view((1,), (1,)) for t in ins)
         out, dim = out._view((1,), (1,)), 0
     tensors, (R, N, inner, strides) = _as_rows(dim, *ins, out)
-    single, block_r, block_n, num_warps = softmax_config(R, N)
+    cfg = config or TUNABLES[kernel].pick(_key(out, log, R, N, strides[0][2]),
+                                          lambda c: _launch(kernel, ins, out, dim, log, c))     # writes only out
+    block_r, block_n = _blocks(cfg, R, N)
     kernel[(cdiv(R, block_r),)](
         *[ptr(t) for t in tensors], R, N, inner, *[s for st in strides for s in st],
-        LOG=log, SINGLE=single, CT=ACC[out.dtype], I64=is_int64_index(out.numel(), *tensors),
-        BLOCK_R=block_r, BLOCK_N=block_n, num_warps=num_warps)
+        LOG=log, SINGLE=cfg.SINGLE, CT=ACC[out.dtype], I64=is_int64_index(out.numel(), *tensors),
+        BLOCK_R=block_r, BLOCK_N=block_n, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return res
 
 

@@ -45,8 +45,110 @@ def _linear_example(cfg):
     return _forced("linear", cfg, lambda: linear(x, w, bias, activation="gelu")), expected, 19
 
 
+def _conv_case(kind, cfg, x_shape, w_shape, layout, stride, padding, dilation, groups):
+    """conv2d with kernel ``conv_<kind>`` forced, full-fp32 products (no TF32): the output ("fwd"), the input
+    gradient ("dgrad") or the weight gradient ("wgrad") against test_conv's float64 reference."""
+    from test_conv import ref_conv2d
+    from tritorch.kernels import conv as KC
+    x, rx = make(x_shape, F, "cuda", layout, seed=11, requires_grad=kind == "dgrad")
+    w, rw = make(w_shape, F, "cuda", seed=12, requires_grad=kind == "wgrad")
+    b, rb = make((w_shape[0],), F, "cuda", seed=13)
+    geo = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    prev, KC.ALLOW_TF32[0] = KC.ALLOW_TF32[0], False
+    try:
+        def run():
+            y = tritorch.conv2d(x, w, b, **geo)
+            if kind == "fwd":
+                return y
+            g = tritorch.tensor(np.asarray(rg), dtype=F, device="cuda")
+            y.backward(g)
+            return x.grad if kind == "dgrad" else w.grad
+        ry = ref_conv2d(rx, rw, rb, **geo)
+        rg = np.random.default_rng(14).uniform(-1, 1, ry.shape)
+        out = _forced(f"conv_{kind}", cfg, run)
+    finally:
+        KC.ALLOW_TF32[0] = prev
+    _, rgx, rgw, _ = ref_conv2d(rx, rw, rb, **geo, g=rg)
+    expected, k = {"fwd": (ry, w_shape[1] * w_shape[2] * w_shape[3]),
+                   "dgrad": (rgx, w_shape[0] // groups * w_shape[2] * w_shape[3]),
+                   "wgrad": (rgw, ry.shape[0] * ry.shape[2] * ry.shape[3])}[kind]
+    return out, expected, k
+
+
+def _conv_fwd_example(cfg):
+    """x (2, 3, 7, 6) strided, w (5, 3, 3, 2), stride (2, 1), padding 1: M = 56, N = 5, K = 18 (flattened taps)."""
+    return _conv_case("fwd", cfg, (2, 3, 7, 6), (5, 3, 3, 2), "strided", (2, 1), 1, 1, 1)
+
+
+def _conv_dgrad_example(cfg):
+    """The input gradient of a grouped (2), stride-2 convolution: every stride phase, partial tiles."""
+    return _conv_case("dgrad", cfg, (1, 4, 5, 5), (6, 2, 3, 3), "contiguous", (2, 1), 1, 1, 2)
+
+
+def _conv_wgrad_example(cfg):
+    """The weight gradient of a dilated (2) convolution over 2 x 5 x 5 pixels (partial tiles in M, N and K)."""
+    return _conv_case("wgrad", cfg, (2, 3, 7, 7), (5, 3, 2, 2), "contiguous", 1, 0, 2, 1)
+
+
+def _softmax_fwd_example(cfg):
+    """softmax over rows of 37 of a strided (5, 37) tensor: a partial block, several rows a program."""
+    x, rx = make((5, 37), F, "cuda", "strided", seed=21)
+    e = np.exp(rx - rx.max(1, keepdims=True))
+    return _forced("softmax_fwd", cfg, lambda: tritorch.softmax(x, 1)), e / e.sum(1, keepdims=True), 37
+
+
+def _softmax_bwd_example(cfg):
+    """The log_softmax backward along dim 0 of a (23, 6) tensor: rows 6 apart in memory."""
+    x, rx = make((23, 6), F, "cuda", seed=22, requires_grad=True)
+    g, rg = make((23, 6), F, "cuda", seed=23)
+    z = rx - rx.max(0, keepdims=True)
+    y = z - np.log(np.exp(z).sum(0, keepdims=True))
+
+    def run():
+        tritorch.log_softmax(x, 0).backward(g)
+        return x.grad
+    return _forced("softmax_bwd", cfg, run), rg - np.exp(y) * rg.sum(0, keepdims=True), 23
+
+
+def _reduce_rows_example(cfg):
+    """var over rows of 37 strided elements of a (7, 37) tensor (the mean pass, then the centered squares)."""
+    x, rx = make((7, 37), F, "cuda", "strided", seed=31)
+    return _forced("reduce_rows", cfg, lambda: x.var(1)), rx.var(1, ddof=1), 37
+
+
+def _reduce_mid_example(cfg):
+    """sum over the middle dim of a (3, 13, 5) tensor: columns 5 apart, several chunks of R for small tiles."""
+    x, rx = make((3, 13, 5), F, "cuda", seed=32)
+    return _forced("reduce_mid", cfg, lambda: x.sum(1)), rx.sum(1), 13
+
+
+def _elementwise_unary_example(cfg):
+    """exp of a transposed (9, 13) tensor: the strided path, a partial last block."""
+    x, rx = make((9, 13), F, "cuda", "transposed", seed=41)
+    return _forced("elementwise_unary", cfg, lambda: tritorch.exp(x)), np.exp(rx), 1
+
+
+def _elementwise_binary_example(cfg):
+    """x.mul_(y) in place on a contiguous (7, 11) tensor, y broadcast from (11,): the in-place path (never timed)."""
+    x, rx = make((7, 11), F, "cuda", seed=42)
+    y, ry = make((11,), F, "cuda", seed=43)
+    return _forced("elementwise_binary", cfg, lambda: x.mul_(y)), rx * ry, 1
+
+
+def _elementwise_where_example(cfg):
+    """where(x > 0, x, y) over 53 contiguous elements."""
+    x, rx = make((53,), F, "cuda", seed=44)
+    y, ry = make((53,), F, "cuda", seed=45)
+    return _forced("elementwise_where", cfg, lambda: tritorch.where(x > 0, x, y)), np.where(rx > 0, rx, ry), 1
+
+
 # kernel name -> fn(config) -> (tritorch result, float64 NumPy reference, reduction length for the tolerance)
-EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example}
+EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "conv_fwd": _conv_fwd_example,
+            "conv_dgrad": _conv_dgrad_example, "conv_wgrad": _conv_wgrad_example,
+            "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
+            "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,
+            "elementwise_unary": _elementwise_unary_example, "elementwise_binary": _elementwise_binary_example,
+            "elementwise_where": _elementwise_where_example}
 
 
 def _kernels():

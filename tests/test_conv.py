@@ -253,12 +253,13 @@ def test_conv2d_stride_beyond_kernel(monkeypatch, taps_outer):
 
 
 @pytest.mark.parametrize("cfg", [KC.ConvConfig(64, 32, 32, 1, 4, 3), KC.ConvConfig(32, 64, 64, 1, 4, 3)])
-def test_conv2d_gpu_tiles(monkeypatch, cfg):
+def test_conv2d_gpu_tiles(cfg):
     """GPU-sized tiles (32 channels: the tap-by-tap loop is chosen on its own) on a stride-2 layer."""
-    monkeypatch.setattr(KC, "conv_config", lambda *a: cfg)
+    from tritorch import autotune
     ts, (rx, rw, rb) = _inputs("cuda", (1, 32, 5, 4), (32, 32, 3, 3), True)
-    y = conv2d(*ts, stride=2, padding=1)
-    _check_grads(y, ts, lambda rg: ref_conv2d(rx, rw, rb, 2, 1, g=rg), F32, 32 * 9)
+    with autotune.force("conv_fwd", cfg), autotune.force("conv_dgrad", cfg), autotune.force("conv_wgrad", cfg):
+        y = conv2d(*ts, stride=2, padding=1)
+        _check_grads(y, ts, lambda rg: ref_conv2d(rx, rw, rb, 2, 1, g=rg), F32, 32 * 9)
 
 
 def test_conv2d_int64_offsets(monkeypatch):
