@@ -7,6 +7,9 @@ if os.environ.get("TRITORCH_TEST_GPU", "0") == "1":
 else:
     os.environ.setdefault("TRITORCH_INTERPRET", "1")
 os.environ.setdefault("TRITORCH_POISON", "1")
+# the cpu tests multiply small matrices: BLAS threads spinning on 2 shared cores cost more than they gain
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402

@@ -15,4 +15,6 @@ from .normalization import (BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, Inst
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .upsampling import Upsample, UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle  # noqa: F401
 from .padding import ConstantPad1d, ConstantPad2d, ConstantPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d  # noqa: F401
+from .transformer import (MultiheadAttention, TransformerEncoderLayer, TransformerEncoder,  # noqa: F401
+                          TransformerDecoderLayer, TransformerDecoder)
 from . import functional, init, utils  # noqa: F401

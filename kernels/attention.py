@@ -1,0 +1,510 @@
+"""``scaled_dot_product_attention``: fused flash attention, forward and backward, with its NumPy reference.
+
+Shapes follow PyTorch: query (..., L, E), key (..., S, E), value (..., S, Ev), batch dims broadcast; the result is
+(..., L, Ev). ``attn = softmax(q @ k^T * scale + bias) @ v`` with ``scale = 1/sqrt(E)`` by default, where a boolean
+``attn_mask`` lets a query see a key where it is True, a float one is added, and ``is_causal`` lets query i see keys
+j <= i (the lower triangle aligned to the top-left, as PyTorch's ``tril(ones(L, S))``). A query that sees no key gets
+zeros (PyTorch's safe softmax), not NaN.
+
+The batch dims are folded into two, (Z, H), and every tensor is read through its strides. The forward kernel takes
+BLOCK_M queries per program and streams the keys in blocks of BLOCK_N, keeping a running row max m, the running sum
+l of exp(s - m) and the float32 (float64) accumulator of p @ v, rescaled whenever m grows (online softmax): the L x S
+score matrix never reaches memory. It saves the row log-sum-exp ``lse = m + log(l)``, from which backward
+recomputes p = exp(s - lse) block by block: a preprocessing kernel computes delta = rowsum(dO * O), one kernel walks
+the queries for a block of keys (dK, dV), another walks the keys for a block of queries (dQ), so no gradient is
+accumulated with atomics.
+
+Dropout is in the kernels: p_ij is kept (and scaled by 1/(1-p)) when Philox ``rand(seed, offset + (zh*L + i)*S + j)
+>= dropout_p``, the counter scheme of ``kernels/dropout.py``; backward regenerates the same mask. The NumPy reference
+draws the same stream (``dropout_mask_np``), so every device drops the same weights for the same seed.
+"""
+import math
+
+import numpy as np
+import triton
+import triton.language as tl
+
+from tritorch import _dtype as D
+from tritorch._device import INTERPRET
+from tritorch._tensor import Tensor
+from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE
+from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
+from .elementwise import empty, wrap, np_ct, check_same_device, sum_to
+from .dropout import dropout_mask_np
+from .matmul import _dot_precision
+from .random import _generator
+
+__all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"]
+
+# ====================================================================================================================
+# The kernels
+# ====================================================================================================================
+
+
+@triton.jit
+def _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn,
+            MASK: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, CT: tl.constexpr):
+    """The (BLOCK_M, BLOCK_N) block of scores q @ k^T * scale + bias, -inf where a key is hidden or past S."""
+    s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=CT) * scale
+    valid = (rows[:, None] < L) & (cols[None, :] < S)
+    offs = m_ptr + z * smz + h * smh + rows[:, None] * smm + cols[None, :] * smn
+    if MASK == 1:
+        valid = valid & (tl.load(offs, mask=valid, other=0) != 0)
+    if MASK == 2:
+        s += tl.load(offs, mask=valid, other=0.0).to(CT)
+    if CAUSAL:
+        valid = valid & (cols[None, :] <= rows[:, None])
+    return tl.where(valid, s, -float("inf"))
+
+
+@triton.jit
+def _keep(seed, offset, zh, rows, cols, L, S, p_drop):
+    """The dropout keep-mask of a block: rand(seed, offset + (zh*L + i)*S + j) >= p."""
+    idx = (zh * L + rows[:, None].to(tl.int64)) * S + cols[None, :]
+    return tl.rand(seed, offset.to(tl.int64) + idx) >= p_drop
+
+
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV, scale, seed, offset, p_drop,
+                     sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                     soz, soh, som, sok,
+                     MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+                     CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_DV: tl.constexpr):
+    """O and lse of BLOCK_M queries of one (z, h): an online softmax over the key blocks."""
+    start_m = tl.program_id(0) * BLOCK_M
+    zh = tl.program_id(1).to(tl.int64)
+    z, h = zh // H, zh % H
+    rows = start_m + tl.arange(0, BLOCK_M)
+    d = tl.arange(0, BLOCK_D)
+    dv = tl.arange(0, BLOCK_DV)
+    q = tl.load(q_ptr + z * sqz + h * sqh + rows[:, None] * sqm + d[None, :] * sqk,
+                mask=(rows[:, None] < L) & (d[None, :] < E), other=0.0)
+    m_i = tl.full([BLOCK_M], -float("inf"), CT)
+    l_i = tl.zeros([BLOCK_M], CT)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], CT)
+    inv_keep = 1.0 / (1.0 - p_drop)
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, start_m + BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + tl.arange(0, BLOCK_N)
+        k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
+                    mask=(cols[:, None] < S) & (d[None, :] < E), other=0.0)
+        s = _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn, MASK, CAUSAL, PREC, CT)
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == -float("inf"), 0.0, m_new)   # rows that saw no key yet: p = 0, not NaN
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        if DROPOUT:
+            p = tl.where(_keep(seed, offset, zh, rows, cols, L, S, p_drop), p * inv_keep, 0.0)
+        v = tl.load(v_ptr + z * svz + h * svh + cols[:, None] * svn + dv[None, :] * svk,
+                    mask=(cols[:, None] < S) & (dv[None, :] < EV), other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC, out_dtype=CT)
+        m_i = m_new
+    seen = l_i > 0
+    out = acc / tl.where(seen, l_i, 1.0)[:, None]
+    lse = tl.where(seen, m_i + tl.log(tl.where(seen, l_i, 1.0)), float("inf"))   # +inf: backward's p = 0
+    tl.store(o_ptr + z * soz + h * soh + rows[:, None] * som + dv[None, :] * sok, out.to(o_ptr.dtype.element_ty),
+             mask=(rows[:, None] < L) & (dv[None, :] < EV))
+    tl.store(lse_ptr + zh * L + rows, lse.to(lse_ptr.dtype.element_ty), mask=rows < L)
+
+
+@triton.jit
+def _attn_bwd_delta_kernel(o_ptr, do_ptr, delta_ptr, H, L, EV, soz, soh, som, sok, sdz, sdh, sdm, sdk,
+                           CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """delta[zh, i] = sum_e dO[i, e] * O[i, e]: the rowsum(dP * P) term of the softmax backward."""
+    zh = tl.program_id(1).to(tl.int64)
+    z, h = zh // H, zh % H
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    dv = tl.arange(0, BLOCK_DV)
+    mask = (rows[:, None] < L) & (dv[None, :] < EV)
+    o = tl.load(o_ptr + z * soz + h * soh + rows[:, None] * som + dv[None, :] * sok, mask=mask, other=0.0)
+    do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dv[None, :] * sdk, mask=mask, other=0.0)
+    tl.store(delta_ptr + zh * L + rows, tl.sum(o.to(CT) * do.to(CT), axis=1), mask=rows < L)
+
+
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+                          H, L, S, E, EV, scale, seed, offset, p_drop,
+                          sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                          sdz, sdh, sdm, sdk,
+                          MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+                          CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                          BLOCK_DV: tl.constexpr):
+    """dK and dV of BLOCK_N keys of one (z, h), walking the query blocks that can see them (dK, dV contiguous)."""
+    start_n = tl.program_id(0) * BLOCK_N
+    zh = tl.program_id(1).to(tl.int64)
+    z, h = zh // H, zh % H
+    cols = start_n + tl.arange(0, BLOCK_N)
+    d = tl.arange(0, BLOCK_D)
+    dvr = tl.arange(0, BLOCK_DV)
+    k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
+                mask=(cols[:, None] < S) & (d[None, :] < E), other=0.0)
+    v = tl.load(v_ptr + z * svz + h * svh + cols[:, None] * svn + dvr[None, :] * svk,
+                mask=(cols[:, None] < S) & (dvr[None, :] < EV), other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], CT)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], CT)
+    inv_keep = 1.0 / (1.0 - p_drop)
+    lo = 0
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+    for start_m in range(lo, L, BLOCK_M):
+        rows = start_m + tl.arange(0, BLOCK_M)
+        q = tl.load(q_ptr + z * sqz + h * sqh + rows[:, None] * sqm + d[None, :] * sqk,
+                    mask=(rows[:, None] < L) & (d[None, :] < E), other=0.0)
+        do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dvr[None, :] * sdk,
+                     mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
+        lse = tl.load(lse_ptr + zh * L + rows, mask=rows < L, other=float("inf")).to(CT)
+        delta = tl.load(delta_ptr + zh * L + rows, mask=rows < L, other=0.0).to(CT)
+        s = _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn, MASK, CAUSAL, PREC, CT)
+        p = tl.exp(s - lse[:, None])
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=CT)
+        if DROPOUT:
+            keep = _keep(seed, offset, zh, rows, cols, L, S, p_drop)
+            dv += tl.dot(tl.trans(tl.where(keep, p * inv_keep, 0.0).to(do.dtype)), do, input_precision=PREC,
+                         out_dtype=CT)
+            dp = tl.where(keep, dp * inv_keep, 0.0)
+        else:
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC, out_dtype=CT)
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC, out_dtype=CT)
+    tl.store(dk_ptr + (zh * S + cols[:, None]) * E + d[None, :], (dk * scale).to(dk_ptr.dtype.element_ty),
+             mask=(cols[:, None] < S) & (d[None, :] < E))
+    tl.store(dv_ptr + (zh * S + cols[:, None]) * EV + dvr[None, :], dv.to(dv_ptr.dtype.element_ty),
+             mask=(cols[:, None] < S) & (dvr[None, :] < EV))
+
+
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dm_ptr,
+                        H, L, S, E, EV, scale, seed, offset, p_drop,
+                        sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                        sdz, sdh, sdm, sdk,
+                        MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+                        CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                        BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr):
+    """dQ of BLOCK_M queries of one (z, h), walking the key blocks they can see (dQ contiguous); with MASK_GRAD
+    also the score gradient dS, which is the gradient of an additive float mask (contiguous (Z, H, L, S))."""
+    start_m = tl.program_id(0) * BLOCK_M
+    zh = tl.program_id(1).to(tl.int64)
+    z, h = zh // H, zh % H
+    rows = start_m + tl.arange(0, BLOCK_M)
+    d = tl.arange(0, BLOCK_D)
+    dvr = tl.arange(0, BLOCK_DV)
+    q = tl.load(q_ptr + z * sqz + h * sqh + rows[:, None] * sqm + d[None, :] * sqk,
+                mask=(rows[:, None] < L) & (d[None, :] < E), other=0.0)
+    do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dvr[None, :] * sdk,
+                 mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
+    lse = tl.load(lse_ptr + zh * L + rows, mask=rows < L, other=float("inf")).to(CT)
+    delta = tl.load(delta_ptr + zh * L + rows, mask=rows < L, other=0.0).to(CT)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], CT)
+    inv_keep = 1.0 / (1.0 - p_drop)
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, start_m + BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + tl.arange(0, BLOCK_N)
+        k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
+                    mask=(cols[:, None] < S) & (d[None, :] < E), other=0.0)
+        v = tl.load(v_ptr + z * svz + h * svh + cols[:, None] * svn + dvr[None, :] * svk,
+                    mask=(cols[:, None] < S) & (dvr[None, :] < EV), other=0.0)
+        s = _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn, MASK, CAUSAL, PREC, CT)
+        p = tl.exp(s - lse[:, None])
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=CT)
+        if DROPOUT:
+            dp = tl.where(_keep(seed, offset, zh, rows, cols, L, S, p_drop), dp * inv_keep, 0.0)
+        ds = p * (dp - delta[:, None])
+        if MASK_GRAD:
+            tl.store(dm_ptr + (zh * L + rows[:, None]) * S + cols[None, :], ds.to(dm_ptr.dtype.element_ty),
+                     mask=(rows[:, None] < L) & (cols[None, :] < S))
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC, out_dtype=CT)
+    tl.store(dq_ptr + (zh * L + rows[:, None]) * E + d[None, :], (dq * scale).to(dq_ptr.dtype.element_ty),
+             mask=(rows[:, None] < L) & (d[None, :] < E))
+
+
+# ====================================================================================================================
+# Launch
+# ====================================================================================================================
+
+def _blocks(E, EV, dtype):
+    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, num_warps). tl.dot needs dims >= 16; the interpreter runs small blocks
+    so that tests cover several blocks and partial last ones. On a GPU, head dims above 64 and float64 take
+    narrower key blocks to stay within registers."""
+    bd, bdv = max(16, next_pow2(E)), max(16, next_pow2(EV))
+    if INTERPRET:
+        return 16, 16, bd, bdv, 4
+    if dtype is D.float64:
+        return 32, 32, bd, bdv, 4
+    return (64, 32, bd, bdv, 8) if max(bd, bdv) > 64 else (64, 64, bd, bdv, 4)
+
+
+def _strides4(t):
+    return list(t._stride)
+
+
+class _Launch:
+    """The 4-d views and the constexprs shared by the forward and backward launches."""
+
+    def __init__(self, q, k, v, mask, causal, scale, seed, offset, p_drop):
+        self.q, self.k, self.v, self.mask = q, k, v, mask
+        Z, H, L, E = q._shape
+        self.Z, self.H, self.L, self.E, self.S, self.EV = Z, H, L, E, k._shape[2], v._shape[3]
+        self.scale, self.seed, self.offset, self.p_drop = float(scale), int(seed), int(offset), float(p_drop)
+        self.kind = 0 if mask is None else 1 if mask.dtype is D.bool_ else 2
+        self.causal = bool(causal)
+        self.bm, self.bn, self.bd, self.bdv, self.warps = _blocks(E, self.EV, q.dtype)
+        if Z * H > 65535:
+            raise RuntimeError(f"scaled_dot_product_attention: {Z * H} batch x head pairs exceed the 65535 of one "
+                               "grid axis; split the batch")
+
+    def common(self):
+        m = self.mask if self.mask is not None else self.q
+        mst = _strides4(self.mask) if self.mask is not None else [0, 0, 0, 0]
+        return [ptr(self.q), ptr(self.k), ptr(self.v), ptr(m)], [
+            self.H, self.L, self.S, self.E, self.EV, self.scale, self.seed, self.offset, self.p_drop,
+            *_strides4(self.q), *_strides4(self.k), *_strides4(self.v), *mst]
+
+    def consts(self):
+        return dict(MASK=self.kind, CAUSAL=self.causal, DROPOUT=self.p_drop > 0, PREC=_dot_precision(self.q.dtype),
+                    CT=ACC[self.q.dtype], BLOCK_M=self.bm, BLOCK_N=self.bn, BLOCK_D=self.bd, BLOCK_DV=self.bdv,
+                    num_warps=self.warps)
+
+    def forward(self):
+        out = empty((self.Z, self.H, self.L, self.EV), self.q.dtype, self.q.device)
+        lse = empty((self.Z, self.H, self.L), D.float64 if self.q.dtype is D.float64 else D.float32, self.q.device)
+        if out.numel():
+            ptrs, args = self.common()
+            _attn_fwd_kernel[(cdiv(self.L, self.bm), self.Z * self.H)](
+                *ptrs, ptr(out), ptr(lse), *args, *_strides4(out), **self.consts())
+        return out, lse
+
+    def backward(self, out, lse, g, mask_grad=False):
+        """(dq, dk, dv, dmask or None) as contiguous 4-d tensors."""
+        dq = empty(self.q._shape, self.q.dtype, self.q.device)
+        dm = empty((self.Z, self.H, self.L, self.S), self.q.dtype, self.q.device) if mask_grad else None
+        dk = empty(self.k._shape, self.k.dtype, self.k.device)
+        dv = empty(self.v._shape, self.v.dtype, self.v.device)
+        delta = empty(lse._shape, lse.dtype, lse.device)
+        ptrs, args = self.common()
+        grid_m = (cdiv(self.L, self.bm), self.Z * self.H)
+        if self.L and self.EV:
+            _attn_bwd_delta_kernel[grid_m](ptr(out), ptr(g), ptr(delta), self.H, self.L, self.EV,
+                                           *_strides4(out), *_strides4(g), CT=ACC[self.q.dtype], BLOCK_M=self.bm,
+                                           BLOCK_DV=self.bdv)
+        elif self.L:
+            delta.zero_()
+        tail = self.consts()
+        if self.S:
+            _attn_bwd_dkdv_kernel[(cdiv(self.S, self.bn), self.Z * self.H)](
+                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g), **tail)
+        if self.L:
+            _attn_bwd_dq_kernel[grid_m](*ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq),
+                                        *args, *_strides4(g), **tail, MASK_GRAD=mask_grad)
+        return dq, dk, dv, dm
+
+
+# ====================================================================================================================
+# NumPy references
+# ====================================================================================================================
+
+def _np_scores(q, k, mask, causal, scale):
+    s = (q @ np.swapaxes(k, -1, -2)) * scale
+    L, S = s.shape[-2:]
+    if mask is not None:
+        s = np.where(mask, s, -np.inf) if mask.dtype == np.bool_ else s + mask
+    if causal:
+        s = np.where(np.tril(np.ones((L, S), dtype=bool)), s, -np.inf)
+    return s
+
+
+def _np_keep(shape, seed, offset, p):
+    n = int(np.prod(shape))
+    return dropout_mask_np(n, 1, seed, offset, p).reshape(shape)
+
+
+def np_sdpa_forward(q, k, v, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0):
+    """(out, lse, weights) of attention in the type of the arrays, the softmax written out (a row that sees no key
+    gets weights 0 and lse +inf); ``weights`` are the attention probabilities before dropout."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        s = _np_scores(q, k, mask, causal, scale)
+        m = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else np.full(s.shape[:-1] + (1,), -np.inf, s.dtype)
+        m = np.where(np.isneginf(m), 0.0, m)
+        e = np.exp(s - m)
+        l = np.sum(e, axis=-1, keepdims=True)
+        w = np.where(l > 0, e / np.where(l > 0, l, 1.0), 0.0).astype(q.dtype)
+        lse = np.where(l > 0, m + np.log(np.where(l > 0, l, 1.0)), np.inf)[..., 0]
+    wd = w
+    if p_drop > 0:
+        wd = np.where(_np_keep(w.shape, seed, offset, p_drop), w / (1.0 - p_drop), 0.0).astype(q.dtype)
+    return (wd @ v).astype(q.dtype), lse.astype(q.dtype), w
+
+
+def np_sdpa_backward(q, k, v, g, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0):
+    """(dq, dk, dv, ds) of ``np_sdpa_forward`` for the output gradient ``g``, in the full broadcast batch shape;
+    ds, the gradient of the scores, is that of an additive float mask."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    _, _, w = np_sdpa_forward(q, k, v, mask, causal, scale, p_drop, seed, offset)
+    keep = _np_keep(w.shape, seed, offset, p_drop) if p_drop > 0 else None
+    wd = w if keep is None else np.where(keep, w / (1.0 - p_drop), 0.0)
+    dv = np.swapaxes(wd, -1, -2) @ g
+    dp = g @ np.swapaxes(v, -1, -2)
+    if keep is not None:
+        dp = np.where(keep, dp / (1.0 - p_drop), 0.0)
+    ds = w * (dp - np.sum(dp * w, axis=-1, keepdims=True))
+    dq = (ds @ k) * scale
+    dk = (np.swapaxes(ds, -1, -2) @ q) * scale
+    return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype), ds.astype(q.dtype)
+
+
+# ====================================================================================================================
+# The autograd Function and the public function
+# ====================================================================================================================
+
+def _to4(t, batch):
+    """``t`` expanded to ``batch + t.shape[-2:]`` and folded to 4-d (Z, H, rows, cols), a view where it can be."""
+    t = t.expand(tuple(batch) + tuple(t._shape[-2:]))
+    if len(batch) == 2:
+        return t
+    if len(batch) < 2:
+        return t.reshape((1,) * (2 - len(batch)) + tuple(t._shape))
+    return t.reshape((-1,) + tuple(t._shape[-3:]))
+
+
+def _host(t, ct):
+    return None if t is None else np.asarray(t._np, dtype=ct if t.dtype is not D.bool_ else np.bool_)
+
+
+class SDPA(Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask, causal, scale, p_drop, seed, offset):
+        batch = broadcast_shapes(q._shape[:-2], k._shape[:-2], v._shape[:-2])
+        L, S, EV = q._shape[-2], k._shape[-2], v._shape[-1]
+        ctx._name = "ScaledDotProductFlashAttentionBackward0" if mask is None else \
+            "ScaledDotProductEfficientAttentionBackward0"
+        ctx.meta = (batch, causal, scale, p_drop, seed, offset)
+        if q._storage.device.type == "cpu":
+            ct = np_ct(q.dtype)
+            out, lse, _ = np_sdpa_forward(_host(q, ct), _host(k, ct), _host(v, ct), _host(mask, ct), causal, scale,
+                                          p_drop, seed, offset)
+            out = wrap(np.broadcast_to(out, batch + (L, EV)).astype(q.dtype.np), q.dtype, q.device)
+            ctx.save_for_backward(q, k, v, mask, out)
+            return out
+        qi, ki, vi, mi = (interp_bf16_in(t) for t in (q, k, v, mask))
+        m4 = None if mi is None else _to4(mi.expand(batch + (L, S)), batch)
+        run = _Launch(_to4(qi, batch), _to4(ki, batch), _to4(vi, batch), m4, causal, scale, seed, offset, p_drop)
+        o4, lse = run.forward()
+        out = o4.reshape(batch + (L, EV))
+        if out.dtype is not q.dtype:
+            out = out.to(q.dtype)
+        ctx.run, ctx.lse = run, lse
+        ctx.save_for_backward(q, k, v, mask, o4)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, mask, out = ctx.saved_tensors
+        batch, causal, scale, p_drop, seed, offset = ctx.meta
+        mask_grad = mask is not None and mask.dtype.is_floating_point and ctx.needs_input_grad[3]
+        ins = (q, k, v, mask) if mask_grad else (q, k, v)
+        if STATE.enabled:
+            grads = _composed_backward(q, k, v, mask, causal, scale, p_drop, g)
+        elif q._storage.device.type == "cpu":
+            ct = np_ct(q.dtype)
+            grads = np_sdpa_backward(_host(q, ct), _host(k, ct), _host(v, ct),
+                                     np.broadcast_to(g._np, batch + out._shape[-2:]).astype(ct), _host(mask, ct),
+                                     causal, scale, p_drop, seed, offset)
+            grads = [wrap(np.ascontiguousarray(a).astype(t.dtype.np), t.dtype, t.device) for a, t in zip(grads, ins)]
+        else:
+            grads4 = ctx.run.backward(out, ctx.lse, _to4(interp_bf16_in(g), batch), mask_grad)
+            grads = []
+            for d4, t in zip(grads4, ins):
+                d = d4.reshape(batch + tuple(d4._shape[-2:]))
+                grads.append(d if d.dtype is t.dtype else d.to(t.dtype))
+        grads = [sum_to(d, t._shape) for d, t in zip(grads, ins)]
+        return (*grads[:3], grads[3] if mask_grad else None, None, None, None, None, None)
+
+
+def _composed_backward(q, k, v, mask, causal, scale, p_drop, g):
+    """(dq, dk, dv) written in tensor ops, which record: the backward of create_graph=True (no dropout)."""
+    if p_drop > 0:
+        raise NotImplementedError("scaled_dot_product_attention: double backward with dropout_p > 0 is not supported")
+    L, S = q._shape[-2], k._shape[-2]
+    s = (q @ k.transpose(-2, -1)) * scale
+    hidden = None
+    if mask is not None and mask.dtype is D.bool_:
+        hidden = mask.logical_not()
+    elif mask is not None:
+        s = s + mask
+    if causal:
+        upper = Tensor._wrap_numpy(np.triu(np.ones((L, S), dtype=bool), 1), q.device, D.bool_)
+        hidden = upper if hidden is None else hidden.logical_or(upper)
+    if hidden is not None:
+        s = s.masked_fill(hidden, float("-inf"))
+    w = s.softmax(-1)
+    w = w.masked_fill(w.isnan(), 0.0)                   # rows that see no key: weights 0, as the kernels
+    dv = w.transpose(-2, -1) @ g
+    dp = g @ v.transpose(-2, -1)
+    ds = w * (dp - (dp * w).sum(-1, keepdim=True))
+    return [ds @ k * scale, ds.transpose(-2, -1) @ q * scale, dv, ds]
+
+
+def _check(query, key, value, attn_mask, dropout_p, is_causal):
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"scaled_dot_product_attention(): argument '{name}' must be Tensor, not "
+                            f"{type(t).__name__}")
+        if t.ndim < 2:
+            raise RuntimeError(f"scaled_dot_product_attention: expected {name} to have at least 2 dimensions, but "
+                               f"got a {t.ndim}-D tensor of shape {tuple(t._shape)}")
+    check_same_device("scaled_dot_product_attention", query, key, value, attn_mask)
+    if not (query.dtype is key.dtype is value.dtype):
+        raise RuntimeError("Expected query, key, and value to have the same dtype, but got query.dtype: "
+                           f"{query.dtype} key.dtype: {key.dtype} and value.dtype: {value.dtype} instead.")
+    if not query.dtype.is_floating_point:
+        raise RuntimeError(f"scaled_dot_product_attention: expected a floating point query, but got {query.dtype}")
+    if query._shape[-1] != key._shape[-1]:
+        raise RuntimeError(f"scaled_dot_product_attention: query {tuple(query._shape)} and key {tuple(key._shape)} "
+                           f"must have the same embedding size (last dim), but got {query._shape[-1]} and "
+                           f"{key._shape[-1]}")
+    if key._shape[-2] != value._shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: key {tuple(key._shape)} and value "
+                           f"{tuple(value._shape)} must have the same sequence length (dim -2)")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout probability has to be in [0, 1), but got {dropout_p}")
+    if attn_mask is not None:
+        if is_causal:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+                               "is_causal=True")
+        if attn_mask.dtype is not D.bool_ and attn_mask.dtype is not query.dtype:
+            raise RuntimeError("Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                               f"attn_mask.dtype: {attn_mask.dtype} and  query.dtype: {query.dtype} instead.")
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False):
+    """softmax(query @ key^T * scale + mask) @ value in one fused flash-attention kernel (see the module doc)."""
+    _check(query, key, value, attn_mask, dropout_p, is_causal)
+    if enable_gqa:
+        raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True is not supported")
+    batch = broadcast_shapes(query._shape[:-2], key._shape[:-2], value._shape[:-2])
+    L, S = query._shape[-2], key._shape[-2]
+    if attn_mask is not None:
+        target = batch + (L, S)
+        try:
+            ok = broadcast_shapes(tuple(attn_mask._shape), target) == target
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape {tuple(attn_mask._shape)} cannot "
+                               f"be broadcast to the attention weights' shape {target} (batch, L, S)")
+    scale = 1.0 / math.sqrt(query._shape[-1]) if scale is None else float(scale)
+    seed = offset = 0
+    if dropout_p > 0:
+        n = L * S
+        for b in batch:
+            n *= b
+        seed, offset = _generator(None, query._storage.device)._take(max(n, 1))
+    return SDPA.apply(query, key, value, attn_mask, bool(is_causal), scale, float(dropout_p), seed, offset)
