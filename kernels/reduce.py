@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from tritorch import _dtype as D, autotune
-from tritorch._device import INTERPRET
+from tritorch._device import INTERPRET, device
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
@@ -348,6 +348,11 @@ def _reduce_triton(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, d
     idx = empty(kshape, D.int64, x.device) if op >= ARGMAX else None
     if out.numel() == 0:
         return _bf16_out(out, out_dtype), idx
+    if x.numel() == 0:           # nothing to read: the empty reduction's value (0, 1, nan, -inf...) from the reference
+        from .copy import copy_into
+        host = Tensor._wrap_numpy(np.empty(x._shape, x.dtype.np), device("cpu"))
+        val, _ = _reduce_np(host, dims, op, out_dtype, ct, pre, post, p, div, None if shift is None else shift.cpu())
+        return copy_into(empty(kshape, out_dtype, x.device), val), idx
     plan = _plan(x, dims, ordered=op >= ARGMAX and len(dims) > 1)
     if plan is None:
         x = x.permute(*keep, *dims).contiguous()

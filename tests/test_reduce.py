@@ -442,3 +442,13 @@ def test_forced_blocks(row, mid):
         assert ties.argmax(1).tolist() == [1, 1, 1]
         assert ties.t().argmax(0).tolist() == [1, 1, 1]
         assert ties.argmax().item() == 1
+
+
+def test_reducing_an_empty_tensor_to_nonempty_output(device):
+    e = tritorch.empty((2, 0, 4), device=device)
+    assert_close(e.sum(), 0.0)
+    assert_close(e.sum((0, 1)), np.zeros(4))
+    assert_close(e.prod(1), np.ones((2, 4)))
+    assert_close(e.mean(), np.nan)
+    assert_close(e.norm(), 0.0)
+    assert_close(e.logsumexp((0, 1, 2)), -np.inf)

@@ -17,4 +17,6 @@ from .upsampling import Upsample, UpsamplingNearest2d, UpsamplingBilinear2d, Pix
 from .padding import ConstantPad1d, ConstantPad2d, ConstantPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d  # noqa: F401
 from .transformer import (MultiheadAttention, TransformerEncoderLayer, TransformerEncoder,  # noqa: F401
                           TransformerDecoderLayer, TransformerDecoder)
+from .sparse import Embedding, EmbeddingBag  # noqa: F401
+from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: F401
 from . import functional, init, utils  # noqa: F401

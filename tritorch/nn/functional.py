@@ -6,6 +6,7 @@ import tritorch
 from ..kernels.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from ..kernels.linear import linear, bilinear  # noqa: F401
 from ..kernels.attention import scaled_dot_product_attention  # noqa: F401
+from ..kernels.embedding import embedding, embedding_bag  # noqa: F401
 from ..kernels.resize import interpolate, pad, pixel_shuffle, pixel_unshuffle  # noqa: F401
 from ..kernels.pool import (max_pool1d, max_pool2d, avg_pool1d, avg_pool2d, adaptive_avg_pool1d,  # noqa: F401
                             adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d)
@@ -21,7 +22,7 @@ __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "
            "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "max_pool1d", "max_pool2d", "avg_pool1d",
            "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
            "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
-           "scaled_dot_product_attention"]
+           "scaled_dot_product_attention", "embedding", "embedding_bag"]
 
 
 # ---- activations -----------------------------------------------------------------------------------------------
