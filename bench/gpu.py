@@ -54,14 +54,21 @@ def main(argv=None):
     wanted = [s.strip() for s in args.cases.split(",") if s.strip()]
     cases = [c for c in CASES if not wanted or any(w in c.name for w in wanted)]
 
-    results = run_all(libs, device, timer, cases, small, args.warmup, args.repeat, torch, ceilings=ceilings)
+    paths = []
+
+    def save(results):                  # after every case: a run cut short by a time limit keeps what it measured
+        if not paths:
+            paths.extend([args.out] if args.out else [])
+            if args.results_dir:
+                paths.append(os.path.join(args.results_dir, default_name(results)))
+        for path in paths:
+            write(results, path)
+
+    results = run_all(libs, device, timer, cases, small, args.warmup, args.repeat, torch, ceilings=ceilings,
+                      on_row=save)
+    save(results)
     text = table(results)
     problems = errors(results)
-    paths = [args.out] if args.out else []
-    if args.results_dir:
-        paths.append(os.path.join(args.results_dir, default_name(results)))
-    for path in paths:
-        write(results, path)
     env = results["environment"]
     print(f"{env['device_name']} (cc {env['compute_capability']}), triton {env['triton']}, "
           f"tritorch {env['tritorch']}, torch {env['torch']}, {env['date']}")

@@ -19,6 +19,7 @@ if ROOT not in sys.path:
 from bench import gpu  # noqa: E402
 from tritorch import benchmark as B  # noqa: E402
 from tritorch.benchmark import CASES, Missing, get_case, resolve  # noqa: E402
+from tritorch.benchmark_steps import load_weights  # noqa: E402
 
 
 class FakeTimer:
@@ -116,8 +117,11 @@ def test_every_case_builds_small_on_cpu():
 
 def test_json_and_table(tmp_path):
     timer = FakeTimer([2.0], [1.0])
+    seen = []
     res = B.run_all([("tritorch", tritorch), ("torch", tritorch)], "cpu", timer,
-                      [get_case("add fp32 2^26"), get_case("matmul tf32 4096^3")], small=True)
+                    [get_case("add fp32 2^26"), get_case("matmul tf32 4096^3")], small=True,
+                    on_row=lambda r: seen.append(len(r["results"])))
+    assert seen == [1, 2]
     env = res["environment"]
     for key in ("date", "device", "device_name", "compute_capability", "triton", "tritorch", "torch", "numpy"):
         assert key in env
@@ -125,6 +129,7 @@ def test_json_and_table(tmp_path):
     path = tmp_path / "r" / B.default_name(res)
     B.write(res, str(path))
     back = json.loads(path.read_text())
+    assert os.listdir(path.parent) == [path.name]          # written through a temp file, nothing left beside it
     assert back["results"][1]["case"] == "matmul tf32 4096^3" and back["ceilings"]["bf16_matmul"]["value"] == 798e12
     lines = B.table(res).splitlines()
     assert lines[0].split()[:3] == ["case", "device", "tritorch"]
@@ -148,7 +153,8 @@ def test_parse_sizes_dtypes_ops():
     assert B.parse_sizes("1024, 2^20,64x48x80") == [1024, 1 << 20, (64, 48, 80)]
     assert B.parse_sizes(None) == []
     assert B.parse_dtypes("fp32,bf16,half,tf32") == ["float32", "bfloat16", "float16", "tf32"]
-    assert B.parse_ops(None) == list(B.OPS)
+    assert B.parse_ops(None) == list(B.OPS) + B.STEP_OPS
+    assert B.parse_ops("conv2d,attention,gpt_step") == ["conv2d", "attention", "gpt_step"]
     for bad, fn, msg in [("abc", B.parse_sizes, "bad size 'abc'"), ("0", B.parse_sizes, "positive"),
                          ("int7", B.parse_dtypes, "unknown dtype 'int7'"), ("add,nope", B.parse_ops, "nope")]:
         with pytest.raises(B.UsageError, match=msg):
@@ -168,6 +174,60 @@ def test_cli_cases_shapes_and_names():
     std = B.cli_cases(["matmul"], [], [], "cpu")
     assert [c.name for c in std] == ["matmul bf16 128x128x128", "matmul tf32 256x256x256"]
     assert [c.name for c in B.cli_cases(["add"], [], [], "gpu")] == ["add fp32 2^26"]
+
+
+def test_cli_cases_of_the_fixed_cases():
+    cases = B.cli_cases(["conv2d", "attention"], [], ["bfloat16"], "interpreter")
+    assert [c.name for c in cases] == ["conv2d f+b bf16 @2x3x7x6", "conv2d f+b bf16 @2x5x5x4",
+                                       "sdpa f+b bf16 @1x2x37x16", "sdpa causal f+b bf16 @1x2x37x16"]
+    assert [c.extra["causal"] for c in cases[2:]] == [False, True]
+    assert [c.name for c in B.cli_cases(["lstm"], [], [], "gpu")] == ["lstm f+b fp32 2x512 seq128 b64"]
+    assert len(B.cli_cases(["conv2d"], [], [], "cpu")) == 4
+    with pytest.raises(B.UsageError, match="conv2d: fixed benchmark case"):
+        B.cli_cases(["add", "conv2d"], [1024], [], "cpu")
+
+
+@pytest.mark.parametrize("name", [c.name for c in B.STEP_CASES])
+def test_step_case_gives_the_numpy_result_on_the_kernels(name):
+    """Each backward, fwd+bwd and training-step case at its small size: the Triton kernels (interpreted ``cuda``)
+    give what the NumPy references give on ``cpu``, from the same weights; the first call's result is compared."""
+    case = get_case(name)
+    ref = B._to_numpy(case.make(tritorch, "cpu", case.small)())
+    got = B._to_numpy(case.make(tritorch, "cuda", case.small)())
+    assert got.shape == ref.shape and ref.size > 0 and np.isfinite(got).all()
+    assert abs(got - ref).max() <= case.tol * abs(ref).max(), (abs(got - ref).max(), abs(ref).max())
+
+
+def test_weights_are_the_same_in_every_library():
+    a = load_weights(tritorch, tritorch.nn.LSTM(3, 4, num_layers=2), "cpu", "float32")
+    b = load_weights(tritorch, tritorch.nn.LSTM(3, 4, num_layers=2), "cuda", "float32", seed=0)
+    assert all(q.device.type == "cuda" for q in b.parameters())
+    c = load_weights(tritorch, tritorch.nn.LSTM(3, 4, num_layers=2), "cpu", "float32", seed=1)
+    for (name, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        p, q, r = p.detach().numpy(), q.detach().cpu().numpy(), r.detach().numpy()
+        assert np.array_equal(p, q) and not np.array_equal(p, r), name
+        assert abs(p).max() <= (1 / np.sqrt(p.shape[1]) if p.ndim == 2 else 0.1)
+    norm = load_weights(tritorch, tritorch.nn.LayerNorm(5), "cpu", "float32")
+    assert norm.weight.tolist() == [1.0] * 5 and abs(norm.bias.detach().numpy()).max() <= 0.1
+
+
+def test_peak_memory_of_one_call():
+    """The device memory a call holds at its peak beyond what was held before it (interpreter mode counts the host
+    buffers of cuda tensors as the pool counts device blocks)."""
+    keep = tritorch.ones(1000, device="cuda")
+
+    def two_temporaries():
+        t = tritorch.zeros(500, device="cuda") + 1       # 2000 B, then 2000 B more for the sum
+        return t.sum()                                   # the zeros are freed; 4 B for the result
+
+    assert B._peak_bytes(tritorch, two_temporaries) == 4000
+    assert B._peak_bytes(tritorch, lambda: keep) == 0
+    row = B.run_case(get_case("cross_entropy f+b fp32 8192x32000"), [("tritorch", tritorch), ("torch", tritorch)],
+                     "cuda", FakeTimer([1.0]), small=True)
+    n, c = get_case("cross_entropy f+b fp32 8192x32000").small
+    assert row["tritorch"]["peak_bytes"] >= n * c * 4        # at least the gradient of the logits
+    assert row["memory_vs_torch"] == 1.0
+    assert "1.00x" in B.table({"results": [row]}).splitlines()[1]
 
 
 def test_tf32_case_sets_and_restores_the_precision():

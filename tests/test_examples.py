@@ -18,6 +18,7 @@ EXPECTED = {
     "conv_autoencoder.py": "reconstruction loss",
     "gan.py": "samples (4, 1, 8, 8)",
     "multitask.py": "digit  accuracy",
+    "rnn.py": "before training",
     "save_load.py": "reloaded model gives the same outputs: True",
     "to_gpu.py": "after .cpu(): cpu",
 }

@@ -26,6 +26,9 @@ class Storage:
         self.size = size          # in elements
         self._ptr = ptr           # address of element 0; looked up on first use for host arrays
         self.version = 0
+        if INTERPRET and device.type == "cuda":
+            from . import cuda
+            cuda._track_host(self, size * dtype.itemsize)
 
     @property
     def ptr(self):

@@ -201,6 +201,11 @@ CASES = [
               tf32=True),
 ]
 
+# the backward, fwd+bwd and training-step cases (they build on Case and make_input above)
+from .benchmark_steps import STEP_CASES  # noqa: E402
+CASES += STEP_CASES
+STEP_OPS = list(dict.fromkeys(c.op for c in STEP_CASES))
+
 # the host cost of one small op: launch-bound, timed on the host clock
 HOST_COST = replace(make_case("add", (1000,), "float32", "add fp32 1000 (host cost)"), ceiling="", family="host")
 
@@ -252,8 +257,25 @@ def ceilings_for(device_name, timer=None):
 
 
 # ---- running the cases -----------------------------------------------------------------------------------------------
-def _to_numpy(t):
-    return t.float().cpu().numpy()
+def _to_numpy(out):
+    """A call's result as one float array (the gradients of a fwd+bwd call flattened and joined)."""
+    if isinstance(out, (tuple, list)):
+        return np.concatenate([_to_numpy(t).ravel() for t in out]) if out else np.zeros(0)
+    return out.detach().float().cpu().numpy()
+
+
+def _peak_bytes(lib, fn):
+    """Device memory one call of ``fn`` allocates at its peak beyond what was allocated before it."""
+    cuda = lib.cuda
+    gc.collect()                         # what earlier calls left in reference cycles is not freed during this one
+    cuda.synchronize()
+    cuda.reset_peak_memory_stats()
+    base = cuda.memory_allocated()
+    out = fn()
+    cuda.synchronize()
+    peak = cuda.max_memory_allocated() - base
+    del out
+    return peak
 
 
 def _speed(case, shape, ms, device="cuda", ceilings=CEILINGS):
@@ -287,8 +309,10 @@ def run_case(case, libs, device, timer, small=False, warmup=5, repeat=30, ceilin
         fn = None
         try:
             fn = case.make(lib, device, shape)
+            outputs[name] = _to_numpy(fn())         # the first call's result: a training step changes the next
             times = timer.time(fn, warmup, repeat)
-            outputs[name] = _to_numpy(fn())
+            if device != "cpu":
+                res["peak_bytes"] = _peak_bytes(lib, fn)
         except Missing as e:
             res.update(status="missing", error=str(e))
             continue
@@ -304,6 +328,8 @@ def run_case(case, libs, device, timer, small=False, warmup=5, repeat=30, ceilin
     t, b = row.get("tritorch", {}), row.get("torch", {})
     if t.get("status") == "ok" and b.get("status") == "ok":
         row["speed_vs_torch"] = b["ms"] / t["ms"] if t["ms"] > 0 else None
+        if t.get("peak_bytes") is not None and b.get("peak_bytes"):
+            row["memory_vs_torch"] = t["peak_bytes"] / b["peak_bytes"]
         a, ref = outputs["tritorch"], outputs["torch"]
         if a.shape != ref.shape:
             row["check"] = f"shape {a.shape} != torch's {ref.shape}"
@@ -398,9 +424,10 @@ def _fmt_ms(ms):
 
 
 def table(results):
-    """A short text table of the results: time, speed, % of the ceiling, PyTorch's time and the ratio."""
-    lines = [f"{'case':<30} {'device':<6} {'tritorch':>10} {'speed':>13} {'% ceil':>7} {'torch':>10} "
-             f"{'vs torch':>9}  check"]
+    """A short text table of the results: time, speed, % of the ceiling, PyTorch's time and the ratio (mem: the
+    peak memory of one call as a share of PyTorch's)."""
+    lines = [f"{'case':<34} {'device':<6} {'tritorch':>10} {'speed':>13} {'% ceil':>7} {'torch':>10} "
+             f"{'vs torch':>9} {'mem':>6}  check"]
     for row in results["results"]:
         t, b = row.get("tritorch", {}), row.get("torch", {})
         if t.get("status") == "ok":
@@ -410,8 +437,9 @@ def table(results):
             tt, sp, pc = t.get("status", "-"), "", ""
         bt = _fmt_ms(b["ms"]) if b.get("status") == "ok" else b.get("status", "-")
         vs = f"{row['speed_vs_torch']:.2f}x" if row.get("speed_vs_torch") else ""
-        lines.append(f"{row['case'][:30]:<30} {row.get('device', '')[:6]:<6} {tt:>10} {sp:>13} {pc:>7} {bt:>10} "
-                     f"{vs:>9}  {row.get('check', '')}".rstrip())
+        mem = f"{row['memory_vs_torch']:.2f}x" if row.get("memory_vs_torch") is not None else ""
+        lines.append(f"{row['case'][:34]:<34} {row.get('device', '')[:6]:<6} {tt:>10} {sp:>13} {pc:>7} {bt:>10} "
+                     f"{vs:>9} {mem:>6}  {row.get('check', '')}".rstrip())
     for r in results.get("host", []):
         v = f"{r['us']:.1f} us" if r.get("status") == "ok" else r.get("status")
         lines.append(f"{(r['case'] + ' [' + r['lib'] + ']')[:50]:<50} {v:>12}")
@@ -435,22 +463,33 @@ def errors(results):
 
 
 def run_all(libs, device, timer, cases=None, small=False, warmup=5, repeat=30, torch=None, host=True,
-            ceilings=None):
-    """Every case on one device, then the host costs: the results dict that is written as JSON."""
+            ceilings=None, on_row=None):
+    """Every case on one device, then the host costs: the results dict that is written as JSON. ``on_row(results)``
+    runs after each case (a runner saves what it has, so a run cut short by a time limit keeps its rows)."""
     ceilings = CEILINGS if ceilings is None else ceilings
     results = {"environment": environment(device, torch), "ceilings": ceilings, "results": [], "host": []}
     for case in (CASES if cases is None else cases):
         results["results"].append(run_case(case, libs, device, timer, small, warmup, repeat, ceilings))
+        if on_row is not None:
+            on_row(results)
     if host:
         results["host"] = host_cost(libs, device, timer)
     return results
 
 
 def write(results, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1, default=str)
-        f.write("\n")
+    """Write the results as JSON atomically (a temp file in the same folder, then a rename)."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def default_name(results, prefix="gpu"):
@@ -505,10 +544,11 @@ def _split(text):
 
 
 def parse_ops(text):
-    ops = _split(text) or list(OPS)
-    unknown = [o for o in ops if o not in OPS]
+    known = list(OPS) + STEP_OPS
+    ops = _split(text) or known
+    unknown = [o for o in ops if o not in known]
     if unknown:
-        raise UsageError(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(OPS)}")
+        raise UsageError(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return ops
 
 
@@ -550,6 +590,10 @@ def cli_cases(ops, sizes, dtypes, device_kind):
         for c in CASES:
             if c.op not in ops:
                 continue
+            if c.op in STEP_OPS:
+                if not dtypes or c.dtype in dtypes:
+                    cases.append(_resized(c, getattr(c, which)))
+                continue
             if dtypes:
                 for d in dtypes:
                     tf32 = d == "tf32"
@@ -559,6 +603,9 @@ def cli_cases(ops, sizes, dtypes, device_kind):
             else:
                 cases.append(make_case(c.op, getattr(c, which), c.dtype, tf32=bool(c.extra.get("tf32"))))
         return _dedup(cases)
+    fixed = [op for op in ops if op not in OPS]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: fixed benchmark case(s) that take no --sizes (run them without it)")
     for op in ops:
         o = OPS[op]
         for s in sizes:
@@ -572,6 +619,14 @@ def cli_cases(ops, sizes, dtypes, device_kind):
                     d, tf32 = "float32", False
                 cases.append(make_case(op, shape, "float32" if tf32 else d, tf32=tf32))
     return _dedup(cases)
+
+
+def _resized(case, shape):
+    """A fixed (backward, fwd+bwd or step) case at another of its configurations, named after it."""
+    if tuple(shape) == case.shape:
+        return case
+    label = case.name.rsplit(" ", 1)[0] if _fmt_shape(case.shape) in case.name else case.name
+    return replace(case, shape=tuple(shape), name=f"{label} @{_fmt_shape(shape)}")
 
 
 def _dedup(cases):

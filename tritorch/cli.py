@@ -187,8 +187,8 @@ def cmd_bench(args):
 
 # ---- the parser ----------------------------------------------------------------------------------------------------
 def build_parser():
-    from .benchmark import OPS
-    ops = ",".join(OPS)
+    from .benchmark import OPS, STEP_OPS
+    ops = ",".join(OPS) + "; the fixed cases (no --sizes): " + ",".join(STEP_OPS)
     p = _Parser(prog="tritorch", description="tritorch: info, kernel tuning and benchmarks")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="{info,tune,bench,train}")
     sub.add_parser("info", help="versions, devices, interpreter mode, autotune cache").set_defaults(fn=cmd_info)
@@ -206,9 +206,10 @@ def build_parser():
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_tune)
 
-    b = sub.add_parser("bench", help="op-level benchmarks on the devices present",
-                       description="Op-level benchmarks: a table of time, GB/s or TFLOP/s, % of the device's "
-                                   "ceiling and the ratio to PyTorch (--compare torch), and a JSON results file.")
+    b = sub.add_parser("bench", help="op-level, fwd+bwd and training-step benchmarks on the devices present",
+                       description="Benchmarks of ops, backwards, layers' fwd+bwd and training steps: a table of "
+                                   "time, GB/s or TFLOP/s, % of the device's ceiling, the ratio to PyTorch and the "
+                                   "peak memory against PyTorch's (--compare torch), and a JSON results file.")
     b.add_argument("--ops", help=f"comma-separated ops (default: all): {ops}")
     b.add_argument("--sizes", help="comma-separated sizes: element counts (1024, 2^20) or shapes (64x48x80); "
                                    "default: each op's standard size for the device")

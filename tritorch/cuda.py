@@ -1,5 +1,7 @@
 """``tritorch.cuda``: the GPU runtime (device memory from cuda.core's stream-ordered pool) and, under
 ``TRITORCH_INTERPRET=1``, the host-memory stand-in on which Triton's interpreter runs the same kernels."""
+import weakref
+
 from ._device import INTERPRET
 
 __all__ = ["is_available", "device_count", "synchronize", "memory_allocated", "max_memory_allocated",
@@ -88,20 +90,39 @@ def synchronize(device=None):
         _runtime().synchronize()
 
 
+# Interpreter mode: the host buffers of 'cuda' storages are counted as the device pool counts its blocks, so memory
+# statistics (and the peak-memory benchmarks) mean the same thing there.
+_host = {"allocated": 0, "peak": 0}
+
+
+def _track_host(storage, nbytes):
+    _host["allocated"] += nbytes
+    _host["peak"] = max(_host["peak"], _host["allocated"])
+    weakref.finalize(storage, _untrack_host, nbytes)
+
+
+def _untrack_host(nbytes):
+    _host["allocated"] -= nbytes
+
+
 def memory_allocated(device=None):
+    """Bytes held by tensors on the device now."""
     if INTERPRET:
-        return 0
+        return _host["allocated"]
     return _runtime().memory_allocated() if is_available() else 0
 
 
 def max_memory_allocated(device=None):
+    """The most bytes held at once since the start or the last :func:`reset_peak_memory_stats`."""
     if INTERPRET:
-        return 0
+        return _host["peak"]
     return _runtime().max_memory_allocated() if is_available() else 0
 
 
 def reset_peak_memory_stats(device=None):
-    if not INTERPRET and is_available():
+    if INTERPRET:
+        _host["peak"] = _host["allocated"]
+    elif is_available():
         _runtime().reset_peak_memory_stats()
 
 
