@@ -29,6 +29,18 @@ MODES = {"sum": 0, "mean": 1, "max": 2}
 
 
 @triton.jit
+def _bag_bounds(off_ptr, b, HAS_OFFSETS: tl.constexpr):
+    """Bag ``b`` is ``[off[b], off[b + 1])``, or ``[b, b + 1)`` without offsets."""
+    if HAS_OFFSETS:
+        start = tl.load(off_ptr + b)
+        end = tl.load(off_ptr + b + 1)
+    else:
+        start = b.to(tl.int64)
+        end = start + 1
+    return start, end
+
+
+@triton.jit
 def _bag_fwd_kernel(w_ptr, idx_ptr, off_ptr, psw_ptr, out_ptr, D, stride_w0, stride_w1,
                     HAS_OFFSETS: tl.constexpr, HAS_PSW: tl.constexpr, MEAN: tl.constexpr,
                     CT: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -38,12 +50,7 @@ def _bag_fwd_kernel(w_ptr, idx_ptr, off_ptr, psw_ptr, out_ptr, D, stride_w0, str
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < D
-    if HAS_OFFSETS:
-        start = tl.load(off_ptr + b)
-        end = tl.load(off_ptr + b + 1)
-    else:
-        start = b.to(tl.int64)
-        end = start + 1
+    start, end = _bag_bounds(off_ptr, b, HAS_OFFSETS)
     acc = tl.zeros([BLOCK_D], dtype=CT)
     for j in range(start, end):
         row = tl.load(idx_ptr + j).to(tl.int64)
@@ -66,12 +73,7 @@ def _bag_bwd_kernel(g_ptr, idx_ptr, off_ptr, psw_ptr, gw_ptr, D, padding_idx,
     b = tl.program_id(0)
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < D
-    if HAS_OFFSETS:
-        start = tl.load(off_ptr + b)
-        end = tl.load(off_ptr + b + 1)
-    else:
-        start = b.to(tl.int64)
-        end = start + 1
+    start, end = _bag_bounds(off_ptr, b, HAS_OFFSETS)
     g = tl.load(g_ptr + b.to(tl.int64) * D + d, mask=dmask, other=0.0).to(CT)
     if MEAN:
         g = g / tl.maximum(end - start, 1).to(CT)

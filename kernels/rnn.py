@@ -42,16 +42,33 @@ def _gate(gi_ptr, gh_ptr, offs, mask, CT: tl.constexpr):
 
 
 @triton.jit
+def _lstm_gates(gi_ptr, gh_ptr, g, m, H, CT: tl.constexpr):
+    """The LSTM's activated gates i, f, g (called z here), o of one tile; ``g`` offsets the tile's i gate."""
+    i = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
+    f = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
+    z = 2.0 / (1.0 + tl.exp(-2.0 * _gate(gi_ptr, gh_ptr, g + 2 * H, m, CT))) - 1.0
+    o = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + 3 * H, m, CT)))
+    return i, f, z, o
+
+
+@triton.jit
+def _gru_gates(gi_ptr, gh_ptr, g, m, H, CT: tl.constexpr):
+    """The GRU's reset and update gates r, z, the hidden part of the new gate hn, and the new gate n of one tile."""
+    r = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
+    z = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
+    hn = tl.load(gh_ptr + g + 2 * H, mask=m, other=0.0).to(CT)
+    n = 2.0 / (1.0 + tl.exp(-2.0 * (tl.load(gi_ptr + g + 2 * H, mask=m, other=0.0).to(CT) + r * hn))) - 1.0
+    return r, z, hn, n
+
+
+@triton.jit
 def _lstm_fwd_kernel(gi_ptr, gh_ptr, c_ptr, h_out_ptr, c_out_ptr, B, H,
                      CT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """A (BLOCK_B, BLOCK_H) tile of h', c' (B, H) from gi, gh (B, 4H) and c (B, H)."""
     rows, cols = _tile(BLOCK_B, BLOCK_H)
     m = (rows < B) & (cols < H)
     g = rows * 4 * H + cols
-    i = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
-    f = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
-    z = 2.0 / (1.0 + tl.exp(-2.0 * _gate(gi_ptr, gh_ptr, g + 2 * H, m, CT))) - 1.0
-    o = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + 3 * H, m, CT)))
+    i, f, z, o = _lstm_gates(gi_ptr, gh_ptr, g, m, H, CT)
     s = rows * H + cols
     c_new = f * tl.load(c_ptr + s, mask=m, other=0.0).to(CT) + i * z
     h_new = o * (2.0 / (1.0 + tl.exp(-2.0 * c_new)) - 1.0)
@@ -67,10 +84,7 @@ def _lstm_bwd_kernel(gi_ptr, gh_ptr, c_ptr, dh_ptr, dc_ptr, dgates_ptr, dc_prev_
     rows, cols = _tile(BLOCK_B, BLOCK_H)
     m = (rows < B) & (cols < H)
     g = rows * 4 * H + cols
-    i = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
-    f = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
-    z = 2.0 / (1.0 + tl.exp(-2.0 * _gate(gi_ptr, gh_ptr, g + 2 * H, m, CT))) - 1.0
-    o = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + 3 * H, m, CT)))
+    i, f, z, o = _lstm_gates(gi_ptr, gh_ptr, g, m, H, CT)
     s = rows * H + cols
     c = tl.load(c_ptr + s, mask=m, other=0.0).to(CT)
     tc = 2.0 / (1.0 + tl.exp(-2.0 * (f * c + i * z))) - 1.0
@@ -96,10 +110,7 @@ def _gru_fwd_kernel(gi_ptr, gh_ptr, h_ptr, h_out_ptr, B, H,
     rows, cols = _tile(BLOCK_B, BLOCK_H)
     m = (rows < B) & (cols < H)
     g = rows * 3 * H + cols
-    r = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
-    z = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
-    hn = tl.load(gh_ptr + g + 2 * H, mask=m, other=0.0).to(CT)
-    n = 2.0 / (1.0 + tl.exp(-2.0 * (tl.load(gi_ptr + g + 2 * H, mask=m, other=0.0).to(CT) + r * hn))) - 1.0
+    r, z, hn, n = _gru_gates(gi_ptr, gh_ptr, g, m, H, CT)
     s = rows * H + cols
     h = tl.load(h_ptr + s, mask=m, other=0.0).to(CT)
     tl.store(h_out_ptr + s, ((1.0 - z) * n + z * h).to(h_out_ptr.dtype.element_ty), mask=m)
@@ -112,10 +123,7 @@ def _gru_bwd_kernel(gi_ptr, gh_ptr, h_ptr, dh_ptr, dgi_ptr, dgh_ptr, dh_prev_ptr
     rows, cols = _tile(BLOCK_B, BLOCK_H)
     m = (rows < B) & (cols < H)
     g = rows * 3 * H + cols
-    r = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g, m, CT)))
-    z = 1.0 / (1.0 + tl.exp(-_gate(gi_ptr, gh_ptr, g + H, m, CT)))
-    hn = tl.load(gh_ptr + g + 2 * H, mask=m, other=0.0).to(CT)
-    n = 2.0 / (1.0 + tl.exp(-2.0 * (tl.load(gi_ptr + g + 2 * H, mask=m, other=0.0).to(CT) + r * hn))) - 1.0
+    r, z, hn, n = _gru_gates(gi_ptr, gh_ptr, g, m, H, CT)
     s = rows * H + cols
     h = tl.load(h_ptr + s, mask=m, other=0.0).to(CT)
     dh = tl.load(dh_ptr + s, mask=m, other=0.0).to(CT)
@@ -163,24 +171,25 @@ def lstm_cell_bwd_np(gi, gh, c, dh, dc):
     return dgates.astype(gi.dtype), (dc * f).astype(gi.dtype)
 
 
-def gru_cell_fwd_np(gi, gh, h):
-    """h' from gi, gh (B, 3H) and h (B, H)."""
+def _gru_gates_np(gi, gh):
+    """(r, z, hn, n) of the GRU, in the compute type."""
     ct = _ct(gi)
     ir, iz, in_ = np.split(gi.astype(ct), 3, axis=1)
     hr, hz, hn = np.split(gh.astype(ct), 3, axis=1)
     r, z = _sig(ir + hr), _sig(iz + hz)
-    n = np.tanh(in_ + r * hn)
-    return ((1 - z) * n + z * h.astype(ct)).astype(gi.dtype)
+    return r, z, hn, np.tanh(in_ + r * hn)
+
+
+def gru_cell_fwd_np(gi, gh, h):
+    """h' from gi, gh (B, 3H) and h (B, H)."""
+    r, z, hn, n = _gru_gates_np(gi, gh)
+    return ((1 - z) * n + z * h.astype(n.dtype)).astype(gi.dtype)
 
 
 def gru_cell_bwd_np(gi, gh, h, dh):
     """(d gi, d gh, dh_prev) from dh'."""
-    ct = _ct(gi)
-    ir, iz, in_ = np.split(gi.astype(ct), 3, axis=1)
-    hr, hz, hn = np.split(gh.astype(ct), 3, axis=1)
-    r, z = _sig(ir + hr), _sig(iz + hz)
-    n = np.tanh(in_ + r * hn)
-    h, dh = h.astype(ct), dh.astype(ct)
+    r, z, hn, n = _gru_gates_np(gi, gh)
+    h, dh = h.astype(n.dtype), dh.astype(n.dtype)
     dan = dh * (1 - z) * (1 - n * n)
     daz = dh * (h - n) * z * (1 - z)
     dar = dan * hn * r * (1 - r)
