@@ -1,4 +1,5 @@
-"""Joining tensors: ``cat``/``concat``/``concatenate``, ``stack``, ``hstack``, ``vstack``, ``dstack``.
+"""Joining tensors: ``cat``/``concat``/``concatenate``, ``stack``, ``hstack``, ``vstack``, ``dstack``, and copies of
+one tensor side by side: ``repeat``, ``tile``.
 
 ``cat`` allocates the output once and writes each input into its slice with the strided-copy kernel (one launch
 per input, casting to the promoted dtype on the way); backward narrows the gradient back into the pieces.
@@ -13,7 +14,7 @@ from tritorch.autograd.function import Function
 from .copy import copy_into
 from .elementwise import empty, wrap
 
-__all__ = ["cat", "stack", "hstack", "vstack", "dstack"]
+__all__ = ["cat", "stack", "hstack", "vstack", "dstack", "repeat", "tile"]
 
 
 def _is_legacy_empty(t):
@@ -189,3 +190,37 @@ def column_stack(tensors, *, out=None):
     """cat along dim 1 of the inputs, 0-d and 1-D ones made columns."""
     ts = [t.reshape((t.numel(), 1)) if t.ndim <= 1 else t for t in _check_tensors("column_stack", tensors)]
     return cat(ts, 1, out=out)
+
+
+def _sizes(name, sizes):
+    reps = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else tuple(sizes)
+    if any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) for r in reps):
+        raise TypeError(f"{name}(): argument 'repeats' must be a tuple of ints, got {reps!r}")
+    if any(r < 0 for r in reps):
+        raise RuntimeError(f"Trying to create tensor with negative dimension in {name}: {reps}")
+    return tuple(int(r) for r in reps)
+
+
+@register("repeat", function=False)
+def repeat(self, *sizes):
+    """``self`` tiled ``sizes`` times along each dim (leading dims added): one strided copy of an expanded view
+    (each copy is a broadcast read of the same memory); the backward of expand sums the copies' gradients."""
+    reps = _sizes("repeat", sizes)
+    if len(reps) < self.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+                           "tensor")
+    shape = (1,) * (len(reps) - self.ndim) + tuple(self._shape)
+    interleaved, expanded = [], []
+    for r, d in zip(reps, shape):
+        interleaved += [1, d]
+        expanded += [r, d]
+    out = self.reshape(interleaved).expand(expanded).reshape(tuple(r * d for r, d in zip(reps, shape))).contiguous()
+    return out.clone() if out._storage is self._storage else out       # a new tensor, never a view of self
+
+
+@register("tile")
+def tile(input, dims):
+    """``repeat`` with ``dims`` padded with leading ones to the tensor's number of dims."""
+    reps = _sizes("tile", (dims,) if not isinstance(dims, (list, tuple)) else (dims,))
+    return repeat(input, (1,) * (input.ndim - len(reps)) + reps)
+

@@ -1,4 +1,4 @@
-"""cat / stack / hstack / vstack / dstack / column_stack: forward and backward against NumPy, cpu and cuda."""
+"""cat / stack / hstack / vstack / dstack / column_stack, repeat / tile: forward and backward against NumPy, cpu and cuda."""
 import numpy as np
 import pytest
 
@@ -144,3 +144,53 @@ def test_cat_gradcheck(device):
     b = torch.tensor(np.random.default_rng(4).uniform(-1, 1, (2, 1)), device=device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, y: torch.cat([x, y * y], 1), (a, b))
     assert torch.autograd.gradgradcheck(lambda x, y: torch.stack([x * y, x], -1) ** 2, (a, b))
+
+
+# ---- repeat / tile ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,layout,reps", [((2, 3), "contiguous", (2, 1)), ((3, 4), "transposed", (1, 2, 3)),
+                                               ((5,), "strided", (3,)), ((), "contiguous", (2, 2)),
+                                               ((0, 2), "contiguous", (2, 3)), ((2, 3), "contiguous", (0, 1))])
+def test_repeat_matches_numpy_tile(device, shape, layout, reps):
+    x, ref = make(shape, device=device, layout=layout)
+    out = x.repeat(*reps)
+    assert out.device == x.device and out.is_contiguous()
+    assert_close(out, np.tile(ref, reps))
+    assert_close(x.repeat(list(reps)), np.tile(ref, reps))
+
+
+def test_repeat_backward_sums_the_copies(device):
+    x, _ = make((2, 3), device=device, requires_grad=True)
+    g, gref = make((4, 9), device=device, seed=5)
+    x.repeat(2, 3).backward(g)
+    assert_close(x.grad, gref.reshape(2, 2, 3, 3).sum(axis=(0, 2)))
+
+
+@pytest.mark.parametrize("dims", [(2,), (2, 2), (1, 2, 3), 3])
+def test_tile(device, dims):
+    x, ref = make((2, 3), device=device)
+    assert_close(torch.tile(x, dims if isinstance(dims, tuple) else (dims,)),
+                 np.tile(ref, dims))
+    assert_close(x.tile(dims if isinstance(dims, tuple) else (dims,)), np.tile(ref, dims))
+
+
+def test_repeat_bad_input(device):
+    x = torch.ones(2, 3, device=device)
+    with pytest.raises(RuntimeError, match="can not be smaller than number of dimensions"):
+        x.repeat(2)
+    with pytest.raises(RuntimeError, match="negative dimension"):
+        x.repeat(2, -1)
+    with pytest.raises(TypeError, match="must be a tuple of ints"):
+        x.repeat(2.0, 1)
+
+
+def test_type_as(device):
+    x = torch.ones(2, device=device)
+    assert x.type_as(torch.zeros(1, dtype=torch.int64)).dtype is torch.int64
+    assert x.type_as(x) is x                                  # already that dtype: no copy, as PyTorch
+
+
+def test_repeat_is_a_new_tensor(device):
+    x = torch.ones(2, 3, device=device)
+    y = x.repeat(1, 1)
+    y[0, 0] = 5.0
+    assert x[0, 0].item() == 1.0 and y.is_contiguous()

@@ -405,6 +405,10 @@ class Tensor:
         return self.to(_device("cuda", device if isinstance(device, int) else None) if not
                        isinstance(device, (str, _device)) else device)
 
+    def type_as(self, other):
+        """This tensor in ``other``'s dtype (itself when it already is)."""
+        return self.to(other.dtype)
+
     def type(self, dtype=None):
         if dtype is None:
             return f"tritorch.{self.dtype.name}"
