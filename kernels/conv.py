@@ -582,6 +582,15 @@ def _bias_grad(g):
     return g.sum((0, 2, 3))
 
 
+def _save_conv(ctx, x, w, geo):
+    """What the backward of a convolution or a transposed one needs: x for the weight gradient, w for the input's."""
+    if any(ctx.needs_input_grad[:3]):
+        ctx._name = "ConvolutionBackward0"
+        ctx.geo, ctx.in_hw, ctx.k_hw = geo, x._shape[2:], w._shape[2:]
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+
+
 class Conv(Function):
     """y = conv2d(x, w) + bias for 4-D x, w (validated by the public functions); ``out_hw`` fixes the bottom/right
     padding."""
@@ -589,11 +598,7 @@ class Conv(Function):
     @staticmethod
     def forward(ctx, x, w, bias, geo, out_hw):
         y = _conv(x, w, bias, geo, out_hw)
-        if any(ctx.needs_input_grad[:3]):
-            ctx._name = "ConvolutionBackward0"
-            ctx.geo, ctx.in_hw, ctx.k_hw = geo, x._shape[2:], w._shape[2:]
-            need_x, need_w = ctx.needs_input_grad[:2]
-            ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        _save_conv(ctx, x, w, geo)
         return y
 
     @staticmethod
@@ -613,11 +618,7 @@ class ConvTranspose(Function):
     @staticmethod
     def forward(ctx, x, w, bias, geo, out_hw):
         y = _conv_dgrad(x, w, bias, geo, out_hw)
-        if any(ctx.needs_input_grad[:3]):
-            ctx._name = "ConvolutionBackward0"
-            ctx.geo, ctx.in_hw, ctx.k_hw = geo, x._shape[2:], w._shape[2:]
-            need_x, need_w = ctx.needs_input_grad[:2]
-            ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        _save_conv(ctx, x, w, geo)
         return y
 
     @staticmethod
