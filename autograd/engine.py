@@ -6,6 +6,7 @@ nodes (all their consumers done), highest sequence number first, as PyTorch does
 its successors' input buffers. The engine keeps no reference to the graph once the pass returns.
 """
 import heapq
+import itertools
 import weakref
 
 import numpy as np
@@ -86,6 +87,7 @@ def retain_grad(t):
     node = t.grad_fn
     if node._retains is None:
         node._retains = {}
+        node._plain = False
     node._retains[t._output_nr] = weakref.ref(t)
 
 
@@ -303,6 +305,7 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
     prev = STATE.enabled
     STATE.enabled = create_graph
     heappush, heappop = heapq.heappush, heapq.heappop
+    simple = not anomaly and capture is None and run_only is None
     try:
         ready = []
         for n in dict.fromkeys(root_nodes):
@@ -311,7 +314,13 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
         while ready:
             node = heappop(ready)[2]
             grads = buffers.pop(node, None)
-            if type(node) is AccumulateGrad:
+            if node._plain and simple and grads is not None:
+                out = node._fn.backward(node, grads[0])
+                if not keep_graph:                  # a plain node saved tensors only
+                    nd = node.__dict__
+                    nd["_saved"] = None
+                    nd["_freed"] = True
+            elif type(node) is AccumulateGrad:
                 if grads is not None and grads[0] is not None:
                     g = grads[0]
                     t = node.variable
@@ -328,44 +337,41 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
                     if accumulate and (run_only is None or node in run_only):
                         _run_accumulate(node, g, create_graph, fresh, user_grads)
                 continue
-            if grads is not None:
-                if node._pre_hooks is not None or node._retains is not None:
-                    _tensor_hooks(node, grads)
-                if capture is not None:
-                    for nr, g in enumerate(grads):
-                        idx = capture.get((node, nr))
-                        if idx is not None:
-                            for i in idx:
-                                captured[i] = g
-            if grads is None or run_only is not None and node not in run_only:
-                out = None
             else:
-                out = _call(node, grads, anomaly, Tensor)
-                if not keep_graph:
-                    node._release()
-            for i, e in enumerate(node.next_functions):
-                if e is not None:
-                    nxt = e[0]
-                    if out is not None:
-                        g = out[i]
-                        if g is not None:
-                            slot = buffers.get(nxt)
-                            if slot is None:
-                                slot = buffers[nxt] = [None] * len(nxt._out_meta)
-                            nr = e[1]
-                            old = slot[nr]
-                            if old is None:
-                                slot[nr] = g
-                                if fresh is not None:
-                                    fresh.add(id(g))
-                            else:
-                                slot[nr] = s = old + g
-                                if fresh is not None:
-                                    fresh.add(id(s))
-                    d = deps[nxt] - 1
-                    deps[nxt] = d
-                    if d == 0:
-                        heappush(ready, (-nxt._seq, id(nxt), nxt))
+                if grads is not None:
+                    if node._pre_hooks is not None or node._retains is not None:
+                        _tensor_hooks(node, grads)
+                    if capture is not None:
+                        for nr, g in enumerate(grads):
+                            idx = capture.get((node, nr))
+                            if idx is not None:
+                                for i in idx:
+                                    captured[i] = g
+                if grads is None or run_only is not None and node not in run_only:
+                    out = None
+                else:
+                    out = _call(node, grads, anomaly, Tensor)
+                    if not keep_graph:
+                        node._release()
+            for e, g in zip(node.next_functions, out or _NO_GRADS):
+                if e is None:
+                    continue
+                nxt = e[0]
+                if g is not None:
+                    slot = buffers.get(nxt)
+                    if slot is None:
+                        slot = buffers[nxt] = [None] * len(nxt._out_meta)
+                    nr = e[1]
+                    old = slot[nr]
+                    if old is not None:
+                        g = old + g
+                    slot[nr] = g
+                    if fresh is not None:
+                        fresh.add(id(g))
+                d = deps[nxt] - 1
+                deps[nxt] = d
+                if d == 0:
+                    heappush(ready, (-nxt._seq, id(nxt), nxt))
     finally:
         STATE.enabled = prev
     if inputs is None:
@@ -373,6 +379,9 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
     if accumulate:
         return [(inputs[i], g) for i, g in enumerate(captured) if g is not None and inputs[i].grad_fn is not None]
     return captured
+
+
+_NO_GRADS = itertools.repeat(None)       # the gradients of a node that did not run
 
 
 def _add_to_buffer(buffers, node, nr, g):

@@ -96,6 +96,10 @@ class Node:
     _out_meta = ()          # (shape, dtype, device) per forward output; None for non-differentiable ones
     _in_meta = ()           # (shape, dtype, device) per forward argument that gets a gradient
     _stack = None           # forward stack, recorded in anomaly mode
+    # True where backward takes one output gradient and returns one gradient per edge, each already of its input's
+    # shape, dtype and device, and forward saved tensors only (no tensor attributes): the engine then calls it
+    # without checks (unless anomaly mode is on); registering a hook of any kind on the node makes it not plain
+    _plain = False
 
     def name(self):
         n = self.__dict__.get("_name")
@@ -161,6 +165,7 @@ class Node:
         """``fn(grad_inputs, grad_outputs)`` after the node ran; it may return replacement ``grad_inputs``."""
         if self._hooks is None:
             self._hooks = []
+            self._plain = False
         self._hooks.append(fn)
         return RemovableHandle(self._hooks, fn)
 
@@ -168,6 +173,7 @@ class Node:
         """``fn(grad_outputs)`` before the node runs; it may return replacement ``grad_outputs``."""
         if self._node_pre_hooks is None:
             self._node_pre_hooks = []
+            self._plain = False
         self._node_pre_hooks.append(fn)
         return RemovableHandle(self._node_pre_hooks, fn)
 
@@ -229,6 +235,7 @@ _Handle = RemovableHandle
 def _add_prehook(node, output_nr, fn):
     if node._pre_hooks is None:
         node._pre_hooks = {}
+        node._plain = False
     lst = node._pre_hooks.setdefault(output_nr, [])
     lst.append(fn)
     return RemovableHandle(lst, fn)
@@ -270,10 +277,13 @@ class Function:
     # False where forward never sets a tensor-valued ctx attribute (only save_for_backward): recording then skips
     # looking for them (the elementwise ops, whose host cost per graph node matters)
     _tensor_ctx_attrs = True
+    # True where every node is recorded by ``record_plain`` and backward keeps Node._plain's promise
+    _plain_backward = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        cls._node_cls = type(cls.__name__ + "Backward", (Node,), {"_fn": cls, "__slots__": ()})
+        cls._node_cls = type(cls.__name__ + "Backward", (Node,),
+                             {"_fn": cls, "__slots__": (), "_plain": cls._plain_backward})
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -317,11 +327,9 @@ def _tensor_cls():
     return _TENSOR[0]
 
 
-def _record(ctx, args, out, needs, Tensor, attrs=True):
-    """Make ``ctx`` the grad_fn of the forward's outputs and pack what it saved (``attrs``: look for tensor-valued
-    ctx attributes too)."""
-    d = ctx.__dict__
-    tensor_attrs = [k for k, v in d.items() if isinstance(v, Tensor)] if attrs else None    # before the edges
+def _link(d, args, needs):
+    """Set a node's edges (one per forward argument, ``None`` where no gradient flows), input metadata and
+    sequence number."""
     edges = []
     in_meta = []
     for a, n in zip(args, needs):
@@ -341,7 +349,53 @@ def _record(ctx, args, out, needs, Tensor, attrs=True):
     d["_in_meta"] = tuple(in_meta)
     d["_seq"] = next(_seq)
     if ANOMALY[0]:
-        d["_stack"] = "".join(traceback.format_stack()[:-3])
+        d["_stack"] = "".join(traceback.format_stack()[:-4])
+
+
+_NOTHING = (None, 0, None)
+
+
+def _pack(ctx, d, Tensor):
+    """Pack what forward saved: outputs of this very node lose their grad_fn (rebuilt on unpack), so no cycle."""
+    packed = []
+    for t in ctx._to_save:
+        if t is None:
+            packed.append(_NOTHING)
+        elif not isinstance(t, Tensor):
+            raise TypeError("save_for_backward can only save variables, but argument "
+                            f"{len(packed)} is of type {type(t).__name__}")
+        elif t.grad_fn is ctx:
+            packed.append((t._alias(), t._storage.version, t._output_nr))
+        else:
+            packed.append((t, t._storage.version, None))
+    d["_saved"] = tuple(packed)
+    d["_to_save"] = None
+
+
+def record_plain(ctx, args, out):
+    """``_record`` without its generality, for the plain case: ``out`` is one new floating tensor (no input handed
+    back, none written in place or marked non-differentiable) and ``ctx`` holds no tensor attributes; the caller set
+    ``ctx.needs_input_grad`` before the forward. The elementwise ops on ``cpu`` record through it, where the host
+    cost per graph node is the engine's own."""
+    d = ctx.__dict__
+    _link(d, args, d["needs_input_grad"])
+    d["_out_meta"] = ((out._shape, out.dtype, out._storage.device),)
+    out._requires_grad = True
+    out.grad_fn = ctx
+    out._output_nr = 0
+    to_save = d.pop("_to_save", None)
+    if to_save is not None:                     # the output is stored without its grad_fn (rebuilt on unpack)
+        d["_saved"] = tuple([_NOTHING if t is None else (t, t._storage.version, None) if t is not out else
+                             (t._alias(), t._storage.version, 0) for t in to_save])
+    return out
+
+
+def _record(ctx, args, out, needs, Tensor, attrs=True):
+    """Make ``ctx`` the grad_fn of the forward's outputs and pack what it saved (``attrs``: look for tensor-valued
+    ctx attributes too)."""
+    d = ctx.__dict__
+    tensor_attrs = [k for k, v in d.items() if isinstance(v, Tensor)] if attrs else None    # before the edges
+    _link(d, args, needs)
     single = not isinstance(out, tuple)
     outs = (out,) if single else out
     dirty, non_diff = ctx._dirty, ctx._non_diff
@@ -375,22 +429,8 @@ def _record(ctx, args, out, needs, Tensor, attrs=True):
         new_outs.append(o)
     d["_out_meta"] = tuple(metas)
 
-    # pack the saved tensors: outputs of this very node lose their grad_fn (rebuilt on unpack), so no cycle
-    to_save = ctx._to_save
-    if to_save is not None:
-        packed = []
-        for t in to_save:
-            if t is None:
-                packed.append((None, 0, None))
-            elif not isinstance(t, Tensor):
-                raise TypeError("save_for_backward can only save variables, but argument "
-                                f"{len(packed)} is of type {type(t).__name__}")
-            elif t.grad_fn is ctx:
-                packed.append((t._alias(), t._storage.version, t._output_nr))
-            else:
-                packed.append((t, t._storage.version, None))
-        d["_saved"] = tuple(packed)
-        d["_to_save"] = None
+    if ctx._to_save is not None:
+        _pack(ctx, d, Tensor)
     if tensor_attrs:
         for k in tensor_attrs:
             v = d[k]

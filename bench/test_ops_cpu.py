@@ -5,8 +5,8 @@
 
 The host cost of a small op is the number that matters here: a 1,000-element add through tritorch against NumPy's
 own add (target: at most 10 us more), and the autograd engine's cost per graph node of a forward+backward chain of
-muls beyond the muls themselves (target: at most 15 us). ``TRITORCH_BENCH_STRICT=1`` makes the targets failing
-checks. The numbers at a glance: ``python -m bench.test_ops_cpu``.
+muls (or relu, or tanh nodes) beyond the NumPy work itself (target: at most 15 us). ``TRITORCH_BENCH_STRICT=1``
+makes the targets failing checks. The numbers at a glance: ``python -m bench.test_ops_cpu``.
 """
 import os
 import time
@@ -17,6 +17,7 @@ import pytest
 
 import tritorch
 from tritorch.benchmark import CASES, HOST_COST, Missing, _to_numpy, make_input
+from tritorch.kernels.elementwise import UNARY
 
 HOST_TARGET_US = 10.0
 NODE_TARGET_US = 15.0
@@ -96,28 +97,40 @@ def test_host_cost_relu_1000(benchmark):
     benchmark(tritorch.relu, a)
 
 
-def _chain():
-    """A forward+backward chain of ``CHAIN`` muls on 1,000 float32 elements, and the same muls in NumPy alone (the
-    kernels' own time: the forward products and the backward's gradient products)."""
+def _chain(op="mul"):
+    """A forward+backward chain of ``CHAIN`` nodes on 1,000 float32 elements, and the same work in NumPy alone (the
+    kernels' own time): ``mul`` by a constant tensor (its forward products and the backward's gradient products), or
+    a unary op (its NumPy reference forward, and its backward reference on the saved input or output)."""
     x = make_input(tritorch, (1000,), "float32", "cpu", 3).requires_grad_(True)
     w = make_input(tritorch, (1000,), "float32", "cpu", 4)
     g = tritorch.ones(1000)
     xn, wn, gn = x.detach().numpy(), w.numpy(), g.numpy()
+    if op == "mul":
+        step = lambda y: y * w
+        fwd = lambda y: y * wn
+        bwd = lambda gy, y_in, y_out: gy * wn
+    else:
+        u = UNARY[op]
+        step = getattr(tritorch, op)
+        fwd = lambda y: u.ref(y, 0.0, 0.0)
+        bwd = lambda gy, y_in, y_out: u.bwd_ref(gy, y_in if u.bwd_uses == "x" else y_out, 0.0)
 
     def run():
         y = x
         for _ in range(CHAIN):
-            y = y * w
+            y = step(y)
         y.backward(g)
-        x.grad = None
+        gx, x.grad = x.grad, None
+        return y, gx
 
     def run_numpy():
-        y, gy = xn, gn
+        ys = [xn]
         for _ in range(CHAIN):
-            y = y * wn
-        for _ in range(CHAIN):
-            gy = gy * wn
-        return y, gy
+            ys.append(fwd(ys[-1]))
+        gy = gn
+        for i in range(CHAIN, 0, -1):
+            gy = bwd(gy, ys[i - 1], ys[i])
+        return ys[-1], gy
     return run, run_numpy
 
 
@@ -135,18 +148,19 @@ def test_autograd_chain_numpy(benchmark):
     benchmark(run_numpy)
 
 
-def node_cost_us(n=50, repeat=5):
+def node_cost_us(n=50, repeat=5, op="mul"):
     """(tritorch, numpy) microseconds per graph node of the chain: the best of ``repeat`` loops of ``n`` chains."""
-    run, run_numpy = _chain()
+    run, run_numpy = _chain(op)
     for _ in range(5):
         run()
     return _best_us(run, n, repeat) / CHAIN, _best_us(run_numpy, n, repeat) / CHAIN
 
 
-def test_node_cost_target():
-    t, ref = node_cost_us(n=10, repeat=3)
-    msg = (f"autograd chain on cpu: tritorch {t:.1f} us per node, NumPy's muls {ref:.1f} us (target: at most "
-           f"+{NODE_TARGET_US} us)")
+@pytest.mark.parametrize("op", ["mul", "relu", "tanh"])
+def test_node_cost_target(op):
+    t, ref = node_cost_us(n=10, repeat=3, op=op)
+    msg = (f"autograd chain of {op} nodes on cpu: tritorch {t:.1f} us per node, NumPy {ref:.1f} us (target: at "
+           f"most +{NODE_TARGET_US} us)")
     if os.environ.get("TRITORCH_BENCH_STRICT", "0") not in ("", "0"):
         assert t - ref <= NODE_TARGET_US, msg
     elif t - ref > NODE_TARGET_US:
@@ -157,6 +171,7 @@ if __name__ == "__main__":
     t, ref = host_cost_us()
     print(f"1,000-element float32 add on cpu: tritorch {t:.2f} us, NumPy {ref:.2f} us, +{t - ref:.2f} us "
           f"(target +{HOST_TARGET_US} us)")
-    t, ref = node_cost_us()
-    print(f"autograd chain of {CHAIN} muls (forward+backward), per node: tritorch {t:.2f} us, NumPy's muls "
-          f"{ref:.2f} us, +{t - ref:.2f} us (target +{NODE_TARGET_US} us)")
+    for op in ("mul", "relu", "tanh"):
+        t, ref = node_cost_us(op=op)
+        print(f"autograd chain of {CHAIN} {op} nodes (forward+backward), per node: tritorch {t:.2f} us, NumPy "
+              f"{ref:.2f} us, +{t - ref:.2f} us (target +{NODE_TARGET_US} us)")

@@ -15,7 +15,7 @@ import triton.language as tl
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET, CPU
 from tritorch._tensor import Tensor, register, FUNCTIONS
-from tritorch.autograd.function import Function
+from tritorch.autograd.function import Function, record_plain
 from tritorch.autograd.grad_mode import STATE
 from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
                       nd_offset, block_for, interp_bf16_in)
@@ -857,6 +857,36 @@ class UnaryInplace(Unary):
         return x
 
 
+class HostUnary(Unary):
+    """A floating unary op on ``cpu`` recorded by ``record_plain`` (the binary ops' ``HostBinary`` for one input):
+    unless the backward must itself be recorded, the backward's NumPy reference runs on the host arrays."""
+    _plain_backward = True
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx._saved
+        dtype = ctx.in_dtype
+        if STATE.enabled or saved is None or not (dtype is D.float32 or dtype is D.float64):
+            return (Unary.backward(ctx, g),)
+        t, version, _ = saved[0] if ctx.op.bwd_uses == "x" else saved[1]
+        if t._storage.version != version:
+            return (Unary.backward(ctx, g),)           # raises the in-place modification error
+        ga = g._np_cache
+        if ga is None:
+            ga = g._np
+        sa = t._np
+        return (host_result(quiet(ctx.op.bwd_ref, ga, sa, ctx.a), dtype, ga, sa),)
+
+
+def _record_host_unary(op, x, a, out):
+    ctx = HostUnary._node_cls()
+    d = ctx.__dict__
+    d["needs_input_grad"] = (True,)
+    d["_name"] = op.node_name
+    _save_unary(ctx, op, a, x, out)
+    return record_plain(ctx, (x,), out)
+
+
 def _save_unary(ctx, op, a, x, out):
     if op.out_bool:
         return
@@ -930,11 +960,11 @@ def grad_kernel(tfn, ref, g, s, a, dtype, b=None):
     """A fused backward: ``tfn(g, s, a, b)`` in one pass, written in ``dtype`` (``ref(g, s, a[, b])`` on cpu)."""
     ct = dtype if dtype.is_floating_point else D.get_default_dtype()
     if g._storage.device.type == "cpu":
-        with np.errstate(all="ignore"):
-            ga, sa = g._np.astype(np_ct(ct), copy=False), s._np.astype(np_ct(ct), copy=False)
-            res = ref(ga, sa, a) if b is None else ref(ga, sa, a, b)
-        res = np.broadcast_to(np.asarray(res), broadcast_shapes(g._shape, s._shape))
-        return wrap(res.astype(dtype.np, copy=False), dtype, g.device)
+        ga, sa = g._np.astype(np_ct(ct), copy=False), s._np.astype(np_ct(ct), copy=False)
+        res = quiet(ref, ga, sa, a) if b is None else quiet(ref, ga, sa, a, b)
+        if g._shape != s._shape or np.shape(res) != g._shape:
+            res = np.broadcast_to(np.asarray(res), broadcast_shapes(g._shape, s._shape))
+        return host_result(res, dtype, ga, sa, g._storage.device)
     shape = broadcast_shapes(g._shape, s._shape)
     return launch_binary(tfn, g, s, empty(shape, dtype, g.device), ACC[ct], a, 0.0 if b is None else b)
 
@@ -944,10 +974,13 @@ def unary(name, x, a=0.0, b=0.0):
         raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
     op = UNARY[name]
     d = x.dtype
-    if x._storage.device is CPU and d.is_floating_point and not (x._requires_grad and STATE.enabled):
-        # the cpu fast path: a floating input keeps its type (isnan and the other tests give bool), nothing to record
+    if x._storage.device is CPU and d.is_floating_point:
+        # the cpu fast path: a floating input keeps its type (isnan and the other tests give bool)
         xa = x._np if d is D.float32 or d is D.float64 else x._np.astype(np.float32)
-        return host_result(quiet(op.ref, xa, a, b), D.bool_ if op.out_bool else d, xa)
+        out = host_result(quiet(op.ref, xa, a, b), D.bool_ if op.out_bool else d, xa)
+        if not (x._requires_grad and STATE.enabled) or op.out_bool:
+            return out
+        return _record_host_unary(op, x, a, out)
     return Unary.apply(x, op, a, b)
 
 
@@ -1333,6 +1366,12 @@ def _bitwise_xor(x, y, a, b):
     return x ^ y
 
 
+# what each gradient rule reads, by op name: (x, y, the output); x is the input before an in-place write. 0: never,
+# 1: always, 2: only when the other argument needs its gradient (mul's gx is g * y, its gy is g * x)
+_SAVES = {"mul": (2, 2, 0), "div": (2, 1, 0), "pow": (1, 1, 1), "maximum": (1, 1, 0), "minimum": (1, 1, 0),
+          "remainder": (1, 1, 0), "fmod": (1, 1, 0)}
+
+
 class BinaryOp:
     """One binary op: Triton math (float and, where they differ, integer), NumPy reference, result-type rule."""
 
@@ -1340,6 +1379,7 @@ class BinaryOp:
         self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
         self.grad = grad or name          # the key of its gradient rule in _BINARY_GRADS (none: not implemented)
         self.host = {}                    # dtype -> what the cpu fast path needs (see _host_types)
+        self.saves = _SAVES.get(name, (0, 0, 0))
 
     def dtypes(self, common):
         """(compute dtype, output dtype) for inputs promoted to ``common``."""
@@ -1417,9 +1457,6 @@ _BINARY_NAMES = {"add": ("AddBackward0", "AddBackward0"), "sub": ("SubBackward0"
                  "pow": ("PowBackward1", "PowBackward2"), "maximum": ("MaximumBackward0", "MaximumBackward0"),
                  "minimum": ("MinimumBackward0", "MinimumBackward0")}
 
-# what each backward reads: x (the input before an in-place write), y, and/or the output
-_NEEDS_X = {"mul", "div", "pow", "maximum", "minimum", "remainder", "fmod"}
-
 
 def binary_compute(op, x, y, alpha=1, out=None):
     """``op(x, y)`` with PyTorch's promotion and broadcasting, into a new tensor or into ``out`` (cast to its type,
@@ -1493,6 +1530,7 @@ class Binary(Function):
         ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
         if any(ctx.needs_input_grad):
             _save_binary(ctx, op, alpha, x, y, out)
+            ctx.metas = _metas(x, y)
         return out
 
     @staticmethod
@@ -1500,22 +1538,75 @@ class Binary(Function):
         missing = ctx.__dict__.get("not_implemented")
         if missing:
             raise RuntimeError(f"the derivative for '{missing}' is not implemented")
-        x, y, out = ctx.saved_tensors
-        yv = y if y is not None else ctx.y_scalar
-        gx, gy = _BINARY_GRADS[ctx.op.grad](g, x, yv, out, ctx.alpha)
-        x_meta, y_meta = ctx.metas
-        gx = _finish_grad(gx, x_meta) if ctx.needs_input_grad[0] else None
-        gy = _finish_grad(gy, y_meta) if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1] else None
-        return gx, gy
+        return _binary_grads(ctx, g, *ctx.metas)
+
+
+class HostBinary(Binary):
+    """A floating add/sub/mul/div on ``cpu`` whose operands share dtype and shape (or one is a Python number): the
+    forward is ``_host_binary``'s, the node is recorded by ``record_plain`` and, unless the backward must itself be
+    recorded (create_graph), the gradient rule runs on the host arrays. This is the path whose cost per graph node
+    the engine's overhead is measured by."""
+    _plain_backward = True
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx._saved
+        op = ctx.op
+        # the host rule, where the forward computed in the dtype itself (not float16 widened) and nothing changed
+        if STATE.enabled or saved is None or op.host[g.dtype][0] is not None:
+            return _binary_grads(ctx, g, *ctx._in_meta)
+        (x, xv, _), (y, yv, _), _ = saved
+        if x is not None and x._storage.version != xv or y is not None and y._storage.version != yv:
+            return _binary_grads(ctx, g, *ctx._in_meta)       # raises the in-place modification error
+        ga = g._np_cache
+        if ga is None:
+            ga = g._np
+        gx, gy = quiet(_BINARY_GRADS[op.grad], ga, None if x is None else x._np,
+                       ctx.y_scalar if y is None else y._np, None, 1)
+        needs = ctx.needs_input_grad
+        return _host_grad(gx, g, ga) if needs[0] else None, _host_grad(gy, g, ga) if needs[1] else None
+
+
+def _binary_grads(ctx, g, x_meta, y_meta):
+    """The gradients by the op's rule in tensor ops (recorded under create_graph), summed back to each input's
+    shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
+    x, y, out = ctx.saved_tensors
+    gx, gy = _BINARY_GRADS[ctx.op.grad](g, x, ctx.y_scalar if y is None else y, out, ctx.alpha)
+    needs = ctx.needs_input_grad
+    return (_finish_grad(gx, x_meta) if needs[0] else None,
+            _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
+
+
+def _host_grad(r, g, ga):
+    """A host gradient as a tensor: ``g`` itself where the rule handed its array back."""
+    if r is None:
+        return None
+    return g if r is ga else host_result(r, g.dtype, ga)
+
+
+_PLAIN = {"add", "sub", "mul", "div"}     # the ops whose gradient rules work on host arrays as on tensors
+
+
+def _record_host_binary(op, x, y, out, needs):
+    ctx = HostBinary._node_cls()
+    d = ctx.__dict__
+    d["needs_input_grad"] = needs
+    d["_name"] = _BINARY_NAMES[op.name][0]
+    _save_binary(ctx, op, 1, x, y, out)
+    return record_plain(ctx, (x, y), out)
 
 
 def _finish_grad(g, meta):
     """A broadcast gradient summed back to the input's shape, in the input's dtype."""
     if g is None or meta is None:
         return None
-    shape, dtype = meta
+    shape, dtype = meta[0], meta[1]
     g = sum_to(g, shape)
     return g.to(dtype) if g.dtype is not dtype else g
+
+
+def _metas(x, y):
+    return (x._shape, x.dtype), (y._shape, y.dtype) if isinstance(y, Tensor) else None
 
 
 def _save_binary(ctx, op, alpha, x, y, out):
@@ -1525,14 +1616,15 @@ def _save_binary(ctx, op, alpha, x, y, out):
         # as PyTorch: the forward runs and records a node whose backward raises
         ctx._name, ctx.not_implemented = "NotImplemented", op.name
         return
-    ctx.op, ctx.alpha = op, alpha
-    y_t = y if isinstance(y, Tensor) else None
-    ctx.y_scalar = None if y_t is not None else y
-    ctx.metas = ((x._shape, x.dtype), (y_t._shape, y_t.dtype) if y_t is not None else None)
-    needs_x = op.name in _NEEDS_X and (op.name not in ("mul", "div") or ctx.needs_input_grad[1])
-    needs_y = op.name not in ("add", "sub", "floor_divide", "trunc_divide") and \
-        (op.name != "mul" or ctx.needs_input_grad[0])
-    ctx.save_for_backward(x if needs_x else None, y_t if needs_y else None, out if op.name == "pow" else None)
+    d = ctx.__dict__
+    d["op"] = op
+    d["alpha"] = alpha
+    y_is_t = isinstance(y, Tensor)
+    d["y_scalar"] = None if y_is_t else y
+    sx, sy, so = op.saves
+    needs = ctx.needs_input_grad
+    d["_to_save"] = (x if sx == 1 or sx == 2 and len(needs) > 1 and needs[1] else None,
+                     y if y_is_t and (sy == 1 or sy == 2 and needs[0]) else None, out if so else None)
 
 
 class BinaryInplace(Binary):
@@ -1543,14 +1635,15 @@ class BinaryInplace(Binary):
         check_inplace(x, ctx)
         ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
         grad = any(ctx.needs_input_grad)
-        saved_x = x.clone() if grad and op.name in _NEEDS_X and (
-            op.name not in ("mul", "div") or ctx.needs_input_grad[1]) else x
+        sx = op.saves[0]
+        saved_x = x.clone() if grad and (sx == 1 or sx == 2 and ctx.needs_input_grad[1]) else x
         if grad and isinstance(y, Tensor) and y._storage is x._storage:
             y = saved_x if y is x and saved_x is not x else y.clone()
         binary_compute(op, x, y, alpha, out=x)
         mark_written(ctx, x)
         if grad:
             _save_binary(ctx, op, alpha, saved_x, y, x)
+            ctx.metas = _metas(x, y)
         return x
 
 
@@ -1568,7 +1661,7 @@ def _pow_grads(g, x, y, out, alpha):
 
 def _div_grads(g, x, y, out, alpha):
     gx = g / y
-    gy = -g * x / (y * y) if x is not None and isinstance(y, Tensor) else None
+    gy = -g * x / (y * y) if x is not None and not _scalar_ok(y) else None
     return gx, gy
 
 
@@ -1611,7 +1704,9 @@ def _host_binary(op, x, y):
             return None
         ya = y
     elif isinstance(y, Tensor) and y.dtype is d and y._shape == x._shape and y._storage.device is CPU:
-        ya = y._np
+        ya = y._np_cache
+        if ya is None:
+            ya = y._np
     else:
         return None
     fast = op.host.get(d)
@@ -1620,7 +1715,9 @@ def _host_binary(op, x, y):
     if fast is False:
         return None
     ct, out_dtype = fast
-    xa = x._np
+    xa = x._np_cache
+    if xa is None:
+        xa = x._np
     if ct is not None:
         xa = xa.astype(ct)
         ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
@@ -1642,11 +1739,17 @@ def _host_types(op, d):
 def binary(name, x, y, alpha=1):
     op = BINARY[name]
     if isinstance(x, Tensor):
-        if x._storage.device is CPU and type(alpha) is int and alpha == 1 and not (STATE.enabled and (
-                x._requires_grad or isinstance(y, Tensor) and y._requires_grad)):
-            out = _host_binary(op, x, y)              # nothing to record: skip the Function machinery
-            if out is not None:
-                return out
+        if x._storage.device is CPU and type(alpha) is int and alpha == 1:
+            if not STATE.enabled:
+                needs = None
+            else:
+                needs = (x._requires_grad, isinstance(y, Tensor) and y._requires_grad)
+                if needs == (False, False):
+                    needs = None
+            if needs is None or op.name in _PLAIN:
+                out = _host_binary(op, x, y)          # skip the Function machinery
+                if out is not None:
+                    return out if needs is None else _record_host_binary(op, x, y, out, needs)
         _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):

@@ -855,6 +855,173 @@ def test_detect_anomaly_builtin_op():
 
 
 # ==================================================================================================================
+# The plain-node path: cpu add/sub/mul/div recorded by record_plain, their gradients computed on the host arrays
+# ==================================================================================================================
+
+def _np_binary_grads(name, x, y, g):
+    if name == "add":
+        return g, g
+    if name == "sub":
+        return g, -g
+    if name == "mul":
+        return g * y, g * x
+    return g / y, -g * x / (y * y)
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "0-d"])
+@pytest.mark.parametrize("grads", ["both", "x", "y"])
+def test_plain_binary_gradients(name, dtype, layout, grads):
+    rng = np.random.default_rng(0)
+    shape = () if layout == "0-d" else (3, 5)
+    xn = rng.uniform(0.5, 2.0, shape)
+    yn = rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape)
+    gn = rng.uniform(-1, 1, shape)
+    dt = getattr(torch, dtype)
+
+    def make(a, rg):
+        if layout == "transposed":
+            return torch.tensor(a.T, dtype=dt).t().detach().requires_grad_(rg)     # a non-contiguous leaf
+        return torch.tensor(a, dtype=dt, requires_grad=rg)
+    x, y = make(xn, grads != "y"), make(yn, grads != "x")
+    out = getattr(torch, name)(x, y)
+    assert out.grad_fn._plain and out.grad_fn.name() == name.capitalize() + "Backward0"
+    g = torch.tensor(gn.T, dtype=dt).t() if layout == "transposed" else torch.tensor(gn, dtype=dt)
+    out.backward(g)
+    q = lambda a: np.asarray(a, dtype=np.float64) if dtype != "float16" else \
+        np.asarray(a, dtype=np.float16).astype(np.float64)
+    gx, gy = _np_binary_grads(name, q(xn), q(yn), q(gn))
+    tol = dict(rtol=2e-3, atol=2e-3) if dtype == "float16" else {}
+    for t, ref, wanted in ((x, gx, grads != "y"), (y, gy, grads != "x")):
+        if wanted:
+            assert t.grad.dtype is dt and t.grad.shape == t.shape
+            assert_close(t.grad, ref, **tol)
+        else:
+            assert t.grad is None
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+def test_plain_binary_with_a_python_number(name):
+    x = t64([1.5, -2.0, 4.0])
+    (getattr(torch, name)(x, 2.5) * t64([1.0, 2.0, 3.0], requires_grad=False)).sum().backward()
+    gx, _ = _np_binary_grads(name, np.array([1.5, -2.0, 4.0]), 2.5, np.array([1.0, 2.0, 3.0]))
+    assert_close(x.grad, gx)
+    assert gradcheck(lambda a: getattr(torch, name)(a, 2.5), (t64([1.5, -2.0, 4.0]),))
+
+
+def test_plain_add_gradients_are_not_shared():
+    a, b = t64([1.0, 2.0]), t64([3.0, 4.0])
+    g = t64([1.0, 1.0], requires_grad=False)
+    (a + b).backward(g)                      # add hands g back for both arguments
+    assert a.grad.data_ptr() != b.grad.data_ptr() and a.grad.data_ptr() != g.data_ptr()
+    a.grad.add_(10.0)
+    assert b.grad.tolist() == [1.0, 1.0] and g.tolist() == [1.0, 1.0]
+    x = t64([1.0, 2.0])
+    y = x * 2.0
+    (y + y).sum().backward()                 # one tensor reaching the same node twice: the two summed
+    assert x.grad.tolist() == [4.0, 4.0]
+
+
+def test_plain_nodes_with_hooks():
+    x = t64([1.0, 2.0])
+    w = t64([3.0, -1.0], requires_grad=False)
+    y = x * w
+    assert y.grad_fn._plain
+    y.register_hook(lambda g: g * 2)
+    y.retain_grad()
+    assert not y.grad_fn._plain                          # hooks take the checked path
+    seen = []
+    z = y * 5.0
+    z.grad_fn.register_prehook(lambda grads: seen.append("pre") or None)
+    z.grad_fn.register_hook(lambda gin, gout: (gin[0] * 10, None))
+    z.sum().backward()
+    assert seen == ["pre"]
+    assert_close(y.grad, [100.0, 100.0])                # 5 * 10 (node hook), then 2 (tensor hook)
+    assert_close(x.grad, [300.0, -100.0])
+
+
+def test_plain_node_saved_tensor_modified_in_place():
+    x = t64([1.0, 2.0])
+    w = t64([3.0, 4.0], requires_grad=False)
+    y = x * w
+    w.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation.*MulBackward0"):
+        y.sum().backward()
+
+
+def test_plain_nodes_free_and_retain():
+    x = t64([1.0, 2.0])
+    w = t64([3.0, 4.0], requires_grad=False)
+    y = (x * w) / w
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()
+    assert_close(x.grad, [2.0, 2.0])
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.sum().backward()
+
+
+def test_plain_nodes_second_order_and_grad():
+    x = t64([1.5, -2.0])
+    y = x * x * x
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    assert_close(gx, [6.75, 12.0])
+    (ggx,) = torch.autograd.grad(gx.sum(), x)
+    assert_close(ggx, [9.0, -12.0])
+    assert gradgradcheck(lambda a, b: a * b / (b + 3.0) - a, (t64([1.5, -2.0]), t64([0.5, 2.0])))
+
+
+def test_plain_nodes_anomaly_and_quiet_numpy():
+    x = t64([1.0, 2.0])
+    zero = t64([0.0, 1.0], requires_grad=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # no NumPy division warning, as PyTorch warns of none
+        (x / zero).sum().backward()
+    assert x.grad.tolist()[0] == float("inf")
+    with torch.autograd.detect_anomaly():
+        y = (x / zero).sum()
+        with pytest.raises(RuntimeError, match="Function 'DivBackward0' returned nan values in its 0th output"):
+            y.backward()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_plain_unary_gradients(dtype):
+    dt = getattr(torch, dtype)
+    xn = np.array([[-1.5, -0.25, 0.5], [0.75, 1.25, 2.0]])
+    tol = dict(rtol=3e-3, atol=3e-3) if dtype == "float16" else {}
+    q = np.float16 if dtype == "float16" else np.float64
+    xq = xn.astype(q).astype(np.float64)
+    cases = {"relu": (xq > 0) * 1.0, "tanh": 1 - np.tanh(xq) ** 2, "sigmoid": np.exp(-xq) / (1 + np.exp(-xq)) ** 2,
+             "exp": np.exp(xq), "sin": np.cos(xq), "abs": np.sign(xq), "neg": -np.ones_like(xq)}
+    for name, ref in cases.items():
+        x = torch.tensor(xn.T, dtype=dt).t().detach().requires_grad_()        # a non-contiguous leaf
+        y = getattr(torch, name)(x)
+        assert y.grad_fn._plain
+        y.backward(torch.ones_like(y))
+        assert x.grad.dtype is dt
+        assert_close(x.grad, ref, **tol, msg=name)
+    x = t64([-1.0, 0.5, 2.0])
+    torch.nn.functional.leaky_relu(x, 0.2).sum().backward()
+    assert_close(x.grad, [0.2, 1.0, 1.0])
+
+
+def test_plain_unary_saved_output_and_second_order():
+    x = t64([0.5, -1.0])
+    y = x.exp()                               # saves its own output
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation.*output 0 of ExpBackward0"):
+        y.sum().backward()
+    x = t64([0.5, -1.0])
+    y = x.tanh()
+    (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    assert_close(gx, 1 - np.tanh([0.5, -1.0]) ** 2)
+    (ggx,) = torch.autograd.grad(gx.sum(), x)
+    t = np.tanh([0.5, -1.0])
+    assert_close(ggx, -2 * t * (1 - t * t))
+    assert gradgradcheck(lambda a: a.sigmoid() * a.exp() + a.sin(), (t64([0.3, -0.7]),))
+
+
+# ==================================================================================================================
 # Device-agnostic engine (cpu and interpreted cuda)
 # ==================================================================================================================
 

@@ -256,6 +256,15 @@ def test_host_cost_helper_measures_both():
     assert np.isfinite([t, ref]).all()
 
 
+@pytest.mark.parametrize("op", ["mul", "relu", "tanh"])
+def test_node_cost_chain_does_the_numpy_work(op):
+    from bench.test_ops_cpu import _chain
+    run, run_numpy = _chain(op)
+    (y, gx), (yn, gn) = run(), run_numpy()
+    np.testing.assert_allclose(y.detach().numpy(), yn, rtol=1e-5, atol=1e-30)
+    np.testing.assert_allclose(gx.numpy(), gn, rtol=1e-5, atol=1e-30)
+
+
 @pytest.mark.gpu
 def test_gpu_event_timer_and_one_case(tmp_path):
     from tritorch._timing import EventTimer

@@ -9,7 +9,7 @@ __all__ = ["dtype", "float32", "float16", "bfloat16", "float64", "int8", "uint8"
 class dtype:
     """A tensor element type. ``str()`` ends in the canonical name, as Triton's launcher requires."""
 
-    __slots__ = ("name", "np", "itemsize", "is_floating_point", "is_signed", "_rank", "_hash")
+    __slots__ = ("name", "np", "itemsize", "is_floating_point", "is_signed", "_rank")
 
     def __init__(self, name, np_dtype, rank, is_float, is_signed):
         self.name = name
@@ -18,15 +18,11 @@ class dtype:
         self.is_floating_point = is_float
         self.is_signed = is_signed
         self._rank = rank
-        self._hash = hash(("tritorch.dtype", name))
 
     def __repr__(self):
         return f"tritorch.{self.name}"
 
     __str__ = __repr__
-
-    def __hash__(self):
-        return self._hash
 
     def __reduce__(self):
         return (_by_name, (self.name,))

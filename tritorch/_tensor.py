@@ -75,7 +75,8 @@ class Tensor:
         """Adopt an op's fresh result: a C-contiguous host array of ``dtype`` that nothing else refers to (no
         checks, no copy: the cheap constructor of the ``cpu`` fast paths)."""
         shape = arr.shape
-        t = cls._make(Storage(arr.reshape(-1), device, dtype, arr.size), 0, shape, contiguous_strides(shape), dtype)
+        t = cls._make(Storage(arr.reshape(-1), device, dtype, arr.size), 0, shape,
+                      _STRIDES.get(shape) or contiguous_strides(shape), dtype)
         t._np_cache = arr
         return t
 
