@@ -107,13 +107,27 @@ def _chain(op="mul"):
     xn, wn, gn = x.detach().numpy(), w.numpy(), g.numpy()
     if op == "mul":
         step = lambda y: y * w
-        fwd = lambda y: y * wn
-        bwd = lambda gy, y_in, y_out: gy * wn
+
+        def run_numpy():
+            y, gy = xn, gn
+            for _ in range(CHAIN):
+                y = y * wn
+            for _ in range(CHAIN):
+                gy = gy * wn
+            return y, gy
     else:
         u = UNARY[op]
         step = getattr(tritorch, op)
-        fwd = lambda y: u.ref(y, 0.0, 0.0)
-        bwd = lambda gy, y_in, y_out: u.bwd_ref(gy, y_in if u.bwd_uses == "x" else y_out, 0.0)
+        on_input = u.bwd_uses == "x"            # what the backward reads: the node's input, or its output
+
+        def run_numpy():
+            ys = [xn]
+            for _ in range(CHAIN):
+                ys.append(u.ref(ys[-1], 0.0, 0.0))
+            gy = gn
+            for i in range(CHAIN, 0, -1):
+                gy = u.bwd_ref(gy, ys[i - 1] if on_input else ys[i], 0.0)
+            return ys[-1], gy
 
     def run():
         y = x
@@ -122,15 +136,6 @@ def _chain(op="mul"):
         y.backward(g)
         gx, x.grad = x.grad, None
         return y, gx
-
-    def run_numpy():
-        ys = [xn]
-        for _ in range(CHAIN):
-            ys.append(fwd(ys[-1]))
-        gy = gn
-        for i in range(CHAIN, 0, -1):
-            gy = bwd(gy, ys[i - 1], ys[i])
-        return ys[-1], gy
     return run, run_numpy
 
 

@@ -874,7 +874,9 @@ class HostUnary(Unary):
         ga = g._np_cache
         if ga is None:
             ga = g._np
-        sa = t._np
+        sa = t._np_cache
+        if sa is None:
+            sa = t._np
         return (host_result(quiet(ctx.op.bwd_ref, ga, sa, ctx.a), dtype, ga, sa),)
 
 
@@ -892,8 +894,11 @@ def _save_unary(ctx, op, a, x, out):
         return
     if op.bwd is None:
         raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
-    ctx.op, ctx.a, ctx.in_dtype = op, a, x.dtype
-    ctx.save_for_backward(x if op.bwd_uses == "x" else None, out if op.bwd_uses == "y" else None)
+    d = ctx.__dict__
+    d["op"] = op
+    d["a"] = a
+    d["in_dtype"] = x.dtype
+    d["_to_save"] = (x, None) if op.bwd_uses == "x" else (None, out)
 
 
 def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
