@@ -1547,7 +1547,7 @@ class Binary(Function):
 
 
 class HostBinary(Binary):
-    """A floating add/sub/mul/div on ``cpu`` whose operands share dtype and shape (or one is a Python number): the
+    """A floating add/sub/mul/div on ``cpu`` whose operands share their dtype (or one is a Python number): the
     forward is ``_host_binary``'s, the node is recorded by ``record_plain`` and, unless the backward must itself be
     recorded (create_graph), the gradient rule runs on the host arrays. This is the path whose cost per graph node
     the engine's overhead is measured by."""
@@ -1569,7 +1569,9 @@ class HostBinary(Binary):
         gx, gy = quiet(_BINARY_GRADS[op.grad], ga, None if x is None else x._np,
                        ctx.y_scalar if y is None else y._np, None, 1)
         needs = ctx.needs_input_grad
-        return _host_grad(gx, g, ga) if needs[0] else None, _host_grad(gy, g, ga) if needs[1] else None
+        in_meta = ctx._in_meta
+        return (_host_grad(gx, g, ga, in_meta[0][0]) if needs[0] else None,
+                _host_grad(gy, g, ga, in_meta[1][0]) if needs[1] else None)
 
 
 def _binary_grads(ctx, g, x_meta, y_meta):
@@ -1582,11 +1584,13 @@ def _binary_grads(ctx, g, x_meta, y_meta):
             _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
 
 
-def _host_grad(r, g, ga):
-    """A host gradient as a tensor: ``g`` itself where the rule handed its array back."""
+def _host_grad(r, g, ga, shape):
+    """A host gradient as a tensor of the input's ``shape`` (summed over the broadcast dims): ``g`` itself where the
+    rule handed its array back."""
     if r is None:
         return None
-    return g if r is ga else host_result(r, g.dtype, ga)
+    r = g if r is ga else host_result(r, g.dtype, ga)
+    return r if r._shape == shape else sum_to(r, shape)
 
 
 _PLAIN = {"add", "sub", "mul", "div"}     # the ops whose gradient rules work on host arrays as on tensors
@@ -1702,13 +1706,14 @@ def _check_other(name, other):
 
 def _host_binary(op, x, y):
     """The common ``cpu`` case in one step, or None for the general path: ``x`` a floating tensor on ``cpu``, ``y`` a
-    tensor of the same dtype and shape or a Python float/int (which does not change the result type)."""
+    tensor of the same dtype (broadcasting with ``x``) or a Python float/int (which does not change the result
+    type)."""
     d = x.dtype
     if type(y) is float or type(y) is int:
         if not d.is_floating_point or type(y) is int and not -2 ** 53 <= y <= 2 ** 53:
             return None
         ya = y
-    elif isinstance(y, Tensor) and y.dtype is d and y._shape == x._shape and y._storage.device is CPU:
+    elif isinstance(y, Tensor) and y.dtype is d and y._storage.device is CPU:
         ya = y._np_cache
         if ya is None:
             ya = y._np
@@ -1719,6 +1724,8 @@ def _host_binary(op, x, y):
         fast = op.host[d] = _host_types(op, d)
     if fast is False:
         return None
+    if type(ya) is np.ndarray and y._shape != x._shape:
+        broadcast_shapes(x._shape, y._shape)          # PyTorch's error where they do not broadcast
     ct, out_dtype = fast
     xa = x._np_cache
     if xa is None:

@@ -901,6 +901,30 @@ def test_plain_binary_gradients(name, dtype, layout, grads):
             assert t.grad is None
 
 
+def _np_sum_to(a, full, shape):
+    a = np.broadcast_to(a, full)
+    a = a.sum(axis=tuple(range(len(full) - len(shape))))
+    return a.sum(axis=tuple(i for i, s in enumerate(shape) if s == 1), keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("shapes", [((3, 1), (1, 4)), ((4,), (3, 4)), ((), (3,)), ((2, 3), ())])
+def test_plain_binary_broadcasting(name, shapes):
+    rng = np.random.default_rng(1)
+    xn, yn = rng.uniform(0.5, 2.0, shapes[0]), rng.uniform(0.5, 2.0, shapes[1])
+    x, y = t64(xn), t64(yn)
+    out = getattr(torch, name)(x, y)
+    assert out.grad_fn._plain
+    gn = rng.uniform(-1, 1, out.shape)
+    out.backward(t64(gn, requires_grad=False))
+    gx, gy = _np_binary_grads(name, xn, yn, gn)
+    assert_close(x.grad, _np_sum_to(gx, gn.shape, xn.shape))
+    assert_close(y.grad, _np_sum_to(gy, gn.shape, yn.shape))
+    assert gradcheck(lambda a, b: getattr(torch, name)(a, b), (t64(xn), t64(yn)))
+    with pytest.raises(RuntimeError, match=r"shapes \(2, 3\), \(4,\) cannot be broadcast"):
+        getattr(torch, name)(t64(np.ones((2, 3))), t64(np.ones((4,))))
+
+
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_plain_binary_with_a_python_number(name):
     x = t64([1.5, -2.0, 4.0])
