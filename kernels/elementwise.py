@@ -280,6 +280,9 @@ def quiet(fn, *args):
         _ERRSTATE.reset(token)
 
 
+_adopt = Tensor._host_result
+
+
 def host_result(res, dtype, xa, ya=None, device=CPU):
     """The tensor of a NumPy reference's result on ``cpu``, cast to ``dtype``; copied only when it is not a fresh
     C-contiguous array of its own (a strided result, a view, an input ``xa``/``ya`` handed back)."""
@@ -290,7 +293,7 @@ def host_result(res, dtype, xa, ya=None, device=CPU):
         res = res.astype(npd, order="C")
     elif res.base is not None or res is xa or res is ya or not res.flags.c_contiguous:
         res = np.array(res, order="C")
-    return Tensor._host_result(res, dtype, device)
+    return _adopt(res, dtype, device)
 
 
 def sum_to(g, shape):
@@ -1377,6 +1380,10 @@ _SAVES = {"mul": (2, 2, 0), "div": (2, 1, 0), "pow": (1, 1, 1), "maximum": (1, 1
           "remainder": (1, 1, 0), "fmod": (1, 1, 0)}
 
 
+# the ops whose host path is one ufunc and whose gradient rules work on host arrays as on tensors (HostBinary)
+_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+
+
 class BinaryOp:
     """One binary op: Triton math (float and, where they differ, integer), NumPy reference, result-type rule."""
 
@@ -1385,6 +1392,8 @@ class BinaryOp:
         self.grad = grad or name          # the key of its gradient rule in _BINARY_GRADS (none: not implemented)
         self.host = {}                    # dtype -> what the cpu fast path needs (see _host_types)
         self.saves = _SAVES.get(name, (0, 0, 0))
+        self.ufunc = _UFUNCS.get(name)   # what the cpu fast path calls directly (alpha 1), where NumPy has it
+        self.plain = name in _UFUNCS      # cpu nodes of this op are plain (HostBinary)
 
     def dtypes(self, common):
         """(compute dtype, output dtype) for inputs promoted to ``common``."""
@@ -1593,9 +1602,6 @@ def _host_grad(r, g, ga, shape):
     return r if r._shape == shape else sum_to(r, shape)
 
 
-_PLAIN = {"add", "sub", "mul", "div"}     # the ops whose gradient rules work on host arrays as on tensors
-
-
 def _record_host_binary(op, x, y, out, needs):
     ctx = HostBinary._node_cls()
     d = ctx.__dict__
@@ -1735,7 +1741,8 @@ def _host_binary(op, x, y):
         ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
     elif type(ya) is not np.ndarray:
         ya = d.np.type(ya)
-    return host_result(quiet(op.ref, xa, ya, 1), out_dtype, xa, ya)
+    res = quiet(op.ufunc, xa, ya) if op.ufunc is not None else quiet(op.ref, xa, ya, 1)
+    return host_result(res, out_dtype, xa, ya)
 
 
 def _host_types(op, d):
@@ -1758,7 +1765,7 @@ def binary(name, x, y, alpha=1):
                 needs = (x._requires_grad, isinstance(y, Tensor) and y._requires_grad)
                 if needs == (False, False):
                     needs = None
-            if needs is None or op.name in _PLAIN:
+            if needs is None or op.plain:
                 out = _host_binary(op, x, y)          # skip the Function machinery
                 if out is not None:
                     return out if needs is None else _record_host_binary(op, x, y, out, needs)
