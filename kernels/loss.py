@@ -445,10 +445,14 @@ def _row_grad(g, R):
 
 def _to_rows(a, cd):
     """NumPy: (N, C, d...) -> (R, C) rows along the class dim ``cd``."""
+    if cd == a.ndim - 1:                    # (N, C) or (C): rows already
+        return a.reshape(-1, a.shape[cd])
     return np.moveaxis(a, cd, -1).reshape(-1, a.shape[cd])
 
 
 def _from_rows(a2, shape, cd):
+    if cd == len(shape) - 1:
+        return a2.reshape(shape)
     lead = tuple(s for i, s in enumerate(shape) if i != cd)
     return np.moveaxis(a2.reshape(lead + (shape[cd],)), -1, cd)
 
