@@ -1575,7 +1575,7 @@ class HostBinary(Binary):
         ga = g._np_cache
         if ga is None:
             ga = g._np
-        gx, gy = quiet(_BINARY_GRADS[op.grad], ga, None if x is None else x._np,
+        gx, gy = quiet(_BINARY_GRADS[op.grad], ga, ctx.x_scalar if x is None else x._np,
                        ctx.y_scalar if y is None else y._np, None, 1)
         needs = ctx.needs_input_grad
         in_meta = ctx._in_meta
@@ -1587,7 +1587,8 @@ def _binary_grads(ctx, g, x_meta, y_meta):
     """The gradients by the op's rule in tensor ops (recorded under create_graph), summed back to each input's
     shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
     x, y, out = ctx.saved_tensors
-    gx, gy = _BINARY_GRADS[ctx.op.grad](g, x, ctx.y_scalar if y is None else y, out, ctx.alpha)
+    gx, gy = _BINARY_GRADS[ctx.op.grad](g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out,
+                                        ctx.alpha)
     needs = ctx.needs_input_grad
     return (_finish_grad(gx, x_meta) if needs[0] else None,
             _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
@@ -1602,11 +1603,11 @@ def _host_grad(r, g, ga, shape):
     return r if r._shape == shape else sum_to(r, shape)
 
 
-def _record_host_binary(op, x, y, out, needs):
+def _record_host_binary(op, x, y, out, needs, name=None):
     ctx = HostBinary._node_cls()
     d = ctx.__dict__
     d["needs_input_grad"] = needs
-    d["_name"] = _BINARY_NAMES[op.name][0]
+    d["_name"] = name or _BINARY_NAMES[op.name][0]
     _save_binary(ctx, op, 1, x, y, out)
     return record_plain(ctx, (x, y), out)
 
@@ -1634,11 +1635,12 @@ def _save_binary(ctx, op, alpha, x, y, out):
     d = ctx.__dict__
     d["op"] = op
     d["alpha"] = alpha
-    y_is_t = isinstance(y, Tensor)
+    x_is_t, y_is_t = isinstance(x, Tensor), isinstance(y, Tensor)      # a Python number is kept as is
+    d["x_scalar"] = None if x_is_t else x
     d["y_scalar"] = None if y_is_t else y
     sx, sy, so = op.saves
     needs = ctx.needs_input_grad
-    d["_to_save"] = (x if sx == 1 or sx == 2 and len(needs) > 1 and needs[1] else None,
+    d["_to_save"] = (x if x_is_t and (sx == 1 or sx == 2 and len(needs) > 1 and needs[1]) else None,
                      y if y_is_t and (sy == 1 or sy == 2 and needs[0]) else None, out if so else None)
 
 
@@ -1711,38 +1713,42 @@ def _check_other(name, other):
 
 
 def _host_binary(op, x, y):
-    """The common ``cpu`` case in one step, or None for the general path: ``x`` a floating tensor on ``cpu``, ``y`` a
-    tensor of the same dtype (broadcasting with ``x``) or a Python float/int (which does not change the result
-    type)."""
-    d = x.dtype
-    if type(y) is float or type(y) is int:
-        if not d.is_floating_point or type(y) is int and not -2 ** 53 <= y <= 2 ** 53:
-            return None
-        ya = y
-    elif isinstance(y, Tensor) and y.dtype is d and y._storage.device is CPU:
-        ya = y._np_cache
-        if ya is None:
-            ya = y._np
-    else:
+    """The common ``cpu`` case in one step, or None for the general path: of ``x`` and ``y``, one a floating tensor
+    on ``cpu`` and the other a tensor of its dtype (the two broadcasting) or a Python float/int (which does not
+    change the result type)."""
+    d = x.dtype if isinstance(x, Tensor) else y.dtype if isinstance(y, Tensor) else None
+    if d is None:
+        return None
+    xa, ya = _host_operand(x, d), _host_operand(y, d)
+    if xa is None or ya is None:
         return None
     fast = op.host.get(d)
     if fast is None:
         fast = op.host[d] = _host_types(op, d)
     if fast is False:
         return None
-    if type(ya) is np.ndarray and y._shape != x._shape:
+    x_arr, y_arr = type(xa) is np.ndarray, type(ya) is np.ndarray
+    if x_arr and y_arr and y._shape != x._shape:
         broadcast_shapes(x._shape, y._shape)          # PyTorch's error where they do not broadcast
     ct, out_dtype = fast
-    xa = x._np_cache
-    if xa is None:
-        xa = x._np
-    if ct is not None:
-        xa = xa.astype(ct)
-        ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
-    elif type(ya) is not np.ndarray:
-        ya = d.np.type(ya)
+    conv = d.np.type if ct is None else ct.type       # a Python number goes straight to the compute type
+    xa = conv(xa) if not x_arr else xa if ct is None else xa.astype(ct)
+    ya = conv(ya) if not y_arr else ya if ct is None else ya.astype(ct)
     res = quiet(op.ufunc, xa, ya) if op.ufunc is not None else quiet(op.ref, xa, ya, 1)
     return host_result(res, out_dtype, xa, ya)
+
+
+def _host_operand(v, d):
+    """``v``'s host array if it is a ``cpu`` tensor of dtype ``d``; ``v`` itself if it is a Python float or an int
+    that a float holds exactly; None otherwise."""
+    if type(v) is float:
+        return v
+    if type(v) is int:
+        return v if -2 ** 53 <= v <= 2 ** 53 else None
+    if isinstance(v, Tensor) and v.dtype is d and v._storage.device is CPU:
+        a = v._np_cache
+        return a if a is not None else v._np
+    return None
 
 
 def _host_types(op, d):
@@ -1772,6 +1778,12 @@ def binary(name, x, y, alpha=1):
         _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
+        if y._storage.device is CPU and op.plain and type(alpha) is int and alpha == 1:
+            out = _host_binary(op, x, y)              # a Python number (op) a cpu tensor
+            if out is not None:
+                if not (STATE.enabled and y._requires_grad):
+                    return out
+                return _record_host_binary(op, x, y, out, (False, True), _BINARY_NAMES[name][1])
         # scalar (op) tensor: run with the scalar as a 0-d tensor on y's device
         from tritorch._creation import scalar_tensor
         xt = scalar_tensor(x, D.result_type(x, y), y.device)

@@ -934,6 +934,31 @@ def test_plain_binary_with_a_python_number(name):
     assert gradcheck(lambda a: getattr(torch, name)(a, 2.5), (t64([1.5, -2.0, 4.0]),))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_plain_binary_with_a_python_number_first(dtype):
+    dt = getattr(torch, dtype)
+    yn = np.array([[1.5, -2.0, 4.0], [0.5, 3.0, -0.25]])
+    q = yn.astype(np.float16).astype(np.float64) if dtype == "float16" else yn
+    cases = {"rsub": (lambda y: 2.5 - y, 2.5 - q, -np.ones_like(q), "RsubBackward1"),
+             "rdiv": (lambda y: 3 / y, 3 / q, -3 / q ** 2, "DivBackward0"),
+             "radd": (lambda y: 1.25 + y, 1.25 + q, np.ones_like(q), "AddBackward0"),
+             "rmul": (lambda y: -2 * y, -2 * q, -2 * np.ones_like(q), "MulBackward0")}
+    tol = dict(rtol=2e-3, atol=2e-3) if dtype == "float16" else {}
+    for name, (f, ref, grad, node) in cases.items():
+        y = torch.tensor(yn.T, dtype=dt).t().detach().requires_grad_()
+        out = f(y)
+        assert out.dtype is dt and out.grad_fn._plain and out.grad_fn.name() == node, name
+        assert_close(out, ref, **tol, msg=name)
+        out.backward(torch.ones_like(out))
+        assert_close(y.grad, grad, **tol, msg=name)
+        with torch.no_grad():
+            assert_close(f(y), ref, **tol, msg=name)
+    assert gradcheck(lambda a: 2.0 - 3 / a, (t64([1.5, -2.0, 4.0]),))
+    assert gradgradcheck(lambda a: 2.0 - 3 / a, (t64([1.5, -2.0, 4.0]),))
+    assert (1 - torch.tensor([1, 2])).dtype is torch.int64          # integer tensors: the general path
+    assert (0.5 - torch.tensor([1, 2])).dtype is torch.float32
+
+
 def test_plain_add_gradients_are_not_shared():
     a, b = t64([1.0, 2.0]), t64([3.0, 4.0])
     g = t64([1.0, 1.0], requires_grad=False)
