@@ -1712,43 +1712,41 @@ def _check_other(name, other):
                         f"{type(other).__name__}")
 
 
-def _host_binary(op, x, y):
-    """The common ``cpu`` case in one step, or None for the general path: of ``x`` and ``y``, one a floating tensor
-    on ``cpu`` and the other a tensor of its dtype (the two broadcasting) or a Python float/int (which does not
-    change the result type)."""
-    d = x.dtype if isinstance(x, Tensor) else y.dtype if isinstance(y, Tensor) else None
-    if d is None:
-        return None
-    xa, ya = _host_operand(x, d), _host_operand(y, d)
-    if xa is None or ya is None:
+def _host_binary(op, x, y, swap=False):
+    """The common ``cpu`` case in one step, or None for the general path: ``x`` a floating tensor on ``cpu``, ``y`` a
+    tensor of the same dtype (broadcasting with ``x``) or a Python float/int (which does not change the result
+    type). ``swap``: compute ``y op x`` (a Python number first)."""
+    d = x.dtype
+    if type(y) is float or type(y) is int:
+        if not d.is_floating_point or type(y) is int and not -2 ** 53 <= y <= 2 ** 53:
+            return None
+        ya = y
+    elif isinstance(y, Tensor) and y.dtype is d and y._storage.device is CPU:
+        ya = y._np_cache
+        if ya is None:
+            ya = y._np
+    else:
         return None
     fast = op.host.get(d)
     if fast is None:
         fast = op.host[d] = _host_types(op, d)
     if fast is False:
         return None
-    x_arr, y_arr = type(xa) is np.ndarray, type(ya) is np.ndarray
-    if x_arr and y_arr and y._shape != x._shape:
+    if type(ya) is np.ndarray and y._shape != x._shape:
         broadcast_shapes(x._shape, y._shape)          # PyTorch's error where they do not broadcast
     ct, out_dtype = fast
-    conv = d.np.type if ct is None else ct.type       # a Python number goes straight to the compute type
-    xa = conv(xa) if not x_arr else xa if ct is None else xa.astype(ct)
-    ya = conv(ya) if not y_arr else ya if ct is None else ya.astype(ct)
+    xa = x._np_cache
+    if xa is None:
+        xa = x._np
+    if ct is not None:
+        xa = xa.astype(ct)
+        ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
+    elif type(ya) is not np.ndarray:
+        ya = d.np.type(ya)
+    if swap:
+        xa, ya = ya, xa
     res = quiet(op.ufunc, xa, ya) if op.ufunc is not None else quiet(op.ref, xa, ya, 1)
     return host_result(res, out_dtype, xa, ya)
-
-
-def _host_operand(v, d):
-    """``v``'s host array if it is a ``cpu`` tensor of dtype ``d``; ``v`` itself if it is a Python float or an int
-    that a float holds exactly; None otherwise."""
-    if type(v) is float:
-        return v
-    if type(v) is int:
-        return v if -2 ** 53 <= v <= 2 ** 53 else None
-    if isinstance(v, Tensor) and v.dtype is d and v._storage.device is CPU:
-        a = v._np_cache
-        return a if a is not None else v._np
-    return None
 
 
 def _host_types(op, d):
@@ -1779,7 +1777,7 @@ def binary(name, x, y, alpha=1):
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
         if y._storage.device is CPU and op.plain and type(alpha) is int and alpha == 1:
-            out = _host_binary(op, x, y)              # a Python number (op) a cpu tensor
+            out = _host_binary(op, y, x, swap=True)   # a Python number (op) a cpu tensor
             if out is not None:
                 if not (STATE.enabled and y._requires_grad):
                     return out
