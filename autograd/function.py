@@ -385,8 +385,11 @@ def record_plain(ctx, args, out):
     out._output_nr = 0
     to_save = d.pop("_to_save", None)
     if to_save is not None:                     # the output is stored without its grad_fn (rebuilt on unpack)
-        d["_saved"] = tuple([_NOTHING if t is None else (t, t._storage.version, None) if t is not out else
-                             (t._alias(), t._storage.version, 0) for t in to_save])
+        packed = []
+        for t in to_save:
+            packed.append(_NOTHING if t is None else (t, t._storage.version, None) if t is not out else
+                          (t._alias(), t._storage.version, 0))
+        d["_saved"] = tuple(packed)
     return out
 
 
