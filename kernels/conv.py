@@ -357,13 +357,6 @@ def _dot_precision(dtype):
     return _mm._dot_precision(dtype)
 
 
-def _dot_error(dtype, e):
-    if dtype is D.float64:
-        return RuntimeError(f"conv: this Triton ({triton.__version__}) cannot compile a float64 tl.dot on this GPU; "
-                            f"use float32 or compute on the cpu device ({e})")
-    return e
-
-
 def _bf16_tmp(out):
     return empty(out._shape, D.float32, out.device)
 
@@ -395,7 +388,7 @@ def launch_conv(x, w, bias, y, geo, config=None):
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
-        raise _dot_error(dtype, e) from None
+        raise _mm.dot_error("conv", dtype, e) from None
     return y
 
 
@@ -429,7 +422,7 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
-        raise _dot_error(dtype, e) from None
+        raise _mm.dot_error("conv", dtype, e) from None
     return gx
 
 
@@ -468,7 +461,7 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None):
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
-        raise _dot_error(dtype, e) from None
+        raise _mm.dot_error("conv", dtype, e) from None
     if out is gw:
         return gw
     from .copy import copy_into

@@ -159,10 +159,7 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
-        if dtype is D.float64:
-            raise RuntimeError(f"linear: this Triton ({triton.__version__}) cannot compile a float64 tl.dot on this "
-                               f"GPU; use float32 or compute on the cpu device ({e})") from None
-        raise
+        raise _mm.dot_error("linear", dtype, e) from None
     return y
 
 

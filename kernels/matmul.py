@@ -192,6 +192,15 @@ def get_float32_matmul_precision():
     return _F32_PRECISION[0]
 
 
+def dot_error(op, dtype, e):
+    """The error to raise for a kernel of ``op`` that Triton could not compile: for float64, the known lack of a
+    float64 ``tl.dot`` on some GPUs, said plainly; otherwise Triton's own error."""
+    if dtype is D.float64:
+        return RuntimeError(f"{op}: this Triton ({triton.__version__}) cannot compile a float64 tl.dot on this GPU; "
+                            f"use float32 or compute on the cpu device ({e})")
+    return e
+
+
 def _dot_precision(dtype):
     if dtype is D.float32:
         return "ieee" if _F32_PRECISION[0] == "highest" else "tf32"
@@ -268,10 +277,7 @@ def launch_matmul(a, b, out, bias=None, alpha=1.0, beta=1.0, act="none", config=
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
                 num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         except triton.CompilationError as e:
-            if dtype is D.float64:
-                raise RuntimeError(f"matmul: this Triton ({triton.__version__}) cannot compile a float64 tl.dot on "
-                                   f"this GPU; use float32 or compute on the cpu device ({e})") from None
-            raise
+            raise dot_error("matmul", dtype, e) from None
     return out
 
 

@@ -246,6 +246,16 @@ def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
 
 
 @triton.jit
+def _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W: tl.constexpr, CT: tl.constexpr):
+    """Columns ``c`` of a row: x, and the output gradient times the weight."""
+    x = tl.load(xr + c, mask=m, other=0.0).to(CT)
+    wg = tl.load(gr + c, mask=m, other=0.0).to(CT)
+    if HAS_W:
+        wg = wg * tl.load(w_ptr + c, mask=m, other=0.0).to(CT)
+    return x, wg
+
+
+@triton.jit
 def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
                       HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
     """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g."""
@@ -260,10 +270,7 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
     for start in range(0, N, BLOCK):
         c = start + cols
         m = c < N
-        x = tl.load(xr + c, mask=m, other=0.0).to(CT)
-        wg = tl.load(gr + c, mask=m, other=0.0).to(CT)
-        if HAS_W:
-            wg = wg * tl.load(w_ptr + c, mask=m, other=0.0).to(CT)
+        x, wg = _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W, CT)
         s1 += wg
         s2 += tl.where(m, wg * (x - mean) * rstd, 0.0)
     c1 = tl.sum(s1, axis=0) / N
@@ -271,10 +278,7 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
     for start in range(0, N, BLOCK):
         c = start + cols
         m = c < N
-        x = tl.load(xr + c, mask=m, other=0.0).to(CT)
-        wg = tl.load(gr + c, mask=m, other=0.0).to(CT)
-        if HAS_W:
-            wg = wg * tl.load(w_ptr + c, mask=m, other=0.0).to(CT)
+        x, wg = _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W, CT)
         dx = rstd * (wg - c1 - (x - mean) * rstd * c2)
         tl.store(dx_ptr + r * N + c, dx.to(dx_ptr.dtype.element_ty), mask=m)
 

@@ -36,6 +36,7 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, nd_coords, nd_offset, block_for, MAXD
+from .copy import _cast_value
 from .elementwise import copy_host, empty, np_ct, wrap
 
 __all__ = ["interpolate", "pad", "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "launch_resize",
@@ -517,14 +518,6 @@ def _np_pad(x, pads, value, dtype):
     dst = tuple(slice(max(a, 0), max(a, 0) + max(n - max(-a, 0) - max(-b, 0), 0)) for n, (a, b) in zip(x.shape, pads))
     out[dst] = x[src]
     return out
-
-
-def _cast_value(value, dtype):
-    if dtype is D.bool_:
-        return int(bool(value))
-    if dtype.is_floating_point:
-        return float(value)
-    return int(value)
 
 
 class Pad(Function):
