@@ -221,7 +221,7 @@ def _accumulate(t, g, create_graph, fresh):
         if create_graph:
             t._grad = g.clone() if g._requires_grad else g.detach().clone()
         elif fresh is not None and id(g) in fresh and g._base is None and g.is_contiguous() \
-                and g._storage is not t._storage and not g._requires_grad:
+                and g._storage.data is not t._storage.data and not g._requires_grad:
             fresh.discard(id(g))
             t._grad = g
         else:

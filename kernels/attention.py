@@ -6,6 +6,13 @@ Shapes follow PyTorch: query (..., L, E), key (..., S, E), value (..., S, Ev), b
 j <= i (the lower triangle aligned to the top-left, as PyTorch's ``tril(ones(L, S))``). A query that sees no key gets
 zeros (PyTorch's safe softmax), not NaN.
 
+NaN and inf follow PyTorch's math path (``softmax(q @ k^T * scale + bias) @ v``, bias -inf where a boolean mask hides
+a key): a NaN or +inf score makes its row NaN, also where a mask hides it (NaN - inf and inf - inf are NaN), while
+-inf scores only hide their keys; a NaN in v reaches every output row that multiplies it, even by a weight of 0.
+The one difference: keys hidden by ``is_causal`` are not computed at all (as in PyTorch's flash and efficient
+kernels, the default on CPU and GPU), so a NaN or inf in their scores, or (past the diagonal block of keys) in
+their values, does not reach the rows that cannot see them.
+
 The batch dims are folded into two, (Z, H), and every tensor is read through its strides. The forward kernel takes
 BLOCK_M queries per program and streams the keys in blocks of BLOCK_N, keeping a running row max m, the running sum
 l of exp(s - m) and the float32 (float64) accumulator of p @ v, rescaled whenever m grows (online softmax): the L x S
@@ -30,7 +37,7 @@ from tritorch._tensor import Tensor
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
-from .elementwise import empty, wrap, np_ct, check_same_device, sum_to
+from .elementwise import empty, wrap, np_ct, check_same_device, sum_to, where
 from .dropout import dropout_mask_np
 from .matmul import _dot_precision
 from .random import _generator
@@ -45,12 +52,13 @@ __all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"
 @triton.jit
 def _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn,
             MASK: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, CT: tl.constexpr):
-    """The (BLOCK_M, BLOCK_N) block of scores q @ k^T * scale + bias, -inf where a key is hidden or past S."""
+    """The (BLOCK_M, BLOCK_N) block of scores q @ k^T * scale + bias: -inf where ``is_causal`` hides a key or past
+    L or S; where a boolean mask hides a key, s - inf (NaN for a NaN or +inf score, as PyTorch's bias of -inf)."""
     s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=CT) * scale
     valid = (rows[:, None] < L) & (cols[None, :] < S)
     offs = m_ptr + z * smz + h * smh + rows[:, None] * smm + cols[None, :] * smn
     if MASK == 1:
-        valid = valid & (tl.load(offs, mask=valid, other=0) != 0)
+        s = tl.where(tl.load(offs, mask=valid, other=0) != 0, s, s - float("inf"))
     if MASK == 2:
         s += tl.load(offs, mask=valid, other=0.0).to(CT)
     if CAUSAL:
@@ -83,6 +91,7 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV,
                 mask=(rows[:, None] < L) & (d[None, :] < E), other=0.0)
     m_i = tl.full([BLOCK_M], -float("inf"), CT)
     l_i = tl.zeros([BLOCK_M], CT)
+    nan_i = tl.zeros([BLOCK_M], tl.int32)         # 1: a NaN or +inf score, the row's softmax is NaN
     acc = tl.zeros([BLOCK_M, BLOCK_DV], CT)
     inv_keep = 1.0 / (1.0 - p_drop)
     hi = S
@@ -93,6 +102,9 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV,
         k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
                     mask=(cols[:, None] < S) & (d[None, :] < E), other=0.0)
         s = _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn, MASK, CAUSAL, PREC, CT)
+        bad = (s != s) | (s == float("inf"))
+        nan_i = tl.maximum(nan_i, tl.max(bad.to(tl.int32), axis=1))
+        s = tl.where(bad, -float("inf"), s)               # the online softmax runs on the rest
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         m_safe = tl.where(m_new == -float("inf"), 0.0, m_new)   # rows that saw no key yet: p = 0, not NaN
         p = tl.exp(s - m_safe[:, None])
@@ -107,6 +119,8 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV,
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     lse = tl.where(seen, m_i + tl.log(tl.where(seen, l_i, 1.0)), float("inf"))   # +inf: backward's p = 0
+    out = tl.where(nan_i[:, None] > 0, float("nan"), out)
+    lse = tl.where(nan_i > 0, float("nan"), lse)                                  # NaN: backward's p = NaN
     tl.store(o_ptr + z * soz + h * soh + rows[:, None] * som + dv[None, :] * sok, out.to(o_ptr.dtype.element_ty),
              mask=(rows[:, None] < L) & (dv[None, :] < EV))
     tl.store(lse_ptr + zh * L + rows, lse.to(lse_ptr.dtype.element_ty), mask=rows < L)
@@ -310,10 +324,11 @@ class _Launch:
 # ====================================================================================================================
 
 def _np_scores(q, k, mask, causal, scale):
+    """q @ k^T * scale + bias, as ``_scores``: s - inf where a boolean mask hides a key, -inf where causal does."""
     s = (q @ np.swapaxes(k, -1, -2)) * scale
     L, S = s.shape[-2:]
     if mask is not None:
-        s = np.where(mask, s, -np.inf) if mask.dtype == np.bool_ else s + mask
+        s = np.where(mask, s, s - np.inf) if mask.dtype == np.bool_ else s + mask
     if causal:
         s = np.where(np.tril(np.ones((L, S), dtype=bool)), s, -np.inf)
     return s
@@ -326,16 +341,20 @@ def _np_keep(shape, seed, offset, p):
 
 def np_sdpa_forward(q, k, v, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0):
     """(out, lse, weights) of attention in the type of the arrays, the softmax written out (a row that sees no key
-    gets weights 0 and lse +inf); ``weights`` are the attention probabilities before dropout."""
+    gets weights 0 and lse +inf, one with a NaN or +inf score NaN); ``weights`` are the probabilities before
+    dropout."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         s = _np_scores(q, k, mask, causal, scale)
+        bad = np.isnan(s) | (s == np.inf)
+        nan_rows = np.any(bad, axis=-1, keepdims=True)
+        s = np.where(bad, -np.inf, s)
         m = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else np.full(s.shape[:-1] + (1,), -np.inf, s.dtype)
         m = np.where(np.isneginf(m), 0.0, m)
         e = np.exp(s - m)
         l = np.sum(e, axis=-1, keepdims=True)
-        w = np.where(l > 0, e / np.where(l > 0, l, 1.0), 0.0).astype(q.dtype)
-        lse = np.where(l > 0, m + np.log(np.where(l > 0, l, 1.0)), np.inf)[..., 0]
+        w = np.where(nan_rows, np.nan, np.where(l > 0, e / np.where(l > 0, l, 1.0), 0.0)).astype(q.dtype)
+        lse = np.where(nan_rows, np.nan, np.where(l > 0, m + np.log(np.where(l > 0, l, 1.0)), np.inf))[..., 0]
     wd = w
     if p_drop > 0:
         wd = np.where(_np_keep(w.shape, seed, offset, p_drop), w / (1.0 - p_drop), 0.0).astype(q.dtype)
@@ -433,18 +452,15 @@ def _composed_backward(q, k, v, mask, causal, scale, p_drop, g):
         raise NotImplementedError("scaled_dot_product_attention: double backward with dropout_p > 0 is not supported")
     L, S = q._shape[-2], k._shape[-2]
     s = (q @ k.transpose(-2, -1)) * scale
-    hidden = None
     if mask is not None and mask.dtype is D.bool_:
-        hidden = mask.logical_not()
+        s = s + where(mask, 0.0, float("-inf")).to(s.dtype)      # a bias, as the kernels: NaN - inf stays NaN
     elif mask is not None:
         s = s + mask
     if causal:
         upper = Tensor._wrap_numpy(np.triu(np.ones((L, S), dtype=bool), 1), q.device, D.bool_)
-        hidden = upper if hidden is None else hidden.logical_or(upper)
-    if hidden is not None:
-        s = s.masked_fill(hidden, float("-inf"))
+        s = s.masked_fill(upper, float("-inf"))
     w = s.softmax(-1)
-    w = w.masked_fill(w.isnan(), 0.0)                   # rows that see no key: weights 0, as the kernels
+    w = w.masked_fill((s == float("-inf")).all(-1, keepdim=True), 0.0)   # rows that see no key: weights 0
     dv = w.transpose(-2, -1) @ g
     dp = g @ v.transpose(-2, -1)
     ds = w * (dp - (dp * w).sum(-1, keepdim=True))

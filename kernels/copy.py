@@ -12,17 +12,19 @@ from tritorch._device import device as _device
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, block_for
+from .creation import scalar_value
 from .elementwise import launch_unary, _identity, empty, wrap
 
 __all__ = ["to", "copy_into", "fill_"]
 
 
 @triton.jit
-def _fill_kernel(out_ptr, value, n, BLOCK: tl.constexpr):
-    """out[i] = value for a contiguous block of n elements."""
+def _fill_kernel(out_ptr, value, n, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """out[i] = value for a contiguous block of n elements; the block is built in ``CT`` (float32 for the half types,
+    whose scalar constants Triton's interpreter cannot build) and cast to out's type."""
     pid = tl.program_id(0)
     i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    v = (tl.zeros([BLOCK], out_ptr.dtype.element_ty) + value).to(out_ptr.dtype.element_ty)
+    v = (tl.zeros([BLOCK], CT) + value).to(out_ptr.dtype.element_ty)
     tl.store(out_ptr + i, v, mask=i < n)
 
 
@@ -49,7 +51,7 @@ def fill_(t, value):
             src = Tensor._wrap_numpy(np.full((1,), v), t.device)
             launch_unary(_identity, src.expand(t._shape), t, ACC[D.float64])
         else:
-            _fill_kernel[(triton.cdiv(n, block),)](ptr(t), v, n, BLOCK=block)
+            _fill_kernel[(triton.cdiv(n, block),)](ptr(t), v, n, CT=ACC[t.dtype], BLOCK=block)
     else:
         tmp = empty(t._shape, t.dtype, t.device)
         fill_(tmp, value)
@@ -81,7 +83,7 @@ def copy_into(dst, src):
 
 
 def _overlaps(a, b):
-    if a._storage is not b._storage:
+    if a._storage.data is not b._storage.data:       # (.data tensors have a Storage object of their own)
         return False
     return not (a._offset == b._offset and a._stride == b._stride)
 
@@ -211,6 +213,8 @@ def _fill_method(self, value, name):
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} "
                                "dimensions.")
         value = value.item()
+    else:
+        value = scalar_value(value, self.dtype)      # PyTorch's overflow check (a value tensor is cast unchecked)
     if self.dtype is D.bool_:
         value = bool(value)
     elif not self.dtype.is_floating_point:

@@ -4,6 +4,9 @@ Each writes a new contiguous tensor: a Triton kernel on ``cuda``, its NumPy refe
 computed in float64 (int64 for integer ranges) and then cast, on both paths, so that ``cpu`` and ``cuda`` agree.
 Scalars travel as int64 bit patterns because Triton passes a Python float as float32.
 """
+import math
+import numbers
+
 import numpy as np
 import triton
 import triton.language as tl
@@ -13,7 +16,13 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
 from ._launch import ptr, block_for, cdiv
 
-__all__ = ["fill", "arange_into", "linspace_into", "eye_into"]
+__all__ = ["fill", "arange_into", "linspace_into", "eye_into", "scalar_value"]
+
+# PyTorch's (C++) type names in its "value cannot be converted" errors, and each type's finite range
+_C_NAMES = {D.uint8: "uint8_t", D.int8: "int8_t", D.int16: "int16_t", D.int32: "int", D.int64: "int64_t",
+            D.float16: "c10::Half", D.bfloat16: "c10::BFloat16", D.float32: "float", D.float64: "double"}
+_FLOAT_MAX = {D.float16: 65504.0, D.bfloat16: 3.3895313892515355e38, D.float32: 3.4028234663852886e38,
+              D.float64: math.inf}
 
 
 @triton.jit
@@ -89,6 +98,36 @@ def _finish(t, out):
 def _grid(n):
     block = block_for(n)
     return (cdiv(n, block),), block
+
+
+def scalar_value(value, dtype):
+    """The Python number a ``dtype`` tensor holds for ``value`` (a fill value, index_add's alpha), converted as
+    PyTorch does: a RuntimeError when it overflows the type, NaN and inf overflowing every integer type. Floats
+    truncate toward zero (anything below max + 1 fits, as in PyTorch); negative ints down to -255 wrap into uint8;
+    bool takes any value. Ints beyond 64 bits are an OverflowError, as in PyTorch's argument parsing."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 64:
+        raise OverflowError(f"value {value} does not fit in a 64-bit integer")
+    if dtype is D.bool_:
+        return bool(value)
+    if isinstance(value, bool):
+        value = int(value)
+    if dtype.is_floating_point:
+        v = float(value)
+        if math.isfinite(v) and abs(v) > _FLOAT_MAX[dtype]:
+            raise RuntimeError(f"value cannot be converted to type {_C_NAMES[dtype]} without overflow")
+        return v
+    info = np.iinfo(dtype.np)
+    lo, hi = int(info.min), int(info.max)
+    if isinstance(value, numbers.Integral):
+        ok = lo <= value <= hi or (lo == 0 and -hi <= value < 0)
+    else:
+        value = float(value)
+        ok = math.isfinite(value) and lo <= value < hi + 1
+    if not ok:
+        raise RuntimeError(f"value cannot be converted to type {_C_NAMES[dtype]} without overflow")
+    return int(value) % (hi + 1) if lo == 0 else int(value)
 
 
 def _np_value(value, dtype):

@@ -87,9 +87,10 @@ def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
 def _where_kernel(c_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
                   cs0, cs1, cs2, cs3, cs4, cs5, xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
                   os0, os1, os2, os3, os4, os5,
-                  X_SCALAR: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """out = c ? x : y; either of x, y may be a scalar passed by value."""
+                  ST: tl.constexpr, X_SCALAR: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
+                  I64: tl.constexpr, BLOCK: tl.constexpr):
+    """out = c ? x : y; either of x, y may be a scalar passed by value, made a block in ``ST`` (the compute type:
+    float32 for the half types, whose scalar constants Triton's interpreter cannot build) and cast to out's type."""
     pid = tl.program_id(0)
     if I64:
         pid = pid.to(tl.int64)
@@ -109,11 +110,11 @@ def _where_kernel(c_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
     OT = out_ptr.dtype.element_ty
     c = tl.load(c_ptr + c_off, mask=mask) != 0
     if X_SCALAR:
-        x = (tl.zeros([BLOCK], OT) + x_ptr).to(OT)
+        x = (tl.zeros([BLOCK], ST) + x_ptr).to(OT)
     else:
         x = tl.load(x_ptr + x_off, mask=mask).to(OT)
     if Y_SCALAR:
-        y = (tl.zeros([BLOCK], OT) + y_ptr).to(OT)
+        y = (tl.zeros([BLOCK], ST) + y_ptr).to(OT)
     else:
         y = tl.load(y_ptr + y_off, mask=mask).to(OT)
     tl.store(out_ptr + o_off, tl.where(c, x, y), mask=mask)
@@ -355,15 +356,30 @@ def _rint(x):
 
 
 @triton.jit
+def _signbit(x):
+    """Whether the sign bit of float32/float64 ``x`` is set (so for -0.0 too), read without dividing by zero."""
+    if x.dtype == tl.float64:
+        bits = x.to(tl.int64, bitcast=True)
+    else:
+        bits = x.to(tl.int32, bitcast=True)
+    return bits < 0
+
+
+@triton.jit
 def _pow_f(x, y):
-    """x ** y for floating x, y with the C pow rules for negative bases, zeros and integral exponents."""
+    """x ** y for floating x, y with C's (IEEE 754) pow special cases: exp(y * log|x|) gives the magnitude for zeros
+    and infinities too; the sign is the base's (-0.0 included) for odd integral y; a finite negative base with a
+    finite non-integral y is NaN; pow(-1, +-inf), pow(x, +-0) (x NaN too) and pow(1, y) (y NaN too) are 1."""
     y = y + tl.zeros_like(x)          # a scalar exponent becomes a block, so that the masks below combine
     ax = tl.abs(x)
     r = tl.exp(y * tl.log(ax))
-    y_int = tl.floor(y) == y
+    y_fin = tl.abs(y) < float("inf")
+    y_int = (tl.floor(y) == y) & y_fin
     y_odd = y_int & ((y - 2.0 * tl.floor(y * 0.5)) != 0.0)
-    r = tl.where((x < 0) & y_odd, -r, r)
-    r = tl.where((x < 0) & ~y_int, float("nan"), r)
+    x_neg = (x < 0) | ((x == 0) & _signbit(x))               # -0.0 included
+    r = tl.where(x_neg & y_odd, -r, r)
+    r = tl.where((x < 0) & (ax < float("inf")) & y_fin & ~y_int, float("nan"), r)
+    r = tl.where((x == -1.0) & (tl.abs(y) == float("inf")), 1.0, r)
     r = tl.where(y == 0, 1.0, r)
     r = tl.where(x == 1.0, 1.0, r)
     return r
@@ -497,10 +513,9 @@ def _trunc(x, a, b):
 
 @triton.jit
 def _clamp(x, a, b):
-    # a = min, b = max; NaN propagates as in PyTorch
-    y = tl.where(x < a, a, x)
-    y = tl.where(y > b, b, y)
-    return tl.where(x != x, x, y)
+    # a = min, b = max: min(max(x, a), b) where a NaN in x, a or b propagates, as in PyTorch
+    y = tl.where(a != a, a, tl.where(x < a, a, x))
+    return tl.where(b != b, b, tl.where(y > b, b, y))
 
 
 @triton.jit
@@ -565,10 +580,15 @@ def _np_sigmoid(x):
 
 
 def _np_clamp(x, lo, hi):
-    y = np.where(x < lo, lo, x)
-    y = np.where(y > hi, hi, y)
-    return np.where(np.isnan(x), x, y) if x.dtype.kind == "f" else y
+    y = np.where((x < lo) | (lo != lo), lo, x)
+    return np.where((y > hi) | (hi != hi), hi, y)
 
+
+# the activations PyTorch implements for floating inputs only (by its kernel's name), and the ops it refuses bools
+_FLOAT_ONLY = {"leaky_relu": "leaky_relu", "elu": "elu", "gelu": "gelu", "gelu_tanh": "gelu", "silu": "silu",
+               "softplus": "softplus"}
+_NO_BOOL = {"relu": "Boolean inputs not supported for relu", "abs": "\"abs_{dev}\" not implemented for 'Bool'",
+            **{n: f"\"{n}_{{dev}}\" not implemented for 'Bool'" for n in ("floor", "ceil", "round", "trunc")}}
 
 # autograd node names that do not follow from the op's name
 _UNARY_NAMES = {"log1p": "Log1PBackward0", "gelu_tanh": "GeluBackward0", "pow_scalar": "PowBackward0",
@@ -592,9 +612,21 @@ class UnaryOp:
     def out_dtype(self, d):
         if self.out_bool:
             return D.bool_
+        if d is D.bool_ and self.name == "square":          # bool * bool in PyTorch's promotion: int64
+            return D.int64
         if d.is_floating_point or self.keep_int:
             return d
         return D.get_default_dtype()
+
+    def check_input(self, d, device):
+        """PyTorch's NotImplementedError for the input types its kernel of the op has no version of."""
+        if d.is_floating_point:
+            return
+        if self.name in _FLOAT_ONLY:
+            raise NotImplementedError(f"\"{_FLOAT_ONLY[self.name]}_{device.type}\" not implemented for "
+                                      f"'{D.scalar_name(d)}'")
+        if d is D.bool_ and self.name in _NO_BOOL:
+            raise NotImplementedError(_NO_BOOL[self.name].format(dev=device.type))
 
     def compute_dtype(self, x_dtype, out_dtype):
         return out_dtype if not self.out_bool else x_dtype
@@ -801,8 +833,8 @@ _u("reciprocal", _reciprocal, lambda x, a, b: 1 / x, bwd=_recip_bwd, bwd_ref=lam
    bwd_uses="y", bwd_composite=lambda g, x, y, a: -g * y * y)
 _u("square", _square, lambda x, a, b: x * x, keep_int=True, bwd=_square_bwd, bwd_ref=lambda g, s, a: 2 * g * s,
    bwd_composite=lambda g, x, y, a: g * 2 * x)
-_u("pow_scalar", _pow_scalar, lambda x, a, b: np.power(x, a), bwd=_pow_scalar_bwd,
-   bwd_ref=lambda g, s, a: np.where(a == 0, 0, g * a * np.power(s, a - 1)),
+_u("pow_scalar", _pow_scalar, lambda x, a, b: _np_powf(x, a), bwd=_pow_scalar_bwd,
+   bwd_ref=lambda g, s, a: np.where(a == 0, 0, g * a * _np_powf(s, a - 1)),
    bwd_composite=lambda g, x, y, a: g * 0 if a == 0 else g * a * x.pow(a - 1))
 _u("logical_not", _logical_not, lambda x, a, b: x == 0, out_bool=True)
 _u("isnan", _isnan, lambda x, a, b: np.isnan(x), out_bool=True)
@@ -906,11 +938,12 @@ def _save_unary(ctx, op, a, x, out):
 
 def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
     """``op(x, a, b)`` into a new tensor, or into ``out`` (same shape; any strides; cast to its dtype)."""
+    op.check_input(x.dtype, x._storage.device)
     if out_dtype is None:
         out_dtype = op.out_dtype(x.dtype)
     if x.dtype is D.bool_ and op.name == "neg":
-        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
-                           "invert a mask, use the `~` or `logical_not()` operator instead.")
+        raise NotImplementedError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+                                  "to invert a mask, use the `~` or `logical_not()` operator instead.")
     if out is not None:
         check_out(out, out_dtype, x._shape)
     if op.int_identity and not x.dtype.is_floating_point:
@@ -1103,11 +1136,32 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 
 def _clamp_bound(v, name):
+    check_int_scalar("clamp", v)
     if isinstance(v, Tensor):
         if v.numel() != 1:
             raise NotImplementedError(f"clamp with a tensor '{name}' of more than one element: use "
                                       "tritorch.maximum/minimum")
         return v.item()
+    return v
+
+
+def _hardtanh_dtype(d, lo, hi):
+    """hardtanh (and relu6) keeps its input's type, an integer one too (its bounds truncated), as PyTorch."""
+    if d is D.bool_:
+        raise NotImplementedError("Bool inputs not supported for hardtanh")
+    if d is D.uint8 and (lo < 0 or hi < 0):
+        raise RuntimeError("cannot do hardtanh on an unsigned type with negative limits")
+    return d
+
+
+def _int_bound(v):
+    """A clamp bound of an integer result, truncated toward zero; PyTorch's RuntimeError where it has no int64 value."""
+    try:
+        v = int(v)
+    except (ValueError, OverflowError):
+        v = None
+    if v is None or not -2 ** 63 <= v < 2 ** 63:
+        raise RuntimeError("value cannot be converted to type int64_t without overflow")
     return v
 
 
@@ -1121,13 +1175,16 @@ class Clamp(Function):
         if lo is None and hi is None:
             raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
         lo, hi = _clamp_bound(lo, "min"), _clamp_bound(hi, "max")
-        out_dtype = D.result_type(x, *(v for v in (lo, hi) if v is not None))
-        fl = out_dtype.is_floating_point
-        a = (float(lo) if fl else int(lo)) if lo is not None else (-math.inf if fl else -2 ** 63)
-        b = (float(hi) if fl else int(hi)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
         ctx._name = name or _CLAMP_NAMES[(lo is not None, hi is not None)]
-        # hardtanh passes the gradient strictly inside its bounds, clamp on them too (PyTorch's rules)
-        ctx.strict = ctx._name == "HardtanhBackward0"
+        # both pass the gradient strictly inside the bounds; a NaN input gets it from hardtanh only (PyTorch's rules)
+        ctx.hardtanh = ctx._name == "HardtanhBackward0"
+        if ctx.hardtanh:
+            out_dtype = _hardtanh_dtype(x.dtype, lo, hi)
+        else:
+            out_dtype = D.result_type(x, *(v for v in (lo, hi) if v is not None))
+        fl = out_dtype.is_floating_point
+        a = (float(lo) if fl else _int_bound(lo)) if lo is not None else (-math.inf if fl else -2 ** 63)
+        b = (float(hi) if fl else _int_bound(hi)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
         if inplace:
             check_inplace(x, ctx)
             if any(ctx.needs_input_grad):
@@ -1145,30 +1202,30 @@ class Clamp(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         if not STATE.enabled:
-            if ctx.strict:
+            if ctx.hardtanh:
                 return grad_kernel(_hardtanh_bwd, _np_hardtanh_bwd, g, x, ctx.lo, x.dtype, ctx.hi)
             return grad_kernel(_clamp_bwd, _np_clamp_bwd, g, x, ctx.lo, x.dtype, ctx.hi)
-        if ctx.strict:
-            return g * binary("logical_and", x > ctx.lo, x < ctx.hi)
-        return g * binary("logical_and", x >= ctx.lo, x <= ctx.hi)
+        if ctx.hardtanh:        # a NaN input takes the gradient: zero only on and beyond the bounds
+            return g * binary("logical_or", x <= ctx.lo, x >= ctx.hi).logical_not()
+        return g * binary("logical_and", x > ctx.lo, x < ctx.hi)
 
 
 @triton.jit
 def _clamp_bwd(g, x, lo, hi):
-    return tl.where((x >= lo) & (x <= hi), g, 0.0)
+    return tl.where((x > lo) & (x < hi), g, 0.0)
 
 
 def _np_clamp_bwd(g, x, lo, hi):
-    return np.where((x >= lo) & (x <= hi), g, 0)
+    return np.where((x > lo) & (x < hi), g, 0)
 
 
 @triton.jit
 def _hardtanh_bwd(g, x, lo, hi):
-    return tl.where((x > lo) & (x < hi), g, 0.0)
+    return tl.where((x <= lo) | (x >= hi), 0.0, g)       # a NaN input takes the gradient, as in PyTorch
 
 
 def _np_hardtanh_bwd(g, x, lo, hi):
-    return np.where((x > lo) & (x < hi), g, 0)
+    return np.where((x <= lo) | (x >= hi), 0, g)
 
 
 @register("clamp", "clip")
@@ -1256,16 +1313,20 @@ def _trunc_div_f(x, y, a, b):
     return tl.where(q < 0, tl.ceil(q), tl.floor(q))
 
 
+# integer division by zero (which the host does not check for a divisor tensor on the device) gives 0: the kernels
+# divide by 1 there instead, so that no lane divides by zero (undefined in LLVM), and select 0
 @triton.jit
 def _floor_div_i(x, y, a, b):
-    q = x // y
-    r = x % y
-    return tl.where((r != 0) & ((r < 0) != (y < 0)), q - 1, q)
+    ys = tl.where(y == 0, 1, y)
+    q = x // ys
+    r = x % ys
+    return tl.where(y == 0, 0, tl.where((r != 0) & ((r < 0) != (ys < 0)), q - 1, q))
 
 
 @triton.jit
 def _trunc_div_i(x, y, a, b):
-    return x // y
+    ys = tl.where(y == 0, 1, y)
+    return tl.where(y == 0, 0, x // ys)
 
 
 @triton.jit
@@ -1276,13 +1337,20 @@ def _remainder_f(x, y, a, b):
 
 @triton.jit
 def _remainder_i(x, y, a, b):
-    r = x % y
-    return tl.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
+    ys = tl.where(y == 0, 1, y)
+    r = x % ys
+    return tl.where(y == 0, 0, tl.where((r != 0) & ((r < 0) != (ys < 0)), r + ys, r))
 
 
 @triton.jit
 def _fmod_f(x, y, a, b):
     return x % y
+
+
+@triton.jit
+def _fmod_i(x, y, a, b):
+    ys = tl.where(y == 0, 1, y)
+    return tl.where(y == 0, 0, x % ys)
 
 
 @triton.jit
@@ -1394,6 +1462,7 @@ class BinaryOp:
         self.saves = _SAVES.get(name, (0, 0, 0))
         self.ufunc = _UFUNCS.get(name)   # what the cpu fast path calls directly (alpha 1), where NumPy has it
         self.plain = name in _UFUNCS      # cpu nodes of this op are plain (HostBinary)
+        self.int_div = name in ("floor_divide", "trunc_divide", "remainder", "fmod")
 
     def dtypes(self, common):
         """(compute dtype, output dtype) for inputs promoted to ``common``."""
@@ -1417,9 +1486,19 @@ def _np_remainder(x, y):
     return np.where((r != 0) & ((r < 0) != (y < 0)), r + y, r)
 
 
+def _np_powf(x, y):
+    """np.power of floats with C's special cases: for an exponent 0.5 broadcast over x NumPy takes sqrt instead,
+    which gives NaN for -inf and -0.0 for -0.0 (C's pow: inf and +0.0)."""
+    r = np.power(x, y)
+    half = np.equal(y, 0.5)
+    if np.any(half):
+        r = np.where(half & (x == 0), 0.0, np.where(half & (x == -np.inf), np.inf, r)).astype(r.dtype, copy=False)
+    return r
+
+
 def _np_pow(x, y):
     if np.asarray(x).dtype.kind == "f":
-        return np.power(x, y)
+        return _np_powf(x, y)
     x, y = np.broadcast_arrays(np.asarray(x), np.asarray(y, dtype=np.asarray(x).dtype))
     r = np.power(x, np.maximum(y, 0))
     neg = np.where((x == -1) & (y % 2 != 0), -1, np.where(np.abs(x) == 1, 1, 0)).astype(x.dtype)
@@ -1441,7 +1520,7 @@ BINARY["div_floor"] = BinaryOp("floor_divide", _floor_div_f, BINARY["floor_divid
 _b("trunc_divide", _trunc_div_f, lambda x, y, a: np.trunc(x / y).astype(x.dtype) if x.dtype.kind == "f" else
    (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i)
 _b("remainder", _remainder_f, lambda x, y, a: _np_remainder(x, y), tfn_int=_remainder_i)
-_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y))
+_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y), tfn_int=_fmod_i)
 _b("pow", _pow_t, lambda x, y, a: _np_pow(x, y), tfn_int=_pow_i)
 _b("maximum", _maximum, lambda x, y, a: np.maximum(x, y))
 _b("minimum", _minimum, lambda x, y, a: np.minimum(x, y))
@@ -1481,8 +1560,10 @@ def binary_compute(op, x, y, alpha=1, out=None):
             return res
     common = D.result_type(x, y)
     ct, out_dtype = op.dtypes(common)
+    _check_bool_operands(op, x, y, common)
     if op.name.startswith("bitwise") and common.is_floating_point:
-        raise RuntimeError(f"\"{op.name}_cpu\" not implemented for '{D.scalar_name(common)}'")
+        raise NotImplementedError(f"\"{op.name}_{x._storage.device.type}\" not implemented for "
+                                  f"'{D.scalar_name(common)}'")
     if isinstance(alpha, float) and op.name in ("add", "sub") and not common.is_floating_point:
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
     y_is_t = isinstance(y, Tensor)
@@ -1500,6 +1581,8 @@ def binary_compute(op, x, y, alpha=1, out=None):
         shape = x._shape
     if out is not None:
         check_out(out, out_dtype, shape)
+    if op.int_div and not ct.is_floating_point:
+        _check_int_divisor(op, y, y_is_t, shape)
     if x._storage.device.type == "cpu":
         npct = np_ct(ct)
         xa = x._np.astype(npct, copy=False)
@@ -1529,9 +1612,44 @@ def binary_compute(op, x, y, alpha=1, out=None):
     return launch_binary(_add1 if op.name == "add" and alpha == 1 else fn, x, y, out, ACC[ct], alpha)
 
 
+# the kernels PyTorch has no bool version of, by op: their names in its error
+_NO_BOOL_KERNEL = {"floor_divide": "div_floor_{dev}", "trunc_divide": "div_trunc_{dev}",
+                   "remainder": "remainder_{dev}", "fmod": "fmod_{dev}", "pow": "pow"}
+
+
+def _check_bool_operands(op, x, y, common):
+    """PyTorch's NotImplementedError for ``-`` with a bool operand and for the rounding divisions, remainders and
+    tensor ** tensor of bools."""
+    if op.name == "sub":
+        xb, yb = (v.dtype is D.bool_ if isinstance(v, Tensor) else isinstance(v, (bool, np.bool_)) for v in (x, y))
+        if xb and yb:
+            raise NotImplementedError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+                                      "`^` or `logical_xor()` operator instead.")
+        if xb or yb:
+            raise NotImplementedError(_BOOL_SUB)
+    elif common is D.bool_ and op.name in _NO_BOOL_KERNEL and (op.name != "pow" or isinstance(y, Tensor)):
+        name = _NO_BOOL_KERNEL[op.name].format(dev=x._storage.device.type)
+        raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
+
+
+_BOOL_SUB = ("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, "
+             "use the `~` or `logical_not()` operator instead.")
+
+
+def _check_int_divisor(op, y, y_is_t, shape):
+    """PyTorch's error for an integer division (//, %, fmod, div with a rounding mode) by zero: for a Python-number
+    divisor on every device, for a divisor tensor on ``cpu`` (on a device that check would wait for the device: as
+    PyTorch's CUDA, the kernels do not raise there, and define the result as 0)."""
+    if not math.prod(shape):
+        return
+    if (not y_is_t and y == 0) or (y_is_t and y._storage.device.type == "cpu" and not y._np.all()):
+        name = "div(rounding_mode='trunc')" if op.name == "trunc_divide" else op.name
+        raise RuntimeError(f"ZeroDivisionError: integer division by zero in {name}")
+
+
 def _overlaps(a, b):
     """Whether writing ``a`` elementwise could change ``b`` before it is read (same memory, another layout)."""
-    return a._storage is b._storage and not (a._offset == b._offset and a._stride == b._stride
+    return a._storage.data is b._storage.data and not (a._offset == b._offset and a._stride == b._stride
                                              and a._shape == b._shape)
 
 
@@ -1654,7 +1772,7 @@ class BinaryInplace(Binary):
         grad = any(ctx.needs_input_grad)
         sx = op.saves[0]
         saved_x = x.clone() if grad and (sx == 1 or sx == 2 and ctx.needs_input_grad[1]) else x
-        if grad and isinstance(y, Tensor) and y._storage is x._storage:
+        if grad and isinstance(y, Tensor) and y._storage.data is x._storage.data:
             y = saved_x if y is x and saved_x is not x else y.clone()
         binary_compute(op, x, y, alpha, out=x)
         mark_written(ctx, x)
@@ -1699,17 +1817,24 @@ _BINARY_GRADS = {
 
 
 def _minmax_grads(g, x, y, is_max):
-    # ties split the gradient evenly, as PyTorch does
-    win = (x > y) if is_max else (x < y)
-    tie = (x == y)
-    wx = where(win, 1.0, where(tie, 0.5, 0.0))
-    return g * wx, g * (1 - wx)
+    # PyTorch's rule: ties split the gradient evenly; elsewhere an input gets it unless it lost the comparison, so
+    # where either is NaN (every comparison false) both get it
+    x_lost, y_lost = (x < y, x > y) if is_max else (x > y, x < y)
+    tie = x == y
+    return g * where(tie, 0.5, where(x_lost, 0.0, 1.0)), g * where(tie, 0.5, where(y_lost, 0.0, 1.0))
 
 
 def _check_other(name, other):
     if not (isinstance(other, Tensor) or _scalar_ok(other)):
         raise TypeError(f"{name}(): argument 'other' (position 2) must be Tensor or Number, not "
                         f"{type(other).__name__}")
+    check_int_scalar(name, other)
+
+
+def check_int_scalar(name, v):
+    """PyTorch's OverflowError for a Python int that no 64-bit scalar holds (it takes [-2**63, 2**64))."""
+    if type(v) is int and not -2 ** 63 <= v < 2 ** 64:
+        raise OverflowError(f"{name}(): Python int {v} too big to convert to a 64-bit scalar")
 
 
 def _host_binary(op, x, y, swap=False):
@@ -1776,6 +1901,9 @@ def binary(name, x, y, alpha=1):
         _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
+        check_int_scalar(name, x)
+        if name == "sub" and isinstance(x, (bool, np.bool_)):
+            raise NotImplementedError(_BOOL_SUB)
         if y._storage.device is CPU and op.plain and type(alpha) is int and alpha == 1:
             out = _host_binary(op, y, x, swap=True)   # a Python number (op) a cpu tensor
             if out is not None:
@@ -1870,6 +1998,7 @@ def div_(self, other, *, rounding_mode=None):
 
 
 def _pow_scalar_checked(input, exponent):
+    check_int_scalar("pow", exponent)
     if not input.dtype.is_floating_point and isinstance(exponent, (int, np.integer)) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
 
@@ -1940,8 +2069,9 @@ class Where(Function):
         def run(cfg):                                   # writes only the fresh ``out``: timing runs are harmless
             _where_kernel[(triton.cdiv(n, cfg.BLOCK),)](
                 arg(cond), arg(x), arg(y), ptr(out), n, *sizes[1:], *[s for st in sts for s in st],
-                X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor), CONTIG=contig,
-                I64=is_int64_index(n, *ins), BLOCK=cfg.BLOCK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                ST=ACC[out_dtype], X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor),
+                CONTIG=contig, I64=is_int64_index(n, *ins), BLOCK=cfg.BLOCK, num_warps=cfg.num_warps,
+                num_stages=cfg.num_stages)
         run(_ew_pick(WHERE_TUNABLE, out, contig, n, (), run))
         return out
 
@@ -1962,6 +2092,8 @@ def where(condition, input=None, other=None):
         return condition.nonzero(as_tuple=True)
     if not isinstance(condition, Tensor):
         raise TypeError("where(): argument 'condition' must be a Tensor")
+    check_int_scalar("where", input)
+    check_int_scalar("where", other)
     if isinstance(input, Tensor) and input.dtype is D.float64 and not isinstance(other, Tensor):
         other = Tensor._wrap_numpy(np.asarray(other, dtype=np.float64), input.device)
     if isinstance(other, Tensor) and other.dtype is D.float64 and not isinstance(input, Tensor):
@@ -2006,13 +2138,22 @@ Tensor.__rpow__ = _rbin("pow")
 Tensor.__neg__ = lambda self: unary("neg", self)
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = lambda self: unary("abs", self)
-Tensor.__invert__ = lambda self: unary("logical_not", self) if self.dtype is D.bool_ else \
-    binary("bitwise_xor", self, -1)
-Tensor.__and__ = lambda self, other: binary("bitwise_and" if self.dtype is not D.bool_ else "logical_and",
-                                            self, other)
-Tensor.__or__ = lambda self, other: binary("bitwise_or" if self.dtype is not D.bool_ else "logical_or", self, other)
-Tensor.__xor__ = lambda self, other: binary("bitwise_xor" if self.dtype is not D.bool_ else "logical_xor",
-                                            self, other)
+
+
+def _invert(self):
+    """``~x``: logical not of a bool tensor, bitwise not of an integer one; PyTorch's TypeError for floats."""
+    if self.dtype is D.bool_:
+        return unary("logical_not", self)
+    if self.dtype.is_floating_point:
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type tensors")
+    return binary("bitwise_xor", self, -1)
+
+
+Tensor.__invert__ = _invert
+# &, |, ^ are the bitwise ops for bool tensors too: bool & uint8 promotes to uint8, as in PyTorch
+Tensor.__and__ = lambda self, other: binary("bitwise_and", self, other)
+Tensor.__or__ = lambda self, other: binary("bitwise_or", self, other)
+Tensor.__xor__ = lambda self, other: binary("bitwise_xor", self, other)
 Tensor.__rand__ = Tensor.__and__
 Tensor.__ror__ = Tensor.__or__
 Tensor.__rxor__ = Tensor.__xor__
@@ -2041,10 +2182,7 @@ Tensor.__itruediv__ = _iop("div")
 Tensor.__ifloordiv__ = _iop("floor_divide")
 Tensor.__imod__ = _iop("remainder")
 Tensor.__ipow__ = lambda self, other: pow_(self, other)
-Tensor.__iand__ = lambda self, other: binary_("bitwise_and" if self.dtype is not D.bool_ else "logical_and",
-                                              self, other)
-Tensor.__ior__ = lambda self, other: binary_("bitwise_or" if self.dtype is not D.bool_ else "logical_or",
-                                             self, other)
-Tensor.__ixor__ = lambda self, other: binary_("bitwise_xor" if self.dtype is not D.bool_ else "logical_xor",
-                                              self, other)
+Tensor.__iand__ = lambda self, other: binary_("bitwise_and", self, other)
+Tensor.__ior__ = lambda self, other: binary_("bitwise_or", self, other)
+Tensor.__ixor__ = lambda self, other: binary_("bitwise_xor", self, other)
 register("can_cast", method=False)(D.can_cast)

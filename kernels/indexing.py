@@ -30,6 +30,7 @@ from ._launch import (Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broad
                       MAXD, interp_bf16_in, on_cpu)
 from .elementwise import empty, wrap, sum_to
 from .copy import copy_into, check_inplace, fill_
+from .creation import scalar_value
 from .views import basic_index
 
 __all__ = ["getitem", "setitem", "apply_inplace", "index_put_", "nonzero", "masked_select", "masked_fill", "gather",
@@ -335,7 +336,7 @@ def _gather_plan(x, plan, check=True, prefix=""):
     """x indexed by ``plan``: a new contiguous tensor of shape ``plan.out_shape``."""
     if on_cpu(x):
         plan.check_np(prefix)
-        return wrap(np.ascontiguousarray(x._np[plan.np_key()]), x.dtype, x.device)
+        return wrap(np.asarray(x._np[plan.np_key()], order="C"), x.dtype, x.device)   # (0-d stays 0-d)
     out = empty(plan.out_shape, x.dtype, x.device)
     off = plan.offsets(x._stride, x.device, check, prefix)
     n = out.numel()
@@ -371,7 +372,7 @@ def _put_plan(dst, plan, val, accumulate, alpha=1, check=True, prefix=""):
     if n == 0:
         return dst
     target, cast_back = _atomic_target(dst) if accumulate else (dst, False)
-    if val._storage is dst._storage:                  # x[idx] = x[...]: read a copy, not what is being written
+    if val._storage.data is dst._storage.data:        # x[idx] = x[...]: read a copy, not what is being written
         val = copy_into(empty(val._shape, val.dtype, val.device), val)
     bcast = val.numel() == 1
     if bcast:
@@ -594,6 +595,8 @@ def _value_tensor(value, dst):
         return tensor(value, dtype=dst.dtype, device=dst.device)
     if not isinstance(value, (bool, int, float, np.number, np.bool_)):
         raise TypeError(f"can't assign a {type(value).__name__} to a {dst.dtype} tensor")
+    if dst.dtype not in (D.float16, D.bfloat16):    # PyTorch: 300 into uint8 is an error here, 1e10 into half inf
+        value = scalar_value(value, dst.dtype)
     return Tensor._wrap_numpy(np.asarray(value).astype(dst.dtype.np), dst.device, dst.dtype)
 
 
@@ -875,10 +878,12 @@ def _fill_value(value, x, name):
             raise RuntimeError(f"{name} only supports a 0-dimensional value tensor, but got tensor with "
                                f"{value.ndim} dimension(s).")
         v = value.detach()
+        if v.dtype is not x.dtype:
+            scalar_value(v.item(), x.dtype)                  # PyTorch checks a value tensor's number too
         if v.device != x.device:
             v = Tensor._wrap_numpy(np.array(v._to_host_array()), x.device)
         return v.to(x.dtype) if v.dtype is not x.dtype else v
-    return Tensor._wrap_numpy(np.asarray(value).astype(x.dtype.np), x.device, x.dtype)
+    return Tensor._wrap_numpy(np.asarray(scalar_value(value, x.dtype)).astype(x.dtype.np), x.device, x.dtype)
 
 
 class MaskedFill(Function):
@@ -1219,6 +1224,10 @@ def _index_add(x, dim, index, source, alpha, inplace):
     if source._shape != want and not (source.ndim == 0 and want == (1,)):
         raise RuntimeError(f"index_add_(): source shape {list(source._shape)} does not match the expected shape "
                            f"{list(want)} (self's shape with dimension {d} of index's length)")
+    # alpha as PyTorch reads it for x's dtype: truncated for integers (0.5 adds nothing), checked for overflow
+    alpha = scalar_value(alpha.item() if isinstance(alpha, Tensor) else alpha, x.dtype)
+    if x.dtype is D.bool_:
+        alpha = int(alpha)
     if inplace:
         check_inplace(x)
         if not (STATE.enabled and (x.requires_grad or source.requires_grad)):

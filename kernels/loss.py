@@ -1137,7 +1137,8 @@ def _weight_arg(weight, x, name):
         return None
     _check_tensor(name, "weight", weight)
     check_same_device(name, x, weight)
-    return weight if weight.dtype is x.dtype else weight.to(x.dtype)
+    # the kernels read the class weights with stride 1: a view (sliced, expanded) goes through a contiguous copy
+    return (weight if weight.dtype is x.dtype else weight.to(x.dtype)).contiguous()
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):

@@ -138,6 +138,9 @@ def _bn_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, rm_ptr, rv_ptr, mean_ptr, rstd_pt
         mean = tl.load(rm_ptr + c).to(CT)
         var = tl.load(rv_ptr + c).to(CT)
     rstd = 1.0 / tl.sqrt(var + eps)
+    if TRAINING:
+        # PyTorch's batch statistics give a constant channel with eps = 0 an rstd of 0 (y = b), not inf
+        rstd = tl.where((var == 0) & (eps == 0), 0.0, rstd)
     if s == 0:
         tl.store(mean_ptr + c, mean)
         tl.store(rstd_ptr + c, rstd)
@@ -317,7 +320,9 @@ def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, 
 def _np_bn_fwd(x, w, b, rm, rv, training, momentum, eps):
     """x: (N, C, L). Returns y, mean, rstd, and the new running statistics (or None)."""
     M = x.shape[0] * x.shape[2]
-    if training:
+    if training and M == 0:           # an empty batch: no statistics (the output is empty, rm is not updated)
+        mean, var, new = np.zeros(x.shape[1], x.dtype), np.ones(x.shape[1], x.dtype), None
+    elif training:
         mean = x.mean(axis=(0, 2))
         var = ((x - mean[None, :, None]) ** 2).mean(axis=(0, 2))
         new = None
@@ -325,15 +330,20 @@ def _np_bn_fwd(x, w, b, rm, rv, training, momentum, eps):
             new = ((1 - momentum) * rm + momentum * mean, (1 - momentum) * rv + momentum * var * M / max(M - 1, 1))
     else:
         mean, var, new = rm, rv, None
-    rstd = 1.0 / np.sqrt(var + eps)
-    y = (x - mean[None, :, None]) * rstd[None, :, None]
-    if w is not None:
-        y = y * w[None, :, None] + b[None, :, None]
+    with np.errstate(divide="ignore"):
+        rstd = 1.0 / np.sqrt(var + eps)
+    if training:        # the kernel's rule: a constant channel with eps = 0 gets rstd 0
+        rstd = np.where((var == 0) & (eps == 0), 0.0, rstd).astype(x.dtype)
+    # y = x * scale + shift, as the kernel (and PyTorch) computes it
+    scale = rstd if w is None else w * rstd
+    shift = -mean * scale if b is None else b - mean * scale
+    with np.errstate(invalid="ignore"):
+        y = x * scale[None, :, None] + shift[None, :, None]
     return y, mean, rstd, new
 
 
 def _np_bn_bwd(x, g, w, mean, rstd, training):
-    M = x.shape[0] * x.shape[2]
+    M = max(x.shape[0] * x.shape[2], 1)      # (an empty batch: dx is empty, the sums are 0)
     xhat = (x - mean[None, :, None]) * rstd[None, :, None]
     sg = g.sum(axis=(0, 2))
     sgx = (g * xhat).sum(axis=(0, 2))
@@ -438,8 +448,15 @@ def _host(t, ct):
     return None if t is None else t._np.astype(ct)
 
 
+def _flat_param(t, N):
+    """A row-norm weight or bias as a contiguous (N,): the kernels read it with stride 1, and a view (an expanded
+    or sliced parameter) keeps its own strides through ``reshape``."""
+    return None if t is None else t.contiguous().reshape(N)
+
+
 def _np_ncl(a):
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    """An (N, C, *) array as (N, C, L), L given explicitly so that an empty batch reshapes too."""
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
 
 
 # ====================================================================================================================
@@ -450,7 +467,8 @@ class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         affine = weight is not None
-        update = training and running_mean is not None
+        # an empty batch has no statistics: PyTorch leaves the running ones as they are
+        update = training and running_mean is not None and x.numel() > 0
         sd = _stat_dtype(x.dtype)
         if x._storage.device.type == "cpu":
             ct = _ct(x.dtype)
@@ -470,7 +488,7 @@ class BatchNorm(Function):
             mean = empty((C,), sd, x.device)
             rstd = empty((C,), sd, x.device)
             M = N * L
-            if C:
+            if C and M:           # (an empty batch: nothing to normalise, no statistics to update)
                 # the kernel reads parameters and statistics with stride 1: a strided one goes through a copy
                 rm, rv = (running_mean.contiguous(), running_var.contiguous()) if running_mean is not None else \
                     (mean, rstd)
@@ -524,7 +542,10 @@ class BatchNorm(Function):
             sd = mean.dtype
             dw_, db_ = empty((C,), sd, x.device), empty((C,), sd, x.device)
             M = N * L
-            if C:
+            if not M:             # an empty batch: the sums of the parameter gradients are over nothing
+                dw_.fill_(0)
+                db_.fill_(0)
+            elif C:
                 w = interp_bf16_in(weight.contiguous()) if affine else mean
                 S, chunk, block = _bn_split(M, C)
                 parts = empty((C, S, 3), sd, x.device) if S > 1 else mean
@@ -551,8 +572,7 @@ class RowNorm(Function):
         sd = _stat_dtype(x.dtype)
         M = x.numel() // N if N else 0
         x2 = x.contiguous().reshape(M, N)
-        w = weight.reshape(N) if weight is not None else None
-        b = bias.reshape(N) if bias is not None else None
+        w, b = _flat_param(weight, N), _flat_param(bias, N)
         if x._storage.device.type == "cpu":
             ct = _ct(x.dtype)
             y, mean, rstd = _np_ln_fwd(x2._np.astype(ct), _host(w, ct), _host(b, ct), eps)
@@ -572,6 +592,8 @@ class RowNorm(Function):
             y = interp_bf16_out(y, x.dtype)
         ctx._name = "NativeLayerNormBackward0"
         ctx.has_b, ctx.eps, ctx.N = bias is not None, eps, N
+        # the shape of the parameter gradients: normalized_shape, read off whichever parameter there is
+        ctx.pshape = next((t._shape for t in (weight, bias) if t is not None), (N,))
         ctx.save_for_backward(x, weight, mean, rstd)
         return y
 
@@ -580,8 +602,8 @@ class RowNorm(Function):
         x, weight, mean, rstd = ctx.saved_tensors
         N = ctx.N
         M = x.numel() // N if N else 0
-        w = weight.reshape(N) if weight is not None else None
-        wshape = weight._shape if weight is not None else (N,)
+        w = _flat_param(weight, N)
+        wshape = ctx.pshape
         if STATE.enabled:
             dx, dw, db = _ln_backward_ops(x.reshape(M, N), g.reshape(M, N), w, ctx.eps)
             return (dx.reshape(x._shape), dw.reshape(wshape) if dw is not None else None,
@@ -656,6 +678,16 @@ def _bn_backward_ops(x, g, weight, mean, rstd, training, eps):
 # Public functions
 # ====================================================================================================================
 
+def _verify_batch_size(size, shown):
+    """PyTorch's check that a batch (or group) has more than one value per channel to take statistics of:
+    ``size[0] * prod(size[2:])``, the values of a channel in an (N, C, *) shape."""
+    n = size[0]
+    for d in size[2:]:
+        n *= d
+    if n == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {shown}")
+
+
 def _check_float(name, x):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
@@ -679,10 +711,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and (running_mean is None or running_var is None):
         raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
     if training:
-        size = input.numel() // C if C else 0
-        if size == 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
-                             f"{list(input.shape)}")
+        _verify_batch_size(input._shape, input.shape)
+        if eps <= 0.0:      # a constant channel would divide 0 by 0
+            raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    elif eps < 0.0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
     if (weight is None) != (bias is None):
         C_ones = (weight if weight is not None else bias)
         from tritorch import _creation
@@ -730,6 +763,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     if input.ndim < 2:
         raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.ndim}")
     N, C = input._shape[:2]
+    size = [N * C // num_groups, num_groups] + list(input._shape[2:])
+    _verify_batch_size(size, size)
     if C % num_groups != 0:
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
                            f"shape {list(input.shape)} and num_groups={num_groups}")
@@ -737,9 +772,14 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
         if t is not None and t.numel() != C:
             raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
                                f"but got {name} of shape {list(t.shape)} and input of shape {list(input.shape)}")
-    rows = N * num_groups
-    per = input.numel() // rows if rows else 0
-    y = RowNorm.apply(input, None, None, eps, per)
+    if C == 0:
+        raise RuntimeError(f"Expected number of channels to be greater than 0, got {C}")
+    hw = 1
+    for d in input._shape[2:]:
+        hw *= d
+    if hw == 0:
+        raise RuntimeError(f"Expected HxW to be greater than 0, got {hw}")
+    y = RowNorm.apply(input, None, None, eps, C // num_groups * hw)
     return _affine(y, weight, bias)
 
 
@@ -750,15 +790,32 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     ``use_input_stats``, by the running ones); with running buffers they are updated with the batch mean of the
     per-instance statistics, as PyTorch does."""
     _check_float("instance_norm", input)
+    spatial = 1
+    for d in input._shape[2:]:
+        spatial *= d
+    if use_input_stats:
+        if spatial == 1:        # one value: nothing to normalise by (the result would be all zeros)
+            raise ValueError(f"Expected more than 1 spatial element when training, got input size {input.shape}")
+    elif running_mean is None or running_var is None:
+        raise RuntimeError("Expected running_mean and running_var to be defined when use_input_stats is false")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must either both be None or neither be None")
     N, C = input._shape[:2]
-    if use_input_stats and running_mean is None:
-        y = RowNorm.apply(input, None, None, eps, input.numel() // (N * C) if N * C else 0)
+    if N == 0 and (weight is not None or bias is not None):
+        # PyTorch fails here too (an IndexError from repeating the affine parameters zero times)
+        raise IndexError("instance_norm(): an affine weight or bias needs a batch of at least one sample, got "
+                         f"input size {input.shape}")
+    if use_input_stats and running_mean is None and eps != 0:
+        y = RowNorm.apply(input, None, None, eps, spatial)
         return _affine(y, weight, bias)
-    # PyTorch's route: batch norm of the (1, N * C, *) view with the running statistics repeated N times
+    # PyTorch's route: batch norm of the (1, N * C, *) view with the running statistics repeated N times (taken
+    # for eps = 0 too, where a constant plane normalises to 0 as in PyTorch rather than to 0 / 0)
     x = input.contiguous().reshape((1, N * C) + tuple(input._shape[2:]))
     rm = running_mean.reshape(1, C).expand(N, C).contiguous().reshape(N * C) if running_mean is not None else None
     rv = running_var.reshape(1, C).expand(N, C).contiguous().reshape(N * C) if running_var is not None else None
-    y = batch_norm(x, rm, rv, None, None, use_input_stats, momentum, eps).reshape(input._shape)
+    # (straight to the Function: PyTorch's instance norm skips batch_norm's argument checks, eps=0 included)
+    y = BatchNorm.apply(x, None, None, rm, rv, bool(use_input_stats), 0.0 if momentum is None else float(momentum),
+                        eps).reshape(input._shape)
     if use_input_stats and running_mean is not None:
         with no_grad():
             running_mean.copy_(rm.reshape(N, C).mean(0))

@@ -224,7 +224,7 @@ def _np_pool_bwd(g, idx, p, in_shape):
     OH, OW = g.shape[2:]
     dx = np.zeros((N * C, H * W), g.dtype)
     if p["mode"] == MAX:
-        g2, i2 = g.reshape(N * C, -1), idx.reshape(N * C, -1)
+        g2, i2 = g.reshape(N * C, OH * OW), idx.reshape(N * C, OH * OW)     # explicit sizes: N may be 0
         for r in range(N * C):
             np.add.at(dx[r], i2[r], g2[r])
         return dx.reshape(in_shape)
@@ -358,7 +358,8 @@ class PoolGrad(Function):
         p = ctx.p
         N, C, OH, OW = ctx.out_shape
         if p["mode"] == MAX:
-            out = gg.reshape(N, C, -1).gather(2, ctx.idx.reshape(N, C, OH * OW)).reshape(N, C, OH, OW)
+            H, W = gg._shape[2:]
+            out = gg.reshape(N, C, H * W).gather(2, ctx.idx.reshape(N, C, OH * OW)).reshape(N, C, OH, OW)
         else:
             out = Pool2d.apply(gg, p, OH, OW)
         return out, None, None, None

@@ -12,9 +12,13 @@ Two Triton kernels serve the whole family; each takes the op as ``tl.constexpr``
 A reduction is planned on the input's strides (``_plan``): dims are put in memory order, size-1 dims dropped and
 neighbours merged; the result fits one of the two kernels or, when the reduced dims are scattered through memory,
 is first gathered by a permute + contiguous copy. Each op is ``OP`` (how values combine: sum, prod, max, min, argmax,
-argmin) with an elementwise ``PRE`` transform of the input (|x|, x², |x|^p, x != 0, (x - shift)², exp(x - shift))
-and a ``POST`` transform of the result (divide, sqrt, p-th root, log + shift), so ``var`` is two passes (the mean,
-then the centered sum of squares: stable) and ``logsumexp`` two passes (the max, then the shifted sum of exps).
+argmin, scaled sum of squares) with an elementwise ``PRE`` transform of the input (|x|, x², |x|^p, x != 0,
+|x - shift|, exp(x - shift)) and a ``POST`` transform of the result (divide, sqrt, p-th root, log + shift), so
+``var`` is two passes (the mean, then the centered sum of squares: stable) and ``logsumexp`` two passes (the max,
+then the shifted sum of exps).
+The centered squares are summed scaled (``SSQ``, as LAPACK's nrm2: a (sum, scale) pair standing for scale² * sum,
+rescaled whenever a larger |x - mean| comes), so no square overflows or underflows: std of float32 [1e20, -1e20]
+is 1.41e20.
 Everything accumulates in float32 for half types, float64 for float64 and int64 for integer sums.
 The NumPy reference of each plan step, ``_reduce_np``, takes the same arguments as the Triton path.
 """
@@ -37,10 +41,10 @@ from .elementwise import empty, wrap, where, binary
 
 __all__ = ["sum_to_shape", "force_blocks"]
 
-# OP: how values combine
-SUM, PROD, MAX, MIN, ARGMAX, ARGMIN = 0, 1, 2, 3, 4, 5
+# OP: how values combine (SSQ: the scaled sum of squares of the values, which must be >= 0)
+SUM, PROD, MAX, MIN, ARGMAX, ARGMIN, SSQ = 0, 1, 2, 3, 4, 5, 6
 # PRE: what is combined, per element (``s`` is the per-output shift, ``p`` the norm's order)
-P_NONE, P_ABS, P_SQUARE, P_POW, P_NONZERO, P_SUB_SQUARE, P_SUB_EXP = 0, 1, 2, 3, 4, 5, 6
+P_NONE, P_ABS, P_SQUARE, P_POW, P_NONZERO, P_SUB_ABS, P_SUB_EXP = 0, 1, 2, 3, 4, 5, 6
 # POST: what is stored, per output
 Q_NONE, Q_DIV, Q_SQRT_DIV, Q_ROOT, Q_LOG_ADD = 0, 1, 2, 3, 4
 
@@ -81,6 +85,16 @@ def _argmin_combine(a, ia, b, ib):
 
 
 @triton.jit
+def _ssq_combine(q1, s1, q2, s2):
+    """Scaled sums of squares: (q, s) stands for s² * q. The larger scale wins and the other sum is rescaled to
+    it; a NaN scale poisons the sum, an infinite one keeps it finite (the result is then inf)."""
+    s = _max_nan(s1, s2)
+    r1 = tl.where(s1 == s, 1.0, s1 / s)
+    r2 = tl.where(s2 == s, 1.0, s2 / s)
+    return q1 * r1 * r1 + q2 * r2 * r2, s
+
+
+@triton.jit
 def _shift_of(s, PRE: tl.constexpr):
     """The shift subtracted before exp: the max, or 0 where the max is infinite (all -inf rows, +inf entries)."""
     if PRE == 6:
@@ -100,7 +114,7 @@ def _pre(x, s, p, PRE: tl.constexpr, CT: tl.constexpr):
     elif PRE == 3:
         v = tl.exp(p * tl.log(tl.abs(v)))
     elif PRE == 5:
-        v = (v - s) * (v - s)
+        v = tl.abs(v - s)
     elif PRE == 6:
         v = tl.exp(v - s)
     return v
@@ -119,14 +133,17 @@ def _combine(acc, iacc, v, iv, OP: tl.constexpr):
         acc = _min_nan(acc, v)
     elif OP == 4:
         acc, iacc = _argmax_combine(acc, iacc, v, iv)
-    else:
+    elif OP == 5:
         acc, iacc = _argmin_combine(acc, iacc, v, iv)
+    else:
+        acc, iacc = _ssq_combine(acc, iacc, 1.0, v)       # SSQ: iacc holds the scale, v is one (1, |v|) pair
     return acc, iacc
 
 
 @triton.jit
 def _finish(acc, iacc, AXIS: tl.constexpr, OP: tl.constexpr):
-    """Reduce the accumulator tile along ``AXIS``; returns (values, indices), indices only meaningful for arg ops."""
+    """Reduce the accumulator tile along ``AXIS``; returns (values, indices), indices only meaningful for arg ops
+    (for SSQ: (sums, scales))."""
     if OP == 0:
         res = tl.sum(acc, axis=AXIS)
         ires = tl.zeros_like(res).to(tl.int64)
@@ -141,9 +158,21 @@ def _finish(acc, iacc, AXIS: tl.constexpr, OP: tl.constexpr):
         ires = tl.zeros_like(res).to(tl.int64)
     elif OP == 4:
         res, ires = tl.reduce((acc, iacc), AXIS, _argmax_combine)
-    else:
+    elif OP == 5:
         res, ires = tl.reduce((acc, iacc), AXIS, _argmin_combine)
+    else:
+        res, ires = tl.reduce((acc, iacc), AXIS, _ssq_combine)
     return res, ires
+
+
+@triton.jit
+def _ssq_post(q, scale, div, POST: tl.constexpr):
+    """The variance (POST 1) or its square root (POST 2) from the scaled sum of squares: scale² * q / div."""
+    if POST == 2:
+        res = scale * tl.sqrt(q / div)
+    else:
+        res = scale * (q / div) * scale
+    return res
 
 
 @triton.jit
@@ -175,7 +204,10 @@ def _reduce_rows_kernel(x_ptr, s_ptr, out_ptr, idx_ptr, M, N, sxm, sxn, som, ide
         s_raw = tl.load(s_ptr + rows * som, mask=row_mask, other=0).to(CT)
     s = _shift_of(s_raw, PRE)[:, None]
     acc = (tl.zeros([BLOCK_M, BLOCK_N], CT) + ident).to(CT)
-    iacc = tl.zeros([BLOCK_M, BLOCK_N], tl.int64)
+    if OP == 6:
+        iacc = tl.zeros([BLOCK_M, BLOCK_N], CT)
+    else:
+        iacc = tl.zeros([BLOCK_M, BLOCK_N], tl.int64)
     x_rows = x_ptr + rows[:, None] * sxm
     for start in range(0, N, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N).to(tl.int64)
@@ -184,9 +216,12 @@ def _reduce_rows_kernel(x_ptr, s_ptr, out_ptr, idx_ptr, M, N, sxm, sxn, som, ide
         v = tl.where(mask, _pre(x, s, p, PRE, CT), ident).to(CT)
         acc, iacc = _combine(acc, iacc, v, cols[None, :] + tl.zeros([BLOCK_M, BLOCK_N], tl.int64), OP)
     res, ires = _finish(acc, iacc, 1, OP)
-    res = _post(res, s_raw, div, p, POST)
+    if OP == 6:
+        res = _ssq_post(res, ires, div, POST)
+    else:
+        res = _post(res, s_raw, div, p, POST)
     tl.store(out_ptr + rows * som, res.to(out_ptr.dtype.element_ty), mask=row_mask)
-    if OP >= 4:
+    if OP == 4 or OP == 5:
         tl.store(idx_ptr + rows * som, ires, mask=row_mask)
 
 
@@ -208,7 +243,10 @@ def _reduce_mid_kernel(x_ptr, s_ptr, out_ptr, idx_ptr, R, B, NB, sxa, sxr, sxb, 
         s_raw = tl.load(s_ptr + o_off, mask=col_mask, other=0).to(CT)
     s = _shift_of(s_raw, PRE)[None, :]
     acc = (tl.zeros([BLOCK_R, BLOCK_B], CT) + ident).to(CT)
-    iacc = tl.zeros([BLOCK_R, BLOCK_B], tl.int64)
+    if OP == 6:
+        iacc = tl.zeros([BLOCK_R, BLOCK_B], CT)
+    else:
+        iacc = tl.zeros([BLOCK_R, BLOCK_B], tl.int64)
     x_cols = x_ptr + a * sxa + cols[None, :] * sxb
     for start in range(0, R, BLOCK_R):
         r = start + tl.arange(0, BLOCK_R).to(tl.int64)
@@ -217,9 +255,12 @@ def _reduce_mid_kernel(x_ptr, s_ptr, out_ptr, idx_ptr, R, B, NB, sxa, sxr, sxb, 
         v = tl.where(mask, _pre(x, s, p, PRE, CT), ident).to(CT)
         acc, iacc = _combine(acc, iacc, v, r[:, None] + tl.zeros([BLOCK_R, BLOCK_B], tl.int64), OP)
     res, ires = _finish(acc, iacc, 0, OP)
-    res = _post(res, s_raw, div, p, POST)
+    if OP == 6:
+        res = _ssq_post(res, ires, div, POST)
+    else:
+        res = _post(res, s_raw, div, p, POST)
     tl.store(out_ptr + o_off, res.to(out_ptr.dtype.element_ty), mask=col_mask)
-    if OP >= 4:
+    if OP == 4 or OP == 5:
         tl.store(idx_ptr + o_off, ires, mask=col_mask)
 
 
@@ -329,7 +370,7 @@ def _plan(x, dims, ordered):
 
 
 def _ident(op, ct):
-    if op == SUM:
+    if op in (SUM, SSQ):
         return 0 if not ct.is_floating_point else 0.0
     if op == PROD:
         return 1 if not ct.is_floating_point else 1.0
@@ -345,7 +386,7 @@ def _reduce_triton(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, d
     kshape = tuple(x._shape[d] for d in keep)
     store_dtype = D.float32 if INTERPRET and out_dtype is D.bfloat16 else out_dtype
     out = empty(kshape, store_dtype, x.device)
-    idx = empty(kshape, D.int64, x.device) if op >= ARGMAX else None
+    idx = empty(kshape, D.int64, x.device) if op in (ARGMAX, ARGMIN) else None
     if out.numel() == 0:
         return _bf16_out(out, out_dtype), idx
     if x.numel() == 0:           # nothing to read: the empty reduction's value (0, 1, nan, -inf...) from the reference
@@ -353,7 +394,7 @@ def _reduce_triton(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, d
         host = Tensor._wrap_numpy(np.empty(x._shape, x.dtype.np), device("cpu"))
         val, _ = _reduce_np(host, dims, op, out_dtype, ct, pre, post, p, div, None if shift is None else shift.cpu())
         return copy_into(empty(kshape, out_dtype, x.device), val), idx
-    plan = _plan(x, dims, ordered=op >= ARGMAX and len(dims) > 1)
+    plan = _plan(x, dims, ordered=op in (ARGMAX, ARGMIN) and len(dims) > 1)
     if plan is None:
         x = x.permute(*keep, *dims).contiguous()
         dims = tuple(range(len(keep), x.ndim))
@@ -409,8 +450,8 @@ def _reduce_np(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, div=1
                 v = v * v
             elif pre == P_POW:
                 v = np.exp(ct.np.type(p) * np.log(np.abs(v)))
-            elif pre == P_SUB_SQUARE:
-                v = (v - s_pre) ** 2
+            elif pre == P_SUB_ABS:
+                v = np.abs(v - s_pre)
             elif pre == P_SUB_EXP:
                 v = np.exp(v - s_pre)
         idx = None
@@ -422,6 +463,11 @@ def _reduce_np(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, div=1
             res = np.max(v, axis=dims)
         elif op == MIN:
             res = np.min(v, axis=dims)
+        elif op == SSQ:                # the kernels' (sum, scale) pairs, with the largest scale taken at once
+            scale = np.max(v, axis=dims, keepdims=True, initial=ct.np.type(0))
+            r = np.where(v == scale, ct.np.type(1), v / scale)
+            res = np.sum(r * r, axis=dims, dtype=ct.np)
+            scale = np.squeeze(scale, axis=dims)
         else:
             keep = [d for d in range(v.ndim) if d not in dims]
             flat = np.transpose(v, keep + list(dims)).reshape([v.shape[d] for d in keep] +
@@ -429,7 +475,10 @@ def _reduce_np(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, div=1
             idx = (np.argmax if op == ARGMAX else np.argmin)(flat, axis=-1)
             res = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
         res = np.asarray(res, dtype=ct.np)
-        if post == Q_DIV:
+        if op == SSQ:
+            q = res / ct.np.type(div)
+            res = scale * np.sqrt(q) if post == Q_SQRT_DIV else scale * q * scale
+        elif post == Q_DIV:
             res = res / ct.np.type(div)
         elif post == Q_SQRT_DIV:
             res = np.sqrt(res / ct.np.type(div))
@@ -465,9 +514,11 @@ def _dims_arg(x, dim):
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     if not dims:
         return tuple(range(x.ndim))
-    out = tuple(sorted({x._wrap_dim(d) for d in dims}))
+    wrapped = [x._wrap_dim(d) for d in dims]
+    out = tuple(sorted(set(wrapped)))
     if len(out) != len(dims):
-        raise RuntimeError("dim appears multiple times in the list of dims")
+        dup = next(d for i, d in enumerate(wrapped) if d in wrapped[:i])
+        raise RuntimeError(f"dim {dup} appears multiple times in the list of dims")
     return out if x.ndim else ()
 
 
@@ -806,7 +857,10 @@ def argmin(input, dim=None, keepdim=False):
 
 def _all_any(name, input, dim, keepdim, is_any):
     _check_tensor(name, input)
-    dims = _dims_arg(input, dim)
+    if dim is not None and not isinstance(dim, (int, np.integer)) and len(tuple(dim)) == 0:
+        dims = ()                  # PyTorch: all/any over an empty dim list reduce nothing (sum, amax... reduce all)
+    else:
+        dims = _dims_arg(input, dim)
     out_dtype = D.uint8 if input.dtype is D.uint8 else D.bool_
     if _count(input._shape, dims) == 0:
         from tritorch._creation import full
@@ -832,7 +886,8 @@ def any(input, dim=None, keepdim=False):
 # ====================================================================================================================
 
 class Var(Function):
-    """var (or its square root, std) with ``correction``: two passes, the mean and then the centered squares."""
+    """var (or its square root, std) with ``correction``: two passes, the mean (in float64) and then the centered
+    squares, summed scaled (no overflow or underflow for any finite input)."""
 
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim, take_sqrt):
@@ -840,8 +895,10 @@ class Var(Function):
         n = _count(x._shape, dims)
         div = builtins.max(n - correction, 0)
         ct = _acc(x.dtype)
-        mu, _ = reduce_(x, dims, SUM, ct, ct, post=Q_DIV, div=n)
-        out, _ = reduce_(x, dims, SUM, x.dtype, ct, pre=P_SUB_SQUARE, post=Q_SQRT_DIV if take_sqrt else Q_DIV,
+        # the mean (only a shift: any rounding of it cancels to first order) is summed in float64, where no float32
+        # or half sum overflows: std of float32 [3e38, 3e38] is 0, as PyTorch's (float64 Welford) says
+        mu, _ = reduce_(x, dims, SUM, D.float64, D.float64, post=Q_DIV, div=n)
+        out, _ = reduce_(x, dims, SSQ, x.dtype, ct, pre=P_SUB_ABS, post=Q_SQRT_DIV if take_sqrt else Q_DIV,
                          div=div, shift=mu)
         out = _kept(out, x._shape, dims, keepdim)
         ctx.dims, ctx.keepdim, ctx.div, ctx.take_sqrt = dims, keepdim, div, take_sqrt
@@ -951,10 +1008,7 @@ class Norm(Function):
         ctx._name = "NormBackward1"
         ct = _acc(x.dtype)
         if p == math.inf or p == -math.inf:
-            if x.numel() == 0 and p == -math.inf:
-                _check_nonempty("linalg.vector_norm", x, dims, True)
-            out, _ = reduce_(x, dims, MAX if p > 0 else MIN, x.dtype, ct, pre=P_ABS) if x.numel() else \
-                reduce_(x, dims, SUM, x.dtype, ct)
+            out, _ = reduce_(x, dims, MAX if p > 0 else MIN, x.dtype, ct, pre=P_ABS)
         elif p == 0:
             out, _ = reduce_(x, dims, SUM, x.dtype, ct, pre=P_NONZERO)
         elif p == 1:
@@ -1004,7 +1058,22 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         p = 2
     elif isinstance(p, str):
         raise NotImplementedError(f"norm: p={p!r} is not supported (matrix norms other than 'fro')")
-    return Norm.apply(input, float(p), _dims_arg(input, dim), keepdim)
+    p = float(p)
+    if input.numel() == 0 and (p < 0 or p == math.inf):
+        _check_norm_identity(input, p, dim)
+    return Norm.apply(input, p, _dims_arg(input, dim), keepdim)
+
+
+def _check_norm_identity(x, p, dim):
+    """PyTorch refuses the inf and negative norms of an empty slice (max/min/power sum have no identity there)."""
+    what = f"linalg.vector_norm cannot compute the {p:g} norm on "
+    dims = () if dim is None else (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    if not dims:
+        raise RuntimeError(what + "an empty tensor because the operation does not have an identity")
+    for d in dims:
+        if x._shape[x._wrap_dim(d)] == 0:
+            raise RuntimeError(what + f"the dimension {d} because this dimension is empty and the operation does not "
+                               "have an identity")
 
 
 # ====================================================================================================================

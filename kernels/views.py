@@ -5,6 +5,7 @@ indexing (ints, slices with steps, None, Ellipsis), split/chunk/unbind and as_st
 strided-copy kernel) only when no view is possible, as in PyTorch.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -25,11 +26,14 @@ def _infer_shape(shape, numel):
     neg = [i for i, s in enumerate(shape) if s == -1]
     if len(neg) > 1:
         raise RuntimeError("only one dimension can be inferred")
-    for s in shape:
+    for i, s in enumerate(shape):
         if s < -1:
-            raise RuntimeError(f"invalid shape dimension {s}")
+            raise RuntimeError(f"invalid shape dimension {s} at index {i} of shape {shape}")
     if neg:
         rest = math.prod(s for s in shape if s != -1)
+        if rest == 0 and numel == 0:
+            raise RuntimeError(f"cannot reshape tensor of 0 elements into shape {list(shape)} because the unspecified "
+                               "dimension size -1 can be any value and is ambiguous")
         if rest == 0 or numel % rest:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
         shape[neg[0]] = numel // rest
@@ -219,6 +223,8 @@ def reshape_as(self, other):
 @register("flatten")
 def flatten(input, start_dim=0, end_dim=-1):
     if input.ndim == 0:
+        input._wrap_dim(start_dim)
+        input._wrap_dim(end_dim)
         return reshape(input, (1,))
     s = input._wrap_dim(start_dim)
     e = input._wrap_dim(end_dim)
@@ -230,8 +236,19 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 @register("unflatten")
 def unflatten(input, dim, sizes):
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes:
+        raise RuntimeError("unflatten: sizes must be non-empty")
     d = input._wrap_dim(dim)
-    sizes = _infer_shape(tuple(sizes), input._shape[d])
+    if input.ndim == 0:
+        raise RuntimeError("unflatten got an unexpected error:\nDimension specified as 0 but tensor has no dimensions")
+    try:
+        sizes = _infer_shape(sizes, input._shape[d])
+    except RuntimeError as e:
+        if "is invalid for input of size" not in str(e):
+            raise RuntimeError(f"unflatten got an unexpected error:\n{e}") from None
+        raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size of dim {d} "
+                           f"({input._shape[d]}) in the input tensor") from None
     return reshape(input, input._shape[:d] + sizes + input._shape[d + 1:])
 
 
@@ -259,10 +276,9 @@ def permute(input, *dims, _name="PermuteBackward0"):
 @register("transpose", "swapaxes", "swapdims")
 def transpose(input, dim0, dim1, _name="TransposeBackward0"):
     n = input.ndim
-    if n == 0:
-        input._wrap_dim(dim0)
-        return input
     d0, d1 = input._wrap_dim(dim0), input._wrap_dim(dim1)
+    if n == 0:
+        return input
     perm = list(range(n))
     perm[d0], perm[d1] = perm[d1], perm[d0]
     return permute(input, perm, _name=_name)
@@ -276,16 +292,37 @@ def t(input):
 
 
 Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
-Tensor.mT = property(lambda self: transpose(self, -2, -1))
+
+
+def _mT(self):
+    """``x.mT``: the last two dims swapped (the identity on a 0-d tensor, deprecated there, as in PyTorch)."""
+    if self.ndim == 0:
+        warnings.warn("Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.",
+                      UserWarning, stacklevel=2)
+        return self
+    if self.ndim == 1:
+        raise RuntimeError("tensor.mT is only supported on matrices or batches of matrices. Got 1-D tensor.")
+    return transpose(self, -2, -1)
+
+
+Tensor.mT = property(_mT)
 
 
 @register("movedim", "moveaxis")
 def movedim(input, source, destination):
-    src = [source] if isinstance(source, int) else list(source)
-    dst = [destination] if isinstance(destination, int) else list(destination)
+    src0 = [source] if isinstance(source, int) else list(source)
+    dst0 = [destination] if isinstance(destination, int) else list(destination)
+    if len(src0) != len(dst0):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src0} dims) should contain the same "
+                           f"number of dims as destination ({dst0} dims)")
     n = input.ndim
-    src = [input._wrap_dim(s) for s in src]
-    dst = [input._wrap_dim(d) for d in dst]
+    src = [input._wrap_dim(s) for s in src0]
+    dst = [input._wrap_dim(d) for d in dst0]
+    for name, given, wrapped in (("source", src0, src), ("destination", dst0, dst)):
+        if len(set(wrapped)) != len(wrapped):
+            raise RuntimeError(f"movedim: repeated dim in `{name}` ({given})")
+    if n == 0:
+        return permute(input, ())
     order = [i for i in range(n) if i not in src]
     perm = [None] * n
     for s, d in zip(src, dst):
@@ -301,8 +338,11 @@ def squeeze(input, dim=None):
         dims = [i for i, s in enumerate(input._shape) if s == 1]
     else:
         dims = [dim] if isinstance(dim, int) else list(dim)
-        dims = [input._wrap_dim(d) for d in dims] if input.ndim else []
-        dims = [d for d in dims if input._shape[d] == 1]
+        dims = [input._wrap_dim(d) for d in dims]
+        if len(set(dims)) != len(dims):
+            dup = next(d for d in dims if dims.count(d) > 1)
+            raise RuntimeError(f"dim {dup} appears multiple times in the list of dims")
+        dims = [d for d in dims if input.ndim and input._shape[d] == 1]
     shape = [s for i, s in enumerate(input._shape) if i not in dims]
     strides = [s for i, s in enumerate(input._stride) if i not in dims]
     name = "SqueezeBackward0" if dim is None else "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2"
@@ -385,6 +425,8 @@ def as_strided(input, size, stride, storage_offset=None):
 
 @register("narrow")
 def narrow(input, dim, start, length, _name="SliceBackward0"):
+    if input.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
     d = input._wrap_dim(dim)
     n = input._shape[d]
     if start < 0:
@@ -399,6 +441,8 @@ def narrow(input, dim, start, length, _name="SliceBackward0"):
 
 @register("select")
 def select(input, dim, index, _name="SelectBackward0"):
+    if input.ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
     d = input._wrap_dim(dim)
     n = input._shape[d]
     if not -n <= index < n:
@@ -413,11 +457,15 @@ def select(input, dim, index, _name="SelectBackward0"):
 @register("unbind")
 def unbind(input, dim=0):
     d = input._wrap_dim(dim)
+    if input.ndim == 0:
+        raise IndexError(f"Dimension specified as {d} but tensor has no dimensions")
     return tuple(select(input, d, i, _name="UnbindBackward0") for i in range(input._shape[d]))
 
 
 @register("split")
 def split(tensor, split_size_or_sections, dim=0):
+    if tensor.ndim == 0:
+        raise RuntimeError("split expects at least a 1-dimensional tensor")
     d = tensor._wrap_dim(dim)
     n = tensor._shape[d]
     if isinstance(split_size_or_sections, int):
@@ -439,6 +487,8 @@ def split(tensor, split_size_or_sections, dim=0):
 
 @register("chunk")
 def chunk(input, chunks, dim=0):
+    if input.ndim == 0:
+        raise RuntimeError("chunk expects at least a 1-dimensional tensor")
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0")
     d = input._wrap_dim(dim)
@@ -457,6 +507,11 @@ def basic_index(x, idx):
             return None
     n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
     if n_real > x.ndim:
+        if x.ndim == 0 and len(idx) == 1:
+            if isinstance(idx[0], slice):
+                raise IndexError("slice() cannot be applied to a 0-dim tensor.")
+            raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or `tensor.item<T>()` in "
+                             "C++ to convert a 0-dim tensor to a number")
         raise IndexError(f"too many indices for tensor of dimension {x.ndim}")
     if sum(1 for i in idx if i is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")

@@ -336,3 +336,97 @@ def test_sdpa_double_backward_cpu():
     f = tritorch.tensor(rng.standard_normal((4, 5)), requires_grad=True)
     assert gradgradcheck(lambda a, b, c, d: sdpa(a, b, c, attn_mask=d), (q, k, v, f))
     assert gradgradcheck(lambda a, b, c: sdpa(a, b, c, is_causal=True), (q, k, v))
+
+
+# ---- NaN and inf: PyTorch's math path (softmax(q @ k^T * scale + bias) @ v) on every device -------------------------
+def _poke(name, i, j, val):
+    def f(q, k, v, m):
+        {"q": q, "k": k, "v": v, "m": m}[name][..., i, j] = val
+    return f
+
+
+NAN, INF = float("nan"), float("inf")
+# (case, change to q/k/v/mask, mask kind, is_causal, torch backend that is the oracle, (L, S)); keys hidden by
+# is_causal are never computed (PyTorch's flash kernel, its default, does the same; its math path adds -inf to their
+# scores, so a NaN there would spread): those cases put the NaN or inf where the causal mask hides it, against flash
+NONFINITE = [
+    ("nan q", _poke("q", 1, 0, NAN), None, False, "math", (5, 6)),
+    ("nan k", _poke("k", 2, 3, NAN), None, False, "math", (5, 6)),
+    ("nan k, several key blocks", _poke("k", 20, 3, NAN), None, False, "math", (19, 23)),
+    ("nan v", _poke("v", 2, 1, NAN), None, False, "math", (5, 6)),
+    ("+inf q", _poke("q", 1, 0, INF), None, False, "math", (5, 6)),
+    ("-inf q", _poke("q", 3, 2, -INF), None, False, "math", (5, 6)),
+    ("+inf k", _poke("k", 2, 0, INF), None, False, "math", (5, 6)),
+    ("-inf k", _poke("k", 4, 5, -INF), None, False, "math", (5, 6)),
+    ("-inf q row", _poke("q", 2, slice(None), -INF), None, False, "math", (5, 6)),
+    ("fully masked row", lambda q, k, v, m: None, "bool", False, "math", (5, 6)),
+    ("fully masked row, several key blocks", lambda q, k, v, m: None, "bool", False, "math", (19, 23)),
+    ("nan k where the mask hides it", _poke("k", 1, 0, NAN), "bool", False, "math", (5, 6)),
+    ("+inf q in a fully masked row", _poke("q", 2, 0, INF), "bool", False, "math", (5, 6)),
+    ("nan v where the mask hides it", _poke("v", 1, 0, NAN), "bool", False, "math", (5, 6)),
+    ("-inf float mask row", lambda q, k, v, m: None, "float", False, "math", (5, 6)),
+    ("nan in a float mask", _poke("m", 3, 2, NAN), "float", False, "math", (5, 6)),
+    ("+inf in a float mask", _poke("m", 0, 4, INF), "float", False, "math", (5, 6)),
+    ("nan q, causal", _poke("q", 3, 1, NAN), None, True, "math", (5, 6)),
+    ("+inf q, causal", _poke("q", 4, 1, INF), None, True, "math", (5, 6)),
+    ("-inf k, causal", _poke("k", 0, 1, -INF), None, True, "math", (5, 6)),
+    ("nan k seen by later rows, causal", _poke("k", 2, 0, NAN), None, True, "flash", (5, 6)),
+    ("nan k hidden from every row, causal", _poke("k", 5, 0, NAN), None, True, "flash", (5, 6)),
+    ("+inf k hidden from every row, causal", _poke("k", 5, 0, INF), None, True, "flash", (5, 6)),
+    ("nan v, causal", _poke("v", 1, 3, NAN), None, True, "math", (5, 6)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("case,change,mask_kind,causal,oracle,ls", NONFINITE, ids=[c[0] for c in NONFINITE])
+def test_sdpa_nan_and_inf_match_torch(device, case, change, mask_kind, causal, oracle, ls):
+    torch = pytest.importorskip("torch")
+    attention = pytest.importorskip("torch.nn.attention")
+    L, S = ls
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, n, 8, generator=g) for n in (L, S, S))
+    m = None
+    if mask_kind == "bool":
+        m = torch.rand(L, S, generator=g) > 0.3
+        m[:, 1] = True
+        m[2] = False                                   # row 2 sees no key
+    elif mask_kind == "float":
+        m = torch.randn(L, S, generator=g)
+        m[1] = -INF                                    # row 1 sees no key
+    change(q, k, v, m)
+    backend = attention.SDPBackend.MATH if oracle == "math" else attention.SDPBackend.FLASH_ATTENTION
+    with attention.sdpa_kernel(backend):
+        want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=causal).numpy()
+    tt = [tritorch.tensor(t.numpy(), device=device) for t in (q, k, v)]
+    tm = None if m is None else tritorch.tensor(m.numpy(), device=device)
+    got = to_np(sdpa(*tt, attn_mask=tm, is_causal=causal))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6, equal_nan=True, err_msg=case)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("case", ["nan q", "nan v", "masked row"])
+def test_sdpa_nan_and_masked_rows_gradients_match_torch(device, case):
+    """A NaN row's gradients are NaN, as PyTorch's math path; a row that sees no key contributes none."""
+    torch = pytest.importorskip("torch")
+    attention = pytest.importorskip("torch.nn.attention")
+    g = torch.Generator().manual_seed(3)
+    q, k, v, go = (torch.randn(1, n, 8, generator=g) for n in (5, 6, 6, 5))
+    m = torch.ones(5, 6, dtype=torch.bool)
+    m[1] = False
+    if case == "nan q":
+        q[0, 3, 2] = NAN
+    elif case == "nan v":
+        v[0, 4, 1] = NAN
+    tq, tk, tv = (tritorch.tensor(t.numpy(), device=device, requires_grad=True) for t in (q, k, v))
+    out = sdpa(tq, tk, tv, attn_mask=tritorch.tensor(m.numpy(), device=device))
+    tgo = tritorch.tensor(go.numpy(), device=device)
+    composed = tritorch.autograd.grad(out, (tq, tk, tv), tgo, retain_graph=True, create_graph=True)
+    out.backward(tgo)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    with attention.sdpa_kernel(attention.SDPBackend.MATH):
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m).backward(go)
+    assert (case == "masked row") == all(np.isfinite(t.grad.numpy()).all() for t in (q, k, v))
+    for name, a, c, b in (("dq", tq, composed[0], q), ("dk", tk, composed[1], k), ("dv", tv, composed[2], v)):
+        np.testing.assert_allclose(to_np(a.grad), b.grad.numpy(), rtol=1e-4, atol=1e-5, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(to_np(c), b.grad.numpy(), rtol=1e-4, atol=1e-5, equal_nan=True,
+                                   err_msg=f"{name} (create_graph)")

@@ -126,7 +126,7 @@ def test_detach_and_detach_():
     assert d._version == y._version
     y.detach_()
     assert y.is_leaf and not y.requires_grad
-    assert not x.data.requires_grad and x.data._storage is x._storage
+    assert not x.data.requires_grad and x.data.data_ptr() == x.data_ptr()
 
 
 # ==================================================================================================================
@@ -658,6 +658,48 @@ def test_modified_saved_leaf_raises():
     w.copy_(torch.zeros(2, dtype=F64))
     with pytest.raises(RuntimeError, match=r"\[tritorch.DoubleTensor \[2\]\] is at version 1; expected version 0"):
         y.sum().backward()
+
+
+def test_inplace_write_through_data_is_not_a_version_error(device):
+    """``.data`` shares the elements under a version counter of its own (PyTorch's semantics): a write through it
+    is not refused in backward, which then uses the new values; a write through ``detach()`` still is."""
+    x = torch.tensor([1.0, 2.0], dtype=F64, device=device, requires_grad=True)
+    y = torch.tensor([3.0, 4.0], dtype=F64, device=device, requires_grad=True)
+    w = x * y                                # MulBackward saves x and y
+    y.data.mul_(2)
+    assert y._version == 0 and y.data._version == 0 and y.tolist() == [6.0, 8.0]
+    w.sum().backward()
+    assert x.grad.tolist() == [6.0, 8.0] and y.grad.tolist() == [1.0, 2.0]
+    h = x * 2
+    z = (h * h).sum()                        # saves the non-leaf h; a view of .data writes through it too
+    h.data[0].add_(1)
+    z.backward()
+    assert x.grad.tolist() == [6.0 + 2 * 3.0 * 2, 8.0 + 2 * 4.0 * 2]
+    d = x.data
+    d.detach().add_(1)                       # .data's own counter is shared by its views and detach()
+    d[0].add_(1)
+    assert d._version == 2 and x._version == 0 and x.tolist() == [3.0, 3.0]
+    w = x * y
+    y.detach().mul_(2)
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: \[tritorch.*DoubleTensor \[2\]\] is "
+                                           r"at version 1; expected version 0"):
+        w.sum().backward()
+
+
+def test_data_write_overlapping_its_source_reads_first(device):
+    """``x.data`` is a separate Storage object over x's buffer: in-place ops must still see that they overlap (the
+    Triton kernels would otherwise read elements already written)."""
+    n = 64
+    ref = np.arange(n * n, dtype=np.float32).reshape(n, n)
+    a = torch.tensor(ref, device=device)
+    a.data.add_(a.t())
+    assert_close(a, ref + ref.T)
+    v = torch.arange(float(n), device=device)
+    v.data[torch.arange(1, n, device=device)] = v[:n - 1]
+    assert v.tolist() == [0.0] + list(map(float, range(n - 1)))
+    v = torch.arange(float(n), device=device)
+    v.data[1:].copy_(v[:n - 1])
+    assert v.tolist() == [0.0] + list(map(float, range(n - 1)))
 
 
 def test_inplace_before_save_is_fine():

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 
@@ -469,3 +470,109 @@ def test_a_running_process_picks_up_what_another_wrote(cache_dir):
         raise AssertionError("timed what another process had timed")
     with at.set_timer(refuse):
         assert t.pick(("k",), run=lambda c: c) == CONFIGS[2]
+
+
+# ---- never fatal: malformed records, unwritable files, a cache dir that is a file --------------------------------
+def _write_cache(kernels):
+    os.makedirs(os.path.dirname(at.cache_path()), exist_ok=True)
+    with open(at.cache_path(), "w") as f:
+        json.dump({"format": at.FORMAT, "device": at._header(), "kernels": kernels}, f)
+
+
+def _unwritable(monkeypatch):
+    """Every write of the cache fails as in a read-only folder (tests run as root, where chmod does not stop it)."""
+    def refuse(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(at, "_file_lock", refuse)
+    monkeypatch.setattr(at._atomic, "write", refuse)
+
+
+@pytest.mark.parametrize("record", [
+    {"entries": {"k": "not a dict"}},
+    {"entries": {"k": {"timings": [1.0]}}},
+    {"entries": {"k": {"timings": {"BLOCK=64,w4,s2": "fast"}}}},
+    {"entries": {"k": {"timings": {"BLOCK=64,w4,s2": True}}}},
+    {"entries": {"k": {"timings": {"BLOCK=64,w4,s2": float("nan")}}}},
+    {"entries": {"k": {"timings": {"BLOCK=64,w4,s2": -1.0}}}},
+    {"entries": {"k": {"timings": {}, "best": 3}}},
+    {"entries": {"k": {"timings": {}, "best": ["BLOCK=64,w4,s2"]}}},
+    {"entries": {"k": {"timings": {}, "candidates": "BLOCK=64,w4,s2"}}},
+    {"entries": ["k"]},
+    {"entries": {"k": {}}, "candidates": 5},
+    {"entries": {"k": {}}, "source_hash": None},
+])
+def test_malformed_records_are_dropped_and_replaced(cache_dir, record):
+    t = _tunable()
+    _write_cache({"test.t": dict({"source_hash": t.source_hash}, **record),
+                  "test.other": {"source_hash": "h", "entries": {"k": {"timings": {"a": 1.5}, "best": "a"}}}})
+    times = {c.name: float(i + 1) for i, c in enumerate(CONFIGS)}
+    calls = []
+    with pytest.warns(RuntimeWarning, match="ignoring cache file records of .* that are malformed: test.t"), \
+            at.set_timer(_fake_timer(times, calls)):
+        assert t.pick(("k",), run=lambda c: c) == CONFIGS[0]
+    assert len(calls) == len(CONFIGS)
+    data = json.loads(open(at.cache_path()).read())
+    assert data["kernels"]["test.t"]["entries"]["k"]["timings"] == times         # replaced by the new timings
+    assert data["kernels"]["test.other"]["entries"]["k"]["best"] == "a"          # a good record is kept
+    at._Cache._inst = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _tunable().cached(("k",)) == CONFIGS[0]
+
+
+def test_a_cached_key_never_rewrites_the_file(cache_dir, monkeypatch):
+    times = {c.name: float(i + 1) for i, c in enumerate(CONFIGS)}
+    with at.set_timer(_fake_timer(times, [])):
+        _tunable().pick(("k",), run=lambda c: c)
+    before = os.stat(at.cache_path())
+    at._Cache._inst = None
+    _unwritable(monkeypatch)
+    with warnings.catch_warnings(), at.set_timer(_fake_timer(times, [])):
+        warnings.simplefilter("error")
+        assert _tunable().pick(("k",), run=lambda c: c) == CONFIGS[0]
+    after = os.stat(at.cache_path())
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_an_unwritable_cache_warns_once_and_keeps_tunings_in_memory(cache_dir, monkeypatch):
+    _unwritable(monkeypatch)
+    t = _tunable()
+    times = {c.name: float(len(CONFIGS) - i) for i, c in enumerate(CONFIGS)}
+    with warnings.catch_warnings(record=True) as w, at.set_timer(_fake_timer(times, [])):
+        warnings.simplefilter("always")
+        assert t.pick(("a",), run=lambda c: c) == CONFIGS[-1]
+        assert t.pick(("b",), run=lambda c: c) == CONFIGS[-1]
+    msgs = [str(x.message) for x in w]
+    assert len(msgs) == 1 and "cannot write the cache file" in msgs[0] and "PermissionError" in msgs[0], msgs
+    t._memo.clear()
+    assert t.cached(("a",)) == CONFIGS[-1] and t.cached(("b",)) == CONFIGS[-1]     # still known in memory
+    assert not os.path.exists(at.cache_path())
+
+
+def test_cache_dir_that_is_a_file_is_not_fatal(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("TRITORCH_CACHE_DIR", str(blocker))
+    t = _tunable()
+    times = {c.name: float(len(CONFIGS) - i) for i, c in enumerate(CONFIGS)}
+    with warnings.catch_warnings(record=True) as w, at.set_timer(_fake_timer(times, [])):
+        warnings.simplefilter("always")
+        assert t.pick(("a",), run=lambda c: c) == CONFIGS[-1]
+        assert t.pick(("b",), run=lambda c: c) == CONFIGS[-1]
+    msgs = [str(x.message) for x in w]
+    assert len(msgs) == 1 and "cannot write the cache file" in msgs[0] and "FileExistsError" in msgs[0], msgs
+    assert blocker.read_text() == "x" and at.entries() == [] and t.cached(("b",)) == CONFIGS[-1]
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(cache_dir):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    folder, name = os.path.split(at.cache_path())
+    os.makedirs(folder, exist_ok=True)
+    stale = os.path.join(folder, f".{name}.tmp-{dead.pid}-0123abcd")
+    live = os.path.join(folder, f".{name}.tmp-{os.getpid()}-0123abcd")
+    for p in (stale, live):
+        with open(p, "w") as f:
+            f.write("{partial")
+    at._Cache.get()
+    assert not os.path.exists(stale) and os.path.exists(live)

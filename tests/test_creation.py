@@ -98,6 +98,31 @@ def test_size_errors():
         tritorch.zeros(2, dtype=tritorch.int64, requires_grad=True)
 
 
+def test_allocation_failure_names_the_request(device):
+    """A request memory cannot hold is refused with what was asked (PyTorch: RuntimeError on cpu, OutOfMemoryError,
+    a RuntimeError, on cuda), not NumPy's MemoryError; sizes are past any address space, so nothing is ever touched."""
+    oom = tritorch.cuda.OutOfMemoryError if device == "cuda" else RuntimeError
+    cases = [(lambda: tritorch.empty(2 ** 55, device=device), 2 ** 57,
+              r"\[36028797018963968\] and dtype tritorch.float32"),
+             (lambda: tritorch.zeros(2 ** 28, 2 ** 29, device=device), 2 ** 59, r"\[268435456, 536870912\]"),
+             (lambda: tritorch.ones(2 ** 57, dtype=tritorch.int8, device=device), 2 ** 57, "dtype tritorch.int8"),
+             (lambda: tritorch.randn(2 ** 56, device=device), 2 ** 58, "float32")]
+    for make, nbytes, what in cases:
+        with pytest.raises(oom, match=f"you tried to allocate {nbytes} bytes .*{what}.* on {device}") as e:
+            make()
+        assert not isinstance(e.value, MemoryError)
+    with pytest.raises(RuntimeError, match=r"^Storage size calculation overflowed with sizes=\[4611686018427387904, "
+                                           r"4\]$"):
+        tritorch.empty(2 ** 62, 4, device=device)
+    with pytest.raises(RuntimeError, match=r"^Trying to create tensor with negative dimension -1: \[-1\]$"):
+        tritorch.empty(-1, device=device)
+    with pytest.raises(RuntimeError, match=r"^Trying to create tensor with negative dimension -3: \[2, -3\]$"):
+        tritorch.zeros(2, -3, device=device)
+    with pytest.raises(RuntimeError, match=r"^Trying to create tensor with negative dimension -2: \[-2\]$"):
+        tritorch.ones(1, device=device).new_empty(-2)
+    assert tritorch.zeros(3, device=device).tolist() == [0.0] * 3          # the allocator still works
+
+
 @pytest.mark.parametrize("dtype", [None, tritorch.float64, tritorch.int32])
 def test_like(device, dtype):
     x = tritorch.tensor([[1.5, 2.0, 3.0]], device=device)
@@ -208,3 +233,61 @@ def test_factories_requires_grad(device):
               tritorch.linspace(0, 1, 3, requires_grad=True, device=device),
               tritorch.eye(2, requires_grad=True, device=device)):
         assert t.requires_grad and t.grad_fn is None
+
+
+FILL_OVERFLOWS = [  # dtype, values PyTorch refuses ("value cannot be converted to type <name> without overflow")
+    (tritorch.uint8, "uint8_t", [300, 256, -256, 256.0, -0.5, float("nan"), float("inf")]),
+    (tritorch.int8, "int8_t", [128, -129, 128.0, -128.5]),
+    (tritorch.int16, "int16_t", [2 ** 40, 32768]),
+    (tritorch.int32, "int", [1e10, 2 ** 31, -2147483649.0]),
+    (tritorch.int64, "int64_t", [2 ** 63, 2.0 ** 63, float("nan"), -float("inf")]),
+    (tritorch.float16, "c10::Half", [65519, 1e10, -70000.0]),
+    (tritorch.bfloat16, "c10::BFloat16", [3.39e38]),
+    (tritorch.float32, "float", [3.4028235e38, -1e300]),
+]
+
+
+@pytest.mark.parametrize("dtype,name,values", FILL_OVERFLOWS, ids=lambda v: str(v))
+def test_fills_refuse_values_out_of_range(device, dtype, name, values):
+    """Issue 14: full, full_like, new_full and fill_ raise PyTorch's overflow error instead of wrapping (300 as
+    uint8 was 44), also for a size-0 tensor."""
+    like = tritorch.zeros(2, dtype=dtype, device=device)
+    for v in values:
+        for make in (lambda: tritorch.full((2,), v, dtype=dtype, device=device),
+                     lambda: tritorch.full((0,), v, dtype=dtype, device=device),
+                     lambda: tritorch.full_like(like, v), lambda: like.new_full((3,), v),
+                     lambda: like.clone().fill_(v), lambda: like[:0].fill_(v)):
+            with pytest.raises(RuntimeError, match=f"value cannot be converted to type {name} without overflow"):
+                make()
+
+
+def test_fills_convert_values_in_range_as_pytorch(device):
+    def full(v, dtype):
+        return tritorch.full((2,), v, dtype=dtype, device=device).tolist()
+    assert full(-1, tritorch.uint8) == [255, 255] and full(-255, tritorch.uint8) == [1, 1]
+    assert full(255.9, tritorch.uint8) == [255, 255] and full(True, tritorch.uint8) == [1, 1]
+    assert full(127.9, tritorch.int8) == [127, 127] and full(-128, tritorch.int8) == [-128, -128]
+    assert full(-2.0 ** 63, tritorch.int64) == [-2 ** 63] * 2
+    assert full(2 ** 63 - 1, tritorch.int64) == [2 ** 63 - 1] * 2
+    assert full(65504, tritorch.float16) == [65504.0] * 2 and full(float("inf"), tritorch.float16) == [math.inf] * 2
+    assert all(math.isnan(v) for v in full(float("nan"), tritorch.bfloat16))
+    assert full(1e308, tritorch.float64) == [1e308] * 2 and full(2 ** 64 - 1, tritorch.float32) == [2.0 ** 64] * 2
+    assert full(300, tritorch.bool) == [True, True] and full(float("nan"), tritorch.bool) == [True, True]
+    assert full(np.float32(3.5), tritorch.int16) == [3, 3]
+    u = tritorch.zeros(2, dtype=tritorch.uint8, device=device)
+    assert u.fill_(tritorch.tensor(300)).tolist() == [44, 44]                # a value tensor is cast, unchecked
+    assert u.fill_(-1).tolist() == [255, 255]
+    with pytest.raises(OverflowError):
+        tritorch.full((2,), 2 ** 64, device=device)
+    assert tritorch.scalar_tensor(5, device=device).dtype is tritorch.float32   # the default float type, as PyTorch
+
+
+def test_linspace_refuses_endpoints_out_of_range(device):
+    """PyTorch checks the endpoints it writes: both for steps >= 2, start alone for steps == 1."""
+    for args, dtype, name in (((0, 300, 2), tritorch.uint8, "uint8_t"), ((300, 0, 1), tritorch.uint8, "uint8_t"),
+                              ((0.0, 1e10, 3), tritorch.float16, "c10::Half"), ((0, math.inf, 2), tritorch.int32, "int")):
+        with pytest.raises(RuntimeError, match=f"value cannot be converted to type {name} without overflow"):
+            tritorch.linspace(*args, dtype=dtype, device=device)
+    assert tritorch.linspace(0, 300, 1, dtype=tritorch.uint8, device=device).tolist() == [0]
+    assert tritorch.linspace(300, 0, 0, dtype=tritorch.uint8, device=device).tolist() == []
+    assert to_np(tritorch.linspace(0, math.inf, 2, dtype=tritorch.float16, device=device)).shape == (2,)

@@ -1,5 +1,10 @@
 """tritorch.data: datasets, samplers, collation and the DataLoader (single- and multi-process)."""
 import collections
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -208,3 +213,62 @@ def test_cuda_tensors_through_workers():
 def test_utils_data_alias():
     import tritorch.utils.data as tud
     assert tud.DataLoader is DataLoader
+
+
+# ---- workers never outlive a killed main process -----------------------------------------------------------------
+KILLED_MAIN = """
+import sys, time
+from tritorch.data import DataLoader, Dataset
+from tritorch.data import dataloader as dl
+
+class Data(Dataset):
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        if sys.argv[1] == "busy" and i >= 4:
+            time.sleep(300)                        # the workers hang inside the dataset
+        return i
+
+if sys.argv[1] == "idle-poll":
+    dl._die_with_parent = lambda: False            # no PR_SET_PDEATHSIG: the portable poll of the parent alone
+it = iter(DataLoader(Data(), batch_size=2, num_workers=2, persistent_workers=True))
+assert next(it).tolist() == [0, 1]
+print(" ".join(str(w.pid) for w in it._workers), flush=True)
+time.sleep(300)
+"""
+
+
+def _gone(pid):
+    """Whether process ``pid`` has exited (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("mode", ["idle", "idle-poll", "busy"])
+def test_workers_exit_when_the_main_process_is_killed(mode):
+    main = subprocess.Popen([sys.executable, "-c", KILLED_MAIN, mode], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    workers = []
+    try:
+        workers = [int(p) for p in main.stdout.readline().split()]
+        assert len(workers) == 2 and not any(_gone(p) for p in workers)
+        time.sleep(0.5)                            # let every worker reach its wait (idle) or the dataset (busy)
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait(timeout=30)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not all(_gone(p) for p in workers):
+            time.sleep(0.1)
+        assert all(_gone(p) for p in workers), f"workers {workers} outlived their killed main process"
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+        main.stdout.close()
+        for p in workers:
+            if not _gone(p):
+                os.kill(p, signal.SIGKILL)

@@ -62,9 +62,9 @@ UNARY = {
     "round": (torch.round, np.round, np.zeros_like, (-3, 3)),
     "trunc": (torch.trunc, np.trunc, np.zeros_like, (-3, 3)),
     "clamp": (lambda x: x.clamp(-0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7),
-              lambda x: ((x >= -0.5) & (x <= 0.7)) * 1.0, None),
-    "clamp_min": (lambda x: x.clamp_min(-0.5), lambda x: np.maximum(x, -0.5), lambda x: (x >= -0.5) * 1.0, None),
-    "clamp_max": (lambda x: x.clamp(max=0.7), lambda x: np.minimum(x, 0.7), lambda x: (x <= 0.7) * 1.0, None),
+              lambda x: ((x > -0.5) & (x < 0.7)) * 1.0, None),
+    "clamp_min": (lambda x: x.clamp_min(-0.5), lambda x: np.maximum(x, -0.5), lambda x: (x > -0.5) * 1.0, None),
+    "clamp_max": (lambda x: x.clamp(max=0.7), lambda x: np.minimum(x, 0.7), lambda x: (x < 0.7) * 1.0, None),
     "reciprocal": (torch.reciprocal, lambda x: 1 / x, lambda x: -1 / x ** 2, (0.2, 3)),
     "pow2": (lambda x: x ** 2, lambda x: x ** 2, lambda x: 2 * x, None),
     "pow3": (lambda x: x ** 3, lambda x: x ** 3, lambda x: 3 * x ** 2, None),
@@ -195,6 +195,10 @@ def test_binary_scalars(name, device):
     fn, ref = BINARY[name]
     a, ar = make((2, 9), torch.float32, device, "transposed", low=0.5)
     for s in (2, 0.25, True):
+        if name == "sub" and s is True:           # as PyTorch: no subtraction with a bool
+            with pytest.raises(NotImplementedError, match="with a bool tensor is not supported"):
+                fn(a, s)
+            continue
         assert_close(fn(a, s), ref(ar, float(s)), msg=f"{name} tensor-scalar {s}")
         assert_close(fn(torch.tensor(float(s), device=device), a), ref(float(s), ar), msg=f"{name} 0-d {s}")
     ops = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
@@ -825,12 +829,12 @@ def test_backward_cuda_matches_cpu_binary(name):
 
 def test_kink_gradients(device):
     """Gradients at the points where the derivative jumps are PyTorch's: relu 0 at 0, leaky_relu the slope, elu
-    alpha, abs 0, clamp 1 on its bounds, hardtanh 0 on its bounds, maximum/minimum split ties evenly."""
+    alpha, abs 0, clamp and hardtanh 0 on their bounds (PyTorch 2.x), maximum/minimum split ties evenly."""
     x = torch.tensor([-0.5, 0.0, 0.7, 1.0], device=device, requires_grad=True)
     cases = [(torch.relu, [0, 0, 1, 1]), (lambda t: F["leaky_relu"](t, 0.2), [0.2, 0.2, 1, 1]),
              (lambda t: F["elu"](t, 1.5), [1.5 * math.exp(-0.5), 1.5, 1, 1]), (torch.abs, [-1, 0, 1, 1]),
-             (lambda t: t.clamp(-0.5, 0.7), [1, 1, 1, 0]), (lambda t: F["hardtanh"](t, -0.5, 0.7), [0, 1, 0, 0]),
-             (lambda t: t.clamp_min(0.0), [0, 1, 1, 1]), (lambda t: t.clamp_max(0.7), [1, 1, 1, 0]),
+             (lambda t: t.clamp(-0.5, 0.7), [0, 1, 0, 0]), (lambda t: F["hardtanh"](t, -0.5, 0.7), [0, 1, 0, 0]),
+             (lambda t: t.clamp_min(0.0), [0, 0, 1, 1]), (lambda t: t.clamp_max(0.7), [1, 1, 0, 0]),
              (lambda t: torch.maximum(t, torch.zeros(4, device=device)), [0, 0.5, 1, 1]),
              (lambda t: torch.minimum(t, torch.full((4,), 0.7, device=device)), [1, 1, 0.5, 0]),
              (lambda t: torch.maximum(t, torch.tensor(0.0, device=device)), [0, 0.5, 1, 1]),
@@ -895,3 +899,232 @@ def test_cpu_fast_path_results():
     c.add_(1.0)
     assert_close(a, ar)
     assert_close(b, br)
+
+
+# ---- regressions of the fuzzing report (issue 14) ------------------------------------------------------------------
+
+_SPECIAL = [-math.inf, -3.0, -2.5, -2.0, -1.0, -0.5, -0.3, -0.0, 0.0, 0.3, 0.5, 1.0, 2.0, 2.5, 3.0, 1e30, -1e30,
+            math.inf, math.nan]
+
+
+def _assert_same_special(out, ref, msg=""):
+    """Exactly the same NaNs, infinities and signed zeros; finite values to float32 precision."""
+    a, e = to_np(out).astype(np.float64), np.asarray(ref, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=msg)
+    fin = np.isfinite(e)
+    np.testing.assert_array_equal(a[~fin & ~np.isnan(e)], e[~fin & ~np.isnan(e)], err_msg=msg)
+    np.testing.assert_array_equal(np.signbit(a[e == 0]), np.signbit(e[e == 0]), err_msg=msg)
+    np.testing.assert_allclose(a[fin], e[fin], rtol=1e-5, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pow_ieee_special_values(dtype, device):
+    """pow follows C's pow special cases (as PyTorch's tensor pow does): a grid of special bases and exponents, as
+    tensors and with the exponent a Python number. NumPy's np.power with an exponent array is the reference (with
+    a broadcast exponent 0.5 NumPy takes sqrt instead)."""
+    xs, ys = (np.array(v, dtype=dtype.np) for v in zip(*[(a, b) for a in _SPECIAL for b in _SPECIAL]))
+    with np.errstate(all="ignore"):
+        ref = np.power(xs, ys)
+    out = torch.tensor(xs, device=device) ** torch.tensor(ys, device=device)
+    assert out.dtype is dtype
+    _assert_same_special(out, ref)
+    base = torch.tensor(np.array(_SPECIAL, dtype=dtype.np), device=device)
+    for y in _SPECIAL:
+        with np.errstate(all="ignore"):
+            ref = np.power(np.array(_SPECIAL, dtype=dtype.np), np.full(len(_SPECIAL), y, dtype=dtype.np))
+        _assert_same_special(base ** y, ref, msg=f"exponent {y}")
+        _assert_same_special(torch.pow(base, y), ref, msg=f"exponent {y}")
+    # the cases of the report, PyTorch's values
+    x = torch.tensor([-math.inf, -math.inf, -math.inf, -0.0, -0.0, math.nan, 1.0, -1.0], dtype=dtype, device=device)
+    y = torch.tensor([-0.3, 2.5, 3.0, -1.0, 0.5, 0.0, math.nan, math.inf], dtype=dtype, device=device)
+    _assert_same_special(x ** y, [0.0, math.inf, -math.inf, -math.inf, 0.0, 1.0, 1.0, 1.0])
+
+
+def test_pow_special_values_half_types(device):
+    """The half types compute pow in float32: the same special cases."""
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.tensor([-math.inf, -math.inf, -0.0, -0.0, -2.0, -0.5, math.nan], device=device).to(dtype)
+        y = torch.tensor([-0.3, 2.5, 3.0, -0.5, math.inf, -math.inf, 0.0], device=device).to(dtype)
+        _assert_same_special(x ** y, [0.0, math.inf, -0.0, math.inf, math.inf, math.inf, 1.0], msg=str(dtype))
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_hardtanh_relu6_keep_integer_dtype(dtype, device):
+    """hardtanh and relu6 keep an integer input's type (the bounds truncated toward zero), as PyTorch."""
+    vals = [0, 1, 7, 100] if dtype is torch.uint8 else [-3, 0, 1, 8, 100]
+    x = torch.tensor(vals, dtype=dtype, device=device)
+    nnF = torch.nn.functional
+    out = nnF.relu6(x)
+    assert out.dtype is dtype
+    np.testing.assert_array_equal(to_np(out), np.clip(vals, 0, 6))
+    y = x.clone()
+    assert nnF.relu6(y, inplace=True) is y and y.dtype is dtype
+    np.testing.assert_array_equal(to_np(y), np.clip(vals, 0, 6))
+    lo = 0.0 if dtype is torch.uint8 else -1.5
+    out = nnF.hardtanh(x, lo, 2.7)
+    assert out.dtype is dtype
+    np.testing.assert_array_equal(to_np(out), np.clip(vals, int(lo), 2))
+    if dtype is torch.uint8:
+        with pytest.raises(RuntimeError, match="cannot do hardtanh on an unsigned type with negative limits"):
+            nnF.hardtanh(x)
+    else:
+        out = nnF.hardtanh(x)
+        assert out.dtype is dtype
+        np.testing.assert_array_equal(to_np(out), np.clip(vals, -1, 1))
+
+
+def test_activation_input_types(device):
+    """PyTorch's result types and errors of the activations for integer and bool inputs."""
+    nnF = torch.nn.functional
+    i16 = torch.tensor([-3, 0, 8], dtype=torch.int16, device=device)
+    b = torch.tensor([True, False], device=device)
+    for fn, name in ((nnF.leaky_relu, "leaky_relu"), (nnF.elu, "elu"), (nnF.gelu, "gelu"), (nnF.silu, "silu"),
+                     (nnF.softplus, "softplus"), (lambda t: nnF.gelu(t, approximate="tanh"), "gelu")):
+        with pytest.raises(NotImplementedError, match=f"{name}_{device}.*not implemented for 'Short'"):
+            fn(i16)
+        with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+            fn(b)
+    for fn in (torch.relu, nnF.relu6, nnF.hardtanh, torch.abs, torch.floor, torch.round):
+        with pytest.raises(NotImplementedError, match="Bool"):
+            fn(b)
+    assert torch.relu(i16).dtype is torch.int16 and torch.sigmoid(i16).dtype is torch.float32
+    for out in (torch.square(b), b ** 2, b ** 3):
+        assert out.dtype is torch.int64
+        np.testing.assert_array_equal(to_np(out), [1, 0])
+    assert torch.sign(b).dtype is torch.bool and torch.clamp(b, 0, 1).dtype is torch.int64
+
+
+def test_bitwise_operators_promote(device):
+    """&, |, ^ on a bool tensor are the bitwise ops with PyTorch's promotion (bool & uint8 is uint8), not the
+    logical ones; each bitwise op's result type is the promoted type for every pair of integer/bool dtypes."""
+    b = torch.tensor([True, False, True], device=device)
+    u = torch.tensor([3, 2, 1], dtype=torch.uint8, device=device)
+    for out, ref in ((b & u, [1, 0, 1]), (b | u, [3, 2, 1]), (b ^ u, [2, 2, 0]), (u & b, [1, 0, 1])):
+        assert out.dtype is torch.uint8
+        np.testing.assert_array_equal(to_np(out), ref)
+    assert (b | 3).dtype is torch.int64 and (b & True).dtype is torch.bool and (b ^ b).dtype is torch.bool
+    np.testing.assert_array_equal(to_np(b | 3), [3, 3, 3])
+    c = b.clone()
+    c &= torch.tensor([False, True, True], device=device)
+    np.testing.assert_array_equal(to_np(c), [False, False, True])
+    with pytest.raises(RuntimeError, match="result type Byte can't be cast to the desired output type Bool"):
+        c |= u
+    kinds = [torch.bool] + INTS
+    for da in kinds:
+        for db in kinds:
+            x, y = torch.ones(3, dtype=da, device=device), torch.ones(3, dtype=db, device=device)
+            for name, op in (("bitwise_and", lambda p, q: p & q), ("bitwise_or", lambda p, q: p | q),
+                             ("bitwise_xor", torch.bitwise_xor)):
+                out = op(x, y)
+                assert out.dtype is torch.promote_types(da, db), (name, da, db)
+                np.testing.assert_array_equal(to_np(out), np.full(3, 0 if name == "bitwise_xor" else 1))
+    with pytest.raises(NotImplementedError, match="bitwise_and.*not implemented for 'Float'"):
+        b & torch.ones(3, device=device)
+
+
+def test_clamp_nan_bounds_propagate(device):
+    """A NaN bound (scalar or one-element tensor; min, max, clamp_min, clamp_max, in place) makes every result NaN,
+    a NaN input stays NaN, min > max gives max, as PyTorch."""
+    nan = math.nan
+    x = torch.tensor([-1.0, 0.5, 2.0, nan], device=device)
+    all_nan = [nan] * 4
+    for out in (torch.clamp(x, min=nan), torch.clamp(x, max=nan), torch.clamp(x, 0.0, nan), torch.clamp(x, nan, 1.0),
+                torch.clamp(x, min=torch.tensor(nan, device=device)), torch.clamp_min(x, nan),
+                torch.clamp_max(x, nan), x.clone().clamp_(min=nan), x.clone().clamp_max_(nan),
+                torch.nn.functional.hardtanh(x, nan, 1.0), torch.clamp(x.to(torch.float16), min=nan),
+                torch.clamp(x.to(torch.float64), max=nan)):
+        assert_close(out, all_nan, torch.float32)
+    assert_close(torch.clamp(x, 0.0, 1.0), [0.0, 0.5, 1.0, nan])
+    assert_close(torch.clamp(x, 1.0, 0.0), [0.0, 0.0, 0.0, nan])
+    out = torch.clamp(torch.tensor([1, 2], device=device), min=nan)
+    assert out.dtype is torch.float32
+    assert_close(out, [nan, nan])
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int64_t without overflow"):
+        torch.nn.functional.hardtanh(torch.tensor([1, 2], device=device), nan, 1.0)
+
+
+def test_integer_division_by_zero(device):
+    """Integer //, %, fmod, remainder and div with a rounding mode by zero raise PyTorch's RuntimeError
+    ('ZeroDivisionError') for a Python-number divisor on every device and for a divisor tensor on cpu. On cuda a
+    divisor tensor is not checked (that would wait for the device; PyTorch's CUDA does not raise either): the
+    result there is 0. Floating division by zero is IEEE's."""
+    x = torch.tensor([5, -3, 0], device=device)
+    z = torch.tensor([0, 2, -2], device=device)
+    calls = {"//": lambda a, b: a // b, "%": lambda a, b: a % b, "fmod": torch.fmod, "remainder": torch.remainder,
+             "floor": lambda a, b: torch.div(a, b, rounding_mode="floor"),
+             "trunc": lambda a, b: torch.div(a, b, rounding_mode="trunc"), "floor_divide": torch.floor_divide,
+             "inplace": lambda a, b: a.clone().floor_divide_(b)}
+    for name, fn in calls.items():
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn(x, 0)
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn(x.to(torch.uint8), torch.tensor(0, dtype=torch.uint8, device="cpu"))
+        if device == "cpu":
+            with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+                fn(x, z)
+        else:
+            np.testing.assert_array_equal(to_np(fn(x, z))[0], 0, err_msg=name)
+        assert fn(torch.tensor([], dtype=torch.int64, device=device), 0).numel() == 0
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        5 // torch.tensor([0, 1], device="cpu")
+    np.testing.assert_array_equal(to_np(x // torch.tensor([2, 2, 2], device=device)), [2, -2, 0])
+    assert_close(x.float() // 0, [math.inf, -math.inf, math.nan])
+    assert_close(torch.fmod(x.float(), 0.0), [math.nan] * 3)
+
+
+@pytest.mark.parametrize("value", [2 ** 70, -2 ** 63 - 1, 2 ** 64])
+def test_int_scalar_beyond_64_bits(value, device):
+    """A Python int no 64-bit scalar holds raises an OverflowError naming the op (PyTorch raises OverflowError)."""
+    for dtype in (torch.int8, torch.int64, torch.float32, torch.bool):
+        x = torch.tensor([1, 2], device=device).to(dtype)
+        for name, fn in (("add", lambda: x + value), ("add", lambda: value + x), ("mul", lambda: x * value),
+                         ("sub", lambda: x - value), ("eq", lambda: x == value), ("lt", lambda: x < value),
+                         ("add_", lambda: x.clone().add_(value)), ("pow", lambda: x ** value),
+                         ("bitwise_and", lambda: x & value), ("floor_divide", lambda: x // value),
+                         ("maximum", lambda: torch.maximum(x, value)), ("where", lambda: torch.where(x > 0, x, value)),
+                         ("clamp", lambda: torch.clamp(x, min=value)), ("div", lambda: x / value)):
+            with pytest.raises(OverflowError, match=rf"^{name}\(\): Python int"):
+                fn()
+    assert (torch.tensor([1, 2], device=device) + 2 ** 63).dtype is torch.int64        # as PyTorch: wraps
+
+
+def test_where_scalar_into_every_dtype(device):
+    """where with scalar operands for every output type (a bfloat16/float16 one builds the scalar block in float32:
+    Triton's interpreter has no bfloat16 constants), and fill_ likewise."""
+    c = torch.tensor([True, False, True], device=device)
+    for dtype in [torch.bool] + INTS + FLOATS:
+        x = torch.tensor([1, 0, 2], device=device).to(dtype)
+        out = torch.where(c, x, 1)
+        assert out.dtype is (torch.int64 if dtype is torch.bool else dtype)
+        np.testing.assert_array_equal(to_np(out).astype(np.float64), [1, 1, 1 if dtype is torch.bool else 2])
+        if dtype.is_floating_point:
+            assert_close(torch.where(c, 2.5, x), [2.5, 0.0, 2.5], dtype)
+        t = torch.empty(4, dtype=dtype, device=device).fill_(3)
+        np.testing.assert_array_equal(to_np(t).astype(np.float64), [1 if dtype is torch.bool else 3] * 4)
+
+
+def test_bool_operand_errors(device):
+    """PyTorch's NotImplementedError for ``-`` with a bool operand and for the rounding divisions, remainders and
+    tensor ** tensor of two bools (bool ** a Python bool stays bool; + and * of bools are bool)."""
+    b = torch.tensor([True, False], device=device)
+    i = torch.tensor([1, 2], device=device)
+    with pytest.raises(NotImplementedError, match="with two bool tensors is not supported"):
+        b - b
+    for fn in (lambda: i - b, lambda: b - 1, lambda: 1 - b, lambda: i - True, lambda: True - i,
+               lambda: b.clone().sub_(i)):
+        with pytest.raises(NotImplementedError, match="with a bool tensor is not supported"):
+            fn()
+    for fn, name in ((lambda: b // b, "div_floor"), (lambda: b % True, "remainder"), (lambda: torch.fmod(b, b), "fmod"),
+                     (lambda: torch.div(b, b, rounding_mode="trunc"), "div_trunc"),
+                     (lambda: torch.div(b, b, rounding_mode="floor"), "div_floor"), (lambda: b ** b, "pow")):
+        with pytest.raises(NotImplementedError, match=f"{name}.*not implemented for 'Bool'"):
+            fn()
+    for out in (b ** True, b + b, b * b):
+        assert out.dtype is torch.bool
+    with pytest.raises(NotImplementedError, match="Negation, the `-` operator, on a bool tensor"):
+        -b
+    with pytest.raises(TypeError, match="only implemented on integer and Boolean-type tensors"):
+        ~torch.ones(2, device=device)
+    np.testing.assert_array_equal(to_np(~b), [False, True])
+    np.testing.assert_array_equal(to_np(~torch.tensor([0, 5], dtype=torch.uint8, device=device)), [255, 250])
+    np.testing.assert_array_equal(to_np(b // i), [1, 0])

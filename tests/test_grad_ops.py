@@ -374,3 +374,42 @@ def test_as_strided_outside_its_input_refuses_a_gradient(device):
     assert_close(y, to_np(x)[::2], dtype=F64)
     with pytest.raises(NotImplementedError, match=r"as_strided backward: .*outside its input of shape \[4\]"):
         y.sum().backward()
+
+
+# ---- regressions of the fuzzing report (issue 14): elementwise gradients at NaN ----------------------------------
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_maximum_minimum_gradient_at_nan_and_ties(device, create_graph):
+    """PyTorch's rule: a tie splits the gradient evenly, otherwise an input gets it unless it lost the comparison,
+    so where either input is NaN both get it (never 0 to the NaN input)."""
+    nan = math.nan
+    for dtype in (F32, F64):
+        x = torch.tensor([nan, 1.0, nan, 2.0, 1.0], dtype=dtype, device=device, requires_grad=True)
+        y = torch.tensor([1.0, nan, nan, 2.0, 3.0], dtype=dtype, device=device, requires_grad=True)
+        g = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=dtype, device=device)
+        for fn, gx, gy in ((torch.maximum, [1, 2, 3, 2, 0], [1, 2, 3, 2, 5]),
+                           (torch.minimum, [1, 2, 3, 2, 5], [1, 2, 3, 2, 0])):
+            ax, ay = torch.autograd.grad(fn(x, y), (x, y), g, create_graph=create_graph)
+            assert_close(ax, np.array(gx, dtype=np.float64), dtype=dtype, msg=fn.__name__)
+            assert_close(ay, np.array(gy, dtype=np.float64), dtype=dtype, msg=fn.__name__)
+        (ax,) = torch.autograd.grad(torch.maximum(x[:2], torch.tensor(2.0, dtype=dtype, device=device)).sum(), x)
+        assert_close(ax, np.array([1.0, 0.0, 0.0, 0.0, 0.0]), dtype=dtype)
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_clamp_hardtanh_gradient_at_nan(device, create_graph):
+    """clamp passes the gradient where min < x < max (none to a NaN input, none at all with a NaN bound); hardtanh
+    zeroes it only on and beyond its bounds, so a NaN input gets it (PyTorch's rules)."""
+    nan = math.nan
+    nnF = torch.nn.functional
+    for dtype in (F32, F64):
+        def grad(fn):
+            x = torch.tensor([-1.0, 0.5, 2.0, nan, 0.0, 1.0], dtype=dtype, device=device, requires_grad=True)
+            (gx,) = torch.autograd.grad(fn(x).sum(), x, create_graph=create_graph)
+            return gx
+        assert_close(grad(lambda t: t.clamp(0.0, 1.0)), np.array([0, 1, 0, 0, 0, 0.0]), dtype=dtype)
+        assert_close(grad(lambda t: t.clamp_min(0.0)), np.array([0, 1, 1, 0, 0, 1.0]), dtype=dtype)
+        assert_close(grad(lambda t: nnF.hardtanh(t, 0.0, 1.0)), np.array([0, 1, 0, 1, 0, 0.0]), dtype=dtype)
+        assert_close(grad(nnF.relu6), np.array([0, 1, 1, 1, 0, 1.0]), dtype=dtype)
+        assert_close(grad(lambda t: t.clamp(min=nan)), np.zeros(6), dtype=dtype)
+        assert_close(grad(lambda t: t.clamp(max=nan)), np.zeros(6), dtype=dtype)

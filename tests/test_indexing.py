@@ -557,3 +557,90 @@ def test_index_select_zero_d(device):
     assert_close(x.grad, np.array(1.0))
     with pytest.raises(IndexError, match="Index to scalar can have only 1 value"):
         x.index_select(0, torch.tensor([0, 0], device=device))
+
+
+def test_index_add_alpha_for_integer_and_bool_tensors(device):
+    """Issue 14: alpha is read in self's dtype as PyTorch does: truncated toward zero for integers (0.5 adds
+    nothing), wrapped for uint8, anything nonzero for bool, an overflow error where the dtype cannot hold it."""
+    def add(vals, dtype, alpha, idx=(0, 1)):
+        x = torch.tensor(vals, dtype=dtype, device=device)
+        src = torch.tensor([3, 5, 7][:len(idx)], dtype=dtype, device=device)
+        return x.index_add(0, torch.tensor(list(idx), device=device), src, alpha=alpha).tolist()
+    assert add([1, 2], torch.int64, 0.5) == [1, 2]
+    assert add([1, 2], torch.int64, 2.7) == [7, 12]
+    assert add([1, 2], torch.int32, -2.7) == [-5, -8]
+    assert add([1, 2], torch.int64, 2 ** 40) == [3 * 2 ** 40 + 1, 5 * 2 ** 40 + 2]
+    assert add([1, 2], torch.int8, 127.9, idx=(0, 0)) == [1 + 127 * 8 - 1024, 2]          # int8 arithmetic wraps
+    assert add([1, 2], torch.uint8, -1) == [254, 253]
+    assert add([1, 2], torch.float32, 0.5) == [2.5, 4.5]
+    assert add([False, False], torch.bool, 0.5) == [True, True]
+    assert add([False, False], torch.bool, 0) == [False, False]
+    assert add([1, 2], torch.int64, torch.tensor(2)) == [7, 12]
+    for dtype, alpha, name in ((torch.int8, 128.0, "int8_t"), (torch.uint8, -0.5, "uint8_t"),
+                               (torch.int64, float("nan"), "int64_t"), (torch.float16, 1e10, "c10::Half")):
+        with pytest.raises(RuntimeError, match=f"value cannot be converted to type {name} without overflow"):
+            add([1, 2], dtype, alpha)
+    x = torch.zeros(3, dtype=torch.int32, device=device)
+    x.index_add_(0, torch.tensor([2, 0, 2], device=device), torch.ones(3, dtype=torch.int32, device=device), alpha=3.9)
+    assert x.tolist() == [3, 0, 6]
+
+
+def test_zero_d_integer_tensor_index_drops_the_dim(device):
+    """Issue 14: a 0-d integer tensor indexes like an int (no dim left), alone or with other indices."""
+    x, ref = make((3, 4), F64, device)
+    one, two = torch.tensor(1, device=device), torch.tensor(2, device=device)
+    v = torch.arange(3.0, device=device)[one]
+    assert tuple(v.shape) == () and v.item() == 1.0
+    for idx, want in (((one,), ref[1]), ((one, 0), ref[1, 0]), ((one, two), ref[1, 2]),
+                      ((slice(None), one), ref[:, 1]), ((Ellipsis, torch.tensor(-1, device=device)), ref[:, -1]),
+                      ((one, None), ref[1, None]),
+                      ((torch.tensor(1, dtype=torch.int32, device=device), two), ref[1, 2]),
+                      ((torch.tensor(True, device=device),), ref[None]),
+                      ((torch.tensor(False, device=device), one), ref[None][:0, 1]),
+                      ((one, torch.tensor([0, 3], device=device)), ref[1, [0, 3]])):
+        out = x[idx]
+        assert tuple(out.shape) == np.shape(want), idx
+        np.testing.assert_array_equal(to_np(out), want)
+    y = t64(ref, device, requires_grad=True)
+    y[one, two].backward()
+    g = np.zeros((3, 4))
+    g[1, 2] = 1
+    assert_close(y.grad, g)
+    z = x.clone()
+    z[one] = 5.0
+    z[:, two] = t64([7.0, 8.0, 9.0], device)
+    z[torch.tensor(0, device=device), one] = t64(-1.0, device)
+    want = ref.copy()
+    want[1] = 5.0
+    want[:, 2] = [7.0, 8.0, 9.0]
+    want[0, 1] = -1.0
+    assert_close(z, want)
+
+
+def test_scalar_fills_check_overflow(device):
+    """Issue 14: masked_fill, scatter and setitem refuse a number the dtype cannot hold (RuntimeError, PyTorch's
+    message), even on a size-0 tensor; in-range numbers convert as in PyTorch."""
+    m = torch.tensor([True, False, True], device=device)
+
+    def z(dtype, n=3):
+        return torch.zeros(n, dtype=dtype, device=device)
+    for fill in (lambda t: t.masked_fill(m, 1e10), lambda t: t.masked_fill_(m, float("nan")),
+                 lambda t: t.masked_fill(m, torch.tensor(2 ** 40, device=device)),
+                 lambda t: t.scatter(0, torch.tensor([1], device=device), 2 ** 31),
+                 lambda t: t.__setitem__(1, 2 ** 31),
+                 lambda t: t.__setitem__(torch.tensor([0, 2], device=device), 1e10)):
+        with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
+            fill(z(torch.int32))
+    with pytest.raises(RuntimeError, match="value cannot be converted to type uint8_t without overflow"):
+        z(torch.uint8).masked_fill(m, float("nan"))
+    with pytest.raises(RuntimeError, match="value cannot be converted to type uint8_t without overflow"):
+        z(torch.uint8, 0).masked_fill(torch.tensor([], dtype=torch.bool, device=device), 300)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type c10::Half without overflow"):
+        z(torch.float16).masked_fill(m, 70000)
+    assert z(torch.uint8).masked_fill(m, -1).tolist() == [255, 0, 255]
+    assert z(torch.int64).masked_fill(m, -1.5).tolist() == [-1, 0, -1]
+    assert z(torch.bool).masked_fill(m, float("nan")).tolist() == [True, False, True]
+    assert z(torch.uint8).scatter(0, torch.tensor([1], device=device), 255.9).tolist() == [0, 255, 0]
+    h = z(torch.float16)
+    h[1] = 1e10                                          # PyTorch: setitem into half types rounds to inf
+    assert to_np(h).tolist() == [0.0, np.inf, 0.0]

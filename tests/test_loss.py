@@ -310,6 +310,37 @@ def test_cross_entropy_probabilities_non_contiguous(device):
                  atol=1e-6)
 
 
+@pytest.mark.parametrize("wlayout", ["strided", "expanded"])
+def test_class_weight_non_contiguous(device, wlayout):
+    """A sliced or expanded class weight (the kernels read it with stride 1: it must be copied; issue 14), in
+    nll_loss and both forms of cross_entropy, forward and backward."""
+    C = 7
+    if wlayout == "strided":
+        base = np.random.default_rng(4).uniform(0.5, 2.0, 2 * C)
+        w, rw = tritorch.tensor(base, dtype=F64, device=device)[::2], base[::2]
+    else:
+        w, rw = tritorch.tensor([1.5], dtype=F64, device=device).expand(C), np.full(C, 1.5)
+    assert not w.is_contiguous()
+    t = _targets((6,), C, 5)
+    tt = tritorch.tensor(t, device=device)
+    x, rx = make((6, C), F64, device, requires_grad=True)
+    out = F.nll_loss(x, tt, weight=w)
+    assert_close(out, ref_nll(rx, t, rw))
+    out.backward()
+    assert_close(x.grad, num_grad(lambda a: ref_nll(a, t, rw), rx), rtol=1e-6, atol=1e-8)
+    x.grad = None
+    out = F.cross_entropy(x, tt, weight=w, label_smoothing=0.1)
+    assert_close(out, ref_cross_entropy(rx, t, rw, eps=0.1))
+    out.backward()
+    assert_close(x.grad, num_grad(lambda a: ref_cross_entropy(a, t, rw, eps=0.1), rx), rtol=1e-6, atol=1e-8)
+    x.grad = None
+    p, rp = make((6, C), F64, device, low=0, high=1, seed=6)
+    out = F.cross_entropy(x, p, weight=w, label_smoothing=0.2)
+    assert_close(out, ref_cross_entropy_prob(rx, rp, rw, eps=0.2))
+    out.backward()
+    assert_close(x.grad, num_grad(lambda a: ref_cross_entropy_prob(a, rp, rw, eps=0.2), rx), rtol=1e-6, atol=1e-8)
+
+
 # ---- nll_loss ----------------------------------------------------------------------------------------------------
 NLL_CASES = [((5, 37), (5,), "mean", False, 0), ((5, 37), (5,), "none", True, 0), ((5, 37), (5,), "sum", True, 0),
              ((3, 1), (3,), "mean", True, 0), ((2, 4, 5), (2, 5), "none", False, 0),

@@ -174,6 +174,37 @@ def test_load_state_dict_errors():
         net.load_state_dict([1])
 
 
+def test_load_state_dict_batchnorm_without_num_batches_tracked():
+    """A state dict of no (or an old) version without BatchNorm's num_batches_tracked loads strictly, keeping the
+    current count, as PyTorch treats checkpoints from before that buffer (issue 14)."""
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    src = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    with tritorch.no_grad():
+        src[1].running_mean.fill_(0.5)
+    net[1].num_batches_tracked.fill_(7)
+    sd = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    res = net.load_state_dict(sd)
+    assert res.missing_keys == [] and res.unexpected_keys == []
+    assert int(net[1].num_batches_tracked.item()) == 7
+    assert to_np(net[1].running_mean).tolist() == [0.5] * 3
+    bn = nn.BatchNorm1d(3)
+    assert bn.load_state_dict({"weight": tritorch.ones(3), "bias": tritorch.zeros(3), "running_mean": tritorch.zeros(3),
+                               "running_var": tritorch.ones(3)}, assign=True).missing_keys == []
+    assert int(bn.num_batches_tracked.item()) == 0
+    # a state dict saved at the current version (2) records the buffer: its absence is an error, as in PyTorch
+    sd = src.state_dict()
+    assert sd._metadata["1"] == {"version": 2}
+    del sd["1.num_batches_tracked"]
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "1.num_batches_tracked"'):
+        net.load_state_dict(sd)
+    sd._metadata["1"]["version"] = 1
+    assert net.load_state_dict(sd).missing_keys == []
+    # other keys are still checked
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "running_var"'):
+        nn.BatchNorm1d(3).load_state_dict({"weight": tritorch.ones(3), "bias": tritorch.zeros(3),
+                                           "running_mean": tritorch.zeros(3)})
+
+
 def test_load_state_dict_assign_and_dtype_cast():
     lin = nn.Linear(2, 3)
     sd = {"weight": tritorch.ones(3, 2, dtype=tritorch.float64), "bias": tritorch.zeros(3)}

@@ -294,3 +294,144 @@ def test_batch_norm_split_channels(device, training):
         assert_close(x.grad, wr * r * g)
     assert_close(y, xhat * wr)
     assert_close(w.grad, (g * xhat).sum(axis=(0, 2)))
+
+
+# ---- issue 14: non-contiguous parameters, empty batches, degenerate statistics --------------------------------------
+def test_layer_norm_non_contiguous_weight_and_bias(device):
+    """A sliced weight and an expanded bias (the kernels read parameters with stride 1: they must be copied)."""
+    x, xr = make((3, 4, 6), tritorch.float64, device, seed=20, requires_grad=True)
+    wbase = tritorch.tensor(np.arange(1.0, 13.0), dtype=tritorch.float64, device=device, requires_grad=True)
+    w = wbase[::2]                                                      # stride 2
+    b = tritorch.tensor([0.5], dtype=tritorch.float64, device=device).expand(6)     # stride 0
+    y = tritorch.layer_norm(x, (6,), w, b)
+    xhat = ref_norm(xr, (2,), 1e-5)
+    wr = np.arange(1.0, 13.0)[::2]
+    assert_close(y, xhat * wr + 0.5)
+    g = np.random.default_rng(21).standard_normal(xr.shape)
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    assert_close(x.grad, ref_norm_grad(xr, g * wr, (2,), 1e-5))
+    gw = np.zeros(12)
+    gw[::2] = (g * xhat).sum(axis=(0, 1))
+    assert_close(wbase.grad, gw)
+    # a 2-d normalized_shape with a transposed (permuted) weight
+    x2, x2r = make((2, 3, 4), tritorch.float64, device, seed=22)
+    wt, wtr = make((3, 4), tritorch.float64, device, layout="transposed", seed=23)
+    assert not wt.is_contiguous()
+    assert_close(tritorch.layer_norm(x2, (3, 4), wt), ref_norm(x2r, (1, 2), 1e-5) * wtr)
+
+
+def test_layer_norm_bias_without_weight_multi_dim(device):
+    """The bias gradient has the bias's shape (normalized_shape), also without a weight, in both backward paths."""
+    x, xr = make((2, 3, 4), tritorch.float64, device, seed=24, requires_grad=True)
+    b = tritorch.zeros((3, 4), dtype=tritorch.float64, device=device, requires_grad=True)
+    g = np.random.default_rng(25).standard_normal(xr.shape)
+    gt = tritorch.tensor(g, dtype=tritorch.float64, device=device)
+    tritorch.layer_norm(x, (3, 4), None, b).backward(gt)
+    assert tuple(b.grad.shape) == (3, 4)
+    assert_close(b.grad, g.sum(0))
+    assert_close(x.grad, ref_norm_grad(xr, g, (1, 2), 1e-5))
+    gx, gb = tritorch.autograd.grad(tritorch.layer_norm(x, (3, 4), None, b), (x, b), gt, create_graph=True)
+    assert tuple(gb.shape) == (3, 4)
+    assert_close(gb, g.sum(0))
+
+
+def test_batch_norm_empty_batch(device):
+    """Batch 0, as PyTorch: an empty output, zero parameter gradients, running statistics left as they are (the
+    module still counts the batch)."""
+    for shape in ((0, 3, 4, 4), (0, 3), (2, 3, 0)):
+        x = tritorch.zeros(shape, dtype=tritorch.float64, device=device, requires_grad=True)
+        w = tritorch.ones(3, dtype=tritorch.float64, device=device, requires_grad=True)
+        b = tritorch.zeros(3, dtype=tritorch.float64, device=device, requires_grad=True)
+        rm = tritorch.full((3,), 0.5, dtype=tritorch.float64, device=device)
+        rv = tritorch.full((3,), 2.0, dtype=tritorch.float64, device=device)
+        for training in (True, False):
+            y = tritorch.batch_norm(x, rm, rv, w, b, training)
+            assert tuple(y.shape) == shape
+            y.sum().backward()
+            assert tuple(x.grad.shape) == shape
+            assert to_np(w.grad).tolist() == [0.0] * 3 and to_np(b.grad).tolist() == [0.0] * 3
+            assert to_np(rm).tolist() == [0.5] * 3 and to_np(rv).tolist() == [2.0] * 3
+        y = tritorch.batch_norm(x, None, None, None, None, True)
+        assert tuple(y.shape) == shape
+    m = nn.BatchNorm2d(3, device=device)
+    assert tuple(m(tritorch.zeros((0, 3, 2, 2), device=device)).shape) == (0, 3, 2, 2)
+    assert int(m.num_batches_tracked.item()) == 1
+    assert to_np(m.running_mean).tolist() == [0.0] * 3 and to_np(m.running_var).tolist() == [1.0] * 3
+
+
+def test_group_and_instance_norm_empty_batch(device):
+    x = tritorch.zeros((0, 3, 4), dtype=tritorch.float64, device=device, requires_grad=True)
+    w = tritorch.ones(3, dtype=tritorch.float64, device=device, requires_grad=True)
+    b = tritorch.zeros(3, dtype=tritorch.float64, device=device, requires_grad=True)
+    y = tritorch.group_norm(x, 3, w, b)
+    assert tuple(y.shape) == (0, 3, 4)
+    y.sum().backward()
+    assert tuple(x.grad.shape) == (0, 3, 4) and to_np(w.grad).tolist() == [0.0] * 3
+    y = tritorch.instance_norm(x)
+    assert tuple(y.shape) == (0, 3, 4)
+    # PyTorch's instance norm has no sample to repeat the affine parameters for: it raises an IndexError
+    with pytest.raises(IndexError, match="instance_norm"):
+        tritorch.instance_norm(x, weight=w, bias=b)
+    # and its running statistics become the mean over no samples: NaN
+    rm = tritorch.zeros(3, dtype=tritorch.float64, device=device)
+    rv = tritorch.ones(3, dtype=tritorch.float64, device=device)
+    assert tuple(tritorch.instance_norm(x, rm, rv).shape) == (0, 3, 4)
+    assert np.isnan(to_np(rm)).all() and np.isnan(to_np(rv)).all()
+
+
+def test_norm_degenerate_statistics_errors(device):
+    """PyTorch's checks for statistics of a single value and for eps, with its exceptions and messages."""
+    x1 = tritorch.ones((2, 3, 1), device=device)
+    for x in (x1, tritorch.ones((2, 3), device=device), tritorch.ones((0, 3, 1, 1), device=device)):
+        with pytest.raises(ValueError, match=r"Expected more than 1 spatial element when training, got input size "
+                                             r"tritorch\.Size"):
+            tritorch.instance_norm(x)
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element when training"):
+        nn.InstanceNorm1d(3, device=device)(x1)
+    rm = tritorch.tensor([0.5, 0.0, -1.0], device=device)
+    rv = tritorch.tensor([1.0, 4.0, 0.25], device=device)
+    y = tritorch.instance_norm(x1, rm, rv, use_input_stats=False)       # running statistics: no check
+    assert_close(y, (np.ones((2, 3, 1)) - to_np(rm)[:, None]) / np.sqrt(to_np(rv)[:, None] + 1e-5),
+                 rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="Expected running_mean and running_var to be defined"):
+        tritorch.instance_norm(x1, use_input_stats=False)
+    with pytest.raises(ValueError, match="running_mean and running_var must either both be None or neither"):
+        tritorch.instance_norm(tritorch.ones((2, 3, 4), device=device), rm)
+    # group norm: PyTorch checks the (N * C / G) * spatial values of a "channel" of its (N * C / G, G, *) view
+    with pytest.raises(ValueError, match=r"Expected more than 1 value per channel when training, got input size "
+                                         r"\[1, 3, 1\]"):
+        tritorch.group_norm(tritorch.ones((1, 3, 1), device=device), 3)
+    assert to_np(tritorch.group_norm(x1, 3)).tolist() == np.zeros((2, 3, 1)).tolist()     # accepted there
+    with pytest.raises(RuntimeError, match="Expected HxW to be greater than 0, got 0"):
+        tritorch.group_norm(tritorch.ones((2, 3, 0), device=device), 3)
+    with pytest.raises(RuntimeError, match="Expected number of channels to be greater than 0, got 0"):
+        tritorch.group_norm(tritorch.ones((2, 0, 3), device=device), 1)
+    # batch norm
+    with pytest.raises(ValueError, match=r"Expected more than 1 value per channel when training, got input size "
+                                         r"tritorch\.Size\(\[1, 0\]\)"):
+        tritorch.batch_norm(tritorch.ones((1, 0), device=device), None, None, training=True)
+    xb = tritorch.ones((4, 3), device=device)
+    with pytest.raises(ValueError, match="batch_norm eps must be positive during training, but got 0"):
+        tritorch.batch_norm(xb, None, None, training=True, eps=0)
+    with pytest.raises(ValueError, match="batch_norm eps must be positive during training, but got 0.0"):
+        nn.BatchNorm1d(3, eps=0.0, device=device)(xb)
+    with pytest.raises(ValueError, match=r"batch_norm eps must be non-negative, but got -1\.0"):
+        tritorch.batch_norm(xb, rm, rv, training=False, eps=-1.0)
+    y = tritorch.batch_norm(xb, rm, rv, training=False, eps=0.0)         # eval: eps = 0 is allowed
+    assert_close(y, (np.ones((4, 3)) - to_np(rm)) / np.sqrt(to_np(rv)), rtol=1e-6, atol=1e-6)
+
+
+def test_instance_norm_eps_zero_constant_plane(device):
+    """With eps = 0 PyTorch's instance norm gives a constant plane rstd 0 (the output is the bias), not 0 / 0."""
+    xr = np.ones((2, 3, 4))
+    xr[:, 1] = np.random.default_rng(26).standard_normal((2, 4))
+    x = tritorch.tensor(xr, dtype=tritorch.float64, device=device)
+    w = tritorch.tensor([1.5, 2.0, 3.0], dtype=tritorch.float64, device=device)
+    b = tritorch.tensor([0.1, 0.2, 0.3], dtype=tritorch.float64, device=device)
+    expect = np.broadcast_to(np.array([0.1, 0.2, 0.3])[None, :, None], xr.shape).copy()
+    expect[:, 1] = ref_norm(xr[:, 1], (1,), 0.0) * 2.0 + 0.2
+    assert_close(tritorch.instance_norm(x, weight=w, bias=b, eps=0.0), expect)
+    rm = tritorch.zeros(3, dtype=tritorch.float64, device=device)
+    rv = tritorch.ones(3, dtype=tritorch.float64, device=device)
+    assert_close(tritorch.instance_norm(x, rm, rv, w, b, eps=0.0), expect)
+    assert_close(rm, 0.1 * xr.mean(axis=2).mean(0))

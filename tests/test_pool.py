@@ -274,3 +274,27 @@ def test_adaptive_pool1d(device):
     ry, ridx, _ = ref_adaptive(xr[:, :, None], "max", 1, 3)
     assert_close(y, ry[:, :, 0])
     np.testing.assert_array_equal(to_np(idx), ridx[:, :, 0])
+
+
+def test_empty_batch(device):
+    """Batch 0 (issue 14): every pool returns an empty result and an empty gradient, also through a double
+    backward, as PyTorch does."""
+    pools = [lambda x: tritorch.max_pool2d(x, 2), lambda x: tritorch.adaptive_max_pool2d(x, (2, 3)),
+             lambda x: tritorch.avg_pool2d(x, 2, 1, 1), lambda x: tritorch.adaptive_avg_pool2d(x, 3),
+             lambda x: tritorch.max_pool1d(x[:, :, 0], 3, 1), lambda x: tritorch.avg_pool1d(x[:, :, 0], 2),
+             lambda x: tritorch.adaptive_max_pool1d(x[:, :, 0], 3),
+             lambda x: tritorch.adaptive_avg_pool1d(x[:, :, 0], 3)]
+    shapes = [(0, 3, 2, 2), (0, 3, 2, 3), (0, 3, 5, 6), (0, 3, 3, 3), (0, 3, 3), (0, 3, 2), (0, 3, 3), (0, 3, 3)]
+    for pool, shape in zip(pools, shapes):
+        x = tritorch.zeros((0, 3, 4, 5), dtype=tritorch.float64, device=device, requires_grad=True)
+        y = pool(x)
+        assert tuple(y.shape) == shape
+        y.sum().backward()
+        assert tuple(x.grad.shape) == (0, 3, 4, 5)
+        x.grad = None
+        (gx,) = tritorch.autograd.grad((pool(x) ** 2).sum(), x, create_graph=True)
+        assert tuple(gx.shape) == (0, 3, 4, 5)
+        gx.sum().backward()
+        assert tuple(x.grad.shape) == (0, 3, 4, 5)
+    y, idx = tritorch.max_pool2d(tritorch.zeros((0, 2, 4, 4), device=device), 2, return_indices=True)
+    assert tuple(idx.shape) == (0, 2, 2, 2) and idx.dtype is tritorch.int64

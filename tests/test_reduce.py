@@ -145,7 +145,7 @@ def test_errors(device):
     with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-2, 1\], but "
                                          r"got 2\)"):
         x.sum(2)
-    with pytest.raises(RuntimeError, match="dim appears multiple times in the list of dims"):
+    with pytest.raises(RuntimeError, match="dim 1 appears multiple times in the list of dims"):
         x.sum((1, -1))
     with pytest.raises(RuntimeError, match="Only one of \"unbiased\" or \"correction\" must be specified"):
         x.var(0, unbiased=True, correction=0)
@@ -452,3 +452,82 @@ def test_reducing_an_empty_tensor_to_nonempty_output(device):
     assert_close(e.mean(), np.nan)
     assert_close(e.norm(), 0.0)
     assert_close(e.logsumexp((0, 1, 2)), -np.inf)
+
+
+def test_all_any_empty_dim_list_reduce_nothing(device):
+    """Issue 14: all/any over dim=[] or () reduce no dim (PyTorch); sum/mean/amax over [] still reduce them all."""
+    a = np.array([[1.0, 0.0, -2.0], [0.0, 0.0, 3.0]])
+    x = tritorch.tensor(a, device=device)
+    for dim in ([], ()):
+        for keepdim in (False, True):
+            assert_close(x.all(dim=dim, keepdim=keepdim), a != 0)
+            assert_close(tritorch.any(x, dim, keepdim), a != 0)
+    u = x.to(tritorch.uint8).all(dim=[])
+    assert u.dtype is tritorch.uint8 and u.tolist() == [[1, 0, 1], [0, 0, 1]]
+    assert x.all(dim=[0]).tolist() == [False, False, True]
+    assert tritorch.zeros(0, 3, device=device).any(dim=()).shape == (0, 3)
+    assert_close(x.sum(dim=[]), a.sum())
+    assert_close(x.mean(dim=()), a.mean())
+    assert_close(x.amax(dim=[]), a.max())
+    assert_close(x.std(dim=[]), a.std(ddof=1))
+
+
+EXTREMES = [  # dtype, values, std for correction 0, 1, 2 (PyTorch's, which accumulates in float64 on cpu)
+    (tritorch.float32, [1e20, -1e20], [1e20, math.sqrt(2) * 1e20, math.inf]),
+    (tritorch.float32, [3e38, -3e38], [3e38, math.inf, math.inf]),
+    (tritorch.float32, [1e-44, -1e-44], [9.80908925027372e-45, 1.401298464324817e-44, math.inf]),
+    (tritorch.float16, [60000.0, -60000.0], [60000.0, math.inf, math.inf]),
+    (tritorch.float16, [30000.0, -30000.0], [30000.0, 42432.0, math.inf]),
+    (tritorch.bfloat16, [1e38, -1e38], [9.969209968386869e37, 1.4089816755320108e38, math.inf]),
+]
+
+
+@pytest.mark.parametrize("dtype,values,stds", EXTREMES, ids=lambda v: str(v))
+def test_var_std_do_not_overflow(device, dtype, values, stds):
+    """Issue 14: the centered squares are summed scaled, so std of float32 [1e20, -1e20] is 1.41e20, not inf."""
+    x = tritorch.tensor(values, dtype=dtype, device=device)
+    for correction, want in enumerate(stds):
+        got = x.std(correction=correction).float().item()
+        assert got == want if math.isinf(want) else math.isclose(got, want, rel_tol=1e-2), (correction, got, want)
+        v = x.var(correction=correction).float().item()
+        with np.errstate(over="ignore"):
+            want_v = float(np.array(want * want).astype(dtype.np))      # inf (or 0) where the dtype cannot hold it
+        assert v == want_v if math.isinf(want_v) or want_v == 0 else math.isclose(v, want_v, rel_tol=2e-2), \
+            (correction, v, want_v)
+
+
+def test_var_std_scaled_sum_in_the_kernels(device):
+    """Scales that grow from chunk to chunk and across the tile (small forced blocks), in rows and in columns."""
+    a = np.array([[1.0, 1e-30, 3e19, -2e20, 7.0, 1e20, -5e19], [2.0, -1.0, 0.0, 4.0, 0.5, 1e-3, 8.0]])
+    x = tritorch.tensor(a, device=device)
+    with R.force_blocks(row=(1, 2), mid=(2, 1)):
+        for t, dim in ((x, 1), (x.t(), 0), (x.t().contiguous(), 0)):
+            assert_close(t.std(dim), a.std(1, ddof=1), dtype=tritorch.float32)
+            assert_close(t.var(dim, correction=0), a.var(1), dtype=tritorch.float32, rtol=1e-5)
+        z = tritorch.zeros(2, 5, device=device)
+        assert z.std(1).tolist() == [0.0, 0.0] and np.isnan(to_np(z.std(1, correction=5))).all()
+    n = tritorch.tensor([[1.0, float("nan")], [1.0, float("inf")], [3e38, 3e38], [1e-44, 1e-44]], device=device)
+    s = to_np(n.std(1))
+    assert np.isnan(s[0]) and np.isnan(s[1]) and s[2] == 0 and s[3] == 0     # the mean of 3e38s does not overflow
+
+
+@pytest.mark.parametrize("p", [math.inf, -math.inf, -1, -2.5])
+def test_norm_without_identity_of_empty_raises(device, p):
+    """Issue 14: the inf and negative norms of an empty slice are errors (no identity), as in PyTorch."""
+    name = f"{p:g}"
+    with pytest.raises(RuntimeError, match=f"linalg.vector_norm cannot compute the {name} norm on an empty tensor "
+                                           "because the operation does not have an identity"):
+        tritorch.zeros(0, device=device).norm(p)
+    e = tritorch.zeros(0, 3, device=device)
+    with pytest.raises(RuntimeError, match=f"cannot compute the {name} norm on an empty tensor"):
+        e.norm(p, dim=[])
+    with pytest.raises(RuntimeError, match=f"cannot compute the {name} norm on the dimension 0 because this "
+                                           "dimension is empty"):
+        e.norm(p, dim=0)
+    with pytest.raises(RuntimeError, match="on the dimension -2 because"):
+        e.norm(p, dim=(1, -2))
+    assert e.norm(p, dim=1).shape == (0,) and e.norm(p, dim=1, keepdim=True).shape == (0, 1)
+    assert e.norm(2).item() == 0.0 and e.norm(0.5, dim=0).tolist() == [0.0] * 3
+    for f in (lambda: e.amax(), lambda: e.max(), lambda: e.amin(dim=[])):
+        with pytest.raises(RuntimeError, match="Expected reduction dim to be specified"):
+            f()

@@ -2,7 +2,10 @@
 import io
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -192,3 +195,170 @@ def test_saved_file_gets_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "m.safetensors").st_mode) == 0o644
+
+
+def _file(path, header, body=b"", raw=None):
+    """A safetensors file from a header (or raw header bytes) and a byte area."""
+    h = raw if raw is not None else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(h)) + h + body)
+    return path
+
+
+def _f32(b, e, shape=None):
+    return {"dtype": "F32", "shape": [(e - b) // 4] if shape is None else shape, "data_offsets": [b, e]}
+
+
+# (header, byte area, what the error says): each is rejected by the reference safetensors reader too
+LAYOUTS = [
+    ({"a": _f32(0, 8), "b": _f32(4, 8)}, 8, "tensor 'b' at data_offsets \\[4, 8\\] overlaps the tensor before it"),
+    ({"a": _f32(0, 4), "b": _f32(0, 4)}, 4, "tensor '.' at data_offsets \\[0, 4\\] overlaps"),
+    ({"a": _f32(0, 4), "b": _f32(8, 12)}, 12, "tensor 'b' .* leaves a gap of 4 bytes before it"),
+    ({"a": _f32(4, 8)}, 8, "tensor 'a' at data_offsets \\[4, 8\\] leaves a gap of 4 bytes"),
+    ({"a": _f32(0, 4)}, 8, "4 bytes follow the last tensor's data"),
+    ({}, 8, "8 bytes follow the last tensor's data"),
+]
+
+
+@pytest.mark.parametrize("header,size,msg", LAYOUTS)
+def test_overlapping_gapped_or_padded_data_is_corrupt(tmp_path, header, size, msg):
+    path = _file(tmp_path / "alias.safetensors", header, bytes(range(size)))
+    with pytest.raises(tritorch.serialization.CorruptFileError, match=f"file .*alias.safetensors is corrupt: {msg}"):
+        load(path)
+    st = pytest.importorskip("safetensors.numpy")
+    with pytest.raises(Exception, match="invalid offset|not fully covered"):
+        st.load(path.read_bytes())
+
+
+def test_tensors_out_of_header_order_tile_the_data(tmp_path):
+    body = np.array([1, 2, 3], dtype="<f4").tobytes()
+    path = _file(tmp_path / "order.safetensors", {"b": _f32(4, 12), "a": _f32(0, 4)}, body)
+    back = load(path)
+    assert list(back) == ["a", "b"] and to_np(back["a"]).tolist() == [1] and to_np(back["b"]).tolist() == [2, 3]
+
+
+MALFORMED = [
+    ({"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}, "malformed shape \\[1.0\\]"),
+    ({"w": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, "malformed shape \\[True\\]"),
+    ({"w": {"dtype": "F32", "shape": ["1"], "data_offsets": [0, 4]}}, "malformed shape \\['1'\\]"),
+    ({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, "malformed shape \\[-1\\]"),
+    ({"w": {"dtype": "F32", "shape": 1, "data_offsets": [0, 4]}}, "malformed shape 1 "),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0.0, 4]}}, "malformed data_offsets \\[0.0, 4\\]"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, "malformed data_offsets \\[-4, 0\\]"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, "malformed data_offsets \\[4, 0\\]"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4, 4]}}, "malformed data_offsets"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": None}}, "malformed data_offsets None"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": {"0": 4}}}, "malformed data_offsets"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, "needs 8 bytes, its offsets span 4"),
+    ({"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, "unsupported dtype \\['F32'\\]"),
+    ({"w": {"dtype": "f32", "shape": [1], "data_offsets": [0, 4]}}, "unsupported dtype 'f32'"),
+    ({"w": {"shape": [1], "data_offsets": [0, 4]}}, "tensor 'w' has no 'dtype'"),
+    ({"w": {"dtype": "F32", "data_offsets": [0, 4]}}, "tensor 'w' has no 'shape'"),
+    ({"w": [1]}, "tensor 'w' has a malformed entry \\[1\\]"),
+    ({"w": None}, "tensor 'w' has a malformed entry None"),
+    ({"__metadata__": {"a": 1}}, "__metadata__ is not a map of strings to strings"),
+    ({"__metadata__": [1]}, "__metadata__ is not a map of strings to strings"),
+    ("[1, 2]", "no JSON header after the header length"),
+    ('{"w": 1', "the header is not valid JSON"),
+    ('{"w": NaN}', "tensor 'w' has a malformed entry nan"),
+]
+
+
+@pytest.mark.parametrize("header,msg", MALFORMED)
+def test_malformed_headers_are_corrupt(tmp_path, header, msg):
+    raw = header.encode() if isinstance(header, str) else None
+    path = _file(tmp_path / "m.safetensors", header, b"\0" * 4, raw=raw)
+    with pytest.raises(tritorch.serialization.CorruptFileError, match=f"file .*m.safetensors is corrupt: .*{msg}"):
+        load(path)
+    st = pytest.importorskip("safetensors.numpy")
+    with pytest.raises(Exception):
+        st.load(path.read_bytes())
+
+
+def test_deeply_nested_header_is_corrupt_not_a_recursion_error(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    path = _file(tmp_path / "deep.safetensors", None, raw=('{"a": ' + deep + "}").encode())
+    with pytest.raises(tritorch.serialization.CorruptFileError, match="deep.safetensors is corrupt: the header JSON "
+                       "is nested too deeply"):
+        load(path)
+    good = io.BytesIO()
+    save({"w": tritorch.ones(2)}, good)
+    (n,) = struct.unpack("<Q", good.getvalue()[:8])
+    header = json.loads(good.getvalue()[8:8 + n])
+    header["__metadata__"]["tritorch.structure"] = deep
+    path = _file(tmp_path / "deep2.safetensors", header, good.getvalue()[8 + n:])
+    with pytest.raises(tritorch.serialization.CorruptFileError, match="deep2.safetensors is corrupt: its structure "
+                       "metadata is nested too deeply"):
+        load(path)
+
+
+@pytest.mark.parametrize("node,msg", [
+    (["T", 5, "cpu", ""], "unexpected structure node \\['T', 5"),
+    (["T", "w", "nodev", ""], "its device is no device"),
+    (["T", "w", "cpu", "x"], "unexpected structure node"),
+    (["T", "w"], "unexpected structure node"),
+    (["T", "missing", "cpu", ""], "its structure names a missing tensor 'missing'"),
+    (["T", "__metadata__", "cpu", ""], "names a missing tensor '__metadata__'"),
+    (["f", "abc"], "unexpected structure node \\['f', 'abc'\\]"),
+    (["f", 1.5], "unexpected structure node"),
+    (["dt", "nope"], "unexpected structure node \\['dt', 'nope'\\]"),
+    (["dev", 3], "unexpected structure node"),
+    (["d", [[["l", []], 1]]], "unhashable key \\[\\]"),
+    (["d", 5], "unexpected structure node"),
+    (["d", [[1]]], "unexpected structure node"),
+    (["s", ["a"]], "unexpected structure node"),
+    (["l"], "unexpected structure node"),
+    (["l", {"a": 1}], "unexpected structure node"),
+    (["zz", []], "unknown structure tag 'zz'"),
+    ({"a": 1}, "unexpected structure node {'a': 1}"),
+    ([], "unexpected structure node \\[\\]"),
+    ("{", "bad structure metadata"),
+])
+def test_malformed_structure_metadata_is_corrupt(tmp_path, node, msg):
+    good = io.BytesIO()
+    save({"w": tritorch.ones(2)}, good)
+    (n,) = struct.unpack("<Q", good.getvalue()[:8])
+    header = json.loads(good.getvalue()[8:8 + n])
+    header["__metadata__"]["tritorch.structure"] = node if isinstance(node, str) else json.dumps(node)
+    path = _file(tmp_path / "s.safetensors", header, good.getvalue()[8 + n:])
+    with pytest.raises(tritorch.serialization.CorruptFileError, match=f"s.safetensors is corrupt: .*{msg}"):
+        load(path)
+
+
+KILLED_SAVE = """
+import os, sys, time
+import tritorch
+def hang(fd):
+    print("writing", flush=True)
+    time.sleep(120)
+os.fsync = hang
+tritorch.save({"w": tritorch.zeros(1000)}, sys.argv[1])
+"""
+
+
+def test_save_killed_mid_write_leaves_a_temp_that_the_next_load_or_save_removes(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    save({"w": tritorch.ones(3)}, path)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert proc.stdout.readline() == "writing\n"
+        temps = [n for n in os.listdir(tmp_path) if n != "ckpt.safetensors"]
+        assert len(temps) == 1 and temps[0].startswith(f".ckpt.safetensors.tmp-{proc.pid}-")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.safetensors"] + temps)     # the killed save left it
+    assert to_np(load(path)["w"]).tolist() == [1.0, 1.0, 1.0]                       # the old file is intact
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.safetensors"]                      # and load removed the temp
+    (tmp_path / temps[0]).write_bytes(b"partial")                                    # the same dead writer's temp,
+    live = tmp_path / f".ckpt.safetensors.tmp-{os.getpid()}-abc"                     # a live writer's temp,
+    other = tmp_path / f".other.safetensors.tmp-{proc.pid}-abc"                      # another target's temp
+    live.write_bytes(b"")
+    other.write_bytes(b"")
+    save({"w": tritorch.zeros(2)}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.safetensors", live.name, other.name])
+    assert to_np(load(path)["w"]).tolist() == [0.0, 0.0]

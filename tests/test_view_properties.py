@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import tritorch
 
-from helpers import assert_close
+from helpers import assert_close, to_np
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -123,3 +123,117 @@ def test_views_of_empty_and_scalar(shape, device):
     assert tuple(t.reshape(-1).shape) == (int(np.prod(shape)),)
     assert tuple(t.unsqueeze(0).shape) == (1,) + shape
     assert_close(t.contiguous(), np.zeros(shape))
+
+
+def _empty_views(device):
+    """Zero-size views whose storage offset lies past the end of their (empty) storage, as PyTorch makes them."""
+    return [tritorch.zeros(0, 3, device=device)[:, 1:], tritorch.zeros(4, 0, device=device)[1],
+            tritorch.zeros(3, 0, 2, device=device).unbind(0)[1], tritorch.zeros(2, 0, device=device).narrow(0, 1, 1),
+            tritorch.zeros(5, 0, device=device).t()[:, 3:].t()]
+
+
+EMPTY_VIEW_OPS = {
+    "add": lambda v: v + 1, "mul_self": lambda v: v * v, "neg": lambda v: -v, "exp": lambda v: v.exp(),
+    "clone": lambda v: v.clone(), "contiguous_t": lambda v: v.t().contiguous(), "reshape": lambda v: v.reshape(-1),
+    "to_double": lambda v: v.double(), "to_int": lambda v: v.long(), "eq": lambda v: v == v,
+    "where": lambda v: tritorch.where(v > 0, v, v), "sum_dim": lambda v: v.sum(-1),
+    "cat": lambda v: tritorch.cat([v, v]),
+    "stack": lambda v: tritorch.stack([v, v]), "matmul": lambda v: v @ tritorch.ones(v.shape[-1], 2, device=v.device),
+    "softmax": lambda v: v.softmax(-1), "add_": lambda v: v.add_(1), "fill_": lambda v: v.fill_(2),
+    "copy_": lambda v: v.copy_(tritorch.ones(v.shape, device=v.device)), "cpu": lambda v: v.cpu(),
+}
+
+
+@pytest.mark.parametrize("op", sorted(EMPTY_VIEW_OPS))
+def test_ops_on_empty_views_with_offset(op, device):
+    """Each op gives on such a view what it gives on a fresh tensor of the same shape."""
+    for v in _empty_views(device):
+        assert v.numel() == 0 and v.storage_offset() > 0
+        r, ref = EMPTY_VIEW_OPS[op](v), EMPTY_VIEW_OPS[op](tritorch.zeros(v.shape, device=device))
+        assert r.dtype is ref.dtype and r.device == ref.device
+        assert_close(r, to_np(ref))
+
+
+def test_empty_views_with_offset_convert_print_and_save(device, tmp_path):
+    shapes = [(0, 2), (0,), (0, 2), (1, 0), (2, 0)]
+    for i, (v, shape) in enumerate(zip(_empty_views(device), shapes)):
+        assert tuple(v.shape) == shape
+        assert v.tolist() == np.zeros(shape).tolist() and v.cpu().numpy().shape == shape
+        assert repr(v).startswith("tensor([]") and v.sum().item() == 0.0
+        tritorch.save(v, tmp_path / f"{i}.pt")
+        back = tritorch.load(tmp_path / f"{i}.pt")
+        assert tuple(back.shape) == shape and back.device.type == device
+    x = tritorch.zeros(0, 3, device=device, requires_grad=True)
+    (x[:, 1:] * 2).sum().backward()
+    assert tuple(x.grad.shape) == (0, 3)
+
+
+def test_zero_dim_dim_ops_match_pytorch(device):
+    s = tritorch.tensor(1.5, device=device)
+    for dim in (0, -1):                     # the ops PyTorch defines on a 0-d tensor for dim 0 / -1
+        assert s.transpose(dim, 0).shape == () and s.swapaxes(0, dim).shape == ()
+        assert s.squeeze(dim).shape == () and s.squeeze((dim,)).shape == ()
+        assert s.unsqueeze(dim).shape == (1,)
+        assert s.movedim(dim, 0).shape == () and s.movedim([dim], [0]).shape == ()
+        assert s.flatten(dim, 0).shape == (1,) and s.flatten(0, dim).shape == (1,)
+        with pytest.raises(IndexError, match="^select\\(\\) cannot be applied to a 0-dim tensor.$"):
+            s.select(dim, 0)
+        with pytest.raises(IndexError, match="^Dimension specified as 0 but tensor has no dimensions$"):
+            s.unbind(dim)
+        with pytest.raises(RuntimeError, match="^split expects at least a 1-dimensional tensor$"):
+            s.split(1, dim)
+        with pytest.raises(RuntimeError, match="^split expects at least a 1-dimensional tensor$"):
+            s.split([1], dim)
+        with pytest.raises(RuntimeError, match="^chunk expects at least a 1-dimensional tensor$"):
+            s.chunk(1, dim)
+        with pytest.raises(RuntimeError, match="^narrow\\(\\) cannot be applied to a 0-dim tensor.$"):
+            s.narrow(dim, 0, 1)
+        with pytest.raises(RuntimeError, match="^unflatten got an unexpected error:\nDimension specified as 0 but "
+                                               "tensor has no dimensions$"):
+            s.unflatten(dim, (1,))
+    assert s.movedim(0, 0).item() == 1.5 and s.movedim([], []).shape == ()
+    assert s.permute(()).shape == () and s.t().shape == () and s.T.shape == ()
+    with pytest.warns(UserWarning, match="Tensor.mT is deprecated on 0-D tensors"):
+        assert s.mT.shape == ()
+    for bad in (lambda: s.transpose(0, 1), lambda: s.transpose(1, 0), lambda: s.squeeze(1),
+                lambda: s.squeeze((1,)), lambda: s.unsqueeze(1), lambda: s.movedim(0, 1), lambda: s.movedim(1, 0),
+                lambda: s.flatten(0, 1), lambda: s.flatten(1, 0), lambda: s.unbind(1), lambda: s.unflatten(1, (1,))):
+        with pytest.raises(IndexError, match=r"^Dimension out of range \(expected to be in range of \[-1, 0\], but "
+                                             r"got 1\)$"):
+            bad()
+    with pytest.raises(RuntimeError, match="^dim 0 appears multiple times in the list of dims$"):
+        s.squeeze((0, -1))
+    with pytest.raises(RuntimeError, match=r"^movedim: repeated dim in `source` \(\[0, -1\]\)$"):
+        s.movedim([0, -1], [0, 0])
+    with pytest.raises(RuntimeError, match="^unflatten: sizes must be non-empty$"):
+        s.unflatten(0, ())
+    with pytest.raises(IndexError, match="^invalid index of a 0-dim tensor. Use `tensor.item\\(\\)`"):
+        s[0]
+    with pytest.raises(IndexError, match="^slice\\(\\) cannot be applied to a 0-dim tensor.$"):
+        s[:]
+    assert s[...].shape == () and s[None].shape == (1,)
+
+
+def test_dim_list_errors_match_pytorch(device):
+    y = tritorch.zeros(2, 1, 3, device=device)
+    with pytest.raises(RuntimeError, match="^dim 1 appears multiple times in the list of dims$"):
+        y.squeeze((1, -2))
+    with pytest.raises(RuntimeError, match=r"^movedim: repeated dim in `destination` \(\[2, 2\]\)$"):
+        y.movedim([0, 1], [2, 2])
+    with pytest.raises(RuntimeError, match=r"^movedim: Invalid source or destination dims: source \(\[0, 1\] dims\) "
+                                           r"should contain the same number of dims as destination \(\[2\] dims\)$"):
+        y.movedim([0, 1], [2])
+    assert y.movedim((0, 2), (2, 0)).shape == (3, 1, 2)
+    with pytest.raises(RuntimeError, match=r"^tensor.mT is only supported on matrices or batches of matrices. Got "
+                                           r"1-D tensor.$"):
+        tritorch.zeros(3, device=device).mT
+    with pytest.raises(RuntimeError, match=r"^unflatten: Provided sizes \[-1, 2\] don't multiply up to the size of "
+                                           r"dim 2 \(3\) in the input tensor$"):
+        y.unflatten(2, (-1, 2))
+    with pytest.raises(RuntimeError, match="^unflatten got an unexpected error:\nonly one dimension can be inferred$"):
+        y.unflatten(2, (-1, -1))
+    with pytest.raises(RuntimeError, match=r"^invalid shape dimension -2 at index 1 of shape \[3, -2\]$"):
+        y.reshape(3, -2)
+    with pytest.raises(RuntimeError, match=r"^cannot reshape tensor of 0 elements into shape \[-1, 0\] because the "
+                                           r"unspecified dimension size -1 can be any value and is ambiguous$"):
+        tritorch.zeros(0, device=device).reshape(-1, 0)

@@ -11,6 +11,7 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device, CPU
 from ._tensor import Tensor, register
+from .kernels.creation import scalar_value
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "empty", "zeros", "ones", "full", "empty_like", "zeros_like",
            "ones_like", "full_like", "scalar_tensor", "arange", "linspace", "eye", "rand", "randn", "randint",
@@ -132,7 +133,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False, **kw):
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False, **kw):
     """A tensor of ``size`` filled with ``fill_value`` (dtype bool, int64 or the default float type from the value
-    when not given)."""
+    when not given); a value the dtype cannot hold is a RuntimeError, as in PyTorch (even for a size-0 tensor)."""
     if isinstance(fill_value, Tensor):
         fill_value = fill_value.item()
     if dtype is None:
@@ -140,6 +141,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False, **kw
             fill_value, numbers.Integral) else D.get_default_dtype()
     else:
         dt = D.to_dtype(dtype)
+    fill_value = scalar_value(fill_value, dt)
     size = _size((size,) if isinstance(size, (tuple, list)) else (size,))
     t = Tensor._empty(size, dt, _dev(device))
     from .kernels.creation import fill
@@ -184,7 +186,8 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
 
 
 def scalar_tensor(value, dtype=None, device=None):
-    dt = D.to_dtype(dtype) if dtype is not None else _infer_dtype(value)
+    """A 0-d tensor holding ``value``: the default float type unless ``dtype`` is given, as in PyTorch."""
+    dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
     return Tensor._wrap_numpy(np.asarray(value, dtype=dt.np), _dev(device), dt)
 
 
@@ -238,6 +241,8 @@ def linspace(start, end, steps, *, out=None, dtype=None, device=None, requires_g
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
     dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    for v in (start, end)[:steps]:
+        scalar_value(v, dt)                    # PyTorch refuses an endpoint the dtype cannot hold (one it writes)
     t = Tensor._empty((int(steps),), dt, _dev(device))
     step = (float(end) - float(start)) / (steps - 1) if steps > 1 else 0.0
     from .kernels.creation import linspace_into

@@ -57,7 +57,7 @@ class Tensor:
     def _empty(cls, shape, dtype, device):
         shape = tuple(shape)
         n = math.prod(shape)
-        return cls._make(Storage.empty(n, device, dtype), 0, shape, contiguous_strides(shape), dtype)
+        return cls._make(Storage.empty(n, device, dtype, shape), 0, shape, contiguous_strides(shape), dtype)
 
     @classmethod
     def _wrap_numpy(cls, arr, device=CPU, dtype=None):
@@ -103,8 +103,16 @@ class Tensor:
         if a is None:
             st = self._storage
             isz = self.dtype.itemsize
-            a = np.ndarray(self._shape, dtype=self.dtype.np, buffer=st.data, offset=self._offset * isz,
-                           strides=tuple(s * isz for s in self._stride))
+            strides = tuple(s * isz for s in self._stride)
+            try:
+                a = np.ndarray(self._shape, dtype=self.dtype.np, buffer=st.data, offset=self._offset * isz,
+                               strides=strides)
+            except ValueError:
+                if 0 not in self._shape:
+                    raise
+                # a zero-size view may sit at an offset past its storage's end (zeros(0, 3)[:, 1:], as in PyTorch):
+                # NumPy rejects that offset, and no element is read, so the view starts at the buffer instead
+                a = np.ndarray(self._shape, dtype=self.dtype.np, buffer=st.data, offset=0, strides=strides)
             self._np_cache = a
         return a
 
@@ -146,7 +154,7 @@ class Tensor:
 
     def _dim_of_0d(self, dim):
         if not self._shape and isinstance(dim, (int, np.integer)) and dim in (0, -1):
-            raise IndexError(f"dimension specified as {dim} but tensor has no dimensions")
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
         return self._wrap_dim(dim)
 
     def storage_offset(self):
@@ -337,7 +345,11 @@ class Tensor:
 
     @property
     def data(self):
-        return self._alias()
+        """These elements, cut from the graph, under a version counter of their own (as in PyTorch): in-place writes
+        through ``.data`` are not seen by autograd's saved-tensor checks, unlike writes through ``detach()``."""
+        t = self._alias()
+        t._storage = self._storage.same_buffer()
+        return t
 
     @data.setter
     def data(self, other):

@@ -17,10 +17,12 @@ op builds a key and asks ``tunable.pick(key, run, reset)``:
 The cache file is per device: GPU name, compute capability, triton and tritorch versions are in its name and its
 header. Each kernel's record holds its source hash and candidate list, so a changed kernel re-tunes; each
 candidate's timing is stored on its own, so adding a candidate times only the new one. Writes are atomic (temp file
-+ rename) under a lock file, merged with what other processes wrote meanwhile; a corrupt or foreign file is reported
-(a RuntimeWarning) and ignored, never fatal. The file lives in the user's cache dir (``TRITORCH_CACHE_DIR`` moves
-it). ``force(name, config)`` pins a kernel's configuration (tests run every candidate this way);
-:func:`tune_model` tunes a model ahead of time.
++ rename) under a lock file, merged with what other processes wrote meanwhile, and only when something new was timed.
+Nothing about the file is ever fatal: a corrupt or foreign file is reported (a RuntimeWarning) and ignored, malformed
+records in it are dropped (and replaced at the next write), and a file or folder that cannot be read or written
+(read-only, ``TRITORCH_CACHE_DIR`` naming a file) is reported once while the tunings stay in memory. The file lives
+in the user's cache dir (``TRITORCH_CACHE_DIR`` moves it). ``force(name, config)`` pins a kernel's configuration
+(tests run every candidate this way); :func:`tune_model` tunes a model ahead of time.
 """
 import collections
 import contextlib
@@ -28,11 +30,13 @@ import functools
 import hashlib
 import inspect
 import json
+import math
 import os
 import sys
-import tempfile
 import threading
 import warnings
+
+from . import _atomic
 
 __all__ = ["Config", "Tunable", "cache_path", "cache_dir", "clear", "entries", "tune_model", "enabled", "force",
            "tuning", "bucket", "layout", "set_timer", "REGISTRY", "Entry"]
@@ -44,6 +48,7 @@ _SEEN = {}               # (kernel name, key string) -> config chosen in this pr
 _lock = threading.Lock()
 _timer = None            # injected by tests: fn(run_callable) -> milliseconds
 _override = [None]       # ``tuning(on)``: True / False overrides TRITORCH_AUTOTUNE where a GPU is present
+_WARNED = set()          # (what, cache path) already reported: a failing cache write warns once per file
 
 
 class Config:
@@ -138,11 +143,13 @@ class Tunable:
     """A kernel's tuning space.
 
     ``configs``: the candidates; ``default(key)``: the heuristic choice (no timing); ``prune(configs, key)``: the
-    candidates worth timing for ``key``; ``kernels``: the Triton kernels (their source hash invalidates old tunings).
+    candidates worth timing for ``key``; ``kernels``: the Triton kernels (their source hash invalidates old tunings);
+    ``spill_ok``: {config name: reason} for candidates allowed to spill registers (``tritorch compile-check``).
     """
 
-    def __init__(self, name, configs, default, prune=None, kernels=()):
+    def __init__(self, name, configs, default, prune=None, kernels=(), spill_ok=None):
         self.name = name
+        self.spill_ok = dict(spill_ok or {})
         self.configs = list(configs)
         self._default = default
         self._prune = prune
@@ -211,9 +218,11 @@ class Tunable:
             cache.refresh()                   # another process may have timed them meanwhile
         entry = cache.entry(self, skey)
         timings = entry["timings"]
+        timed = False
         for name, c in by_name.items():
             if name in timings:
                 continue
+            timed = True
             try:
                 timings[name] = _time(run, c, reset)
             except Exception as e:            # a config that fails to compile or run is never chosen
@@ -222,7 +231,8 @@ class Tunable:
         ok = [(t, n) for n, t in timings.items() if n in by_name and t is not None]
         best = min(ok)[1] if ok else config_name(default)
         entry.update(best=best, default=config_name(default), candidates=sorted(by_name))
-        cache.save()
+        if timed:                             # nothing new: the file already holds these timings
+            cache.save()
         return by_name[best]
 
     def cached(self, key):
@@ -334,6 +344,12 @@ def _warn(msg):
     warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
+def _warn_once(what, path, msg):
+    if (what, path) not in _WARNED:
+        _WARNED.add((what, path))
+        _warn(msg)
+
+
 # ---- the cache file ----------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
@@ -382,6 +398,7 @@ class _Cache:
     def __init__(self, path, header):
         self.path = path
         self.header = header
+        _atomic.remove_stale(path)               # temporaries of a writer that was killed before its rename
         self.data = _read(path, header)
 
     @classmethod
@@ -414,10 +431,16 @@ class _Cache:
             self._merge(_read(self.path, self.header, quiet=True))
 
     def save(self):
-        """Merge with the file as it is now (another process may have written) and replace it atomically."""
-        with _lock, _file_lock(self.path + ".lock"):
-            self._merge(_read(self.path, self.header, quiet=True))
-            atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+        """Merge with the file as it is now (another process may have written) and replace it atomically; a file
+        that cannot be written is reported once and the tunings stay in memory."""
+        with _lock:
+            try:
+                with _file_lock(self.path + ".lock"):
+                    self._merge(_read(self.path, self.header, quiet=True))
+                    _atomic.write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+            except OSError as e:
+                _warn_once("write", self.path, f"tritorch.autotune: cannot write the cache file {self.path} "
+                           f"({type(e).__name__}: {e}); tunings are kept in memory for this process only")
 
     def _merge(self, disk):
         """Fold the entries of ``disk`` (same kernel source only) into this cache; ours win on conflicts."""
@@ -441,23 +464,66 @@ def _empty(header):
 
 
 def _read(path, header, quiet=False):
+    """The cache file's data (its malformed records dropped), or an empty cache if it is missing, unreadable,
+    corrupt or foreign (reported unless ``quiet``)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):       # no file (a folder that is a file: the write reports it)
         return _empty(header)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         if not quiet:
             _warn(f"tritorch.autotune: ignoring corrupt cache file {path} ({type(e).__name__}: {e})")
         return _empty(header)
+    except OSError as e:
+        if not quiet:
+            _warn_once("read", path, f"tritorch.autotune: ignoring cache file {path}: it cannot be read "
+                       f"({type(e).__name__}: {e})")
+        return _empty(header)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("device") != header or \
-            not isinstance(data.get("kernels"), dict) or \
-            not all(isinstance(k, dict) and isinstance(k.get("entries", {}), dict) for k in data["kernels"].values()):
+            not isinstance(data.get("kernels"), dict):
         if not quiet:
             _warn(f"tritorch.autotune: ignoring cache file {path}: it belongs to another device or version, "
                   f"or is not a tritorch autotune file")
         return _empty(header)
+    dropped = _drop_malformed(data["kernels"])
+    if dropped and not quiet:
+        _warn(f"tritorch.autotune: ignoring cache file records of {path} that are malformed: "
+              f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''} (they are replaced at the next write)")
     return data
+
+
+def _strs(x):
+    return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+
+def _good_entry(e):
+    """Whether ``e`` is a well-formed entry: {"timings": {name: ms >= 0 or None}, "best"/"default": name,
+    "candidates": [name]}, the last three optional."""
+    if not isinstance(e, dict) or not isinstance(e.setdefault("timings", {}), dict):
+        return False
+    if not all(ms is None or (type(ms) in (int, float) and math.isfinite(ms) and ms >= 0)
+               for ms in e["timings"].values()):
+        return False
+    return all(isinstance(e[f], str) for f in ("best", "default") if f in e) and \
+        ("candidates" not in e or _strs(e["candidates"]))
+
+
+def _drop_malformed(kernels):
+    """Delete the malformed kernel records and entries of a cache file's ``kernels`` in place; their names."""
+    dropped = []
+    for name in list(kernels):
+        k = kernels[name]
+        if not isinstance(k, dict) or not isinstance(k.get("source_hash"), str) or \
+                not isinstance(k.setdefault("entries", {}), dict) or ("candidates" in k and not _strs(k["candidates"])):
+            del kernels[name]
+            dropped.append(name)
+            continue
+        for skey in list(k["entries"]):
+            if not _good_entry(k["entries"][skey]):
+                del k["entries"][skey]
+                dropped.append(f"{name}[{skey}]")
+    return dropped
 
 
 @contextlib.contextmanager
@@ -470,23 +536,6 @@ def _file_lock(path):
         except ImportError:            # not POSIX: the atomic rename alone keeps the file valid
             pass
         yield
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, fsync, then rename over."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def clear():

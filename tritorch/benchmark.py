@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import _atomic
+
 __all__ = ["Case", "Op", "Missing", "OPS", "CASES", "HOST_COST", "CEILINGS", "get_case", "make_case", "make_input",
            "resolve", "run_case", "run_all", "host_cost", "environment", "table", "errors", "write", "default_name",
            "parse_sizes", "parse_dtypes", "plot", "main"]
@@ -481,15 +483,7 @@ def write(results, path):
     """Write the results as JSON atomically (a temp file in the same folder, then a rename)."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=1, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _atomic.write(path, json.dumps(results, indent=1, default=str) + "\n")
 
 
 def default_name(results, prefix="gpu"):

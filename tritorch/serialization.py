@@ -11,24 +11,30 @@ Loading never runs code from the file: only these JSON types and tensors can com
 
 The same tensor object reachable twice is stored once and comes back as one object; distinct tensors that share
 storage (views) are stored as separate copies. Writing to a path is atomic: a temporary file in the same folder
-is written, fsynced and renamed over the target, so a failed save leaves any old file intact.
+is written, fsynced and renamed over the target, so a failed save leaves any old file intact (a writer killed
+mid-save leaves a temporary that the next save or load of that path removes: :mod:`tritorch._atomic`).
+
+``load`` checks the whole header as the reference safetensors reader does before using any of it: a JSON object
+of at most 100 MB, each tensor a known dtype with a shape and two offsets of non-negative integers whose span is
+exactly the tensor's size, the tensors tiling the byte area in order with no overlap, gap or trailing byte, and a
+``{str: str}`` metadata map. Whatever is wrong raises :class:`CorruptFileError` naming the file and the problem.
 """
 import json
 import math
 import os
 import struct
 import sys
-import tempfile
 import zlib
 from collections import OrderedDict
 
 import numpy as np
 
+from . import _atomic
 from . import _dtype as D
 from ._device import device as _device
-from ._tensor import Tensor
+from ._tensor import Size, Tensor
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "CorruptFileError"]
 
 _CODES = {D.float32: "F32", D.float16: "F16", D.bfloat16: "BF16", D.float64: "F64", D.int8: "I8", D.uint8: "U8",
           D.int16: "I16", D.int32: "I32", D.int64: "I64", D.bool_: "BOOL"}
@@ -126,34 +132,14 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_seri
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise RuntimeError(f"Parent directory {folder} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        if hasattr(os, "fchmod"):                     # mkstemp makes 0600; a saved file gets the usual 0666 & ~umask
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:                                              # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    _atomic.write(path, data)
 
 
 # ---- loading -------------------------------------------------------------------------------------------------------
+class CorruptFileError(RuntimeError):
+    """``tritorch.load`` of a file that is truncated, damaged or not a valid safetensors file."""
+
+
 class _Corrupt(Exception):
     pass
 
@@ -162,8 +148,44 @@ def _read_all(f):
     if hasattr(f, "read"):
         return f.read(), getattr(f, "name", "<file object>")
     path = os.fspath(f)
+    _atomic.remove_stale(path)                        # temporaries of a save that was killed before its rename
     with open(path, "rb") as fh:
         return fh.read(), path
+
+
+def _short(x, limit=80):
+    r = repr(x)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
+def _count(x):
+    """Whether ``x`` is a JSON non-negative integer (not a bool, a float or a string)."""
+    return type(x) is int and x >= 0
+
+
+def _entry(name, info):
+    """(dtype, shape, begin, end) of one tensor's header entry, or _Corrupt saying what is wrong."""
+    if not isinstance(info, dict):
+        raise _Corrupt(f"corrupt: tensor {name!r} has a malformed entry {_short(info)} (not a JSON object)")
+    for field in ("dtype", "shape", "data_offsets"):
+        if field not in info:
+            raise _Corrupt(f"corrupt: tensor {name!r} has no {field!r}")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str) or code not in _FROM_CODE:
+        raise _Corrupt(f"corrupt: tensor {name!r} has unsupported dtype {_short(code)}")
+    if not isinstance(shape, list) or not all(_count(s) for s in shape):
+        raise _Corrupt(f"corrupt: tensor {name!r} has a malformed shape {_short(shape)} (not a list of "
+                       "non-negative integers)")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(o) for o in offsets) or \
+            offsets[1] < offsets[0]:
+        raise _Corrupt(f"corrupt: tensor {name!r} has malformed data_offsets {_short(offsets)} (not two "
+                       "non-negative integers [begin, end] with begin <= end)")
+    dt = _FROM_CODE[code]
+    size = math.prod(shape) * dt.itemsize
+    if offsets[1] - offsets[0] != size:
+        raise _Corrupt(f"corrupt: tensor {name!r} of shape {shape} and dtype {code} needs {size} bytes, its "
+                       f"offsets span {offsets[1] - offsets[0]}")
+    return dt, shape, offsets[0], offsets[1]
 
 
 def _parse(buf):
@@ -175,7 +197,7 @@ def _parse(buf):
         raise _Corrupt(f"truncated: {len(buf)} bytes, shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", buf[:8])
     if n > _MAX_HEADER:
-        raise _Corrupt(f"corrupt: header length {n} is implausible (not a safetensors file?)")
+        raise _Corrupt(f"corrupt: header length {n} is implausible (over the 100 MB limit; not a safetensors file?)")
     if len(buf) > 8 and buf[8:9] != b"{":
         raise _Corrupt("corrupt: no JSON header after the header length (not a safetensors file?)")
     if 8 + n > len(buf):
@@ -184,33 +206,30 @@ def _parse(buf):
         header = json.loads(buf[8:8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _Corrupt(f"corrupt: the header is not valid JSON ({e})") from None
+    except RecursionError:
+        raise _Corrupt("corrupt: the header JSON is nested too deeply") from None
     if not isinstance(header, dict):
-        raise _Corrupt("corrupt: the header is not a JSON object")
+        raise _Corrupt(f"corrupt: the header is a JSON {type(header).__name__}, not an object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise _Corrupt(f"corrupt: __metadata__ is not a map of strings to strings: {_short(meta)}")
     body = memoryview(buf)[8 + n:]
+    spans = sorted((b, e, name) for name, (_, _, b, e) in
+                   ((name, _entry(name, info)) for name, info in header.items() if name != "__metadata__"))
     end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dt = _FROM_CODE[info["dtype"]]
-            shape = [int(s) for s in info["shape"]]
-            b, e = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as ex:
-            code = info.get("dtype") if isinstance(info, dict) else None
-            what = f"unsupported dtype {code!r}" if isinstance(ex, KeyError) and code is not None else \
-                f"a malformed entry ({ex!r})"
-            raise _Corrupt(f"corrupt: tensor {name!r} has {what}") from None
-        if any(s < 0 for s in shape) or b < 0 or e < b:
-            raise _Corrupt(f"corrupt: tensor {name!r} has invalid shape {shape} or offsets [{b}, {e}]")
-        if e - b != math.prod(shape) * dt.itemsize:
-            raise _Corrupt(f"corrupt: tensor {name!r} of shape {shape} and dtype {info['dtype']} needs "
-                           f"{math.prod(shape) * dt.itemsize} bytes, its offsets span {e - b}")
-        end = max(end, e)
+    for b, e, name in spans:                          # the tensors must tile the byte area, in order
+        if b != end:
+            what = "overlaps the tensor before it" if b < end else f"leaves a gap of {b - end} bytes before it"
+            raise _Corrupt(f"corrupt: tensor {name!r} at data_offsets [{b}, {e}] {what} (the tensors must tile "
+                           "the data area exactly)")
+        end = e
     if end > len(body):
         raise _Corrupt(f"truncated: the tensors need {end} bytes of data, the file holds {len(body)}")
-    meta = header.get("__metadata__") or {}
-    crc = meta.get("tritorch.crc32") if isinstance(meta, dict) else None
-    if crc is not None and str(zlib.crc32(body[:end])) != crc:
+    if end < len(body):
+        raise _Corrupt(f"corrupt: {len(body) - end} bytes follow the last tensor's data (the tensors must tile the "
+                       "data area exactly)")
+    crc = (meta or {}).get("tritorch.crc32")
+    if crc is not None and str(zlib.crc32(body)) != crc:
         raise _Corrupt("corrupt: the tensor data does not match its checksum")
     return header, body
 
@@ -239,8 +258,16 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
     buf, where = _read_all(f)
     try:
         header, body = _parse(bytes(buf))
+        return _build(header, body, map_location)
     except _Corrupt as e:
-        raise RuntimeError(f"tritorch.load: file {where} is {e}") from None
+        raise CorruptFileError(f"tritorch.load: file {where} is {e}") from None
+    except RecursionError:
+        raise CorruptFileError(f"tritorch.load: file {where} is corrupt: its structure metadata is nested too "
+                               "deeply") from None
+
+
+def _build(header, body, map_location):
+    """The object a validated header and byte area hold; _Corrupt if its structure metadata is malformed."""
     loc = _location_map(map_location)
     cache = {}
 
@@ -250,8 +277,7 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
             return cache[key]
         info = header.get(name)
         if not isinstance(info, dict) or name == "__metadata__":
-            raise RuntimeError(f"tritorch.load: file {where} is corrupt: its structure names a missing tensor "
-                               f"{name!r}")
+            raise _Corrupt(f"corrupt: its structure names a missing tensor {_short(name)}")
         dt = _FROM_CODE[info["dtype"]]
         b, e = info["data_offsets"]
         le = dt.np if sys.byteorder == "little" or dt.itemsize == 1 else dt.np.newbyteorder("<")
@@ -276,36 +302,60 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
         cache[key] = t
         return t
 
+    def bad(node, why=""):
+        return _Corrupt(f"corrupt: unexpected structure node {_short(node)}{why}")
+
+    def parsed(fn, node):
+        try:
+            return fn(node[1])
+        except (TypeError, ValueError, RuntimeError):
+            raise bad(node) from None
+
     def decode(node):
-        if node is None or isinstance(node, (bool, int, str)):
-            return node
-        if isinstance(node, float):
+        if node is None or isinstance(node, (bool, int, str, float)):
             return node
         if not isinstance(node, list) or not node or not isinstance(node[0], str):
-            raise RuntimeError(f"tritorch.load: file {where} is corrupt: unexpected structure node {node!r}")
+            raise bad(node)
         tag = node[0]
         if tag == "T":
+            if len(node) != 4 or not all(isinstance(x, str) for x in node[1:]) or set(node[3]) - set("pg"):
+                raise bad(node)
+            try:
+                _device(node[2])
+            except (TypeError, ValueError, RuntimeError):
+                raise bad(node, " (its device is no device)") from None
             return tensor(*node[1:4])
+        if len(node) != 2 or (tag in ("f", "dt", "dev") and not isinstance(node[1], str)) or \
+                (tag not in ("f", "dt", "dev") and not isinstance(node[1], list)):
+            raise bad(node)
         if tag == "f":
-            return float(node[1])
+            return parsed(float, node)
         if tag == "dt":
-            return D.to_dtype(node[1])
+            return parsed(D.to_dtype, node)
         if tag == "dev":
-            return _device(node[1])
+            return parsed(_device, node)
         if tag in ("d", "o"):
+            if not all(isinstance(kv, list) and len(kv) == 2 for kv in node[1]):
+                raise bad(node)
             items = [(decode(k), decode(v)) for k, v in node[1]]
+            for k, _ in items:
+                try:
+                    hash(k)
+                except TypeError:
+                    raise bad(node, f" (unhashable key {_short(k)})") from None
             return OrderedDict(items) if tag == "o" else dict(items)
         if tag == "t":
             return tuple(decode(v) for v in node[1])
         if tag == "s":
-            from ._tensor import Size
-            return Size(decode(v) for v in node[1])
+            if not all(type(v) is int for v in node[1]):
+                raise bad(node)
+            return Size(node[1])
         if tag == "l":
             return [decode(v) for v in node[1]]
-        raise RuntimeError(f"tritorch.load: file {where} is corrupt: unknown structure tag {tag!r}")
+        raise _Corrupt(f"corrupt: unknown structure tag {_short(tag)}")
 
     meta = header.get("__metadata__") or {}
-    structure = meta.get("tritorch.structure") if isinstance(meta, dict) else None
+    structure = meta.get("tritorch.structure")
     if structure is None:                             # a plain safetensors file from another tool
         names = [k for k in header if k != "__metadata__"]
         names.sort(key=lambda k: header[k]["data_offsets"][0])
@@ -313,5 +363,5 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
     try:
         node = json.loads(structure)
     except json.JSONDecodeError as e:
-        raise RuntimeError(f"tritorch.load: file {where} is corrupt: bad structure metadata ({e})") from None
+        raise _Corrupt(f"corrupt: bad structure metadata ({e})") from None
     return decode(node)

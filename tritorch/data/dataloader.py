@@ -4,13 +4,19 @@ Collation follows PyTorch's ``default_collate``: tensors and NumPy arrays are st
 strings stay lists, and dicts, tuples and lists are collated field by field. With ``num_workers > 0`` each worker
 (a ``multiprocessing`` process, forked by default) fetches and collates whole batches; tensors travel back as NumPy
 arrays and are rebuilt on their device, and batches are handed out in sampler order whichever worker finishes first.
+Workers never outlive the main process, even one killed with SIGKILL: on Linux the kernel kills them when it dies
+(``prctl(PR_SET_PDEATHSIG)``), and everywhere a waiting worker checks its parent every second and exits when it is gone.
 """
 import collections.abc
+import ctypes
 import itertools
 import multiprocessing
+import os
 import queue
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -221,9 +227,32 @@ def _fetch_iter(it, batch_size, auto_collation, collate_fn, drop_last):
     return collate_fn(data)
 
 
+_PR_SET_PDEATHSIG = 1
+_PARENT_POLL_S = 1.0         # how often a waiting worker checks that its parent still runs
+
+
+def _die_with_parent():
+    """Linux: the kernel SIGKILLs this process when the thread that started it ends. Whether it could be set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _worker_loop(is_iterable, dataset, index_queue, result_queue, done_event, auto_collation, collate_fn,
-                 drop_last, batch_size, seed, init_fn, worker_id, num_workers):
+                 drop_last, batch_size, seed, init_fn, worker_id, num_workers, parent_pid=None, pdeathsig=False):
+    """One worker: fetch the batches its index queue asks for until told to stop or its parent is gone.
+
+    ``parent_pid``: the process that started this one (None: whatever ``os.getppid()`` is at start);
+    ``pdeathsig``: also ask the kernel to kill this worker when its parent dies (Linux)."""
     global _worker_info
+    if pdeathsig:
+        _die_with_parent()
+    if parent_pid is None:
+        parent_pid = os.getppid()
+    orphaned = False
     try:
         random.seed(seed)
         np.random.seed(seed % (1 << 32))
@@ -241,8 +270,11 @@ def _worker_loop(is_iterable, dataset, index_queue, result_queue, done_event, au
         exhausted = False
         while True:
             try:
-                r = index_queue.get(timeout=5.0)
+                r = index_queue.get(timeout=_PARENT_POLL_S)
             except queue.Empty:
+                if os.getppid() != parent_pid:      # reparented: the main process died (before done_event: it
+                    orphaned = True                 # may have died holding that event's lock)
+                    break
                 if done_event.is_set():
                     break
                 continue
@@ -268,7 +300,7 @@ def _worker_loop(is_iterable, dataset, index_queue, result_queue, done_event, au
             result_queue.put((idx, data))
     except KeyboardInterrupt:
         pass
-    if done_event.is_set():
+    if orphaned or done_event.is_set():     # nobody reads what is still buffered: do not wait to flush it
         result_queue.cancel_join_thread()
         result_queue.close()
 
@@ -417,13 +449,18 @@ class _MultiProcessIter(_BaseIter):
         self._result_queue = ctx.Queue()
         self._done_event = ctx.Event()
         self._index_queues, self._workers = [], []
+        # fork and spawn start workers from this process (a forkserver from its own); PR_SET_PDEATHSIG fires when
+        # the starting *thread* ends, so it is set only for workers started by the main thread
+        direct = ctx.get_start_method() in ("fork", "spawn")
+        parent_pid = os.getpid() if direct else None
+        pdeathsig = not direct or threading.current_thread() is threading.main_thread()
         for i in range(n):
             iq = ctx.Queue()
             iq.cancel_join_thread()
             w = ctx.Process(target=_worker_loop, daemon=True,
                             args=(loader._is_iterable, loader.dataset, iq, self._result_queue, self._done_event,
                                   loader._auto_collation, loader.collate_fn, loader.drop_last, loader.batch_size,
-                                  self._base_seed + i, loader.worker_init_fn, i, n))
+                                  self._base_seed + i, loader.worker_init_fn, i, n, parent_pid, pdeathsig))
             w.start()
             self._index_queues.append(iq)
             self._workers.append(w)

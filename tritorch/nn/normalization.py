@@ -14,6 +14,9 @@ class _NormBase(Module):
     """Parameters (weight = 1, bias = 0) and running buffers (mean 0, var 1, num_batches_tracked) of batch and
     instance norm."""
 
+    # version 2 added num_batches_tracked: a state dict of an older (or unknown) version may lack it
+    _version = 2
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
                  dtype=None):
         super().__init__()
@@ -37,6 +40,20 @@ class _NormBase(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs, assign=False):
+        """PyTorch's rule for checkpoints from before ``num_batches_tracked``: when the state dict's version is
+        missing or below 2, a missing ``num_batches_tracked`` keeps the current count (0 for a new module) instead
+        of being reported missing."""
+        version = local_metadata.get("version", None)
+        if (version is None or version < 2) and self.track_running_stats:
+            key = prefix + "num_batches_tracked"
+            if key not in state_dict:
+                state_dict[key] = (self.num_batches_tracked if self.num_batches_tracked is not None
+                                   else _creation.tensor(0, dtype=D.int64))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs, assign)
 
     def reset_running_stats(self):
         if self.track_running_stats:
