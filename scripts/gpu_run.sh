@@ -58,10 +58,12 @@ tests="skipped"
 if [ "${SKIP_TESTS:-0}" = "0" ]; then
     echo "== tests on the GPU (log: $OUT/tests.log)"
     # shellcheck disable=SC2086
-    TRITORCH_TEST_GPU=1 timeout "${TEST_TIMEOUT:-360}" "$PY" -m pytest ${PYTEST_FLAGS:--x -q} ${PYTEST_ARGS:-} \
-        >"$OUT/tests.log" 2>&1
+    # each failure is written to failures.log as it happens (tests/conftest.py), so a run cut short still names them
+    TRITORCH_FAIL_LOG="$OUT/failures.log" TRITORCH_TEST_GPU=1 timeout "${TEST_TIMEOUT:-360}" "$PY" -m pytest \
+        ${PYTEST_FLAGS:--x -q} ${PYTEST_ARGS:-} >"$OUT/tests.log" 2>&1
     rc=$?
     tail -n 30 "$OUT/tests.log"
+    [ -s "$OUT/failures.log" ] && { echo "-- failed tests:"; grep "^FAILED" "$OUT/failures.log"; }
     case $rc in 0) tests="passed" ;; 124) tests="TIMED OUT" ;; *) tests="FAILED (rc $rc)" ;; esac
     [ $rc -eq 0 ] || status=1
 fi

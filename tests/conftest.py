@@ -37,3 +37,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+
+
+FAIL_LOG = os.environ.get("TRITORCH_FAIL_LOG")
+
+
+def pytest_runtest_logreport(report):
+    """With TRITORCH_FAIL_LOG=path, each failure is appended there as it happens (test id, then the error's last
+    lines): a GPU run cut short by its time limit still says what failed, where pytest's summary never printed."""
+    if FAIL_LOG and report.failed:
+        tail = "\n".join(str(report.longrepr).splitlines()[-15:])
+        with open(FAIL_LOG, "a") as f:
+            f.write(f"FAILED {report.nodeid} ({report.when})\n{tail}\n\n")
