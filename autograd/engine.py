@@ -13,6 +13,8 @@ import numpy as np
 
 from .function import ANOMALY, AccumulateGrad, RemovableHandle, _add_prehook, _grad_accumulator
 from .grad_mode import STATE
+from tritorch import _creation, _impl
+from tritorch._tensor import Tensor, register
 
 __all__ = ["backward", "grad", "register_tensor_hook", "detect_anomaly", "set_detect_anomaly",
            "is_anomaly_enabled"]
@@ -91,6 +93,31 @@ def retain_grad(t):
     node._retains[t._output_nr] = weakref.ref(t)
 
 
+
+# ---- the Tensor methods of autograd ---------------------------------------------------------------------------------
+@register("retain_grad", function=False)
+def _tensor_retain_grad(self):
+    if self.grad_fn is None:
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        return
+    if not self._retains_grad:
+        retain_grad(self)
+    self._retains_grad = True
+
+
+@register("register_hook", function=False)
+def _tensor_register_hook(self, hook):
+    """``hook(grad)`` runs when this tensor's gradient is computed; a non-None result replaces the gradient."""
+    return register_tensor_hook(self, hook)
+
+
+@register("register_post_accumulate_grad_hook", function=False)
+def _tensor_register_post_accumulate_grad_hook(self, hook):
+    """``hook(tensor)`` runs after a backward pass accumulated into this leaf's ``.grad``."""
+    return register_post_accumulate_hook(self, hook)
+
+
 def _store_retained(t, g):
     if t._grad is None:
         t._grad = g.clone() if STATE.enabled else g.detach().clone()
@@ -101,7 +128,6 @@ def _store_retained(t, g):
 # ---- entry points ---------------------------------------------------------------------------------------------------
 
 def _tensors_arg(x, what):
-    from tritorch._tensor import Tensor
     if isinstance(x, Tensor):
         return [x]
     if isinstance(x, (list, tuple)):
@@ -110,8 +136,6 @@ def _tensors_arg(x, what):
 
 
 def _make_root_grads(tensors, grads):
-    from tritorch._tensor import Tensor
-    from tritorch import _creation
     if grads is None:
         grads = [None] * len(tensors)
     if len(grads) != len(tensors):
@@ -171,11 +195,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             _accumulate(t, g, create_graph, None)
 
 
+@register("backward", function=False)
+def _tensor_backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True,
          allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """``tritorch.autograd.grad``: the gradients of ``outputs`` w.r.t. ``inputs``, as a tuple; ``.grad`` fields are
     left untouched."""
-    from tritorch import _creation
     if is_grads_batched:
         raise NotImplementedError("is_grads_batched=True is not supported by tritorch")
     if materialize_grads and allow_unused is False:
@@ -250,7 +278,6 @@ def _add_inplace(dst, g):
 def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
     """Run the graph below ``roots``. ``accumulate``: leaves' AccumulateGrad nodes update ``.grad`` (all of them,
     or those of ``inputs``); otherwise the gradients reaching ``inputs`` are returned, one per input."""
-    from tritorch._tensor import Tensor
 
     # the seeds: a root's node receives its gradient at the root's output slot
     buffers = {}
@@ -461,7 +488,6 @@ def _call(node, grads, anomaly, Tensor):
     if node._materialize:
         for i, g in enumerate(grads):
             if g is None and metas[i] is not None:
-                from tritorch import _creation
                 shape, dtype, dev = metas[i]
                 grads[i] = _creation.zeros(shape, dtype=dtype, device=dev)
     out = node.apply(*grads)
@@ -490,8 +516,7 @@ def _call(node, grads, anomaly, Tensor):
             if not _expandable(shape, g._shape):
                 raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - got "
                                    f"{list(g._shape)} but expected shape compatible with {list(shape)}")
-            from tritorch.kernels.elementwise import sum_to
-            fixed = sum_to(g, shape)
+            fixed = _impl.sum_to(g, shape)
         if g._storage.device is not dev and g._storage.device != dev:
             raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - expected "
                                f"device {dev} but got {g.device}")

@@ -41,6 +41,8 @@ import sys
 import traceback
 
 from .grad_mode import STATE
+from tritorch import _creation, _impl
+from tritorch._tensor import Tensor, contiguous_strides
 
 __all__ = ["Function", "Node", "AccumulateGrad", "once_differentiable", "FREED_MESSAGE"]
 
@@ -322,7 +324,6 @@ _TENSOR = []
 
 def _tensor_cls():
     if not _TENSOR:
-        from tritorch._tensor import Tensor
         _TENSOR.append(Tensor)
     return _TENSOR[0]
 
@@ -465,18 +466,17 @@ class _CopySlices(Node):
     def apply(self, g):
         shape, stride, rel = self.geom
         if STATE.enabled:                          # create_graph: the same gradient, built from recording ops
-            from tritorch.kernels.views import as_strided, view_scatter
 
             def reapply(t):
                 t = t.contiguous()
-                return as_strided(t, shape, stride, t._offset + rel)
+                return _impl.as_strided(t, shape, stride, t._offset + rel)
             g = g.contiguous()
             gview = reapply(g)
             out = self.inner.apply(gview)
             out = list(out) if isinstance(out, (tuple, list)) else [out]
             out += [None] * (len(self.next_functions) - len(out))
             gi = out[self.arg]
-            out[self.arg] = g + view_scatter((gi if gi is not None else gview * 0) - gview, g._shape, reapply)
+            out[self.arg] = g + _impl.view_scatter((gi if gi is not None else gview * 0) - gview, g._shape, reapply)
             return tuple(out)
         res = g.detach().clone()
         view = res._view(shape, stride, res._offset + rel)
@@ -510,16 +510,14 @@ class _ViewOfBase(Node):
         return "AsStridedBackward0"
 
     def apply(self, g):
-        from tritorch import _creation
         shape, dtype, dev = self._in_meta[0]
         vshape, vstride, rel = self.geom
         if STATE.enabled:                          # create_graph: differentiable in g
-            from tritorch.kernels.views import as_strided, view_scatter
 
             def reapply(t):
                 t = t.contiguous()
-                return as_strided(t, vshape, vstride, t._offset + rel)
-            return (view_scatter(g, shape, reapply),)
+                return _impl.as_strided(t, vshape, vstride, t._offset + rel)
+            return (_impl.view_scatter(g, shape, reapply),)
         res = _creation.zeros(shape, dtype=dtype, device=dev)
         prev = STATE.enabled
         STATE.enabled = False
@@ -536,7 +534,6 @@ class _ViewOfBase(Node):
 def _rebase_view(ctx, o, args, Tensor):
     """``o``, a view, was modified in place by ``ctx``'s op: move the op onto the base's history (so the base's
     gradient sees it) and give ``o`` a history as a view of the new base."""
-    from tritorch._tensor import contiguous_strides
     b = o._base
     if b._stride != contiguous_strides(b._shape) and b.numel() > 1:
         raise RuntimeError("an in-place operation on a view of a non-contiguous tensor cannot be recorded by "
@@ -590,7 +587,6 @@ def once_differentiable(fn):
 
     @functools.wraps(fn)
     def wrapper(ctx, *grads):
-        from tritorch._tensor import Tensor
         record = STATE.enabled and any(isinstance(g, Tensor) and g.requires_grad for g in grads)
         prev = STATE.enabled
         STATE.enabled = False

@@ -8,6 +8,10 @@ import warnings
 
 import numpy as np
 
+from tritorch import _creation
+from tritorch._tensor import Tensor
+from .engine import grad
+
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError"]
 
 
@@ -20,7 +24,6 @@ def _as_tuple(x):
 
 
 def _is_tensor(x):
-    from tritorch._tensor import Tensor
     return isinstance(x, Tensor)
 
 
@@ -39,7 +42,6 @@ def _diff_outputs(outs):
 def _numerical_jacobians(func, inputs, idx, eps):
     """J[i][j]: d out_j / d input_{idx[i]} by central differences, as (in numel, out numel) arrays. Grad mode
     stays on and the perturbed inputs require grad: the function may itself differentiate (gradgradcheck)."""
-    from tritorch._tensor import Tensor
     base = _diff_outputs(_outputs(func, inputs))
     jac = []
     for i in idx:
@@ -64,8 +66,6 @@ def _numerical_jacobians(func, inputs, idx, eps):
 
 def _analytical_jacobians(func, inputs, idx):
     """J[i][j] by backward passes: one per output element, with a one-hot ``grad_outputs``."""
-    from tritorch import _creation
-    from tritorch.autograd.engine import grad
     outs = _diff_outputs(_outputs(func, inputs))
     diff_in = [inputs[i] for i in idx]
     jac = [[np.zeros((inputs[i].numel(), o.numel())) for o in outs] for i in idx]
@@ -144,8 +144,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                   check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, masked=False):
     """Check second derivatives: ``gradcheck`` of the function that maps (inputs, grad_outputs) to the gradients
     of ``func`` computed with ``create_graph=True``. Random float64 ``grad_outputs`` are made when not given."""
-    from tritorch import _creation
-    from tritorch.autograd.engine import grad
     inputs = _as_tuple(inputs)
     if grad_outputs is None:
         outs = _diff_outputs(_outputs(func, inputs))

@@ -6,6 +6,7 @@ import triton.language as tl
 
 from tritorch import _dtype as D
 from tritorch._device import INTERPRET
+from tritorch._tensor import Tensor
 
 __all__ = ["Ptr", "ptr", "TL", "ACC", "broadcast_shapes", "coalesce", "MAXD", "cdiv", "next_pow2", "on_cpu"]
 
@@ -17,11 +18,12 @@ class Ptr:
     the storage methods it calls hand back this object itself and the copy-back is a no-op.
     """
 
-    __slots__ = ("addr", "dtype")
+    __slots__ = ("addr", "dtype", "keep")
 
-    def __init__(self, addr, dtype):
+    def __init__(self, addr, dtype, keep=None):
         self.addr = addr
         self.dtype = dtype
+        self.keep = keep        # a temporary's storage, alive while the argument is (``in_ptr``)
 
     def data_ptr(self):
         return self.addr
@@ -178,14 +180,19 @@ def interp_bf16_in(t):
     """Triton's interpreter has no bfloat16 arithmetic: there, a bf16 kernel input is handed over as a float32 copy
     (made on the host, where interpreter memory lives). On a GPU this returns ``t`` itself."""
     if INTERPRET and t is not None and getattr(t, "dtype", None) is D.bfloat16:
-        from tritorch._tensor import Tensor
         return Tensor._wrap_numpy(t._np.astype(np.float32), t.device)
     return t
+
+
+def in_ptr(t):
+    """``ptr(interp_bf16_in(t))`` whose float32 copy (interpreter only) lives as long as the argument: written inline
+    in a launch, the copy would otherwise be freed before the kernel reads it."""
+    c = interp_bf16_in(t)
+    return Ptr(c._storage.ptr + c._offset * c.dtype.itemsize, c.dtype, c._storage if c is not t else None)
 
 
 def interp_bf16_out(t, dtype):
     """The interpreter's float32 result of a bf16 op, rounded to bf16 on the host (a no-op elsewhere)."""
     if INTERPRET and dtype is D.bfloat16 and t.dtype is not D.bfloat16:
-        from tritorch._tensor import Tensor
         return Tensor._wrap_numpy(t._np.astype(D.bfloat16.np), t.device)
     return t

@@ -37,9 +37,10 @@ from tritorch._tensor import Tensor
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
-from .elementwise import empty, wrap, np_ct, check_same_device, sum_to, where
+from ._common import check_same_device, empty, np_ct, sum_to, wrap
+from .elementwise import where
 from .dropout import dropout_mask_np
-from .matmul import _dot_precision
+from .matmul import _dot_precision, uses_fma
 from .random import _generator
 
 __all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"]
@@ -251,7 +252,21 @@ def _blocks(E, EV, dtype):
         return 16, 16, bd, bdv, 4
     if dtype is D.float64:
         return 32, 32, bd, bdv, 4
+    if uses_fma(dtype):          # float32 "ieee" dots run on CUDA cores: 64 x 64 with 4 warps spilled 7-29 KB
+        return 64, 32, bd, bdv, 8
     return (64, 32, bd, bdv, 8) if max(bd, bdv) > 64 else (64, 64, bd, bdv, 4)
+
+
+def _dkdv_blocks(bm, bn, warps, dtype):
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) of the dK/dV kernel, which holds k, v, dk and dv tiles across its
+    loop: for float32 "ieee" (CUDA-core FMA dots) 32 x 16, 8 warps, no software pipelining (with it every tile
+    ``tritorch compile-check`` tried spilled, 64 x 64 by 13-30 KB); otherwise the forward's, at most 32 keys wide
+    (64 x 64 with 4 warps spilled in float16/bfloat16)."""
+    if INTERPRET:
+        return bm, bn, warps, 3
+    if uses_fma(dtype):
+        return 32, 16, 8, 1
+    return bm, min(bn, 32), warps, 3
 
 
 def _strides4(t):
@@ -311,8 +326,10 @@ class _Launch:
             delta.zero_()
         tail = self.consts()
         if self.S:
-            _attn_bwd_dkdv_kernel[(cdiv(self.S, self.bn), self.Z * self.H)](
-                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g), **tail)
+            bm, bn, warps, stages = _dkdv_blocks(self.bm, self.bn, self.warps, self.q.dtype)
+            _attn_bwd_dkdv_kernel[(cdiv(self.S, bn), self.Z * self.H)](
+                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g),
+                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
         if self.L:
             _attn_bwd_dq_kernel[grid_m](*ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq),
                                         *args, *_strides4(g), **tail, MASK_GRAD=mask_grad)

@@ -41,8 +41,9 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
-from .elementwise import check_same_device, copy_host, empty, np_ct, wrap
+from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from . import matmul as _mm
+from .copy import copy_into, fill_
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
            "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry"]
@@ -268,16 +269,19 @@ def _conv_wgrad_kernel(x_ptr, gy_ptr, gw_ptr, OCG, NK, P, P_SPLIT, CG, H, W, OH,
 
 ConvConfig = _mm.MatmulConfig      # (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M (unused), num_warps, num_stages)
 
-# The search space of the autotuner (the implicit GEMMs are matmuls with gathered operands: matmul-like tiles).
+# The search space of the autotuner (the implicit GEMMs are matmuls with gathered operands: matmul-like tiles). The
+# gathered operand's index math costs registers that a plain matmul does not spend: ``tritorch compile-check``
+# (sm_90a) found 255 registers and 0.1-2 KB of spills per thread in 128 x 128, BLOCK_K 64, 128 x 64 with 4 warps,
+# 4 stages and 2-warp tiles, so the tiles here keep BLOCK_K 32, 8 warps from 64 x 128 up, and 2-3 stages.
 CANDIDATES = (
-    ConvConfig(128, 128, 32, 1, 8, 3),
-    ConvConfig(128, 64, 32, 1, 4, 4),
-    ConvConfig(64, 128, 32, 1, 4, 4),
-    ConvConfig(64, 64, 32, 1, 4, 4),
-    ConvConfig(64, 64, 64, 1, 4, 3),
-    ConvConfig(32, 64, 32, 1, 4, 4),
-    ConvConfig(32, 32, 32, 1, 2, 4),
-    ConvConfig(16, 64, 32, 1, 2, 3),
+    ConvConfig(128, 64, 32, 1, 8, 3),
+    ConvConfig(64, 128, 32, 1, 8, 3),
+    ConvConfig(128, 64, 32, 1, 8, 2),
+    ConvConfig(64, 64, 32, 1, 4, 2),
+    ConvConfig(64, 64, 32, 1, 8, 3),
+    ConvConfig(32, 64, 32, 1, 4, 3),
+    ConvConfig(32, 32, 32, 1, 4, 3),
+    ConvConfig(16, 64, 32, 1, 4, 3),
 )
 
 
@@ -293,12 +297,14 @@ def conv_config(kind, M, N, K, dtype):
         return ConvConfig(16 if M <= 16 else 32, 16 if N <= 16 else 32, 16, 1, 1, 1)
     if dtype is D.float64:
         return ConvConfig(32, 32, 16, 1, 4, 2)
-    bk = 64 if dtype.itemsize <= 2 and K >= 64 else 32
+    bk = 32                     # BLOCK_K 64 spilled (compile-check): the gathered operand's index math
     bn = 16 if N <= 16 else 32 if N <= 32 else 64 if N <= 64 else 128
     if kind == "wgrad":
-        return ConvConfig(16 if M <= 16 else 32 if M <= 32 else 64, bn, bk, 1, 4, 3)
+        bm = 16 if M <= 16 else 32 if M <= 32 else 64
+        return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 64 * 64 else 4, 3)
     bm = 128 if M >= 4096 else 64
-    return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 128 * 128 else 4, 3)
+    bn = min(bn, 64) if bm == 128 else bn       # 128 x 128 spilled with 8 warps
+    return ConvConfig(bm, bn, bk, 1, 8, 3)      # 64 x 16 with 4 warps still spilled in dgrad
 
 
 def _key(kind, x, M, N, K, groups, dtype):
@@ -464,13 +470,11 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None):
         raise _mm.dot_error("conv", dtype, e) from None
     if out is gw:
         return gw
-    from .copy import copy_into
     return copy_into(gw, out.sum(0))
 
 
 def _fill_bias(out, bias):
     """An empty reduction (no input channels or no pixels): out = bias broadcast over (N, ., H, W), or zeros."""
-    from .copy import copy_into, fill_
     return fill_(out, 0.0) if bias is None else copy_into(out, bias.reshape(-1, 1, 1))
 
 

@@ -7,13 +7,15 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, _impl, cuda
 from tritorch._device import device as _device
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
-from ._launch import ACC, ptr, block_for
+from tritorch.autograd.grad_mode import STATE
+from ._launch import ACC, ptr, block_for, broadcast_shapes
+from ._common import check_inplace, empty, sum_to, wrap
+from ._pointwise import launch_unary, _identity
 from .creation import scalar_value
-from .elementwise import launch_unary, _identity, empty, wrap
 
 __all__ = ["to", "copy_into", "fill_"]
 
@@ -107,13 +109,13 @@ class ToCopy(Function):
         return to(g, dev, dt, False)
 
 
+@_impl.provide
 def to(t, dev=None, dt=None, copy=False):
     dev = t.device if dev is None else _device(dev)
     dt = t.dtype if dt is None else D.to_dtype(dt)
     if dev == t.device and dt is t.dtype and not copy:
         return t
     if dev.type == "cuda":
-        from tritorch import cuda
         cuda._check_device(dev)
     return ToCopy.apply(t, dev, dt)
 
@@ -157,7 +159,6 @@ class CopyInplace(Function):
     def backward(ctx, g):
         gsrc = None
         if ctx.src_meta is not None and ctx.needs_input_grad[1]:
-            from .elementwise import sum_to
             shape, dev, dt = ctx.src_meta
             gsrc = to(sum_to(g, shape), dev, dt)
         return g * 0 if ctx.needs_input_grad[0] else None, gsrc
@@ -166,12 +167,10 @@ class CopyInplace(Function):
 @register("copy_", function=False)
 def copy_(self, src, non_blocking=False):
     """``self[...] = src``: broadcast, cast to self's dtype, across devices, through self's strides."""
-    from tritorch.autograd.grad_mode import STATE
     check_inplace(self)
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_(): argument 'src' (position 1) must be Tensor, not {type(src).__name__}")
     check_no_internal_overlap(self)
-    from ._launch import broadcast_shapes
     if broadcast_shapes(self._shape, src._shape) != self._shape:
         raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the broadcast shape "
                            f"{list(broadcast_shapes(self._shape, src._shape))}")
@@ -205,7 +204,6 @@ class Fill(Function):
 
 
 def _fill_method(self, value, name):
-    from tritorch.autograd.grad_mode import STATE
     check_inplace(self)
     check_no_internal_overlap(self)
     if isinstance(value, Tensor):
@@ -237,18 +235,5 @@ def fill_method(self, value):
 @register("zero_", function=False)
 def zero_(self):
     return _fill_method(self, 0, "ZeroBackward0")
-
-
-def check_inplace(t, ctx=None):
-    """PyTorch's rule: an in-place op on a leaf that requires grad is refused while grad mode is on. Called before
-    anything is written; inside a Function's forward (pass its ``ctx``) grad mode is off, so ask whether it records."""
-    from tritorch.autograd.grad_mode import STATE
-    if not (STATE.enabled if ctx is None else any(ctx.needs_input_grad)):
-        return
-    if t.requires_grad and t.grad_fn is None:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-    b = t._base
-    if b is not None and b.requires_grad and b.grad_fn is None:
-        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 

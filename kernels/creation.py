@@ -14,6 +14,7 @@ import triton.language as tl
 from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
+from tritorch import _impl
 from ._launch import ptr, block_for, cdiv
 
 __all__ = ["fill", "arange_into", "linspace_into", "eye_into", "scalar_value"]
@@ -100,6 +101,7 @@ def _grid(n):
     return (cdiv(n, block),), block
 
 
+@_impl.provide
 def scalar_value(value, dtype):
     """The Python number a ``dtype`` tensor holds for ``value`` (a fill value, index_add's alpha), converted as
     PyTorch does: a RuntimeError when it overflows the type, NaN and inf overflowing every integer type. Floats
@@ -138,6 +140,7 @@ def _np_value(value, dtype):
     return int(value)
 
 
+@_impl.provide
 def fill(t, value):
     """Write ``value`` into every element of the contiguous tensor ``t``."""
     n = t.numel()
@@ -165,6 +168,7 @@ def arange_ref(start, step, n, dtype, is_float):
     return v.astype(dtype.np)
 
 
+@_impl.provide
 def arange_into(t, start, step, is_float):
     n = t.numel()
     if n == 0:
@@ -187,6 +191,7 @@ def linspace_ref(start, end, step, n, dtype):
     return v.astype(dtype.np)
 
 
+@_impl.provide
 def linspace_into(t, start, end, step):
     n = t.numel()
     if n == 0:
@@ -200,6 +205,7 @@ def linspace_into(t, start, end, step):
     return _finish(t, out)
 
 
+@_impl.provide
 def eye_into(t):
     n_rows, n_cols = t._shape
     if n_rows * n_cols == 0:

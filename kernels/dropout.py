@@ -20,7 +20,7 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
-from .elementwise import empty
+from ._common import empty
 from .random import _generator, philox_np, uint_to_uniform_float_np
 
 __all__ = ["dropout", "dropout2d", "dropout_mask_np"]

@@ -1,10 +1,9 @@
 """Elementwise ops: unary, binary (with broadcasting and Python scalars), ``where``, and their backward rules.
 
-Three Triton kernels serve every op of the family: ``_unary_kernel``, ``_binary_kernel`` and ``_where_kernel``.
-Each takes the op's math as a ``tl.constexpr`` jit function, reads inputs through strides (stride 0 where an input
-is broadcast) and writes through the output's strides, with a no-index-math path when everything is contiguous.
-The math of each op is written twice, side by side: a Triton function and its NumPy reference (the ``cpu`` path).
-Arithmetic runs in float32 for half types (``ACC``), whatever the storage type.
+The ops are declared here, one row each (``_u(...)`` for a unary op, ``_b(...)`` for a binary one); three Triton
+kernels serve them all (``_pointwise.py``: ``_unary_kernel``, ``_binary_kernel``, ``_where_kernel``, strided and
+autotuned). The math of each op is written twice, side by side: a Triton function and its NumPy reference (the
+``cpu`` path). Arithmetic runs in float32 for half types (``ACC``), whatever the storage type.
 """
 import math
 
@@ -12,298 +11,18 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D, autotune
+from tritorch import _dtype as D
+from tritorch._creation import scalar_tensor
 from tritorch._device import INTERPRET, CPU
 from tritorch._tensor import Tensor, register, FUNCTIONS
 from tritorch.autograd.function import Function, record_plain
 from tritorch.autograd.grad_mode import STATE
-from ._launch import (ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
-                      nd_offset, block_for, interp_bf16_in)
-
-# ====================================================================================================================
-# The kernels
-# ====================================================================================================================
-
-
-@triton.jit
-def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                  xs0, xs1, xs2, xs3, xs4, xs5, os0, os1, os2, os3, os4, os5, a, b,
-                  FN: tl.constexpr, CT: tl.constexpr, AB_PTR: tl.constexpr, CONTIG: tl.constexpr,
-                  I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, a, b) elementwise; ``a``, ``b`` are the op's scalar parameters (slope, bounds, exponent...).
-
-    Triton passes a Python float as fp32: with ``AB_PTR`` the parameters of a float64 op arrive as pointers to
-    float64 values instead, so they keep their precision."""
-    if AB_PTR:
-        a = tl.load(a)
-        b = tl.load(b)
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        x_off = i
-        o_off = i
-    else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(x, a, b).to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                   xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
-                   os0, os1, os2, os3, os4, os5, a, b,
-                   FN: tl.constexpr, CT: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
-                   I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, y, a, b) elementwise; with ``Y_SCALAR`` the ``y_ptr`` argument is the scalar value itself.
-    ``a``, ``b`` are the op's scalar parameters (alpha; a backward's slope or bounds)."""
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        x_off = i
-        y_off = i
-        o_off = i
-    else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
-    if Y_SCALAR:
-        y = (tl.zeros([BLOCK], CT) + y_ptr).to(CT)
-    else:
-        y = tl.load(y_ptr + y_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(x, y, a, b).to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _where_kernel(c_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                  cs0, cs1, cs2, cs3, cs4, cs5, xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
-                  os0, os1, os2, os3, os4, os5,
-                  ST: tl.constexpr, X_SCALAR: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
-                  I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = c ? x : y; either of x, y may be a scalar passed by value, made a block in ``ST`` (the compute type:
-    float32 for the half types, whose scalar constants Triton's interpreter cannot build) and cast to out's type."""
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        c_off = i
-        x_off = i
-        y_off = i
-        o_off = i
-    else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        c_off = nd_offset(c0, c1, c2, c3, c4, c5, cs0, cs1, cs2, cs3, cs4, cs5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    OT = out_ptr.dtype.element_ty
-    c = tl.load(c_ptr + c_off, mask=mask) != 0
-    if X_SCALAR:
-        x = (tl.zeros([BLOCK], ST) + x_ptr).to(OT)
-    else:
-        x = tl.load(x_ptr + x_off, mask=mask).to(OT)
-    if Y_SCALAR:
-        y = (tl.zeros([BLOCK], ST) + y_ptr).to(OT)
-    else:
-        y = tl.load(y_ptr + y_off, mask=mask).to(OT)
-    tl.store(out_ptr + o_off, tl.where(c, x, y), mask=mask)
-
-
-def _layout(out, inputs):
-    """Kernel layout arguments: (contiguous?, sizes S1..S5, strides of each input then of out, flattened)."""
-    shape = out._shape
-    if out.is_contiguous() and all(t._shape == shape and t.is_contiguous() for t in inputs):
-        return True, [1] * 5, [0] * (6 * (len(inputs) + 1))
-    strides = [broadcast_strides(t, shape) for t in inputs] + [list(out._stride)]
-    sizes, sts = coalesce(shape, *strides)
-    return False, sizes[1:], [s for st in sts for s in st]
-
-
-def _ew_cfg(block, num_warps=4):
-    return autotune.Config(num_warps=num_warps, num_stages=3, BLOCK=block)
-
-
-def _ew_default(key):
-    """The former fixed choice: ``block_for`` (1024 on a GPU, small blocks in the interpreter), 4 warps."""
-    return _ew_cfg(block_for(key[2]))
-
-
-def _ew_prune(configs, key):
-    """Blocks beyond the (bucketed) element count only add masked lanes: one such candidate is enough."""
-    n = key[2]
-    big = [c for c in configs if c.BLOCK >= n]
-    return [c for c in configs if c.BLOCK < n] + big[:1]
-
-
-# H100 candidates: a memory-bound 1-D pass; they trade programs (and tail waves) against bytes in flight per program.
-EW_CANDIDATES = (_ew_cfg(512), _ew_cfg(1024), _ew_cfg(1024, 8), _ew_cfg(2048, 8), _ew_cfg(4096, 8),
-                 _ew_cfg(4096, 16), _ew_cfg(8192, 16))
-
-
-UNARY_TUNABLE, BINARY_TUNABLE, WHERE_TUNABLE = (
-    autotune.Tunable(f"elementwise_{name}", EW_CANDIDATES, default=_ew_default, prune=_ew_prune, kernels=(kernel,))
-    for name, kernel in (("unary", _unary_kernel), ("binary", _binary_kernel), ("where", _where_kernel)))
-
-
-def _ew_pick(tunable, out, contig, n, ins, run):
-    """The config of a 1-D elementwise launch; key (dtype, contiguous or not, bucket(n)). An in-place launch (out
-    shares storage with an input) is never timed: each run would apply the op again."""
-    in_place = any(isinstance(t, Tensor) and t._storage is out._storage for t in ins)
-    return tunable.pick((out.dtype, "c" if contig else "s", autotune.bucket(n)), None if in_place else run)
-
-
-def launch_unary(fn, x, out, ct, a=0.0, b=0.0, config=None):
-    n = out.numel()
-    if n == 0:
-        return out
-    if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_unary(fn, x, empty(out._shape, D.float32, out.device), ct, a, b, config))
-    x = interp_bf16_in(x)
-    contig, sizes, strides = _layout(out, (x,))
-    cfg = config or _ew_pick(UNARY_TUNABLE, out, contig, n, (x,), lambda c: launch_unary(fn, x, out, ct, a, b, c))
-    block = cfg.BLOCK
-    ab_ptr = ct == tl.float64 and any(isinstance(v, float) and float(np.float32(v)) != v for v in (a, b))
-    if ab_ptr:
-        ab = Tensor._wrap_numpy(np.array([a, b], dtype=np.float64), out.device)
-        a, b = ptr(ab), _elem_ptr(ab, 1)
-    _unary_kernel[(triton.cdiv(n, block),)](
-        ptr(x), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, AB_PTR=ab_ptr, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    return out
-
-
-def _elem_ptr(t, i):
-    """The kernel argument of element ``i`` of a contiguous tensor."""
-    p = ptr(t)
-    p.addr += i * t.dtype.itemsize
-    return p
-
-
-def launch_binary(fn, x, y, out, ct, a=0.0, b=0.0, config=None):
-    n = out.numel()
-    if n == 0:
-        return out
-    if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a, b, config))
-    x = interp_bf16_in(x)
-    y = interp_bf16_in(y) if isinstance(y, Tensor) else y
-    scalar = not isinstance(y, Tensor)
-    contig, sizes, strides = _layout(out, (x,) if scalar else (x, y))
-    if scalar:
-        strides = strides[:6] + [0] * 6 + strides[6:]
-    cfg = config or _ew_pick(BINARY_TUNABLE, out, contig, n, (x, y),
-                             lambda c: launch_binary(fn, x, y, out, ct, a, b, c))
-    block = cfg.BLOCK
-    _binary_kernel[(triton.cdiv(n, block),)](
-        ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    return out
-
-
-def copy_host(dst, src):
-    """Interpreter only: dst[...] = src through NumPy (host memory), rounding to dst's type (bf16)."""
-    dst._np[...] = src._np.astype(dst.dtype.np)
-    return dst
-
-
-# ====================================================================================================================
-# Shared helpers of the op layer
-# ====================================================================================================================
-
-def check_same_device(name, *tensors):
-    devs = {t._storage.device for t in tensors if isinstance(t, Tensor)}
-    if len(devs) > 1:
-        raise RuntimeError(f"{name}: expected all tensors to be on the same device, but found at least two devices, "
-                           + " and ".join(sorted(str(d) for d in devs)) + "!")
-
-
-def empty(shape, dtype, device):
-    return Tensor._empty(shape, dtype, device)
-
-
-def wrap(arr, dtype, device):
-    """The result of a NumPy reference as a tensor of ``dtype`` on the ``cpu`` device (copied when ``arr`` is a
-    read-only or strided view, e.g. from ``np.broadcast_to``, so that the tensor owns writable memory)."""
-    arr = np.asarray(arr)
-    if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.array(arr, dtype=dtype.np, order="C")
-    return Tensor._wrap_numpy(arr, device, dtype)
-
-
-def np_ct(dtype):
-    """The NumPy type the references compute in (mirrors ``ACC``)."""
-    if dtype is D.float64:
-        return np.float64
-    if dtype.is_floating_point:
-        return np.float32
-    if dtype is D.bool_:
-        return np.int8
-    return dtype.np
-
-
-def _float_dtype(d):
-    return d if d.is_floating_point else D.get_default_dtype()
-
-
-# ---- the host fast path: what a small op on ``cpu`` costs beyond NumPy's own work ------------------------------------
-try:
-    # NumPy >= 2 keeps its error state in a context variable: setting it directly costs a fraction of np.errstate()
-    from numpy._core._ufunc_config import _extobj_contextvar as _ERRSTATE
-    with np.errstate(all="ignore"):
-        _QUIET = _ERRSTATE.get()
-except (ImportError, AttributeError):
-    _ERRSTATE = None
-
-
-def quiet(fn, *args):
-    """``fn(*args)`` with NumPy's floating-point warnings off (overflow, division by zero: PyTorch warns about
-    none of them)."""
-    if _ERRSTATE is None:
-        with np.errstate(all="ignore"):
-            return fn(*args)
-    token = _ERRSTATE.set(_QUIET)
-    try:
-        return fn(*args)
-    finally:
-        _ERRSTATE.reset(token)
-
-
-_adopt = Tensor._host_result
-
-
-def host_result(res, dtype, xa, ya=None, device=CPU):
-    """The tensor of a NumPy reference's result on ``cpu``, cast to ``dtype``; copied only when it is not a fresh
-    C-contiguous array of its own (a strided result, a view, an input ``xa``/``ya`` handed back)."""
-    if type(res) is not np.ndarray:
-        res = np.asarray(res)
-    npd = dtype.np
-    if res.dtype is not npd and res.dtype != npd:
-        res = res.astype(npd, order="C")
-    elif res.base is not None or res is xa or res is ya or not res.flags.c_contiguous:
-        res = np.array(res, order="C")
-    return _adopt(res, dtype, device)
-
-
-def sum_to(g, shape):
-    """Reduce a broadcast gradient back to ``shape`` (one reduction kernel)."""
-    if g._shape == tuple(shape):
-        return g
-    from .reduce import sum_to_shape
-    return sum_to_shape(g, tuple(shape))
-
+from ._launch import ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index
+from ._common import (check_inplace, check_out, check_same_device, empty, host_result, mark_written, np_ct, quiet,
+                      sum_to, wrap)
+from ._pointwise import launch_unary, launch_binary, _where_kernel, _ew_pick, WHERE_TUNABLE
+from .copy import copy_into
+from . import views
 
 # ====================================================================================================================
 # Unary ops
@@ -553,11 +272,6 @@ def _isfinite(x, a, b):
     return tl.abs(x) < float("inf")
 
 
-@triton.jit
-def _identity(x, a, b):
-    return x
-
-
 def _np_erf(x):
     from math import erf
     return np.vectorize(erf, otypes=[x.dtype])(x) if x.size else x.copy()
@@ -596,15 +310,23 @@ _UNARY_NAMES = {"log1p": "Log1PBackward0", "gelu_tanh": "GeluBackward0", "pow_sc
 
 
 class UnaryOp:
-    """One unary op: its Triton math, NumPy reference and backward (a fused Triton math of (grad, saved) and, for
-    double backward, the same rule written with differentiable tensor ops)."""
+    """One unary op, declared in one ``_u(...)`` row: its Triton math, NumPy reference and backward: ``bwd``, a
+    Triton function of (grad, saved, a, b) fused into the backward kernel, where saved is the input or, with
+    ``bwd_uses="y"``, the output; and the same rule for the host and for a recorded (double) backward. A rule
+    written in operators only is given once, as ``grad(g, s, a)``: it runs on NumPy arrays (``cpu``) and on tensors
+    alike. One that needs a function (np.cos / Tensor.cos, np.where / where) is given twice: ``bwd_ref(g, s, a)``
+    on NumPy arrays and ``bwd_composite(g, x, y, a)`` in tensor ops."""
 
-    def __init__(self, name, tfn, ref, *, floating=True, keep_int=False, out_bool=False, bwd=None, bwd_ref=None,
-                 bwd_uses="x", bwd_composite=None):
+    def __init__(self, name, tfn, ref, *, floating=True, keep_int=False, out_bool=False, bwd=None, grad=None,
+                 bwd_ref=None, bwd_uses="x", bwd_composite=None):
         self.name, self.tfn, self.ref = name, tfn, ref
         self.floating = floating          # integer inputs are promoted to the default float type
         self.keep_int = keep_int          # integer inputs keep their type (abs, neg, relu...)
         self.out_bool = out_bool
+        if grad is not None:
+            bwd_ref = grad
+            bwd_composite = ((lambda g, x, y, a: grad(g, y, a)) if bwd_uses == "y" else
+                             (lambda g, x, y, a: grad(g, x, a)))
         self.bwd, self.bwd_ref, self.bwd_uses, self.bwd_composite = bwd, bwd_ref, bwd_uses, bwd_composite
         self.int_identity = name in ("floor", "ceil", "round", "trunc")
         self.node_name = _UNARY_NAMES.get(name, "".join(w.capitalize() for w in name.split("_")) + "Backward0")
@@ -685,7 +407,7 @@ def _sigmoid_bwd(g, s, a, b):
 
 @triton.jit
 def _relu_bwd(g, s, a, b):
-    return tl.where(s > 0, g, 0.0)
+    return tl.where(s <= 0, 0.0, g)                 # a NaN output passes the gradient, as PyTorch
 
 
 @triton.jit
@@ -695,7 +417,7 @@ def _leaky_relu_bwd(g, s, a, b):
 
 @triton.jit
 def _elu_bwd(g, s, a, b):
-    return tl.where(s > 0, g, g * a * tl.exp(s))
+    return tl.where(s <= 0, g * a * tl.exp(s), g)   # a NaN input passes the gradient, as PyTorch
 
 
 @triton.jit
@@ -770,38 +492,32 @@ def _u(name, tfn, ref, **kw):
     UNARY[name] = UnaryOp(name, tfn, ref, **kw)
 
 
-_u("neg", _neg, lambda x, a, b: -x, keep_int=True, bwd=_neg_bwd, bwd_ref=lambda g, s, a: -g,
-   bwd_composite=lambda g, x, y, a: -g)
+_u("neg", _neg, lambda x, a, b: -x, keep_int=True, bwd=_neg_bwd, grad=lambda g, s, a: -g)
 _u("abs", _abs, lambda x, a, b: np.abs(x), keep_int=True, bwd=_abs_bwd, bwd_ref=lambda g, s, a: g * np.sign(s),
    bwd_composite=lambda g, x, y, a: g * x.sign())
-_u("exp", _exp, lambda x, a, b: np.exp(x), bwd=_mul_bwd, bwd_ref=lambda g, s, a: g * s, bwd_uses="y",
-   bwd_composite=lambda g, x, y, a: g * y)
-_u("log", _log, lambda x, a, b: np.log(x), bwd=_div_bwd, bwd_ref=lambda g, s, a: g / s,
-   bwd_composite=lambda g, x, y, a: g / x)
-_u("log1p", _log1p_op, lambda x, a, b: np.log1p(x), bwd=_log1p_bwd, bwd_ref=lambda g, s, a: g / (1 + s),
-   bwd_composite=lambda g, x, y, a: g / (x + 1))
-_u("expm1", _expm1_op, lambda x, a, b: np.expm1(x), bwd=_expm1_bwd, bwd_ref=lambda g, s, a: g * (s + 1),
-   bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (y + 1))
-_u("sqrt", _sqrt, lambda x, a, b: np.sqrt(x), bwd=_sqrt_bwd, bwd_ref=lambda g, s, a: g * 0.5 / s, bwd_uses="y",
-   bwd_composite=lambda g, x, y, a: g * 0.5 / y)
+_u("exp", _exp, lambda x, a, b: np.exp(x), bwd=_mul_bwd, grad=lambda g, s, a: g * s, bwd_uses="y")
+_u("log", _log, lambda x, a, b: np.log(x), bwd=_div_bwd, grad=lambda g, s, a: g / s)
+_u("log1p", _log1p_op, lambda x, a, b: np.log1p(x), bwd=_log1p_bwd, grad=lambda g, s, a: g / (s + 1))
+_u("expm1", _expm1_op, lambda x, a, b: np.expm1(x), bwd=_expm1_bwd, grad=lambda g, s, a: g * (s + 1), bwd_uses="y")
+_u("sqrt", _sqrt, lambda x, a, b: np.sqrt(x), bwd=_sqrt_bwd, grad=lambda g, s, a: g * 0.5 / s, bwd_uses="y")
 _u("rsqrt", _rsqrt, lambda x, a, b: 1 / np.sqrt(x), bwd=_rsqrt_bwd, bwd_ref=lambda g, s, a: -0.5 * g * s ** 3,
    bwd_uses="y", bwd_composite=lambda g, x, y, a: g * -0.5 * y * y * y)
 _u("sin", _sin, lambda x, a, b: np.sin(x), bwd=_sin_bwd, bwd_ref=lambda g, s, a: g * np.cos(s),
    bwd_composite=lambda g, x, y, a: g * x.cos())
 _u("cos", _cos, lambda x, a, b: np.cos(x), bwd=_cos_bwd, bwd_ref=lambda g, s, a: -g * np.sin(s),
    bwd_composite=lambda g, x, y, a: -g * x.sin())
-_u("tanh", _tanh_op, lambda x, a, b: np.tanh(x), bwd=_tanh_bwd, bwd_ref=lambda g, s, a: g * (1 - s * s),
-   bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (1 - y * y))
-_u("sigmoid", _sigmoid_op, lambda x, a, b: _np_sigmoid(x), bwd=_sigmoid_bwd,
-   bwd_ref=lambda g, s, a: g * s * (1 - s), bwd_uses="y", bwd_composite=lambda g, x, y, a: g * y * (1 - y))
+_u("tanh", _tanh_op, lambda x, a, b: np.tanh(x), bwd=_tanh_bwd, grad=lambda g, s, a: g * (1 - s * s), bwd_uses="y")
+_u("sigmoid", _sigmoid_op, lambda x, a, b: _np_sigmoid(x), bwd=_sigmoid_bwd, grad=lambda g, s, a: g * s * (1 - s),
+   bwd_uses="y")
 _u("relu", _relu, lambda x, a, b: np.maximum(x, 0).astype(x.dtype), keep_int=True, bwd=_relu_bwd,
-   bwd_ref=lambda g, s, a: np.where(s > 0, g, 0), bwd_uses="y", bwd_composite=lambda g, x, y, a: g * (y > 0))
+   bwd_ref=lambda g, s, a: np.where(s <= 0, 0, g), bwd_uses="y",
+   bwd_composite=lambda g, x, y, a: g * (y <= 0).logical_not())
 _u("leaky_relu", _leaky_relu, lambda x, a, b: np.where(x > 0, x, x * a), bwd=_leaky_relu_bwd,
    bwd_ref=lambda g, s, a: np.where(s > 0, g, g * a),
    bwd_composite=lambda g, x, y, a: g * ((x > 0) + (x <= 0) * a))
 _u("elu", _elu, lambda x, a, b: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), bwd=_elu_bwd,
-   bwd_ref=lambda g, s, a: np.where(s > 0, g, g * a * np.exp(np.minimum(s, 0))),
-   bwd_composite=lambda g, x, y, a: g * ((x > 0) + (x <= 0) * x.clamp(max=0).exp() * a))
+   bwd_ref=lambda g, s, a: np.where(s <= 0, g * a * np.exp(np.minimum(s, 0)), g),
+   bwd_composite=lambda g, x, y, a: where(x <= 0, g * a * x.clamp(max=0).exp(), g))
 _u("erf", _erf, lambda x, a, b: _np_erf(x), bwd=_erf_bwd,
    bwd_ref=lambda g, s, a: g * 1.1283791670955126 * np.exp(-s * s),
    bwd_composite=lambda g, x, y, a: g * 1.1283791670955126 * (x * x * -1).exp())
@@ -820,19 +536,13 @@ _u("silu", _silu, lambda x, a, b: x * _np_sigmoid(x), bwd=_silu_bwd,
    bwd_composite=lambda g, x, y, a: g * x.sigmoid() * (1 + x * (1 - x.sigmoid())))
 _u("softplus", _softplus, _np_softplus, bwd=None)
 _u("sign", _sign, lambda x, a, b: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype), keep_int=True, bwd=_zero_bwd,
-   bwd_ref=lambda g, s, a: g * 0, bwd_composite=lambda g, x, y, a: g * 0)
-_u("floor", _floor, lambda x, a, b: np.floor(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
-   bwd_composite=lambda g, x, y, a: g * 0)
-_u("ceil", _ceil, lambda x, a, b: np.ceil(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
-   bwd_composite=lambda g, x, y, a: g * 0)
-_u("round", _round, lambda x, a, b: np.round(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
-   bwd_composite=lambda g, x, y, a: g * 0)
-_u("trunc", _trunc, lambda x, a, b: np.trunc(x), keep_int=True, bwd=_zero_bwd, bwd_ref=lambda g, s, a: g * 0,
-   bwd_composite=lambda g, x, y, a: g * 0)
-_u("reciprocal", _reciprocal, lambda x, a, b: 1 / x, bwd=_recip_bwd, bwd_ref=lambda g, s, a: -g * s * s,
-   bwd_uses="y", bwd_composite=lambda g, x, y, a: -g * y * y)
-_u("square", _square, lambda x, a, b: x * x, keep_int=True, bwd=_square_bwd, bwd_ref=lambda g, s, a: 2 * g * s,
-   bwd_composite=lambda g, x, y, a: g * 2 * x)
+   grad=lambda g, s, a: g * 0)
+_u("floor", _floor, lambda x, a, b: np.floor(x), keep_int=True, bwd=_zero_bwd, grad=lambda g, s, a: g * 0)
+_u("ceil", _ceil, lambda x, a, b: np.ceil(x), keep_int=True, bwd=_zero_bwd, grad=lambda g, s, a: g * 0)
+_u("round", _round, lambda x, a, b: np.round(x), keep_int=True, bwd=_zero_bwd, grad=lambda g, s, a: g * 0)
+_u("trunc", _trunc, lambda x, a, b: np.trunc(x), keep_int=True, bwd=_zero_bwd, grad=lambda g, s, a: g * 0)
+_u("reciprocal", _reciprocal, lambda x, a, b: 1 / x, bwd=_recip_bwd, grad=lambda g, s, a: -g * s * s, bwd_uses="y")
+_u("square", _square, lambda x, a, b: x * x, keep_int=True, bwd=_square_bwd, grad=lambda g, s, a: g * 2 * s)
 _u("pow_scalar", _pow_scalar, lambda x, a, b: _np_powf(x, a), bwd=_pow_scalar_bwd,
    bwd_ref=lambda g, s, a: np.where(a == 0, 0, g * a * _np_powf(s, a - 1)),
    bwd_composite=lambda g, x, y, a: g * 0 if a == 0 else g * a * x.pow(a - 1))
@@ -961,40 +671,14 @@ def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
 
 
 def copy_values(src, dst):
-    from .copy import copy_into
     return copy_into(dst, src)
-
-
-def check_out(out, result_dtype, shape):
-    """PyTorch's checks on the tensor an in-place op writes: castable result type, the shape, no self-overlap."""
-    if not D.can_cast(result_dtype, out.dtype):
-        raise RuntimeError(f"result type {D.scalar_name(result_dtype)} can't be cast to the desired output type "
-                           f"{D.scalar_name(out.dtype)}")
-    if tuple(shape) != out._shape:
-        raise RuntimeError(f"output with shape {list(out._shape)} doesn't match the broadcast shape {list(shape)}")
-    if any(s == 0 and n > 1 for n, s in zip(out._shape, out._stride)):
-        raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a single "
-                           "memory location. Please clone() the tensor before performing the operation.")
-
-
-def check_inplace(t, ctx=None):
-    from .copy import check_inplace as _check
-    _check(t, ctx)
 
 
 def apply_inplace(fn, x, *args):
     """An in-place Function on ``x``; on a view that takes part in autograd the write is recorded on its base."""
     if x._base is not None and (x.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)):
-        from . import indexing
-        return indexing.apply_inplace(fn, x, *args)
+        return views.apply_inplace(fn, x, *args)
     return fn.apply(x, *args)
-
-
-def mark_written(ctx, t):
-    """After an in-place write: bump the version counter (saved-tensor checks) and mark ``t`` dirty."""
-    t._storage.version += 1
-    t._np_cache = None if not t._storage.on_host else t._np_cache
-    ctx.mark_dirty(t)
 
 
 def grad_kernel(tfn, ref, g, s, a, dtype, b=None):
@@ -1154,15 +838,22 @@ def _hardtanh_dtype(d, lo, hi):
     return d
 
 
-def _int_bound(v):
-    """A clamp bound of an integer result, truncated toward zero; PyTorch's RuntimeError where it has no int64 value."""
+_C_INT_NAMES = {"int8": "int8_t", "int16": "int16_t", "int32": "int", "int64": "int64_t", "uint8": "uint8_t"}
+
+
+def _int_bound(v, dtype=D.int64):
+    """A clamp bound of an integer result, truncated toward zero and converted to ``dtype`` as PyTorch's scalar
+    conversion: RuntimeError out of range, a negative value wrapped for an unsigned type (down to -max)."""
+    name = _C_INT_NAMES.get(np.dtype(dtype.np).name, "int64_t")
+    info = np.iinfo(dtype.np) if dtype.np.kind in "iu" else np.iinfo(np.int64)
     try:
         v = int(v)
     except (ValueError, OverflowError):
         v = None
-    if v is None or not -2 ** 63 <= v < 2 ** 63:
-        raise RuntimeError("value cannot be converted to type int64_t without overflow")
-    return v
+    lo = -info.max if info.min == 0 else info.min
+    if v is None or not lo <= v <= info.max:
+        raise RuntimeError(f"value cannot be converted to type {name} without overflow")
+    return v % (info.max + 1) if v < 0 and info.min == 0 else v
 
 
 _CLAMP_NAMES = {(True, True): "ClampBackward1", (True, False): "ClampMinBackward0",
@@ -1183,8 +874,8 @@ class Clamp(Function):
         else:
             out_dtype = D.result_type(x, *(v for v in (lo, hi) if v is not None))
         fl = out_dtype.is_floating_point
-        a = (float(lo) if fl else _int_bound(lo)) if lo is not None else (-math.inf if fl else -2 ** 63)
-        b = (float(hi) if fl else _int_bound(hi)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
+        a = (float(lo) if fl else _int_bound(lo, out_dtype)) if lo is not None else (-math.inf if fl else -2 ** 63)
+        b = (float(hi) if fl else _int_bound(hi, out_dtype)) if hi is not None else (math.inf if fl else 2 ** 63 - 1)
         if inplace:
             check_inplace(x, ctx)
             if any(ctx.needs_input_grad):
@@ -1228,33 +919,102 @@ def _np_hardtanh_bwd(g, x, lo, hi):
     return np.where((x <= lo) | (x >= hi), 0, g)
 
 
+class ClampTensor(Function):
+    """clamp with tensor bounds: everything cast to the promoted type, broadcast, NaN from any operand; one bound is
+    maximum/minimum's gradient rule (ties split), both PyTorch's clamp.Tensor rule."""
+    _tensor_ctx_attrs = False
+
+    @staticmethod
+    def forward(ctx, x, lo, hi, name=None):
+        ctx._name = name or "ClampBackward0"
+        given = [v for v in (x, lo, hi) if v is not None]
+        check_same_device("clamp", *given)
+        dt = D.result_type(*given)
+        if dt is D.bool_ and lo is not None and hi is not None:
+            raise NotImplementedError(f"\"clamp_{x.device.type}\" not implemented for 'Bool'")
+        xc, lc, hc = (None if v is None else v.to(dt) for v in (x, lo, hi))
+        out = xc if lc is None else binary("maximum", xc, lc)
+        out = out if hc is None else binary("minimum", out, hc)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x, lo, hi)
+            ctx.metas = tuple(None if v is None else (v._shape, v.dtype) for v in (x, lo, hi))
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, lo, hi = ctx.saved_tensors
+        if hi is None:
+            gx, gl, gh = *_minmax_grads(g, x, lo, True), None
+        elif lo is None:
+            gx, gh = _minmax_grads(g, x, hi, False)
+            gl = None
+        else:
+            lt, le = lo < hi, lo <= hi
+            gx = g * where((x < lo) | (x > hi), 0.0, where(((x == lo) | (x == hi)) & lt, 0.5, 1.0))
+            gl = g * where((x < lo) & le, 1.0, where((x == lo) & lt, 0.5, 0.0))
+            gh = g * where(((x > hi) & le) | (lo > hi), 1.0, where((x == hi) & lt, 0.5, 0.0))
+        needs = ctx.needs_input_grad
+        return tuple(_finish_grad(gv, m) if need else None for gv, m, need in zip((gx, gl, gh), ctx.metas, needs))
+
+
+def _tensor_bounds(lo, hi):
+    """True where clamp's bounds are tensors (PyTorch's TypeError where a tensor and a number are mixed)."""
+    lt, ht = isinstance(lo, Tensor), isinstance(hi, Tensor)
+    if (lt and hi is not None and not ht) or (ht and lo is not None and not lt):
+        raise TypeError(f"clamp() received an invalid combination of arguments - got (Tensor, max="
+                        f"{type(hi).__name__}, min={type(lo).__name__})")
+    return lt or ht
+
+
+def _clamp_tensor_(x, lo, hi):
+    out = ClampTensor.apply(x, lo, hi)
+    if out._shape != x._shape:
+        raise RuntimeError(f"output with shape {list(x._shape)} doesn't match the broadcast shape {list(out._shape)}")
+    if not D.can_cast(out.dtype, x.dtype):
+        raise RuntimeError(f"result type {D.scalar_name(out.dtype)} can't be cast to the desired output type "
+                           f"{D.scalar_name(x.dtype)}")
+    return x.copy_(out)
+
+
 @register("clamp", "clip")
 def clamp(input, min=None, max=None):
+    if _tensor_bounds(min, max):
+        return ClampTensor.apply(input, min, max)
     return Clamp.apply(input, min, max)
 
 
 @register("clamp_", "clip_")
 def clamp_(input, min=None, max=None):
+    if _tensor_bounds(min, max):
+        return _clamp_tensor_(input, min, max)
     return apply_inplace(Clamp, input, min, max, None, True)
 
 
 @register("clamp_min")
 def clamp_min(input, min):
+    if isinstance(min, Tensor):
+        return ClampTensor.apply(input, min, None, "ClampMinBackward1")
     return Clamp.apply(input, min, None)
 
 
 @register("clamp_max")
 def clamp_max(input, max):
+    if isinstance(max, Tensor):
+        return ClampTensor.apply(input, None, max, "ClampMaxBackward1")
     return Clamp.apply(input, None, max)
 
 
 @register("clamp_min_")
 def clamp_min_(input, min):
+    if isinstance(min, Tensor):
+        return _clamp_tensor_(input, min, None)
     return apply_inplace(Clamp, input, min, None, None, True)
 
 
 @register("clamp_max_")
 def clamp_max_(input, max):
+    if isinstance(max, Tensor):
+        return _clamp_tensor_(input, None, max)
     return apply_inplace(Clamp, input, None, max, None, True)
 
 
@@ -1442,26 +1202,26 @@ def _bitwise_xor(x, y, a, b):
     return x ^ y
 
 
-# what each gradient rule reads, by op name: (x, y, the output); x is the input before an in-place write. 0: never,
-# 1: always, 2: only when the other argument needs its gradient (mul's gx is g * y, its gy is g * x)
-_SAVES = {"mul": (2, 2, 0), "div": (2, 1, 0), "pow": (1, 1, 1), "maximum": (1, 1, 0), "minimum": (1, 1, 0),
-          "remainder": (1, 1, 0), "fmod": (1, 1, 0)}
-
-
-# the ops whose host path is one ufunc and whose gradient rules work on host arrays as on tensors (HostBinary)
-_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
-
-
 class BinaryOp:
-    """One binary op: Triton math (float and, where they differ, integer), NumPy reference, result-type rule."""
+    """One binary op, declared in one ``_b(...)`` row:
 
-    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith", grad=None):
+    - ``tfn`` / ``tfn_int``: the Triton math (float and, where it differs, integer), ``ref``: its NumPy reference;
+    - ``kind``: the result-type rule (arith, true_div, compare, logical);
+    - ``grad(g, x, y, out, alpha) -> (gx, gy)``: the gradient rule, in operators and tensor ops only, so that the
+      same function runs on tensors (recorded under create_graph) and, for the ``ufunc`` ops, on the cpu fast
+      path's NumPy arrays; None: the forward records a node whose backward raises (as PyTorch);
+    - ``saves`` = (x, y, out): what ``grad`` reads; 0: never, 1: always, 2: only when the other argument needs its
+      gradient (mul's gx is g * y, its gy is g * x); x is the input before an in-place write;
+    - ``ufunc``: the NumPy ufunc the cpu fast path calls (alpha 1); its cpu nodes are plain (``HostBinary``);
+    - ``nodes``: the autograd node names, as PyTorch's: (tensor op tensor-or-scalar, scalar op tensor).
+    """
+
+    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith", grad=None, saves=(0, 0, 0), ufunc=None,
+                 nodes=("", "")):
         self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
-        self.grad = grad or name          # the key of its gradient rule in _BINARY_GRADS (none: not implemented)
+        self.grad, self.saves, self.ufunc, self.nodes = grad, saves, ufunc, nodes
+        self.plain = ufunc is not None
         self.host = {}                    # dtype -> what the cpu fast path needs (see _host_types)
-        self.saves = _SAVES.get(name, (0, 0, 0))
-        self.ufunc = _UFUNCS.get(name)   # what the cpu fast path calls directly (alpha 1), where NumPy has it
-        self.plain = name in _UFUNCS      # cpu nodes of this op are plain (HostBinary)
         self.int_div = name in ("floor_divide", "trunc_divide", "remainder", "fmod")
 
     def dtypes(self, common):
@@ -1509,21 +1269,67 @@ def _b(name, tfn, ref, **kw):
     BINARY[name] = BinaryOp(name, tfn, ref, **kw)
 
 
-_b("add", _add, lambda x, y, a: x + y * a if a != 1 else x + y)
-_b("sub", _sub, lambda x, y, a: x - y * a if a != 1 else x - y)
-_b("mul", _mul, lambda x, y, a: x * y)
-_b("div", _div, lambda x, y, a: x / y, kind="true_div")
-_b("floor_divide", _floor_div_f, lambda x, y, a: np.floor_divide(x, y), tfn_int=_floor_div_i)
-# div(rounding_mode="floor"): the same math, but with zero gradients where floor_divide has none (as PyTorch)
+# -- the gradient rules that do not fit on a row ----------------------------------------------------------------------
+def _div_grads(g, x, y, out, alpha):
+    gx = g / y
+    gy = -g * x / (y * y) if x is not None and not _scalar_ok(y) else None
+    return gx, gy
+
+
+def _pow_grads(g, x, y, out, alpha):
+    # PyTorch's pow_backward: zero where the exponent is 0; for the exponent, zero where x == 0 and y >= 0
+    if isinstance(y, Tensor):
+        gx = where(y == 0, 0.0, g * y * x.pow(y - 1))
+    else:
+        gx = g * 0 if y == 0 else g * y * x.pow(y - 1)
+    gy = None
+    if isinstance(y, Tensor):
+        gy = where(binary("logical_and", x == 0, y >= 0), 0.0, g * out * x.log())
+    return gx, gy
+
+
+def _minmax_grads(g, x, y, is_max):
+    # PyTorch's rule: ties split the gradient evenly; elsewhere an input gets it unless it lost the comparison, so
+    # where either is NaN (every comparison false) both get it
+    x_lost, y_lost = (x < y, x > y) if is_max else (x > y, x < y)
+    tie = x == y
+    return g * where(tie, 0.5, where(x_lost, 0.0, 1.0)), g * where(tie, 0.5, where(y_lost, 0.0, 1.0))
+
+
+def _zero_grads(g, x, y, out, alpha):
+    return g * 0, g * 0
+
+
+_DIV1 = ("DivBackward1", "DivBackward1")
+_b("add", _add, lambda x, y, a: x + y * a if a != 1 else x + y, ufunc=np.add, nodes=("AddBackward0", "AddBackward0"),
+   grad=lambda g, x, y, out, alpha: (g, g * alpha if alpha != 1 else g))
+_b("sub", _sub, lambda x, y, a: x - y * a if a != 1 else x - y, ufunc=np.subtract,
+   nodes=("SubBackward0", "RsubBackward1"), grad=lambda g, x, y, out, alpha: (g, -g * alpha if alpha != 1 else -g))
+_b("mul", _mul, lambda x, y, a: x * y, ufunc=np.multiply, nodes=("MulBackward0", "MulBackward0"), saves=(2, 2, 0),
+   grad=lambda g, x, y, out, alpha: (None if y is None else g * y, None if x is None else g * x))
+_b("div", _div, lambda x, y, a: x / y, kind="true_div", ufunc=np.true_divide, nodes=("DivBackward0", "DivBackward0"),
+   saves=(2, 1, 0), grad=_div_grads)
+# floor_divide has no gradient (PyTorch's "derivative for floor_divide is not implemented"); div(rounding_mode=
+# "floor") is the same math with zero gradients (as PyTorch)
+_b("floor_divide", _floor_div_f, lambda x, y, a: np.floor_divide(x, y), tfn_int=_floor_div_i, nodes=_DIV1)
 BINARY["div_floor"] = BinaryOp("floor_divide", _floor_div_f, BINARY["floor_divide"].ref, tfn_int=_floor_div_i,
-                               grad="div_floor")
+                               nodes=_DIV1, grad=_zero_grads)
 _b("trunc_divide", _trunc_div_f, lambda x, y, a: np.trunc(x / y).astype(x.dtype) if x.dtype.kind == "f" else
-   (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i)
-_b("remainder", _remainder_f, lambda x, y, a: _np_remainder(x, y), tfn_int=_remainder_i)
-_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y), tfn_int=_fmod_i)
-_b("pow", _pow_t, lambda x, y, a: _np_pow(x, y), tfn_int=_pow_i)
-_b("maximum", _maximum, lambda x, y, a: np.maximum(x, y))
-_b("minimum", _minimum, lambda x, y, a: np.minimum(x, y))
+   (np.sign(x) * np.sign(y) * (np.abs(x) // np.maximum(np.abs(y), 1))).astype(x.dtype), tfn_int=_trunc_div_i,
+   nodes=_DIV1, grad=_zero_grads)
+_b("remainder", _remainder_f, lambda x, y, a: _np_remainder(x, y), tfn_int=_remainder_i, saves=(1, 1, 0),
+   nodes=("RemainderBackward0", "RemainderBackward0"),
+   grad=lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="floor") if isinstance(y, Tensor) else None))
+_b("fmod", _fmod_f, lambda x, y, a: np.fmod(x, y), tfn_int=_fmod_i, saves=(1, 1, 0),
+   nodes=("FmodBackward0", "FmodBackward0"),
+   grad=lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="trunc") if isinstance(y, Tensor) else None))
+_b("pow", _pow_t, lambda x, y, a: _np_pow(x, y), tfn_int=_pow_i, saves=(1, 1, 1),
+   nodes=("PowBackward1", "PowBackward2"), grad=_pow_grads)
+_b("maximum", _maximum, lambda x, y, a: np.maximum(x, y), saves=(1, 1, 0), nodes=("MaximumBackward0",) * 2,
+   grad=lambda g, x, y, out, alpha: _minmax_grads(g, x, y, True))
+_b("minimum", _minimum, lambda x, y, a: np.minimum(x, y), saves=(1, 1, 0), nodes=("MinimumBackward0",) * 2,
+   grad=lambda g, x, y, out, alpha: _minmax_grads(g, x, y, False))
+# comparisons, logical and bitwise ops: bool or integer results, through which no gradient flows
 _b("eq", _eq, lambda x, y, a: x == y, kind="compare")
 _b("ne", _ne, lambda x, y, a: x != y, kind="compare")
 _b("lt", _lt, lambda x, y, a: x < y, kind="compare")
@@ -1542,15 +1348,6 @@ def _scalar_ok(v):
     return isinstance(v, (bool, int, float, np.number, np.bool_))
 
 
-# autograd node names, as PyTorch's: (tensor op tensor-or-scalar, scalar op tensor)
-_BINARY_NAMES = {"add": ("AddBackward0", "AddBackward0"), "sub": ("SubBackward0", "RsubBackward1"),
-                 "mul": ("MulBackward0", "MulBackward0"), "div": ("DivBackward0", "DivBackward0"),
-                 "floor_divide": ("DivBackward1", "DivBackward1"), "trunc_divide": ("DivBackward1", "DivBackward1"),
-                 "remainder": ("RemainderBackward0", "RemainderBackward0"), "fmod": ("FmodBackward0", "FmodBackward0"),
-                 "pow": ("PowBackward1", "PowBackward2"), "maximum": ("MaximumBackward0", "MaximumBackward0"),
-                 "minimum": ("MinimumBackward0", "MinimumBackward0")}
-
-
 def binary_compute(op, x, y, alpha=1, out=None):
     """``op(x, y)`` with PyTorch's promotion and broadcasting, into a new tensor or into ``out`` (cast to its type,
     written through its strides). ``x`` is a tensor; ``y`` a tensor or a Python scalar."""
@@ -1566,6 +1363,9 @@ def binary_compute(op, x, y, alpha=1, out=None):
                                   f"'{D.scalar_name(common)}'")
     if isinstance(alpha, float) and op.name in ("add", "sub") and not common.is_floating_point:
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
+    if not (type(alpha) is int and alpha == 1) and not common.is_floating_point:
+        # alpha converted to the integer type as PyTorch's scalar conversion (checked, an unsigned type wrapping)
+        alpha = bool(alpha) if common is D.bool_ else _int_bound(alpha, common)
     y_is_t = isinstance(y, Tensor)
     if y_is_t:
         if x._storage.device != y._storage.device:
@@ -1575,6 +1375,10 @@ def binary_compute(op, x, y, alpha=1, out=None):
                 x = Tensor._wrap_numpy(np.array(x._np), y.device)
             else:
                 check_same_device(op.name, x, y)
+    if (common is D.float16 or common is D.bfloat16) and not (out is x or out is y):
+        # a half result: each tensor operand is first rounded to it, as PyTorch (int32 -2**31 is -inf in float16)
+        x = x if x.dtype is common else x.to(common)
+        y = y.to(common) if y_is_t and y.dtype is not common else y
     if y_is_t:
         shape = broadcast_shapes(x._shape, y._shape) if x._shape != y._shape else x._shape
     else:
@@ -1659,7 +1463,7 @@ class Binary(Function):
     @staticmethod
     def forward(ctx, x, y, op, alpha=1, name=None):
         out = binary_compute(op, x, y, alpha)
-        ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
+        ctx._name = name or op.nodes[0] or None
         if any(ctx.needs_input_grad):
             _save_binary(ctx, op, alpha, x, y, out)
             ctx.metas = _metas(x, y)
@@ -1693,7 +1497,7 @@ class HostBinary(Binary):
         ga = g._np_cache
         if ga is None:
             ga = g._np
-        gx, gy = quiet(_BINARY_GRADS[op.grad], ga, ctx.x_scalar if x is None else x._np,
+        gx, gy = quiet(op.grad, ga, ctx.x_scalar if x is None else x._np,
                        ctx.y_scalar if y is None else y._np, None, 1)
         needs = ctx.needs_input_grad
         in_meta = ctx._in_meta
@@ -1705,8 +1509,7 @@ def _binary_grads(ctx, g, x_meta, y_meta):
     """The gradients by the op's rule in tensor ops (recorded under create_graph), summed back to each input's
     shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
     x, y, out = ctx.saved_tensors
-    gx, gy = _BINARY_GRADS[ctx.op.grad](g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out,
-                                        ctx.alpha)
+    gx, gy = ctx.op.grad(g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out, ctx.alpha)
     needs = ctx.needs_input_grad
     return (_finish_grad(gx, x_meta) if needs[0] else None,
             _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
@@ -1725,7 +1528,7 @@ def _record_host_binary(op, x, y, out, needs, name=None):
     ctx = HostBinary._node_cls()
     d = ctx.__dict__
     d["needs_input_grad"] = needs
-    d["_name"] = name or _BINARY_NAMES[op.name][0]
+    d["_name"] = name or op.nodes[0]
     _save_binary(ctx, op, 1, x, y, out)
     return record_plain(ctx, (x, y), out)
 
@@ -1746,7 +1549,7 @@ def _metas(x, y):
 def _save_binary(ctx, op, alpha, x, y, out):
     if not out.dtype.is_floating_point:       # comparisons, logical and integer ops: no gradient flows
         return
-    if op.grad not in _BINARY_GRADS:
+    if op.grad is None:
         # as PyTorch: the forward runs and records a node whose backward raises
         ctx._name, ctx.not_implemented = "NotImplemented", op.name
         return
@@ -1768,7 +1571,7 @@ class BinaryInplace(Binary):
     @staticmethod
     def forward(ctx, x, y, op, alpha=1, name=None):
         check_inplace(x, ctx)
-        ctx._name = name or _BINARY_NAMES.get(op.name, ("",))[0] or None
+        ctx._name = name or op.nodes[0] or None
         grad = any(ctx.needs_input_grad)
         sx = op.saves[0]
         saved_x = x.clone() if grad and (sx == 1 or sx == 2 and ctx.needs_input_grad[1]) else x
@@ -1780,48 +1583,6 @@ class BinaryInplace(Binary):
             _save_binary(ctx, op, alpha, saved_x, y, x)
             ctx.metas = _metas(x, y)
         return x
-
-
-def _pow_grads(g, x, y, out, alpha):
-    # PyTorch's pow_backward: zero where the exponent is 0; for the exponent, zero where x == 0 and y >= 0
-    if isinstance(y, Tensor):
-        gx = where(y == 0, 0.0, g * y * x.pow(y - 1))
-    else:
-        gx = g * 0 if y == 0 else g * y * x.pow(y - 1)
-    gy = None
-    if isinstance(y, Tensor):
-        gy = where(binary("logical_and", x == 0, y >= 0), 0.0, g * out * x.log())
-    return gx, gy
-
-
-def _div_grads(g, x, y, out, alpha):
-    gx = g / y
-    gy = -g * x / (y * y) if x is not None and not _scalar_ok(y) else None
-    return gx, gy
-
-
-_BINARY_GRADS = {
-    "add": lambda g, x, y, out, alpha: (g, g * alpha if alpha != 1 else g),
-    "sub": lambda g, x, y, out, alpha: (g, -g * alpha if alpha != 1 else -g),
-    "mul": lambda g, x, y, out, alpha: (None if y is None else g * y, None if x is None else g * x),
-    "div": _div_grads,
-    "pow": _pow_grads,
-    "maximum": lambda g, x, y, out, alpha: _minmax_grads(g, x, y, True),
-    "minimum": lambda g, x, y, out, alpha: _minmax_grads(g, x, y, False),
-    "remainder": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="floor")
-                                              if isinstance(y, Tensor) else None),
-    "fmod": lambda g, x, y, out, alpha: (g, -g * div(x, y, rounding_mode="trunc") if isinstance(y, Tensor) else None),
-    "div_floor": lambda g, x, y, out, alpha: (g * 0, g * 0),
-    "trunc_divide": lambda g, x, y, out, alpha: (g * 0, g * 0),
-}
-
-
-def _minmax_grads(g, x, y, is_max):
-    # PyTorch's rule: ties split the gradient evenly; elsewhere an input gets it unless it lost the comparison, so
-    # where either is NaN (every comparison false) both get it
-    x_lost, y_lost = (x < y, x > y) if is_max else (x > y, x < y)
-    tie = x == y
-    return g * where(tie, 0.5, where(x_lost, 0.0, 1.0)), g * where(tie, 0.5, where(y_lost, 0.0, 1.0))
 
 
 def _check_other(name, other):
@@ -1909,11 +1670,10 @@ def binary(name, x, y, alpha=1):
             if out is not None:
                 if not (STATE.enabled and y._requires_grad):
                     return out
-                return _record_host_binary(op, x, y, out, (False, True), _BINARY_NAMES[name][1])
+                return _record_host_binary(op, x, y, out, (False, True), op.nodes[1])
         # scalar (op) tensor: run with the scalar as a 0-d tensor on y's device
-        from tritorch._creation import scalar_tensor
         xt = scalar_tensor(x, D.result_type(x, y), y.device)
-        return Binary.apply(xt, y, op, alpha, _BINARY_NAMES.get(name, (None, None))[1])
+        return Binary.apply(xt, y, op, alpha, op.nodes[1] or None)
     raise TypeError(f"{name}(): expected a Tensor, got {type(x).__name__} and {type(y).__name__}")
 
 
@@ -2051,6 +1811,9 @@ class Where(Function):
             ya = y._np if isinstance(y, Tensor) else y
             res = np.where(cond._np.astype(bool, copy=False), xa, ya).astype(out_dtype.np, copy=False)
             return wrap(np.broadcast_to(res, shape), out_dtype, dev)
+        if INTERPRET and out_dtype is D.bfloat16:
+            # the interpreter reads another type's bits as bf16 in the kernel's cast: the host's exact cast first
+            x, y = (v.to(D.bfloat16) if isinstance(v, Tensor) and v.dtype is not D.bfloat16 else v for v in (x, y))
         out = empty(shape, out_dtype, dev)
         n = out.numel()
         if n == 0:
@@ -2099,7 +1862,6 @@ def where(condition, input=None, other=None):
     if isinstance(other, Tensor) and other.dtype is D.float64 and not isinstance(input, Tensor):
         input = Tensor._wrap_numpy(np.asarray(input, dtype=np.float64), other.device)
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        from tritorch._creation import scalar_tensor
         input = scalar_tensor(input, D.result_type(input, other), condition.device)
     return Where.apply(condition, input, other)
 

@@ -21,7 +21,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, on_cpu, interp_bf16_in, interp_bf16_out
-from .elementwise import empty, wrap
+from ._common import empty, wrap
 
 __all__ = ["embedding", "embedding_bag", "embedding_bag_fwd_np", "embedding_bag_bwd_np", "embedding_renorm_np"]
 

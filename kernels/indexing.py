@@ -28,10 +28,12 @@ from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import (Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broadcast_shapes, broadcast_strides,
                       MAXD, interp_bf16_in, on_cpu)
-from .elementwise import empty, wrap, sum_to
-from .copy import copy_into, check_inplace, fill_
+from tritorch._creation import tensor, zeros
+from ._common import check_inplace, empty, sum_to, wrap
+from .copy import copy_into, fill_
 from .creation import scalar_value
-from .views import basic_index
+from .elementwise import where
+from .views import CopySlices, apply_inplace, as_strided, basic_index, view_scatter
 
 __all__ = ["getitem", "setitem", "apply_inplace", "index_put_", "nonzero", "masked_select", "masked_fill", "gather",
            "scatter", "scatter_add", "index_select", "index_add"]
@@ -443,7 +445,6 @@ class IndexPutGrad(Function):
     @staticmethod
     def forward(ctx, g, plan):
         ctx.plan = plan
-        from tritorch._creation import zeros
         out = zeros(plan.shape, dtype=g.dtype, device=g.device)
         return _put_plan(out, plan, g, True, check=False)
 
@@ -464,7 +465,6 @@ def _as_index_tensor(obj, dev):
     if isinstance(obj, Tensor):
         t = obj.detach()
     else:
-        from tritorch._creation import tensor
         a = np.asarray(obj)
         if a.size == 0 and a.dtype.kind == "f":
             a = a.astype(np.int64)
@@ -591,7 +591,6 @@ def _value_tensor(value, dst):
                 raise RuntimeError(f"expected device {dst.device} but got device {value.device}")
         return value if value.dtype is dst.dtype else value.to(dst.dtype)
     if isinstance(value, (list, tuple, np.ndarray)):
-        from tritorch._creation import tensor
         return tensor(value, dtype=dst.dtype, device=dst.device)
     if not isinstance(value, (bool, int, float, np.number, np.bool_)):
         raise TypeError(f"can't assign a {type(value).__name__} to a {dst.dtype} tensor")
@@ -641,71 +640,6 @@ def setitem(self, idx, value):
         apply_inplace(IndexPut, self, val, idx)
     else:
         _write(self, idx, val)
-
-
-class CopySlices(Function):
-    """An in-place op ``fn`` applied to a view of ``base``, recorded on the base (PyTorch's CopySlices): backward
-    runs fn's backward on the view's part of the base's gradient and passes the rest through."""
-
-    @staticmethod
-    def forward(ctx, base, geom, fn, *args):
-        ctx._name = "CopySlices"
-        shape, stride, rel = geom
-        inner = fn._node_cls()
-        inner.needs_input_grad = (base.requires_grad,) + tuple(isinstance(a, Tensor) and a.requires_grad
-                                                                for a in args)
-        fn.forward(inner, base._view(shape, stride, base._offset + rel), *args)
-        ctx.inner, ctx.fn, ctx.geom = inner, fn, geom
-        ctx.mark_dirty(base)
-        return base
-
-    @staticmethod
-    def backward(ctx, g):
-        shape, stride, rel = ctx.geom
-        if STATE.enabled:          # create_graph: g with the view's part replaced, in differentiable tensor ops
-            return CopySlices._backward_recorded(ctx, g)
-        gb = copy_into(empty(g._shape, g.dtype, g.device), g)
-        gview = gb._view(shape, stride, gb._offset + rel)
-        grads = ctx.fn.backward(ctx.inner, copy_into(empty(shape, g.dtype, g.device), gview))
-        if not isinstance(grads, tuple):
-            grads = (grads,)
-        if grads[0] is None:
-            fill_(gview, 0)
-        else:
-            copy_into(gview, grads[0])
-        return (gb, None, None, *grads[1:])
-
-    @staticmethod
-    def _backward_recorded(ctx, g):
-        from .views import as_strided, view_scatter
-        shape, stride, rel = ctx.geom
-
-        def reapply(t):
-            t = t.contiguous()
-            return as_strided(t, shape, stride, t._offset + rel)
-        g = g.contiguous()
-        gview = reapply(g)
-        grads = ctx.fn.backward(ctx.inner, gview)
-        if not isinstance(grads, tuple):
-            grads = (grads,)
-        new = grads[0] if grads[0] is not None else gview * 0
-        return (g + view_scatter(new - gview, g._shape, reapply), None, None, *grads[1:])
-
-
-def apply_inplace(fn, x, *args):
-    """Record the in-place Function ``fn`` on ``x`` (its args after x: ``args``). When x is a view, the write is
-    recorded on its base, whose history (and x's) is rebased, so that gradients flow through both."""
-    base = x._base
-    if base is None or not base.is_contiguous():
-        return fn.apply(x, *args)
-    if base.requires_grad and base.grad_fn is None:
-        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
-    CopySlices.apply(base, (x._shape, x._stride, x._offset - base._offset), fn, *args)
-    if base.requires_grad:
-        from .views import as_strided
-        tmp = as_strided(base, x._shape, x._stride, x._offset)
-        x.grad_fn, x._output_nr, x.requires_grad = tmp.grad_fn, 0, True
-    return x
 
 
 def _normalize_for_replay(x, idx):
@@ -798,7 +732,6 @@ def nonzero(input, *, as_tuple=False):
     if not as_tuple:
         return out
     if input.ndim == 0:
-        from tritorch._creation import zeros
         return (zeros(out._shape[0], dtype=D.int64, device=input.device),)
     if out._shape[0] == 0:
         return tuple(empty((0,), D.int64, input.device) for _ in range(input.ndim))
@@ -832,7 +765,6 @@ class MaskedSelect(Function):
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
         xshape, shape = ctx.shapes
-        from tritorch._creation import zeros
         gx = zeros(shape, dtype=g.dtype, device=g.device)
         if STATE.enabled:
             gx = index_put(gx, (mask.expand(shape),), g)
@@ -912,7 +844,6 @@ class MaskedFill(Function):
         if ctx.needs_input_grad[0]:
             gx = sum_to(masked_fill(g, mask, 0.0), xshape)
         if vshape is not None and ctx.needs_input_grad[2]:
-            from .elementwise import where
             gv = where(mask, g, 0.0).sum().reshape(vshape)
         return gx, None, gv, None
 
@@ -1035,7 +966,6 @@ class Gather(Function):
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved_tensors
-        from tritorch._creation import zeros
         return scatter_add(zeros(ctx.xshape, dtype=g.dtype, device=g.device), ctx.d, index, g), None, None
 
 
@@ -1101,7 +1031,6 @@ class Scatter(Function):
         if ctx.src_shape is not None and ctx.needs_input_grad[3]:
             gs = gather(g, ctx.d, index)
             if gs._shape != ctx.src_shape:
-                from tritorch._creation import zeros
                 full = zeros(ctx.src_shape, dtype=g.dtype, device=g.device)
                 full[tuple(slice(0, n) for n in gs._shape)] = gs
                 gs = full

@@ -12,7 +12,7 @@ from tritorch import _dtype as D
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from .copy import copy_into
-from .elementwise import empty, wrap
+from ._common import empty, wrap
 
 __all__ = ["cat", "stack", "hstack", "vstack", "dstack", "repeat", "tile"]
 

@@ -23,8 +23,10 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
-from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
-from .elementwise import UNARY, _identity, check_same_device, copy_host, empty, np_ct, wrap
+from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
+from ._common import check_same_device, copy_host, empty, np_ct, wrap
+from ._pointwise import _identity
+from .elementwise import UNARY, unary
 from . import matmul as _mm
 
 __all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "ACTIVATIONS"]
@@ -125,7 +127,7 @@ def _act_grad_blocks(M, N):
     return 32, 128
 
 
-TUNABLE = autotune.Tunable("linear", _mm.CANDIDATES,
+TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES, prune=_mm.prune,
                            default=lambda k: _mm.matmul_config(k[4], k[5], k[6], k[0]), kernels=(_linear_kernel,))
 
 
@@ -368,7 +370,6 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None):
         # a bias of another broadcastable shape: the product in the kernel, the add (and activation) as ops
         target = out_shape
         try:
-            from ._launch import broadcast_shapes
             ok = broadcast_shapes(target, bias._shape) == tuple(target)
         except RuntimeError:
             ok = False
@@ -385,7 +386,6 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None):
 
 
 def _act_op(activation, z, a):
-    from .elementwise import unary
     return unary(activation, z, a)
 
 

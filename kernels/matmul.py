@@ -22,10 +22,12 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, broadcast_strides, coalesce, is_int64_index, cdiv, next_pow2, interp_bf16_in
-from .elementwise import check_same_device, empty, wrap, np_ct, sum_to, copy_host
+from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
+from .elementwise import _np_gelu
+from .views import view_strides
 
 __all__ = ["matmul", "mm", "bmm", "addmm", "mv", "dot", "launch_matmul", "matmul_config", "MatmulConfig",
-           "CANDIDATES", "set_float32_matmul_precision", "get_float32_matmul_precision"]
+           "CANDIDATES", "FMA_CANDIDATES", "ALL_CANDIDATES", "set_float32_matmul_precision", "get_float32_matmul_precision"]
 
 # ====================================================================================================================
 # The kernel
@@ -126,19 +128,51 @@ class MatmulConfig(tuple):
                 f"num_warps={self[4]}, num_stages={self[5]})")
 
 
-# The search space of the autotuner (the Triton tutorial's H100 candidates plus small-tile ones for thin shapes).
+# The search space of the autotuner on tensor cores (float16, bfloat16, tf32): the Triton tutorial's H100 candidates
+# plus small-tile ones for thin shapes, reshaped where ``tritorch compile-check`` (sm_90a) found spills in this
+# kernel (its batch and stride arithmetic costs registers the tutorial's does not): 128x256x64 (1.1 KB), 128x128x32
+# and 64x256x32 with 4 warps (0.6 KB), 32x64x32 with 2 warps and 5 stages.
 CANDIDATES = (
-    MatmulConfig(128, 256, 64, 8, 8, 3),
     MatmulConfig(128, 128, 64, 8, 8, 3),
-    MatmulConfig(128, 128, 32, 8, 4, 4),
-    MatmulConfig(64, 256, 32, 8, 4, 4),
+    MatmulConfig(128, 256, 32, 8, 8, 3),
+    MatmulConfig(128, 128, 32, 8, 8, 4),
+    MatmulConfig(64, 256, 32, 8, 8, 3),
     MatmulConfig(128, 64, 32, 8, 4, 4),
     MatmulConfig(64, 128, 32, 8, 4, 4),
     MatmulConfig(64, 64, 32, 8, 4, 4),
-    MatmulConfig(32, 64, 32, 8, 2, 5),
+    MatmulConfig(32, 64, 32, 8, 4, 4),
     MatmulConfig(16, 64, 64, 8, 4, 3),
     MatmulConfig(16, 16, 16, 1, 1, 2),
 )
+
+# float32 products in full fp32 (PRECISION "ieee", the "highest" precision) run on CUDA cores with FMA, not on tensor
+# cores: each thread holds its share of the accumulator and of the A and B tiles in registers, so the tensor-core
+# tiles above spill (``tritorch compile-check``, sm_90a: 128x256x64 with 8 warps stored about 45 KB of spills per
+# thread). These tiles keep at most 64 accumulators per thread and compile without spills.
+FMA_CANDIDATES = (
+    MatmulConfig(128, 128, 32, 8, 8, 3),
+    MatmulConfig(128, 128, 16, 8, 8, 3),
+    MatmulConfig(128, 64, 32, 8, 4, 3),
+    MatmulConfig(128, 64, 16, 8, 4, 3),
+    MatmulConfig(64, 128, 16, 8, 4, 3),
+    MatmulConfig(64, 64, 32, 8, 4, 3),
+    MatmulConfig(32, 64, 32, 8, 2, 3),
+    MatmulConfig(16, 64, 64, 8, 4, 3),
+    MatmulConfig(16, 16, 16, 1, 1, 2),
+)
+ALL_CANDIDATES = CANDIDATES + tuple(c for c in FMA_CANDIDATES if c not in CANDIDATES)
+
+
+def uses_fma(dtype):
+    """Whether products in ``dtype`` run on CUDA cores (float32 at the "highest" precision): no tensor cores."""
+    return dtype is D.float32 and _F32_PRECISION[0] == "highest"
+
+
+def prune(configs, key):
+    """The candidates for ``key`` (its first item is the dtype): the FMA tiles for float32 ``ieee`` products, the
+    tensor-core tiles otherwise."""
+    keep = FMA_CANDIDATES if uses_fma(key[0]) else CANDIDATES
+    return [c for c in configs if c in keep]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -158,10 +192,10 @@ def matmul_config(M, N, K, dtype):
     if M <= 16 or N <= 16:
         return MatmulConfig(16, 64 if N > 16 else 16, 64 if wide else 32, 8, 4, 3) if M <= N else \
             MatmulConfig(64 if M > 16 else 16, 16, 64 if wide else 32, 8, 4, 3)
-    if M * N <= 256 * 256:
-        return MatmulConfig(64, 64, 64 if wide else 32, 8, 4, 4)
+    if M * N <= 256 * 256:                  # 3 stages: with 4 these spilled (compile-check)
+        return MatmulConfig(64, 64, 64 if wide else 32, 8, 4, 3)
     if M * N <= 1024 * 1024:
-        return MatmulConfig(128, 64, 64 if wide else 32, 8, 4, 4)
+        return MatmulConfig(128, 64, 64 if wide else 32, 8, 8 if wide else 4, 3)    # 4 warps: 600 B of spills
     return MatmulConfig(128, 128, 64 if wide else 32, 8, 8, 3)
 
 
@@ -170,8 +204,8 @@ def _key(a, b, M, N, K, dtype):
     return (dtype, autotune.layout(a), autotune.layout(b), autotune.bucket(M), autotune.bucket(N), autotune.bucket(K))
 
 
-TUNABLE = autotune.Tunable("matmul", CANDIDATES, default=lambda k: matmul_config(k[3], k[4], k[5], k[0]),
-                           kernels=(_matmul_kernel,))
+TUNABLE = autotune.Tunable("matmul", ALL_CANDIDATES, default=lambda k: matmul_config(k[3], k[4], k[5], k[0]),
+                           prune=prune, kernels=(_matmul_kernel,))
 
 
 
@@ -297,7 +331,6 @@ def _np_matmul(a, b, bias, alpha, beta, act, out_dtype):
     if act == "relu":
         r = np.maximum(r, 0)
     elif act == "gelu":
-        from .elementwise import _np_gelu
         r = _np_gelu(r, 0, 0)
     return r.astype(out_dtype.np, copy=False)
 
@@ -405,7 +438,6 @@ def _fold(a):
 
 
 def _view_strides(shape, stride, new):
-    from .views import view_strides
     return view_strides(shape, stride, new)
 
 

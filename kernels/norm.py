@@ -21,13 +21,13 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _creation, _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
-from .elementwise import empty, wrap
+from ._common import empty, wrap
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
 
@@ -718,7 +718,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
     if (weight is None) != (bias is None):
         C_ones = (weight if weight is not None else bias)
-        from tritorch import _creation
         if weight is None:
             weight = _creation.ones((C,), dtype=C_ones.dtype, device=C_ones.device)
         else:

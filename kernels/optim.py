@@ -1,5 +1,5 @@
-"""Optimizer updates (SGD, Adam/AdamW, RMSprop, Adagrad): one fused Triton kernel per rule that updates every tensor
-of a launch, and the NumPy reference of each rule beside it (the ``cpu`` path).
+"""Optimizer updates (SGD, Adam/AdamW, RMSprop, Adagrad, Adadelta, Adamax, NAdam, RAdam): one fused Triton kernel per
+rule that updates every tensor of a launch, and the NumPy reference of each rule beside it (the ``cpu`` path).
 
 A launch covers the parameters of one param group that share a device and a dtype. Its kernel reads two tables:
 
@@ -21,6 +21,7 @@ from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
 from ._launch import ACC, TL, Ptr, ptr, next_pow2
+from .copy import copy_into
 
 __all__ = ["RULES", "update", "state_dtype"]
 
@@ -95,6 +96,23 @@ def _sgd_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, MOMENT
 
 
 @triton.jit
+def _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                    DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
+    """The Adam family's start: the parameter and its gradient (column 2 of ``tab``) in ``CT``, the gradient negated
+    under ``MAXIMIZE``; weight decay as L2 (``g + wd * p``) or, ``DECOUPLED``, the weights shrunk by ``decay``."""
+    p = tl.load(p_ptr + offs, mask=mask).to(CT)
+    g = tl.load(_addr(tab, 2, T, t, PT, ALIGNED) + offs, mask=mask).to(CT)
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        if DECOUPLED:
+            p = p * decay
+        else:
+            g = g + wd * p
+    return p, g
+
+
+@triton.jit
 def _adam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, AMSGRAD: tl.constexpr,
                 WD: tl.constexpr, DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
     """Adam (L2 weight decay added to the gradient) and AdamW (``DECOUPLED``: the weights shrink by ``decay``)."""
@@ -110,15 +128,7 @@ def _adam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr,
     p_ptr = _addr(tab, 1, T, t, PT, ALIGNED)
     m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
     v_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
-    p = tl.load(p_ptr + offs, mask=mask).to(CT)
-    g = tl.load(_addr(tab, 2, T, t, PT, ALIGNED) + offs, mask=mask).to(CT)
-    if MAXIMIZE:
-        g = -g
-    if WD:
-        if DECOUPLED:
-            p = p * decay
-        else:
-            g = g + wd * p
+    p, g = _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
     m = beta1 * tl.load(m_ptr + offs, mask=mask) + one_minus_beta1 * g
     v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
     tl.store(m_ptr + offs, m, mask=mask)
@@ -220,6 +230,157 @@ def _adagrad_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, WD
         _adagrad_block(tab, scal, T, t, offs, offs < n, PT, CT, WD, MAXIMIZE, ALIGNED)
 
 
+@triton.jit
+def _adadelta_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                    MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
+    """Adadelta: the step is the gradient scaled by the ratio of the running RMS of past steps to that of gradients."""
+    lr = tl.load(scal).to(CT)
+    rho = tl.load(scal + 1).to(CT)
+    one_minus_rho = tl.load(scal + 2).to(CT)
+    eps = tl.load(scal + 3).to(CT)
+    wd = tl.load(scal + 4).to(CT)
+    p_ptr = _addr(tab, 1, T, t, PT, ALIGNED)
+    sq_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
+    acc_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
+    p = tl.load(p_ptr + offs, mask=mask).to(CT)
+    g = tl.load(_addr(tab, 2, T, t, PT, ALIGNED) + offs, mask=mask).to(CT)
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        g = g + wd * p
+    sq = rho * tl.load(sq_ptr + offs, mask=mask) + one_minus_rho * g * g
+    tl.store(sq_ptr + offs, sq, mask=mask)
+    acc = tl.load(acc_ptr + offs, mask=mask)
+    delta = tl.sqrt(acc + eps) / tl.sqrt(sq + eps) * g
+    tl.store(acc_ptr + offs, rho * acc + one_minus_rho * delta * delta, mask=mask)
+    tl.store(p_ptr + offs, (p - lr * delta).to(PT), mask=mask)
+
+
+@triton.jit
+def _adadelta_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                     MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
+    t, offs, n, full = _tile(tab, blocks, BLOCK)
+    if full:
+        _adadelta_block(tab, scal, T, t, offs, None, PT, CT, WD, MAXIMIZE, ALIGNED)
+    else:
+        _adadelta_block(tab, scal, T, t, offs, offs < n, PT, CT, WD, MAXIMIZE, ALIGNED)
+
+
+@triton.jit
+def _adamax_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                  MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
+    """Adamax: Adam with the infinity norm, ``u = max(beta2*u, |g| + eps)``; ``clr`` is ``lr / (1 - beta1^t)``."""
+    one_minus_beta1 = tl.load(scal).to(CT)
+    beta2 = tl.load(scal + 1).to(CT)
+    eps = tl.load(scal + 2).to(CT)
+    wd = tl.load(scal + 3).to(CT)
+    clr = tl.load(scal + 4).to(CT)
+    p_ptr = _addr(tab, 1, T, t, PT, ALIGNED)
+    m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
+    u_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
+    p = tl.load(p_ptr + offs, mask=mask).to(CT)
+    g = tl.load(_addr(tab, 2, T, t, PT, ALIGNED) + offs, mask=mask).to(CT)
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        g = g + wd * p
+    m = tl.load(m_ptr + offs, mask=mask)
+    m = m + one_minus_beta1 * (g - m)
+    u = tl.maximum(beta2 * tl.load(u_ptr + offs, mask=mask), tl.abs(g) + eps)
+    tl.store(m_ptr + offs, m, mask=mask)
+    tl.store(u_ptr + offs, u, mask=mask)
+    tl.store(p_ptr + offs, (p - clr * (m / u)).to(PT), mask=mask)
+
+
+@triton.jit
+def _adamax_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                   MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
+    t, offs, n, full = _tile(tab, blocks, BLOCK)
+    if full:
+        _adamax_block(tab, scal, T, t, offs, None, PT, CT, WD, MAXIMIZE, ALIGNED)
+    else:
+        _adamax_block(tab, scal, T, t, offs, offs < n, PT, CT, WD, MAXIMIZE, ALIGNED)
+
+
+@triton.jit
+def _nadam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                 DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
+    """NAdam: Adam's moments, the step a Nesterov mix ``c_grad * g/denom + c_avg * m/denom`` whose coefficients come
+    from the momentum schedule (computed on the host)."""
+    one_minus_beta1 = tl.load(scal).to(CT)
+    beta2 = tl.load(scal + 1).to(CT)
+    one_minus_beta2 = tl.load(scal + 2).to(CT)
+    bc2 = tl.load(scal + 3).to(CT)
+    eps = tl.load(scal + 4).to(CT)
+    wd = tl.load(scal + 5).to(CT)
+    decay = tl.load(scal + 6).to(CT)
+    c_grad = tl.load(scal + 7).to(CT)
+    c_avg = tl.load(scal + 8).to(CT)
+    p_ptr = _addr(tab, 1, T, t, PT, ALIGNED)
+    m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
+    v_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
+    p, g = _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+    m = tl.load(m_ptr + offs, mask=mask)
+    m = m + one_minus_beta1 * (g - m)
+    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
+    tl.store(m_ptr + offs, m, mask=mask)
+    tl.store(v_ptr + offs, v, mask=mask)
+    denom = tl.sqrt(v / bc2) + eps
+    p = p + c_grad * (g / denom)
+    tl.store(p_ptr + offs, (p + c_avg * (m / denom)).to(PT), mask=mask)
+
+
+@triton.jit
+def _nadam_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
+                  DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
+    t, offs, n, full = _tile(tab, blocks, BLOCK)
+    if full:
+        _nadam_block(tab, scal, T, t, offs, None, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+    else:
+        _nadam_block(tab, scal, T, t, offs, offs < n, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+
+
+@triton.jit
+def _radam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, RECTIFY: tl.constexpr,
+                 WD: tl.constexpr, DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
+    """RAdam: Adam's moments; while the variance estimate is unreliable (``RECTIFY`` off: rho_t <= 5) the step is the
+    bias-corrected momentum alone, after that the adaptive step times the rectification ``rect``."""
+    one_minus_beta1 = tl.load(scal).to(CT)
+    beta2 = tl.load(scal + 1).to(CT)
+    one_minus_beta2 = tl.load(scal + 2).to(CT)
+    eps = tl.load(scal + 3).to(CT)
+    wd = tl.load(scal + 4).to(CT)
+    decay = tl.load(scal + 5).to(CT)
+    lr = tl.load(scal + 6).to(CT)
+    bc1 = tl.load(scal + 7).to(CT)
+    bc2_sqrt = tl.load(scal + 8).to(CT)
+    rect = tl.load(scal + 9).to(CT)
+    p_ptr = _addr(tab, 1, T, t, PT, ALIGNED)
+    m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
+    v_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
+    p, g = _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+    m = tl.load(m_ptr + offs, mask=mask)
+    m = m + one_minus_beta1 * (g - m)
+    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
+    tl.store(m_ptr + offs, m, mask=mask)
+    tl.store(v_ptr + offs, v, mask=mask)
+    step = (m / bc1) * lr
+    if RECTIFY:
+        step = step * (bc2_sqrt / (tl.sqrt(v) + eps)) * rect
+    tl.store(p_ptr + offs, (p - step).to(PT), mask=mask)
+
+
+@triton.jit
+def _radam_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, RECTIFY: tl.constexpr,
+                  WD: tl.constexpr, DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    t, offs, n, full = _tile(tab, blocks, BLOCK)
+    if full:
+        _radam_block(tab, scal, T, t, offs, None, PT, CT, RECTIFY, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+    else:
+        _radam_block(tab, scal, T, t, offs, offs < n, PT, CT, RECTIFY, WD, DECOUPLED, MAXIMIZE, ALIGNED)
+
+
 # ====================================================================================================================
 # The NumPy references: the same rules on one tensor's arrays (p and the states updated in place)
 # ====================================================================================================================
@@ -286,6 +447,66 @@ def _adagrad_ref(p, g, states, scal, WD, MAXIMIZE):
     return p - clr * (g / (np.sqrt(s) + eps))
 
 
+def _adadelta_ref(p, g, states, scal, WD, MAXIMIZE):
+    lr, rho, one_minus_rho, eps, wd = scal
+    sq, acc = states
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        g = g + wd * p
+    sq[...] = rho * sq + one_minus_rho * g * g
+    delta = np.sqrt(acc + eps) / np.sqrt(sq + eps) * g
+    acc[...] = rho * acc + one_minus_rho * delta * delta
+    return p - lr * delta
+
+
+def _adamax_ref(p, g, states, scal, WD, MAXIMIZE):
+    one_minus_beta1, beta2, eps, wd, clr = scal
+    m, u = states
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        g = g + wd * p
+    m += one_minus_beta1 * (g - m)
+    np.maximum(beta2 * u, np.abs(g) + eps, out=u)
+    return p - clr * (m / u)
+
+
+def _nadam_ref(p, g, states, scal, WD, DECOUPLED, MAXIMIZE):
+    one_minus_beta1, beta2, one_minus_beta2, bc2, eps, wd, decay, c_grad, c_avg = scal
+    m, v = states
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        if DECOUPLED:
+            p = p * decay
+        else:
+            g = g + wd * p
+    m += one_minus_beta1 * (g - m)
+    v[...] = beta2 * v + one_minus_beta2 * g * g
+    denom = np.sqrt(v / bc2) + eps
+    p = p + c_grad * (g / denom)
+    return p + c_avg * (m / denom)
+
+
+def _radam_ref(p, g, states, scal, RECTIFY, WD, DECOUPLED, MAXIMIZE):
+    one_minus_beta1, beta2, one_minus_beta2, eps, wd, decay, lr, bc1, bc2_sqrt, rect = scal
+    m, v = states
+    if MAXIMIZE:
+        g = -g
+    if WD:
+        if DECOUPLED:
+            p = p * decay
+        else:
+            g = g + wd * p
+    m += one_minus_beta1 * (g - m)
+    v[...] = beta2 * v + one_minus_beta2 * g * g
+    step = (m / bc1) * lr
+    if RECTIFY:
+        step = step * (bc2_sqrt / (np.sqrt(v) + eps)) * rect
+    return p - step
+
+
 class Rule:
     """One update rule: its kernel, its reference, and the number of state rows its table has."""
 
@@ -298,6 +519,10 @@ RULES = {
     "adam": Rule(_adam_kernel, _adam_ref, 3),
     "rmsprop": Rule(_rmsprop_kernel, _rmsprop_ref, 3),
     "adagrad": Rule(_adagrad_kernel, _adagrad_ref, 1),
+    "adadelta": Rule(_adadelta_kernel, _adadelta_ref, 2),
+    "adamax": Rule(_adamax_kernel, _adamax_ref, 2),
+    "nadam": Rule(_nadam_kernel, _nadam_ref, 2),
+    "radam": Rule(_radam_kernel, _radam_ref, 2),
 }
 
 
@@ -417,5 +642,4 @@ def _update_cuda(rule, params, grads, states, scalars, flags):
         if bf16_host:
             p._np[...] = w._np.astype(p.dtype.np)
         else:
-            from .copy import copy_into
             copy_into(p, w)

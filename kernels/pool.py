@@ -24,7 +24,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
-from .elementwise import empty, wrap
+from ._common import empty, wrap
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "adaptive_avg_pool1d", "adaptive_max_pool1d", "pool_output_size"]

@@ -25,8 +25,12 @@ import triton.language as tl
 
 from tritorch import _dtype as D
 from tritorch._device import device as _device, INTERPRET
+from tritorch._creation import from_numpy, randn, empty, _dev
 from tritorch._tensor import Tensor, register
-from ._launch import ptr, next_pow2, cdiv
+from tritorch import _impl
+from ._launch import ptr, next_pow2, cdiv, interp_bf16_in
+from ._common import check_inplace, check_same_device
+from .copy import copy_into
 
 __all__ = ["Generator", "manual_seed", "seed", "initial_seed", "default_generator", "get_rng_state",
            "set_rng_state", "philox_np", "fill_random", "bernoulli", "randperm", "multinomial"]
@@ -81,7 +85,6 @@ class Generator:
         return self._seed
 
     def get_state(self):
-        from tritorch._creation import from_numpy
         return from_numpy(np.array([self._seed, self._offset], dtype=np.uint64).view(np.uint8).copy())
 
     def set_state(self, new_state):
@@ -320,6 +323,7 @@ def _block(n):
     return 1024
 
 
+@_impl.provide
 def fill_random(t, dist, a=0.0, b=1.0, generator=None, p=None):
     """Fill ``t`` in place with samples of ``dist`` (any strides); ``p`` is a probability tensor for BERNOULLI."""
     n = t.numel()
@@ -331,7 +335,6 @@ def fill_random(t, dist, a=0.0, b=1.0, generator=None, p=None):
     if not t.is_contiguous():
         tmp = Tensor._empty(t._shape, t.dtype, dev)
         fill_random_at(tmp, dist, seed_, offset, a, b, p)
-        from .copy import copy_into
         copy_into(t, tmp)
     else:
         fill_random_at(t, dist, seed_, offset, a, b, p)
@@ -354,7 +357,6 @@ def fill_random_at(t, dist, seed_, offset, a, b, p=None):
     if INTERPRET and t.dtype is D.bfloat16:          # no bf16 stores in the interpreter: float32, then round
         out = Tensor._empty(t._shape, D.float32, t.device)
     if p is not None:
-        from ._launch import interp_bf16_in
         p = interp_bf16_in(p.contiguous())
     if dist == RANDINT:
         a_bits, b_bits = _i64(a), _i64(b)
@@ -375,6 +377,7 @@ def _i64(v):
     return v - _U64 if v >= 1 << 63 else v
 
 
+@_impl.provide
 def check_int_range(name, low, high, dtype):
     """PyTorch's checks of a [low, high) integer range for ``dtype``."""
     if low >= high:
@@ -397,7 +400,6 @@ def check_int_range(name, low, high, dtype):
 # ====================================================================================================================
 
 def _inplace(t, name, floating=True):
-    from .copy import check_inplace
     if not isinstance(t, Tensor):
         raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
     check_inplace(t)
@@ -450,7 +452,6 @@ def bernoulli_(self, p=0.5, *, generator=None):
     """Fill with 1 where a uniform sample is below ``p`` (a float or a tensor broadcastable to ``self``)."""
     _inplace(self, "bernoulli_", floating=False)
     if isinstance(p, Tensor):
-        from .elementwise import check_same_device
         check_same_device("bernoulli_", self, p)
         return fill_random(self, BERNOULLI, 0.0, 0.0, generator, p=p)
     if not 0 <= p <= 1:
@@ -477,12 +478,10 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
         ref = mean if isinstance(mean, Tensor) else std
         shape = tuple(np.broadcast_shapes(*(tuple(x._shape) for x in (mean, std) if isinstance(x, Tensor))))
-        from tritorch._creation import randn
         z = randn(shape, generator=generator, dtype=ref.dtype, device=ref.device)
         return z * std + mean
     if size is None:
         raise TypeError("normal(): with float mean and std, the 'size' argument is required")
-    from tritorch._creation import empty
     t = empty(*((size,) if isinstance(size, (tuple, list)) else (size,)), dtype=dtype, device=device)
     normal_(t, mean, std, generator=generator)
     return t.requires_grad_(requires_grad) if requires_grad else t
@@ -497,7 +496,6 @@ def _host_words(n, gen):
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False, **kw):
     """A random permutation of ``0 .. n-1``. For now it runs on the host on every device: a stable argsort of 64-bit
     Philox keys (one counter per element, as everywhere), then an upload."""
-    from tritorch._creation import _dev
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise RuntimeError(f"randperm: n must be a non-negative integer, got {n!r}")
     dev = _dev(device)
@@ -539,3 +537,6 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         idx = np.argsort(keys, axis=1, kind="stable")[:, :num_samples]
     idx = idx.reshape(-1) if w.ndim == 1 else idx
     return Tensor._wrap_numpy(idx.astype(np.int64), input.device, D.int64)
+
+
+_impl.UNIFORM, _impl.NORMAL, _impl.RANDINT = UNIFORM, NORMAL, RANDINT    # the factories' distributions

@@ -37,9 +37,12 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import TL, ptr, next_pow2, cdiv, interp_bf16_in
-from .elementwise import empty, wrap, where, binary
+from tritorch._creation import full
+from ._common import empty, sum_to, wrap
+from .copy import copy_into, fill_
+from .elementwise import where, binary
 
-__all__ = ["sum_to_shape", "force_blocks"]
+__all__ = ["force_blocks"]
 
 # OP: how values combine (SSQ: the scaled sum of squares of the values, which must be >= 0)
 SUM, PROD, MAX, MIN, ARGMAX, ARGMIN, SSQ = 0, 1, 2, 3, 4, 5, 6
@@ -390,7 +393,6 @@ def _reduce_triton(x, dims, op, out_dtype, ct, pre=P_NONE, post=Q_NONE, p=0.0, d
     if out.numel() == 0:
         return _bf16_out(out, out_dtype), idx
     if x.numel() == 0:           # nothing to read: the empty reduction's value (0, 1, nan, -inf...) from the reference
-        from .copy import copy_into
         host = Tensor._wrap_numpy(np.empty(x._shape, x.dtype.np), device("cpu"))
         val, _ = _reduce_np(host, dims, op, out_dtype, ct, pre, post, p, div, None if shift is None else shift.cpu())
         return copy_into(empty(kshape, out_dtype, x.device), val), idx
@@ -600,10 +602,22 @@ class Sum(Function):
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (int, tuple or None for all). Integer and bool inputs sum in int64, as in PyTorch."""
     _check_tensor("sum", input)
+    out_dtype = None
     if dtype is not None:
-        input = input.to(D.to_dtype(dtype))
-    out_dtype = input.dtype if input.dtype.is_floating_point else D.int64
-    return Sum.apply(input, _dims_arg(input, dim), keepdim, out_dtype)
+        input = _cast_for_dtype(input, dtype)
+        out_dtype = input.dtype
+    elif not input.dtype.is_floating_point:
+        out_dtype = D.int64
+    return Sum.apply(input, _dims_arg(input, dim), keepdim, out_dtype or input.dtype)
+
+
+def _cast_for_dtype(input, dtype):
+    """``input`` cast to a reduction's ``dtype=`` (its result type, integer and bool too); PyTorch's error where an
+    input that requires grad would give a non-floating result."""
+    dt = D.to_dtype(dtype)
+    if not dt.is_floating_point and input.requires_grad and STATE.enabled:
+        raise RuntimeError(f"Autograd not support dtype: {D.scalar_name(dt)}")
+    return input.to(dt)
 
 
 class Mean(Function):
@@ -625,8 +639,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     _check_tensor("mean", input)
     if dtype is not None:
         input = input.to(D.to_dtype(dtype))
-    _check_floating(input, "mean(): could not infer output dtype. Input dtype must be either a floating point or "
-                           "complex dtype. Got: {name}")
+    _check_floating(input, "mean(): could not infer output dtype. " + ("Input" if dtype is None else "Optional") +
+                    " dtype must be either a floating point or complex dtype. Got: {name}")
     return Mean.apply(input, _dims_arg(input, dim), keepdim)
 
 
@@ -653,7 +667,7 @@ class Prod(Function):
         n_zero = zero.sum(dims, keepdim=True)
         x_safe = where(zero, 1.0, x)
         p_nonzero = x_safe.prod(dims, keepdim=True) if len(dims) <= 1 else _prod_all(x_safe, dims)
-        grad_nz = g * p_nonzero / x_safe
+        grad_nz = g * (p_nonzero / x_safe)          # the product of the others first: no overflow in g * prod
         grad_z = where(_and(zero, n_zero == 1), g * p_nonzero, 0.0)
         if STATE.enabled and bool(n_zero.detach().amax() > 0):
             return g * _prod_others(x, dims)     # create_graph: the rule above has the wrong derivative at zeros
@@ -690,8 +704,8 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     """Product over one dim, or of all elements (``dim=None``). Integer and bool inputs multiply in int64."""
     _check_tensor("prod", input)
     if dtype is not None:
-        input = input.to(D.to_dtype(dtype))
-    out_dtype = input.dtype if input.dtype.is_floating_point else D.int64
+        input = _cast_for_dtype(input, dtype)
+    out_dtype = input.dtype if input.dtype.is_floating_point or dtype is not None else D.int64
     dims = _dims_arg(input, dim) if dim is not None else tuple(range(input.ndim))
     return Prod.apply(input, dims, keepdim if dim is not None else False, out_dtype)
 
@@ -730,6 +744,12 @@ class AMax(Function):
     @staticmethod
     def backward(ctx, g):
         x, out = ctx.saved_tensors
+        if ctx._name in ("AmaxBackward0", "AminBackward0"):
+            # PyTorch's amax/amin rule: (g / count) * (x == out), so a NaN result makes its whole slice NaN
+            x = x.detach()
+            o = _unsqueezed(out.detach(), x._shape, ctx.dims, ctx.keepdim)
+            mask = x == o
+            return _unsqueezed(g, x._shape, ctx.dims, ctx.keepdim) / mask.sum(ctx.dims, keepdim=True) * mask
         return _spread(g, x, out, ctx.dims, ctx.keepdim)
 
 
@@ -863,7 +883,6 @@ def _all_any(name, input, dim, keepdim, is_any):
         dims = _dims_arg(input, dim)
     out_dtype = D.uint8 if input.dtype is D.uint8 else D.bool_
     if _count(input._shape, dims) == 0:
-        from tritorch._creation import full
         kshape = tuple(s for d, s in enumerate(input._shape) if d not in dims)
         return _kept(full(kshape, not is_any, dtype=out_dtype, device=input.device), input._shape, dims, keepdim)
     out, _ = reduce_(input.detach(), dims, MAX if is_any else MIN, out_dtype, D.int8, pre=P_NONZERO)
@@ -890,7 +909,7 @@ class Var(Function):
     squares, summed scaled (no overflow or underflow for any finite input)."""
 
     @staticmethod
-    def forward(ctx, x, dims, correction, keepdim, take_sqrt):
+    def forward(ctx, x, dims, correction, keepdim, take_sqrt, whole=False):
         ctx._name = "StdBackward0" if take_sqrt else "VarBackward0"
         n = _count(x._shape, dims)
         div = builtins.max(n - correction, 0)
@@ -901,7 +920,9 @@ class Var(Function):
         out, _ = reduce_(x, dims, SSQ, x.dtype, ct, pre=P_SUB_ABS, post=Q_SQRT_DIV if take_sqrt else Q_DIV,
                          div=div, shift=mu)
         out = _kept(out, x._shape, dims, keepdim)
-        ctx.dims, ctx.keepdim, ctx.div, ctx.take_sqrt = dims, keepdim, div, take_sqrt
+        # the backward's n - correction: PyTorch's is negative too (a -0 gradient, not NaN) except for a reduction
+        # of everything (dim=None, or a 0-d input), whose divisor is clamped at 0 as the forward's
+        ctx.dims, ctx.keepdim, ctx.div, ctx.take_sqrt = dims, keepdim, div if whole else n - correction, take_sqrt
         if builtins.any(ctx.needs_input_grad):
             ctx.save_for_backward(x, out)
         return out
@@ -934,25 +955,29 @@ def _var_args(name, input, dim, unbiased, keepdim, correction):
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Variance over ``dim`` with Bessel's ``correction`` (default 1; ``unbiased=False`` means 0)."""
     dims, corr, keepdim = _var_args("var", input, dim, unbiased, keepdim, correction)
-    return Var.apply(input, dims, corr, keepdim, False)
+    return Var.apply(input, dims, corr, keepdim, False, _whole(input, dim))
 
 
 @register("std")
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     dims, corr, keepdim = _var_args("std", input, dim, unbiased, keepdim, correction)
-    return Var.apply(input, dims, corr, keepdim, True)
+    return Var.apply(input, dims, corr, keepdim, True, _whole(input, dim))
+
+
+def _whole(input, dim):
+    return dim is None or isinstance(dim, bool) or input.ndim == 0
 
 
 @register("var_mean", method=False)
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     dims, corr, keepdim = _var_args("var_mean", input, dim, unbiased, keepdim, correction)
-    return Var.apply(input, dims, corr, keepdim, False), Mean.apply(input, dims, keepdim)
+    return Var.apply(input, dims, corr, keepdim, False, _whole(input, dim)), Mean.apply(input, dims, keepdim)
 
 
 @register("std_mean", method=False)
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     dims, corr, keepdim = _var_args("std_mean", input, dim, unbiased, keepdim, correction)
-    return Var.apply(input, dims, corr, keepdim, True), Mean.apply(input, dims, keepdim)
+    return Var.apply(input, dims, corr, keepdim, True, _whole(input, dim)), Mean.apply(input, dims, keepdim)
 
 
 # ====================================================================================================================
@@ -969,7 +994,6 @@ class LogSumExp(Function):
         ct = _acc(x.dtype)
         if x.numel() == 0:
             m = empty(tuple(s for d, s in enumerate(x._shape) if d not in dims), ct, x.device)
-            from .copy import fill_
             fill_(m, -math.inf)
         else:
             m, _ = reduce_(x, dims, MAX, ct, ct)
@@ -1007,7 +1031,8 @@ class Norm(Function):
     def forward(ctx, x, p, dims, keepdim):
         ctx._name = "NormBackward1"
         ct = _acc(x.dtype)
-        if p == math.inf or p == -math.inf:
+        if p == math.inf or p == -math.inf or (p != 0 and _count(x._shape, dims) == 1):
+            # one element per slice: |x| itself, as PyTorch (never squared: the norm of 1e200 is 1e200)
             out, _ = reduce_(x, dims, MAX if p > 0 else MIN, x.dtype, ct, pre=P_ABS)
         elif p == 0:
             out, _ = reduce_(x, dims, SUM, x.dtype, ct, pre=P_NONZERO)
@@ -1080,14 +1105,6 @@ def _check_norm_identity(x, p, dim):
 # Gradient helpers
 # ====================================================================================================================
 
-def sum_to_shape(g, shape):
-    """Sum a broadcast gradient down to ``shape`` (leading dims dropped, size-1 dims kept)."""
-    lead = g.ndim - len(shape)
-    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g._shape[lead + i] != 1)
-    out = sum(g, dims, keepdim=True) if dims else g
-    return out.reshape(shape)
-
-
 @register("sum_to_size", function=False)
 def sum_to_size(self, *size):
     """Sum this tensor down to ``size``, a shape it is broadcastable from (the reverse of ``expand``)."""
@@ -1097,4 +1114,4 @@ def sum_to_size(self, *size):
         raise RuntimeError(f"size {{{list(size)}}} is not expandable to size {{{list(self._shape)}}}.")
     if tuple(size) == self._shape:
         return self
-    return sum_to_shape(self, size)
+    return sum_to(self, size)

@@ -37,7 +37,8 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, nd_coords, nd_offset, block_for, MAXD
 from .copy import _cast_value
-from .elementwise import copy_host, empty, np_ct, wrap
+from ._common import copy_host, empty, np_ct, wrap
+from .matmul import _T_NAMES
 
 __all__ = ["interpolate", "pad", "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "launch_resize",
            "launch_resize_backward", "launch_pad"]
@@ -462,7 +463,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
 
 
 def _type_name(dtype):
-    from .matmul import _T_NAMES
     return _T_NAMES.get(dtype, dtype.name)
 
 
@@ -564,7 +564,23 @@ def constant_pad_nd(input, pad, value=0):
         if n + a + b < 0:
             raise RuntimeError(f"The input size {n}, plus negative padding {a} and {b} resulted in a negative output "
                                f"size, which is invalid. Check dimension {d} of your input.")
+    if not any(p > 0 for p in pad):
+        value = 0                                   # a crop writes no fill value: PyTorch does not check it
+    elif not input.dtype.is_floating_point and input.dtype is not D.bool_:
+        _check_int_fill(value, input.dtype)
     return Pad.apply(input, tuple(pads), value)
+
+
+_C_INT = {"int8": "int8_t", "int16": "int16_t", "int32": "int", "int64": "int64_t", "uint8": "uint8_t"}
+
+
+def _check_int_fill(value, dtype):
+    """PyTorch's checked conversion of a fill value to an integer type (no wrapping): a float within
+    [min, max + 1), an integer within [min, max]."""
+    info = np.iinfo(dtype.np)
+    v = float(value) if isinstance(value, (float, np.floating)) else int(value)
+    if not (info.min <= v < info.max + 1.0 if isinstance(v, float) else info.min <= v <= info.max):
+        raise RuntimeError(f"value cannot be converted to type {_C_INT[np.dtype(dtype.np).name]} without overflow")
 
 
 def pad(input, pad, mode="constant", value=None):

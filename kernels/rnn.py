@@ -22,7 +22,8 @@ from tritorch._tensor import Tensor
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, on_cpu, interp_bf16_in, interp_bf16_out
-from .elementwise import empty, wrap
+from ._common import empty, wrap
+from .join import cat
 
 __all__ = ["lstm_cell", "gru_cell", "lstm_cell_fwd_np", "lstm_cell_bwd_np", "gru_cell_fwd_np", "gru_cell_bwd_np"]
 
@@ -302,8 +303,7 @@ def _lstm_backward_ops(gi, gh, c, dh, dc):
     tc = (f * c + i * g).tanh()
     dh = (c * 0) if dh is None else dh
     dc = (c * 0 if dc is None else dc) + dh * o * (1 - tc * tc)
-    import tritorch
-    dgates = tritorch.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
+    dgates = cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
                            dh * tc * o * (1 - o)], 1)
     return dgates, dgates, dc * f
 
@@ -316,8 +316,7 @@ def _gru_backward_ops(gi, gh, h, dh):
     dan = dh * (1 - z) * (1 - n * n)
     daz = dh * (h - n) * z * (1 - z)
     dar = dan * hn * r * (1 - r)
-    import tritorch
-    return tritorch.cat([dar, daz, dan], 1), tritorch.cat([dar, daz, dan * r], 1), dh * z
+    return cat([dar, daz, dan], 1), cat([dar, daz, dan * r], 1), dh * z
 
 
 def lstm_cell(gi, gh, c):

@@ -23,7 +23,8 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, coalesce, is_int64_index, next_pow2, cdiv, interp_bf16_in
-from .elementwise import empty, wrap, np_ct, copy_host
+from ._common import copy_host, empty, np_ct, wrap
+from .matmul import _T_NAMES
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -332,10 +333,12 @@ def _apply(name, input, dim, dtype, log):
         if dtype is not input.dtype:
             input = input.to(dtype)
     if not input.dtype.is_floating_point:
-        from .matmul import _T_NAMES
+        d = input._wrap_dim(dim)
+        if input.numel() == 0:                  # no element reaches the kernel: PyTorch returns the empty input
+            return input.detach().clone()
         kind = "log_softmax" if log else "softmax"
         where = "lastdim_" if input.ndim <= 1 or dim in (-1, input.ndim - 1) else ""
-        raise RuntimeError(f"\"{kind}_{where}kernel_impl\" not implemented for '{_T_NAMES[input.dtype]}'")
+        raise NotImplementedError(f"\"{kind}_{where}kernel_impl\" not implemented for '{_T_NAMES[input.dtype]}'")
     d = input._wrap_dim(dim)
     return Softmax.apply(input, d, log)
 

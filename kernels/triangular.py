@@ -10,7 +10,8 @@ import triton.language as tl
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.kernels._launch import cdiv, interp_bf16_in, interp_bf16_out, ptr
-from tritorch.kernels.elementwise import apply_inplace, check_inplace, empty, mark_written, wrap
+from tritorch.kernels._common import check_inplace, empty, mark_written, wrap
+from tritorch.kernels.elementwise import apply_inplace
 
 BLOCK = 1024
 

@@ -2,15 +2,20 @@
 
 view/reshape, expand, permute/transpose/t/T/mT, squeeze/unsqueeze, flatten/unflatten, narrow, select, basic
 indexing (ints, slices with steps, None, Ellipsis), split/chunk/unbind and as_strided. ``reshape`` copies (through the
-strided-copy kernel) only when no view is possible, as in PyTorch.
+strided-copy kernel) only when no view is possible, as in PyTorch. Also the recording of an in-place write through
+a view on its base (``CopySlices``, ``apply_inplace``), which every in-place op family uses.
 """
 import math
 import warnings
 
 import numpy as np
 
+from tritorch import _creation, _dtype as D, _impl
 from tritorch._tensor import Tensor, register, contiguous_strides
 from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE, no_grad
+from ._common import empty, sum_to
+from .copy import copy_into, fill_
 
 __all__ = ["view_strides", "basic_index"]
 
@@ -101,7 +106,6 @@ class _Permute:
 class _Expand:
     @staticmethod
     def backward(g, in_shape):
-        from .elementwise import sum_to
         return sum_to(g, in_shape)
 
 
@@ -113,8 +117,6 @@ class _Strided:
         self.reapply = reapply
 
     def backward(self, g, in_shape):
-        from tritorch import _creation
-        from tritorch.autograd.grad_mode import no_grad
         out = _creation.zeros(in_shape, dtype=g.dtype, device=g.device)
         if g.requires_grad:
             return _ViewScatter.apply(g, out, self.reapply)
@@ -137,9 +139,9 @@ class _ViewScatter(Function):
         return ctx.reapply(gg), None, None
 
 
+@_impl.provide
 def view_scatter(g, shape, reapply):
     """zeros of ``shape`` with ``g`` written at the view ``reapply`` takes of them (differentiable in g)."""
-    from tritorch import _creation
     return _ViewScatter.apply(g, _creation.zeros(shape, dtype=g.dtype, device=g.device), reapply)
 
 
@@ -164,7 +166,6 @@ class _AsStrided:
         return False
 
     def backward(self, g, in_shape):
-        from tritorch import _creation
         n = math.prod(in_shape)
         last = self.rel + sum((k - 1) * s for k, s in zip(self.size, self.stride))
         if g.numel() and (self.rel < 0 or last >= n):
@@ -190,7 +191,6 @@ def _view_op(x, shape, strides, offset, kind, name):
 @register("view", function=False)
 def view(self, *shape):
     if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int, np.integer)):
-        from tritorch import _dtype as D
         raise NotImplementedError(f"view(dtype) is not supported (got {shape[0]}); use .to({D.to_dtype(shape[0])})")
     shape = _infer_shape(_shape_arg(shape), self.numel())
     st = view_strides(self._shape, self._stride, shape)
@@ -409,6 +409,7 @@ def _strided_view(x, shape, strides, offset, reapply, name):
     return _view_op(x, shape, strides, offset, _Strided(reapply), name)
 
 
+@_impl.provide
 @register("as_strided")
 def as_strided(input, size, stride, storage_offset=None):
     off = input._offset if storage_offset is None else storage_offset
@@ -494,7 +495,7 @@ def chunk(input, chunks, dim=0):
     d = input._wrap_dim(dim)
     n = input._shape[d]
     size = -(-n // chunks) if n else 0
-    return split(input, size, d) if size else split(input, [0] * 1, d)
+    return split(input, size, d) if size else split(input, [0] * chunks, d)     # an empty dim: ``chunks`` empties
 
 
 def basic_index(x, idx):
@@ -547,3 +548,69 @@ def basic_index(x, idx):
         "SliceBackward0"
     return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx), name)
 
+
+# ====================================================================================================================
+# In-place writes through a view, recorded on its base
+# ====================================================================================================================
+
+class CopySlices(Function):
+    """An in-place op ``fn`` applied to a view of ``base``, recorded on the base (PyTorch's CopySlices): backward
+    runs fn's backward on the view's part of the base's gradient and passes the rest through."""
+
+    @staticmethod
+    def forward(ctx, base, geom, fn, *args):
+        ctx._name = "CopySlices"
+        shape, stride, rel = geom
+        inner = fn._node_cls()
+        inner.needs_input_grad = (base.requires_grad,) + tuple(isinstance(a, Tensor) and a.requires_grad
+                                                                for a in args)
+        fn.forward(inner, base._view(shape, stride, base._offset + rel), *args)
+        ctx.inner, ctx.fn, ctx.geom = inner, fn, geom
+        ctx.mark_dirty(base)
+        return base
+
+    @staticmethod
+    def backward(ctx, g):
+        shape, stride, rel = ctx.geom
+        if STATE.enabled:          # create_graph: g with the view's part replaced, in differentiable tensor ops
+            return CopySlices._backward_recorded(ctx, g)
+        gb = copy_into(empty(g._shape, g.dtype, g.device), g)
+        gview = gb._view(shape, stride, gb._offset + rel)
+        grads = ctx.fn.backward(ctx.inner, copy_into(empty(shape, g.dtype, g.device), gview))
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        if grads[0] is None:
+            fill_(gview, 0)
+        else:
+            copy_into(gview, grads[0])
+        return (gb, None, None, *grads[1:])
+
+    @staticmethod
+    def _backward_recorded(ctx, g):
+        shape, stride, rel = ctx.geom
+
+        def reapply(t):
+            t = t.contiguous()
+            return as_strided(t, shape, stride, t._offset + rel)
+        g = g.contiguous()
+        gview = reapply(g)
+        grads = ctx.fn.backward(ctx.inner, gview)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        new = grads[0] if grads[0] is not None else gview * 0
+        return (g + view_scatter(new - gview, g._shape, reapply), None, None, *grads[1:])
+
+
+def apply_inplace(fn, x, *args):
+    """Record the in-place Function ``fn`` on ``x`` (its args after x: ``args``). When x is a view, the write is
+    recorded on its base, whose history (and x's) is rebased, so that gradients flow through both."""
+    base = x._base
+    if base is None or not base.is_contiguous():
+        return fn.apply(x, *args)
+    if base.requires_grad and base.grad_fn is None:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+    CopySlices.apply(base, (x._shape, x._stride, x._offset - base._offset), fn, *args)
+    if base.requires_grad:
+        tmp = as_strided(base, x._shape, x._stride, x._offset)
+        x.grad_fn, x._output_nr, x.requires_grad = tmp.grad_fn, 0, True
+    return x

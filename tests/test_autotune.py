@@ -325,7 +325,7 @@ def test_matmul_style_tuple_configs(cache_dir):
     times[at.config_name(CANDIDATES[2])] = 0.1
     with at.set_timer(_fake_timer_by_name(times)):
         assert t.pick(("bfloat16", "c", "t", 4096, 4096, 4096), run=lambda c: c) == CANDIDATES[2]
-    assert at.entries()[0].best == "MatmulConfig(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=4, " \
+    assert at.entries()[0].best == "MatmulConfig(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, " \
                                    "num_stages=4)"
     at._Cache._inst = None
     t._memo.clear()

@@ -23,3 +23,13 @@ def test_isclose_errors():
         tritorch.isclose(tritorch.ones(2), tritorch.ones(2, dtype=tritorch.float64))
     with pytest.raises(TypeError, match="expected two Tensors"):
         tritorch.isclose(tritorch.ones(2), 1.0)
+
+
+def test_isclose_bool(device):
+    """Bool tensors compare through the default float type, as PyTorch."""
+    a = tritorch.tensor([True, False], device=device)
+    b = tritorch.tensor([True, True], device=device)
+    assert tritorch.isclose(a, b).tolist() == [True, False]
+    assert tritorch.isclose(a, b, rtol=0.5, atol=2).tolist() == [True, True]
+    with pytest.raises(RuntimeError, match="Bool did not match Long"):
+        tritorch.isclose(a, tritorch.tensor([1, 1], device=device))

@@ -162,7 +162,8 @@ def test_arange_dtypes(device, dtype):
     _check(t, np.arange(1, 20, 3), dtype, device)
     f = tritorch.arange(0, 2.6, 0.5, dtype=dtype, device=device)
     assert f.dtype is dtype
-    assert_close(f, np.arange(6) * 0.5 if dtype.is_floating_point else np.trunc(np.arange(6) * 0.5))
+    # an integer type truncates start and step (0.5 -> 0) as PyTorch: all zeros
+    assert_close(f, np.arange(6) * 0.5 if dtype.is_floating_point else np.zeros(6))
 
 
 def test_arange_large_int64(device):
@@ -291,3 +292,38 @@ def test_linspace_refuses_endpoints_out_of_range(device):
     assert tritorch.linspace(0, 300, 1, dtype=tritorch.uint8, device=device).tolist() == [0]
     assert tritorch.linspace(300, 0, 0, dtype=tritorch.uint8, device=device).tolist() == []
     assert to_np(tritorch.linspace(0, math.inf, 2, dtype=tritorch.float16, device=device)).shape == (2,)
+
+
+# ---- differential-fuzzer regressions (PyTorch 2.14 as the oracle) --------------------------------------------------
+
+@pytest.mark.parametrize("data, dtype, expect", [
+    ([float("-inf"), -1], tritorch.int8, "int8"), ([False, -1, 2.0], tritorch.uint8, [0, 255, 2]),
+    ([300], tritorch.uint8, "uint8"), ([-1], tritorch.uint8, [255]), ([-300], tritorch.uint8, "uint8"),
+    ([float("nan")], tritorch.int32, "int32"), ([1e10], tritorch.int32, "int32"), ([-0.5], tritorch.uint8, "uint8"),
+    ([255.9], tritorch.uint8, [255]), ([127.9, -1.5], tritorch.int8, [127, -1]), ([-128.9], tritorch.int8, "int8"),
+    ([2.0 ** 63], tritorch.int64, "int64"), ([-2 ** 63], tritorch.int64, [-2 ** 63]), (-1, tritorch.uint8, 255),
+    ([[1, -1], [2, 300]], tritorch.int16, [[1, -1], [2, 300]]), ([True, 300], tritorch.uint8, "uint8"),
+])
+def test_tensor_integer_conversion_as_pytorch(data, dtype, expect):
+    """Each Python number converts to an integer type as PyTorch's checked conversion: a float truncated within
+    [min, max + 1), an int within range (an unsigned type also takes down to -max, wrapped)."""
+    if isinstance(expect, str):
+        with pytest.raises(RuntimeError, match=f"value cannot be converted to type {expect} without overflow"):
+            tritorch.tensor(data, dtype=dtype)
+    else:
+        assert tritorch.tensor(data, dtype=dtype).tolist() == expect
+
+
+def test_tensor_int_beyond_int64():
+    for data, dtype in (([2 ** 63], tritorch.int64), ([2 ** 64], None), ([-2 ** 63 - 1], tritorch.uint8)):
+        with pytest.raises(ValueError, match="Overflow when unpacking long long"):
+            tritorch.tensor(data, dtype=dtype)
+
+
+@pytest.mark.parametrize("args, expect", [
+    ((0, 3.5, 0.5), [0] * 7), ((0.5, 3.5, 1.5), [0, 1]), ((-2.5, 3, 1.5), [-2, -1, 0, 1]), ((3, 0, -1.5), [3, 2]),
+    ((-1.5, 2), [-1, 0, 1, 2]), ((0, -3, -0.5), [0] * 6),
+])
+def test_arange_integer_dtype_truncates_start_and_step(device, args, expect):
+    """PyTorch: the length from the float arguments, the values from start and step truncated to the type."""
+    assert tritorch.arange(*args, dtype=tritorch.int16, device=device).tolist() == expect

@@ -1128,3 +1128,114 @@ def test_bool_operand_errors(device):
     np.testing.assert_array_equal(to_np(~b), [False, True])
     np.testing.assert_array_equal(to_np(~torch.tensor([0, 5], dtype=torch.uint8, device=device)), [255, 250])
     np.testing.assert_array_equal(to_np(b // i), [1, 0])
+
+
+# ---- differential-fuzzer regressions (PyTorch 2.14 as the oracle) --------------------------------------------------
+
+def test_clamp_tensor_bounds_grads_and_broadcast(device):
+    """Tensor bounds broadcast and get gradients: one bound as maximum/minimum (ties split), both as PyTorch's
+    clamp.Tensor rule (the bound that wins when min > max is max; NaN anywhere gives NaN and feeds x)."""
+    nan = float("nan")
+    vals = [0., 1., 1.5, 2., 3., nan]
+    xs, ls, hs = zip(*[(a, b, c) for a in vals for b in vals for c in vals])
+    x, lo, hi = (torch.tensor(v, dtype=torch.float64, device=device, requires_grad=True) for v in (xs, ls, hs))
+    y = torch.clamp(x, lo, hi)
+    y.sum().backward()
+    X, L, H = (np.array(v) for v in (xs, ls, hs))
+    with np.errstate(invalid="ignore"):
+        lt, le = L < H, L <= H
+        gx = np.where((X < L) | (X > H), 0, np.where(((X == L) | (X == H)) & lt, 0.5, 1))
+        gl = np.where((X < L) & le, 1, np.where((X == L) & lt, 0.5, 0))
+        gh = np.where(((X > H) & le) | (L > H), 1, np.where((X == H) & lt, 0.5, 0))
+        ref = np.where(np.isnan(X) | np.isnan(L) | np.isnan(H), nan, np.minimum(np.maximum(X, L), H))
+    np.testing.assert_array_equal(to_np(y), ref)
+    for t, r in ((x, gx), (lo, gl), (hi, gh)):
+        np.testing.assert_array_equal(to_np(t.grad), r)
+    x = torch.tensor([[1., 2, 3], [4, 5, 6]], dtype=torch.float64, device=device, requires_grad=True)
+    m = torch.tensor([2.5], dtype=torch.float64, device=device, requires_grad=True)
+    torch.clip(x, max=m).sum().backward()                     # the fuzzer's crash: one grad per input
+    assert x.grad.tolist() == [[1, 1, 0], [0, 0, 0]] and m.grad.tolist() == [4.0]
+    out = torch.clamp(torch.tensor(1.48, dtype=torch.bfloat16, device=device),
+                      min=torch.tensor([1.96], dtype=torch.bfloat16, device=device))
+    assert out.shape == (1,) and out.dtype is torch.bfloat16
+    assert torch.clamp(torch.tensor([1, 2, 3], dtype=torch.int8, device=device),
+                       min=torch.tensor(200, device=device)).tolist() == [1, 2, 3]    # 200 wraps to int8 -56
+    assert torch.clamp(torch.tensor([1, 5], dtype=torch.int32, device=device),
+                       min=torch.tensor(2.5, device=device)).tolist() == [2.5, 5.0]
+    a = torch.tensor([1., 2, 3], device=device)
+    a.clamp_(min=torch.tensor([2.], device=device), max=torch.tensor(2.5, dtype=torch.float64, device=device))
+    assert a.tolist() == [2.0, 2.0, 2.5]
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
+        torch.tensor([1, 2], device=device).clamp_(min=torch.tensor([1.5], device=device))
+    with pytest.raises(TypeError, match="invalid combination of arguments"):
+        torch.clamp(torch.tensor([1.], device=device), min=torch.tensor([1.], device=device), max=2.0)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+        torch.clamp(torch.tensor([True], device=device), torch.tensor([True], device=device),
+                    torch.tensor([True], device=device))
+
+
+@pytest.mark.parametrize("dtype, bound, kw, expect", [
+    (torch.uint8, -1, "min", 255), (torch.uint8, -255, "max", 1), (torch.uint8, -129, "min", 127),
+    (torch.uint8, 256, "min", "uint8_t"), (torch.uint8, -256, "max", "uint8_t"), (torch.int8, 128, "min", "int8_t"),
+    (torch.int8, -1, "max", -1), (torch.int32, 2 ** 31, "min", "type int without"), (torch.int16, -129, "max", -129),
+])
+def test_clamp_int_bound_converted_to_dtype(device, dtype, bound, kw, expect):
+    """A number bound of an integer clamp is converted to the type as PyTorch's checked scalar conversion."""
+    x = torch.tensor([16], dtype=dtype, device=device)
+    if isinstance(expect, str):
+        with pytest.raises(RuntimeError, match=expect):
+            torch.clip(x, **{kw: bound})
+    else:
+        assert torch.clip(x, **{kw: bound}).tolist() == [expect]
+
+
+def test_where_bf16_with_integer_operand(device):
+    c = torch.tensor([False], device=device)
+    assert torch.where(c, torch.tensor([1.5], dtype=torch.bfloat16, device=device),
+                       torch.tensor(6, dtype=torch.int16, device=device)).tolist() == [6.0]
+    out = torch.where(torch.tensor(False, device=device), torch.tensor(9984., dtype=torch.bfloat16, device=device),
+                      torch.tensor(-12, dtype=torch.int8, device=device))
+    assert out.dtype is torch.bfloat16 and out.item() == -12.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_negative_zero_scalar_keeps_its_sign(device, dtype):
+    x = torch.tensor([1., -2., 0.], dtype=dtype, device=device)
+    assert torch.div(x, -0.0).tolist()[:2] == [-math.inf, math.inf]
+    assert [math.copysign(1, v) for v in torch.mul(x, -0.0).tolist()] == [-1, 1, -1]
+    assert torch.floor_divide(torch.tensor([3, -3], device=device), -0.0).tolist() == [-math.inf, math.inf]
+
+
+def test_integer_alpha_and_scalars_wrap_as_pytorch(device):
+    u = lambda v: torch.tensor(v, dtype=torch.uint8, device=device)  # noqa: E731
+    assert torch.sub(u([12, 13]), u(20), alpha=-1).tolist() == [32, 33]
+    assert torch.add(u([12, 13]), u(20), alpha=-1).tolist() == [248, 249]
+    assert torch.rsub(u([4]), -4, alpha=-1).tolist() == [0]
+    assert torch.add(u([4]), -300).tolist() == [216]
+    with pytest.raises(RuntimeError, match="value cannot be converted to type uint8_t without overflow"):
+        torch.add(u([12]), u(20), alpha=-300)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int8_t without overflow"):
+        torch.add(torch.tensor([4], dtype=torch.int8, device=device), torch.tensor([1], dtype=torch.int8,
+                                                                                    device=device), alpha=300)
+    b = torch.tensor([True, False, True], device=device)
+    assert torch.add(torch.tensor(True, device=device), b, alpha=-1).tolist() == [True, True, True]
+    assert torch.add(torch.tensor([True, False], device=device), True, alpha=-1).tolist() == [True, True]
+
+
+def test_half_result_rounds_operands_first(device):
+    """PyTorch casts every operand to a half result type before the op: int32 -2**31 is -inf in float16."""
+    r = torch.add(torch.tensor(-2 ** 31, dtype=torch.int32, device=device),
+                  torch.tensor(math.inf, dtype=torch.float16, device=device))
+    assert math.isnan(r.item())
+    r = torch.mul(torch.tensor([70000], dtype=torch.int32, device=device),
+                  torch.tensor(0., dtype=torch.float16, device=device))
+    assert math.isnan(r.item())
+
+
+def test_relu_elu_pass_the_gradient_at_nan(device):
+    nan, inf = float("nan"), float("inf")
+    for fn, ref in ((torch.relu, [1, 1, 0, 0, 0, 1]), (lambda t: torch.nn.functional.elu(t, alpha=2.0),
+                                                       [1, 1, 0, 2, 2 * math.exp(-1), 1])):
+        x = torch.tensor([nan, inf, -inf, 0., -1., 1.], dtype=torch.float64, device=device, requires_grad=True)
+        fn(x).sum().backward()
+        np.testing.assert_allclose(to_np(x.grad), ref, rtol=1e-12)

@@ -706,3 +706,49 @@ def test_create_graph_gradient_matches_fused(device, which):
     (composite,) = tritorch.autograd.grad(fns[which](), x, create_graph=True)
     assert composite.requires_grad or which == "nll"        # nll's gradient is constant in x
     assert_close(composite, to_np(fused), F32, rtol=1e-5, atol=1e-7)
+
+
+# ---- differential-fuzzer regressions (PyTorch 2.14 as the oracle) --------------------------------------------------
+
+@pytest.mark.parametrize("reduction, expect", [("sum", 2.203125), ("mean", 1.4453125), ("none", [2.203125])])
+def test_nll_loss_bf16_weight(device, reduction, expect):
+    """A weight converted for the interpreter (a temporary) stays alive through the launch."""
+    bf = tritorch.bfloat16
+    out = F.nll_loss(tritorch.tensor([[-1.4453125]], dtype=bf, device=device), tritorch.tensor([0], device=device),
+                     weight=tritorch.tensor([1.5234375], dtype=bf, device=device), reduction=reduction)
+    assert out.tolist() == expect
+
+
+def test_binary_cross_entropy_checks_target_range(device):
+    x = tritorch.tensor([0.5, 0.2], device=device)
+    for bad in (-float("inf"), 2.0, float("nan"), -0.1):
+        with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+            F.binary_cross_entropy(x, tritorch.tensor([bad, 0.5], device=device))
+    with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+        F.binary_cross_entropy(tritorch.tensor([float("nan"), 0.2], device=device),
+                               tritorch.tensor([0., 1.], device=device))
+
+
+def test_cross_entropy_infinite_logits(device):
+    """A +inf logit makes its row's log-softmax (and so loss and gradient) NaN, as PyTorch; a -inf logit with a
+    positive target weight (label smoothing, probabilities) makes the loss +inf, not NaN."""
+    inf = float("inf")
+    x = tritorch.tensor([[inf, 1., 2.], [0., 1., 2.]], device=device, requires_grad=True)
+    F.cross_entropy(x, tritorch.tensor([0, 1], device=device), label_smoothing=0.1).backward()
+    g = to_np(x.grad)
+    assert np.isnan(g[0]).all() and np.isfinite(g[1]).all()
+    x = tritorch.tensor([[inf, inf, 1.]], device=device)
+    assert np.isnan(F.cross_entropy(x, tritorch.tensor([2], device=device)).item())
+    x = tritorch.tensor([[-inf, 1., 2.]], device=device)
+    assert F.cross_entropy(x, tritorch.tensor([1], device=device), label_smoothing=0.1).item() == inf
+    p = tritorch.tensor([[0.2, 0.3, 0.5]], device=device)
+    for dt in (tritorch.float32, tritorch.bfloat16):
+        assert F.cross_entropy(x.to(dt), p.to(dt)).item() == inf
+
+
+def test_bce_with_logits_near_float_max(device):
+    """(1 - y) * x, not x - x * y, which overflows for x near the float max."""
+    x = tritorch.tensor([1.7976931348623157e+308], dtype=tritorch.float64, device=device)
+    y = tritorch.tensor([1.7572192927707135], dtype=tritorch.float64, device=device)
+    out = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    np.testing.assert_allclose(to_np(out), [-1.3612479241992096e+308], rtol=1e-12)

@@ -435,3 +435,14 @@ def test_instance_norm_eps_zero_constant_plane(device):
     rv = tritorch.ones(3, dtype=tritorch.float64, device=device)
     assert_close(tritorch.instance_norm(x, rm, rv, w, b, eps=0.0), expect)
     assert_close(rm, 0.1 * xr.mean(axis=2).mean(0))
+
+
+def test_layer_group_norm_overflowing_variance_gives_bias(device):
+    """A variance that overflows gives rstd 0, so the output is the bias (0 without one), on both devices alike.
+    (PyTorch's CPU Welford gives NaN instead when the row is shorter than its SIMD width: see KNOWN in
+    tests/test_fuzz.py.)"""
+    F = tritorch.nn.functional
+    x = tritorch.tensor([[1.797e308, 1., 2.]], dtype=tritorch.float64, device=device)
+    b = tritorch.tensor([0.5, -1., 2.], dtype=tritorch.float64, device=device)
+    assert F.layer_norm(x, (3,), bias=b).tolist() == [[0.5, -1.0, 2.0]]
+    assert (to_np(F.group_norm(x.reshape(1, 3, 1), 1)) == 0).all()

@@ -489,3 +489,236 @@ def test_named_parameters():
     assert opt.state_dict()["param_groups"][0]["param_names"] == ["w", "b"]
     with pytest.raises(ValueError, match="all optimizer param groups must contain or not contain param_names"):
         opt.add_param_group({"params": _params(n=1)})
+
+
+# ====================================================================================================================
+# Adadelta, Adamax, NAdam, RAdam against torch.optim (the oracle), LBFGS against torch's trajectory
+# ====================================================================================================================
+
+import torch  # noqa: E402
+
+TORCH_CASES = [
+    ("Adadelta", {}),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("Adamax", {}),
+    ("Adamax", dict(lr=0.05, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.1, maximize=True)),
+    ("NAdam", {}),
+    ("NAdam", dict(lr=0.05, betas=(0.8, 0.95), weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.05, weight_decay=0.2, decoupled_weight_decay=True, maximize=True)),
+    ("RAdam", {}),
+    ("RAdam", dict(lr=0.05, betas=(0.5, 0.6), weight_decay=0.1)),
+    ("RAdam", dict(lr=0.05, weight_decay=0.2, decoupled_weight_decay=True, maximize=True)),
+]
+
+
+def _against_torch(name, kw, device, steps=8, dtype=tritorch.float32, rtol=2e-5, atol=2e-6):
+    """Two param groups (the second with half the lr) and a param without gradient; fixed random gradients each
+    step; the params compared with torch.optim's after every step, the state at the end."""
+    rng = np.random.default_rng(3)
+    shapes = [(7,), (3, 5), (1,), (0,), (33,)]
+    init = [rng.uniform(-1, 1, size=s).astype(np.float32) for s in shapes]
+    grads = [[rng.uniform(-1, 1, size=s).astype(np.float32) for s in shapes] for _ in range(steps)]
+    tps = [torch.tensor(a, dtype=torch.float64 if dtype is tritorch.float64 else torch.float32, requires_grad=True)
+           for a in init]
+    ups = [tritorch.tensor(a, dtype=dtype, device=device, requires_grad=True) for a in init]
+    frozen = tritorch.tensor([1.5, -2.5], device=device, dtype=dtype, requires_grad=True)
+    lr2 = kw.get("lr", getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)]).defaults["lr"]) / 2
+    topt = getattr(torch.optim, name)([{"params": tps[:3]}, {"params": tps[3:], "lr": lr2}], **kw)
+    uopt = getattr(optim, name)([{"params": ups[:3] + [frozen]}, {"params": ups[3:], "lr": lr2}], **kw)
+    for t in range(steps):
+        for tp, up, g in zip(tps, ups, grads[t]):
+            tp.grad = torch.tensor(g, dtype=tp.dtype)
+            up.grad = tritorch.tensor(g, dtype=dtype, device=device)
+        topt.step()
+        uopt.step()
+        for i, (tp, up) in enumerate(zip(tps, ups)):
+            np.testing.assert_allclose(up.detach().cpu().numpy(), tp.detach().numpy(), rtol=rtol, atol=atol,
+                                       err_msg=f"{name} step {t + 1} param {i}")
+    assert frozen.tolist() == [1.5, -2.5] and not uopt.state[frozen]
+    for tp, up in zip(tps, ups):
+        ts, us = topt.state[tp], uopt.state[up]
+        assert sorted(ts) == sorted(us)
+        for k in ts:
+            np.testing.assert_allclose(us[k].cpu().numpy(), ts[k].numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+    return uopt
+
+
+@pytest.mark.parametrize("name,kw", TORCH_CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}"
+                                                      for n, kw in TORCH_CASES])
+def test_against_torch_optim(name, kw, device):
+    opt = _against_torch(name, kw, device)
+    ref = getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)], **kw)
+    assert {k: v for k, v in opt.defaults.items()} == ref.defaults
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adamax", "NAdam", "RAdam"])
+def test_new_optimizers_float64_and_half(name, device):
+    _against_torch(name, dict(lr=0.05, weight_decay=0.1), device, steps=4, dtype=tritorch.float64, rtol=1e-10,
+                   atol=1e-12)
+    ps = [tritorch.tensor([0.5, -0.25, 1.0], dtype=tritorch.float16, device=device, requires_grad=True)]
+    opt = getattr(optim, name)(ps, lr=0.05)
+    ps[0].grad = tritorch.tensor([1.0, -1.0, 0.5], dtype=tritorch.float16, device=device)
+    opt.step()
+    assert ps[0].dtype is tritorch.float16
+    assert all(v.dtype is tritorch.float32 for v in opt.state[ps[0]].values())
+    tp = torch.tensor([0.5, -0.25, 1.0], requires_grad=True)
+    topt = getattr(torch.optim, name)([tp], lr=0.05)
+    tp.grad = torch.tensor([1.0, -1.0, 0.5])
+    topt.step()
+    np.testing.assert_allclose(ps[0].float().tolist(), tp.tolist(), rtol=2e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adamax", "NAdam", "RAdam"])
+def test_new_optimizers_one_launch_per_group_and_dtype(name, monkeypatch):
+    from tritorch.kernels import optim as K
+    rule_name = name.lower()
+    rule = K.RULES[rule_name]
+    launches = []
+
+    class Counting:
+        def __getitem__(self, grid):
+            launches.append(grid)
+            return rule.kernel[grid]
+
+    monkeypatch.setitem(K.RULES, rule_name, K.Rule(Counting(), rule.ref, rule.nstates))
+    g1 = [tritorch.zeros(n, device="cuda", dtype=d, requires_grad=True)
+          for n, d in [(3, tritorch.float32), (40, tritorch.float32), (5, tritorch.float16)]]
+    g2 = [tritorch.zeros(n, device="cuda", requires_grad=True) for n in (7, 9)]
+    opt = getattr(optim, name)([{"params": g1}, {"params": g2}])
+    for p in g1 + g2:
+        p.grad = tritorch.ones(p.shape, dtype=p.dtype, device="cuda")
+    opt.step()
+    assert len(launches) == 3
+
+
+@pytest.mark.parametrize("name,kw,msg", [
+    ("Adadelta", dict(rho=1.5), "Invalid rho value: 1.5"),
+    ("Adamax", dict(betas=(0.9, 1.0)), "Invalid beta parameter at index 1: 1.0"),
+    ("NAdam", dict(momentum_decay=-1), "Invalid momentum_decay value: -1"),
+    ("RAdam", dict(eps=-1), "Invalid epsilon value: -1"),
+    ("LBFGS", dict(lr=-1), "Invalid learning rate: -1"),
+])
+def test_new_optimizers_invalid_hyperparameters(name, kw, msg):
+    p = [torch.zeros(1, requires_grad=True)]
+    with pytest.raises(ValueError, match=msg):
+        getattr(torch.optim, name)(p, **kw)
+    with pytest.raises(ValueError, match=msg):
+        getattr(optim, name)([tritorch.zeros(1, requires_grad=True)], **kw)
+
+
+def test_new_optimizers_state_dict_resume(device):
+    """Save after 2 steps, load into a fresh optimizer, continue: identical to running on (NAdam's mu_product too)."""
+    for name in ("NAdam", "RAdam", "Adadelta", "Adamax"):
+        def run(resume):
+            p = tritorch.tensor([0.5, -1.0, 2.0], device=device, requires_grad=True)
+            opt = getattr(optim, name)([p], lr=0.1)
+            for t in range(4):
+                if resume and t == 2:
+                    sd = opt.state_dict()
+                    opt = getattr(optim, name)([p], lr=0.1)
+                    opt.load_state_dict(sd)
+                p.grad = tritorch.tensor([0.3 * t - 0.5, 0.2, -0.1 * t], device=device)
+                opt.step()
+            return p.tolist()
+        assert run(True) == run(False), name
+
+
+# ---- LBFGS ---------------------------------------------------------------------------------------------------------
+
+def _lbfgs_problem(lib, device=None):
+    """A small least-squares + quartic problem with two parameter tensors."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 4))
+    b = rng.normal(size=6)
+    kw = {} if device is None else dict(device=device)
+    A_, b_ = lib.tensor(A, dtype=lib.float64, **kw), lib.tensor(b, dtype=lib.float64, **kw)
+    w = lib.tensor([0.5, -0.3, 0.8, 0.1], dtype=lib.float64, requires_grad=True, **kw)
+    c = lib.tensor([0.2], dtype=lib.float64, requires_grad=True, **kw)
+
+    def loss_fn():
+        r = A_ @ w + c - b_
+        return (r * r).sum() + 0.1 * (w ** 4).sum()
+    return [w, c], loss_fn
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(line_search_fn="strong_wolfe"),
+                                dict(lr=0.5, history_size=3, max_iter=5),
+                                dict(history_size=2, max_iter=7, line_search_fn="strong_wolfe",
+                                     tolerance_change=1e-6)],
+                         ids=["default", "strong_wolfe", "history3-iter5", "wolfe-history2-iter7"])
+def test_lbfgs_follows_torch_trajectory(kw, device):
+    tparams, tloss = _lbfgs_problem(torch)
+    uparams, uloss = _lbfgs_problem(tritorch, device)
+    topt = torch.optim.LBFGS(tparams, **kw)
+    uopt = optim.LBFGS(uparams, **kw)
+    calls = {"t": 0, "u": 0}
+
+    def closure(opt, loss_fn, key):
+        def c():
+            calls[key] += 1
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+        return c
+
+    for _ in range(3):
+        lt = topt.step(closure(topt, tloss, "t"))
+        lu = uopt.step(closure(uopt, uloss, "u"))
+        assert abs(lt.item() - lu.item()) <= 1e-8 * max(1.0, abs(lt.item()))
+        for tp, up in zip(tparams, uparams):
+            np.testing.assert_allclose(up.detach().cpu().numpy(), tp.detach().numpy(), rtol=1e-7, atol=1e-9)
+        assert calls["u"] == calls["t"]
+        ts, us = topt.state[tparams[0]], uopt.state[uparams[0]]
+        assert (us["func_evals"], us["n_iter"], len(us["old_dirs"])) == \
+            (ts["func_evals"], ts["n_iter"], len(ts["old_dirs"]))
+    assert float(uloss()) < 1.0
+
+
+def test_lbfgs_stops_at_tolerance_and_rules():
+    p = tritorch.zeros(3, requires_grad=True)
+    opt = optim.LBFGS([p])
+    n = []
+
+    def closure():
+        n.append(1)
+        opt.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+    assert float(opt.step(closure)) == 0.0 and len(n) == 1            # at the optimum: one evaluation, no move
+    assert opt.defaults["max_eval"] == 25 and optim.LBFGS([p], max_iter=8).defaults["max_eval"] == 10
+    with pytest.raises(ValueError, match="LBFGS doesn't support per-parameter options"):
+        optim.LBFGS([{"params": [p]}, {"params": [tritorch.zeros(1, requires_grad=True)]}])
+    q = tritorch.ones(2, requires_grad=True)
+    bad = optim.LBFGS([q], line_search_fn="armijo")
+
+    def closure2():
+        bad.zero_grad()
+        loss = (q * q).sum()
+        loss.backward()
+        return loss
+    with pytest.raises(RuntimeError, match="only 'strong_wolfe' is supported"):
+        bad.step(closure2)
+
+
+def test_lbfgs_state_dict_round_trip_resumes(tmp_path, device):
+    """LBFGS's state (flat direction, history lists, floats) survives state_dict / save / load: a resumed run
+    continues exactly as the uninterrupted one, as in PyTorch."""
+    def run(resume):
+        params, loss_fn = _lbfgs_problem(tritorch, device)
+        opt = optim.LBFGS(params, history_size=4, max_iter=4)
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+        for i in range(3):
+            if resume and i == 2:
+                tritorch.save(opt.state_dict(), tmp_path / "lbfgs.pt")
+                opt = optim.LBFGS(params, history_size=4, max_iter=4)
+                opt.load_state_dict(tritorch.load(tmp_path / "lbfgs.pt"))
+            opt.step(closure)
+        return [p.tolist() for p in params]
+    assert run(True) == run(False)

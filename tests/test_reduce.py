@@ -531,3 +531,78 @@ def test_norm_without_identity_of_empty_raises(device, p):
     for f in (lambda: e.amax(), lambda: e.max(), lambda: e.amin(dim=[])):
         with pytest.raises(RuntimeError, match="Expected reduction dim to be specified"):
             f()
+
+
+# ---- differential-fuzzer regressions (PyTorch 2.14 as the oracle) --------------------------------------------------
+
+def test_sum_prod_integer_and_bool_dtype(device):
+    """``dtype=`` is the result type, an integer or bool one too (wrapping as the type does); an input that
+    requires grad cannot give a non-floating result."""
+    t = tritorch.tensor
+    s = tritorch.sum(t([4, 100], dtype=tritorch.int8, device=device), dim=-1, dtype=tritorch.int16)
+    assert s.dtype is tritorch.int16 and s.item() == 104
+    assert tritorch.sum(t([100, 100], dtype=tritorch.int8, device=device), dtype=tritorch.int8).item() == -56
+    assert t([250, 10], dtype=tritorch.uint8, device=device).sum(0, dtype=tritorch.uint8).item() == 4
+    b = tritorch.sum(t([-6, -5, 10], device=device), dim=0, dtype=tritorch.bool)
+    assert b.dtype is tritorch.bool and b.item() is True
+    assert tritorch.sum(t([0, 0], device=device), dtype=tritorch.bool).item() is False
+    p = tritorch.prod(t(-1.8, dtype=tritorch.float64, device=device), dim=-1, dtype=tritorch.int32)
+    assert p.dtype is tritorch.int32 and p.item() == -1
+    assert tritorch.prod(t([100, 100], dtype=tritorch.int16, device=device), dtype=tritorch.int8).item() == 16
+    assert tritorch.prod(t([3, 0], device=device), dtype=tritorch.bool).item() is False
+    x = t([1.5, 2.], device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="Autograd not support dtype: Bool"):
+        tritorch.sum(x, dtype=tritorch.bool)
+    with pytest.raises(RuntimeError, match="Autograd not support dtype: Int"):
+        tritorch.prod(x, dtype=tritorch.int32)
+    with pytest.raises(RuntimeError, match="Optional dtype must be either a floating point"):
+        tritorch.mean(t([3, 4], device=device), dtype=tritorch.int32)
+
+
+def test_amax_amin_backward_nan_result_is_nan(device):
+    """amax/amin: (g / count) * (x == result), so a NaN result (no element equals it) makes its slice NaN;
+    max()/min() send it to the NaN element."""
+    nan = float("nan")
+    x = tritorch.tensor([[nan, 2.5], [1., 2.5]], device=device, requires_grad=True)
+    tritorch.amax(x, 0).sum().backward()
+    g = to_np(x.grad)
+    assert np.isnan(g[:, 0]).all() and g[:, 1].tolist() == [0.5, 0.5]
+    x = tritorch.tensor([nan, 2.5], device=device, requires_grad=True)
+    tritorch.amin(x).backward()
+    assert np.isnan(to_np(x.grad)).all()
+    x = tritorch.tensor([nan, 2.5], device=device, requires_grad=True)
+    x.max().backward()
+    assert x.grad.tolist() == [1.0, 0.0]
+
+
+def test_var_backward_correction_beyond_count(device):
+    """PyTorch's 2 / (n - correction) factor, negative where correction > n: a zero gradient, not NaN."""
+    x = tritorch.tensor([[1.5], [2.]], dtype=tritorch.float64, device=device, requires_grad=True)
+    tritorch.var(x, dim=-1, correction=2).sum().backward()
+    assert x.grad.tolist() == [[0.0], [0.0]]
+    scalar = tritorch.tensor(-1.25, dtype=tritorch.float64, device=device, requires_grad=True)
+    for v, kw in ((x[:1].detach().requires_grad_(), {}), (scalar, {"dim": -1, "keepdim": True})):
+        v.grad = None              # a reduction of everything (dim=None, a 0-d input): the divisor is clamped at 0
+        tritorch.var_mean(v, correction=2, **kw)[0].sum().backward()
+        assert np.isnan(to_np(v.grad)).all()
+
+
+def test_prod_backward_near_float_max(device):
+    """The gradient is g times the product of the others: 1 over a size-1 dim, never g * prod / x overflowing."""
+    x = tritorch.tensor([[1e4], [1.7976931348623157e+308], [2.]], dtype=tritorch.float64, device=device,
+                        requires_grad=True)
+    (tritorch.prod(x, dim=-1, keepdim=True) * 1.3925).sum().backward()
+    np.testing.assert_allclose(to_np(x.grad), [[1.3925]] * 3)
+
+
+def test_norm_of_single_elements_is_abs(device):
+    """One element per slice: |x| (PyTorch), never squared and overflowing."""
+    x = tritorch.tensor([[1e200], [-3.]], dtype=tritorch.float64, device=device)
+    for p in (2, 3, 1, -1, "fro"):
+        assert tritorch.norm(x, p=p, dim=1).tolist() == [1e200, 3.0]
+    y = tritorch.tensor(-1.797e308, dtype=tritorch.float64, device=device, requires_grad=True)
+    n = tritorch.norm(y, p="fro")
+    n.backward()
+    assert n.item() == 1.797e308 and y.grad.item() == pytest.approx(-1.0)
+    assert tritorch.norm(tritorch.tensor([[1e200, 0.]], dtype=tritorch.float64, device=device), dim=1).tolist() == \
+        [math.inf]

@@ -314,3 +314,19 @@ def test_pixel_shuffle_errors():
         pixel_unshuffle(tritorch.zeros((1, 1, 5, 4)), 2)
     with pytest.raises(RuntimeError, match="positive upscale_factor"):
         pixel_shuffle(tritorch.zeros((1, 4, 2, 2)), 0)
+
+
+@pytest.mark.parametrize("dtype, value, expect", [
+    (tritorch.uint8, -2, "uint8_t"), (tritorch.uint8, 300, "uint8_t"), (tritorch.uint8, 255, 255),
+    (tritorch.int8, -2.7, -2), (tritorch.uint8, -0.5, "uint8_t"), (tritorch.int32, 2 ** 31, "type int without"),
+    (tritorch.int8, float("inf"), "int8_t"), (tritorch.bool, 2, True),
+])
+def test_constant_pad_integer_value_checked(device, dtype, value, expect):
+    """The fill value converts to an integer type as PyTorch's checked conversion (no wrapping)."""
+    x = tritorch.tensor([[20], [3]], dtype=dtype, device=device)
+    if isinstance(expect, str):
+        with pytest.raises(RuntimeError, match=f"value cannot be converted to .*{expect}"):
+            tritorch.nn.functional.pad(x, (0, 1), value=value)
+    else:
+        assert tritorch.nn.functional.pad(x, (0, 1), value=value)[:, 1].tolist() == [expect] * 2
+    assert tritorch.nn.functional.pad(x, (0, -1), value=value).shape == (2, 0)        # a crop: no fill, no check

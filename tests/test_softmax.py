@@ -199,3 +199,12 @@ def test_gpu_large(log):
         y.sum().backward()
         assert_close(x.grad, ref_grad(ref_softmax(rx, -1, log), np.ones(shape), -1, log), dtype,
                      atol=3e-2 if dtype is tritorch.bfloat16 else 2e-3)
+
+
+def test_integer_softmax_empty_or_not_implemented(device):
+    """PyTorch: an empty integer input comes back as is; a non-empty one raises NotImplementedError."""
+    for fn in (tritorch.softmax, tritorch.log_softmax):
+        out = fn(tritorch.empty(2, 0, dtype=tritorch.int64, device=device), -1)
+        assert out.shape == (2, 0) and out.dtype is tritorch.int64
+        with pytest.raises(NotImplementedError, match="kernel_impl\" not implemented for 'Int'"):
+            fn(tritorch.tensor([1, 2], dtype=tritorch.int32, device=device), -1)

@@ -237,3 +237,11 @@ def test_dim_list_errors_match_pytorch(device):
     with pytest.raises(RuntimeError, match=r"^cannot reshape tensor of 0 elements into shape \[-1, 0\] because the "
                                            r"unspecified dimension size -1 can be any value and is ambiguous$"):
         tritorch.zeros(0, device=device).reshape(-1, 0)
+
+
+def test_chunk_of_empty_dim_gives_chunks_empties(device):
+    """PyTorch: an empty dim splits into ``chunks`` empty pieces."""
+    for n, chunks in ((0, 2), (0, 1), (0, 3)):
+        parts = tritorch.chunk(tritorch.empty(n, dtype=tritorch.int64, device=device), chunks, dim=0)
+        assert [tuple(p.shape) for p in parts] == [(0,)] * chunks
+    assert [tuple(p.shape) for p in tritorch.chunk(tritorch.empty(2, 0, device=device), 3, dim=1)] == [(2, 0)] * 3

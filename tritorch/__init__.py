@@ -9,22 +9,24 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "kernels")):
     # running from a source checkout: kernels/ and autograd/ sit beside tritorch/ and are its subpackages
     __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from ._device import device, INTERPRET as _INTERPRET  # noqa: E402,F401
 from ._dtype import (dtype, float32, float16, bfloat16, float64, int8, uint8, int16, int32, int64,  # noqa: E402
                      bool_ as bool, get_default_dtype, set_default_dtype, promote_types, result_type)
-from ._tensor import Tensor, Size, FUNCTIONS as _FUNCTIONS  # noqa: E402
+from ._tensor import Tensor, Size, FUNCTIONS as _FUNCTIONS, name_published_methods as _name_published_methods  # noqa
 from . import autograd  # noqa: E402
 from .autograd import no_grad, enable_grad, set_grad_enabled, inference_mode, is_grad_enabled  # noqa: E402
 from . import cuda  # noqa: E402
 from ._creation import (tensor, as_tensor, from_numpy, empty, zeros, ones, full, empty_like, zeros_like,  # noqa
                         ones_like, full_like, scalar_tensor)
+from . import _dlpack  # noqa: E402,F401  (tritorch.from_dlpack, Tensor.__dlpack__)
 from .kernels import elementwise as _elementwise, copy as _copy, views as _views, reduce as _reduce  # noqa
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16
 float = float32
-FloatTensor = Tensor
+from ._legacy import (FloatTensor, DoubleTensor, HalfTensor, BFloat16Tensor, ByteTensor, CharTensor,  # noqa
+                      ShortTensor, IntTensor, LongTensor, BoolTensor)
 
 
 def _load_ops():
@@ -38,13 +40,14 @@ def _load_ops():
     if clash:
         raise ImportError(f"tritorch: op names {clash} would shadow a dtype or a submodule")
     globals().update(_FUNCTIONS)
+    _name_published_methods()
 
 
 _load_ops()
 
 from . import nn, data, utils  # noqa: E402
 from . import optim  # noqa: E402
-from . import backends  # noqa: E402
+from . import backends, accelerator  # noqa: E402
 from .serialization import save, load  # noqa: E402
 from .autograd.grad_mode import is_inference_mode_enabled  # noqa: E402
 

@@ -1,7 +1,9 @@
 """Factories: ``tensor``, ``as_tensor``, ``from_numpy``, ``from_dlpack``, ``empty``, ``zeros``, ``ones``, ``full``,
-``arange``, ``linspace``, ``eye``, the random ``rand``, ``randn``, ``randint``, and their ``*_like`` forms.
+``arange``, ``linspace``, ``eye``, the random ``rand``, ``randn``, ``randint``, and their ``*_like`` forms
+(``from_dlpack`` lives in ``_dlpack.py``).
 
-The kernels live in ``kernels/creation.py`` (fill, arange, linspace, eye) and ``kernels/random.py`` (Philox).
+The kernels live in ``kernels/creation.py`` (fill, arange, linspace, eye) and ``kernels/random.py`` (Philox); this
+module calls them through ``_impl`` (the core does not import kernels/).
 """
 import math
 import numbers
@@ -11,11 +13,12 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device, CPU
 from ._tensor import Tensor, register
-from .kernels.creation import scalar_value
+from . import _impl, cuda
+from ._storage import Storage
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "empty", "zeros", "ones", "full", "empty_like", "zeros_like",
            "ones_like", "full_like", "scalar_tensor", "arange", "linspace", "eye", "rand", "randn", "randint",
-           "rand_like", "randn_like", "randint_like", "from_dlpack"]
+           "rand_like", "randn_like", "randint_like"]
 
 
 def _size(size):
@@ -38,7 +41,6 @@ def _dev(device):
         return CPU
     d = _device(device)
     if d.type == "cuda":
-        from . import cuda
         cuda._check_device(d)
     return d
 
@@ -78,10 +80,57 @@ def _to_numpy(data, dt):
         return data.detach()._to_host_array().astype(dt.np)
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
         data = [_to_numpy(x, dt) for x in data]
+    elif isinstance(data, (list, tuple, numbers.Number)) and np.dtype(dt.np).kind in "iu":
+        return _int_array(data, dt)
     try:
-        return np.array(data, dtype=dt.np)
+        with np.errstate(over="ignore"):
+            return np.array(data, dtype=dt.np)
     except ValueError as e:
         raise ValueError(f"tensor(): could not build a tensor from the data ({e})") from None
+
+
+def _int_array(data, dt):
+    """Python numbers as an integer type, converted as PyTorch: a float truncated within [min, max + 1), an int
+    within the type's range (an unsigned type also takes down to -max, wrapped); RuntimeError otherwise."""
+    info = np.iinfo(dt.np)
+    lo = -info.max if info.min == 0 else info.min
+    try:
+        a = np.array(data)
+    except OverflowError:
+        raise ValueError("Overflow when unpacking long long") from None
+    except ValueError as e:
+        raise ValueError(f"tensor(): could not build a tensor from the data ({e})") from None
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = bool(np.all((a >= info.min) & (a < info.max + 1.0)))
+    elif a.dtype.kind in "iu":
+        ok = bool(np.all((a >= lo) & (a <= info.max)))
+    else:
+        ok = a.dtype.kind == "b"
+    if ok:
+        return a.astype(dt.np)
+    flat = []                   # mixed Python types (or out of range): each element by its own type
+
+    def walk(v):
+        if isinstance(v, (list, tuple)):
+            for e in v:
+                walk(e)
+        elif isinstance(v, (bool, np.bool_)):
+            flat.append(int(v))
+        elif isinstance(v, (int, np.integer)):
+            if not -2 ** 63 <= v < 2 ** 63:
+                raise ValueError("Overflow when unpacking long long")
+            flat.append(int(v) if lo <= v <= info.max else None)
+        elif isinstance(v, numbers.Real):
+            v = float(v)
+            flat.append(int(v) if info.min <= v < info.max + 1.0 else None)     # NaN and inf: None
+        else:
+            raise TypeError(f"tensor(): could not build a tensor from an element of type {type(v).__name__}")
+    walk(data)
+    if any(v is None for v in flat):
+        raise RuntimeError(f"value cannot be converted to type {np.dtype(dt.np).name} without overflow")
+    return np.array([v % (info.max + 1) if v < 0 and info.min == 0 else v for v in flat],
+                    dtype=dt.np).reshape(a.shape)
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
@@ -118,7 +167,6 @@ def from_numpy(arr):
         flat = np.lib.stride_tricks.as_strided(arr, shape=(span,), strides=(isz,))
     else:
         flat = np.empty(0, dtype=arr.dtype)
-    from ._storage import Storage
     st = Storage(flat, CPU, dt, flat.size, flat.ctypes.data if flat.size else 0)
     st.data = flat
     t = Tensor._make(st, 0, tuple(arr.shape), tuple(s // isz for s in arr.strides), dt)
@@ -141,11 +189,10 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False, **kw
             fill_value, numbers.Integral) else D.get_default_dtype()
     else:
         dt = D.to_dtype(dtype)
-    fill_value = scalar_value(fill_value, dt)
+    fill_value = _impl.scalar_value(fill_value, dt)
     size = _size((size,) if isinstance(size, (tuple, list)) else (size,))
     t = Tensor._empty(size, dt, _dev(device))
-    from .kernels.creation import fill
-    fill(t, fill_value)
+    _impl.fill(t, fill_value)
     return _finish(t, requires_grad)
 
 
@@ -188,6 +235,10 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
 def scalar_tensor(value, dtype=None, device=None):
     """A 0-d tensor holding ``value``: the default float type unless ``dtype`` is given, as in PyTorch."""
     dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and dt.np.kind in "iu":
+        bits = 8 * np.dtype(dt.np).itemsize          # an integer wraps into the type, as PyTorch's cast
+        value = int(value) % 2 ** bits
+        value = value - 2 ** bits if dt.np.kind == "i" and value >= 2 ** (bits - 1) else value
     return Tensor._wrap_numpy(np.asarray(value, dtype=dt.np), _dev(device), dt)
 
 
@@ -224,9 +275,10 @@ def arange(start, end=None, step=1, *, out=None, dtype=None, device=None, requir
         n = -((start - end) // step)
     if n >= 2 ** 63:
         raise RuntimeError(f"invalid size, possible overflow? (arange from {start} to {end} by {step})")
+    if float_args and not dt.is_floating_point:
+        start, step = int(start), int(step)         # PyTorch: an integer type truncates start and step (not end)
     t = Tensor._empty((n,), dt, _dev(device))
-    from .kernels.creation import arange_into
-    arange_into(t, start, step, float_args or dt.is_floating_point)
+    _impl.arange_into(t, start, step, dt.is_floating_point)
     return _finish(t, requires_grad)
 
 
@@ -242,11 +294,10 @@ def linspace(start, end, steps, *, out=None, dtype=None, device=None, requires_g
         raise RuntimeError("number of steps must be non-negative")
     dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
     for v in (start, end)[:steps]:
-        scalar_value(v, dt)                    # PyTorch refuses an endpoint the dtype cannot hold (one it writes)
+        _impl.scalar_value(v, dt)              # PyTorch refuses an endpoint the dtype cannot hold (one it writes)
     t = Tensor._empty((int(steps),), dt, _dev(device))
     step = (float(end) - float(start)) / (steps - 1) if steps > 1 else 0.0
-    from .kernels.creation import linspace_into
-    linspace_into(t, start, end if steps > 1 else start, step)
+    _impl.linspace_into(t, start, end if steps > 1 else start, step)
     return _finish(t, requires_grad)
 
 
@@ -261,8 +312,7 @@ def eye(n, m=None, *, out=None, dtype=None, device=None, requires_grad=False, **
             raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
     dt = D.to_dtype(dtype) if dtype is not None else D.get_default_dtype()
     t = Tensor._empty((int(n), int(m)), dt, _dev(device))
-    from .kernels.creation import eye_into
-    eye_into(t)
+    _impl.eye_into(t)
     return _finish(t, requires_grad)
 
 
@@ -284,25 +334,22 @@ def _random_size(size, kw):
 @register("rand", method=False)
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
     """Uniform samples in [0, 1) from ``generator`` (the default one of the device if None)."""
-    from .kernels.random import fill_random, UNIFORM
     t = Tensor._empty(_random_size(size, kw), _float_dtype(dtype, "rand"), _dev(device))
-    return _finish(fill_random(t, UNIFORM, 0.0, 1.0, generator), requires_grad)
+    return _finish(_impl.fill_random(t, _impl.UNIFORM, 0.0, 1.0, generator), requires_grad)
 
 
 @register("randn", method=False)
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, **kw):
     """Standard normal samples (Box-Muller on Philox uniforms)."""
-    from .kernels.random import fill_random, NORMAL
     t = Tensor._empty(_random_size(size, kw), _float_dtype(dtype, "randn"), _dev(device))
-    return _finish(fill_random(t, NORMAL, 0.0, 1.0, generator), requires_grad)
+    return _finish(_impl.fill_random(t, _impl.NORMAL, 0.0, 1.0, generator), requires_grad)
 
 
 def _check_randint_range(low, high, dt):
-    from .kernels.random import check_int_range
     for v, name in ((low, "low"), (high, "high")):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"randint(): argument '{name}' must be int, not {type(v).__name__}")
-    check_int_range("randint", int(low), int(high), dt)
+    _impl.check_int_range("randint", int(low), int(high), dt)
 
 
 @register("randint", method=False)
@@ -321,9 +368,8 @@ def randint(*args, generator=None, dtype=None, device=None, requires_grad=False,
     low, high = (int(v) if isinstance(v, Tensor) else v for v in (low, high))
     dt = D.to_dtype(dtype) if dtype is not None else D.int64
     _check_randint_range(low, high, dt)
-    from .kernels.random import fill_random, RANDINT
     t = Tensor._empty(_size(tuple(size)), dt, _dev(device))
-    return _finish(fill_random(t, RANDINT, int(low), int(high) - int(low), generator), requires_grad)
+    return _finish(_impl.fill_random(t, _impl.RANDINT, int(low), int(high) - int(low), generator), requires_grad)
 
 
 @register("rand_like", method=False)
@@ -347,4 +393,28 @@ def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=
     return randint(low, high, input._shape, generator=generator, dtype=dt, device=dev, requires_grad=requires_grad)
 
 
-from ._dlpack import from_dlpack  # noqa: E402  (also gives Tensor its __dlpack__ methods)
+
+# ---- Tensor.new_*: factories on a tensor's dtype and device ----------------------------------------------------------
+@register("new_empty", function=False)
+def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+    return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+@register("new_zeros", function=False)
+def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+    return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+@register("new_ones", function=False)
+def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+    return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+@register("new_full", function=False)
+def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+@register("new_tensor", function=False)
+def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)

@@ -57,5 +57,9 @@ class device:
     def __hash__(self):
         return hash((self.type, self.index))
 
+    def __reduce__(self):
+        """Pickled and deep-copied as its name: the copy is the same (cached) device object."""
+        return (device, (self.type, self.index))
+
 
 CPU = device("cpu")

@@ -21,7 +21,9 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device, CPU, INTERPRET
 from ._storage import Storage
-from ._tensor import Tensor, register
+from ._tensor import Tensor, register, contiguous_strides
+from ._creation import from_numpy
+from . import cuda
 
 __all__ = ["from_dlpack", "to_dlpack"]
 
@@ -155,7 +157,6 @@ def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None
         t = t.clone()
     if _dl_device(t)[0] == kDLCUDA:
         if stream is not None and stream != -1:
-            from . import cuda
             cuda.synchronize()
     elif stream is not None and stream != -1:
         raise BufferError(f"__dlpack__: stream must be None for a {_dl_device(t)} (kDLCPU) tensor, got {stream}")
@@ -205,8 +206,7 @@ def from_dlpack(ext_tensor, *, device=None, copy=None):
     if isinstance(ext_tensor, Tensor):
         return ext_tensor.clone() if copy else ext_tensor
     if isinstance(ext_tensor, np.ndarray) and ext_tensor.dtype == D.bfloat16.np:
-        from ._creation import from_numpy          # NumPy cannot export ml_dtypes' bfloat16 through DLPack
-        return from_numpy(ext_tensor)
+        return from_numpy(ext_tensor)              # NumPy cannot export ml_dtypes' bfloat16 through DLPack
     if _is_capsule(ext_tensor):
         capsule = ext_tensor
     elif hasattr(ext_tensor, "__dlpack__"):
@@ -246,7 +246,6 @@ def _import_capsule(capsule):
         dev = CPU
     elif dev_type == kDLCUDA and not INTERPRET:
         dev = _device("cuda", dev_id)
-        from . import cuda
         cuda._check_device(dev)
     else:
         raise BufferError(f"from_dlpack: unsupported DLPack device type {dev_type}"
@@ -255,7 +254,6 @@ def _import_capsule(capsule):
     shape = tuple(dl.shape[i] for i in range(ndim))
     strides = tuple(dl.strides[i] for i in range(ndim)) if dl.strides else None
     if strides is None:
-        from ._tensor import contiguous_strides
         strides = contiguous_strides(shape)
     # the consumer owns the struct from here on: rename the capsule so that its destructor leaves it alone
     _api.PyCapsule_SetName(capsule, _USED_V if versioned else _USED)

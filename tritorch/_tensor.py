@@ -3,6 +3,7 @@
 Ops and most methods are attached by the op modules in ``tritorch.kernels`` through :func:`register`, so that an
 op's kernels, reference, backward rule and public names live in one place.
 """
+import copy as _copy
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from . import _dtype as D
 from ._device import device as _device, CPU, INTERPRET
 from ._storage import Storage
+from . import _impl
 
 __all__ = ["Tensor", "register", "contiguous_strides"]
 
@@ -193,6 +195,14 @@ class Tensor:
         return self._storage.device.type == "cuda"
 
     @property
+    def is_xpu(self):
+        return False
+
+    @property
+    def is_mps(self):
+        return False
+
+    @property
     def is_leaf(self):
         return self.grad_fn is None
 
@@ -269,6 +279,51 @@ class Tensor:
     def __repr__(self):
         from ._format import format_tensor
         return format_tensor(self)
+
+    def __format__(self, format_spec):
+        """A 0-d tensor formats as its Python number (``f"{loss:.4f}"``); others as ``object`` does (``str``)."""
+        if not self._shape and type(self) is Tensor:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
+    # ---- copying and pickling --------------------------------------------------------------------------------------
+    def __deepcopy__(self, memo):
+        """An independent leaf with copied elements, ``requires_grad`` and ``.grad``; tensors sharing a storage
+        (a base and its views) copied in one ``deepcopy`` share the copied storage, as in PyTorch."""
+        if not self.is_leaf:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                               "protocol at the moment.  If you were attempting to deepcopy a module, this may be "
+                               "because of a torch.nn.utils.weight_norm usage, see "
+                               "https://github.com/pytorch/pytorch/pull/103001")
+        if id(self) in memo:
+            return memo[id(self)]
+        st = self._storage
+        new_st = memo.get(id(st))
+        if new_st is None:
+            flat = Tensor._make(st, 0, (st.size,), (1,), self.dtype)
+            new_st = flat.clone()._storage
+            memo[id(st)] = new_st
+            memo.setdefault(id(memo), []).append(st)      # keeps ``st`` (the key's owner) alive, as copy does
+        t = Tensor._make(new_st, self._offset, self._shape, self._stride, self.dtype)
+        t._requires_grad = self._requires_grad
+        memo[id(self)] = t
+        if self._grad is not None:
+            t._grad = _copy.deepcopy(self._grad, memo)
+        for k, v in self.__dict__.items():
+            if not k.startswith("_"):       # user attributes; the engine's bookkeeping starts afresh
+                t.__dict__[k] = _copy.deepcopy(v, memo)
+        return t
+
+    def __reduce_ex__(self, proto):
+        """Pickle (DataLoader workers, ``multiprocessing``): the whole storage's elements (each tensor its own copy,
+        as in PyTorch), the layout and ``requires_grad``; it loads on the same device. ``.grad`` is not pickled."""
+        if self._requires_grad and not self.is_leaf:
+            raise RuntimeError("Cowardly refusing to serialize non-leaf tensor which requires_grad, since autograd "
+                               "does not support crossing process boundaries.  If you just want to transfer the "
+                               "data, call detach() on the tensor before serializing (e.g., putting it on the queue).")
+        st = self._storage
+        return (_rebuild_tensor, (np.array(st.host_array()[:st.size]), str(st.device), self._offset, self._shape,
+                                  self._stride, self.dtype, self._requires_grad))
 
     def __array__(self, dtype=None, copy=None):
         a = self.detach()._to_host_array()
@@ -364,33 +419,11 @@ class Tensor:
         self._base = other._base
         self.__dict__.pop("_grad_acc", None)       # a later graph gets an accumulator of the new shape
 
-    def retain_grad(self):
-        if self.grad_fn is None:
-            if not self._requires_grad:
-                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-            return
-        if not self._retains_grad:
-            from .autograd import engine
-            engine.retain_grad(self)
-        self._retains_grad = True
-
+    # retain_grad, register_hook, register_post_accumulate_grad_hook and backward are autograd's (registered by
+    # autograd/engine.py); the new_* factories are _creation.py's; to() runs the copy kernel through _impl
     @property
     def retains_grad(self):
         return self._retains_grad
-
-    def register_hook(self, hook):
-        """``hook(grad)`` runs when this tensor's gradient is computed; a non-None result replaces the gradient."""
-        from .autograd import engine
-        return engine.register_tensor_hook(self, hook)
-
-    def register_post_accumulate_grad_hook(self, hook):
-        """``hook(tensor)`` runs after a backward pass accumulated into this leaf's ``.grad``."""
-        from .autograd import engine
-        return engine.register_post_accumulate_hook(self, hook)
-
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import engine
-        engine.backward([self], None if gradient is None else [gradient], retain_graph, create_graph, inputs)
 
     def is_inference(self):
         return False
@@ -408,8 +441,7 @@ class Tensor:
                 dev = _device(a)
             elif a is not None:
                 dt = D.to_dtype(a)
-        from .kernels import copy as _copy
-        return _copy.to(self, dev, dt, copy)
+        return _impl.to(self, dev, dt, copy)
 
     def cpu(self):
         return self.to("cpu")
@@ -457,28 +489,6 @@ class Tensor:
     def bool(self):
         return self.to(D.bool_)
 
-    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
-        from . import _creation as C
-        return C.empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
-        from . import _creation as C
-        return C.zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
-        from . import _creation as C
-        return C.ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
-        from . import _creation as C
-        return C.full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
-                      requires_grad=requires_grad)
-
-    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
-        from . import _creation as C
-        return C.tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
-
-
 class Size(tuple):
     """``tensor.shape``: a tuple that prints like PyTorch's ``torch.Size([2, 3])``."""
 
@@ -489,12 +499,31 @@ class Size(tuple):
         return math.prod(self)
 
 
+def _rebuild_tensor(flat, device, offset, shape, stride, dtype, requires_grad):
+    t = Tensor._make(Storage.from_numpy(flat, _device(device), dtype), offset, tuple(shape), tuple(stride), dtype)
+    t._requires_grad = requires_grad
+    return t
+
+
+def name_published_methods():
+    """Give the Tensor methods that were made by a lambda or a factory (operators, ``_iop`` ...) the name they are
+    published under (``Tensor.__add__``), so that pickle finds them; run once all op modules are imported."""
+    for n, fn in list(vars(Tensor).items()):
+        if callable(fn) and hasattr(fn, "__code__") and ("<lambda>" in fn.__qualname__ or
+                                                         "<locals>" in fn.__qualname__):
+            fn.__module__, fn.__qualname__ = __name__, "Tensor." + n
+
+
 def register(*names, method=True, function=True, inplace=None):
     """Publish an op under PyTorch's names: as a Tensor method and/or a ``tritorch.NAME`` function.
 
     Op modules decorate their public entry points with this; ``tritorch`` collects ``FUNCTIONS`` at import.
     """
     def deco(fn):
+        if names and "<locals>" in getattr(fn, "__qualname__", ""):
+            # a function made in a loop or a factory: name it after where it is published, so that pickle (and
+            # DataLoader workers, multiprocessing) find it there
+            fn.__module__, fn.__qualname__ = ("tritorch", names[0]) if function else (__name__, "Tensor." + names[0])
         for n in names:
             if method:
                 setattr(Tensor, n, fn)

@@ -356,7 +356,8 @@ def _warn_once(what, path, msg):
 def _device_id():
     import triton
     from ._device import INTERPRET
-    from . import cuda, __version__
+    from . import cuda
+    from ._version import __version__
     if INTERPRET or not cuda.is_available():
         name, cc = ("interpreter" if INTERPRET else "nogpu"), "na"
     else:

@@ -7,6 +7,13 @@
                                                            op-level benchmarks: table + JSON results file
     tritorch train [--epochs N] [--device ...] [--data DIR] [--out F] [--resume F] [--plot F] ...
                                                            the main job: train the CNN on the digits (or MNIST)
+    tritorch compile-check [--target sm_90a] [--jobs N] [--cache DIR] [--workloads LIST] [--kernels REGEX]
+                                                           compile every kernel for a GPU (no GPU needed): errors,
+                                                           registers, spills, shared memory, wgmma; the CI gate
+    tritorch precompile [--target sm_90a] [--jobs N] [--workloads LIST] [--candidates]
+                                                           fill Triton's on-disk cache ahead, in parallel
+    tritorch run --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] script.py [args]
+                                                           start N ranks of a script (torchrun's conventions)
 
 A bad argument is reported in one line (``tritorch: error: ...``) with exit status 2; a failure while running,
 with exit status 1.
@@ -14,6 +21,8 @@ with exit status 1.
 import argparse
 import importlib
 import sys
+
+from .distributed.run import main as _run_main
 
 __all__ = ["main", "build_parser", "MODELS"]
 
@@ -63,6 +72,24 @@ def cmd_info(args):
     names = sorted(autotune.REGISTRY)
     print(f"tunable kernels: {len(names)}" + (f" ({', '.join(names)})" if names else ""))
     return 0
+
+
+# ---- compile-check, precompile -----------------------------------------------------------------------------------
+def _split(v):
+    return [w.strip() for w in v.split(",") if w.strip()] if v else None
+
+
+def cmd_compile_check(args):
+    from .compilecheck import gate
+    cache = None if args.no_cache else gate.cache_file(args.target, args.cache)
+    return gate.check(args.target, args.jobs, cache, _split(args.workloads), args.kernels, verbose=args.verbose,
+                      json_out=args.json)
+
+
+def cmd_precompile(args):
+    from .compilecheck import gate
+    _, failed, _ = gate.precompile(args.target, args.jobs, _split(args.workloads), args.candidates)
+    return 1 if failed else 0
 
 
 # ---- tune ----------------------------------------------------------------------------------------------------------
@@ -223,12 +250,43 @@ def build_parser():
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(fn=cmd_bench)
 
+    c = sub.add_parser("compile-check", help="compile every kernel for a GPU target and gate on the result",
+                       description="Compile every kernel specialization the workloads launch on a GPU (GPU host "
+                                   "paths, every autotune candidate, float32/float16/bfloat16) with Triton's GPU "
+                                   "compiler, no GPU needed; report per kernel compile errors, registers, spills "
+                                   "(ptxas -v), shared memory and wgmma use. Exit status 1 on a compile error, "
+                                   "shared memory over the limit, or spills not allowed.")
+    c.add_argument("--target", default="sm_90a", help="GPU target: sm_90a (default), sm_80, ...")
+    c.add_argument("--jobs", type=int, default=None, help="compile processes (default: all cores)")
+    c.add_argument("--cache", default=None, metavar="DIR",
+                   help="folder of the results files (default: tritorch's cache dir); only what changed compiles")
+    c.add_argument("--no-cache", action="store_true", help="compile everything, keep no results file")
+    c.add_argument("--workloads", default=None, help="comma-separated workload families (default: all)")
+    c.add_argument("--kernels", default=None, metavar="REGEX", help="only kernels whose name matches")
+    c.add_argument("--json", default=None, metavar="FILE", help="also write the summary and findings as JSON")
+    c.add_argument("--verbose", action="store_true", help="every spilling specialization and finding")
+    c.set_defaults(fn=cmd_compile_check)
+
+    pc = sub.add_parser("precompile", help="compile the library's kernels ahead into Triton's cache, in parallel",
+                        description="Compile ahead, in parallel, the kernel specializations the workloads launch "
+                                    "into Triton's on-disk cache, so a first run on a new machine does not wait on "
+                                    "hundreds of compiles one by one.")
+    pc.add_argument("--target", default=None, help="GPU target (default: this machine's GPU, else sm_90a)")
+    pc.add_argument("--jobs", type=int, default=None, help="compile processes (default: all cores)")
+    pc.add_argument("--workloads", default=None, help="comma-separated workload families (default: all)")
+    pc.add_argument("--candidates", action="store_true", help="also every autotune candidate (for tuning runs)")
+    pc.set_defaults(fn=cmd_precompile)
+
     sub.add_parser("train", add_help=False, help="train the CNN on the digits (or MNIST); see tritorch train --help")
+    sub.add_parser("run", add_help=False, help="start N ranks of a script (torchrun's conventions); see tritorch run "
+                   "--help")
     return p
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        return _run_main(argv[1:], prog="tritorch run")
     if argv[:1] == ["train"]:
         from .train import main as train_main
         return train_main(argv[1:], prog="tritorch train")

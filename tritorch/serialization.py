@@ -34,7 +34,8 @@ from . import _dtype as D
 from ._device import device as _device
 from ._tensor import Size, Tensor
 
-__all__ = ["save", "load", "CorruptFileError"]
+__all__ = ["save", "load", "CorruptFileError", "add_safe_globals", "clear_safe_globals", "get_safe_globals",
+           "safe_globals"]
 
 _CODES = {D.float32: "F32", D.float16: "F16", D.bfloat16: "BF16", D.float64: "F64", D.int8: "I8", D.uint8: "U8",
           D.int16: "I16", D.int32: "I32", D.int64: "I64", D.bool_: "BOOL"}
@@ -365,3 +366,38 @@ def _build(header, body, map_location):
     except json.JSONDecodeError as e:
         raise _Corrupt(f"corrupt: bad structure metadata ({e})") from None
     return decode(node)
+
+
+# ---- PyTorch's allow-list for weights_only unpickling: tritorch's format unpickles nothing, so the list is kept (as
+# programs read it back) and changes nothing about what ``load`` accepts ---------------------------------------------
+_SAFE_GLOBALS = []
+
+
+def add_safe_globals(safe_globals):
+    """Accepted for PyTorch programs (``[callable or (callable, name)]``): tritorch files hold no pickled objects."""
+    if not isinstance(safe_globals, (list, tuple)):
+        raise TypeError(f"add_safe_globals: expected a list of globals, got {type(safe_globals).__name__}")
+    _SAFE_GLOBALS.extend(safe_globals)
+
+
+def get_safe_globals():
+    """The globals given to ``add_safe_globals`` (and active ``safe_globals`` blocks)."""
+    return list(_SAFE_GLOBALS)
+
+
+def clear_safe_globals():
+    _SAFE_GLOBALS.clear()
+
+
+class safe_globals:
+    """``with safe_globals([...]):``: the globals are on the list inside the block only."""
+
+    def __init__(self, safe_globals):
+        self.safe_globals = safe_globals
+
+    def __enter__(self):
+        self._saved = list(_SAFE_GLOBALS)
+        add_safe_globals(self.safe_globals)
+
+    def __exit__(self, *exc):
+        _SAFE_GLOBALS[:] = self._saved

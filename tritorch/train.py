@@ -94,11 +94,14 @@ def build_parser(prog="python -m tritorch.train"):
     p.add_argument("--plot", default=None, metavar="PNG", help="draw loss and accuracy curves (needs matplotlib)")
     p.add_argument("--limit-batches", type=int, default=None, metavar="N", help="at most N batches per epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train data-parallel in N processes on this machine (DistributedDataParallel; the global "
+                        "batch stays --batch-size; only rank 0 prints and writes the checkpoint; default 1)")
     return p
 
 
 def _check_args(args):
-    for name in ("epochs", "batch_size", "limit_batches"):
+    for name in ("epochs", "batch_size", "limit_batches", "nproc"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
@@ -137,15 +140,27 @@ def _load_checkpoint(path, device, model, opt, sched, dataset):
     return int(ckpt["epoch"]), list(ckpt.get("history", []))
 
 
-def _accuracy(model, x, y, batch=1000):
+def _accuracy(model, x, y, rank=0, world=1, batch=1000):
+    """Test accuracy; with several processes each counts its share and the counts are summed."""
     import tritorch
     model.eval()
     correct = 0
+    n = x.shape[0]
+    lo, hi = rank * n // world, (rank + 1) * n // world
     with tritorch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item())
+        for i in range(lo, hi, batch):
+            j = min(i + batch, hi)
+            correct += int((model(x[i:j]).argmax(1) == y[i:j]).sum().item())
     model.train()
-    return correct / max(x.shape[0], 1)
+    if world > 1:
+        c = tritorch.tensor([correct], dtype=tritorch.int64)
+        tritorch.distributed.all_reduce(c)
+        correct = int(c.item())
+    return correct / max(n, 1)
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def _plot(path, history):
@@ -174,6 +189,13 @@ def run(args):
 
     _check_args(args)
     device = _pick_device(args.device)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:          # a rank of `tritorch run` / `--nproc`: data-parallel over the default process group
+        if args.batch_size < world:
+            raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world} processes")
+        tritorch.distributed.init_process_group("nccl" if device == "cuda" else "mpi")
+    rank = tritorch.distributed.get_rank() if world > 1 else 0
+    say = print if rank == 0 else _silent
     dataset, xtr, ytr, xte, yte = load_dataset(args.data)
     mean, std = float(xtr.mean()), float(xtr.std()) or 1.0
     x = tritorch.tensor((xtr - mean) / std, device=device)
@@ -183,49 +205,68 @@ def run(args):
 
     tritorch.manual_seed(args.seed)
     model = build_model(xtr.shape[-1]).to(device)
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, (2 * args.epochs) // 3), gamma=0.2)
     loss_fn = nn.CrossEntropyLoss()
     start_epoch, history = 0, []
     if args.resume:
         start_epoch, history = _load_checkpoint(args.resume, device, model, opt, sched, dataset)
-        print(f"resumed from {args.resume} at epoch {start_epoch}")
+        say(f"resumed from {args.resume} at epoch {start_epoch}")
 
     n, batch = x.shape[0], args.batch_size
     nbatches = -(-n // batch) if args.limit_batches is None else min(args.limit_batches, -(-n // batch))
-    print(f"training the CNN on {dataset} ({n} train / {xt.shape[0]} test images, {xtr.shape[-2]}x{xtr.shape[-1]}) "
-          f"on {device}: {args.epochs} epochs, batch {batch}, SGD lr {args.lr} momentum 0.9")
+    say(f"training the CNN on {dataset} ({n} train / {xt.shape[0]} test images, {xtr.shape[-2]}x{xtr.shape[-1]}) "
+        f"on {device}: {args.epochs} epochs, batch {batch}, SGD lr {args.lr} momentum 0.9"
+        + (f", {world} processes (DistributedDataParallel, {-(-batch // world)} images per process per step)"
+           if world > 1 else ""))
     start = time.perf_counter()
     acc = history[-1]["accuracy"] if history else None
     for epoch in range(start_epoch, args.epochs):
         perm = tritorch.tensor(np.random.default_rng([args.seed, epoch]).permutation(n), device=device)
-        total, seen = 0.0, 0
+        total, seen, mine_seen = 0.0, 0, 0
         with tqdm(total=min(n, nbatches * batch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="samples",
-                  disable=args.quiet, leave=True, file=sys.stdout, dynamic_ncols=True) as bar:
+                  disable=args.quiet or rank != 0, leave=True, file=sys.stdout, dynamic_ncols=True) as bar:
             for b in range(nbatches):
                 idx = perm[b * batch:(b + 1) * batch]
-                loss = loss_fn(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
                 k = idx.shape[0]
-                total += float(loss.item()) * k
+                if world > 1:      # this rank's share of the global batch; the scale makes DDP's average of the
+                    lo, hi = rank * k // world, (rank + 1) * k // world      # ranks' gradients the global mean's
+                    mine = idx[lo:hi] if hi > lo else idx[:1]
+                    loss = loss_fn(net(x[mine]), y[mine])
+                    (loss * ((hi - lo) * world / k)).backward()
+                else:
+                    loss = loss_fn(net(x[idx]), y[idx])
+                    loss.backward()
+                opt.step()
+                opt.zero_grad()
+                share = k if world == 1 else hi - lo
+                total += float(loss.item()) * share
                 seen += k
+                mine_seen += share
                 bar.update(k)
-                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{total / max(mine_seen, 1):.4f}", refresh=False)
         sched.step()
-        acc = _accuracy(model, xt, yt)
+        if world > 1:          # the epoch's loss over every rank's samples
+            t = tritorch.tensor([total], dtype=tritorch.float64)
+            tritorch.distributed.all_reduce(t)
+            total = float(t.item())
+        acc = _accuracy(model, xt, yt, rank, world)
         history.append({"epoch": epoch + 1, "loss": total / seen, "accuracy": acc})
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss {total / seen:.4f}, test accuracy {100 * acc:.2f}%")
+        say(f"epoch {epoch + 1}/{args.epochs}: train loss {total / seen:.4f}, test accuracy {100 * acc:.2f}%")
     elapsed = time.perf_counter() - start
     if acc is None:
-        acc = _accuracy(model, xt, yt)
-    tritorch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                   "epoch": max(start_epoch, args.epochs), "dataset": dataset, "history": history}, args.out)
-    if args.plot:
-        _plot(args.plot, history)
+        acc = _accuracy(model, xt, yt, rank, world)
+    if rank == 0:
+        tritorch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                       "epoch": max(start_epoch, args.epochs), "dataset": dataset, "history": history}, args.out)
+        if args.plot:
+            _plot(args.plot, history)
+    if world > 1:
+        tritorch.distributed.barrier()
+        tritorch.distributed.destroy_process_group()
     ran = max(args.epochs - start_epoch, 0)
-    print(f"done: device {device}, {ran} epoch{'s' if ran != 1 else ''} in {elapsed:.1f} s, test accuracy "
+    say(f"done: device {device}, {ran} epoch{'s' if ran != 1 else ''} in {elapsed:.1f} s, test accuracy "
           f"{100 * acc:.2f}%, checkpoint {args.out}" + (f", plot {args.plot}" if args.plot else ""))
     return acc
 
@@ -233,6 +274,15 @@ def run(args):
 def main(argv=None, prog="python -m tritorch.train"):
     """Command-line entry point; returns the exit status."""
     args = build_parser(prog).parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if args.nproc > 1 and world == 1:      # start the ranks: each runs this same command line
+        from tritorch.distributed.run import main as launch
+        return launch(["--nproc-per-node", str(args.nproc), "-m", "tritorch.train"] + list(argv if argv is not None
+                                                                                          else sys.argv[1:]),
+                      prog=f"{prog} --nproc {args.nproc}")
+    if world > 1 and args.nproc not in (1, world):
+        print(f"{prog}: error: --nproc {args.nproc} but this job has {world} processes", file=sys.stderr)
+        return 2
     try:
         run(args)
     except UsageError as e:

@@ -6,3 +6,5 @@ from .sampler import (Sampler, SequentialSampler, RandomSampler, SubsetRandomSam
 from .dataloader import DataLoader, default_collate, default_convert, get_worker_info, WorkerInfo  # noqa: F401
 from . import datasets  # noqa: F401
 from .datasets import Digits, load_digits  # noqa: F401
+from . import distributed  # noqa: F401
+from .distributed import DistributedSampler  # noqa: F401

@@ -1,5 +1,5 @@
 """``MultiheadAttention``, ``TransformerEncoderLayer``, ``TransformerEncoder``, ``TransformerDecoderLayer``,
-``TransformerDecoder`` with PyTorch's parameters, arguments and formulas.
+``TransformerDecoder`` and the encoder-decoder ``Transformer`` with PyTorch's parameters, arguments and formulas.
 
 Attention runs in the fused flash-attention kernel of ``kernels/attention.py`` when the weights are not asked for
 (``need_weights=False``, what the Transformer layers use); when they are, it is composed of matmul, softmax and
@@ -25,7 +25,7 @@ from .normalization import LayerNorm
 from .parameter import Parameter
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
-           "TransformerDecoder"]
+           "TransformerDecoder", "Transformer"]
 
 
 def _float_mask(mask, dtype, name):
@@ -333,3 +333,59 @@ def generate_square_subsequent_mask(sz, device=None, dtype=None):
     ``nn.Transformer.generate_square_subsequent_mask``)."""
     m = np.triu(np.full((sz, sz), -np.inf), 1)
     return _creation.tensor(m, dtype=dtype or D.get_default_dtype(), device=device)
+
+
+class Transformer(Module):
+    """PyTorch's encoder-decoder Transformer: a ``TransformerEncoder`` of ``num_encoder_layers`` layers and a
+    ``TransformerDecoder`` of ``num_decoder_layers``, each ending in a LayerNorm (or ``custom_encoder`` /
+    ``custom_decoder``); its matrices start Xavier-uniform. Parameter names match PyTorch's, so its ``state_dict``
+    loads into either."""
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
+                 dropout=0.1, activation=tritorch.relu, custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        if custom_encoder is not None:
+            self.encoder = custom_encoder
+        else:
+            layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                                            batch_first, norm_first, bias, **kw)
+            self.encoder = TransformerEncoder(layer, num_encoder_layers,
+                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        if custom_decoder is not None:
+            self.decoder = custom_decoder
+        else:
+            layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                                            batch_first, norm_first, bias, **kw)
+            self.decoder = TransformerDecoder(layer, num_decoder_layers,
+                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        self._reset_parameters()
+        self.d_model = d_model
+        self.nhead = nhead
+        self.batch_first = batch_first
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        """Encode ``src`` into a memory, decode ``tgt`` against it; masks and padding masks as the layers take."""
+        is_batched = src.dim() == 3
+        if is_batched and src.size(0 if self.batch_first else 1) != tgt.size(0 if self.batch_first else 1):
+            raise RuntimeError("the batch number of src and tgt must be equal")
+        if src.size(-1) != self.d_model or tgt.size(-1) != self.d_model:
+            raise RuntimeError("the feature number of src and tgt must be equal to d_model")
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                            memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, device=None, dtype=None):
+        """The (sz, sz) causal float mask: 0 on and below the diagonal, -inf above it."""
+        return generate_square_subsequent_mask(sz, device=device, dtype=dtype)
+
+    def _reset_parameters(self):
+        for p in self.parameters():
+            if p.dim() > 1:
+                init.xavier_uniform_(p)

@@ -34,6 +34,11 @@ class Optimizer:
     hyperparameters that override ``defaults`` for that group.
     """
 
+    # per-parameter state kept as 0-d float32 host tensors (``step``; NAdam's ``mu_product``)
+    _HOST_SCALARS = ("step", "mu_product")
+    # state tensors not of their parameter's shape (LBFGS keeps flat vectors of all parameters under the first)
+    _FLAT_STATES = ()
+
     def __init__(self, params, defaults):
         self.defaults = defaults
         if isinstance(params, Tensor):
@@ -173,7 +178,8 @@ class Optimizer:
         for p, st in state.items():
             if isinstance(p, Tensor):
                 for name, value in st.items():
-                    if isinstance(value, Tensor) and name != "step" and value._shape != p._shape:
+                    if isinstance(value, Tensor) and name not in self._HOST_SCALARS + self._FLAT_STATES and \
+                            value._shape != p._shape:
                         raise ValueError(f"loaded state dict has a {name} of shape {tuple(value._shape)} for a "
                                          f"parameter of shape {tuple(p._shape)}")
         self.__setstate__({"state": state, "param_groups": saved_groups})
@@ -182,7 +188,7 @@ class Optimizer:
     def _load_value(p, name, value):
         if not isinstance(value, Tensor):
             return value
-        if name == "step":
+        if name in Optimizer._HOST_SCALARS:
             return _step_tensor(float(value.item()))
         dt = _k.state_dtype(p.dtype) if p.dtype.is_floating_point and value.dtype.is_floating_point else value.dtype
         out = value.to(device=p.device, dtype=dt)
@@ -213,6 +219,20 @@ def _typename(obj):
         return "tritorch.Tensor"
     return type(obj).__module__ + "." + type(obj).__qualname__ if type(obj).__module__ != "builtins" else \
         type(obj).__qualname__
+
+
+def _check_hparams(owner, differentiable=False, betas=None, **nonnegative):
+    """PyTorch's checks of an optimizer's arguments, in their words: each named value >= 0 (in the order given),
+    each beta in [0, 1); ``differentiable=True`` is not supported."""
+    for name, v in nonnegative.items():
+        if not 0.0 <= v:
+            label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {v}")
+    for i, b in enumerate(betas or ()):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {b}")
+    if differentiable:
+        raise NotImplementedError(f"{owner}: differentiable=True is not supported by tritorch")
 
 
 def _step_tensor(value=0.0):

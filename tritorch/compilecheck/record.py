@@ -1,0 +1,369 @@
+"""Record the kernel launches tritorch makes on a GPU, without a GPU and without running them.
+
+Run in a process with ``TRITORCH_INTERPRET=1`` (host memory for ``cuda`` tensors): every ``kernels`` module's
+``INTERPRET`` flag is turned off so that host code takes its GPU paths (GPU block sizes, bf16 handed over as bf16),
+and Triton's interpreted launch is replaced by a recorder that keeps (kernel, arguments, constexprs, warps, stages)
+and runs nothing. The workloads below call the public API in float32, float16 and bfloat16 (float64 where a kernel
+has a float64 path), forward and backward; each tunable kernel picked on the way is then run again with every
+candidate its pruning rule keeps for that key (``autotune.force``), tagged as a candidate.
+
+    TRITORCH_INTERPRET=1 python -m tritorch.compilecheck.record OUT.json
+"""
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import pkgutil
+import sys
+import traceback
+
+import numpy as np
+import triton.language as tl
+from triton.runtime import interpreter as _interp
+
+import tritorch
+import tritorch.nn.functional as F
+from tritorch import autotune, kernels, nn
+from tritorch._device import INTERPRET
+
+__all__ = ["WORKLOADS", "record"]
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+# ---- the workloads: representative shapes of each op family, forward and backward -------------------------------
+
+def _t(shape, dtype, grad=False, low=-1.0, high=1.0):
+    x = tritorch.tensor(np.random.default_rng(0).uniform(low, high, shape).astype(np.float32), device="cuda")
+    x = x.to(dtype)
+    if grad:
+        x.requires_grad_(True)
+    return x
+
+
+def _bwd(y):
+    y.float().sum().backward()
+
+
+def w_matmul(dt):
+    for m, n, k in ((8, 512, 256), (200, 300, 100), (512, 512, 512), (2048, 2048, 1024)):
+        a, b = _t((m, k), dt, True), _t((k, n), dt, True)
+        _bwd(a @ b)
+    _bwd(tritorch.bmm(_t((4, 64, 32), dt, True), _t((4, 32, 48), dt, True)))
+    tritorch.addmm(_t((96,), dt), _t((64, 80), dt), _t((80, 96), dt))
+
+
+def w_linear(dt):
+    for m, k, n in ((32, 784, 128), (512, 384, 1536), (4096, 1024, 4096)):
+        x = _t((m, k), dt, True)
+        lin = nn.Linear(k, n).to(device="cuda", dtype=dt)
+        _bwd(F.gelu(lin(x)))
+        _bwd(F.relu(lin(x)))
+        _bwd(lin(x))
+
+
+def w_attention(dt):
+    for (z, h, L, e), causal in (((2, 4, 128, 64), True), ((2, 2, 100, 32), False), ((1, 2, 64, 128), False)):
+        q, k, v = (_t((z, h, L, e), dt, True) for _ in range(3))
+        _bwd(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+    q, k, v = (_t((2, 2, 64, 64), dt, True) for _ in range(3))
+    _bwd(F.scaled_dot_product_attention(q, k, v, attn_mask=_t((64, 64), dt), dropout_p=0.1))
+
+
+def w_conv(dt):
+    for n, c, hw, oc, ks, stride, groups in ((8, 3, 28, 16, 3, 1, 1), (4, 64, 56, 64, 3, 1, 1),
+                                             (4, 64, 28, 128, 3, 2, 1), (4, 32, 16, 32, 3, 1, 32),
+                                             (2, 256, 14, 256, 1, 1, 1)):
+        x = _t((n, c, hw, hw), dt, True)
+        conv = nn.Conv2d(c, oc, ks, stride=stride, padding=ks // 2, groups=groups).to(device="cuda", dtype=dt)
+        _bwd(conv(x))
+    x = _t((2, 8, 9, 9), dt, True)
+    _bwd(nn.ConvTranspose2d(8, 4, 3, stride=2).to(device="cuda", dtype=dt)(x))
+    _bwd(nn.Conv1d(4, 8, 5).to(device="cuda", dtype=dt)(_t((2, 4, 50), dt, True)))
+
+
+def w_norm(dt):
+    x = _t((8, 16, 12, 12), dt, True)
+    _bwd(nn.BatchNorm2d(16).to(device="cuda", dtype=dt)(x))
+    for shape in ((64, 384), (16, 4096), (4, 50, 100)):
+        x = _t(shape, dt, True)
+        _bwd(nn.LayerNorm(shape[-1]).to(device="cuda", dtype=dt)(x))
+    _bwd(nn.GroupNorm(4, 16).to(device="cuda", dtype=dt)(_t((4, 16, 8, 8), dt, True)))
+    _bwd(F.instance_norm(_t((4, 16, 8, 8), dt, True)))
+
+
+def w_softmax(dt):
+    for shape in ((64, 10), (256, 1000), (8, 32768), (4, 70000), (16, 33, 7)):
+        x = _t(shape, dt, True)
+        _bwd(F.softmax(x, dim=-1))
+        _bwd(F.log_softmax(x, dim=-1))
+    _bwd(F.softmax(_t((16, 33, 7), dt, True), dim=1))
+
+
+def w_loss(dt):
+    for n, c in ((256, 10), (64, 1000), (16, 50000)):
+        x = _t((n, c), dt, True)
+        y = tritorch.tensor(np.arange(n) % c, device="cuda")
+        _bwd(F.cross_entropy(x, y))
+        _bwd(F.cross_entropy(x, y, label_smoothing=0.1))
+        _bwd(F.nll_loss(F.log_softmax(x, dim=-1), y))
+        _bwd(F.cross_entropy(x, F.softmax(_t((n, c), dt), dim=-1)))
+    a, b = _t((64, 33), dt, True), _t((64, 33), dt)
+    for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss):
+        _bwd(fn(a, b))
+    _bwd(F.binary_cross_entropy_with_logits(a, _t((64, 33), dt, False, 0.0, 1.0)))
+    _bwd(F.kl_div(F.log_softmax(a, dim=-1), F.softmax(b, dim=-1), reduction="batchmean"))
+    # last: it checks its input's values, which unrun launches leave unset
+    _bwd(F.binary_cross_entropy(_t((64, 33), dt, True, 0.1, 0.9), _t((64, 33), dt, False, 0.0, 1.0)))
+
+
+def w_elementwise(dt):
+    x, y = _t((1000, 37), dt, True), _t((1000, 37), dt, True)
+    z = x * y + x / (y.abs() + 1) - tritorch.exp(x) + tritorch.sqrt(y.abs())
+    z = z + tritorch.tanh(x) + tritorch.sigmoid(y) + F.silu(x) + F.elu(y) + F.leaky_relu(x) + F.softplus(y)
+    z = z + tritorch.where(x > y, x, y) + tritorch.maximum(x, y) + x.clamp(-0.5, 0.5) + x ** 2
+    z = z + x[:, :1] * y[:1, :] + x.t().contiguous().t()
+    _bwd(z)
+    (x.detach() + 1).mul_(2).add_(y.detach())
+
+
+def w_reduce(dt):
+    x = _t((64, 1000), dt, True)
+    _bwd(x.sum(dim=1) + x.mean(dim=1) + x.amax(dim=1) + x.var(dim=1))
+    _bwd(x.sum(dim=0) + x.amax(dim=0))
+    _bwd(_t((8, 300, 20), dt, True).sum(dim=1))
+    x.detach().argmax(dim=1)
+    x.detach().sum()
+
+
+def w_pool(dt):
+    x = _t((4, 8, 28, 28), dt, True)
+    _bwd(F.max_pool2d(x, 2) .sum() + F.avg_pool2d(x, 3, stride=2).sum())
+    _bwd(F.adaptive_avg_pool2d(x, 1).sum() + F.adaptive_max_pool2d(x, 5).sum())
+    _bwd(F.max_pool1d(_t((4, 8, 50), dt, True), 3))
+
+
+def w_resize(dt):
+    x = _t((2, 4, 10, 10), dt, True)
+    _bwd(F.interpolate(x, scale_factor=2, mode="nearest"))
+    _bwd(F.interpolate(x, size=(15, 17), mode="bilinear", align_corners=False))
+    _bwd(F.pad(x, (1, 2, 3, 4)))
+    _bwd(F.pixel_shuffle(_t((2, 8, 5, 5), dt, True), 2))
+
+
+def w_embedding(dt):
+    idx = tritorch.tensor(np.arange(64) % 50, device="cuda").reshape(8, 8)
+    emb = nn.Embedding(50, 32).to(device="cuda", dtype=dt)
+    _bwd(emb(idx))
+    bag = nn.EmbeddingBag(50, 32, mode="mean").to(device="cuda", dtype=dt)
+    _bwd(bag(idx))
+    _bwd(F.embedding(idx, _t((50, 32), dt, True), max_norm=1.0))
+
+
+def w_indexing(dt):
+    x = _t((100, 30), dt, True)
+    i = tritorch.tensor(np.arange(20) * 3, device="cuda")
+    _bwd(x[i] + x[:, 2:5].sum() + x.index_select(0, i).sum() + x.gather(1, i[:10].reshape(10, 1) % 30).sum())
+    y = x.detach().clone()
+    y[i] = 0.0
+    y.masked_fill_(y > 0.5, 1.0)
+    y[y > 0.2]
+    y.scatter_(1, (i[:10] % 30).reshape(10, 1), _t((10, 1), dt))
+    tritorch.nonzero(y > 0)
+
+
+def w_creation(dt):
+    tritorch.zeros((100, 7), dtype=dt, device="cuda").fill_(3.0)
+    tritorch.arange(0, 100, dtype=dt, device="cuda")
+    tritorch.linspace(0, 1, 50, dtype=dt, device="cuda")
+    tritorch.eye(20, dtype=dt, device="cuda")
+    tritorch.triu(_t((20, 20), dt), 1)
+    tritorch.tril(_t((20, 20), dt))
+    tritorch.cat([_t((3, 4), dt), _t((5, 4), dt)])
+    tritorch.stack([_t((3, 4), dt), _t((3, 4), dt)], dim=1)
+
+
+def w_random(dt):
+    tritorch.manual_seed(0)
+    tritorch.rand((100, 3), dtype=dt, device="cuda")
+    tritorch.randn((100, 3), dtype=dt, device="cuda")
+    _bwd(F.dropout(_t((64, 100), dt, True), 0.5, training=True))
+    _bwd(F.dropout2d(_t((4, 8, 5, 5), dt, True), 0.5, training=True))
+
+
+def w_optim(dt):
+    for opt in (lambda p: tritorch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
+                lambda p: tritorch.optim.Adam(p, lr=1e-3), lambda p: tritorch.optim.AdamW(p, lr=1e-3),
+                lambda p: tritorch.optim.RMSprop(p, lr=1e-3), lambda p: tritorch.optim.Adagrad(p, lr=1e-2),
+                lambda p: tritorch.optim.Adadelta(p, weight_decay=1e-4), lambda p: tritorch.optim.Adamax(p),
+                lambda p: tritorch.optim.NAdam(p), lambda p: tritorch.optim.RAdam(p)):
+        p = [nn.Parameter(_t((100, 30), dt)), nn.Parameter(_t((30,), dt))]
+        for q in p:
+            q.grad = _t(q.shape, dt)
+        o = opt(p)
+        for _ in range(6):      # RAdam rectifies from its 6th step on: both of its branches compile
+            o.step()
+
+
+def w_rnn(dt):
+    for cls in (nn.LSTM, nn.GRU, nn.RNN):
+        m = cls(16, 32, num_layers=2, batch_first=True).to(device="cuda", dtype=dt)
+        out = m(_t((4, 7, 16), dt, True))[0]
+        _bwd(out)
+
+
+WORKLOADS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("w_")}
+
+
+# ---- the recorder ------------------------------------------------------------------------------------------------
+
+def _arg(v, constexpr=False):
+    """A launch argument as JSON: pointers by dtype and 16-byte alignment, kernels by module and name; an int that
+    is not a constexpr by what Triton specializes it on (== 1, % 16 == 0, 32 or 64 bits)."""
+    if hasattr(v, "data_ptr") and hasattr(v, "dtype"):
+        return {"ptr": str(v.dtype).rsplit(".", 1)[-1], "align16": v.data_ptr() % 16 == 0}
+    if isinstance(v, tl.constexpr):
+        v = v.value
+    if isinstance(v, tl.dtype):
+        return {"tl": v.name}
+    fn = getattr(v, "fn", None)
+    if callable(fn) and hasattr(fn, "__qualname__"):
+        return {"jit": [fn.__module__, fn.__qualname__]}
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int) and not constexpr:
+        base = 2 ** 31 if not -2 ** 31 <= v < 2 ** 31 else 0
+        return v if v == 1 else base + (16 if v % 16 == 0 else 17)
+    if isinstance(v, float) and not constexpr:
+        return 0.5
+    if isinstance(v, (int, float)):
+        return v
+    raise TypeError(f"cannot record launch argument {v!r}")
+
+
+def _constexprs(fn):
+    """The names of ``fn``'s constexpr parameters."""
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.annotation is tl.constexpr or "constexpr" in str(p.annotation)}
+
+
+class _Recorder:
+    def __init__(self):
+        self.launches = []          # (spec dict, origin dict)
+        self.picks = []             # (tunable name, key) picked during the current workload
+        self.pending = None         # the last pick: (tunable, key, candidate name or None)
+        self.origin = None
+
+    def run(self, kern, args, kwargs):
+        names = kern.arg_names
+        const = _constexprs(kern.fn)
+        params = dict(zip(names, args))
+        params.update({k: v for k, v in kwargs.items() if k in names})
+        options = {k: v for k, v in kwargs.items() if k not in names}
+        spec = {"kernel": [kern.fn.__module__, kern.fn.__qualname__],
+                "args": {k: _arg(params[k], k in const) for k in names if k in params},
+                "num_warps": options.pop("num_warps", 4), "num_stages": options.pop("num_stages", 3)}
+        if options:
+            spec["options"] = options
+        origin = {"kind": "default"}
+        p = self.pending
+        if p is not None and any(getattr(k, "fn", k) is kern.fn or getattr(k, "fn", None) is kern.fn
+                                 for k in p[0].kernels):
+            self.pending = None
+            if p[2] is not None:
+                origin = {"kind": "candidate", "tunable": p[0].name, "config": p[2]}
+            else:
+                origin = {"kind": "default", "tunable": p[0].name}
+        self.launches.append((spec, origin))
+
+
+_REC = _Recorder()
+
+
+def _patched_run(self, *args, grid, warmup, **kwargs):
+    _REC.run(self, args, kwargs)
+
+
+def _patched_pick(self, key, run=None, reset=None):
+    cfg = _ORIG_PICK(self, key, run, reset)
+    forced = autotune._FORCED.get(self.name)
+    if forced is None:
+        _REC.picks.append((self, key))
+        _REC.pending = (self, key, None)
+    else:
+        keep = {autotune.config_name(c) for c in self.candidates(key)}
+        name = autotune.config_name(forced)
+        _REC.pending = (self, key, name) if name in keep else (self, key, "")   # "" = pruned for this key
+    return cfg
+
+
+_ORIG_PICK = autotune.Tunable.pick
+
+
+def _gpu_paths():
+    """Host code of every kernels module takes its GPU paths."""
+    for m in pkgutil.iter_modules(kernels.__path__):
+        mod = importlib.import_module(f"{kernels.__name__}.{m.name}")
+        if getattr(mod, "INTERPRET", None) is True:
+            mod.INTERPRET = False
+        for f in vars(mod).values():            # lru-cached heuristics were filled with interpreter choices
+            if hasattr(f, "cache_clear") and getattr(f, "__module__", None) == mod.__name__:
+                f.cache_clear()
+
+
+def record(workloads=None, dtypes=DTYPES, candidates=True, log=sys.stderr):
+    """Run the workloads (names; all by default) in each dtype, then (``candidates``) again with every candidate of
+    each tunable kernel they picked; the recorded launches as a list of ``{"spec": ..., "origin": ...}``."""
+    if not INTERPRET:
+        raise RuntimeError("tritorch.compilecheck.record needs TRITORCH_INTERPRET=1 (host memory, no launches)")
+    _gpu_paths()
+    _interp.InterpretedFunction.run = _patched_run
+    autotune.Tunable.pick = _patched_pick
+    names = list(workloads or WORKLOADS)
+    out = []
+    for name in names:
+        fn = WORKLOADS[name]
+        for dt in dtypes:
+            dtype = getattr(tritorch, dt)
+            _REC.launches, _REC.picks, _REC.pending = [], [], None
+            _run_one(fn, dtype, name, dt, log)
+            tunables = list({t.name: t for t, _ in _REC.picks}.values()) if candidates else []
+            for i in range(max((len(t.configs) for t in tunables), default=0)):
+                with contextlib.ExitStack() as stack:   # the i-th candidate of every tunable this workload picked
+                    for t in tunables:
+                        if i < len(t.configs):
+                            stack.enter_context(autotune.force(t.name, t.configs[i]))
+                    _run_one(fn, dtype, name, dt, log)
+            for spec, origin in _REC.launches:
+                if origin.get("config") == "":
+                    continue                    # a forced candidate that the pruning rule drops for its key
+                origin["workload"] = f"{name}/{dt}"
+                out.append({"spec": spec, "origin": origin})
+    return out
+
+
+def _run_one(fn, dtype, name, dt, log):
+    try:
+        fn(dtype)
+    except Exception as e:                     # a failing workload records what it launched before; say why
+        print(f"compile-check record: workload {name}/{dt} stopped: {type(e).__name__}: {e}", file=log)
+        if os.environ.get("TRITORCH_RECORD_TRACE"):
+            traceback.print_exc(file=log)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    out = argv[0] if argv else "-"
+    work = argv[1].split(",") if len(argv) > 1 and argv[1] else None
+    recs = record(work, candidates=not (len(argv) > 2 and argv[2] == "nocandidates"))
+    text = json.dumps(recs)
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        with open(out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

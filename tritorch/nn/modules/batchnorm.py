@@ -1,0 +1,4 @@
+"""``tritorch.nn.modules.batchnorm``: PyTorch's module path for these layers (the classes of ``tritorch.nn``)."""
+from ..normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
+
+__all__ = ["BatchNorm1d", "BatchNorm2d"]

@@ -1,0 +1,6 @@
+"""``tritorch.nn.modules.loss``: PyTorch's module path for these layers (the classes of ``tritorch.nn``)."""
+from ..loss import (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntropyLoss, BCELoss,  # noqa: F401
+                    BCEWithLogitsLoss, KLDivLoss)
+
+__all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
+           "BCEWithLogitsLoss", "KLDivLoss"]
