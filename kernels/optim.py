@@ -303,6 +303,18 @@ def _adamax_kernel(tab, scal, blocks, T, PT: tl.constexpr, CT: tl.constexpr, WD:
 
 
 @triton.jit
+def _moments(m_ptr, v_ptr, offs, mask, g, one_minus_beta1, beta2, one_minus_beta2):
+    """NAdam's and RAdam's moment updates, stored and returned: m += (1 - beta1)(g - m), v = beta2 v + (1 - beta2) g^2
+    (m's form is PyTorch's lerp, so the results match it bit for bit)."""
+    m = tl.load(m_ptr + offs, mask=mask)
+    m = m + one_minus_beta1 * (g - m)
+    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
+    tl.store(m_ptr + offs, m, mask=mask)
+    tl.store(v_ptr + offs, v, mask=mask)
+    return m, v
+
+
+@triton.jit
 def _nadam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr, WD: tl.constexpr,
                  DECOUPLED: tl.constexpr, MAXIMIZE: tl.constexpr, ALIGNED: tl.constexpr):
     """NAdam: Adam's moments, the step a Nesterov mix ``c_grad * g/denom + c_avg * m/denom`` whose coefficients come
@@ -320,11 +332,7 @@ def _nadam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr
     m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
     v_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
     p, g = _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
-    m = tl.load(m_ptr + offs, mask=mask)
-    m = m + one_minus_beta1 * (g - m)
-    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
-    tl.store(m_ptr + offs, m, mask=mask)
-    tl.store(v_ptr + offs, v, mask=mask)
+    m, v = _moments(m_ptr, v_ptr, offs, mask, g, one_minus_beta1, beta2, one_minus_beta2)
     denom = tl.sqrt(v / bc2) + eps
     p = p + c_grad * (g / denom)
     tl.store(p_ptr + offs, (p + c_avg * (m / denom)).to(PT), mask=mask)
@@ -359,11 +367,7 @@ def _radam_block(tab, scal, T, t, offs, mask, PT: tl.constexpr, CT: tl.constexpr
     m_ptr = _addr(tab, 3, T, t, CT, ALIGNED)
     v_ptr = _addr(tab, 4, T, t, CT, ALIGNED)
     p, g = _param_and_grad(tab, T, t, offs, mask, p_ptr, wd, decay, PT, CT, WD, DECOUPLED, MAXIMIZE, ALIGNED)
-    m = tl.load(m_ptr + offs, mask=mask)
-    m = m + one_minus_beta1 * (g - m)
-    v = beta2 * tl.load(v_ptr + offs, mask=mask) + one_minus_beta2 * g * g
-    tl.store(m_ptr + offs, m, mask=mask)
-    tl.store(v_ptr + offs, v, mask=mask)
+    m, v = _moments(m_ptr, v_ptr, offs, mask, g, one_minus_beta1, beta2, one_minus_beta2)
     step = (m / bc1) * lr
     if RECTIFY:
         step = step * (bc2_sqrt / (tl.sqrt(v) + eps)) * rect
