@@ -1,11 +1,14 @@
-"""The strided pointwise kernels of the elementwise family and their launchers: ``_unary_kernel`` (one input),
-``_binary_kernel`` (two, or a tensor and a Python scalar) and ``_where_kernel`` (condition, two values), one
-autotuned 1-D pass each.
+"""The strided pointwise kernel and its autotuned launcher: ``_pointwise_kernel`` maps one to four inputs (tensors
+or Python scalars) onto one output, elementwise, in one 1-D pass; ``launch_pointwise`` launches it.
 
-Each takes the op's math as a ``tl.constexpr`` jit function, reads inputs through strides (stride 0 where an input is
-broadcast) and writes through the output's strides, with a no-index-math path when everything is contiguous
-(``CONTIG``) and int64 offsets when 32 bits could overflow (``I64``). ``copy.py`` copies through ``_unary_kernel``
-with ``_identity``; ``elementwise.py`` declares the ops.
+The op's math is a ``tl.constexpr`` jit function of the inputs and two scalar parameters, ``FN(x0, ..., a, b)``;
+the input count ``NIN`` is a ``tl.constexpr`` too, so each (op, arity) compiles once and unused inputs cost
+nothing. Inputs are read through strides (0 where an input is broadcast), the output is written through its own;
+all of that is written here once: a no-index-math path when everything is contiguous (``CONTIG``), int64 offsets
+when 32 bits could overflow (``I64``), float64 parameters passed by address (``AB_PTR``), and the interpreter's
+missing bfloat16 arithmetic (bf16 handed over as float32). The elementwise ops (``elementwise.py``: unary, binary,
+``where``), the pointwise losses' gradients (``loss.py``), ``masked_fill`` (``indexing.py``) and the strided copy
+(``copy.py``, through ``_identity``) all launch it.
 """
 import math
 
@@ -16,19 +19,43 @@ import triton.language as tl
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
-from ._launch import ptr, broadcast_strides, coalesce, is_int64_index, nd_coords, nd_offset, block_for, interp_bf16_in
+from ._launch import ptr, broadcast_strides, coalesce, is_int64_index, nd_coords, nd_offset, block_for, \
+    interp_bf16_in
 from ._common import copy_host, empty
+
+MAX_INPUTS = 4
 
 
 @triton.jit
-def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                  xs0, xs1, xs2, xs3, xs4, xs5, os0, os1, os2, os3, os4, os5, a, b,
-                  FN: tl.constexpr, CT: tl.constexpr, AB_PTR: tl.constexpr, CONTIG: tl.constexpr,
-                  I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, a, b) elementwise; ``a``, ``b`` are the op's scalar parameters (slope, bounds, exponent...).
+def _operand(p, s0, s1, s2, s3, s4, s5, i, c0, c1, c2, c3, c4, c5, mask,
+             SCALAR: tl.constexpr, CT: tl.constexpr, CONTIG: tl.constexpr, BLOCK: tl.constexpr):
+    """One input as a block in ``CT``: the scalar ``p`` itself, or the elements at ``p`` + the coordinates' offset
+    through the strides ``s0..s5`` (``i`` itself when everything is contiguous)."""
+    if SCALAR:
+        v = (tl.zeros([BLOCK], CT) + p).to(CT)
+    elif CONTIG:
+        v = tl.load(p + i, mask=mask).to(CT)
+    else:
+        v = tl.load(p + nd_offset(c0, c1, c2, c3, c4, c5, s0, s1, s2, s3, s4, s5), mask=mask).to(CT)
+    return v
 
-    Triton passes a Python float as fp32: with ``AB_PTR`` the parameters of a float64 op arrive as pointers to
-    float64 values instead, so they keep their precision."""
+
+@triton.jit
+def _pointwise_kernel(p0, p1, p2, p3, out_ptr, n, S1, S2, S3, S4, S5,
+                      s00, s01, s02, s03, s04, s05, s10, s11, s12, s13, s14, s15,
+                      s20, s21, s22, s23, s24, s25, s30, s31, s32, s33, s34, s35,
+                      os0, os1, os2, os3, os4, os5, a, b,
+                      FN: tl.constexpr, NIN: tl.constexpr, SCALARS: tl.constexpr, CT: tl.constexpr,
+                      AB_PTR: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+    """out = FN(x0, ..., x[NIN-1], a, b) elementwise over out's ``n`` elements, computed in ``CT``.
+
+    - ``p0..p3``: the inputs (the first ``NIN`` are read): a pointer to an array broadcastable to out's shape, or,
+      where bit k of ``SCALARS`` is set, input k's value itself (a Python number, one value for every element);
+    - ``out_ptr``: the output, shape (S0, S1, ..., S5) after merging dims (S0 = n / (S1 * ... * S5));
+    - ``sK0..sK5``: input K's strides in elements along those six dims (0 where it is broadcast or a scalar);
+      ``os0..os5``: the output's. Ignored with ``CONTIG`` (every operand contiguous, out's shape: offset = index);
+    - ``a``, ``b``: the op's scalar parameters (alpha, a slope, bounds, an exponent...); with ``AB_PTR`` pointers
+      to two float64 values, since Triton passes a Python float as fp32."""
     if AB_PTR:
         a = tl.load(a)
         b = tl.load(b)
@@ -38,91 +65,40 @@ def _unary_kernel(x_ptr, out_ptr, n, S1, S2, S3, S4, S5,
     i = pid * BLOCK + tl.arange(0, BLOCK)
     mask = i < n
     if CONTIG:
-        x_off = i
+        c0, c1, c2, c3, c4, c5 = i, i, i, i, i, i         # unused: every operand is read at ``i``
         o_off = i
     else:
         c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
         o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(x, a, b).to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _binary_kernel(x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                   xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
-                   os0, os1, os2, os3, os4, os5, a, b,
-                   FN: tl.constexpr, CT: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
-                   I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = FN(x, y, a, b) elementwise; with ``Y_SCALAR`` the ``y_ptr`` argument is the scalar value itself.
-    ``a``, ``b`` are the op's scalar parameters (alpha; a backward's slope or bounds)."""
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        x_off = i
-        y_off = i
-        o_off = i
+    x0 = _operand(p0, s00, s01, s02, s03, s04, s05, i, c0, c1, c2, c3, c4, c5, mask, SCALARS & 1, CT, CONTIG, BLOCK)
+    if NIN == 1:
+        r = FN(x0, a, b)
     else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
-    if Y_SCALAR:
-        y = (tl.zeros([BLOCK], CT) + y_ptr).to(CT)
-    else:
-        y = tl.load(y_ptr + y_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(x, y, a, b).to(out_ptr.dtype.element_ty), mask=mask)
+        x1 = _operand(p1, s10, s11, s12, s13, s14, s15, i, c0, c1, c2, c3, c4, c5, mask, SCALARS & 2, CT, CONTIG,
+                      BLOCK)
+        if NIN == 2:
+            r = FN(x0, x1, a, b)
+        else:
+            x2 = _operand(p2, s20, s21, s22, s23, s24, s25, i, c0, c1, c2, c3, c4, c5, mask, SCALARS & 4, CT,
+                          CONTIG, BLOCK)
+            if NIN == 3:
+                r = FN(x0, x1, x2, a, b)
+            else:
+                x3 = _operand(p3, s30, s31, s32, s33, s34, s35, i, c0, c1, c2, c3, c4, c5, mask, SCALARS & 8, CT,
+                              CONTIG, BLOCK)
+                r = FN(x0, x1, x2, x3, a, b)
+    tl.store(out_ptr + o_off, r.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
-def _where_kernel(c_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                  cs0, cs1, cs2, cs3, cs4, cs5, xs0, xs1, xs2, xs3, xs4, xs5, ys0, ys1, ys2, ys3, ys4, ys5,
-                  os0, os1, os2, os3, os4, os5,
-                  ST: tl.constexpr, X_SCALAR: tl.constexpr, Y_SCALAR: tl.constexpr, CONTIG: tl.constexpr,
-                  I64: tl.constexpr, BLOCK: tl.constexpr):
-    """out = c ? x : y; either of x, y may be a scalar passed by value, made a block in ``ST`` (the compute type:
-    float32 for the half types, whose scalar constants Triton's interpreter cannot build) and cast to out's type."""
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        c_off = i
-        x_off = i
-        y_off = i
-        o_off = i
-    else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        c_off = nd_offset(c0, c1, c2, c3, c4, c5, cs0, cs1, cs2, cs3, cs4, cs5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    OT = out_ptr.dtype.element_ty
-    c = tl.load(c_ptr + c_off, mask=mask) != 0
-    if X_SCALAR:
-        x = (tl.zeros([BLOCK], ST) + x_ptr).to(OT)
-    else:
-        x = tl.load(x_ptr + x_off, mask=mask).to(OT)
-    if Y_SCALAR:
-        y = (tl.zeros([BLOCK], ST) + y_ptr).to(OT)
-    else:
-        y = tl.load(y_ptr + y_off, mask=mask).to(OT)
-    tl.store(out_ptr + o_off, tl.where(c, x, y), mask=mask)
-
-
-def _layout(out, inputs):
-    """Kernel layout arguments: (contiguous?, sizes S1..S5, strides of each input then of out, flattened)."""
+def _layout(out, tensors):
+    """Kernel layout arguments: (contiguous?, sizes S1..S5, [strides of each operand (a scalar: zeros), then of out]).
+    ``tensors``: the inputs, None for a scalar."""
     shape = out._shape
-    if out.is_contiguous() and all(t._shape == shape and t.is_contiguous() for t in inputs):
-        return True, [1] * 5, [0] * (6 * (len(inputs) + 1))
-    strides = [broadcast_strides(t, shape) for t in inputs] + [list(out._stride)]
-    sizes, sts = coalesce(shape, *strides)
-    return False, sizes[1:], [s for st in sts for s in st]
+    if out.is_contiguous() and all(t is None or (t._shape == shape and t.is_contiguous()) for t in tensors):
+        return True, [1] * 5, [[0] * 6] * (len(tensors) + 1)
+    strides = [[0] * len(shape) if t is None else broadcast_strides(t, shape) for t in tensors]
+    sizes, sts = coalesce(shape, *strides, list(out._stride))
+    return False, sizes[1:], sts
 
 
 def _ew_cfg(block, num_warps=4):
@@ -145,36 +121,59 @@ def _ew_prune(configs, key):
 EW_CANDIDATES = (_ew_cfg(512), _ew_cfg(1024), _ew_cfg(1024, 8), _ew_cfg(2048, 8), _ew_cfg(4096, 8),
                  _ew_cfg(4096, 16), _ew_cfg(8192, 16))
 
-
+# one tuning per arity (the names predate the shared kernel): one input, two, three or four (where, masked_fill,
+# the pointwise losses' gradients)
 UNARY_TUNABLE, BINARY_TUNABLE, WHERE_TUNABLE = (
-    autotune.Tunable(f"elementwise_{name}", EW_CANDIDATES, default=_ew_default, prune=_ew_prune, kernels=(kernel,))
-    for name, kernel in (("unary", _unary_kernel), ("binary", _binary_kernel), ("where", _where_kernel)))
+    autotune.Tunable(f"elementwise_{name}", EW_CANDIDATES, default=_ew_default, prune=_ew_prune,
+                     kernels=(_pointwise_kernel,))
+    for name in ("unary", "binary", "where"))
+_TUNABLES = (None, UNARY_TUNABLE, BINARY_TUNABLE, WHERE_TUNABLE, WHERE_TUNABLE)
 
 
-def _ew_pick(tunable, out, contig, n, ins, run):
-    """The config of a 1-D elementwise launch; key (dtype, contiguous or not, bucket(n)). An in-place launch (out
+def _ew_pick(nin, out, contig, n, ins, run):
+    """The config of a launch with ``nin`` inputs; key (dtype, contiguous or not, bucket(n)). An in-place launch (out
     shares storage with an input) is never timed: each run would apply the op again."""
     in_place = any(isinstance(t, Tensor) and t._storage is out._storage for t in ins)
-    return tunable.pick((out.dtype, "c" if contig else "s", autotune.bucket(n)), None if in_place else run)
+    return _TUNABLES[nin].pick((out.dtype, "c" if contig else "s", autotune.bucket(n)), None if in_place else run)
 
 
-def launch_unary(fn, x, out, ct, a=0.0, b=0.0, config=None):
+def _scalar_arg(v, ct, device):
+    """A Python-number input as the kernel takes it: a float for a floating compute type ``ct`` (a Triton type),
+    else an int; a 0-d tensor where passing it by value would change it (-0.0, which neither Triton's interpreter
+    nor ``zeros + v`` keeps; a float64 value that fp32 would round)."""
+    if not ct.is_floating():
+        return int(v)
+    v = float(v)
+    if (v == 0.0 and math.copysign(1.0, v) < 0) or (ct == tl.float64 and float(np.float32(v)) != v):
+        return Tensor._wrap_numpy(np.array(v, dtype=np.float64 if ct == tl.float64 else np.float32), device)
+    return v
+
+
+def launch_pointwise(fn, inputs, out, ct, a=0.0, b=0.0, config=None):
+    """out = fn(*inputs, a, b) elementwise, computed in the Triton type ``ct`` (``ACC[dtype]``): ``inputs`` (1 to 4)
+    are tensors broadcastable to out's shape or Python numbers; ``out`` may be any strided tensor (an input too, for
+    an in-place op)."""
     n = out.numel()
     if n == 0:
         return out
     if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_unary(fn, x, empty(out._shape, D.float32, out.device), ct, a, b, config))
-    x = interp_bf16_in(x)
-    contig, sizes, strides = _layout(out, (x,))
-    cfg = config or _ew_pick(UNARY_TUNABLE, out, contig, n, (x,), lambda c: launch_unary(fn, x, out, ct, a, b, c))
-    block = cfg.BLOCK
+        tmp = empty(out._shape, D.float32, out.device)
+        return copy_host(out, launch_pointwise(fn, inputs, tmp, ct, a, b, config))
+    ins = [interp_bf16_in(v) if isinstance(v, Tensor) else _scalar_arg(v, ct, out.device) for v in inputs]
+    tensors = [v if isinstance(v, Tensor) else None for v in ins]
+    contig, sizes, strides = _layout(out, tensors)
+    nin = len(ins)
+    cfg = config or _ew_pick(nin, out, contig, n, ins, lambda c: launch_pointwise(fn, inputs, out, ct, a, b, c))
     ab_ptr = ct == tl.float64 and any(isinstance(v, float) and float(np.float32(v)) != v for v in (a, b))
     if ab_ptr:
         ab = Tensor._wrap_numpy(np.array([a, b], dtype=np.float64), out.device)
         a, b = ptr(ab), _elem_ptr(ab, 1)
-    _unary_kernel[(triton.cdiv(n, block),)](
-        ptr(x), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, AB_PTR=ab_ptr, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
+    args = [v if t is None else ptr(t) for v, t in zip(ins, tensors)] + [0] * (MAX_INPUTS - nin)
+    strides = strides[:-1] + [[0] * 6] * (MAX_INPUTS - nin) + strides[-1:]
+    _pointwise_kernel[(triton.cdiv(n, cfg.BLOCK),)](
+        *args, ptr(out), n, *sizes, *[s for st in strides for s in st], a, b,
+        FN=fn, NIN=nin, SCALARS=sum(1 << k for k, t in enumerate(tensors) if t is None), CT=ct, AB_PTR=ab_ptr,
+        CONTIG=contig, I64=is_int64_index(n, out, *(t for t in tensors if t is not None)), BLOCK=cfg.BLOCK,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
@@ -186,31 +185,16 @@ def _elem_ptr(t, i):
     return p
 
 
-def launch_binary(fn, x, y, out, ct, a=0.0, b=0.0, config=None):
-    n = out.numel()
-    if n == 0:
-        return out
-    if out.dtype is D.bfloat16 and INTERPRET:
-        return copy_host(out, launch_binary(fn, x, y, empty(out._shape, D.float32, out.device), ct, a, b, config))
-    x = interp_bf16_in(x)
-    y = interp_bf16_in(y) if isinstance(y, Tensor) else y
-    if isinstance(y, float) and y == 0.0 and math.copysign(1.0, y) < 0:
-        # a -0.0 scalar (kept by neither Triton's interpreter nor ``zeros + y``) goes as a broadcast 0-d tensor
-        y = Tensor._wrap_numpy(np.array(-0.0, dtype=np.float32 if ct is tl.float32 else np.float64), out.device)
-    scalar = not isinstance(y, Tensor)
-    contig, sizes, strides = _layout(out, (x,) if scalar else (x, y))
-    if scalar:
-        strides = strides[:6] + [0] * 6 + strides[6:]
-    cfg = config or _ew_pick(BINARY_TUNABLE, out, contig, n, (x, y),
-                             lambda c: launch_binary(fn, x, y, out, ct, a, b, c))
-    block = cfg.BLOCK
-    _binary_kernel[(triton.cdiv(n, block),)](
-        ptr(x), y if scalar else ptr(y), ptr(out), n, *sizes, *strides, a, b,
-        FN=fn, CT=ct, Y_SCALAR=scalar, CONTIG=contig, I64=is_int64_index(n, x, out), BLOCK=block,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    return out
+def launch_unary(fn, x, out, ct, a=0.0, b=0.0, config=None):
+    """out = fn(x, a, b): ``launch_pointwise`` with one input."""
+    return launch_pointwise(fn, (x,), out, ct, a, b, config)
 
 
 @triton.jit
 def _identity(x, a, b):
     return x
+
+
+@triton.jit
+def _where(c, x, y, a, b):
+    return tl.where(c != 0, x, y)

@@ -9,9 +9,12 @@ zeros (PyTorch's safe softmax), not NaN.
 NaN and inf follow PyTorch's math path (``softmax(q @ k^T * scale + bias) @ v``, bias -inf where a boolean mask hides
 a key): a NaN or +inf score makes its row NaN, also where a mask hides it (NaN - inf and inf - inf are NaN), while
 -inf scores only hide their keys; a NaN in v reaches every output row that multiplies it, even by a weight of 0.
-The one difference: keys hidden by ``is_causal`` are not computed at all (as in PyTorch's flash and efficient
-kernels, the default on CPU and GPU), so a NaN or inf in their scores, or (past the diagonal block of keys) in
-their values, does not reach the rows that cannot see them.
+The one difference: the scores of keys hidden by ``is_causal`` are not computed (as in PyTorch's flash and efficient
+kernels, the default on CPU and GPU), so a NaN or inf there does not reach the rows that cannot see them. A NaN or
+inf in v does reach every row (weight 0 times NaN), as in the math path and PyTorch's CPU default (whose key blocks
+are 512 wide; past them its causal kernel skips keys, which no size-independent rule can copy): when v holds one
+(``nonfinite_probe``, read on the device), the causal kernels walk every key block instead of stopping at the
+diagonal.
 
 The batch dims are folded into two, (Z, H), and every tensor is read through its strides. The forward kernel takes
 BLOCK_M queries per program and streams the keys in blocks of BLOCK_N, keeping a running row max m, the running sum
@@ -33,14 +36,14 @@ import triton.language as tl
 
 from tritorch import _dtype as D
 from tritorch._device import INTERPRET
-from tritorch._tensor import Tensor
+from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
 from ._common import check_same_device, empty, np_ct, sum_to, wrap
 from .elementwise import where
 from .dropout import dropout_mask_np
-from .matmul import _dot_precision, uses_fma
+from .matmul import _dot_precision, nonfinite_probe, uses_fma
 from .random import _generator
 
 __all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"]
@@ -68,6 +71,16 @@ def _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn,
 
 
 @triton.jit
+def _causal_end(full, diag, vmax_ptr, CAUSAL: tl.constexpr):
+    """Where a causal loop over blocks stops (or starts): ``diag``, the diagonal block, unless v holds an inf or a
+    NaN (vmax, 0-d max |v|, not finite: every block, so that weight 0 times it gives NaN as in PyTorch's math path);
+    ``full`` without ``CAUSAL``."""
+    if CAUSAL:
+        return tl.where(tl.load(vmax_ptr) < float("inf"), diag, full)
+    return full
+
+
+@triton.jit
 def _keep(seed, offset, zh, rows, cols, L, S, p_drop):
     """The dropout keep-mask of a block: rand(seed, offset + (zh*L + i)*S + j) >= p."""
     idx = (zh * L + rows[:, None].to(tl.int64)) * S + cols[None, :]
@@ -75,13 +88,14 @@ def _keep(seed, offset, zh, rows, cols, L, S, p_drop):
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
-def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV, scale, seed, offset, p_drop,
-                     sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L, S, E, EV, scale, seed, offset,
+                     p_drop, sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                      soz, soh, som, sok,
                      MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
                      CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                      BLOCK_DV: tl.constexpr):
-    """O and lse of BLOCK_M queries of one (z, h): an online softmax over the key blocks."""
+    """O and lse of BLOCK_M queries of one (z, h): an online softmax over the key blocks (with ``CAUSAL``, those up
+    to the diagonal, or all of them when vmax, a 0-d max |v|, is not finite)."""
     start_m = tl.program_id(0) * BLOCK_M
     zh = tl.program_id(1).to(tl.int64)
     z, h = zh // H, zh % H
@@ -95,9 +109,7 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, o_ptr, lse_ptr, H, L, S, E, EV,
     nan_i = tl.zeros([BLOCK_M], tl.int32)         # 1: a NaN or +inf score, the row's softmax is NaN
     acc = tl.zeros([BLOCK_M, BLOCK_DV], CT)
     inv_keep = 1.0 / (1.0 - p_drop)
-    hi = S
-    if CAUSAL:
-        hi = tl.minimum(S, start_m + BLOCK_M)
+    hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
         k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
@@ -142,7 +154,7 @@ def _attn_bwd_delta_kernel(o_ptr, do_ptr, delta_ptr, H, L, EV, soz, soh, som, so
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
-def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
                           H, L, S, E, EV, scale, seed, offset, p_drop,
                           sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                           sdz, sdh, sdm, sdk,
@@ -163,9 +175,7 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr
     dk = tl.zeros([BLOCK_N, BLOCK_D], CT)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], CT)
     inv_keep = 1.0 / (1.0 - p_drop)
-    lo = 0
-    if CAUSAL:
-        lo = (start_n // BLOCK_M) * BLOCK_M
+    lo = _causal_end(0, (start_n // BLOCK_M) * BLOCK_M, vmax_ptr, CAUSAL)
     for start_m in range(lo, L, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
         q = tl.load(q_ptr + z * sqz + h * sqh + rows[:, None] * sqm + d[None, :] * sqk,
@@ -193,7 +203,7 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
-def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dm_ptr,
+def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dm_ptr,
                         H, L, S, E, EV, scale, seed, offset, p_drop,
                         sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                         sdz, sdh, sdm, sdk,
@@ -216,9 +226,7 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, do_ptr, lse_ptr, delta_ptr, 
     delta = tl.load(delta_ptr + zh * L + rows, mask=rows < L, other=0.0).to(CT)
     dq = tl.zeros([BLOCK_M, BLOCK_D], CT)
     inv_keep = 1.0 / (1.0 - p_drop)
-    hi = S
-    if CAUSAL:
-        hi = tl.minimum(S, start_m + BLOCK_M)
+    hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
         k = tl.load(k_ptr + z * skz + h * skh + cols[:, None] * skn + d[None, :] * skk,
@@ -283,6 +291,7 @@ class _Launch:
         self.scale, self.seed, self.offset, self.p_drop = float(scale), int(seed), int(offset), float(p_drop)
         self.kind = 0 if mask is None else 1 if mask.dtype is D.bool_ else 2
         self.causal = bool(causal)
+        self.vmax = nonfinite_probe(v) if self.causal and v.numel() else None
         self.bm, self.bn, self.bd, self.bdv, self.warps = _blocks(E, self.EV, q.dtype)
         if Z * H > 65535:
             raise RuntimeError(f"scaled_dot_product_attention: {Z * H} batch x head pairs exceed the 65535 of one "
@@ -291,7 +300,7 @@ class _Launch:
     def common(self):
         m = self.mask if self.mask is not None else self.q
         mst = _strides4(self.mask) if self.mask is not None else [0, 0, 0, 0]
-        return [ptr(self.q), ptr(self.k), ptr(self.v), ptr(m)], [
+        return [ptr(self.q), ptr(self.k), ptr(self.v), ptr(m), ptr(self.vmax if self.vmax is not None else m)], [
             self.H, self.L, self.S, self.E, self.EV, self.scale, self.seed, self.offset, self.p_drop,
             *_strides4(self.q), *_strides4(self.k), *_strides4(self.v), *mst]
 
@@ -516,6 +525,7 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal):
                                f"attn_mask.dtype: {attn_mask.dtype} and  query.dtype: {query.dtype} instead.")
 
 
+@register("scaled_dot_product_attention", method=False, function=False)
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
     """softmax(query @ key^T * scale + mask) @ value in one fused flash-attention kernel (see the module doc)."""

@@ -125,7 +125,28 @@ def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH
 
 
 @triton.jit
-def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, NB, CG, K, OCG, H, W, OH, OW, KH, KW,
+def _dgrad_operands(k, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH, OW, SH, SW, DH, DW,
+                    syc, syh, syw, swo, swh, sww):
+    """The operands of the flattened reduction indices ``k`` (a vector of (o, kh, kw)) for the pixels of
+    ``_conv_dgrad_kernel``: a (BLOCK_M, len(k)) of gy, a's mask (the taps that hit an output pixel) and
+    b (len(k), BLOCK_N) of w."""
+    o = k // khw
+    kh = (k % khw) // KW
+    kw = k % KW
+    th = oh0[:, None] - (kh * DH)[None, :]                 # oh * SH when the tap is on the stride grid
+    tw = ow0[:, None] - (kw * DW)[None, :]
+    oh = th // SH
+    ow = tw // SW
+    a_mask = (mask_m[:, None] & (k < K)[None, :] & (th >= 0) & (tw >= 0) & (oh * SH == th) & (ow * SW == tw)
+              & (oh < OH) & (ow < OW))
+    a = tl.load(gy_rows[:, None] + (o * syc)[None, :] + oh * syh + ow * syw, mask=a_mask, other=0.0)
+    b_off = o * swo + kh * swh + kw * sww
+    b = tl.load(w_cols[None, :] + b_off[:, None], mask=(k < K)[:, None] & mask_n[None, :], other=0.0)
+    return a, a_mask, b
+
+
+@triton.jit
+def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, wmax_ptr, NB, CG, K, OCG, H, W, OH, OW, KH, KW,
                        syn, syc, syh, syw, swo, swc, swh, sww, sb, sxn, sxc, sxh, sxw,
                        SH, SW, PH, PW, DH, DW,
                        HAS_BIAS: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
@@ -139,7 +160,9 @@ def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, NB, CG, K, OCG, H, W, OH, O
     exact and lands inside the output. Axis 2 of the grid walks (group, stride phase): a program covers the pixels
     with ih % SH == rh, iw % SW == rw (M = NB * ceil((H - rh) / SH) * ceil((W - rw) / SW)), for which the exact
     division holds for the same taps at every pixel, so ``TAPS_OUTER`` skips the other taps whole: a stride-2
-    transposed convolution does a quarter of the products.
+    transposed convolution does a quarter of the products. wmax: 0-d, max |w| (``nonfinite_probe``): when it is not
+    finite, the products run one k at a time and the taps that hit no output pixel add nothing (in ``tl.dot`` their
+    masked zeros times an inf weight would add NaN; PyTorch skips them).
     """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -169,39 +192,37 @@ def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, NB, CG, K, OCG, H, W, OH, O
     khw = KH * KW
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
-    if TAPS_OUTER:
-        for t in range(khw):
-            kh = t // KW
-            kw = t % KW
-            if ((rh + PH - kh * DH) % SH == 0) & ((rw + PW - kw * DW) % SW == 0):      # a tap of this phase
-                oh = (oh0 - kh * DH) // SH
-                ow = (ow0 - kw * DW) // SW
-                row_ok = mask_m & (oh >= 0) & (ow >= 0) & (oh < OH) & (ow < OW)
-                a_rows = gy_rows + oh * syh + ow * syw
-                b_cols = w_cols + kh * swh + kw * sww
-                for o0 in range(0, OCG, BLOCK_K):
-                    o = o0 + offs_k
-                    a = tl.load(a_rows[:, None] + (o * syc)[None, :], mask=row_ok[:, None] & (o < OCG)[None, :],
-                                other=0.0)
-                    b = tl.load(b_cols[None, :] + (o * swo)[:, None], mask=(o < OCG)[:, None] & mask_n[None, :],
-                                other=0.0)
-                    acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
-    else:
-        for k0 in range(0, K, BLOCK_K):
-            k = k0 + offs_k
-            o = k // khw
-            kh = (k % khw) // KW
-            kw = k % KW
-            th = oh0[:, None] - (kh * DH)[None, :]                 # oh * SH when the tap is on the stride grid
-            tw = ow0[:, None] - (kw * DW)[None, :]
-            oh = th // SH
-            ow = tw // SW
-            a_mask = (mask_m[:, None] & (k < K)[None, :] & (th >= 0) & (tw >= 0) & (oh * SH == th)
-                      & (ow * SW == tw) & (oh < OH) & (ow < OW))
-            a = tl.load(gy_rows[:, None] + (o * syc)[None, :] + oh * syh + ow * syw, mask=a_mask, other=0.0)
-            b_off = o * swo + kh * swh + kw * sww
-            b = tl.load(w_cols[None, :] + b_off[:, None], mask=(k < K)[:, None] & mask_n[None, :], other=0.0)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+    if tl.load(wmax_ptr) < float("inf"):                           # finite weights: the tensor-core loops
+        if TAPS_OUTER:
+            for t in range(khw):
+                kh = t // KW
+                kw = t % KW
+                if ((rh + PH - kh * DH) % SH == 0) & ((rw + PW - kw * DW) % SW == 0):      # a tap of this phase
+                    oh = (oh0 - kh * DH) // SH
+                    ow = (ow0 - kw * DW) // SW
+                    row_ok = mask_m & (oh >= 0) & (ow >= 0) & (oh < OH) & (ow < OW)
+                    a_rows = gy_rows + oh * syh + ow * syw
+                    b_cols = w_cols + kh * swh + kw * sww
+                    for o0 in range(0, OCG, BLOCK_K):
+                        o = o0 + offs_k
+                        a = tl.load(a_rows[:, None] + (o * syc)[None, :],
+                                    mask=row_ok[:, None] & (o < OCG)[None, :], other=0.0)
+                        b = tl.load(b_cols[None, :] + (o * swo)[:, None],
+                                    mask=(o < OCG)[:, None] & mask_n[None, :], other=0.0)
+                        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+        else:
+            for k0 in range(0, K, BLOCK_K):
+                a, _, b = _dgrad_operands(k0 + offs_k, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH, OW,
+                                          SH, SW, DH, DW, syc, syh, syw, swo, swh, sww)
+                acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+    else:                                                          # an inf or NaN in w: exact, one k at a time
+        one = tl.arange(0, 1)
+        if I64:
+            one = one.to(tl.int64)
+        for k0 in range(0, K):
+            a, a_mask, b = _dgrad_operands(k0 + one, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH, OW,
+                                           SH, SW, DH, DW, syc, syh, syw, swo, swh, sww)
+            acc += tl.where(a_mask, a.to(CT) * b.to(CT), 0.0)
 
     if HAS_BIAS:
         acc += tl.load(b_ptr + c * sb, mask=mask_n, other=0.0).to(CT)[None, :]
@@ -416,11 +437,13 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
     gy, w, bias = interp_bf16_in(gy), interp_bf16_in(w), interp_bf16_in(bias)
     if K == 0:
         return _fill_bias(gx, bias)
+    wmax = _mm.nonfinite_probe(w)
     cfg = config or TUNABLES["dgrad"].pick(_key("dgrad", gy, M, CG, K, G, dtype),
                                            lambda c: launch_conv_dgrad(gy, w, bias, gx, geo, c))   # writes gx
     try:
         _conv_dgrad_kernel[(cdiv(M, cfg.block_m), cdiv(CG, cfg.block_n), G * sh * sw)](
-            ptr(gy), ptr(w), ptr(bias if bias is not None else gx), ptr(gx), N, CG, K, OCG, H, W, OH, OW, KH, KW,
+            ptr(gy), ptr(w), ptr(bias if bias is not None else gx), ptr(gx), ptr(wmax), N, CG, K, OCG, H, W, OH, OW,
+            KH, KW,
             *gy._stride, *w._stride, bias._stride[0] if bias is not None else 0, *gx._stride,
             *geo.stride, *geo.padding, *geo.dilation,
             HAS_BIAS=bias is not None, TAPS_OUTER=_taps_outer(OCG, cfg.block_k), CT=ACC[dtype],

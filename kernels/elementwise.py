@@ -1,9 +1,10 @@
 """Elementwise ops: unary, binary (with broadcasting and Python scalars), ``where``, and their backward rules.
 
-The ops are declared here, one row each (``_u(...)`` for a unary op, ``_b(...)`` for a binary one); three Triton
-kernels serve them all (``_pointwise.py``: ``_unary_kernel``, ``_binary_kernel``, ``_where_kernel``, strided and
-autotuned). The math of each op is written twice, side by side: a Triton function and its NumPy reference (the
-``cpu`` path). Arithmetic runs in float32 for half types (``ACC``), whatever the storage type.
+The ops are declared here, one row each (``_u(...)`` for a unary op, ``_b(...)`` for a binary one); one strided,
+autotuned Triton kernel serves them all (``_pointwise.py``: ``_pointwise_kernel``, launched by ``launch_pointwise``
+with one, two or three inputs). The math of each op is written twice, side by side: a Triton function and its
+NumPy reference (the ``cpu`` path). Arithmetic runs in float32 for half types (``ACC``), whatever the storage type.
+The ``cpu`` fast path of the common small cases is ``_host.py``'s: ``unary`` and ``binary`` ask it first.
 """
 import math
 
@@ -15,12 +16,13 @@ from tritorch import _dtype as D
 from tritorch._creation import scalar_tensor
 from tritorch._device import INTERPRET, CPU
 from tritorch._tensor import Tensor, register, FUNCTIONS
-from tritorch.autograd.function import Function, record_plain
+from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
-from ._launch import ACC, ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index
+from ._launch import ACC, broadcast_shapes
 from ._common import (check_inplace, check_out, check_same_device, empty, host_result, mark_written, np_ct, quiet,
                       sum_to, wrap)
-from ._pointwise import launch_unary, launch_binary, _where_kernel, _ew_pick, WHERE_TUNABLE
+from ._pointwise import launch_pointwise, _where
+from ._host import host_unary, host_binary, host_values
 from .copy import copy_into
 from . import views
 
@@ -300,13 +302,13 @@ def _np_clamp(x, lo, hi):
 
 # the activations PyTorch implements for floating inputs only (by its kernel's name), and the ops it refuses bools
 _FLOAT_ONLY = {"leaky_relu": "leaky_relu", "elu": "elu", "gelu": "gelu", "gelu_tanh": "gelu", "silu": "silu",
-               "softplus": "softplus"}
+               "softplus": "softplus", "mish": "mish", "hardswish": "hardswish", "selu": "elu", "celu": "elu"}
 _NO_BOOL = {"relu": "Boolean inputs not supported for relu", "abs": "\"abs_{dev}\" not implemented for 'Bool'",
             **{n: f"\"{n}_{{dev}}\" not implemented for 'Bool'" for n in ("floor", "ceil", "round", "trunc")}}
 
 # autograd node names that do not follow from the op's name
 _UNARY_NAMES = {"log1p": "Log1PBackward0", "gelu_tanh": "GeluBackward0", "pow_scalar": "PowBackward0",
-                "square": "PowBackward0"}
+                "square": "PowBackward0", "selu": "EluBackward0", "softsign": "DivBackward0"}
 
 
 class UnaryOp:
@@ -352,6 +354,28 @@ class UnaryOp:
 
     def compute_dtype(self, x_dtype, out_dtype):
         return out_dtype if not self.out_bool else x_dtype
+
+    def save(self, ctx, a, x, out):
+        """What the backward reads, on ``ctx`` (a ``Unary`` node or the cpu fast path's ``HostUnary``)."""
+        if self.out_bool:
+            return
+        if self.bwd is None:
+            raise RuntimeError(f"the derivative for '{self.name}' is not implemented")
+        d = ctx.__dict__
+        d["op"] = self
+        d["a"] = a
+        d["in_dtype"] = x.dtype
+        d["_to_save"] = (x, None) if self.bwd_uses == "x" else (None, out)
+
+    def backward(self, ctx, g):
+        """The gradient of a saved node: the fused backward kernel, or recorded tensor ops under create_graph."""
+        x, y = ctx.saved_tensors
+        if STATE.enabled and self.bwd_composite is not None:      # create_graph: a differentiable backward
+            gx = self.bwd_composite(g, x, y, ctx.a)
+        else:
+            s = x if self.bwd_uses == "x" else y
+            gx = grad_kernel(self.bwd, self.bwd_ref, g, s, ctx.a, ctx.in_dtype)
+        return gx.to(ctx.in_dtype) if gx.dtype is not ctx.in_dtype else gx
 
 
 # -- backward math: d(out)/d(in) * g, as Triton functions of (g, s, a) where s is the saved input or output ----------
@@ -572,19 +596,12 @@ class Unary(Function):
         out = unary_compute(op, x, a, b)
         ctx._name = op.node_name
         if any(ctx.needs_input_grad):
-            _save_unary(ctx, op, a, x, out)
+            op.save(ctx, a, x, out)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
-        op = ctx.op
-        if STATE.enabled and op.bwd_composite is not None:      # create_graph: a differentiable backward
-            gx = op.bwd_composite(g, x, y, ctx.a)
-        else:
-            s = x if op.bwd_uses == "x" else y
-            gx = grad_kernel(op.bwd, op.bwd_ref, g, s, ctx.a, ctx.in_dtype)
-        return gx.to(ctx.in_dtype) if gx.dtype is not ctx.in_dtype else gx
+        return ctx.op.backward(ctx, g)
 
 
 class UnaryInplace(Unary):
@@ -598,52 +615,8 @@ class UnaryInplace(Unary):
         unary_compute(op, x, a, b, out=x)
         mark_written(ctx, x)
         if any(ctx.needs_input_grad):
-            _save_unary(ctx, op, a, saved_x, x)
+            op.save(ctx, a, saved_x, x)
         return x
-
-
-class HostUnary(Unary):
-    """A floating unary op on ``cpu`` recorded by ``record_plain`` (the binary ops' ``HostBinary`` for one input):
-    unless the backward must itself be recorded, the backward's NumPy reference runs on the host arrays."""
-    _plain_backward = True
-
-    @staticmethod
-    def backward(ctx, g):
-        saved = ctx._saved
-        dtype = ctx.in_dtype
-        if STATE.enabled or saved is None or not (dtype is D.float32 or dtype is D.float64):
-            return (Unary.backward(ctx, g),)
-        t, version, _ = saved[0] if ctx.op.bwd_uses == "x" else saved[1]
-        if t._storage.version != version:
-            return (Unary.backward(ctx, g),)           # raises the in-place modification error
-        ga = g._np_cache
-        if ga is None:
-            ga = g._np
-        sa = t._np_cache
-        if sa is None:
-            sa = t._np
-        return (host_result(quiet(ctx.op.bwd_ref, ga, sa, ctx.a), dtype, ga, sa),)
-
-
-def _record_host_unary(op, x, a, out):
-    ctx = HostUnary._node_cls()
-    d = ctx.__dict__
-    d["needs_input_grad"] = (True,)
-    d["_name"] = op.node_name
-    _save_unary(ctx, op, a, x, out)
-    return record_plain(ctx, (x,), out)
-
-
-def _save_unary(ctx, op, a, x, out):
-    if op.out_bool:
-        return
-    if op.bwd is None:
-        raise RuntimeError(f"the derivative for '{op.name}' is not implemented")
-    d = ctx.__dict__
-    d["op"] = op
-    d["a"] = a
-    d["in_dtype"] = x.dtype
-    d["_to_save"] = (x, None) if op.bwd_uses == "x" else (None, out)
 
 
 def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
@@ -667,7 +640,7 @@ def unary_compute(op, x, a=0.0, b=0.0, out=None, out_dtype=None):
             return host_result(res, out_dtype, xa, None, x._storage.device)
         out._np[...] = np.asarray(res).astype(out.dtype.np, copy=False)
         return out
-    return launch_unary(op.tfn, x, empty(x._shape, out_dtype, x.device) if out is None else out, ACC[ct], a, b)
+    return launch_pointwise(op.tfn, (x,), empty(x._shape, out_dtype, x.device) if out is None else out, ACC[ct], a, b)
 
 
 def copy_values(src, dst):
@@ -691,22 +664,15 @@ def grad_kernel(tfn, ref, g, s, a, dtype, b=None):
             res = np.broadcast_to(np.asarray(res), broadcast_shapes(g._shape, s._shape))
         return host_result(res, dtype, ga, sa, g._storage.device)
     shape = broadcast_shapes(g._shape, s._shape)
-    return launch_binary(tfn, g, s, empty(shape, dtype, g.device), ACC[ct], a, 0.0 if b is None else b)
+    return launch_pointwise(tfn, (g, s), empty(shape, dtype, g.device), ACC[ct], a, 0.0 if b is None else b)
 
 
 def unary(name, x, a=0.0, b=0.0):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}")
     op = UNARY[name]
-    d = x.dtype
-    if x._storage.device is CPU and d.is_floating_point:
-        # the cpu fast path: a floating input keeps its type (isnan and the other tests give bool)
-        xa = x._np if d is D.float32 or d is D.float64 else x._np.astype(np.float32)
-        out = host_result(quiet(op.ref, xa, a, b), D.bool_ if op.out_bool else d, xa)
-        if not (x._requires_grad and STATE.enabled) or op.out_bool:
-            return out
-        return _record_host_unary(op, x, a, out)
-    return Unary.apply(x, op, a, b)
+    out = host_unary(op, x, a, b)                 # the cpu fast path (_host.py), where it applies
+    return out if out is not None else Unary.apply(x, op, a, b)
 
 
 def unary_(name, x, a=0.0, b=0.0):
@@ -1212,7 +1178,7 @@ class BinaryOp:
       path's NumPy arrays; None: the forward records a node whose backward raises (as PyTorch);
     - ``saves`` = (x, y, out): what ``grad`` reads; 0: never, 1: always, 2: only when the other argument needs its
       gradient (mul's gx is g * y, its gy is g * x); x is the input before an in-place write;
-    - ``ufunc``: the NumPy ufunc the cpu fast path calls (alpha 1); its cpu nodes are plain (``HostBinary``);
+    - ``ufunc``: the NumPy ufunc the cpu fast path calls (alpha 1); its cpu nodes are plain (``_host.py``);
     - ``nodes``: the autograd node names, as PyTorch's: (tensor op tensor-or-scalar, scalar op tensor).
     """
 
@@ -1221,7 +1187,7 @@ class BinaryOp:
         self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
         self.grad, self.saves, self.ufunc, self.nodes = grad, saves, ufunc, nodes
         self.plain = ufunc is not None
-        self.host = {}                    # dtype -> what the cpu fast path needs (see _host_types)
+        self.host = {}                    # dtype -> what the cpu fast path needs (_host.py)
         self.int_div = name in ("floor_divide", "trunc_divide", "remainder", "fmod")
 
     def dtypes(self, common):
@@ -1234,6 +1200,34 @@ class BinaryOp:
             f = D.get_default_dtype()
             return f, f
         return common, common
+
+    def save(self, ctx, alpha, x, y, out):
+        """What ``grad`` reads, on ``ctx`` (a ``Binary`` node or the cpu fast path's ``HostBinary``)."""
+        if not out.dtype.is_floating_point:       # comparisons, logical and integer ops: no gradient flows
+            return
+        if self.grad is None:
+            # as PyTorch: the forward runs and records a node whose backward raises
+            ctx._name, ctx.not_implemented = "NotImplemented", self.name
+            return
+        d = ctx.__dict__
+        d["op"] = self
+        d["alpha"] = alpha
+        x_is_t, y_is_t = isinstance(x, Tensor), isinstance(y, Tensor)      # a Python number is kept as is
+        d["x_scalar"] = None if x_is_t else x
+        d["y_scalar"] = None if y_is_t else y
+        sx, sy, so = self.saves
+        needs = ctx.needs_input_grad
+        d["_to_save"] = (x if x_is_t and (sx == 1 or sx == 2 and len(needs) > 1 and needs[1]) else None,
+                         y if y_is_t and (sy == 1 or sy == 2 and needs[0]) else None, out if so else None)
+
+    def backward(self, ctx, g, x_meta, y_meta):
+        """The gradients by ``grad`` in tensor ops (recorded under create_graph), summed back to each input's
+        shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
+        x, y, out = ctx.saved_tensors
+        gx, gy = self.grad(g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out, ctx.alpha)
+        needs = ctx.needs_input_grad
+        return (_finish_grad(gx, x_meta) if needs[0] else None,
+                _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
 
 
 BINARY = {}
@@ -1352,7 +1346,7 @@ def binary_compute(op, x, y, alpha=1, out=None):
     """``op(x, y)`` with PyTorch's promotion and broadcasting, into a new tensor or into ``out`` (cast to its type,
     written through its strides). ``x`` is a tensor; ``y`` a tensor or a Python scalar."""
     if out is None and x._storage.device is CPU and type(alpha) is int and alpha == 1:
-        res = _host_binary(op, x, y)
+        res = host_values(op, x, y)
         if res is not None:
             return res
     common = D.result_type(x, y)
@@ -1402,18 +1396,11 @@ def binary_compute(op, x, y, alpha=1, out=None):
     if ct is D.float64 and isinstance(alpha, float) and float(np.float32(alpha)) != alpha:
         # Triton passes Python floats as fp32: fold a float64 alpha into y first
         y, alpha = (y * alpha if y_is_t else float(y) * alpha), 1
-    if not y_is_t:
-        if ct is D.float64 and isinstance(y, float) and float(np.float32(y)) != y:
-            y = Tensor._wrap_numpy(np.asarray(y, dtype=np.float64), x.device)
-        elif ct.is_floating_point:
-            y = float(y)
-        else:
-            y = int(y)
     if out is not None and isinstance(y, Tensor) and _overlaps(out, y):
         y = y.clone()
     if out is None:
         out = empty(shape, out_dtype, x.device)
-    return launch_binary(_add1 if op.name == "add" and alpha == 1 else fn, x, y, out, ACC[ct], alpha)
+    return launch_pointwise(_add1 if op.name == "add" and alpha == 1 else fn, (x, y), out, ACC[ct], alpha)
 
 
 # the kernels PyTorch has no bool version of, by op: their names in its error
@@ -1465,7 +1452,7 @@ class Binary(Function):
         out = binary_compute(op, x, y, alpha)
         ctx._name = name or op.nodes[0] or None
         if any(ctx.needs_input_grad):
-            _save_binary(ctx, op, alpha, x, y, out)
+            op.save(ctx, alpha, x, y, out)
             ctx.metas = _metas(x, y)
         return out
 
@@ -1474,63 +1461,7 @@ class Binary(Function):
         missing = ctx.__dict__.get("not_implemented")
         if missing:
             raise RuntimeError(f"the derivative for '{missing}' is not implemented")
-        return _binary_grads(ctx, g, *ctx.metas)
-
-
-class HostBinary(Binary):
-    """A floating add/sub/mul/div on ``cpu`` whose operands share their dtype (or one is a Python number): the
-    forward is ``_host_binary``'s, the node is recorded by ``record_plain`` and, unless the backward must itself be
-    recorded (create_graph), the gradient rule runs on the host arrays. This is the path whose cost per graph node
-    the engine's overhead is measured by."""
-    _plain_backward = True
-
-    @staticmethod
-    def backward(ctx, g):
-        saved = ctx._saved
-        op = ctx.op
-        # the host rule, where the forward computed in the dtype itself (not float16 widened) and nothing changed
-        if STATE.enabled or saved is None or op.host[g.dtype][0] is not None:
-            return _binary_grads(ctx, g, *ctx._in_meta)
-        (x, xv, _), (y, yv, _), _ = saved
-        if x is not None and x._storage.version != xv or y is not None and y._storage.version != yv:
-            return _binary_grads(ctx, g, *ctx._in_meta)       # raises the in-place modification error
-        ga = g._np_cache
-        if ga is None:
-            ga = g._np
-        gx, gy = quiet(op.grad, ga, ctx.x_scalar if x is None else x._np,
-                       ctx.y_scalar if y is None else y._np, None, 1)
-        needs = ctx.needs_input_grad
-        in_meta = ctx._in_meta
-        return (_host_grad(gx, g, ga, in_meta[0][0]) if needs[0] else None,
-                _host_grad(gy, g, ga, in_meta[1][0]) if needs[1] else None)
-
-
-def _binary_grads(ctx, g, x_meta, y_meta):
-    """The gradients by the op's rule in tensor ops (recorded under create_graph), summed back to each input's
-    shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
-    x, y, out = ctx.saved_tensors
-    gx, gy = ctx.op.grad(g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out, ctx.alpha)
-    needs = ctx.needs_input_grad
-    return (_finish_grad(gx, x_meta) if needs[0] else None,
-            _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
-
-
-def _host_grad(r, g, ga, shape):
-    """A host gradient as a tensor of the input's ``shape`` (summed over the broadcast dims): ``g`` itself where the
-    rule handed its array back."""
-    if r is None:
-        return None
-    r = g if r is ga else host_result(r, g.dtype, ga)
-    return r if r._shape == shape else sum_to(r, shape)
-
-
-def _record_host_binary(op, x, y, out, needs, name=None):
-    ctx = HostBinary._node_cls()
-    d = ctx.__dict__
-    d["needs_input_grad"] = needs
-    d["_name"] = name or op.nodes[0]
-    _save_binary(ctx, op, 1, x, y, out)
-    return record_plain(ctx, (x, y), out)
+        return ctx.op.backward(ctx, g, *ctx.metas)
 
 
 def _finish_grad(g, meta):
@@ -1544,25 +1475,6 @@ def _finish_grad(g, meta):
 
 def _metas(x, y):
     return (x._shape, x.dtype), (y._shape, y.dtype) if isinstance(y, Tensor) else None
-
-
-def _save_binary(ctx, op, alpha, x, y, out):
-    if not out.dtype.is_floating_point:       # comparisons, logical and integer ops: no gradient flows
-        return
-    if op.grad is None:
-        # as PyTorch: the forward runs and records a node whose backward raises
-        ctx._name, ctx.not_implemented = "NotImplemented", op.name
-        return
-    d = ctx.__dict__
-    d["op"] = op
-    d["alpha"] = alpha
-    x_is_t, y_is_t = isinstance(x, Tensor), isinstance(y, Tensor)      # a Python number is kept as is
-    d["x_scalar"] = None if x_is_t else x
-    d["y_scalar"] = None if y_is_t else y
-    sx, sy, so = op.saves
-    needs = ctx.needs_input_grad
-    d["_to_save"] = (x if x_is_t and (sx == 1 or sx == 2 and len(needs) > 1 and needs[1]) else None,
-                     y if y_is_t and (sy == 1 or sy == 2 and needs[0]) else None, out if so else None)
 
 
 class BinaryInplace(Binary):
@@ -1580,7 +1492,7 @@ class BinaryInplace(Binary):
         binary_compute(op, x, y, alpha, out=x)
         mark_written(ctx, x)
         if grad:
-            _save_binary(ctx, op, alpha, saved_x, y, x)
+            op.save(ctx, alpha, saved_x, y, x)
             ctx.metas = _metas(x, y)
         return x
 
@@ -1598,79 +1510,19 @@ def check_int_scalar(name, v):
         raise OverflowError(f"{name}(): Python int {v} too big to convert to a 64-bit scalar")
 
 
-def _host_binary(op, x, y, swap=False):
-    """The common ``cpu`` case in one step, or None for the general path: ``x`` a floating tensor on ``cpu``, ``y`` a
-    tensor of the same dtype (broadcasting with ``x``) or a Python float/int (which does not change the result
-    type). ``swap``: compute ``y op x`` (a Python number first)."""
-    d = x.dtype
-    if type(y) is float or type(y) is int:
-        if not d.is_floating_point or type(y) is int and not -2 ** 53 <= y <= 2 ** 53:
-            return None
-        ya = y
-    elif isinstance(y, Tensor) and y.dtype is d and y._storage.device is CPU:
-        ya = y._np_cache
-        if ya is None:
-            ya = y._np
-    else:
-        return None
-    fast = op.host.get(d)
-    if fast is None:
-        fast = op.host[d] = _host_types(op, d)
-    if fast is False:
-        return None
-    if type(ya) is np.ndarray and y._shape != x._shape:
-        broadcast_shapes(x._shape, y._shape)          # PyTorch's error where they do not broadcast
-    ct, out_dtype = fast
-    xa = x._np_cache
-    if xa is None:
-        xa = x._np
-    if ct is not None:
-        xa = xa.astype(ct)
-        ya = ya.astype(ct) if type(ya) is np.ndarray else ct.type(ya)
-    elif type(ya) is not np.ndarray:
-        ya = d.np.type(ya)
-    if swap:
-        xa, ya = ya, xa
-    res = quiet(op.ufunc, xa, ya) if op.ufunc is not None else quiet(op.ref, xa, ya, 1)
-    return host_result(res, out_dtype, xa, ya)
-
-
-def _host_types(op, d):
-    """(NumPy type to compute in where it is not ``d``'s own, result dtype) of ``op`` on ``d``; False where the
-    general path must run (its errors, its promotions)."""
-    ct, out_dtype = op.dtypes(d)
-    if not d.is_floating_point or ct is not d or op.name.startswith("bitwise"):
-        return False
-    npct = np.dtype(np_ct(ct))
-    return (None if npct == d.np else npct), out_dtype
-
-
 def binary(name, x, y, alpha=1):
     op = BINARY[name]
+    if type(alpha) is int and alpha == 1:
+        out = host_binary(op, x, y)               # the cpu fast path (_host.py), where it applies
+        if out is not None:
+            return out
     if isinstance(x, Tensor):
-        if x._storage.device is CPU and type(alpha) is int and alpha == 1:
-            if not STATE.enabled:
-                needs = None
-            else:
-                needs = (x._requires_grad, isinstance(y, Tensor) and y._requires_grad)
-                if needs == (False, False):
-                    needs = None
-            if needs is None or op.plain:
-                out = _host_binary(op, x, y)          # skip the Function machinery
-                if out is not None:
-                    return out if needs is None else _record_host_binary(op, x, y, out, needs)
         _check_other(name, y)
         return Binary.apply(x, y, op, alpha)
     if isinstance(y, Tensor) and _scalar_ok(x):
         check_int_scalar(name, x)
         if name == "sub" and isinstance(x, (bool, np.bool_)):
             raise NotImplementedError(_BOOL_SUB)
-        if y._storage.device is CPU and op.plain and type(alpha) is int and alpha == 1:
-            out = _host_binary(op, y, x, swap=True)   # a Python number (op) a cpu tensor
-            if out is not None:
-                if not (STATE.enabled and y._requires_grad):
-                    return out
-                return _record_host_binary(op, x, y, out, (False, True), op.nodes[1])
         # scalar (op) tensor: run with the scalar as a 0-d tensor on y's device
         xt = scalar_tensor(x, D.result_type(x, y), y.device)
         return Binary.apply(xt, y, op, alpha, op.nodes[1] or None)
@@ -1814,29 +1666,7 @@ class Where(Function):
         if INTERPRET and out_dtype is D.bfloat16:
             # the interpreter reads another type's bits as bf16 in the kernel's cast: the host's exact cast first
             x, y = (v.to(D.bfloat16) if isinstance(v, Tensor) and v.dtype is not D.bfloat16 else v for v in (x, y))
-        out = empty(shape, out_dtype, dev)
-        n = out.numel()
-        if n == 0:
-            return out
-        ins = [t for t in (cond, x, y) if isinstance(t, Tensor)]
-        shape_strides = [broadcast_strides(t, shape) if isinstance(t, Tensor) else [0] * len(shape)
-                         for t in (cond, x, y)] + [list(out._stride)]
-        sizes, sts = coalesce(shape, *shape_strides)
-        contig = all(isinstance(t, Tensor) and t._shape == shape and t.is_contiguous() for t in (cond, x, y))
-
-        def arg(v):
-            if isinstance(v, Tensor):
-                return ptr(v)
-            return float(v) if out_dtype.is_floating_point else int(v)
-
-        def run(cfg):                                   # writes only the fresh ``out``: timing runs are harmless
-            _where_kernel[(triton.cdiv(n, cfg.BLOCK),)](
-                arg(cond), arg(x), arg(y), ptr(out), n, *sizes[1:], *[s for st in sts for s in st],
-                ST=ACC[out_dtype], X_SCALAR=not isinstance(x, Tensor), Y_SCALAR=not isinstance(y, Tensor),
-                CONTIG=contig, I64=is_int64_index(n, *ins), BLOCK=cfg.BLOCK, num_warps=cfg.num_warps,
-                num_stages=cfg.num_stages)
-        run(_ew_pick(WHERE_TUNABLE, out, contig, n, (), run))
-        return out
+        return launch_pointwise(_where, (cond, x, y), empty(shape, out_dtype, dev), ACC[out_dtype])
 
     @staticmethod
     def backward(ctx, g):

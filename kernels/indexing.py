@@ -26,10 +26,11 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
-from ._launch import (Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broadcast_shapes, broadcast_strides,
+from ._launch import (ACC, Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broadcast_shapes, broadcast_strides,
                       MAXD, interp_bf16_in, on_cpu)
 from tritorch._creation import tensor, zeros
 from ._common import check_inplace, empty, sum_to, wrap
+from ._pointwise import launch_pointwise, _where
 from .copy import copy_into, fill_
 from .creation import scalar_value
 from .elementwise import where
@@ -158,19 +159,6 @@ def _scatter_kernel(dst_ptr, idx_ptr, src_ptr, err_ptr, n, size, dstride, S1, S2
         tl.atomic_add(dst_ptr + d_off, v.to(dst_ptr.dtype.element_ty), mask=ok)
     else:
         tl.store(dst_ptr + d_off, v.to(dst_ptr.dtype.element_ty), mask=ok)
-
-
-@triton.jit
-def _masked_fill_kernel(x_ptr, m_ptr, val_ptr, n, S1, S2, S3, S4, S5, xs0, xs1, xs2, xs3, xs4, xs5,
-                        ms0, ms1, ms2, ms3, ms4, ms5, BLOCK: tl.constexpr):
-    """x[c] = val[0] where mask[c], in place through x's strides (the mask read through broadcast strides)."""
-    pid = tl.program_id(0)
-    i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    inb = i < n
-    c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-    m = tl.load(m_ptr + nd_offset(c0, c1, c2, c3, c4, c5, ms0, ms1, ms2, ms3, ms4, ms5), mask=inb, other=0) != 0
-    v = tl.load(val_ptr + i * 0, mask=inb & m)
-    tl.store(x_ptr + nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5), v, mask=inb & m)
 
 
 @triton.jit
@@ -790,11 +778,8 @@ def _masked_fill_into(x, mask, value):
     if on_cpu(x):
         np.copyto(x._np, value._np.reshape(()), where=np.broadcast_to(mask._np, x._shape))
         return x
-    sizes, (xs, ms) = coalesce(x._shape, list(x._stride), broadcast_strides(mask, x._shape))
-    n = x.numel()
-    grid, block = _grid(n)
-    _masked_fill_kernel[grid](_mv(x), ptr(mask), _mv(value), n, *sizes[1:], *xs, *ms, BLOCK=block)
-    return x
+    # x = where(mask, value, x) through x's strides: the shared pointwise kernel, in place
+    return launch_pointwise(_where, (mask, value, x), x, ACC[x.dtype])
 
 
 def _moved_value(value, x):

@@ -322,6 +322,7 @@ def _check_tensor(name, arg, pos, t):
         raise TypeError(f"{name}(): argument '{arg}' (position {pos}) must be Tensor, not {type(t).__name__}")
 
 
+@register("linear", method=False, function=False)
 def linear(input, weight, bias=None, *, activation=None, alpha=None):
     """``act(input @ weight.T + bias)`` in one kernel: input (*, in_features), weight (out_features, in_features)
     or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear`` when ``activation`` is None.

@@ -21,13 +21,12 @@ import triton.language as tl
 
 from tritorch import _creation, _dtype as D
 from tritorch._device import INTERPRET
-from tritorch._tensor import Tensor
+from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
-from ._launch import (ACC, ptr, in_ptr, broadcast_shapes, broadcast_strides, coalesce, is_int64_index, nd_coords,
-                      nd_offset, block_for, interp_bf16_in, next_pow2, cdiv)
+from ._launch import ACC, ptr, in_ptr, broadcast_shapes, block_for, interp_bf16_in, next_pow2, cdiv
 from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
-from ._pointwise import launch_binary
+from ._pointwise import launch_pointwise
 from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus, where
 from .join import stack
 from .softmax import _rows, softmax, log_softmax
@@ -735,48 +734,18 @@ class NllRows(Function):
 # ====================================================================================================================
 
 @triton.jit
-def _pointwise_bwd_kernel(g_ptr, x_ptr, y_ptr, out_ptr, n, S1, S2, S3, S4, S5,
-                          gs0, gs1, gs2, gs3, gs4, gs5, xs0, xs1, xs2, xs3, xs4, xs5,
-                          ys0, ys1, ys2, ys3, ys4, ys5, os0, os1, os2, os3, os4, os5, a,
-                          FN: tl.constexpr, CT: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr,
-                          BLOCK: tl.constexpr):
-    """out = FN(g, x, y, a): one gradient of a pointwise loss, from the upstream gradient g (often a single value
-    broadcast with stride 0), the input x and the target y."""
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    i = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    if CONTIG:
-        g_off = i
-        x_off = i
-        y_off = i
-        o_off = i
-    else:
-        c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
-        g_off = nd_offset(c0, c1, c2, c3, c4, c5, gs0, gs1, gs2, gs3, gs4, gs5)
-        x_off = nd_offset(c0, c1, c2, c3, c4, c5, xs0, xs1, xs2, xs3, xs4, xs5)
-        y_off = nd_offset(c0, c1, c2, c3, c4, c5, ys0, ys1, ys2, ys3, ys4, ys5)
-        o_off = nd_offset(c0, c1, c2, c3, c4, c5, os0, os1, os2, os3, os4, os5)
-    g = tl.load(g_ptr + g_off, mask=mask).to(CT)
-    x = tl.load(x_ptr + x_off, mask=mask).to(CT)
-    y = tl.load(y_ptr + y_off, mask=mask).to(CT)
-    tl.store(out_ptr + o_off, FN(g, x, y, a).to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
 def _mse(x, y, a, b):
     d = x - y
     return d * d
 
 
 @triton.jit
-def _mse_dx(g, x, y, a):
+def _mse_dx(g, x, y, a, b):
     return 2.0 * g * (x - y)
 
 
 @triton.jit
-def _mse_dy(g, x, y, a):
+def _mse_dy(g, x, y, a, b):
     return -2.0 * g * (x - y)
 
 
@@ -791,12 +760,12 @@ def _l1(x, y, a, b):
 
 
 @triton.jit
-def _l1_dx(g, x, y, a):
+def _l1_dx(g, x, y, a, b):
     return g * _sgn(x - y)
 
 
 @triton.jit
-def _l1_dy(g, x, y, a):
+def _l1_dy(g, x, y, a, b):
     return -g * _sgn(x - y)
 
 
@@ -812,12 +781,12 @@ def _smooth_l1_grad(d, beta):
 
 
 @triton.jit
-def _smooth_l1_dx(g, x, y, beta):
+def _smooth_l1_dx(g, x, y, beta, b):
     return g * _smooth_l1_grad(x - y, beta)
 
 
 @triton.jit
-def _smooth_l1_dy(g, x, y, beta):
+def _smooth_l1_dy(g, x, y, beta, b):
     return -g * _smooth_l1_grad(x - y, beta)
 
 
@@ -833,12 +802,12 @@ def _huber_grad(d, delta):
 
 
 @triton.jit
-def _huber_dx(g, x, y, delta):
+def _huber_dx(g, x, y, delta, b):
     return g * _huber_grad(x - y, delta)
 
 
 @triton.jit
-def _huber_dy(g, x, y, delta):
+def _huber_dy(g, x, y, delta, b):
     return -g * _huber_grad(x - y, delta)
 
 
@@ -855,12 +824,12 @@ def _bce(x, y, a, b):
 
 
 @triton.jit
-def _bce_dx(g, x, y, a):
+def _bce_dx(g, x, y, a, b):
     return g * (x - y) / tl.maximum((1.0 - x) * x, 1e-12)
 
 
 @triton.jit
-def _bce_dy(g, x, y, a):
+def _bce_dy(g, x, y, a, b):
     log_x, log_1mx = _clamped_logs(x)
     return g * (log_1mx - log_x)
 
@@ -872,12 +841,12 @@ def _bce_logits(x, y, a, b):
 
 
 @triton.jit
-def _bce_logits_dx(g, x, y, a):
+def _bce_logits_dx(g, x, y, a, b):
     return g * (_sigmoid(x) - y)
 
 
 @triton.jit
-def _bce_logits_dy(g, x, y, a):
+def _bce_logits_dy(g, x, y, a, b):
     return -g * x
 
 
@@ -888,12 +857,12 @@ def _kl_div(x, y, a, b):
 
 
 @triton.jit
-def _kl_div_dx(g, x, y, a):
+def _kl_div_dx(g, x, y, a, b):
     return -g * y
 
 
 @triton.jit
-def _kl_div_dy(g, x, y, a):
+def _kl_div_dy(g, x, y, a, b):
     return g * (tl.log(y) + 1.0 - x)
 
 
@@ -903,12 +872,12 @@ def _kl_div_log(x, y, a, b):
 
 
 @triton.jit
-def _kl_div_log_dx(g, x, y, a):
+def _kl_div_log_dx(g, x, y, a, b):
     return -g * tl.exp(y)
 
 
 @triton.jit
-def _kl_div_log_dy(g, x, y, a):
+def _kl_div_log_dy(g, x, y, a, b):
     return g * tl.exp(y) * (y - x + 1.0)
 
 
@@ -987,27 +956,6 @@ _loss("kl_div_log", "KlDivBackward0", _kl_div_log, lambda x, y, a: np.exp(y) * (
       dy=(_kl_div_log_dy, lambda g, x, y, a: g * np.exp(y) * (y - x + 1), lambda g, x, y, a: g * y.exp() * (y - x + 1)))
 
 
-def _launch_pointwise_bwd(fn, g, x, y, a, out):
-    n = out.numel()
-    if n == 0:
-        return out
-    if INTERPRET and out.dtype is D.bfloat16:
-        return copy_host(out, _launch_pointwise_bwd(fn, g, x, y, a, empty(out._shape, D.float32, out.device)))
-    g, x, y = (interp_bf16_in(t) for t in (g, x, y))
-    shape = out._shape
-    ins = (g, x, y)
-    if all(t._shape == shape and t.is_contiguous() for t in ins):
-        contig, sizes, strides = True, [1] * 5, [0] * 24
-    else:
-        sizes, sts = coalesce(shape, *[broadcast_strides(t, shape) for t in ins], list(out._stride))
-        contig, sizes, strides = False, sizes[1:], [s for st in sts for s in st]
-    block = block_for(n)
-    _pointwise_bwd_kernel[(cdiv(n, block),)](
-        ptr(g), ptr(x), ptr(y), ptr(out), n, *sizes, *strides, a,
-        FN=fn, CT=ACC[out.dtype], CONTIG=contig, I64=is_int64_index(n, *ins, out), BLOCK=block)
-    return out
-
-
 class Pointwise(Function):
     """``op(input, target)`` elementwise (broadcast), unreduced; one fused kernel forward and per gradient."""
 
@@ -1021,7 +969,7 @@ class Pointwise(Function):
                 res = op.ref(_host(x, ct), _host(y, ct), a)
             out = wrap(np.broadcast_to(res, shape).astype(x.dtype.np), x.dtype, x.device)
         else:
-            out = launch_binary(op.fwd, x, y, empty(shape, x.dtype, x.device), ACC[x.dtype], float(a))
+            out = launch_pointwise(op.fwd, (x, y), empty(shape, x.dtype, x.device), ACC[x.dtype], float(a))
         ctx.op, ctx.a = op, a
         ctx.save_for_backward(x, y)
         return out
@@ -1044,7 +992,7 @@ class Pointwise(Function):
                     res = ref(_host(g, ct), _host(x, ct), _host(y, ct), a)
                 d = wrap(np.broadcast_to(res, g._shape).astype(t.dtype.np), t.dtype, t.device)
             else:
-                d = _launch_pointwise_bwd(tfn, g, x, y, float(a), empty(g._shape, t.dtype, t.device))
+                d = launch_pointwise(tfn, (g, x, y), empty(g._shape, t.dtype, t.device), ACC[t.dtype], float(a))
             grads.append(sum_to(d, t._shape))
         return grads[0], grads[1], None, None
 
@@ -1138,6 +1086,7 @@ def _weight_arg(weight, x, name):
     return (weight if weight.dtype is x.dtype else weight.to(x.dtype)).contiguous()
 
 
+@register("nll_loss", method=False, function=False)
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """The negative log-likelihood of class-index targets given log-probabilities ``input`` (C), (N, C) or
     (N, C, d1, ...): ``-weight[t] * input[n, t]``; 'mean' divides by the sum of the weights of the counted
@@ -1186,6 +1135,7 @@ def _reduce_rows(loss, wt, dtype, reduction):
     return out if out.dtype is dtype else out.to(dtype)
 
 
+@register("cross_entropy", method=False, function=False)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0):
     """Cross-entropy between logits ``input`` ((C), (N, C) or (N, C, d1, ...)) and ``target``: class indices
@@ -1252,6 +1202,7 @@ def _pointwise(name, op, input, target, reduction, a=0.0, *, same_shape=None, wa
     return Pointwise.apply(x, y, POINTWISE[op], a)
 
 
+@register("mse_loss", method=False, function=False)
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error ``(input - target) ** 2``, reduced."""
     reduction = legacy_reduction(size_average, reduce, reduction)
@@ -1260,6 +1211,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+@register("l1_loss", method=False, function=False)
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean absolute error ``|input - target|``, reduced."""
     reduction = legacy_reduction(size_average, reduce, reduction)
@@ -1268,6 +1220,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+@register("smooth_l1_loss", method=False, function=False)
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """``0.5 * d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 * beta`` (d = input - target); beta = 0 is
     the L1 loss."""
@@ -1280,6 +1233,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _reduce(_pointwise("smooth_l1_loss", "smooth_l1", input, target, reduction, float(beta)), reduction)
 
 
+@register("huber_loss", method=False, function=False)
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """``0.5 * d**2`` where ``|d| < delta``, else ``delta * (|d| - 0.5 * delta)`` (d = input - target)."""
     _check_reduction(reduction)
@@ -1299,6 +1253,7 @@ def _check_range(x, name):
             raise RuntimeError(f"all elements of {name} should be between 0 and 1")
 
 
+@register("binary_cross_entropy", method=False, function=False)
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
     """``-(target * log(input) + (1 - target) * log(1 - input))`` (logs clamped at -100), times ``weight``."""
     reduction = legacy_reduction(size_average, reduce, reduction)
@@ -1321,6 +1276,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _reduce(loss, reduction)
 
 
+@register("binary_cross_entropy_with_logits", method=False, function=False)
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None):
     """``binary_cross_entropy(sigmoid(input), target)`` computed stably from the logits; ``pos_weight`` weighs
@@ -1350,6 +1306,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss, reduction)
 
 
+@register("kl_div", method=False, function=False)
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """The KL divergence of ``target`` from the distribution whose log-probabilities are ``input``:
     ``target * (log(target) - input)`` (``log_target``: target given as log-probabilities). 'batchmean' divides

@@ -24,6 +24,7 @@ from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, broadcast_strides, coalesce, is_int64_index, cdiv, next_pow2, interp_bf16_in
 from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
 from .elementwise import _np_gelu
+from .reduce import MAX, P_ABS, reduce_
 from .views import view_strides
 
 __all__ = ["matmul", "mm", "bmm", "addmm", "mv", "dot", "launch_matmul", "matmul_config", "MatmulConfig",
@@ -243,6 +244,14 @@ def _dot_precision(dtype):
     return None
 
 
+def nonfinite_probe(t):
+    """max |t| as a 0-d float32 (float64) tensor on t's device, computed there without a synchronisation: not finite
+    exactly when t holds an inf or a NaN. A product kernel whose masked-out operand zeros meet t's elements (0 * inf
+    is NaN, where PyTorch skips the term) loads it and takes an exact path only when it is not finite."""
+    ct = D.float64 if t.dtype is D.float64 else D.float32
+    return reduce_(t, tuple(range(t.ndim)), MAX, ct, ct, pre=P_ABS)[0]
+
+
 _ACTS = ("none", "relu", "gelu")
 _MAX_GRID_Y = 65535
 
@@ -446,6 +455,9 @@ def matmul(input, other):
     """Matrix product with PyTorch's rules: 1-D operands get a dim prepended (left) or appended (right) that is
     removed from the result; batch dims broadcast; a batched left operand times a matrix is one large product."""
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
+        sp = other if isinstance(input, Tensor) else input
+        if hasattr(sp, "_sparse_matmul"):           # a sparse COO operand: tritorch/sparse's product
+            return sp._sparse_matmul(input, other)
         raise TypeError(f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}")
     da, db = input.ndim, other.ndim
     if da == 0 or db == 0:
@@ -474,6 +486,10 @@ def matmul(input, other):
 @register("mm")
 def mm(input, mat2):
     """(n, m) @ (m, p) -> (n, p)."""
+    if not isinstance(input, Tensor) or not isinstance(mat2, Tensor):
+        sp = mat2 if isinstance(input, Tensor) else input
+        if hasattr(sp, "_sparse_matmul"):           # a sparse COO operand: tritorch/sparse's product
+            return sp._sparse_matmul(input, mat2)
     _check("mm", "addmm", input, mat2)
     if input.ndim != 2:
         raise RuntimeError("self must be a matrix")

@@ -846,6 +846,34 @@ def amin(input, dim=(), keepdim=False):
     return _amax("amin", input, dim, keepdim, False)
 
 
+_AminmaxRT = _return_type("aminmax", ("min", "max"))
+
+
+@register("aminmax")
+def aminmax(input, *, dim=None, keepdim=False):
+    """(min, max) over ``dim`` (all dims for None), as amin and amax: the gradient of each is split evenly among
+    the elements equal to it."""
+    _check_tensor("aminmax", input)
+    dims = _dims_arg(input, dim)
+    if input.numel() == 0:
+        if dim is None:
+            raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the operation has no "
+                               "identity.")
+        if input.ndim and input._shape[dims[0]] == 0:
+            raise IndexError(f"aminmax: Expected reduction dim {dims[0]} to have non-zero size.")
+    return _AminmaxRT(AMax.apply(input, dims, keepdim, False, "AminBackward0"),
+                      AMax.apply(input, dims, keepdim, True, "AmaxBackward0"))
+
+
+@register("count_nonzero")
+def count_nonzero(input, dim=None):
+    """The number of nonzero elements over ``dim`` (int, tuple, or None for all), as int64."""
+    _check_tensor("count_nonzero", input)
+    dims = _dims_arg(input, dim)
+    out, _ = reduce_(input.detach(), dims, SUM, D.int64, D.int64, pre=P_NONZERO)
+    return out
+
+
 def _arg(name, input, dim, keepdim, is_max):
     _check_tensor(name, input)
     if input.dtype is D.bool_:

@@ -393,6 +393,7 @@ def _spatial_list(v, dim, what, input):
     return [v] * dim
 
 
+@register("interpolate", method=False, function=False)
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
     """Resize the spatial dims of ``input`` (N, C, L) or (N, C, H, W) to ``size`` or by ``scale_factor``, as
@@ -583,6 +584,7 @@ def _check_int_fill(value, dtype):
         raise RuntimeError(f"value cannot be converted to type {_C_INT[np.dtype(dtype.np).name]} without overflow")
 
 
+@register("pad", method=False, function=False)
 def pad(input, pad, mode="constant", value=None):
     """``torch.nn.functional.pad``. Mode 'constant' (``value`` defaults to 0) pads any number of trailing dims,
     negative padding crops (``_pad_kernel``). Modes 'reflect', 'replicate' and 'circular' pad the last 1, 2 or 3
@@ -598,7 +600,14 @@ def pad(input, pad, mode="constant", value=None):
         raise RuntimeError("Padding length must be divisible by 2")
     k = len(pad) // 2
     if k not in (1, 2, 3) or input.ndim not in (k + 1, k + 2):
-        raise NotImplementedError("Only 2D, 3D, 4D, 5D padding with non-constant padding are supported for now")
+        raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.ndim}D input tensor.\n"
+                                  "Supported combinations for non-constant padding:\n"
+                                  "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+                                  "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+                                  "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    if any(n == 0 for n in input._shape[-k - 1:]):
+        raise RuntimeError(f"Expected {k + 1}D or {k + 2}D (batch mode) tensor with possibly 0 batch size and other "
+                           f"non-zero dimensions for input, but got: {list(input.shape)}")
     x = input
     for i in range(k):
         left, right = int(pad[2 * i]), int(pad[2 * i + 1])
@@ -621,8 +630,9 @@ def pad(input, pad, mode="constant", value=None):
             src = np.where(src >= n, 2 * (n - 1) - src, src)
         elif mode == "replicate":
             src = np.clip(src, 0, n - 1)
-        else:
-            src = src % n
+        else:                       # PyTorch crops negative pads first, then wraps around what is left
+            kept = np.arange(max(-left, 0), n - max(-right, 0))
+            src = kept[np.arange(-max(left, 0), len(kept) + max(right, 0)) % max(len(kept), 1)]
         x = x.index_select(dim, Tensor._wrap_numpy(src.astype(np.int64), input.device))
     return x
 

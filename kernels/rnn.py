@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from tritorch._device import INTERPRET
-from tritorch._tensor import Tensor
+from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, on_cpu, interp_bf16_in, interp_bf16_out
@@ -319,6 +319,7 @@ def _gru_backward_ops(gi, gh, h, dh):
     return cat([dar, daz, dan], 1), cat([dar, daz, dan * r], 1), dh * z
 
 
+@register("lstm_cell", method=False, function=False)
 def lstm_cell(gi, gh, c):
     """(h', c') of one LSTM step from the gate pre-activations ``gi`` (input side) and ``gh`` (hidden side)."""
     if not isinstance(gi, Tensor):
@@ -326,6 +327,7 @@ def lstm_cell(gi, gh, c):
     return LSTMCellFn.apply(gi, gh, c)
 
 
+@register("gru_cell", method=False, function=False)
 def gru_cell(gi, gh, h):
     """h' of one GRU step from the input projection ``gi`` and hidden projection ``gh`` (both (B, 3H))."""
     if not isinstance(gi, Tensor):

@@ -1,20 +1,25 @@
 """Views: ops that return a tensor sharing storage (no kernel runs) and their backward rules.
 
 view/reshape, expand, permute/transpose/t/T/mT, squeeze/unsqueeze, flatten/unflatten, narrow, select, basic
-indexing (ints, slices with steps, None, Ellipsis), split/chunk/unbind and as_strided. ``reshape`` copies (through the
-strided-copy kernel) only when no view is possible, as in PyTorch. Also the recording of an in-place write through
-a view on its base (``CopySlices``, ``apply_inplace``), which every in-place op family uses.
+indexing (ints, slices with steps, None, Ellipsis), split/chunk/unbind, as_strided, diagonal and meshgrid.
+``reshape`` copies (through the strided-copy kernel) only when no view is possible, as in PyTorch. The copies that a
+view cannot express sit beside them: flip and roll (one index-map copy kernel), diag/diag_embed/trace and
+repeat_interleave. Also the recording of an in-place write through a view on its base (``CopySlices``,
+``apply_inplace``), which every in-place op family uses.
 """
 import math
 import warnings
 
 import numpy as np
+import triton
+import triton.language as tl
 
 from tritorch import _creation, _dtype as D, _impl
 from tritorch._tensor import Tensor, register, contiguous_strides
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
-from ._common import empty, sum_to
+from ._launch import MAXD, ptr, block_for, nd_coords, nd_offset
+from ._common import empty, sum_to, wrap
 from .copy import copy_into, fill_
 
 __all__ = ["view_strides", "basic_index"]
@@ -547,6 +552,267 @@ def basic_index(x, idx):
     name = "SelectBackward0" if len(idx) == 1 and not isinstance(idx[0], slice) and idx[0] is not None else \
         "SliceBackward0"
     return _strided_view(x, shape, strides, off, lambda t: basic_index(t, idx), name)
+
+
+# ---- diagonals and grids: views ---------------------------------------------------------------------------------
+
+@register("diagonal")
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """The diagonal at ``offset`` of the (dim1, dim2) planes as a strided view (last dim of the result): a write
+    through it reaches the input."""
+    d1, d2 = input._wrap_dim(dim1), input._wrap_dim(dim2)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    n1, n2 = input._shape[d1], input._shape[d2]
+    s1, s2 = input._stride[d1], input._stride[d2]
+    size = max(min(n1, n2 - offset), 0) if offset >= 0 else max(min(n1 + offset, n2), 0)
+    off = input._offset
+    if size:
+        off += offset * s2 if offset >= 0 else -offset * s1
+    keep = [i for i in range(input.ndim) if i not in (d1, d2)]
+    shape = [input._shape[i] for i in keep] + [size]
+    strides = [input._stride[i] for i in keep] + [s1 + s2]
+    return _strided_view(input, shape, strides, off, lambda t: diagonal(t, offset, d1, d2), "DiagonalBackward0")
+
+
+@register("diag_embed")
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """Zeros of one more dim with the last dim of ``input`` written on the ``offset`` diagonal of the (dim1, dim2)
+    planes (its backward takes that diagonal of the gradient)."""
+    n = input.ndim + 1
+    d1, d2 = input._wrap_dim(dim1, n), input._wrap_dim(dim2, n)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    m = (input._shape[-1] if input.ndim else 1) + abs(offset)
+    rest = iter(input._shape[:-1])
+    shape = tuple(m if i in (d1, d2) else next(rest) for i in range(n))
+    src = input if input.ndim else input.reshape(1)
+    return view_scatter(src, shape, lambda t: diagonal(t, offset, d1, d2))
+
+
+@register("diag")
+def diag(input, diagonal=0):
+    """A 1-D input as the ``diagonal``-th diagonal of a square matrix; a 2-D input's ``diagonal``-th diagonal, copied."""
+    if input.ndim == 1:
+        return diag_embed(input, diagonal, 0, 1)
+    if input.ndim != 2:
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
+    return input.diagonal(diagonal).clone()
+
+
+@register("trace")
+def trace(input):
+    """The sum of a matrix's main diagonal (integers sum to int64, as in PyTorch)."""
+    if input.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
+    if input.dtype is D.bool_:
+        raise NotImplementedError("\"trace\" not implemented for 'Bool'")
+    return diagonal(input).sum()
+
+
+@register("meshgrid", method=False)
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids of 0-D/1-D tensors: each result is an expanded view of its input. ``indexing="ij"`` (the
+    default, with PyTorch's warning when not given) puts input k on dim k; ``"xy"`` swaps the first two dims."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument.",
+                      UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: {indexing}')
+    if not tensors:
+        raise RuntimeError("meshgrid expects a non-empty TensorList")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"meshgrid(): argument 'tensors' must be tuple of Tensors, not {type(t).__name__}")
+        if t.ndim > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {t}")
+        if t.dtype is not tensors[0].dtype:
+            raise RuntimeError("meshgrid expects all tensors to have the same dtype")
+        if t.device != tensors[0].device:
+            raise RuntimeError("meshgrid expects all tensors to have the same device")
+    pos = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:
+        pos[0], pos[1] = 1, 0
+    shape = [0] * len(tensors)
+    for t, p in zip(tensors, pos):
+        shape[p] = t.numel()
+    return tuple(t.reshape([-1 if i == p else 1 for i in range(len(shape))]).expand(shape)
+                 for t, p in zip(tensors, pos))
+
+
+# ---- flip and roll: one index-map copy kernel --------------------------------------------------------------------
+
+@triton.jit
+def _index_map_kernel(x_ptr, out_ptr, n, S0, S1, S2, S3, S4, S5, xs0, xs1, xs2, xs3, xs4, xs5,
+                      a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5, BLOCK: tl.constexpr):
+    """out[c] = x[src(c)]. out: a contiguous tensor of n elements, seen in the 6-d shape S; x: the input, of the
+    same shape, ``xs?`` its strides in elements. Along dim d, src_d = (c_d * a_d + b_d) mod S_d, with a_d = +-1 and
+    c_d * a_d + b_d >= 0: a_d = -1, b_d = S_d - 1 reverses the dim (flip), a_d = 1, b_d = S_d - shift rotates it
+    (roll), a_d = 1, b_d = 0 keeps it."""
+    pid = tl.program_id(0)
+    i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = i < n
+    c0, c1, c2, c3, c4, c5 = nd_coords(i, S1, S2, S3, S4, S5)
+    off = nd_offset((c0 * a0 + b0) % S0, (c1 * a1 + b1) % S1, (c2 * a2 + b2) % S2, (c3 * a3 + b3) % S3,
+                    (c4 * a4 + b4) % S4, (c5 * a5 + b5) % S5, xs0, xs1, xs2, xs3, xs4, xs5)
+    tl.store(out_ptr + i, tl.load(x_ptr + off, mask=mask), mask=mask)
+
+
+def _np_index_map(x, maps):
+    """NumPy reference of ``_index_map_kernel``: ``maps`` holds (a_d, b_d) per dim."""
+    idx = [(np.arange(n) * a + b) % n if n else np.arange(0) for n, (a, b) in zip(x.shape, maps)]
+    return x[np.ix_(*idx)] if idx else x.copy()
+
+
+def _map_dims(x, maps):
+    """x's dims for the kernel: size-1 dims dropped, neighbouring kept dims merged where x's strides allow; None if
+    more than MAXD remain."""
+    dims = []
+    for n, st, (a, b) in zip(x._shape, x._stride, maps):
+        if n == 1:
+            continue
+        if dims and (a, b) == (1, 0) and dims[-1][2:] == (1, 0) and dims[-1][1] == st * n:
+            dims[-1] = (dims[-1][0] * n, st, 1, 0)
+            continue
+        dims.append((n, st, a, b))
+    return None if len(dims) > MAXD else [(1, 0, 1, 0)] * (MAXD - len(dims)) + dims
+
+
+def index_map(x, maps):
+    """The copy out[c] = x[(c_d * a_d + b_d) mod n_d] (flip and roll; ``maps``: (a_d, b_d) per dim)."""
+    if x._storage.device.type == "cpu":
+        return wrap(_np_index_map(x._np, maps), x.dtype, x.device)
+    out = empty(x._shape, x.dtype, x.device)
+    n = out.numel()
+    if n == 0:
+        return out
+    dims = _map_dims(x, maps)
+    if dims is None:
+        x = x.contiguous()
+        dims = _map_dims(x, maps)
+        if dims is None:
+            raise NotImplementedError(f"flip/roll of more than {MAXD} dims that cannot be merged (shape "
+                                      f"{list(x._shape)}) is not supported")
+    size, stride, a, b = (list(c) for c in zip(*dims))
+    block = block_for(n)
+    _index_map_kernel[(triton.cdiv(n, block),)](ptr(x), ptr(out), n, *size, *stride, *a, *b, BLOCK=block)
+    return out
+
+
+class IndexMap(Function):
+    """flip/roll: the index-map copy; its gradient is the inverse map (c -> a * c - a * b) of the output's."""
+
+    @staticmethod
+    def forward(ctx, x, maps, name):
+        ctx._name = name
+        ctx.inv = tuple((a, (-a * b) % n if n else 0) for n, (a, b) in zip(x._shape, maps))
+        return index_map(x, maps)
+
+    @staticmethod
+    def backward(ctx, g):
+        return IndexMap.apply(g, ctx.inv, ctx._name), None, None
+
+
+def _dims_list(name, dims):
+    if isinstance(dims, (int, np.integer)):
+        raise TypeError(f"{name}(): argument 'dims' (position 2) must be tuple of ints, not int")
+    return list(dims)
+
+
+@register("flip")
+def flip(input, dims):
+    """A copy with the ``dims`` reversed."""
+    dims = [input._wrap_dim(d) for d in _dims_list("flip", dims)]
+    if len(set(dims)) != len(dims):
+        dup = next(d for d in dims if dims.count(d) > 1)
+        raise RuntimeError(f"dim {dup} appears multiple times in the list of dims")
+    maps = tuple((-1, n - 1) if d in dims else (1, 0) for d, n in enumerate(input._shape))
+    return IndexMap.apply(input, maps, "FlipBackward0")
+
+
+@register("fliplr")
+def fliplr(input):
+    if input.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(input, (1,))
+
+
+@register("flipud")
+def flipud(input):
+    if input.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(input, (0,))
+
+
+@register("roll")
+def roll(input, shifts, dims=None):
+    """A copy with each of ``dims`` rotated by its shift (elements past the end come back at the start);
+    ``dims=None`` rolls the flattened tensor."""
+    shifts = [shifts] if isinstance(shifts, (int, np.integer)) else list(shifts)
+    dims = [] if dims is None else [dims] if isinstance(dims, (int, np.integer)) else list(dims)
+    if not dims and len(shifts) == 1:
+        return roll(input.flatten(), shifts, 0).view(input._shape)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    if input.ndim == 0:
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
+    shift = [0] * input.ndim
+    for s, d in zip(shifts, dims):
+        shift[input._wrap_dim(d)] += int(s)
+    maps = tuple((1, (-s) % n if n else 0) for s, n in zip(shift, input._shape))
+    return IndexMap.apply(input, maps, "RollBackward0")
+
+
+# ---- repeat_interleave: an index_select with the repeated indices -------------------------------------------------
+
+def _repeat_counts(repeats):
+    """A repeats tensor's counts on the host, with PyTorch's checks."""
+    if repeats.ndim > 1:
+        raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+    if repeats.dtype not in (D.int64, D.int32):
+        raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for '{D.scalar_name(repeats.dtype)}'")
+    counts = repeats._to_host_array().reshape(-1).astype(np.int64)
+    if (counts < 0).any():
+        raise RuntimeError("repeats can not be negative")
+    return counts
+
+
+@register("repeat_interleave")
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each slice of ``input`` along ``dim`` repeated ``repeats`` times (an int, or a tensor with one count per
+    slice); ``dim=None`` flattens first. ``repeat_interleave(counts)`` alone gives the repeated indices
+    0, 0, ..., 1, ... (int64). The copy is an ``index_select`` (its backward an ``index_add``)."""
+    if repeats is None:
+        counts = _repeat_counts(input)
+        idx = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+        if output_size is not None and output_size != idx.size:
+            raise RuntimeError("allocated size does not match required size")
+        return Tensor._wrap_numpy(idx, input.device)
+    if dim is None:
+        input, d = input.reshape(-1), 0
+    else:
+        d = input._wrap_dim(dim)
+        if input.ndim == 0:
+            input = input.reshape(1)
+    n = input._shape[d]
+    if isinstance(repeats, Tensor):
+        counts = _repeat_counts(repeats)
+        if counts.size == 1:
+            counts = np.full(n, counts[0], dtype=np.int64)
+        elif counts.size != n:
+            raise RuntimeError(f"repeats must have the same size as input along dim, but got repeats.size(0) = "
+                               f"{counts.size} and input.size({d}) = {n}")
+    else:
+        if int(repeats) < 0:
+            raise RuntimeError("Repeats must be non-negative")
+        counts = np.full(n, int(repeats), dtype=np.int64)
+    idx = np.repeat(np.arange(n, dtype=np.int64), counts)
+    if output_size is not None and output_size != idx.size:
+        raise RuntimeError("allocated size does not match required size")
+    return input.index_select(d, Tensor._wrap_numpy(idx, input.device))
 
 
 # ====================================================================================================================

@@ -301,6 +301,28 @@ def test_typed_legacy_constructors(name):
     assert not issubclass(ours, tritorch.Tensor) and repr(ours) == f"<class 'tritorch.{name}'>"
 
 
+ALL_LEGACY = LEGACY + ["BFloat16Tensor", "CharTensor", "ShortTensor"]
+
+
+@pytest.mark.parametrize("name", ALL_LEGACY)
+def test_cuda_legacy_constructors(name):
+    """``tritorch.cuda.FloatTensor`` and its kind: the cpu ones' rules on the cuda device; isinstance by dtype and
+    device type, as PyTorch answers it."""
+    ours, cpu_type = getattr(tritorch.cuda, name), getattr(tritorch, name)
+    a = ours(2, 3)
+    assert a.device.type == "cuda" and a.dtype is cpu_type.dtype and tuple(a.shape) == (2, 3)
+    data = [[1, 0], [0, 1]]
+    b = ours(data)
+    assert b.device.type == "cuda"
+    np.testing.assert_array_equal(_np(b), _np(cpu_type(data)))
+    assert isinstance(b, ours) and not isinstance(b, cpu_type) and not isinstance(cpu_type(data), ours)
+    assert ours(b).data_ptr() == b.data_ptr()                     # a tensor argument: an alias, as the cpu ones
+    with pytest.raises(RuntimeError, match="expected a tensor on cuda"):
+        ours(cpu_type(data))
+    assert tuple(ours().shape) == (0,) and ours.is_cuda and not cpu_type.is_cuda
+    assert repr(ours) == f"<class 'tritorch.cuda.{name}'>" and repr(getattr(torch.cuda, name)).endswith(
+        f"torch.cuda.{name}'>")
+
 def test_legacy_constructor_details_match_pytorch():
     assert isinstance(tritorch.randn(2), tritorch.FloatTensor) is isinstance(torch.randn(2), torch.FloatTensor)
     assert isinstance(tritorch.randn(2).double(), tritorch.FloatTensor) is \
@@ -408,7 +430,7 @@ def test_backend_switches_drive_the_kernels():
 
 NN_MODULES = ["module", "container", "linear", "flatten", "activation", "loss", "conv", "pooling", "batchnorm",
               "instancenorm", "normalization", "dropout", "padding", "upsampling", "pixelshuffle", "rnn", "sparse",
-              "transformer"]
+              "transformer", "distance", "fold"]
 
 
 @pytest.mark.parametrize("name", NN_MODULES)

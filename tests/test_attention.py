@@ -346,9 +346,12 @@ def _poke(name, i, j, val):
 
 
 NAN, INF = float("nan"), float("inf")
-# (case, change to q/k/v/mask, mask kind, is_causal, torch backend that is the oracle, (L, S)); keys hidden by
-# is_causal are never computed (PyTorch's flash kernel, its default, does the same; its math path adds -inf to their
-# scores, so a NaN there would spread): those cases put the NaN or inf where the causal mask hides it, against flash
+# (case, change to q/k/v/mask, mask kind, is_causal, torch backend that is the oracle, (L, S)); the scores of keys
+# hidden by is_causal are never computed (PyTorch's flash kernel, its default, does the same; its math path adds -inf
+# to them, so a NaN there would spread): those cases put the NaN or inf where the causal mask hides it, against flash.
+# A NaN or inf in v reaches every row, hidden or not (weight 0 times it), in both (PyTorch's CPU flash kernel skips
+# only past 512-key blocks): the cases past the diagonal block (16 rows in the interpreter) check that the kernels
+# then walk every key block.
 NONFINITE = [
     ("nan q", _poke("q", 1, 0, NAN), None, False, "math", (5, 6)),
     ("nan k", _poke("k", 2, 3, NAN), None, False, "math", (5, 6)),
@@ -374,6 +377,10 @@ NONFINITE = [
     ("nan k hidden from every row, causal", _poke("k", 5, 0, NAN), None, True, "flash", (5, 6)),
     ("+inf k hidden from every row, causal", _poke("k", 5, 0, INF), None, True, "flash", (5, 6)),
     ("nan v, causal", _poke("v", 1, 3, NAN), None, True, "math", (5, 6)),
+    ("nan v past the diagonal block, causal", _poke("v", 20, 3, NAN), None, True, "math", (22, 23)),
+    ("nan v past the diagonal block, causal, flash", _poke("v", 20, 3, NAN), None, True, "flash", (22, 23)),
+    ("+inf v past the diagonal block, causal", _poke("v", 21, 0, INF), None, True, "math", (22, 22)),
+    ("-inf v hidden from every row, causal", _poke("v", 40, 5, -INF), None, True, "math", (3, 41)),
 ]
 
 
@@ -430,3 +437,33 @@ def test_sdpa_nan_and_masked_rows_gradients_match_torch(device, case):
         np.testing.assert_allclose(to_np(a.grad), b.grad.numpy(), rtol=1e-4, atol=1e-5, equal_nan=True, err_msg=name)
         np.testing.assert_allclose(to_np(c), b.grad.numpy(), rtol=1e-4, atol=1e-5, equal_nan=True,
                                    err_msg=f"{name} (create_graph)")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("ls", [(20, 20), (3, 37)], ids=["square", "keys past every row"])
+def test_sdpa_causal_nan_v_past_the_diagonal_gradients_match_torch(device, ls):
+    """A NaN in v past the diagonal block (causal): out NaN in its column for every row, dq and dk NaN, dv finite,
+    as PyTorch's math path and its CPU default."""
+    torch = pytest.importorskip("torch")
+    attention = pytest.importorskip("torch.nn.attention")
+    L, S = ls
+    g = torch.Generator().manual_seed(4)
+    q, k, v, go = (torch.randn(1, n, 8, generator=g, dtype=torch.float64) for n in (L, S, S, L))
+    v[0, S - 2, 3] = NAN
+    tq, tk, tv = (tritorch.tensor(t.numpy(), device=device, requires_grad=True) for t in (q, k, v))
+    out = sdpa(tq, tk, tv, is_causal=True)
+    out.backward(tritorch.tensor(go.numpy(), device=device))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    for backend in (attention.SDPBackend.MATH, None):
+        if backend is None:
+            want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            with attention.sdpa_kernel(backend):
+                want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        grads = torch.autograd.grad(want, (q, k, v), go)
+        np.testing.assert_allclose(to_np(out), want.detach().numpy(), rtol=1e-10, atol=1e-12, equal_nan=True)
+        for name, a, b in (("dq", tq, grads[0]), ("dk", tk, grads[1]), ("dv", tv, grads[2])):
+            np.testing.assert_allclose(to_np(a.grad), b.numpy(), rtol=1e-10, atol=1e-12, equal_nan=True,
+                                       err_msg=f"{name} ({backend})")
+    assert np.isnan(to_np(out))[:, :, 3].all() and np.isfinite(to_np(out)[:, :, :3]).all()
+    assert np.isnan(to_np(tk.grad)).all() and np.isfinite(to_np(tv.grad)).all()

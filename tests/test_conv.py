@@ -344,6 +344,37 @@ def test_conv_transpose1d(device):
     _check_grads(y, (x, w, b), refs, F32, 9)
 
 
+# ---- an inf or NaN weight: PyTorch's results ------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("taps_outer", [False, True])
+@pytest.mark.parametrize("val", [math.inf, -math.inf, math.nan])
+def test_conv2d_nonfinite_weight_matches_torch(device, monkeypatch, taps_outer, val):
+    """The input gradient (and the transposed convolution, the same kernel) adds nothing for the taps that hit no
+    output pixel, as PyTorch, so an inf weight gives inf or finite values there, not 0 * inf = NaN (fuzz seed 1,
+    index 3292); the forward multiplies the zero padding, NaN there, as PyTorch's float32/float64 paths do."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(KC, "_taps_outer", lambda channels, block_k: taps_outer)
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((6, 2, 3, 3))
+    w[1, 0, 0, 0] = w[4, 1, 2, 1] = val
+    kw = dict(stride=2, padding=1, groups=2)
+    tx, tw = (tritorch.tensor(a, device=device, requires_grad=True) for a in (x, w))
+    px, pw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    y, py = conv2d(tx, tw, **kw), torch.nn.functional.conv2d(px, pw, **kw)
+    g = rng.standard_normal(tuple(py.shape))
+    y.backward(tritorch.tensor(g, device=device))
+    py.backward(torch.tensor(g))
+    assert np.isnan(px.grad.numpy()).sum() < px.grad.numel() // 2          # the case is not NaN everywhere
+    for got, want in ((y, py), (tx.grad, px.grad), (tw.grad, pw.grad)):
+        np.testing.assert_allclose(to_np(got), want.detach().numpy(), rtol=1e-10, atol=1e-12, equal_nan=True)
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :3])                # (2, 3, 3, 3): in 2 -> out 3 * 2 groups
+    xt = rng.standard_normal((1, 2, 4, 3))
+    yt = conv_transpose2d(tritorch.tensor(xt, device=device), tritorch.tensor(wt, device=device), **kw)
+    pyt = torch.nn.functional.conv_transpose2d(torch.tensor(xt), torch.tensor(wt), **kw)
+    np.testing.assert_allclose(to_np(yt), pyt.numpy(), rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
 # ---- gradcheck and double backward (float64, cpu) ------------------------------------------------------------------
 
 def _f64(shape, seed):

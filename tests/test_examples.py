@@ -13,6 +13,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 
 EXPECTED = {
     "linear_regression.py": "weight",
+    "amp_mlp.py": "float16 logits",
     "mlp_classifier.py": "test accuracy",
     "cnn.py": "test accuracy",
     "conv_autoencoder.py": "reconstruction loss",

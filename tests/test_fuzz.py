@@ -39,9 +39,10 @@ KNOWN = [
      "PyTorch's vectorized erf makes gelu(+inf) NaN in float32 and the half types (float64 gives inf, the limit); "
      "tritorch gives inf in every type"),
     (None, r"^F\.conv(1d|2d|_transpose1d|_transpose2d)$", "wrong", r"^(NaN|inf) positions differ: ",
-     "an inf/NaN weight (or terms near the float max): PyTorch's CPU convolution is not consistent across its "
-     "paths (float32/float64 multiply the zero padding, 0 * inf = NaN, as tritorch; the half types' direct path "
-     "skips padded taps; whether a sum of terms near the float max overflows depends on the summation order)"),
+     "an inf/NaN weight (or terms near the float max) in the forward: PyTorch's CPU convolution is not consistent "
+     "across its paths (float32/float64 multiply the zero padding, 0 * inf = NaN, as tritorch; the half types' "
+     "direct path skips padded taps; whether a sum of terms near the float max overflows depends on the summation "
+     "order). The input gradient skips the taps that hit no output pixel on every device, as PyTorch"),
 ]
 
 

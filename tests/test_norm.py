@@ -446,3 +446,29 @@ def test_layer_group_norm_overflowing_variance_gives_bias(device):
     b = tritorch.tensor([0.5, -1., 2.], dtype=tritorch.float64, device=device)
     assert F.layer_norm(x, (3,), bias=b).tolist() == [[0.5, -1.0, 2.0]]
     assert (to_np(F.group_norm(x.reshape(1, 3, 1), 1)) == 0).all()
+
+
+def test_batchnorm3d_and_instancenorm3d(device):
+    """BatchNorm3d / InstanceNorm3d (issue 17): the (N, C, D, H, W) forms of the same kernels, against PyTorch."""
+    torch = pytest.importorskip("torch")
+    x, xr = make((2, 3, 3, 4, 5), tritorch.float64, device, "transposed", seed=41, requires_grad=True)
+    tx = torch.tensor(xr, requires_grad=True)
+    for cls, kw in (("BatchNorm3d", {}), ("InstanceNorm3d", {"affine": True, "track_running_stats": True})):
+        m = getattr(nn, cls)(3, momentum=0.3, **kw).to(dtype=tritorch.float64, device=device)
+        tm = getattr(torch.nn, cls)(3, momentum=0.3, dtype=torch.float64, **kw)
+        y, ty = m(x), tm(tx)
+        assert_close(y, ty.detach().numpy())
+        assert_close(m.running_var, tm.running_var.numpy())
+        g = np.random.default_rng(42).standard_normal(tuple(ty.shape))
+        y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+        ty.backward(torch.tensor(g))
+        assert_close(x.grad, tx.grad.numpy())
+        assert_close(m.weight.grad, tm.weight.grad.numpy())
+        x.grad, tx.grad = None, None
+        m.eval(), tm.eval()
+        assert_close(m(x), tm(tx).detach().numpy())
+    assert tuple(nn.InstanceNorm3d(3)(x[0]).shape) == (3, 3, 4, 5)            # unbatched (C, D, H, W)
+    with pytest.raises(ValueError, match=r"expected 5D input \(got 4D input\)"):
+        nn.BatchNorm3d(3)(x[0])
+    with pytest.raises(ValueError, match=r"expected 4D or 5D input \(got 3D input\)"):
+        nn.InstanceNorm3d(3)(x[0, 0])

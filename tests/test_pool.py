@@ -298,3 +298,124 @@ def test_empty_batch(device):
         assert tuple(x.grad.shape) == (0, 3, 4, 5)
     y, idx = tritorch.max_pool2d(tritorch.zeros((0, 2, 4, 4), device=device), 2, return_indices=True)
     assert tuple(idx.shape) == (0, 2, 2, 2) and idx.dtype is tritorch.int64
+
+
+# ---- 3-D pooling (issue 17): the same kernels with a depth dim, against PyTorch ------------------------------------
+POOL3D = [  # shape, kwargs of max_pool3d / avg_pool3d
+    ((2, 2, 5, 4, 6), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 3, 4, 5, 3), dict(kernel_size=(2, 3, 1), stride=(1, 2, 1), padding=(1, 1, 0), ceil_mode=True)),
+    ((3, 4, 6, 5), dict(kernel_size=2)),                                        # unbatched (C, D, H, W)
+]
+
+
+@pytest.mark.parametrize("shape, kw", POOL3D)
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_max_pool3d(device, shape, kw, dilation):
+    torch = pytest.importorskip("torch")
+    if dilation == 2 and kw["kernel_size"] == 2:
+        kw = dict(kw, padding=1)
+    x, xr = make(shape, tritorch.float64, device, "transposed" if dilation == 2 else "contiguous", seed=13,
+                 requires_grad=True)
+    y, idx = tritorch.max_pool3d(x, dilation=dilation, return_indices=True, **kw)
+    tx = torch.tensor(xr, requires_grad=True)
+    ty, tidx = torch.nn.functional.max_pool3d(tx, dilation=dilation, return_indices=True, **kw)
+    assert_close(y, ty.detach().numpy())
+    np.testing.assert_array_equal(to_np(idx), tidx.numpy())
+    g = np.random.default_rng(14).standard_normal(tuple(ty.shape))
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    ty.backward(torch.tensor(g))
+    assert_close(x.grad, tx.grad.numpy())
+    if len(shape) == 5:
+        assert y.grad_fn.name() == "MaxPool3DWithIndicesBackward0"
+
+
+@pytest.mark.parametrize("shape, kw", POOL3D)
+@pytest.mark.parametrize("cip, div", [(True, None), (False, None), (True, 5)])
+def test_avg_pool3d(device, shape, kw, cip, div):
+    torch = pytest.importorskip("torch")
+    x, xr = make(shape, tritorch.float64, device, seed=15, requires_grad=True)
+    y = tritorch.avg_pool3d(x, count_include_pad=cip, divisor_override=div, **kw)
+    tx = torch.tensor(xr, requires_grad=True)
+    ty = torch.nn.functional.avg_pool3d(tx, count_include_pad=cip, divisor_override=div, **kw)
+    assert_close(y, ty.detach().numpy())
+    g = np.random.default_rng(16).standard_normal(tuple(ty.shape))
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    ty.backward(torch.tensor(g))
+    assert_close(x.grad, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("shape, out", [((2, 3, 5, 7, 4), (2, 3, 4)), ((1, 2, 3, 2, 5), (4, None, 2)),
+                                        ((2, 4, 4, 4), 1)])
+def test_adaptive_pool3d(device, mode, shape, out):
+    torch = pytest.importorskip("torch")
+    x, xr = make(shape, tritorch.float64, device, "strided", seed=17, requires_grad=True)
+    tx = torch.tensor(xr, requires_grad=True)
+    if mode == "avg":
+        y, ty = nn.AdaptiveAvgPool3d(out)(x), torch.nn.AdaptiveAvgPool3d(out)(tx)
+    else:
+        (y, idx), (ty, tidx) = nn.AdaptiveMaxPool3d(out, True)(x), torch.nn.AdaptiveMaxPool3d(out, True)(tx)
+        np.testing.assert_array_equal(to_np(idx), tidx.numpy())
+    assert_close(y, ty.detach().numpy())
+    g = np.random.default_rng(18).standard_normal(tuple(ty.shape))
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    ty.backward(torch.tensor(g))
+    assert_close(x.grad, tx.grad.numpy())
+
+
+def test_pool3d_modules_dtypes_and_empty(device):
+    torch = pytest.importorskip("torch")
+    x, xr = make((2, 3, 4, 5, 6), tritorch.float32, device, seed=19)
+    m = nn.MaxPool3d(2, 1, 1, ceil_mode=True)
+    assert_close(m(x), torch.nn.MaxPool3d(2, 1, 1, ceil_mode=True)(torch.tensor(xr)).numpy())
+    assert "kernel_size=2" in repr(m)
+    a = nn.AvgPool3d((1, 2, 3), count_include_pad=False)
+    assert_close(a(x), torch.nn.AvgPool3d((1, 2, 3), count_include_pad=False)(torch.tensor(xr)).numpy())
+    for dtype in (tritorch.float16, tritorch.bfloat16):
+        h, hr = make((1, 2, 3, 4, 5), dtype, device, seed=20)
+        assert_close(tritorch.avg_pool3d(h, 2, 1), torch.nn.functional.avg_pool3d(torch.tensor(hr), 2, 1).numpy())
+        assert tritorch.max_pool3d(h, 2).dtype is dtype
+    z = tritorch.zeros((0, 2, 4, 4, 4), dtype=tritorch.float64, device=device, requires_grad=True)
+    for f in (lambda t: tritorch.max_pool3d(t, 2), lambda t: tritorch.avg_pool3d(t, 2),
+              lambda t: tritorch.adaptive_avg_pool3d(t, 3)):
+        y = f(z)
+        y.sum().backward()
+        assert y.shape[0] == 0 and tuple(z.grad.shape) == (0, 2, 4, 4, 4)
+
+
+def test_pool3d_gradcheck_cpu():
+    x = tritorch.tensor(np.random.default_rng(21).standard_normal((1, 2, 4, 3, 5)), dtype=tritorch.float64,
+                        requires_grad=True)
+    assert tritorch.autograd.gradcheck(lambda t: tritorch.avg_pool3d(t, 2, 1, 1, True, False), (x,))
+    assert tritorch.autograd.gradcheck(lambda t: tritorch.max_pool3d(t, 2, 1, 1), (x,))
+    assert tritorch.autograd.gradcheck(lambda t: tritorch.adaptive_avg_pool3d(t, (3, 2, 4)), (x,))
+    assert tritorch.autograd.gradgradcheck(lambda t: tritorch.max_pool3d(t, 2, 1) ** 2, (x,))
+    assert tritorch.autograd.gradgradcheck(lambda t: tritorch.avg_pool3d(t, 2, 1), (x,))
+
+
+def test_pool3d_errors(device):
+    x = tritorch.zeros((1, 2, 4, 4, 4), device=device)
+    with pytest.raises(RuntimeError, match="non-empty 4D or 5D"):
+        tritorch.max_pool3d(tritorch.zeros((4, 4, 4), device=device), 2)
+    with pytest.raises(RuntimeError, match="non-batch dimension 0 has length zero"):
+        tritorch.avg_pool3d(tritorch.zeros((1, 0, 4, 4, 4), device=device), 2)
+    with pytest.raises(RuntimeError, match="pad should be at most half of effective kernel size"):
+        tritorch.max_pool3d(x, 3, padding=2)
+    with pytest.raises(RuntimeError, match="Output size is too small"):
+        tritorch.max_pool3d(x, 5)
+    with pytest.raises(RuntimeError, match=r"input image \(T: 4 H: 4 W: 4\) smaller than kernel size"):
+        tritorch.avg_pool3d(x, 5)
+    with pytest.raises(RuntimeError, match="stride should not be zero"):
+        tritorch.max_pool3d(x, 2, 0)
+    with pytest.raises(RuntimeError, match="kernel size should be greater than zero, but got kT: 0 kH: 0 kW: 0"):
+        tritorch.avg_pool3d(x, 0, 1)
+    with pytest.raises(RuntimeError, match="max_pool3d: kernel_size must either be a single int, or a tuple of three"):
+        tritorch.max_pool3d(x, (2, 2))
+    with pytest.raises(RuntimeError, match="divisor must be not zero"):
+        tritorch.avg_pool3d(x, 2, divisor_override=0)
+    with pytest.raises(RuntimeError, match=r"adaptive_avg_pool3d\(\): Expected 4D or 5D tensor"):
+        tritorch.adaptive_avg_pool3d(tritorch.zeros((4, 4), device=device), 2)
+    with pytest.raises(RuntimeError, match="with dimension 2 being empty"):
+        tritorch.adaptive_max_pool3d(tritorch.zeros((1, 2, 0, 4, 4), device=device), 2)
+    with pytest.raises(RuntimeError, match="adaptive_avg_pool3d: output_size must be 3"):
+        tritorch.adaptive_avg_pool3d(x, (2, 2))

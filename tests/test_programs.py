@@ -7,6 +7,7 @@ batch 64, SGD(lr 0.05, momentum 0.9), the learning rate cut 5x after 3 epochs, 4
 import time
 
 import numpy as np
+import pytest
 
 import tritorch
 from tritorch.nn.functional import pad
@@ -129,3 +130,221 @@ def test_dcgan_generator_discriminator_losses_decrease():
     assert g_losses[-1] < g_losses[0], g_losses
     assert all(p.grad is not None for p in gen.parameters())
     assert gen[1].running_mean.abs().sum().item() > 0
+
+
+# A GCN (Kipf & Welling) as PyTorch users write it (pygcn): a normalised sparse adjacency built with
+# torch.sparse_coo_tensor, propagated with torch.spmm. The source is run twice, once under ``import torch`` and once
+# under ``import tritorch as torch`` (its only change), and both must fit the two communities of a small graph.
+GCN_PROGRAM = '''
+import numpy as np
+import torch
+
+nn, F = torch.nn, torch.nn.functional
+
+
+class GraphConvolution(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x, adj):
+        support = torch.mm(x, self.weight)
+        return torch.spmm(adj, support) + self.bias
+
+
+class GCN(nn.Module):
+    def __init__(self, nfeat, nhid, nclass, dropout):
+        super().__init__()
+        self.gc1 = GraphConvolution(nfeat, nhid)
+        self.gc2 = GraphConvolution(nhid, nclass)
+        self.dropout = dropout
+
+    def forward(self, x, adj):
+        x = F.relu(self.gc1(x, adj))
+        x = F.dropout(x, self.dropout, training=self.training)
+        return F.log_softmax(self.gc2(x, adj), dim=1)
+
+
+def run(device):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 24
+    labels_np = np.repeat([0, 1], n // 2)
+    edges = [(i, j) for i in range(n) for j in range(i + 1, n)
+             if rng.random() < (0.5 if labels_np[i] == labels_np[j] else 0.03)]
+    rows = [i for i, j in edges] + [j for i, j in edges] + list(range(n))
+    cols = [j for i, j in edges] + [i for i, j in edges] + list(range(n))
+    deg = np.bincount(rows, minlength=n).astype(np.float32)
+    vals = [1.0 / np.sqrt(deg[r] * deg[c]) for r, c in zip(rows, cols)]
+    adj = torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(vals, dtype=torch.float32), (n, n))
+    adj = adj.coalesce().to(device)
+    features = torch.randn(n, 8).to(device)
+    labels = torch.tensor(labels_np).to(device)
+    idx_train = torch.tensor([0, 1, 2, n - 1, n - 2, n - 3]).to(device)
+    model = GCN(8, 16, 2, dropout=0.2).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=5e-4)
+    for epoch in range(60):
+        model.train()
+        optimizer.zero_grad()
+        output = model(features, adj)
+        loss = F.nll_loss(output[idx_train], labels[idx_train])
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        preds = model(features, adj).max(1)[1]
+    return float(preds.eq(labels).float().mean().item()), float(loss.item())
+'''
+
+
+def _run_program(source, *args):
+    """Runs a program's source (its ``run(*args)``) in a fresh namespace."""
+    ns = {}
+    exec(compile(source, "<program>", "exec"), ns)
+    return ns["run"](*args)
+
+
+def test_gcn_sparse_adjacency_program_runs_unchanged():
+    pytest.importorskip("torch")
+    acc_t, _ = _run_program(GCN_PROGRAM, "cpu")
+    ours = GCN_PROGRAM.replace("import torch\n", "import tritorch as torch\n", 1)
+    assert ours.count("tritorch") == 1
+    acc, loss = _run_program(ours, "cpu")
+    assert acc_t >= 0.9 and acc >= 0.9, (acc, acc_t)
+    assert loss < 0.3
+
+
+# pytorch/examples regression: a degree-4 polynomial fitted by a Linear layer on [x, x^2, x^3, x^4], updated by hand
+POLY_PROGRAM = '''
+import torch
+import torch.nn.functional as F
+
+POLY_DEGREE = 4
+
+
+def make_features(x):
+    x = x.unsqueeze(1)
+    return torch.cat([x ** i for i in range(1, POLY_DEGREE + 1)], 1)
+
+
+def run():
+    torch.manual_seed(0)
+    W_target = torch.randn(POLY_DEGREE, 1) * 5
+    b_target = torch.randn(1) * 5
+    fc = torch.nn.Linear(W_target.size(0), 1)
+    for batch_idx in range(1, 2000):
+        x = make_features(torch.randn(32))
+        y = x.mm(W_target) + b_target.item()
+        fc.zero_grad()
+        output = F.smooth_l1_loss(fc(x), y)
+        loss = output.item()
+        output.backward()
+        for param in fc.parameters():
+            param.data.add_(-0.1 * param.grad)
+        if loss < 1e-3:
+            break
+    return loss, batch_idx
+'''
+
+# an LSTM forecasting a sine wave one step ahead (the time-sequence-prediction kind), with LSTMCell as the example
+LSTM_PROGRAM = '''
+import math
+import torch
+import torch.nn as nn
+
+
+class Sequence(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm1 = nn.LSTMCell(1, 16)
+        self.linear = nn.Linear(16, 1)
+
+    def forward(self, input):
+        outputs = []
+        h_t = torch.zeros(input.size(0), 16, dtype=input.dtype)
+        c_t = torch.zeros(input.size(0), 16, dtype=input.dtype)
+        for input_t in input.split(1, dim=1):
+            h_t, c_t = self.lstm1(input_t, (h_t, c_t))
+            outputs += [self.linear(h_t)]
+        return torch.cat(outputs, dim=1)
+
+
+def run():
+    torch.manual_seed(0)
+    t = torch.arange(0, 21, dtype=torch.float32).unsqueeze(0) * 0.3 + torch.rand(8, 1) * 6
+    data = torch.sin(t)
+    input, target = data[:, :-1], data[:, 1:]
+    seq = Sequence()
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.Adam(seq.parameters(), lr=0.02)
+    losses = []
+    for i in range(40):
+        optimizer.zero_grad()
+        loss = criterion(seq(input), target)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses[0], losses[-1]
+'''
+
+# a siamese network with a contrastive loss on pairs (same / different class of two Gaussian blobs)
+SIAMESE_PROGRAM = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SiameseNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(4, 16), nn.ReLU(inplace=True), nn.Linear(16, 2))
+
+    def forward(self, input1, input2):
+        return self.fc(input1), self.fc(input2)
+
+
+def contrastive_loss(output1, output2, label, margin=2.0):
+    d = F.pairwise_distance(output1, output2, keepdim=True)
+    return torch.mean((1 - label) * torch.pow(d, 2) + label * torch.pow(torch.clamp(margin - d, min=0.0), 2))
+
+
+def run():
+    torch.manual_seed(0)
+    centers = torch.tensor([[2.0, 0, 0, 0], [-2.0, 0, 0, 0]])
+    cls = torch.randint(0, 2, (2, 64))
+    x1 = centers[cls[0]] + torch.randn(64, 4) * 0.5
+    x2 = centers[cls[1]] + torch.randn(64, 4) * 0.5
+    label = (cls[0] != cls[1]).float().unsqueeze(1)
+    net = SiameseNetwork()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    losses = []
+    for epoch in range(30):
+        optimizer.zero_grad()
+        loss = contrastive_loss(*net(x1, x2), label)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses[0], losses[-1]
+'''
+
+
+def _both(source):
+    """The program's result under PyTorch and under ``import tritorch as torch`` (its only change)."""
+    pytest.importorskip("torch")
+    ours = source.replace("import torch\n", "import tritorch as torch\n", 1)
+    ours = ours.replace("import torch.", "import tritorch.")           # import torch.nn as nn, likewise
+    return _run_program(source), _run_program(ours)
+
+
+def test_polynomial_regression_program():
+    (_, theirs_steps), (loss, steps) = _both(POLY_PROGRAM)
+    assert loss < 1e-3 and steps < 1999, (loss, steps, theirs_steps)
+
+
+@pytest.mark.parametrize("program", ["lstm", "siamese"])
+def test_loss_falls_in_program(program):
+    theirs, (first, last) = _both({"lstm": LSTM_PROGRAM, "siamese": SIAMESE_PROGRAM}[program])
+    assert theirs[1] < 0.5 * theirs[0]
+    assert last < 0.5 * first, (first, last, theirs)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tritorch
+from tritorch.autograd.gradcheck import gradcheck
 from tritorch.kernels import reduce as R
 from helpers import assert_close, make, to_np
 
@@ -606,3 +607,48 @@ def test_norm_of_single_elements_is_abs(device):
     assert n.item() == 1.797e308 and y.grad.item() == pytest.approx(-1.0)
     assert tritorch.norm(tritorch.tensor([[1e200, 0.]], dtype=tritorch.float64, device=device), dim=1).tolist() == \
         [math.inf]
+
+
+# ---- count_nonzero, aminmax (issue 17) -------------------------------------------------------------------------------
+
+def test_count_nonzero(device):
+    torch = pytest.importorskip("torch")
+    a = np.array([[0.0, 1, np.nan], [2, 0, 0], [0, -0.0, 3]])
+    x = tritorch.tensor(a, device=device)
+    for dim in (None, 0, -1, (0, 1), (1,)):
+        got = tritorch.count_nonzero(x, dim) if dim is not None else x.count_nonzero()
+        exp = torch.count_nonzero(torch.tensor(a), dim) if dim is not None else torch.count_nonzero(torch.tensor(a))
+        assert got.dtype is tritorch.int64
+        np.testing.assert_array_equal(to_np(got), exp.numpy())
+    xt, ref = make((5, 7), tritorch.int32, device, "transposed")
+    np.testing.assert_array_equal(to_np(tritorch.count_nonzero(xt, 0)), np.count_nonzero(ref, 0))
+    assert tritorch.count_nonzero(tritorch.zeros(0, 3, device=device), 0).tolist() == [0, 0, 0]
+    assert tritorch.count_nonzero(tritorch.tensor(3.0, device=device)).item() == 1
+    with pytest.raises(RuntimeError, match="appears multiple times"):
+        tritorch.count_nonzero(x, (0, 0))
+
+
+def test_aminmax(device):
+    torch = pytest.importorskip("torch")
+    x, ref = make((4, 1031), tritorch.float32, device, "strided")
+    for kw in (dict(), dict(dim=0), dict(dim=-1, keepdim=True), dict(keepdim=True)):
+        got = tritorch.aminmax(x, **kw)
+        exp = torch.aminmax(torch.tensor(ref, dtype=torch.float32), **kw)
+        assert_close(got.min, exp.min.double().numpy())
+        assert_close(got.max, exp.max.double().numpy())
+    b = tritorch.tensor([True, False], device=device).aminmax()
+    assert (b.min.item(), b.max.item()) == (False, True)
+    n = tritorch.tensor([1.0, np.nan, 2], device=device).aminmax()
+    assert math.isnan(n.min.item()) and math.isnan(n.max.item())
+    assert tritorch.aminmax(tritorch.zeros(0, 3, device=device), dim=1).min.shape == (0,)
+    with pytest.raises(RuntimeError, match="cannot compute aminmax over an empty dimension"):
+        tritorch.aminmax(tritorch.zeros(0, 3, device=device))
+    with pytest.raises(IndexError, match="Expected reduction dim 0 to have non-zero size"):
+        tritorch.aminmax(tritorch.zeros(0, 3, device=device), dim=0)
+    # gradient: each result's gradient split among its ties (PyTorch's AminmaxBackward0)
+    v = tritorch.tensor([1.0, 3, 3, 0], dtype=tritorch.float64, device=device, requires_grad=True)
+    r = tritorch.aminmax(v)
+    (r.min * 2 + r.max).backward()
+    assert to_np(v.grad).tolist() == [0.0, 0.5, 0.5, 2.0]
+    w = tritorch.tensor(np.random.default_rng(0).standard_normal((3, 4)), dtype=tritorch.float64, requires_grad=True)
+    assert gradcheck(lambda t: tritorch.aminmax(t, dim=1).max + tritorch.aminmax(t, dim=1).min * 2, (w,))

@@ -241,7 +241,7 @@ def test_pad_errors():
         pad(x, (1, 1, 1, 1, 1, 1))
     with pytest.raises(RuntimeError, match="resulted in a negative output size"):
         pad(x, (-2, -2))
-    with pytest.raises(NotImplementedError, match="Only 2D, 3D, 4D, 5D padding with non-constant padding"):
+    with pytest.raises(NotImplementedError, match="Padding size 2 is not supported for 1D input tensor"):
         pad(tritorch.zeros((3,)), (1, 1), mode="reflect")
     with pytest.raises(RuntimeError, match="Padding size should be less than the corresponding input dimension"):
         pad(x, (3, 0), mode="reflect")
@@ -263,10 +263,14 @@ def test_pad_other_modes(device, mode, shape, p):
     y = pad(x, p, mode=mode)
     k = len(p) // 2
     pos = [(0, 0)] * (len(shape) - k) + [(max(p[2 * i], 0), max(p[2 * i + 1], 0)) for i in reversed(range(k))]
-    expect = np.pad(xr, pos, mode=np_mode)
-    crop = tuple(slice(max(-a, 0), expect.shape[d] - max(-b, 0)) for d, (a, b) in enumerate(
-        [(0, 0)] * (len(shape) - k) + [(p[2 * i], p[2 * i + 1]) for i in reversed(range(k))]))
-    assert_close(y, expect[crop], tritorch.float64)
+    crop = [(0, 0)] * (len(shape) - k) + [(p[2 * i], p[2 * i + 1]) for i in reversed(range(k))]
+    if mode == "circular":          # PyTorch crops the negative pads first, then wraps around what is left
+        kept = xr[tuple(slice(max(-a, 0), n - max(-b, 0)) for n, (a, b) in zip(shape, crop))]
+        expect = np.pad(kept, pos, mode=np_mode)
+    else:
+        expect = np.pad(xr, pos, mode=np_mode)
+        expect = expect[tuple(slice(max(-a, 0), expect.shape[d] - max(-b, 0)) for d, (a, b) in enumerate(crop))]
+    assert_close(y, expect, tritorch.float64)
     if device == "cpu":
         assert gradcheck(lambda t: pad(t, p, mode=mode), (x,))
     else:
@@ -330,3 +334,44 @@ def test_constant_pad_integer_value_checked(device, dtype, value, expect):
     else:
         assert tritorch.nn.functional.pad(x, (0, 1), value=value)[:, 1].tolist() == [expect] * 2
     assert tritorch.nn.functional.pad(x, (0, -1), value=value).shape == (2, 0)        # a crop: no fill, no check
+
+
+# ---- reflection / replication / circular padding layers (issue 17), against PyTorch ---------------------------------
+@pytest.mark.parametrize("name, shape, padding", [
+    ("ReflectionPad1d", (2, 3, 5), (2, 1)), ("ReflectionPad2d", (3, 4, 5), (1, 2, 3, 0)),
+    ("ReflectionPad3d", (1, 2, 3, 4, 5), 2), ("ReplicationPad1d", (3, 4), 3),
+    ("ReplicationPad2d", (2, 1, 3, 4), (-1, 2, 3, 1)), ("ReplicationPad3d", (2, 3, 2, 4), (1, 0, 2, 1, 0, 3)),
+    ("CircularPad1d", (2, 3, 5), (2, 5)), ("CircularPad2d", (1, 2, 3, 4), (1, 2, 0, 3)),
+    ("CircularPad1d", (2, 3, 5), (-1, 3)), ("CircularPad1d", (2, 3, 5), (2, -2)),
+    ("CircularPad3d", (2, 3, 2, 4), 1)])
+def test_mode_padding_modules(device, name, shape, padding):
+    torch = pytest.importorskip("torch")
+    import tritorch.nn as nn
+    x, xr = make(shape, tritorch.float64, device, "transposed", seed=31, requires_grad=True)
+    m, tm = getattr(nn, name)(padding), getattr(torch.nn, name)(padding)
+    y = m(x)
+    tx = torch.tensor(xr, requires_grad=True)
+    ty = tm(tx)
+    assert_close(y, ty.detach().numpy())
+    g = np.random.default_rng(32).standard_normal(tuple(ty.shape))
+    y.backward(tritorch.tensor(g, dtype=tritorch.float64, device=device))
+    ty.backward(torch.tensor(g))
+    assert_close(x.grad, tx.grad.numpy())
+    assert repr(m) == repr(tm) and m.padding == tm.padding
+
+
+def test_mode_padding_errors_and_gradcheck(device):
+    import tritorch.nn as nn
+    with pytest.raises(NotImplementedError, match="Padding size 2 is not supported for 4D input tensor"):
+        pad(tritorch.zeros((1, 2, 4, 5), device=device), (1, 2), "reflect")
+    with pytest.raises(RuntimeError, match="Padding size should be less than the corresponding input dimension"):
+        nn.ReflectionPad1d(5)(tritorch.zeros((1, 2, 5), device=device))
+    with pytest.raises(RuntimeError, match="with possibly 0 batch size and other non-zero dimensions"):
+        nn.ReplicationPad1d(1)(tritorch.zeros((2, 0, 5), device=device))
+    with pytest.raises(ValueError, match=r"expected 3D or 4D input \(got 2D input\)"):
+        nn.CircularPad2d(1)(tritorch.zeros((5, 5), device=device))
+    assert tuple(nn.ReflectionPad1d(1)(tritorch.zeros((0, 2, 5), device=device)).shape) == (0, 2, 7)
+    x = tritorch.tensor(np.random.default_rng(33).standard_normal((1, 2, 3, 4)), dtype=tritorch.float64,
+                        requires_grad=True)
+    for mode in ("reflect", "replicate", "circular"):
+        assert gradcheck(lambda t: pad(t, (2, 1, 1, 2), mode), (x,))

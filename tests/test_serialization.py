@@ -362,3 +362,32 @@ def test_save_killed_mid_write_leaves_a_temp_that_the_next_load_or_save_removes(
     save({"w": tritorch.zeros(2)}, path)
     assert sorted(os.listdir(tmp_path)) == sorted(["ckpt.safetensors", live.name, other.name])
     assert to_np(load(path)["w"]).tolist() == [0.0, 0.0]
+
+
+def test_training_checkpoint_with_numpy_arrays_and_optimizer_state(tmp_path):
+    tritorch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = tritorch.optim.Adam(model.parameters(), lr=1e-2)
+    model(tritorch.randn(4, 3)).sum().backward()
+    opt.step()
+    ckpt = {"epoch": 7, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "history": [1.5, float("inf"), None, True, "best"], "rng": np.arange(6, dtype=np.int32).reshape(2, 3),
+            "extra": (np.float32(2.5), np.zeros((0, 2)), {"nested": [np.array([True, False])]})}
+    path = tmp_path / "ckpt.pt"
+    save(ckpt, path)
+    back = load(path)
+    assert back["epoch"] == 7 and back["history"] == [1.5, float("inf"), None, True, "best"]
+    assert isinstance(back["rng"], np.ndarray) and back["rng"].dtype == np.int32
+    np.testing.assert_array_equal(back["rng"], ckpt["rng"])
+    assert back["extra"][1].shape == (0, 2) and back["extra"][2]["nested"][0].dtype == np.bool_
+    assert back["extra"][0] == 2.5 and isinstance(back["extra"], tuple)
+    opt2 = tritorch.optim.Adam(nn.Linear(3, 2).parameters(), lr=1e-2)
+    opt2.load_state_dict(back["optimizer"])
+    np.testing.assert_array_equal(to_np(back["optimizer"]["state"][0]["exp_avg"]),
+                                  to_np(opt.state_dict()["state"][0]["exp_avg"]))
+    with pytest.raises(TypeError, match="NumPy array of dtype"):
+        save({"bad": np.array(["a"])}, io.BytesIO())
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:-3])
+    with pytest.raises(tritorch.serialization.CorruptFileError, match="truncated"):
+        load(tmp_path / "cut.pt")

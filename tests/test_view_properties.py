@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tritorch
+from tritorch.autograd.gradcheck import gradcheck
 
 from helpers import assert_close, to_np
 
@@ -245,3 +246,214 @@ def test_chunk_of_empty_dim_gives_chunks_empties(device):
         parts = tritorch.chunk(tritorch.empty(n, dtype=tritorch.int64, device=device), chunks, dim=0)
         assert [tuple(p.shape) for p in parts] == [(0,)] * chunks
     assert [tuple(p.shape) for p in tritorch.chunk(tritorch.empty(2, 0, device=device), 3, dim=1)] == [(2, 0)] * 3
+
+
+# ---- diagonal, diag, diag_embed, trace, flip, roll, repeat_interleave, meshgrid (against PyTorch) -----------------
+
+def _pt():
+    return pytest.importorskip("torch")
+
+
+def _same_as_torch(fn_tt, fn_pt, arrays, device, layout="contiguous", grad=True):
+    """Values and (for a random output weighting) gradients of a view/copy op equal PyTorch's."""
+    torch = _pt()
+    tts = []
+    for a in arrays:
+        if layout == "transposed" and a.ndim >= 2:
+            t = tritorch.tensor(np.ascontiguousarray(a.T), device=device).permute(*reversed(range(a.ndim)))
+        else:
+            t = tritorch.tensor(a, device=device)
+        tts.append(t.requires_grad_(grad and t.dtype.is_floating_point))
+    pts = [torch.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+    out, ref = fn_tt(*tts), fn_pt(*pts)
+    outs, refs = (out, ref) if isinstance(out, tuple) else ((out,), (ref,))
+    for o, r in zip(outs, refs):
+        assert tuple(o.shape) == tuple(r.shape) and str(o.dtype).split(".")[-1] == str(r.dtype).split(".")[-1]
+        assert_close(o, r.detach().numpy())
+    if grad:
+        w = [np.random.default_rng(i).standard_normal(tuple(r.shape)).astype(np.float32) for i, r in enumerate(refs)]
+        sum((o * tritorch.tensor(x, device=device)).sum() for o, x in zip(outs, w)).backward()
+        sum((r * torch.tensor(x)).sum() for r, x in zip(refs, w)).backward()
+        for t, p in zip(tts, pts):
+            if p.requires_grad:
+                assert_close(t.grad, p.grad.numpy())
+    return out
+
+
+def _r(*shape):
+    return np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, off, d1, d2", [((4, 5), 0, 0, 1), ((4, 5), 2, 0, 1), ((4, 5), -3, 1, 0),
+                                                ((3, 4, 5), 1, -1, 0), ((2, 3, 4), 0, 2, 1), ((4, 5), 9, 0, 1),
+                                                ((0, 3), 0, 0, 1), ((3, 0, 2), -1, 0, 2)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_diagonal_matches_pytorch_and_is_a_view(shape, off, d1, d2, layout, device):
+    v = _same_as_torch(lambda x: x.diagonal(off, d1, d2), lambda x: x.diagonal(off, d1, d2), [_r(*shape)], device,
+                       layout)
+    base = tritorch.tensor(_r(*shape), device=device)
+    ref = to_np(base).copy()
+    d = tritorch.diagonal(base, off, d1, d2)
+    assert d._storage is base._storage
+    d.mul_(3.0)
+    idx = np.indices(shape)
+    ref[(idx[d2 % len(shape)] - idx[d1 % len(shape)]) == off] *= 3.0       # the elements of that diagonal
+    assert_close(base, ref)
+    assert v.shape == d.shape
+
+
+def test_diagonal_write_through_is_differentiable(device):
+    x = tritorch.ones(3, 3, device=device, requires_grad=True)
+    y = x * 2
+    y.diagonal().mul_(5.0)
+    y.sum().backward()
+    assert_close(x.grad, np.where(np.eye(3) > 0, 10.0, 2.0))
+
+
+@pytest.mark.parametrize("shape, k", [((4,), 0), ((4,), 2), ((4,), -1), ((0,), 1), ((3, 5), 0), ((3, 5), 2),
+                                      ((3, 5), -2), ((3, 5), 7)])
+def test_diag_and_diag_embed(shape, k, device):
+    torch = _pt()
+    _same_as_torch(lambda x: tritorch.diag(x, k), lambda x: torch.diag(x, k), [_r(*shape)], device, "transposed")
+    _same_as_torch(lambda x: x.diag_embed(k, 0, -1), lambda x: x.diag_embed(k, 0, -1), [_r(*shape)], device)
+    with pytest.raises(RuntimeError, match="^diag\\(\\): Supports 1D or 2D tensors. Got 3D$"):
+        tritorch.diag(tritorch.zeros(2, 2, 2, device=device))
+    with pytest.raises(RuntimeError, match="^diag\\(\\): Supports 1D or 2D tensors. Got 0D$"):
+        tritorch.diag(tritorch.tensor(1.0, device=device))
+
+
+def test_trace(device):
+    torch = _pt()
+    for shape in ((4, 4), (3, 5), (0, 2)):
+        _same_as_torch(tritorch.trace, torch.trace, [_r(*shape)], device, "transposed")
+    r = tritorch.trace(tritorch.ones(3, 3, dtype=tritorch.int32, device=device))
+    assert r.dtype is tritorch.int64 and r.item() == 3
+    with pytest.raises(RuntimeError, match="^trace: expected a matrix, but got tensor with dim 1$"):
+        tritorch.trace(tritorch.zeros(3, device=device))
+    with pytest.raises(NotImplementedError, match="^\"trace\" not implemented for 'Bool'$"):
+        tritorch.trace(tritorch.zeros(3, 3, dtype=tritorch.bool, device=device))
+    with pytest.raises(RuntimeError, match="^diagonal dimensions cannot be identical 0, 0$"):
+        tritorch.zeros(3, 3, device=device).diagonal(0, 0, 0)
+
+
+@pytest.mark.parametrize("shape, dims", [((5, 7), (0,)), ((5, 7), (1, 0)), ((2, 3, 4), (-1, 0)), ((2, 3, 4), ()),
+                                         ((0, 3), (0, 1)), ((), ()), ((9,), (0,)), ((1, 1, 1, 1, 1, 2, 1, 3), (7, 5))])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_flip(shape, dims, layout, device):
+    torch = _pt()
+    _same_as_torch(lambda x: x.flip(dims), lambda x: x.flip(dims), [_r(*shape)], device, layout)
+    if len(shape) >= 2:
+        _same_as_torch(tritorch.fliplr, torch.fliplr, [_r(*shape)], device, layout)
+    if len(shape) >= 1:
+        _same_as_torch(tritorch.flipud, torch.flipud, [_r(*shape)], device, layout)
+
+
+def test_flip_dtypes_and_errors(device):
+    torch = _pt()
+    for dt in ("int64", "bool", "float16", "bfloat16"):
+        a = np.arange(12).reshape(3, 4) % 3
+        x = tritorch.tensor(a, device=device).to(getattr(tritorch, dt))
+        ref = torch.tensor(a).to(getattr(torch, dt))
+        assert_close(x.flip((0, 1)).float(), ref.flip((0, 1)).float().numpy())
+        assert_close(x.roll(2, 1).float(), ref.roll(2, 1).float().numpy())
+    x = tritorch.zeros(3, 4, device=device)
+    with pytest.raises(RuntimeError, match="^dim 0 appears multiple times in the list of dims$"):
+        x.flip((0, -2))
+    with pytest.raises(TypeError, match="must be tuple of ints, not int"):
+        x.flip(0)
+    with pytest.raises(RuntimeError, match="^Input must be >= 2-d.$"):
+        tritorch.fliplr(tritorch.zeros(3, device=device))
+    with pytest.raises(RuntimeError, match="^Input must be >= 1-d.$"):
+        tritorch.flipud(tritorch.tensor(1.0, device=device))
+    with pytest.raises(IndexError, match=r"^Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"):
+        x.flip((2,))
+
+
+@pytest.mark.parametrize("shape, shifts, dims", [((5, 7), 2, None), ((5, 7), -3, 1), ((5, 7), (1, 9), (0, 1)),
+                                                 ((2, 3, 4), (1, 1), (2, 2)), ((0, 3), 1, 0), ((), 3, None),
+                                                 ((6,), -13, 0), ((2, 3, 4), 5, None)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_roll(shape, shifts, dims, layout, device):
+    _same_as_torch(lambda x: x.roll(shifts, dims), lambda x: x.roll(shifts, dims), [_r(*shape)], device, layout)
+
+
+def test_roll_errors(device):
+    x = tritorch.zeros(3, 4, device=device)
+    with pytest.raises(RuntimeError, match="^shifts and dimensions must align. shifts: 2, dims:1$"):
+        x.roll((1, 2), (0,))
+    with pytest.raises(IndexError, match="^Dimension specified as 0 but tensor has no dimensions$"):
+        tritorch.tensor(1.0, device=device).roll(1, 0)
+    with pytest.raises(IndexError, match=r"^Dimension out of range"):
+        x.roll(1, 5)
+
+
+@pytest.mark.parametrize("shape, repeats, dim", [((3, 4), 2, None), ((3, 4), 2, 1), ((3, 4), [1, 0, 3], 0),
+                                                 ((3, 4), [2], 1), ((0, 4), 3, 0), ((3, 4), 0, 0), ((), 2, None),
+                                                 ((2, 3, 2), [1, 2, 1], -2)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_repeat_interleave(shape, repeats, dim, layout, device):
+    torch = _pt()
+    rt = (lambda m: m.tensor(repeats, device=device) if m is tritorch else m.tensor(repeats)) \
+        if isinstance(repeats, list) else (lambda m: repeats)
+    _same_as_torch(lambda x: x.repeat_interleave(rt(tritorch), dim),
+                   lambda x: x.repeat_interleave(rt(torch), dim), [_r(*shape)], device, layout)
+
+
+def test_repeat_interleave_index_form_and_errors(device):
+    t = lambda v, **k: tritorch.tensor(v, device=device, **k)   # noqa: E731
+    r = tritorch.repeat_interleave(t([2, 0, 3]))
+    assert r.dtype is tritorch.int64 and r.tolist() == [0, 0, 2, 2, 2]
+    x = tritorch.zeros(3, 4, device=device)
+    assert tritorch.repeat_interleave(x, t([1, 2, 3]), 0, output_size=6).shape == (6, 4)
+    cases = [(lambda: x.repeat_interleave(t([1, 2]), 0), RuntimeError,
+              "repeats must have the same size as input along dim, but got repeats.size(0) = 2 and input.size(0) = 3"),
+             (lambda: x.repeat_interleave(t([1, -2, 1]), 0), RuntimeError, "repeats can not be negative"),
+             (lambda: x.repeat_interleave(-1), RuntimeError, "Repeats must be non-negative"),
+             (lambda: x.repeat_interleave(t([[1]]), 0), RuntimeError, "repeats must be 0-dim or 1-dim tensor"),
+             (lambda: x.repeat_interleave(t([1.0, 2, 3]), 0), NotImplementedError,
+              "\"repeat_interleave_cpu\" not implemented for 'Float'"),
+             (lambda: x.repeat_interleave(t([1, 2, 3]), 0, output_size=5), RuntimeError,
+              "allocated size does not match required size")]
+    for fn, kind, msg in cases:
+        with pytest.raises(kind) as e:
+            fn()
+        assert str(e.value) == msg
+
+
+@pytest.mark.parametrize("indexing", ["ij", "xy"])
+@pytest.mark.parametrize("shapes", [[(3,), (4,)], [(2,), (), (5,)], [(0,), (3,)], [(4,)]])
+def test_meshgrid(indexing, shapes, device):
+    torch = _pt()
+    out = _same_as_torch(lambda *t: tritorch.meshgrid(*t, indexing=indexing),
+                         lambda *t: torch.meshgrid(*t, indexing=indexing), [_r(*s) for s in shapes], device)
+    ref = torch.meshgrid(*(torch.tensor(_r(*s)) for s in shapes), indexing=indexing)
+    for o, r in zip(out, ref):
+        assert tuple(o.stride()) == tuple(r.stride())        # expanded views, as in PyTorch
+
+
+def test_meshgrid_default_warns_and_errors(device):
+    a, b = tritorch.ones(2, device=device), tritorch.ones(3, device=device)
+    with pytest.warns(UserWarning, match="torch.meshgrid: in an upcoming release, it will be required to pass the "
+                                         "indexing argument."):
+        assert [tuple(t.shape) for t in tritorch.meshgrid(a, b)] == [(2, 3), (2, 3)]
+    assert [tuple(t.shape) for t in tritorch.meshgrid([a, b], indexing="xy")] == [(3, 2), (3, 2)]
+    with pytest.raises(RuntimeError, match='^torch.meshgrid: indexing must be one of "xy" or "ij", but received: foo$'):
+        tritorch.meshgrid(a, b, indexing="foo")
+    with pytest.raises(RuntimeError, match="^torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got"):
+        tritorch.meshgrid(tritorch.ones(2, 2, device=device), b, indexing="ij")
+    with pytest.raises(RuntimeError, match="^meshgrid expects all tensors to have the same dtype$"):
+        tritorch.meshgrid(a, b.double(), indexing="ij")
+    with pytest.raises(RuntimeError, match="^meshgrid expects a non-empty TensorList$"):
+        tritorch.meshgrid(indexing="ij")
+
+
+def test_view_copy_ops_gradcheck():
+    x = tritorch.randn(3, 4, dtype=tritorch.float64, requires_grad=True)
+    v = tritorch.randn(4, dtype=tritorch.float64, requires_grad=True)
+    assert gradcheck(lambda x: x.diagonal(1), (x,))
+    assert gradcheck(lambda v: tritorch.diag(v, -1), (v,))
+    assert gradcheck(tritorch.trace, (x,))
+    assert gradcheck(lambda x: x.flip((0, 1)), (x,))
+    assert gradcheck(lambda x: x.roll((1, -2), (0, 1)), (x,))
+    assert gradcheck(lambda x: x.repeat_interleave(tritorch.tensor([2, 0, 1]), 0), (x,))
+    assert gradcheck(lambda a, b: tritorch.meshgrid(a, b, indexing="xy"), (v, x[0].detach().requires_grad_()))

@@ -44,10 +44,20 @@ def _load_ops():
 
 
 _load_ops()
+from ._modes import dispatching as _dispatching  # noqa: E402
+for _n in ("tensor", "as_tensor", "empty", "zeros", "ones", "full", "empty_like", "zeros_like", "ones_like",
+           "full_like", "scalar_tensor"):       # the factories, routed through the op modes as the ops are
+    globals()[_n] = _dispatching(_n, globals()[_n])
 
 from . import nn, data, utils  # noqa: E402
 from . import optim  # noqa: E402
+from . import jit  # noqa: E402
+from . import amp  # noqa: E402
+from .amp import (autocast, is_autocast_enabled, get_autocast_dtype, set_autocast_enabled,  # noqa: E402
+                  set_autocast_dtype, is_autocast_cache_enabled, set_autocast_cache_enabled, clear_autocast_cache)
 from . import backends, accelerator  # noqa: E402
+from . import sparse  # noqa: E402
+from .sparse import sparse_coo_tensor, spmm, layout, strided, sparse_coo  # noqa: E402
 from .serialization import save, load  # noqa: E402
 from .autograd.grad_mode import is_inference_mode_enabled  # noqa: E402
 

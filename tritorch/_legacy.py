@@ -1,10 +1,12 @@
 """PyTorch's legacy constructors: ``tritorch.Tensor(*sizes)`` / ``Tensor(data)`` / ``Tensor()`` and the typed
 ``FloatTensor``, ``LongTensor``, ... (sizes or data), with ``isinstance(x, tritorch.FloatTensor)`` answered as PyTorch
-does (a ``cpu`` tensor of that dtype)."""
+does (a ``cpu`` tensor of that dtype); ``tritorch.cuda.FloatTensor`` and its kind the same on the ``cuda`` device
+(set on ``tritorch.cuda`` from here: the core imports cuda.py, so cuda.py cannot import this module)."""
 import numpy as np
 
 from . import _creation as C
 from . import _dtype as D
+from . import cuda as _cuda
 from ._device import device as _device
 from ._tensor import Tensor, Size
 
@@ -49,22 +51,28 @@ Tensor.__new__ = _tensor_new
 
 
 class _LegacyTensorType(type):
-    """The metaclass of ``FloatTensor`` and its kind: calling one builds a tensor of its dtype; ``isinstance`` asks
-    whether a tensor is a ``cpu`` tensor of that dtype."""
+    """The metaclass of ``FloatTensor`` and its kind: calling one builds a tensor of its dtype on its device type
+    (``cpu``, or ``cuda`` for ``tritorch.cuda.FloatTensor``...); ``isinstance`` asks whether a tensor is a tensor of
+    that dtype on that device type."""
 
     def __call__(cls, *args, device=None):
+        if device is None and cls.device_type == "cuda":
+            device = "cuda"
         return _legacy_new(cls.dtype, args, device, cls.__name__)
 
     def __instancecheck__(cls, obj):
-        return isinstance(obj, Tensor) and obj.dtype is cls.dtype and obj.device.type == "cpu"
+        return isinstance(obj, Tensor) and obj.dtype is cls.dtype and obj.device.type == cls.device_type
 
     def __repr__(cls):
-        return f"<class 'tritorch.{cls.__name__}'>"
+        return f"<class '{cls.__module__}.{cls.__name__}'>"
 
 
-def _legacy_type(name, dtype):
-    return _LegacyTensorType(name, (), {"dtype": dtype, "is_cuda": False, "is_sparse": False, "__module__": "tritorch",
-                                        "__doc__": f"Legacy constructor of {dtype} cpu tensors: sizes or data."})
+def _legacy_type(name, dtype, device_type="cpu"):
+    return _LegacyTensorType(name, (), {"dtype": dtype, "device_type": device_type, "is_cuda": device_type == "cuda",
+                                        "is_sparse": False,
+                                        "__module__": "tritorch" if device_type == "cpu" else "tritorch.cuda",
+                                        "__doc__": f"Legacy constructor of {dtype} {device_type} tensors: sizes or "
+                                                   "data."})
 
 
 FloatTensor = _legacy_type("FloatTensor", D.float32)
@@ -77,3 +85,6 @@ ShortTensor = _legacy_type("ShortTensor", D.int16)
 IntTensor = _legacy_type("IntTensor", D.int32)
 LongTensor = _legacy_type("LongTensor", D.int64)
 BoolTensor = _legacy_type("BoolTensor", D.bool_)
+
+for _name in __all__:
+    setattr(_cuda, _name, _legacy_type(_name, globals()[_name].dtype, "cuda"))

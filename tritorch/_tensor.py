@@ -5,6 +5,7 @@ op's kernels, reference, backward rule and public names live in one place.
 """
 import copy as _copy
 import math
+from types import FunctionType as _FunctionType
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from . import _dtype as D
 from ._device import device as _device, CPU, INTERPRET
 from ._storage import Storage
 from . import _impl
+from ._modes import dispatching
 
 __all__ = ["Tensor", "register", "contiguous_strides"]
 
@@ -505,9 +507,33 @@ def _rebuild_tensor(flat, device, offset, shape, stride, dtype, requires_grad):
     return t
 
 
+OPERATORS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+             "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__", "__abs__",
+             "__invert__", "__and__", "__or__", "__xor__", "__rand__", "__ror__", "__rxor__", "__eq__", "__ne__",
+             "__lt__", "__le__", "__gt__", "__ge__", "__iadd__", "__isub__", "__imul__", "__itruediv__",
+             "__ifloordiv__", "__imod__", "__ipow__", "__iand__", "__ior__", "__ixor__", "__getitem__", "__setitem__",
+             "__matmul__", "__rmatmul__", "T", "mT")
+"""The Tensor operators and properties that op modules set directly (not through ``register``): routed through
+the op modes (tritorch/_modes.py) by ``name_published_methods``, as the registered ops are."""
+ROUTED_METHODS = ("to", "float", "double", "half", "bfloat16", "int", "long", "bool", "short", "char", "byte",
+                  "detach", "type_as", "cpu", "cuda", "item", "tolist", "numpy", "__bool__", "__int__", "__float__",
+                  "__index__")
+"""Core Tensor methods routed the same way: conversions (a graph capture records them, tritorch.jit) and reads of a
+tensor as a Python value (a capture bakes the value in and warns)."""
+
+
 def name_published_methods():
-    """Give the Tensor methods that were made by a lambda or a factory (operators, ``_iop`` ...) the name they are
-    published under (``Tensor.__add__``), so that pickle finds them; run once all op modules are imported."""
+    """Once all op modules are imported: route the operators through the op modes, and give the Tensor methods that
+    were made by a lambda or a factory (operators, ``_iop`` ...) the name they are published under
+    (``Tensor.__add__``), so that pickle finds them."""
+    for n in OPERATORS + ROUTED_METHODS:
+        attr = vars(Tensor).get(n)
+        if isinstance(attr, property) and not hasattr(attr.fget, "__op_name__"):
+            setattr(Tensor, n, property(dispatching(n, attr.fget), attr.fset, attr.fdel, attr.__doc__))
+        elif callable(attr) and not hasattr(attr, "__op_name__"):
+            op = dispatching(n, attr)
+            op.__module__, op.__qualname__ = __name__, "Tensor." + n
+            setattr(Tensor, n, op)
     for n, fn in list(vars(Tensor).items()):
         if callable(fn) and hasattr(fn, "__code__") and ("<lambda>" in fn.__qualname__ or
                                                          "<locals>" in fn.__qualname__):
@@ -524,12 +550,17 @@ def register(*names, method=True, function=True, inplace=None):
             # a function made in a loop or a factory: name it after where it is published, so that pickle (and
             # DataLoader workers, multiprocessing) find it there
             fn.__module__, fn.__qualname__ = ("tritorch", names[0]) if function else (__name__, "Tensor." + names[0])
+        op = dispatching(names[0], fn) if names and isinstance(fn, _FunctionType) else fn   # not a class
+        if names and op is not fn and (function or method):
+            # named where it is published, so that pickle finds it there (the module that defined ``fn`` may
+            # keep the unrouted function under that name)
+            op.__module__, op.__qualname__ = ("tritorch", names[0]) if function else (__name__, "Tensor." + names[0])
         for n in names:
             if method:
-                setattr(Tensor, n, fn)
+                setattr(Tensor, n, op)
             if function:
-                FUNCTIONS[n] = fn
-        return fn
+                FUNCTIONS[n] = op
+        return op
     return deco
 
 

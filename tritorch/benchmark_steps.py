@@ -148,10 +148,15 @@ def _adam(lib, device, shape, dtype, extra=None):
     return step
 
 
-def _train_step(lib, model, opt, x, y, loss_fn):
+def _train_step(lib, model, opt, x, y, loss_fn, amp=None):
+    """One training step; ``amp`` (a dtype name): the forward and the loss under ``lib.autocast`` in that type (the
+    weights stay in the case's dtype)."""
+    autocast = lib.autocast(x.device.type, dtype=getattr(lib, amp or "bfloat16"), enabled=amp is not None)
+
     def step():
         opt.zero_grad()
-        loss = loss_fn(model(x), y)
+        with autocast:
+            loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         return loss.detach()
@@ -228,7 +233,7 @@ def _gpt_step(lib, device, shape, dtype, extra=None):
     target = lib.from_numpy(rng.integers(0, vocab, (batch * context,))).to(device)
     opt = lib.optim.AdamW(model.parameters(), lr=1e-3)
     return _train_step(lib, model, opt, idx, target, lambda logits, y: lib.nn.functional.cross_entropy(
-        logits.view(-1, vocab), y))
+        logits.view(-1, vocab), y), amp=(extra or {}).get("amp"))
 
 
 # ---- bytes and flops -------------------------------------------------------------------------------------------------
@@ -305,4 +310,8 @@ STEP_CASES = [
     step_case("cnn step fp32 b256 28x28", "cnn_step", "step", _cnn_step, (256, 28), (3, 8), (64, 28), tol=1e-4),
     step_case("gpt step bf16 6L 384w ctx256 b64", "gpt_step", "step", _gpt_step, (6, 6, 384, 256, 64),
               (2, 2, 16, 9, 2), (2, 4, 128, 64, 4), "bfloat16", flops=_gpt_flops, ceiling="bf16_matmul"),
+    # mixed precision: float32 weights and AdamW, the forward under bf16 autocast (issue 19)
+    step_case("gpt step amp-bf16 6L 384w ctx256 b64", "gpt_step", "step", _gpt_step, (6, 6, 384, 256, 64),
+              (2, 2, 16, 9, 2), (2, 4, 128, 64, 4), flops=_gpt_flops, ceiling="bf16_matmul", tol=5e-2,
+              amp="bfloat16"),
 ]

@@ -1,5 +1,8 @@
 """``tritorch.cuda``: the GPU runtime (device memory from cuda.core's stream-ordered pool) and, under
-``TRITORCH_INTERPRET=1``, the host-memory stand-in on which Triton's interpreter runs the same kernels."""
+``TRITORCH_INTERPRET=1``, the host-memory stand-in on which Triton's interpreter runs the same kernels.
+
+The legacy constructors ``tritorch.cuda.FloatTensor``, ``LongTensor``, ... are set on this module by
+tritorch/_legacy.py (this module is imported by the core, so it cannot import the constructors' module)."""
 import weakref
 
 from ._device import INTERPRET

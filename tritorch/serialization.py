@@ -4,7 +4,8 @@ A file is an 8-byte little-endian header length N, N bytes of JSON, then the ten
 JSON maps each tensor's name to ``{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}`` (offsets into
 the byte area). Any safetensors reader can open the file: a flat ``{name: tensor}`` state dict keeps its names.
 
-What is not a tensor (the nesting of dicts, lists and tuples, numbers, strings, None) is stored as JSON in the
+NumPy arrays are stored as tensors too and come back as arrays. What is not a tensor (the nesting of dicts,
+lists and tuples, numbers, strings, None) is stored as JSON in the
 header's ``"__metadata__"`` (a ``{str: str}`` map, per the format) under ``"tritorch.structure"``, with each tensor
 replaced by a reference to its name; a CRC-32 of the byte area lets ``load`` tell a damaged file from a good one.
 Loading never runs code from the file: only these JSON types and tensors can come out of it.
@@ -71,6 +72,18 @@ class _Writer:
             from .nn.parameter import Parameter
             flags = ("p" if isinstance(obj, Parameter) else "") + ("g" if obj.requires_grad else "")
             return ["T", name, str(obj.device), flags]
+        if isinstance(obj, np.ndarray):               # stored as a tensor; comes back as a NumPy array
+            name = self.ids.get(id(obj))
+            if name is None:
+                try:
+                    D.from_numpy_dtype(obj.dtype)
+                except (TypeError, ValueError, KeyError):
+                    raise TypeError(f"tritorch.save: cannot save a NumPy array of dtype {obj.dtype} (only bool, "
+                                    "integer and floating arrays)") from None
+                name = self.name_for(path)
+                self.ids[id(obj)] = name
+                self.tensors[name] = obj
+            return ["T", name, "cpu", "n"]
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, (int, np.integer)):
@@ -94,25 +107,27 @@ class _Writer:
 
 
 def _tensor_bytes(t):
-    a = np.ascontiguousarray(t.detach()._to_host_array())
+    a = np.ascontiguousarray(t if isinstance(t, np.ndarray) else t.detach()._to_host_array())
     if sys.byteorder == "big" and a.dtype.itemsize > 1:
         a = a.astype(a.dtype.newbyteorder("<"))
     return a.tobytes()
 
 
-def _serialize(obj):
+def _serialize(obj, extra_metadata=None):
     w = _Writer()
     structure = w.encode(obj, [])
     header, blobs, offset = {}, [], 0
     for name, t in w.tensors.items():
         b = _tensor_bytes(t)
-        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        dt = D.from_numpy_dtype(t.dtype) if isinstance(t, np.ndarray) else t.dtype
+        header[name] = {"dtype": _CODES[dt], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
         offset += len(b)
     body = b"".join(blobs)
     header["__metadata__"] = {"format": "pt", "tritorch.format": _FORMAT,
                               "tritorch.structure": json.dumps(structure, separators=(",", ":")),
                               "tritorch.crc32": str(zlib.crc32(body))}
+    header["__metadata__"].update(extra_metadata or {})
     h = json.dumps(header, separators=(",", ":")).encode("utf-8")
     h += b" " * (-len(h) % 8)                         # the tensor area starts 8-byte aligned, as safetensors does
     return struct.pack("<Q", len(h)) + h + body
@@ -319,12 +334,14 @@ def _build(header, body, map_location):
             raise bad(node)
         tag = node[0]
         if tag == "T":
-            if len(node) != 4 or not all(isinstance(x, str) for x in node[1:]) or set(node[3]) - set("pg"):
+            if len(node) != 4 or not all(isinstance(x, str) for x in node[1:]) or set(node[3]) - set("pgn"):
                 raise bad(node)
             try:
                 _device(node[2])
             except (TypeError, ValueError, RuntimeError):
                 raise bad(node, " (its device is no device)") from None
+            if "n" in node[3]:
+                return tensor(node[1], "cpu", "").detach().cpu().numpy().copy()
             return tensor(*node[1:4])
         if len(node) != 2 or (tag in ("f", "dt", "dev") and not isinstance(node[1], str)) or \
                 (tag not in ("f", "dt", "dev") and not isinstance(node[1], list)):

@@ -94,6 +94,9 @@ def build_parser(prog="python -m tritorch.train"):
     p.add_argument("--plot", default=None, metavar="PNG", help="draw loss and accuracy curves (needs matplotlib)")
     p.add_argument("--limit-batches", type=int, default=None, metavar="N", help="at most N batches per epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
+                   help="mixed precision: the forward under autocast in bfloat16 (--amp, --amp bf16) or float16 with "
+                        "a GradScaler (--amp fp16); the weights stay float32")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train data-parallel in N processes on this machine (DistributedDataParallel; the global "
                         "batch stays --batch-size; only rank 0 prints and writes the checkpoint; default 1)")
@@ -209,6 +212,10 @@ def run(args):
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, (2 * args.epochs) // 3), gamma=0.2)
     loss_fn = nn.CrossEntropyLoss()
+    amp_dev = tritorch.device(device).type
+    autocast = tritorch.autocast(amp_dev, dtype=tritorch.float16 if args.amp == "fp16" else tritorch.bfloat16,
+                                 enabled=args.amp is not None)
+    scaler = tritorch.amp.GradScaler(amp_dev, enabled=args.amp == "fp16")
     start_epoch, history = 0, []
     if args.resume:
         start_epoch, history = _load_checkpoint(args.resume, device, model, opt, sched, dataset)
@@ -233,12 +240,15 @@ def run(args):
                 if world > 1:      # this rank's share of the global batch; the scale makes DDP's average of the
                     lo, hi = rank * k // world, (rank + 1) * k // world      # ranks' gradients the global mean's
                     mine = idx[lo:hi] if hi > lo else idx[:1]
-                    loss = loss_fn(net(x[mine]), y[mine])
-                    (loss * ((hi - lo) * world / k)).backward()
+                    with autocast:
+                        loss = loss_fn(net(x[mine]), y[mine])
+                    scaler.scale(loss * ((hi - lo) * world / k)).backward()
                 else:
-                    loss = loss_fn(net(x[idx]), y[idx])
-                    loss.backward()
-                opt.step()
+                    with autocast:
+                        loss = loss_fn(net(x[idx]), y[idx])
+                    scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 opt.zero_grad()
                 share = k if world == 1 else hi - lo
                 total += float(loss.item()) * share

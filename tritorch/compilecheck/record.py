@@ -25,6 +25,7 @@ from triton.runtime import interpreter as _interp
 import tritorch
 import tritorch.nn.functional as F
 from tritorch import autotune, kernels, nn
+from tritorch.kernels import amp as _amp, linear as _linear
 from tritorch._device import INTERPRET
 
 __all__ = ["WORKLOADS", "record"]
@@ -211,6 +212,96 @@ def w_rnn(dt):
         m = cls(16, 32, num_layers=2, batch_first=True).to(device="cuda", dtype=dt)
         out = m(_t((4, 7, 16), dt, True))[0]
         _bwd(out)
+
+
+def w_activations(dt):
+    x = _t((64, 77), dt, True)
+    for fn in (F.mish, F.hardswish, F.selu, F.celu, F.softsign, F.hardtanh, F.relu6, F.tanh, F.sigmoid,
+               lambda v: F.threshold(v, 0.1, 0.0), lambda v: F.gelu(v, approximate="tanh"), F.gelu,
+               lambda v: F.glu(v[:, :76], dim=-1), lambda v: F.prelu(v, _t((1,), dt, True))):
+        _bwd(fn(x))
+    w, b = _t((96, 77), dt, True), _t((96,), dt, True)
+    for act in ("relu", "gelu", "gelu_tanh", "silu", "leaky_relu", "elu", "sigmoid", "tanh"):
+        _bwd(_linear.linear(x, w, b, activation=act))       # the fused epilogue and its backward kernel
+
+
+def w_pointwise(dt):
+    x, y = _t((300, 41), dt, True, 0.1, 2.0), _t((300, 41), dt, True, 0.1, 2.0)
+    for fn in (tritorch.expm1, tritorch.log1p, tritorch.sin, tritorch.cos, tritorch.erf, tritorch.reciprocal,
+               tritorch.rsqrt, tritorch.log, tritorch.square, tritorch.neg, lambda v: v ** 2.5,
+               lambda v: tritorch.clamp(v, min=0.5), lambda v: tritorch.logaddexp(v, y),
+               lambda v: tritorch.xlogy(v, y), lambda v: tritorch.lerp(v, y, 0.3), lambda v: tritorch.pow(v, y),
+               lambda v: tritorch.addcmul(v, y, y, value=0.5), lambda v: tritorch.addcdiv(v, y, y, value=0.5),
+               lambda v: tritorch.minimum(v, y), lambda v: v / y):
+        _bwd(fn(x))
+    a, b = x.detach(), y.detach()
+    for fn in (tritorch.floor, tritorch.ceil, tritorch.round, tritorch.trunc, tritorch.sign, tritorch.isnan,
+               tritorch.isinf, tritorch.isfinite, tritorch.nan_to_num, tritorch.logical_not,
+               lambda v: tritorch.floor_divide(v, b), lambda v: tritorch.remainder(v, b),
+               lambda v: tritorch.fmod(v, b), lambda v: tritorch.logical_and(v > 1, b > 1),
+               lambda v: tritorch.logical_or(v > 1, b > 1), lambda v: tritorch.logical_xor(v > 1, b > 1),
+               lambda v: v == b, lambda v: v != b, lambda v: v < b, lambda v: v <= b, lambda v: v >= b):
+        fn(a)
+    i, j = (tritorch.tensor(np.arange(1, 301, dtype=np.int64) % 7 + 1, device="cuda") for _ in range(2))
+    for fn in (tritorch.bitwise_and, tritorch.bitwise_or, tritorch.bitwise_xor, tritorch.floor_divide,
+               tritorch.remainder, tritorch.fmod, tritorch.pow, tritorch.add, tritorch.mul):
+        fn(i, j)
+
+
+def w_scan(dt):
+    for shape, dim in (((64, 300), 1), ((8, 5000), 1), ((300, 16), 0), ((4, 33, 7), 1)):
+        x = _t(shape, dt, True, 0.5, 1.5)
+        _bwd(tritorch.cumsum(x, dim) + tritorch.cumprod(x, dim) + tritorch.logcumsumexp(x, dim))
+        _bwd(tritorch.cummax(x, dim)[0] + tritorch.cummin(x, dim)[0])
+
+
+def w_sort(dt):
+    for shape in ((64, 100), (4, 5000), (1000,)):
+        x = _t(shape, dt, True)
+        _bwd(tritorch.sort(x, dim=-1, descending=True)[0])
+        _bwd(tritorch.topk(x, 5, dim=-1)[0])
+        tritorch.argsort(x.detach(), dim=-1)
+    s = tritorch.sort(_t((1000,), dt))[0]
+    tritorch.searchsorted(s, _t((77,), dt))
+    tritorch.bucketize(_t((77,), dt), s, right=True)
+    tritorch.histc(_t((1000,), dt), bins=30, min=-1, max=1)
+    idx = tritorch.tensor(np.arange(500) % 37, device="cuda")
+    tritorch.bincount(idx, weights=_t((500,), dt))
+    tritorch.bincount(idx)
+
+
+def w_fold(dt):
+    x = _t((2, 3, 12, 12), dt, True)
+    cols = F.unfold(x, 3, padding=1, stride=2)
+    _bwd(cols)
+    _bwd(F.fold(_t(tuple(cols.shape), dt, True), (12, 12), 3, padding=1, stride=2))
+
+
+def w_grid(dt):
+    x = _t((2, 3, 10, 12), dt, True)
+    theta = _t((2, 2, 3), dt, True, -0.5, 0.5)
+    grid = F.affine_grid(theta, (2, 3, 7, 9), align_corners=False)
+    for mode, pad in (("bilinear", "zeros"), ("nearest", "border"), ("bilinear", "reflection")):
+        _bwd(F.grid_sample(x, grid, mode=mode, padding_mode=pad, align_corners=False))
+
+
+def w_sparse(dt):
+    idx = tritorch.tensor(np.array([[0, 1, 1, 3, 4, 4], [2, 0, 3, 1, 1, 4]]), device="cuda")
+    s = tritorch.sparse_coo_tensor(idx, _t((6,), dt, True), (5, 5))
+    _bwd(tritorch.sparse.mm(s, _t((5, 40), dt, True)))
+
+
+def w_amp(dt):
+    grads = [_t((100, 30), dt), _t((30,), dt)]
+    found, inv = tritorch.zeros((1,), device="cuda"), tritorch.ones((1,), device="cuda")
+    _amp.non_finite_check_and_unscale_(grads, found, inv)
+    _amp.update_scale_(tritorch.ones((1,), device="cuda"), tritorch.zeros((1,), dtype=tritorch.int32, device="cuda"),
+                       found, 2.0, 0.5, 2000)
+
+
+def w_views(dt):
+    x = _t((6, 7, 9), dt, True)
+    _bwd(tritorch.flip(x, (0, 2)) + tritorch.roll(x, 3, 1))
 
 
 WORKLOADS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("w_")}

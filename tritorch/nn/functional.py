@@ -11,9 +11,16 @@ from ..kernels.resize import interpolate, pad, pixel_shuffle, pixel_unshuffle  #
 from ..kernels.pool import (max_pool1d, max_pool2d, avg_pool1d, avg_pool2d, adaptive_avg_pool1d,  # noqa: F401
                             adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d)
 from ..kernels.norm import batch_norm, layer_norm, group_norm, instance_norm  # noqa: F401
+from ..kernels.pool import max_pool3d, avg_pool3d, adaptive_avg_pool3d, adaptive_max_pool3d  # noqa: F401
+from ..kernels.fold import fold, unfold  # noqa: F401
+from ..kernels.grid import affine_grid, grid_sample  # noqa: F401
 from .dropout import dropout, dropout2d  # noqa: F401  (F.dropout takes ``training``)
 from ..kernels.loss import (cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss,  # noqa: F401
                             binary_cross_entropy, binary_cross_entropy_with_logits, kl_div)
+from ..kernels.activations import (mish, hardswish, selu, celu, softsign, threshold, threshold_,  # noqa: F401
+                                   prelu, glu)
+from ..kernels.distance import (one_hot, normalize, cosine_similarity, pairwise_distance,  # noqa: F401
+                                triplet_margin_loss, cosine_embedding_loss, margin_ranking_loss)
 
 __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh",
            "softplus", "hardtanh", "relu6", "softmax", "log_softmax", "identity",
@@ -23,6 +30,11 @@ __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "
            "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
            "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
            "scaled_dot_product_attention", "embedding", "embedding_bag"]
+__all__ += ["mish", "hardswish", "selu", "celu", "softsign", "threshold", "threshold_", "prelu", "glu", "softmin"]
+__all__ += ["max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d", "fold", "unfold", "affine_grid",
+            "grid_sample"]
+__all__ += ["one_hot", "normalize", "cosine_similarity", "pairwise_distance", "triplet_margin_loss",
+            "cosine_embedding_loss", "margin_ranking_loss"]
 
 
 # ---- activations -----------------------------------------------------------------------------------------------
@@ -94,6 +106,13 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _softmax_dim("softmax", input.ndim)
     return tritorch.softmax(input if dtype is None else input.to(dtype), dim)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    """``softmax(-x)``: the fused row kernel of ``kernels/softmax.py`` on the negated input."""
+    if dim is None:
+        dim = _softmax_dim("softmin", input.ndim)
+    return tritorch.softmax(-(input if dtype is None else input.to(dtype)), dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):

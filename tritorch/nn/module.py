@@ -19,6 +19,9 @@ __all__ = ["Module", "RemovableHandle"]
 _TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16", "int64": "Long",
                "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
+CALL_HOOKS = []
+"""While a graph capture runs (tritorch.jit): ``hook(module, call, args, kwargs)`` wraps each module call."""
+
 
 def typename(obj):
     """PyTorch's ``torch.typename``: 'tritorch.FloatTensor', 'tritorch.cuda.LongTensor', or the qualified class."""
@@ -743,7 +746,10 @@ class Module:
             result = bw.setup_output_hook(result)
         return result
 
-    __call__ = _call_impl
+    def __call__(self, *args, **kwargs):
+        if CALL_HOOKS:                  # a graph capture (tritorch.jit) sees each module call: scopes, recurrent layers
+            return CALL_HOOKS[-1](self, self._call_impl, args, kwargs)
+        return self._call_impl(*args, **kwargs)
 
     # ---- printing ----------------------------------------------------------------------------------------------
     def _get_name(self):

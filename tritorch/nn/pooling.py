@@ -1,13 +1,15 @@
-"""Pooling layers: ``MaxPool1d/2d``, ``AvgPool1d/2d``, ``AdaptiveAvgPool1d/2d``, ``AdaptiveMaxPool1d/2d``.
+"""Pooling layers: ``MaxPool1d/2d/3d``, ``AvgPool1d/2d/3d``, ``AdaptiveAvgPool1d/2d/3d``, ``AdaptiveMaxPool1d/2d/3d``.
 
 They hold PyTorch's arguments and call the functional forms of ``kernels/pool.py`` (one Triton kernel per
 direction, windows computed in-kernel)."""
 from ..kernels.pool import (max_pool1d, max_pool2d, avg_pool1d, avg_pool2d, adaptive_avg_pool1d,  # noqa: F401
-                            adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d)
+                            adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, max_pool3d, avg_pool3d,
+                            adaptive_avg_pool3d, adaptive_max_pool3d)
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
-           "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"]
+           "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
+           "AdaptiveMaxPool3d"]
 
 
 class _MaxPoolNd(Module):
@@ -38,6 +40,14 @@ class MaxPool2d(_MaxPoolNd):
 
     def forward(self, input):
         return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                          self.return_indices)
+
+
+class MaxPool3d(_MaxPoolNd):
+    """Max over windows of (N, C, D, H, W) or (C, D, H, W)."""
+
+    def forward(self, input):
+        return max_pool3d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                           self.return_indices)
 
 
@@ -80,6 +90,14 @@ class AvgPool2d(Module):
                           self.divisor_override)
 
 
+class AvgPool3d(AvgPool2d):
+    """Mean over windows of (N, C, D, H, W) or (C, D, H, W)."""
+
+    def forward(self, input):
+        return avg_pool3d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override)
+
+
 class _AdaptivePool(Module):
     def __init__(self, output_size, return_indices=False):
         super().__init__()
@@ -114,3 +132,16 @@ class AdaptiveMaxPool1d(_AdaptivePool):
 class AdaptiveMaxPool2d(_AdaptivePool):
     def forward(self, input):
         return adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+
+class AdaptiveAvgPool3d(_AdaptivePool):
+    def __init__(self, output_size):
+        super().__init__(output_size)
+
+    def forward(self, input):
+        return adaptive_avg_pool3d(input, self.output_size)
+
+
+class AdaptiveMaxPool3d(_AdaptivePool):
+    def forward(self, input):
+        return adaptive_max_pool3d(input, self.output_size, self.return_indices)

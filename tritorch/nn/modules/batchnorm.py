@@ -2,3 +2,6 @@
 from ..normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
+from ..normalization import BatchNorm3d  # noqa: F401,E402
+
+__all__ += ["BatchNorm3d"]

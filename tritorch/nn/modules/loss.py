@@ -4,3 +4,5 @@ from ..loss import (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntr
 
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
            "BCEWithLogitsLoss", "KLDivLoss"]
+from ..loss import TripletMarginLoss, CosineEmbeddingLoss, MarginRankingLoss  # noqa: F401,E402
+__all__ += ["TripletMarginLoss", "CosineEmbeddingLoss", "MarginRankingLoss"]
