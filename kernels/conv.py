@@ -44,6 +44,8 @@ from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from . import matmul as _mm
 from .copy import copy_into, fill_
+from .join import stack
+from .resize import pad
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
            "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry"]
@@ -790,10 +792,30 @@ def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd):
         x, w = x.unsqueeze(2), weight.unsqueeze(2)
         geo = Geometry((1, stride[0]), (0, pads[0][0]), (1, dilation[0]), groups)
         y = Conv.apply(x, w, bias, geo, (1,) + out).squeeze(2)
+    elif nd == 3:
+        y = _conv3d(x, weight, bias, stride, pads, dilation, groups, out)
     else:
         geo = Geometry(stride, tuple(a for a, _ in pads), dilation, groups)
         y = Conv.apply(x, weight, bias, geo, out)
     return y if batched else y.squeeze(0)
+
+
+def _conv3d(x, w, bias, stride, pads, dilation, groups, out):
+    """A 3-D convolution as one 2-D one: the KD depth taps of each output depth are stacked beside the channels,
+    (N, C, D, H, W) -> (N * OD, C * KD, H, W), and the weight (O, C/groups, KD, KH, KW) read as (O, C/groups * KD,
+    KH, KW): channel-major, then tap, so each group's channels stay together. The 2-D kernels do the work (the
+    stacked copy costs KD times the input's memory), autograd the backward through the same views."""
+    n, c = x._shape[:2]
+    o, kd = w._shape[0], w._shape[2]
+    od, sd, dd = out[0], stride[0], dilation[0]
+    if pads[0] != (0, 0):
+        x = pad(x, (0, 0, 0, 0) + pads[0])
+    span = sd * (od - 1) + 1
+    taps = stack([x[:, :, i * dd:i * dd + span:sd] for i in range(kd)], 3)      # (N, C, OD, KD, H, W)
+    taps = taps.permute(0, 2, 1, 3, 4, 5).reshape(n * od, c * kd, *x._shape[3:])
+    geo = Geometry(stride[1:], tuple(a for a, _ in pads[1:]), dilation[1:], groups)
+    y = Conv.apply(taps, w.reshape(o, -1, *w._shape[3:]), bias, geo, out[1:])    # (N * OD, O, OH, OW)
+    return y.reshape(n, od, o, *out[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
 
 def _conv_transposend(op, input, weight, bias, stride, padding, output_padding, groups, dilation, nd):
@@ -847,6 +869,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (C_out, C_in/groups, KH, KW); ``padding``: an int, a pair, ``'valid'`` or ``'same'`` (stride 1 only, extra
     padding on the bottom/right for an even dilated kernel, as in PyTorch)."""
     return _convnd("conv2d", input, weight, bias, stride, padding, dilation, groups, 2)
+
+
+@register("conv3d", method=False)
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution of input (N, C_in, D, H, W) or (C_in, D, H, W) with weight (C_out, C_in/groups, KD, KH, KW);
+    ``padding``: an int, a triple, ``'valid'`` or ``'same'`` (stride 1 only)."""
+    return _convnd("conv3d", input, weight, bias, stride, padding, dilation, groups, 3)
 
 
 @register("conv_transpose1d", method=False)

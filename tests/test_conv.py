@@ -10,7 +10,7 @@ import pytest
 import tritorch
 from tritorch.autograd import gradcheck, gradgradcheck
 from tritorch.kernels import conv as KC
-from tritorch.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from tritorch.nn.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d
 from helpers import assert_close, make, to_np
 
 F32, F64 = tritorch.float32, tritorch.float64
@@ -580,3 +580,63 @@ def test_conv2d_gpu_larger(dtype):
     tol = {F32: 2e-2, tritorch.float16: 5e-2, tritorch.bfloat16: 3e-1}[dtype]   # tf32 / half inputs
     for out, ref in ((y, ry), (ts[0].grad, rgx), (ts[1].grad, rgw), (ts[2].grad, rgb)):
         assert_close(out, ref, dtype, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max()) / 10))
+
+
+# ---- conv3d: the 2-D kernels over stacked depth taps ---------------------------------------------------------------
+
+def ref_conv3d(x, w, b, stride, padding, dilation, groups, g):
+    """float64 conv3d and its gradients from the 2-D oracle, one (output depth, depth tap) pair at a time."""
+    s, d = (stride,) * 3 if isinstance(stride, int) else stride, (dilation,) * 3 if isinstance(dilation, int) \
+        else dilation
+    KD = w.shape[2]
+    if padding == "same":
+        t = d[0] * (KD - 1)
+        pd, p2 = (t // 2, t - t // 2), "same"
+    else:
+        p = (padding,) * 3 if isinstance(padding, int) else padding
+        pd, p2 = (p[0], p[0]), p[1:]
+    xp = np.pad(x, ((0, 0), (0, 0), pd, (0, 0), (0, 0)))
+    OD = (xp.shape[2] - d[0] * (KD - 1) - 1) // s[0] + 1
+    ys, gxp, gw = [], np.zeros_like(xp), np.zeros_like(w)
+    for od in range(OD):
+        acc = 0
+        for kd in range(KD):
+            di = od * s[0] + kd * d[0]
+            y2, gx2, gw2, _ = ref_conv2d(xp[:, :, di], w[:, :, kd], None, s[1:], p2, d[1:], groups, g=g[:, :, od])
+            acc = acc + y2
+            gxp[:, :, di] += gx2
+            gw[:, :, kd] += gw2
+        ys.append(acc)
+    y = np.stack(ys, 2) + (0 if b is None else b.reshape(-1, 1, 1, 1))
+    return y, gxp[:, :, pd[0]:pd[0] + x.shape[2]], gw, g.sum((0, 2, 3, 4))
+
+
+CONV3D = [  # (input shape, out channels, kernel, stride, padding, dilation, groups, bias)
+    ((2, 4, 7, 6, 8), 6, (3, 2, 3), (2, 1, 1), (1, 0, 2), (1, 2, 1), 2, True),
+    ((1, 3, 5, 5, 5), 5, 3, 1, "same", 1, 1, True),
+    ((2, 2, 4, 3, 5), 3, (2, 1, 2), 1, "same", (2, 1, 1), 1, False),     # even kernel, dilated depth
+    ((1, 2, 1, 1, 1), 2, 1, 1, 0, 1, 1, True),                          # every size 1
+]
+
+
+@pytest.mark.parametrize("case", CONV3D, ids=[f"c{i}" for i in range(len(CONV3D))])
+def test_conv3d(device, case):
+    xshape, oc, k, s, p, d, groups, bias = case
+    k = (k,) * 3 if isinstance(k, int) else k
+    ts, (rx, rw, rb) = _inputs(device, xshape, (oc, xshape[1] // groups) + k, bias)
+    y = KC.conv3d(*ts, stride=s, padding=p, dilation=d, groups=groups)
+    assert y.dtype is F32 and y.device.type == device and y.is_contiguous()
+    _check_grads(y, ts, lambda rg: ref_conv3d(rx, rw, rb, s, p, d, groups, rg), F32,
+                 xshape[1] // groups * math.prod(k))
+
+
+def test_conv3d_module_unbatched_empty_and_gradcheck(device):
+    tritorch.manual_seed(3)
+    m = Conv3d(2, 3, (2, 3, 3), padding=1, padding_mode="circular", device=device)
+    assert tuple(m(tritorch.zeros(2, 4, 5, 6, device=device)).shape) == (3, 5, 5, 6)
+    assert tuple(m(tritorch.zeros(0, 2, 4, 5, 6, device=device)).shape) == (0, 3, 5, 5, 6)
+    with pytest.raises(RuntimeError, match="Expected 4D \\(unbatched\\) or 5D \\(batched\\) input to conv3d"):
+        m(tritorch.zeros(2, 4, 5, device=device))
+    if device == "cpu":
+        args = (_f64((1, 2, 3, 4, 3), 0), _f64((2, 1, 2, 2, 2), 1), _f64((2,), 2))
+        assert gradcheck(lambda x, w, b: KC.conv3d(x, w, b, stride=(2, 1, 1), padding=(1, 0, 1), groups=2), args)

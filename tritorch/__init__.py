@@ -52,6 +52,7 @@ for _n in ("tensor", "as_tensor", "empty", "zeros", "ones", "full", "empty_like"
 from . import nn, data, utils  # noqa: E402
 from . import optim  # noqa: E402
 from . import jit  # noqa: E402
+from . import onnx  # noqa: E402  (tritorch.onnx; the onnx package loads only when export runs)
 from . import amp  # noqa: E402
 from .amp import (autocast, is_autocast_enabled, get_autocast_dtype, set_autocast_enabled,  # noqa: E402
                   set_autocast_dtype, is_autocast_cache_enabled, set_autocast_cache_enabled, clear_autocast_cache)

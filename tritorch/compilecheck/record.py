@@ -87,6 +87,7 @@ def w_conv(dt):
 def w_norm(dt):
     x = _t((8, 16, 12, 12), dt, True)
     _bwd(nn.BatchNorm2d(16).to(device="cuda", dtype=dt)(x))
+    _bwd(nn.BatchNorm2d(4).to(device="cuda", dtype=dt)(_t((8, 4, 32, 32), dt, True)))   # split channels: Welford parts
     for shape in ((64, 384), (16, 4096), (4, 50, 100)):
         x = _t(shape, dt, True)
         _bwd(nn.LayerNorm(shape[-1]).to(device="cuda", dtype=dt)(x))
@@ -143,6 +144,9 @@ def w_pool(dt):
     _bwd(F.max_pool2d(x, 2) .sum() + F.avg_pool2d(x, 3, stride=2).sum())
     _bwd(F.adaptive_avg_pool2d(x, 1).sum() + F.adaptive_max_pool2d(x, 5).sum())
     _bwd(F.max_pool1d(_t((4, 8, 50), dt, True), 3))
+    x = _t((2, 4, 9, 10, 11), dt, True)
+    _bwd(F.max_pool3d(x, 2).sum() + F.avg_pool3d(x, 3, stride=2).sum())
+    _bwd(F.adaptive_avg_pool3d(x, 2).sum() + F.adaptive_max_pool3d(x, 3).sum())
 
 
 def w_resize(dt):
@@ -159,6 +163,8 @@ def w_embedding(dt):
     _bwd(emb(idx))
     bag = nn.EmbeddingBag(50, 32, mode="mean").to(device="cuda", dtype=dt)
     _bwd(bag(idx))
+    bag = nn.EmbeddingBag(50, 32, mode="sum").to(device="cuda", dtype=dt)
+    _bwd(bag(idx, per_sample_weights=_t((8, 8), dt, True)))
     _bwd(F.embedding(idx, _t((50, 32), dt, True), max_norm=1.0))
 
 
@@ -280,8 +286,8 @@ def w_fold(dt):
 def w_grid(dt):
     x = _t((2, 3, 10, 12), dt, True)
     theta = _t((2, 2, 3), dt, True, -0.5, 0.5)
-    grid = F.affine_grid(theta, (2, 3, 7, 9), align_corners=False)
     for mode, pad in (("bilinear", "zeros"), ("nearest", "border"), ("bilinear", "reflection")):
+        grid = F.affine_grid(theta, (2, 3, 7, 9), align_corners=False)
         _bwd(F.grid_sample(x, grid, mode=mode, padding_mode=pad, align_corners=False))
 
 

@@ -1,4 +1,4 @@
-"""``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d`` and their functional forms.
+"""``Conv1d``, ``Conv2d``, ``Conv3d``, ``ConvTranspose1d``, ``ConvTranspose2d`` and their functional forms.
 
 The layers hold PyTorch's parameters (weight (out, in/groups, *k), or (in, out/groups, *k) when transposed; bias
 (out,)), initialised as PyTorch does: ``kaiming_uniform_(a=sqrt(5))`` for the weight, ``U(-1/sqrt(fan_in),
@@ -10,13 +10,13 @@ import math
 import numpy as np
 
 from .. import _creation, _dtype as D
-from ..kernels.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from ..kernels.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d
 from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "conv1d", "conv2d", "conv_transpose1d",
-           "conv_transpose2d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "conv1d", "conv2d", "conv3d",
+           "conv_transpose1d", "conv_transpose2d"]
 
 _PADDING_STRINGS = {"same", "valid"}
 _PADDING_MODES = {"zeros", "reflect", "replicate", "circular"}
@@ -153,6 +153,18 @@ class Conv2d(_ConvNd):
 
     _nd = 2
     _fn = staticmethod(conv2d)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 0, groups, bias,
+                         padding_mode, device, dtype)
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution over (N, C_in, D, H, W) or (C_in, D, H, W) inputs: weight (C_out, C_in/groups, KD, KH, KW)."""
+
+    _nd = 3
+    _fn = staticmethod(conv3d)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
                  padding_mode="zeros", device=None, dtype=None):

@@ -3,7 +3,7 @@ the op of the kernels module that computes it (the fused linear, the softmax row
 import warnings
 
 import tritorch
-from ..kernels.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
+from ..kernels.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from ..kernels.linear import linear, bilinear  # noqa: F401
 from ..kernels.attention import scaled_dot_product_attention  # noqa: F401
 from ..kernels.embedding import embedding, embedding_bag  # noqa: F401
@@ -25,7 +25,8 @@ from ..kernels.distance import (one_hot, normalize, cosine_similarity, pairwise_
 __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh",
            "softplus", "hardtanh", "relu6", "softmax", "log_softmax", "identity",
            "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "kl_div", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
+           "binary_cross_entropy_with_logits", "kl_div", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+           "conv_transpose2d",
            "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "max_pool1d", "max_pool2d", "avg_pool1d",
            "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
            "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d",

@@ -11,7 +11,7 @@ from .loss import (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntro
                    BCEWithLogitsLoss, KLDivLoss)
 from .loss import TripletMarginLoss, CosineEmbeddingLoss, MarginRankingLoss  # noqa: F401
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: F401
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: F401
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d  # noqa: F401
 from .pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d, AdaptiveAvgPool2d,  # noqa: F401
                       AdaptiveMaxPool1d, AdaptiveMaxPool2d)
 from .batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
