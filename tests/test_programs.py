@@ -330,12 +330,18 @@ def run():
 '''
 
 
-def _both(source):
-    """The program's result under PyTorch and under ``import tritorch as torch`` (its only change)."""
+def _both_sources(source):
+    """The program as written for PyTorch and with ``import tritorch as torch`` (its only change; ``import torch.nn
+    as nn``, ``from torch import nn`` likewise)."""
     pytest.importorskip("torch")
     ours = source.replace("import torch\n", "import tritorch as torch\n", 1)
-    ours = ours.replace("import torch.", "import tritorch.")           # import torch.nn as nn, likewise
-    return _run_program(source), _run_program(ours)
+    ours = ours.replace("import torch.", "import tritorch.").replace("from torch", "from tritorch")
+    return source, ours
+
+
+def _both(source):
+    """The program's result under PyTorch and under tritorch."""
+    return tuple(_run_program(p) for p in _both_sources(source))
 
 
 def test_polynomial_regression_program():
@@ -348,3 +354,288 @@ def test_loss_falls_in_program(program):
     theirs, (first, last) = _both({"lstm": LSTM_PROGRAM, "siamese": SIAMESE_PROGRAM}[program])
     assert theirs[1] < 0.5 * theirs[0]
     assert last < 0.5 * first, (first, last, theirs)
+
+
+# pytorch/examples mnist_rnn: an LSTM reads each image row by row (here the 8x8 digits, 8 rows of 8 pixels),
+# Adadelta with StepLR, the device picked through torch.accelerator
+MNIST_RNN_PROGRAM = '''
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import StepLR
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(input_size=8, hidden_size=32, batch_first=True)
+        self.batchnorm = nn.BatchNorm1d(32)
+        self.dropout1 = nn.Dropout2d(0.25)
+        self.fc1 = nn.Linear(32, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, input):
+        input = input.reshape(-1, 8, 8)
+        output, hidden = self.rnn(input)
+        output = output[:, -1, :]
+        output = self.batchnorm(output)
+        output = self.dropout1(output)
+        output = F.relu(self.fc1(output))
+        return F.log_softmax(self.fc2(output), dim=1)
+
+
+def run(images, targets):
+    torch.manual_seed(0)
+    device = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    device = torch.device("cpu")
+    x = torch.tensor(images, dtype=torch.float32)
+    y = torch.tensor(targets, dtype=torch.long)
+    model = Net().to(device)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = StepLR(optimizer, step_size=1, gamma=0.7)
+    losses = []
+    for epoch in range(6):
+        model.train()
+        for i in range(0, 640, 64):
+            data, target = x[i:i + 64].to(device), y[i:i + 64].to(device)
+            optimizer.zero_grad()
+            loss = F.nll_loss(model(data), target)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        scheduler.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(x[640:]).argmax(dim=1, keepdim=True)
+        acc = pred.eq(y[640:].view_as(pred)).sum().item() / len(y[640:])
+    return losses[0], losses[-1], acc
+'''
+
+# pytorch/examples vae: a fully connected VAE (reparameterisation with randn_like, BCE summed + KL divergence)
+VAE_PROGRAM = '''
+import torch
+from torch import nn, optim
+from torch.nn import functional as F
+
+
+class VAE(nn.Module):
+    def __init__(self):
+        super(VAE, self).__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc21 = nn.Linear(32, 4)
+        self.fc22 = nn.Linear(32, 4)
+        self.fc3 = nn.Linear(4, 32)
+        self.fc4 = nn.Linear(32, 64)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z):
+        h3 = F.relu(self.fc3(z))
+        return torch.sigmoid(self.fc4(h3))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 64))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def loss_function(recon_x, x, mu, logvar):
+    BCE = F.binary_cross_entropy(recon_x, x.view(-1, 64), reduction='sum')
+    KLD = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return BCE + KLD
+
+
+def run(images):
+    torch.manual_seed(0)
+    data = torch.tensor(images, dtype=torch.float32)
+    model = VAE()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    epoch_losses = []
+    for epoch in range(1, 6):
+        model.train()
+        train_loss = 0
+        for i in range(0, 512, 32):
+            batch = data[i:i + 32]
+            optimizer.zero_grad()
+            recon_batch, mu, logvar = model(batch)
+            loss = loss_function(recon_batch, batch, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+        epoch_losses.append(train_loss / 512)
+    with torch.no_grad():
+        sample = model.decode(torch.randn(8, 4))
+    assert tuple(sample.shape) == (8, 64)
+    return epoch_losses[0], epoch_losses[-1]
+'''
+
+# pytorch/examples word_language_model: an LSTM language model (tied weights, truncated BPTT with repackaged hidden
+# state, clip_grad_norm_, the manual SGD update) and its Transformer variant; main.py imports torch.onnx
+WORD_LM_PROGRAM = '''
+import math
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.onnx
+
+
+class RNNModel(nn.Module):
+    def __init__(self, rnn_type, ntoken, ninp, nhid, nlayers, dropout=0.5, tie_weights=False):
+        super(RNNModel, self).__init__()
+        self.ntoken = ntoken
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+        self.init_weights()
+        self.rnn_type, self.nhid, self.nlayers = rnn_type, nhid, nlayers
+
+    def init_weights(self):
+        initrange = 0.1
+        nn.init.uniform_(self.encoder.weight, -initrange, initrange)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -initrange, initrange)
+
+    def forward(self, input, hidden):
+        emb = self.drop(self.encoder(input))
+        output, hidden = self.rnn(emb, hidden)
+        output = self.drop(output)
+        decoded = self.decoder(output)
+        decoded = decoded.view(-1, self.ntoken)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, bsz):
+        weight = next(self.parameters())
+        if self.rnn_type == 'LSTM':
+            return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, d_model, dropout=0.1, max_len=5000):
+        super(PositionalEncoding, self).__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        pe = torch.zeros(max_len, d_model)
+        position = torch.arange(0, max_len, dtype=torch.float).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        pe = pe.unsqueeze(0).transpose(0, 1)
+        self.register_buffer('pe', pe)
+
+    def forward(self, x):
+        x = x + self.pe[:x.size(0), :]
+        return self.dropout(x)
+
+
+class TransformerModel(nn.Transformer):
+    def __init__(self, ntoken, ninp, nhead, nhid, nlayers, dropout=0.5):
+        super(TransformerModel, self).__init__(d_model=ninp, nhead=nhead, dim_feedforward=nhid,
+                                               num_encoder_layers=nlayers)
+        self.model_type = 'Transformer'
+        self.src_mask = None
+        self.pos_encoder = PositionalEncoding(ninp, dropout)
+        self.input_emb = nn.Embedding(ntoken, ninp)
+        self.ninp = ninp
+        self.decoder = nn.Linear(ninp, ntoken)
+        nn.init.uniform_(self.input_emb.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def _generate_square_subsequent_mask(self, sz):
+        return torch.log(torch.tril(torch.ones(sz, sz)))
+
+    def forward(self, src, has_mask=True):
+        if has_mask:
+            device = src.device
+            if self.src_mask is None or self.src_mask.size(0) != len(src):
+                self.src_mask = self._generate_square_subsequent_mask(len(src)).to(device)
+        else:
+            self.src_mask = None
+        src = self.input_emb(src) * math.sqrt(self.ninp)
+        src = self.pos_encoder(src)
+        output = self.encoder(src, mask=self.src_mask)
+        output = self.decoder(output)
+        return F.log_softmax(output, dim=-1)
+
+
+def batchify(data, bsz):
+    nbatch = data.size(0) // bsz
+    data = data.narrow(0, 0, nbatch * bsz)
+    return data.view(bsz, -1).t().contiguous()
+
+
+def repackage_hidden(h):
+    if isinstance(h, torch.Tensor):
+        return h.detach()
+    return tuple(repackage_hidden(v) for v in h)
+
+
+def get_batch(source, i, bptt=8):
+    seq_len = min(bptt, len(source) - 1 - i)
+    return source[i:i + seq_len], source[i + 1:i + 1 + seq_len].reshape(-1)
+
+
+def run(kind):
+    torch.manual_seed(0)
+    ntokens = 12
+    corpus = torch.tensor([i % ntokens for i in range(0, 7 * 170, 7)])      # a periodic token stream
+    train_data = batchify(corpus, 4)
+    if kind == 'Transformer':
+        model = TransformerModel(ntokens, 16, 2, 32, 1, dropout=0.0)
+        lr = 0.5
+    else:
+        model = RNNModel(kind, ntokens, 16, 16, 2, dropout=0.1, tie_weights=True)
+        lr = 20.0
+    criterion = nn.NLLLoss()
+    losses = []
+    for epoch in range(12):
+        model.train()
+        if kind != 'Transformer':
+            hidden = model.init_hidden(4)
+        for batch, i in enumerate(range(0, train_data.size(0) - 1, 8)):
+            data, targets = get_batch(train_data, i)
+            model.zero_grad()
+            if kind == 'Transformer':
+                output = model(data).view(-1, ntokens)
+            else:
+                hidden = repackage_hidden(hidden)
+                output, hidden = model(data, hidden)
+            loss = criterion(output, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)
+            losses.append(loss.item())
+    return sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+'''
+
+
+def test_mnist_rnn_program():
+    ds = Digits(train=True)
+    images = ds.data.numpy().astype("float32")[:800] / 16.0
+    targets = ds.targets.numpy()[:800]
+    theirs, (first, last, acc) = (_run_program(p, images, targets) for p in _both_sources(MNIST_RNN_PROGRAM))
+    assert last < 0.7 * first and acc >= 0.6 and acc >= theirs[2] - 0.15, (first, last, acc, theirs)
+
+
+def test_vae_program():
+    images = Digits(train=True).data.numpy().astype("float32")[:512] / 16.0
+    theirs, (first, last) = (_run_program(p, images) for p in _both_sources(VAE_PROGRAM))
+    assert last < 0.9 * first, (first, last, theirs)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "Transformer"])
+def test_word_language_model_program(kind):
+    theirs, (first, last) = (_run_program(p, kind) for p in _both_sources(WORD_LM_PROGRAM))
+    assert last < 0.7 * first, (first, last, theirs)
