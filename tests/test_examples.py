@@ -16,6 +16,7 @@ EXPECTED = {
     "amp_mlp.py": "float16 logits",
     "mlp_classifier.py": "test accuracy",
     "cnn.py": "test accuracy",
+    "deploy_onnx.py": "same accuracy: True",
     "conv_autoencoder.py": "reconstruction loss",
     "gan.py": "samples (4, 1, 8, 8)",
     "multitask.py": "digit  accuracy",

@@ -29,7 +29,8 @@ def _session(proto):
 
 def _check(model, example, inputs, names=None, rtol=RTOL, atol=ATOL, **kw):
     """Export ``model`` on ``example`` and compare onnxruntime with tritorch on each tuple in ``inputs``."""
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     names = names or [f"input_{i}" for i in range(len(example))]
     proto = torch.onnx.export(model, example, input_names=names, **kw)
     sess = _session(proto)
@@ -119,6 +120,14 @@ def test_mlp():
     assert {i.name for i in proto.graph.initializer} >= {"0.weight", "0.bias", "3.weight", "3.bias"}
 
 
+def test_plain_function():
+    def score(x, y):
+        return (x * y).sum(-1).tanh()
+    proto = _check(score, (torch.randn(2, 3), torch.randn(2, 3)), [(torch.randn(4, 3), torch.randn(4, 3))],
+                   dynamic_axes={"input_0": {0: "n"}, "input_1": {0: "n"}})
+    assert proto.graph.name == "tritorch_score"
+
+
 def test_main_job_cnn():
     torch.manual_seed(0)
     _check(build_model(8), (torch.randn(2, 1, 8, 8),), [(torch.randn(5, 1, 8, 8),), (torch.randn(1, 1, 8, 8),)],
@@ -138,8 +147,9 @@ def test_dcgan_generator():
     _check(g, (torch.randn(2, 8),), [(torch.randn(5, 8),)], dynamic_axes=_batch())
     assert g.training is False              # _check leaves it in eval; export restores the mode it found
     g.train()
+    g.net[1].eval()                         # a frozen BatchNorm in a training model keeps its own mode
     torch.onnx.export(g, (torch.randn(2, 8),))
-    assert g.training is True
+    assert g.training is True and g.net[4].training is True and g.net[1].training is False
 
 
 @pytest.mark.parametrize("cell,bidirectional", [(nn.LSTM, False), (nn.GRU, True), (nn.RNN, False)])
@@ -187,6 +197,57 @@ def test_transformer_lm_dynamic_batch_and_sequence():
     assert [d.dim_param for d in dims[:2]] == ["batch", "seq"] and dims[2].dim_value == 20
 
 
+class EncoderDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.t = nn.Transformer(8, 2, 1, 1, 16, batch_first=True)
+
+    def forward(self, src, tgt):
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt.size(1))
+        return self.t(src, tgt, tgt_mask=mask, tgt_is_causal=True)
+
+
+def test_encoder_decoder_transformer():
+    torch.manual_seed(0)
+    axes = {"input_0": {0: "batch", 1: "src"}, "input_1": {0: "batch", 1: "tgt"}}
+    _check(EncoderDecoder(), (torch.randn(2, 5, 8), torch.randn(2, 4, 8)),
+           [(torch.randn(3, 6, 8), torch.randn(3, 2, 8))], dynamic_axes=axes)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, padding):
+        return self.attn(x, x, x, key_padding_mask=padding)         # need_weights: the explicit softmax path
+
+
+def test_multihead_attention_padding_mask_and_weights():
+    torch.manual_seed(0)
+
+    def pad(n, keep):
+        return torch.tensor([[False] * keep + [True] * (5 - keep)] * n)
+    axes = {"input_0": {0: "batch"}, "input_1": {0: "batch"}}
+    _check(Attention(), (torch.randn(2, 5, 8), pad(2, 4)), [(torch.randn(3, 5, 8), pad(3, 2))], dynamic_axes=axes)
+
+
+class SizeArithmetic(nn.Module):
+    """Sizes computed in Python from two dynamic axes: products, offsets, factories."""
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        y = x.reshape(b * t, 4)[: b * t - 1]
+        return y, x.view(b, t * 2, 2), torch.arange(t) * 2, torch.zeros(b, t) + x.sum(-1), x[:, t - 1]
+
+
+def test_sizes_derived_from_dynamic_axes():
+    axes = {"input_0": {0: "b", 1: "t"}}
+    proto = _check(SizeArithmetic(), (torch.randn(2, 3, 4),), [(torch.randn(5, 7, 4),), (torch.randn(1, 2, 4),)],
+                   dynamic_axes=axes)
+    assert [d.dim_param for d in proto.graph.output[1].type.tensor_type.shape.dim[:2]] == ["b", "output_1_dim_1"]
+
+
 @pytest.mark.parametrize("opset", [13, 14, 18, 21])
 def test_other_opsets(opset):
     torch.manual_seed(0)
@@ -216,13 +277,44 @@ def test_activation(layer):
     _check(layer, (x,), [(torch.randn(4, 6, 3) * 4,)], dynamic_axes=_batch())
 
 
+class Every(nn.Module):
+    """Each activation on the same input, one output each."""
+
+    def __init__(self):
+        super().__init__()
+        self.acts = nn.ModuleList(ACTIVATIONS)
+
+    def forward(self, x):
+        return tuple(a(x.clone()) for a in self.acts)
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_every_activation_at_other_opsets(opset):
+    torch.manual_seed(0)
+    _check(Every(), (torch.randn(2, 6, 3) * 4,), [(torch.randn(3, 6, 3) * 4,)], dynamic_axes=_batch(),
+           opset_version=opset)
+
+
+def test_export_from_device(device):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2)).to(device)
+    proto = torch.onnx.export(model, (torch.randn(2, 3, device=device),), dynamic_axes=_batch())
+    x = torch.randn(5, 3)
+    got = _session(proto).run(None, {"input_0": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x.to(device)).cpu().numpy()
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 LAYERS = [
-    (nn.MaxPool1d(2), (2, 3, 9)), (nn.MaxPool2d(3, 2, 1), (2, 3, 7, 7)), (nn.MaxPool2d(2, ceil_mode=True), (2, 3, 7, 7)),
+    (nn.MaxPool1d(2), (2, 3, 9)), (nn.MaxPool2d(3, 2, 1), (2, 3, 7, 7)),
+    (nn.MaxPool2d(2, ceil_mode=True), (2, 3, 7, 7)),
     (nn.MaxPool3d(2), (2, 2, 4, 4, 4)), (nn.AvgPool1d(3, 2, 1), (2, 3, 9)), (nn.AvgPool2d(2), (2, 3, 6, 6)),
     (nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 3, 7, 7)), (nn.AvgPool3d(2), (2, 2, 4, 4, 4)),
     (nn.AdaptiveAvgPool1d(3), (2, 3, 9)), (nn.AdaptiveAvgPool2d(1), (2, 3, 6, 6)),
     (nn.AdaptiveAvgPool2d((3, 2)), (2, 3, 6, 6)), (nn.AdaptiveMaxPool2d(2), (2, 3, 6, 6)),
-    (nn.AdaptiveAvgPool3d(1), (2, 2, 4, 4, 4)),
+    (nn.AdaptiveAvgPool3d(1), (2, 2, 4, 4, 4)), (nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 7, 5)),
+    (nn.AdaptiveMaxPool1d(4), (2, 3, 7)),
     (nn.BatchNorm1d(3), (2, 3)), (nn.BatchNorm1d(3), (2, 3, 5)), (nn.BatchNorm2d(3), (2, 3, 4, 4)),
     (nn.BatchNorm3d(3), (2, 3, 2, 2, 2)), (nn.LayerNorm(5), (2, 3, 5)), (nn.LayerNorm((3, 5)), (2, 3, 5)),
     (nn.LayerNorm(5, elementwise_affine=False), (2, 3, 5)), (nn.GroupNorm(3, 6), (2, 6, 4, 4)),
@@ -235,10 +327,48 @@ LAYERS = [
     (nn.Flatten(), (2, 3, 4)), (nn.Unflatten(1, (2, 3)), (2, 6)), (nn.Upsample(scale_factor=2), (2, 3, 4, 4)),
     (nn.Upsample(scale_factor=2, mode="bilinear"), (2, 3, 4, 4)),
     (nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True), (2, 3, 4, 4)),
-    (nn.PixelShuffle(2), (2, 8, 3, 3)), (nn.PixelUnshuffle(2), (2, 2, 4, 4)), (nn.ZeroPad2d((1, 2, 0, 1)), (2, 3, 4, 4)),
+    (nn.PixelShuffle(2), (2, 8, 3, 3)), (nn.PixelUnshuffle(2), (2, 2, 4, 4)),
+    (nn.ZeroPad2d((1, 2, 0, 1)), (2, 3, 4, 4)),
     (nn.ConstantPad1d(2, 0.5), (2, 3, 4)), (nn.ReflectionPad2d(1), (2, 3, 4, 4)), (nn.ReplicationPad1d(2), (2, 3, 4)),
     (nn.Linear(5, 3, bias=False), (2, 4, 5)), (nn.Bilinear(5, 5, 3), (2, 5)),
 ]
+
+
+class Others(nn.Module):
+    """The remaining layers: distances, bags, im2col and back, recurrent cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 4, mode="mean")
+        self.bag_sum = nn.EmbeddingBag(10, 4, mode="sum")
+        self.unfold, self.fold = nn.Unfold(2, padding=1, stride=2), nn.Fold((5, 5), 2, padding=1, stride=2)
+        self.lstm, self.gru, self.rnn = nn.LSTMCell(4, 3), nn.GRUCell(4, 3), nn.RNNCell(4, 3)
+
+    def forward(self, x, tokens, image):
+        h, c = self.lstm(x, (self.gru(x), x[:, :3]))
+        return (nn.functional.cosine_similarity(x, x.flip((0,)) + 1), nn.functional.pairwise_distance(x, x * 3, 3.0),
+                self.bag(tokens), self.bag_sum(tokens), self.fold(self.unfold(image)), h, c, self.rnn(x, h))
+
+
+def test_other_layers():
+    torch.manual_seed(0)
+    args = (torch.randn(2, 4), torch.randint(0, 10, (2, 3)), torch.randn(2, 2, 5, 5))
+    more = (torch.randn(5, 4), torch.randint(0, 10, (5, 3)), torch.randn(5, 2, 5, 5))
+    axes = {f"input_{i}": {0: "batch"} for i in range(3)}
+    _check(Others(), args, [more], dynamic_axes=axes)
+
+
+class Losses(nn.Module):
+    def forward(self, x, y, t):
+        f = nn.functional
+        return (f.mse_loss(x, y), f.l1_loss(x, y, reduction="sum"), f.cross_entropy(x, t),
+                f.cross_entropy(x, t, reduction="none", weight=torch.ones(4)), f.nll_loss(x.log_softmax(1), t))
+
+
+def test_losses():
+    torch.manual_seed(0)
+    t = torch.tensor([0, 3, 1])
+    _check(Losses(), (torch.randn(3, 4), torch.randn(3, 4), t), [(torch.randn(3, 4), torch.randn(3, 4), t)])
 
 
 @pytest.mark.parametrize("layer,shape", LAYERS, ids=lambda x: repr(x) if isinstance(x, nn.Module) else str(x))
@@ -278,7 +408,26 @@ class TensorOps(nn.Module):
         q = torch.zeros(n, 2) + torch.ones_like(s[:, :2]) + torch.arange(2).float()
         a, b = y.chunk(2, dim=-1)
         return (s, m * 1.5 - 1, picked, w ** 2 / 3 + 1, q, (a - b).flatten(1), y.argmax(-1),
-                (y @ y.transpose(1, 2)).softmax(-1), y.narrow(2, 1, 3).cumsum(2), y.tril(), x.flip((1,)).expand(2, n, 12))
+                (y @ y.transpose(1, 2)).softmax(-1), y.narrow(2, 1, 3).cumsum(2), y.tril(),
+                x.flip((1,)).expand(2, n, 12))
+
+
+class Arithmetic(nn.Module):
+    """Python numbers on either side, mixed dtypes, comparisons and rounding divisions."""
+
+    def forward(self, x, k):
+        pos = x.abs() + 0.5
+        return (1 - x, 2 / pos, pos ** 0.5, 3 ** x.clamp(-1, 1), torch.maximum(x, -x / 2), x // 0.7,
+                torch.div(x, 0.3, rounding_mode="trunc"), (k > 1) & (k < 4), (x > 0) | (k == 2).unsqueeze(-1),
+                k.float().exp(), k * 3 - 1, k.sum(), x.mean(), x.var(1, keepdim=True), x.rsqrt().isnan(),
+                torch.logsumexp(x, -1), x.norm(dim=1), torch.nn.functional.normalize(x, dim=1), ~(k > 1),
+                torch.where(k > 2, 1.0, x.t()[0]), torch.einsum("bi,bj->bij", x, x).sigmoid().log1p())
+
+
+def test_arithmetic():
+    torch.manual_seed(0)
+    k = torch.tensor([0, 1, 2, 3, 4])
+    _check(Arithmetic(), (torch.randn(5, 3), k), [(torch.randn(5, 3), k)])
 
 
 def test_tensor_ops():
@@ -309,6 +458,10 @@ def test_bad_arguments():
         torch.onnx.export(model, (torch.randn(2, 3),), opset_version=12)
     with pytest.raises(ValueError, match="out of range"):
         torch.onnx.export(model, (torch.randn(2, 3),), dynamic_axes={"input_0": {2: "x"}})
+    with pytest.raises(ValueError, match="neither input_names"):
+        torch.onnx.export(model, (torch.randn(2, 3),), dynamic_axes={"x": {0: "batch"}})
+    with pytest.raises(torch.onnx.DynamicAxisError, match="can grow by 2"):     # positions beyond max_len
+        torch.onnx.export(TransformerLM(max_len=5), (_tokens(2, 5),), dynamic_axes={"input_0": {1: "seq"}})
 
 
 def test_size_dependent_control_flow_is_refused():
@@ -317,6 +470,48 @@ def test_size_dependent_control_flow_is_refused():
             return x.relu() if x.size(0) < 3 else x.tanh().sigmoid()
     with pytest.raises(torch.onnx.DynamicAxisError, match="changes with the dynamic axes"):
         torch.onnx.export(Branchy(), (torch.randn(2, 3),), dynamic_axes=_batch())
+
+
+def test_in_place_ops():
+    class InPlace(nn.Module):
+        def forward(self, x):
+            y = x * 2
+            y += 1
+            return y.relu_()
+    _check(InPlace(), (torch.randn(2, 3),), [(torch.randn(4, 3),)], dynamic_axes=_batch())
+
+    class WritesThroughView(nn.Module):
+        def forward(self, x):
+            y = x * 2
+            y[:, :1].mul_(0)
+            return y
+    with pytest.raises(torch.onnx.UnsupportedOperatorError, match="in-place"):
+        torch.onnx.export(WritesThroughView(), (torch.randn(2, 3),))
+
+
+def test_main_job_exports_onnx(tmp_path, capsys):
+    from tritorch import train
+    path, ckpt = tmp_path / "cnn.onnx", tmp_path / "cnn.safetensors"
+    assert train.main(["--epochs", "1", "--limit-batches", "2", "--quiet", "--device", "cpu", "--out", str(ckpt),
+                       "--export-onnx", str(path)]) == 0
+    assert f"ONNX model {path}" in capsys.readouterr().out
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["tritorch.dataset"] == "digits" and float(meta["tritorch.std"]) > 0
+    net = build_model(8)
+    net.load_state_dict(torch.load(str(ckpt))["model"])
+    x = torch.randn(7, 1, 8, 8)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x.numpy()})
+    np.testing.assert_allclose(got[0], net.eval()(x).detach().numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_size_arithmetic_without_an_onnx_form_is_refused():
+    class Halves(nn.Module):
+        def forward(self, x):
+            return x[: x.size(0) // 2]
+    with pytest.raises(torch.onnx.DynamicAxisError, match="cannot express"):
+        torch.onnx.export(Halves(), (torch.randn(4, 3),), dynamic_axes=_batch())
 
 
 def test_export_to_path_and_bytesio(tmp_path):

@@ -2,6 +2,7 @@
 
     python -m tritorch.train [--epochs N] [--batch-size B] [--lr LR] [--device cpu|cuda] [--seed S]
                              [--data MNIST_DIR] [--out CKPT] [--resume CKPT] [--plot PNG] [--limit-batches N]
+                             [--export-onnx MODEL.onnx]
     tritorch train ...                                       (the same)
 
 Runs on the best device (cuda on a real GPU, else cpu), with a progress bar per epoch (loss, samples/s), the test
@@ -92,6 +93,9 @@ def build_parser(prog="python -m tritorch.train"):
     p.add_argument("--out", default=DEFAULT_OUT, metavar="PATH", help=f"checkpoint to write (default ./{DEFAULT_OUT})")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint's epoch")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw loss and accuracy curves (needs matplotlib)")
+    p.add_argument("--export-onnx", default=None, metavar="PATH",
+                   help="after training, export the CNN to ONNX (dynamic batch axis; input 'image', normalised "
+                        "as the metadata's mean/std say; output 'logits'); needs pip install \"tritorch[onnx]\"")
     p.add_argument("--limit-batches", type=int, default=None, metavar="N", help="at most N batches per epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
@@ -119,8 +123,9 @@ def _check_args(args):
         raise UsageError(f"--data {args.data}: no such folder")
     if args.resume is not None and not os.path.isfile(args.resume):
         raise UsageError(f"--resume {args.resume}: no such file")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise UsageError(f"--out {args.out}: its folder does not exist")
+    for flag, path in (("--out", args.out), ("--export-onnx", args.export_onnx)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError(f"{flag} {path}: its folder does not exist")
 
 
 def _load_checkpoint(path, device, model, opt, sched, dataset):
@@ -182,6 +187,17 @@ def _plot(path, history):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _export_onnx(path, model, example, meta):
+    """Write the trained CNN to ONNX with a dynamic batch axis; the input normalisation goes in the metadata."""
+    import tritorch
+    from tritorch import _atomic
+    proto = tritorch.onnx.export(model, (example,), None, input_names=["image"], output_names=["logits"],
+                                 dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    for k, v in meta.items():
+        proto.metadata_props.add(key=f"tritorch.{k}", value=str(v))
+    _atomic.write(path, proto.SerializeToString())
 
 
 def run(args):
@@ -272,12 +288,15 @@ def run(args):
                        "epoch": max(start_epoch, args.epochs), "dataset": dataset, "history": history}, args.out)
         if args.plot:
             _plot(args.plot, history)
+        if args.export_onnx:
+            _export_onnx(args.export_onnx, model, xt[:2], {"mean": mean, "std": std, "dataset": dataset})
     if world > 1:
         tritorch.distributed.barrier()
         tritorch.distributed.destroy_process_group()
     ran = max(args.epochs - start_epoch, 0)
     say(f"done: device {device}, {ran} epoch{'s' if ran != 1 else ''} in {elapsed:.1f} s, test accuracy "
-          f"{100 * acc:.2f}%, checkpoint {args.out}" + (f", plot {args.plot}" if args.plot else ""))
+          f"{100 * acc:.2f}%, checkpoint {args.out}" + (f", plot {args.plot}" if args.plot else "")
+          + (f", ONNX model {args.export_onnx}" if args.export_onnx else ""))
     return acc
 
 

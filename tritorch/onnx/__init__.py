@@ -8,8 +8,8 @@ shape at run time (``_dynamic.py``). The ``onnx`` package is needed only when ``
 "tritorch[onnx]"``); ``import tritorch.onnx`` works without it.
 """
 import importlib
+import importlib.util
 
-from ._builder import Unsupported
 from ._dynamic import DynamicAxisError
 from ._export import DEFAULT_OPSET, OPSETS, UnsupportedOperatorError, export_model
 from ._ops import OPS
@@ -49,7 +49,8 @@ def export(model, args, f=None, *, input_names=None, output_names=None, dynamic_
     ``output_0``...); ``dynamic_axes`` maps such a name to ``{axis: symbol}`` (or a list of axes) to make those
     dimensions symbolic; ``opset_version`` is 13 to 21 (default 17). The model runs in eval mode (its mode is
     restored afterwards). An op with no ONNX mapping raises ``UnsupportedOperatorError`` naming the op and the
-    module that called it."""
+    module that called it. ``export_params``, ``do_constant_folding``, ``verbose``, ``training`` and ``dynamo`` are
+    PyTorch's; only their defaults (or eval mode) are supported."""
     if not export_params:
         raise ValueError("export_params=False is not supported: the parameters are always exported as initializers")
     if training not in (None, False, "eval", "EVAL") and str(training).split(".")[-1].upper() != "EVAL":
@@ -58,5 +59,3 @@ def export(model, args, f=None, *, input_names=None, output_names=None, dynamic_
         raise ValueError("dynamo=True is not supported: tritorch.onnx exports from tritorch.jit.trace's graph")
     return export_model(_onnx(), model, args, f, input_names, output_names, dynamic_axes, opset_version)
 
-
-del Unsupported

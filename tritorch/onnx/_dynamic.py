@@ -5,7 +5,8 @@ on the example inputs with graphs traced on inputs whose dynamic axes are grown 
 with every symbol grown further to verify): an int that changes is ``k * (product of its symbols) + c``, fitted from
 the traces (``DimExpr``); one that fits no such form, a float that changes, or a graph whose structure changes is an
 error. A constant tensor that changes (``generate_square_subsequent_mask(T)`` made with NumPy) must be a square
-"above the diagonal" pattern (``CausalConst``), rebuilt at run time; any other is an error.
+"above the diagonal" pattern (``CausalConst``) or one value everywhere (``FilledConst``, an untraced ``zeros``),
+rebuilt at run time; any other is an error.
 """
 import numpy as np
 
@@ -13,7 +14,7 @@ from .. import _creation
 from .._tensor import Tensor
 from ..jit.ir import Value, flatten, unflatten
 
-__all__ = ["DimExpr", "CausalConst", "grow", "analyse", "DynamicAxisError"]
+__all__ = ["DimExpr", "CausalConst", "FilledConst", "grow", "analyse", "DynamicAxisError"]
 
 
 class DynamicAxisError(RuntimeError):
@@ -42,6 +43,14 @@ class CausalConst:
         self.n, self.above, self.below, self.dtype = n, above, below, dtype
 
 
+class FilledConst:
+    """A constant holding one ``value`` everywhere (an untraced ``zeros``), its ``dims`` ints or DimExprs."""
+    __slots__ = ("dims", "value", "dtype")
+
+    def __init__(self, dims, value, dtype):
+        self.dims, self.value, self.dtype = dims, value, dtype
+
+
 def grow(args, leaf_axes, deltas):
     """``args`` (nested tuples/lists/dicts of tensors) with each dynamic axis made longer by its symbol's delta,
     repeating entries of the example (so that token ids stay valid); ``leaf_axes[i]`` maps axis -> symbol for
@@ -64,7 +73,8 @@ def _fit(name, vals, sizes, syms):
     hit = [s for i, s in enumerate(syms) if vals[1 + i] != base]
     if not hit:
         if vals[-1] != base:
-            raise DynamicAxisError(f"{name} changes only when several dynamic axes change together ({vals})")
+            raise DynamicAxisError(f"{name} follows the dynamic axes in a way the export cannot express (traced "
+                                   f"values {vals} for sizes {sizes}); only k * size + c forms are supported")
         return base
 
     def prod(j):
@@ -109,7 +119,13 @@ def _merge(where, xs, sizes, syms):
     return x
 
 
-def _causal(name, arrays, sizes, syms):
+def _dynamic_const(name, arrays, sizes, syms):
+    """A constant that changes with the dynamic axes, as a FilledConst or a CausalConst, else an error."""
+    first = arrays[0].reshape(-1)[:1]
+    if first.size and all(a.ndim == arrays[0].ndim and a.size and np.all(a == first[0]) for a in arrays):
+        dims = [_fit(f"dim {d} of constant {name}", [a.shape[d] for a in arrays], sizes, syms)
+                for d in range(arrays[0].ndim)]
+        return FilledConst(dims, first[0], arrays[0].dtype)
     for a in arrays:
         if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
             break
@@ -153,10 +169,14 @@ def analyse(graphs, sizes, syms):
         if changed:
             dyn_dims[name] = changed
     dyn_consts = {}
-    for name, t in base.params.items():
+    for name in base.params:
+        if not name.startswith("_constant_") or len(graphs) == 1:     # the module's own tensors do not change
+            continue
+        if any(name not in g.params for g in graphs):
+            raise DynamicAxisError(f"constant tensor {name} exists only in some traces of the dynamic axes")
         arrays = [g.params[name].detach().cpu().numpy() for g in graphs]
         if any(a.shape != arrays[0].shape or not np.array_equal(a, arrays[0], equal_nan=True) for a in arrays):
-            dyn_consts[name] = _causal(name, arrays, sizes, syms)
+            dyn_consts[name] = _dynamic_const(name, arrays, sizes, syms)
     out_dims = []
     for j, v in enumerate(base.outputs):
         dims = []

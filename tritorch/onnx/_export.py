@@ -11,7 +11,8 @@ from ..autograd.grad_mode import no_grad
 from ..jit import trace
 from ..jit.ir import Value, flatten
 from ._builder import Builder, Sym, Unsupported, onnx_dtype
-from ._dynamic import CausalConst, DimExpr, analyse, grow
+from ._dynamic import CausalConst, DimExpr, DynamicAxisError, FilledConst, analyse, grow
+from . import _layers  # noqa: F401  (registers the layer converters in OPS)
 from ._ops import OPS, VIEW_OPS
 
 __all__ = ["export_model", "UnsupportedOperatorError", "DEFAULT_OPSET", "OPSETS"]
@@ -90,9 +91,8 @@ def export_model(onnx, model, args, f, input_names, output_names, dynamic_axes, 
                                  f"{leaves[i].ndim} dims")
     leaf_axes = {i: {axis % leaves[i].ndim: s for axis, s in a.items()} for i, a in leaf_axes.items()}
     syms = list(dict.fromkeys(s for a in leaf_axes.values() for s in a.values()))
-    is_module = hasattr(model, "training") and hasattr(model, "train")
-    was_training = model.training if is_module else False
-    if is_module:
+    modes = [(m, m.training) for m in model.modules()] if hasattr(model, "modules") else []
+    if modes:
         model.eval()
     try:
         with no_grad():
@@ -100,18 +100,24 @@ def export_model(onnx, model, args, f, input_names, output_names, dynamic_axes, 
             sizes = [_sizes(leaves, leaf_axes, syms, {})]
             deltas = [{s: 1} for s in syms] + ([{s: 2 for s in syms}] if syms else [])
             for d in deltas:
-                g_pos, g_kw = grow((pos, kw), leaf_axes, d)
-                graphs.append(_trace(model, g_pos, g_kw))
                 sizes.append(_sizes(leaves, leaf_axes, syms, d))
+                g_pos, g_kw = grow((pos, kw), leaf_axes, d)
+                try:
+                    graphs.append(_trace(model, g_pos, g_kw))
+                except Exception as e:
+                    raise DynamicAxisError(f"tracing again with the dynamic axes at {sizes[-1]} (to find the sizes "
+                                           f"that follow them) failed: {type(e).__name__}: {e}; give example inputs "
+                                           "whose dynamic axes can grow by 2") from e
     finally:
-        if is_module:
-            model.train(was_training)
+        for m, training in modes:           # each module's own mode, as it was
+            m.training = training
     merged, dyn_dims, dyn_consts, out_dims = analyse(graphs, sizes, syms)
     proto = _build(onnx, graphs[0], merged, dyn_dims, dyn_consts, out_dims, opset, in_names, output_names, axes,
-                   leaf_axes, type(model).__name__)
+                   leaf_axes,
+                   type(model).__name__ if modes else getattr(model, "__name__", "function"))
     if f is not None:
         data = proto.SerializeToString()
-        if isinstance(f, (str, bytes, os.PathLike)):
+        if isinstance(f, (str, os.PathLike)):
             _atomic.write(f, data)
         else:
             f.write(data)
@@ -160,6 +166,11 @@ class _Convert:
         above = self.b.op("Greater", [self.b.unsqueeze(r, [0]), self.b.unsqueeze(r, [1])])
         hi, lo = self.b.const(np.array(c.above, c.dtype)), self.b.const(np.array(c.below, c.dtype))
         self.b.names[name] = self.b.op("Where", [above, hi, lo], hint=name)
+
+    def filled(self, name, c):
+        value = self.b.onnx.numpy_helper.from_array(np.array([c.value], c.dtype))
+        self.b.names[name] = self.b.op("ConstantOfShape", [self.b.ints(self.resolve(list(c.dims)))], value=value,
+                                       hint=name)
 
     def check_views(self, node, values):
         """In-place writes are converted as pure ops: refuse one whose target shares memory with a tensor read
@@ -225,6 +236,8 @@ def _build(onnx, graph, merged, dyn_dims, dyn_consts, out_dims, opset, in_names,
     for pname, c in dyn_consts.items():
         if isinstance(c, CausalConst):
             conv.causal(pname, c)
+        elif isinstance(c, FilledConst):
+            conv.filled(pname, c)
     for node, (args, kwargs) in zip(graph.nodes, merged):
         b.scope = node.scope
         op = _base_op(node.op)
@@ -252,6 +265,10 @@ def _build(onnx, graph, merged, dyn_dims, dyn_consts, out_dims, opset, in_names,
                                                                           len(graph.outputs))]
     if len(out_names) > len(graph.outputs):
         raise ValueError(f"{len(out_names)} output_names for {len(graph.outputs)} outputs")
+    unknown = sorted(set(axes) - set(in_names) - set(out_names))
+    if unknown:
+        raise ValueError(f"dynamic_axes names {unknown}, which are neither input_names {in_names} nor output_names "
+                         f"{out_names}")
     outputs = []
     for j, (v, name) in enumerate(zip(graph.outputs, out_names)):
         if v.name in conv.stale:

@@ -1,9 +1,9 @@
-"""The op table: published op name -> converter emitting ONNX nodes.
+"""The op table: published op name -> converter emitting ONNX nodes; here the tensor ops (elementwise,
+activations, reductions, views and indexing, factories), in ``_layers.py`` the nn layers.
 
 A converter takes the ``Builder``, the traced ``Node`` and the node's arguments (Values, Python values, and ``Sym``
 for sizes that follow a dynamic axis), with PyTorch's parameter names, and returns the ONNX names of the node's
-outputs. In-place ops (``add_``, ``__iadd__``) use their pure op's converter (``_export._base_op``). Recurrent layers
-are in ``_rnn.py``.
+outputs. In-place ops (``add_``, ``__iadd__``) use their pure op's converter (``_export._base_op``).
 """
 import math
 
@@ -12,7 +12,6 @@ import numpy as np
 from .. import _dtype as D
 from ..jit.ir import Value
 from ._builder import Sym, Unsupported, dtype_of, onnx_dtype
-from ._rnn import recurrent
 
 __all__ = ["OPS", "VIEW_OPS"]
 
@@ -71,8 +70,10 @@ def _no_value(name, x):
 
 # ---- elementwise ---------------------------------------------------------------------------------------------------
 def _unary(onnx_op):
-    def conv(b, node, input, *rest, **kw):
-        return b.op(onnx_op, [b.operand(input, _out(node).dtype)])
+    def conv(b, node, input):
+        out = _out(node).dtype
+        x = b.name(input) if not out.is_floating_point else b.operand(input, out)    # exp(int) -> float
+        return b.op(onnx_op, [x])
     return conv
 
 
@@ -135,10 +136,13 @@ def _binary(onnx_op, swap=False):
     return conv
 
 
-for _names, _onnx, _swap in [(("add", "__add__", "__radd__"), "Add", False), (("sub", "subtract", "__sub__"), "Sub", False),
-                             (("rsub", "__rsub__"), "Sub", True), (("mul", "multiply", "__mul__", "__rmul__"), "Mul", False),
-                             (("__rtruediv__",), "Div", True), (("maximum", "fmax"), "Max", False),
-                             (("minimum", "fmin"), "Min", False)]:
+for _names, _onnx, _swap in [
+        (("add", "__add__", "__radd__"), "Add", False),
+        (("sub", "subtract", "__sub__"), "Sub", False),
+        (("rsub", "__rsub__"), "Sub", True),
+        (("mul", "multiply", "__mul__", "__rmul__"), "Mul", False),
+        (("maximum", "fmax"), "Max", False),
+        (("minimum", "fmin"), "Min", False)]:
     op(*_names)(_binary(_onnx, _swap))
 
 
@@ -186,10 +190,13 @@ def _compare(onnx_op, negate=False):
     return conv
 
 
-for _names, _onnx, _neg in [(("eq", "__eq__"), "Equal", False), (("ne", "__ne__", "not_equal"), "Equal", True),
-                            (("lt", "__lt__", "less"), "Less", False), (("le", "__le__", "less_equal"), "LessOrEqual", False),
-                            (("gt", "__gt__", "greater"), "Greater", False),
-                            (("ge", "__ge__", "greater_equal"), "GreaterOrEqual", False)]:
+for _names, _onnx, _neg in [
+        (("eq", "__eq__"), "Equal", False),
+        (("ne", "__ne__", "not_equal"), "Equal", True),
+        (("lt", "__lt__", "less"), "Less", False),
+        (("le", "__le__", "less_equal"), "LessOrEqual", False),
+        (("gt", "__gt__", "greater"), "Greater", False),
+        (("ge", "__ge__", "greater_equal"), "GreaterOrEqual", False)]:
     op(*_names)(_compare(_onnx, _neg))
 
 
@@ -309,7 +316,10 @@ def _mish(b, node, input, inplace=False):
 
 @op("hardswish")
 def _hardswish(b, node, input, inplace=False):
-    return b.op("HardSwish", [b.name(input)])
+    x = b.name(input)
+    if b.opset >= 14:
+        return b.op("HardSwish", [x])
+    return b.op("Mul", [x, b.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
 
 
 @op("hardsigmoid")
@@ -421,7 +431,7 @@ def _var(b, node, input, dim=None, unbiased=None, keepdim=False, *, correction=N
 
 @op("norm")
 def _norm(b, node, input, p="fro", dim=None, keepdim=False, dtype=None):
-    kind = {2: "ReduceL2", "fro": "ReduceL2", 2.0: "ReduceL2", 1: "ReduceL1", 1.0: "ReduceL1"}.get(p)
+    kind = {2: "ReduceL2", "fro": "ReduceL2", 1: "ReduceL1"}.get(p)
     if kind is None:
         raise Unsupported(f"norm with p={p!r} (only 1, 2 and 'fro')")
     return b.reduce(kind, b.operand(input, _out(node).dtype), _dims(dim, _rank(input)), keepdim)
@@ -781,284 +791,3 @@ def _arange(b, node, start, end=None, step=1, **kw):
 def _const_factory(b, node, *args, **kwargs):
     raise Unsupported("creating a tensor from Python data inside forward is not traced as a constant; make it a "
                       "buffer of the module")
-
-
-# ---- layers --------------------------------------------------------------------------------------------------------
-@op("linear")
-def _linear(b, node, input, weight, bias=None):
-    x, w = b.name(input), b.name(weight)
-    if _rank(input) == 2 and bias is not None:
-        return b.op("Gemm", [x, w, b.name(bias)], transB=1)
-    y = b.op("MatMul", [x, b.op("Transpose", [w], perm=[1, 0])])
-    return y if bias is None else b.op("Add", [y, b.name(bias)])
-
-
-@op("bilinear")
-def _bilinear(b, node, input1, input2, weight, bias=None):
-    y = b.op("Einsum", [b.name(input1), b.name(weight), b.name(input2)], equation="...i,oij,...j->...o")
-    return y if bias is None else b.op("Add", [y, b.name(bias)])
-
-
-@op("matmul", "__matmul__", "mm", "bmm")
-def _matmul(b, node, input, other):
-    dt = _out(node).dtype
-    return b.op("MatMul", [b.operand(input, dt), b.operand(other, dt)])
-
-
-@op("__rmatmul__")
-def _rmatmul(b, node, input, other):
-    return _matmul(b, node, other, input)
-
-
-@op("addmm")
-def _addmm(b, node, input, mat1, mat2, *, beta=1, alpha=1):
-    return b.op("Gemm", [b.name(mat1), b.name(mat2), b.name(input)], alpha=float(alpha), beta=float(beta))
-
-
-def _tup(x, n):
-    return list(x) * (n if len(x) == 1 else 1) if isinstance(x, (tuple, list)) else [x] * n
-
-
-def _check_batched(input, n, what):
-    if _rank(input) != n + 2:
-        raise Unsupported(f"{what} on a {_rank(input)}-d input (export needs the batched form, {n + 2}-d)")
-
-
-@op("conv1d", "conv2d", "conv3d")
-def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    n = int(node.op[4])
-    _check_batched(input, n, node.op)
-    k, dil = list(weight.shape[2:]), _tup(dilation, n)
-    if padding == "valid":
-        pads = [0] * (2 * n)
-    elif padding == "same":
-        tot = [d * (kk - 1) for d, kk in zip(dil, k)]
-        pads = [t // 2 for t in tot] + [t - t // 2 for t in tot]
-    else:
-        p = _tup(padding, n)
-        pads = p + p
-    ins = [b.name(input), b.name(weight)] + ([b.name(bias)] if bias is not None else [])
-    return b.op("Conv", ins, kernel_shape=k, strides=_tup(stride, n), pads=pads, dilations=dil, group=int(groups))
-
-
-@op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
-def _conv_t(b, node, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    n = int(node.op[-2])
-    _check_batched(input, n, node.op)
-    p = _tup(padding, n)
-    ins = [b.name(input), b.name(weight)] + ([b.name(bias)] if bias is not None else [])
-    return b.op("ConvTranspose", ins, kernel_shape=list(weight.shape[2:]), strides=_tup(stride, n), pads=p + p,
-                output_padding=_tup(output_padding, n), dilations=_tup(dilation, n), group=int(groups))
-
-
-@op("max_pool1d", "max_pool2d", "max_pool3d")
-def _max_pool(b, node, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-              return_indices=False):
-    n = int(node.op[-2])
-    _check_batched(input, n, node.op)
-    if return_indices:
-        raise Unsupported("return_indices=True")
-    k = _tup(kernel_size, n)
-    s = k if stride is None or stride == [] or stride == () else _tup(stride, n)
-    p = _tup(padding, n)
-    return b.op("MaxPool", [b.name(input)], kernel_shape=k, strides=s, pads=p + p, dilations=_tup(dilation, n),
-                ceil_mode=int(bool(ceil_mode)))
-
-
-@op("avg_pool1d", "avg_pool2d", "avg_pool3d")
-def _avg_pool(b, node, input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-              divisor_override=None):
-    n = int(node.op[-2])
-    _check_batched(input, n, node.op)
-    if divisor_override is not None:
-        raise Unsupported("divisor_override")
-    k = _tup(kernel_size, n)
-    s = k if stride is None or stride == [] or stride == () else _tup(stride, n)
-    p = _tup(padding, n)
-    return b.op("AveragePool", [b.name(input)], kernel_shape=k, strides=s, pads=p + p,
-                ceil_mode=int(bool(ceil_mode)), count_include_pad=int(bool(count_include_pad)))
-
-
-@op("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_max_pool3d")
-def _adaptive(b, node, input, output_size, return_indices=False):
-    n = int(node.op[-2])
-    _check_batched(input, n, node.op)
-    if return_indices:
-        raise Unsupported("return_indices=True")
-    avg = "avg" in node.op
-    ins = list(input.shape[2:])
-    outs = [i if o is None else o for i, o in zip(ins, _tup(output_size, n))]
-    if any(d in b.dyn_dims.get(input.name, ()) for d in range(2, 2 + n)):
-        raise Unsupported("adaptive pooling over a dynamic spatial axis")
-    if all(o == 1 for o in outs):
-        return b.op("GlobalAveragePool" if avg else "GlobalMaxPool", [b.name(input)])
-    if any(i % o for i, o in zip(ins, outs)):
-        raise Unsupported(f"adaptive pooling from {ins} to {outs}: ONNX has it only when each output size divides "
-                          "the input size")
-    k = [i // o for i, o in zip(ins, outs)]
-    return b.op("AveragePool" if avg else "MaxPool", [b.name(input)], kernel_shape=k, strides=k)
-
-
-def _channel_param(b, p, c, value, dt):
-    return b.name(p) if p is not None else b.const(np.full([c], value, dtype=dt.np))
-
-
-@op("batch_norm")
-def _batch_norm(b, node, input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
-                eps=1e-05, cudnn_enabled=None):
-    if training or running_mean is None:
-        raise Unsupported("batch_norm in training mode (or without running statistics): export runs in eval mode")
-    c, dt = input.shape[1], input.dtype
-    ins = [b.name(input), _channel_param(b, weight, c, 1, dt), _channel_param(b, bias, c, 0, dt),
-           b.name(running_mean), b.name(running_var)]
-    return b.op("BatchNormalization", ins, epsilon=float(eps))
-
-
-@op("instance_norm")
-def _instance_norm(b, node, input, running_mean=None, running_var=None, weight=None, bias=None,
-                   use_input_stats=True, momentum=0.1, eps=1e-05, cudnn_enabled=None):
-    c, dt = input.shape[1], input.dtype
-    if not use_input_stats:
-        return _batch_norm(b, node, input, running_mean, running_var, weight, bias, False, momentum, eps)
-    ins = [b.name(input), _channel_param(b, weight, c, 1, dt), _channel_param(b, bias, c, 0, dt)]
-    return b.op("InstanceNormalization", ins, epsilon=float(eps))
-
-
-def _normalize_last(b, x, dt, axes, eps):
-    mean = b.reduce("ReduceMean", x, axes, True)
-    d = b.op("Sub", [x, mean])
-    var = b.reduce("ReduceMean", b.op("Mul", [d, d]), axes, True)
-    return b.op("Div", [d, b.op("Sqrt", [b.op("Add", [var, b.scalar(eps, dt)])])])
-
-
-@op("layer_norm")
-def _layer_norm(b, node, input, normalized_shape, weight=None, bias=None, eps=1e-05, cudnn_enable=None):
-    r, k = _rank(input), len(normalized_shape)
-    dt, shape = input.dtype, list(input.shape[r - k:])
-    if b.opset >= 17:
-        ins = [b.name(input), b.name(weight) if weight is not None else b.const(np.ones(shape, dt.np))]
-        if bias is not None:
-            ins.append(b.name(bias))
-        return b.op("LayerNormalization", ins, axis=-k, epsilon=float(eps))
-    y = _normalize_last(b, b.name(input), dt, list(range(r - k, r)), float(eps))
-    if weight is not None:
-        y = b.op("Mul", [y, b.name(weight)])
-    return y if bias is None else b.op("Add", [y, b.name(bias)])
-
-
-@op("group_norm")
-def _group_norm(b, node, input, num_groups, weight=None, bias=None, eps=1e-05):
-    x, dt, r = b.name(input), input.dtype, _rank(input)
-    g = b.op("Reshape", [x, b.i64([0, int(num_groups), -1])])
-    y = b.op("Reshape", [_normalize_last(b, g, dt, [2], float(eps)), b.shape_of(x)])
-    shape = b.i64([input.shape[1]] + [1] * (r - 2))
-    if weight is not None:
-        y = b.op("Mul", [y, b.op("Reshape", [b.name(weight), shape])])
-    return y if bias is None else b.op("Add", [y, b.op("Reshape", [b.name(bias), shape])])
-
-
-@op("embedding")
-def _embedding(b, node, input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
-               sparse=False):
-    if max_norm is not None:
-        raise Unsupported("embedding with max_norm (it renormalises the weight in place)")
-    return b.op("Gather", [b.name(weight), b.name(input)], axis=0)
-
-
-@op("scaled_dot_product_attention")
-def _sdpa(b, node, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-          enable_gqa=False):
-    if dropout_p:
-        raise Unsupported("attention dropout (dropout_p > 0): export runs in eval mode; pass dropout_p=0.0 when "
-                          "not training")
-    if enable_gqa:
-        raise Unsupported("enable_gqa=True")
-    dt, r = query.dtype, _rank(query)
-    s = float(scale) if scale is not None else 1 / math.sqrt(query.shape[-1])
-    perm = list(range(r))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    k_t = b.op("Transpose", [b.name(key)], perm=perm)
-    scores = b.op("Mul", [b.op("MatMul", [b.name(query), k_t]), b.scalar(s, dt)])
-    neg = b.scalar(-np.inf, dt)
-    if is_causal:
-        L, S = b.dim(query, -2), b.dim(key, -2)
-        if not isinstance(L, Sym) and not isinstance(S, Sym):
-            masked = b.const(np.triu(np.ones((L, S), bool), 1))
-        else:
-            zero, one = b.const(np.array(0, np.int64)), b.const(np.array(1, np.int64))
-            rows = b.unsqueeze(b.op("Range", [zero, b.scalar_int(L), one]), [1])
-            cols = b.unsqueeze(b.op("Range", [zero, b.scalar_int(S), one]), [0])
-            masked = b.op("Greater", [cols, rows])
-        scores = b.op("Where", [masked, neg, scores])
-    if attn_mask is not None:
-        if attn_mask.dtype is D.bool_:
-            scores = b.op("Where", [b.name(attn_mask), scores, neg])
-        else:
-            scores = b.op("Add", [scores, b.cast(b.name(attn_mask), attn_mask.dtype, dt)])
-    return b.op("MatMul", [b.op("Softmax", [scores], axis=-1), b.name(value)])
-
-
-@op("pixel_shuffle")
-def _pixel_shuffle(b, node, input, upscale_factor):
-    _check_batched(input, 2, "pixel_shuffle")
-    return b.op("DepthToSpace", [b.name(input)], blocksize=int(upscale_factor), mode="CRD")
-
-
-@op("pixel_unshuffle")
-def _pixel_unshuffle(b, node, input, downscale_factor):
-    _check_batched(input, 2, "pixel_unshuffle")
-    n, c, h, w = b.dims(input)
-    f = int(downscale_factor)
-    x = b.op("Reshape", [b.name(input), b.ints([n, c, h // f, f, w // f, f])])
-    x = b.op("Transpose", [x], perm=[0, 1, 3, 5, 2, 4])
-    return b.op("Reshape", [x, b.ints([n, c * f * f, h // f, w // f])])
-
-
-@op("constant_pad_nd", "pad")
-def _pad(b, node, input, pad, mode="constant", value=None):
-    r, k = _rank(input), len(pad) // 2
-    begins, ends = [0] * r, [0] * r
-    for i in range(k):
-        begins[r - 1 - i], ends[r - 1 - i] = pad[2 * i], pad[2 * i + 1]
-    if node.op == "constant_pad_nd":
-        mode, value = "constant", mode if not isinstance(mode, str) else value
-    onnx_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}.get(mode)
-    if onnx_mode is None:
-        raise Unsupported(f"padding mode {mode!r}")
-    if onnx_mode == "wrap" and b.opset < 19:
-        raise Unsupported("circular padding needs opset 19 (Pad mode 'wrap')")
-    ins = [b.name(input), b.ints(begins + ends)]
-    if onnx_mode == "constant":
-        ins.append(b.scalar(0 if value is None else value, input.dtype))
-    return b.op("Pad", ins, mode=onnx_mode)
-
-
-@op("interpolate", "upsample")
-def _interpolate(b, node, input, size=None, scale_factor=None, mode="nearest", align_corners=None,
-                 recompute_scale_factor=None, antialias=False):
-    n = _rank(input) - 2
-    if antialias:
-        raise Unsupported("antialias=True")
-    if mode == "nearest":
-        attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    elif mode in ("linear", "bilinear", "trilinear"):
-        attrs = dict(mode="linear", coordinate_transformation_mode="align_corners" if align_corners
-                     else "pytorch_half_pixel")
-    elif mode == "bicubic":
-        attrs = dict(mode="cubic", cubic_coeff_a=-0.75, coordinate_transformation_mode="align_corners"
-                     if align_corners else "pytorch_half_pixel")
-    else:
-        raise Unsupported(f"interpolate mode {mode!r}")
-    x = b.name(input)
-    if scale_factor is not None and not recompute_scale_factor:
-        scales = b.const(np.array([1.0, 1.0] + [float(s) for s in _tup(scale_factor, n)], np.float32))
-        return b.op("Resize", [x, "", scales], **attrs)
-    out = list(_out(node).shape[2:])
-    sizes = b.op("Concat", [b.op("Slice", [b.shape_of(x), b.i64([0]), b.i64([2])]), b.i64(out)], axis=0)
-    return b.op("Resize", [x, "", "", sizes], **attrs)
-
-
-@op("module:LSTM", "module:GRU", "module:RNN")
-def _recurrent(b, node, input, hx=None, **cfg):
-    return recurrent(b, node, input, hx, **cfg)
