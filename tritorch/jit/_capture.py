@@ -24,7 +24,7 @@ class TracerWarning(Warning):
 
 class Capture(_modes.OpMode):
     """Records one forward. ``root``: the module whose parameters and buffers are the graph's params (None for a
-    function); ``on_value_read``: "warn" (trace) or "raise" (script)."""
+    function); ``on_value_read``: "warn" (trace), "raise" (script) or "break" (compile: listed in ``breaks``)."""
 
     def __init__(self, root, on_value_read="warn", kind="trace"):
         self.graph = Graph()
@@ -33,6 +33,7 @@ class Capture(_modes.OpMode):
         self.depth = 0
         self.scopes = [("", "")]
         self.on_value_read, self.kind = on_value_read, kind
+        self.breaks = []                    # the value reads seen with on_value_read="break"
         self.counter = 0
         self.names = {}                     # id(module) -> qualified name
         self.param_names = {}               # id(tensor) -> state_dict name
@@ -157,6 +158,9 @@ class Capture(_modes.OpMode):
         self.graph.nodes.append(Node(name, args, kwargs, outs, struct, scope, mtype, aliases))
 
     def value_read(self, name):
+        if self.on_value_read == "break":          # tritorch.compile: note it, the caller runs such a forward eagerly
+            self.breaks.append(name)
+            return
         if self.on_value_read == "raise":
             raise RuntimeError(f"tritorch.jit.script: the forward reads a tensor as a Python value ({name}): its "
                                "path may depend on tensor values, which a captured graph cannot follow. Use "

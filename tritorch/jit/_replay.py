@@ -151,9 +151,11 @@ class _Scope(Module):
 
 
 class TracedModule(Module):
-    """The result of ``tritorch.jit.trace``: a Module that replays its ``graph`` on the parameters it holds."""
+    """The result of ``tritorch.jit.trace``: a Module that replays its ``graph`` on the parameters it holds.
+    ``table``: op name -> callable, where the graph calls more than the published ops (``tritorch.compile``'s
+    fused kernels)."""
 
-    def __init__(self, graph, name="TracedModule", persistent=None, check_shapes=True):
+    def __init__(self, graph, name="TracedModule", persistent=None, check_shapes=True, table=None):
         super().__init__()
         self._name = name
         self._check_shapes = check_shapes
@@ -172,7 +174,7 @@ class TracedModule(Module):
                                     if persistent is None else pname in persistent)
             self._lookup.append((pname, mod, attr, isinstance(t, Parameter)))
         object.__setattr__(self, "_graph", graph)
-        object.__setattr__(self, "_program", Program(graph))
+        object.__setattr__(self, "_program", Program(graph, table))
         for fn, *_ in self._program.steps:
             if hasattr(fn, "bind"):
                 fn.bind.env = None

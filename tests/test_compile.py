@@ -1,0 +1,172 @@
+"""``tritorch.compile``: per-signature capture and replay, dead-code elimination, pointwise fusion into generated
+Triton kernels (run in the interpreter on ``cuda``), eager fallback where a forward reads tensor values."""
+import os
+
+import numpy as np
+import pytest
+
+import tritorch
+import tritorch.nn as nn
+from tritorch.compiler import CompileError, codegen, passes
+from tritorch.kernels import _pointwise
+from helpers import assert_close
+
+
+def chain(x, y):
+    z = x * y + 1.0
+    w = tritorch.sigmoid(z) * x
+    x.exp()                                 # dead: nothing reads it
+    return tritorch.relu(w - y) / 2, z
+
+
+def _count(monkeypatch):
+    """Counts of launches of the shared pointwise kernel (eager ops) and of fused kernels."""
+    counts = {"eager": 0, "fused": 0}
+    kernel, fused = _pointwise._pointwise_kernel, codegen.Fused.__call__
+
+    class Counting:
+        def __getitem__(self, grid):
+            counts["eager"] += 1
+            return kernel[grid]
+
+    def count_fused(self, *a):
+        counts["fused"] += 1
+        return fused(self, *a)
+    monkeypatch.setattr(_pointwise, "_pointwise_kernel", Counting())
+    monkeypatch.setattr(codegen.Fused, "__call__", count_fused)
+    return counts
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITORCH_CACHE_DIR", str(tmp_path))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_fused_chain_matches_eager(device, dtype):
+    dt = getattr(tritorch, dtype)
+    tritorch.manual_seed(0)
+    x, y = tritorch.randn(5, 7, device=device, dtype=dt), tritorch.randn(5, 7, device=device, dtype=dt)
+    c = tritorch.compile(chain)
+    first = c(x, y)                         # the capture's own (eager) result
+    again = c(x, y)                         # the replay
+    want = chain(x, y)
+    tol = dict(rtol=0, atol=0) if dt is tritorch.float32 else dict(rtol=2e-3, atol=2e-3)
+    for a, b, e in zip(first, again, want):
+        assert a.dtype is dt and b.dtype is dt
+        assert_close(a, e.cpu().numpy(), dt, **tol)
+        assert_close(b, e.cpu().numpy(), dt, **tol)
+    text = c.explain()
+    assert "8 ops, 1 dead" in text
+    if device == "cuda":
+        assert "Fused(mul -> add)" in text and "Fused(sigmoid -> mul -> sub -> relu -> div)" in text
+    else:
+        assert "fused" not in text          # the cpu runs the NumPy references op by op
+
+
+def test_fusion_launches_fewer_kernels(monkeypatch):
+    x, y = tritorch.randn(33, device="cuda"), tritorch.randn(33, device="cuda")
+    c = tritorch.compile(chain)
+    c(x, y)
+    counts = _count(monkeypatch)
+    c(x, y)
+    assert counts == {"eager": 0, "fused": 2}, counts        # 8 eager launches become 2
+    chain(x, y)
+    assert counts["eager"] == 8
+
+
+def test_generated_source_cached_on_disk(tmp_path):
+    x = tritorch.randn(4, device="cuda")
+    c = tritorch.compile(lambda a: tritorch.tanh(a * 3.0) - a)
+    c(x)
+    c(x)
+    files = os.listdir(tmp_path / "compiled")
+    assert len(files) == 1 and files[0].startswith("fused_")
+    src = (tmp_path / "compiled" / files[0]).read_text()
+    assert "@triton.jit" in src and "F0(x0, s0b, 1.0, 0.0)" in src
+    # the same structure with other ops reuses the same source (the ops are constexpr arguments)
+    c2 = tritorch.compile(lambda a: tritorch.sigmoid(a + 2.0) * a)
+    c2(x)
+    c2(x)
+    assert len(os.listdir(tmp_path / "compiled")) == 1
+
+
+def test_broadcast_and_scalar_edges_stay_correct():
+    x, b = tritorch.randn(3, 4, device="cuda"), tritorch.randn(4, device="cuda")
+    f = lambda a, bias: tritorch.relu(a + bias) * -0.0 + tritorch.exp(a) * 2
+    c = tritorch.compile(f)
+    c(x, b)
+    assert_close(c(x, b), f(x, b).cpu().numpy(), tritorch.float32, rtol=0, atol=0)
+    assert "Fused(exp -> mul -> add)" in c.explain()      # the broadcast add and the -0.0 product run eagerly
+
+
+def test_dead_code_keeps_in_place_writes():
+    def f(x):
+        t = x.clone()
+        t.add_(1)                           # its result is unused, but it writes t
+        x.neg()                             # dead
+        return t
+    g = tritorch.jit.trace(f, tritorch.zeros(3), check_trace=False)
+    pruned = passes.eliminate_dead_code(g.graph)
+    assert [n.op for n in pruned.nodes] == ["clone", "add_"]
+    assert tritorch.compile(f)(tritorch.zeros(3)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_guards_recapture(device):
+    m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Tanh()).to(device)
+    c = tritorch.compile(m)
+    x = tritorch.randn(2, 4, device=device)
+    m.eval()
+    with tritorch.no_grad():
+        assert_close(c(x), m(x).cpu().numpy(), tritorch.float32, rtol=0, atol=0)
+        assert_close(c(x), m(x).cpu().numpy(), tritorch.float32, rtol=0, atol=0)
+        c(tritorch.randn(3, 4, device=device))                  # new shape
+    c(x)                                                         # grad mode on
+    m.train()
+    c(x)                                                         # training mode
+    assert c.explain().count("signature") == 4
+    assert c.parameters is not None and list(c.parameters()) == list(m.parameters())
+
+
+def test_training_step_gradients_match_eager(device):
+    tritorch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).to(device)
+    c = tritorch.compile(m)
+    x = tritorch.randn(6, 4, device=device)
+    grads = []
+    for fn in (m, c, c):
+        m.zero_grad()
+        (fn(x) * 2.0).sum().backward()
+        grads.append([p.grad.cpu().numpy().copy() for p in m.parameters()])
+    for g in grads[1:]:
+        for a, b in zip(g, grads[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert "no fusion (gradients are recorded" in c.explain()
+
+
+def test_value_read_runs_eagerly_or_raises_with_fullgraph():
+    def f(x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+    c = tritorch.compile(f)
+    pos, neg = tritorch.ones(3), -tritorch.ones(3)
+    assert c(pos).tolist() == [2.0] * 3
+    assert c(neg).tolist() == [-2.0] * 3                # same signature: eager, so the other branch runs
+    assert "reads a tensor as a Python value (__bool__)" in c.explain()
+    with pytest.raises(CompileError, match="fullgraph=True"):
+        tritorch.compile(f, fullgraph=True)(pos)
+
+
+def test_api_forms():
+    @tritorch.compile
+    def f(x):
+        return x + 1
+
+    @tritorch.compile(mode="max-autotune")
+    def g(x):
+        return x * 2
+    assert f(tritorch.zeros(2)).tolist() == [1.0, 1.0] and g(tritorch.ones(1)).tolist() == [2.0]
+    assert tritorch.compile(f, disable=True) is f
+    with pytest.raises(RuntimeError, match="Unrecognized mode=fast"):
+        tritorch.compile(f, mode="fast")

@@ -1,0 +1,124 @@
+"""``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it.
+
+A call whose signature (input structure, shapes, dtypes, devices, requires_grad, grad mode, training mode) is new
+captures the forward through the op modes (``tritorch.jit``'s capture, which this call's result comes from), then
+runs the passes of ``passes.py``: dead-code elimination, and on ``cuda`` pointwise fusion into generated Triton
+kernels (``codegen.py``) when no gradient is recorded. Later calls with that signature replay the optimised graph.
+A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for
+that signature (``fullgraph=True`` raises instead), and ``explain()`` says why.
+
+Not yet built (see the compile issue): backward graphs (with autograd the replay runs the op layer's own backward,
+unfused), epilogue/prologue fusion into matmul and reductions, the memory plan, CUDA-graph replay
+(``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True`` re-captures per shape, as
+``False`` does).
+"""
+from .. import jit
+from .._tensor import Tensor
+from ..autograd.grad_mode import is_grad_enabled
+from ..jit._capture import Capture
+from ..jit.ir import flatten
+from ..nn.module import Module
+from .passes import eliminate_dead_code, fuse_pointwise
+
+__all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+class CompileError(RuntimeError):
+    """``fullgraph=True`` and the forward cannot be captured as one graph."""
+
+
+class _Eager:
+    """The entry of a signature whose forward runs eagerly, and why."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
+class CompiledFunction:
+    """What ``tritorch.compile`` returns for a function or a module: call it as the original."""
+
+    def __init__(self, fn, mode="default", fullgraph=False, dynamic=None):
+        if mode not in MODES and mode is not None:
+            raise RuntimeError(f"Unrecognized mode={mode}, should be one of: {', '.join(MODES)}")
+        self._orig_mod = fn
+        self.fullgraph = fullgraph
+        self._entries = {}
+        self._notes = []
+
+    def _key(self, leaves, struct):
+        training = self._orig_mod.training if isinstance(self._orig_mod, Module) else None
+        return (repr(struct), tuple((tuple(t.shape), t.dtype, str(t.device), t.requires_grad) for t in leaves),
+                is_grad_enabled(), training)
+
+    def __call__(self, *args, **kwargs):
+        leaves, struct = flatten((args, kwargs), lambda x: isinstance(x, Tensor))
+        key = self._key(leaves, struct)
+        entry = self._entries.get(key)
+        if entry is None:
+            return self._capture(key, args, kwargs)
+        if isinstance(entry, _Eager):
+            return self._orig_mod(*args, **kwargs)
+        return entry(*args, **kwargs)
+
+    def _capture(self, key, args, kwargs):
+        fn = self._orig_mod
+        root = fn if isinstance(fn, Module) else None
+        cap = Capture(root, "raise" if self.fullgraph else "break", "script")
+        cap.add_inputs((args, kwargs) if kwargs else args)
+        try:
+            with cap:
+                result = fn(*args, **kwargs)
+        except RuntimeError as e:
+            if self.fullgraph and "reads a tensor as a Python value" in str(e):
+                raise CompileError(f"tritorch.compile(fullgraph=True): {e}") from e
+            raise
+        if cap.breaks:
+            why = (f"the forward reads a tensor as a Python value ({', '.join(dict.fromkeys(cap.breaks))}): its "
+                   "path may depend on tensor values, so this signature runs eagerly")
+            self._entries[key] = _Eager(why)
+            self._notes.append(why)
+            return result
+        cap.set_outputs(result)
+        self._entries[key] = self._optimise(cap.graph, key)
+        return result
+
+    def _optimise(self, graph, key):
+        n0 = len(graph.nodes)
+        graph = eliminate_dead_code(graph)
+        note = f"signature {len(self._entries)}: {n0} ops, {n0 - len(graph.nodes)} dead"
+        records_grad = key[2] and (any(r for *_, r in key[1]) or any(
+            getattr(t, "requires_grad", False) for t in graph.params.values()))
+        kernels = {}
+        if graph.device is not None and graph.device.type == "cuda" and not records_grad:
+            before = len(graph.nodes)
+            graph, kernels = fuse_pointwise(graph)
+            note += f", {len(kernels)} fused kernels ({before - len(graph.nodes) + len(kernels)} ops): " + \
+                ", ".join(repr(k) for k in kernels.values())
+        elif records_grad:
+            note += ", no fusion (gradients are recorded: backward graphs are not fused yet)"
+        self._notes.append(note)
+        table = {**jit.op_table(), **kernels}
+        traced = jit.TracedModule(graph, type(self._orig_mod).__name__, table=table)
+        traced.training = key[3] if key[3] is not None else False
+        return traced
+
+    def explain(self):
+        """One line per captured signature: ops, dead ones, fused kernels; or why it runs eagerly."""
+        return "\n".join(self._notes)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_orig_mod"], name)
+
+
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None, options=None,
+            disable=False):
+    """PyTorch's ``torch.compile``: ``model`` (a Module or a function) captured and optimised per input signature;
+    usable as a decorator (``@tritorch.compile`` or ``@tritorch.compile(mode=...)``)."""
+    if model is None:
+        return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend, mode=mode,
+                                 options=options, disable=disable)
+    if disable:
+        return model
+    return CompiledFunction(model, mode or "default", fullgraph, dynamic)

@@ -1,0 +1,111 @@
+"""Graph passes of ``tritorch.compile``, each a function ``Graph -> Graph`` that leaves its input unchanged.
+
+- ``eliminate_dead_code``: drops the nodes whose outputs nothing reads (no graph output, no later node) and that
+  write nothing in place.
+- ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
+  group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
+"""
+import math
+
+from .. import _dtype as D
+from ..jit.ir import Graph, Node, Value, flatten
+from . import codegen
+
+__all__ = ["eliminate_dead_code", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+
+# parameterless unary ops: the published name is the row of kernels/elementwise.py's table
+_UNARY = ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu")
+# binary ops: published name -> (row, operands swapped)
+_BINARY = {"add": ("add", False), "__add__": ("add", False), "__radd__": ("add", True),
+           "sub": ("sub", False), "__sub__": ("sub", False), "__rsub__": ("sub", True),
+           "mul": ("mul", False), "__mul__": ("mul", False), "__rmul__": ("mul", True),
+           "div": ("div", False), "__truediv__": ("div", False), "__rtruediv__": ("div", True),
+           "maximum": ("maximum", False), "minimum": ("minimum", False)}
+FUSIBLE_DTYPES = (D.float32, D.float16)
+"""The dtypes fused kernels compute (float32 math, as the eager kernels do for both); bf16 runs eagerly: the
+interpreter has no bf16 arithmetic, float64 scalars would be rounded to float32 as kernel arguments."""
+
+
+def _copy(graph, nodes):
+    g = Graph()
+    g.inputs, g.in_struct, g.outputs, g.out_struct = graph.inputs, graph.in_struct, graph.outputs, graph.out_struct
+    g.params, g.values, g.device = graph.params, graph.values, graph.device
+    g.nodes = nodes
+    return g
+
+
+def _reads(x):
+    return [v.name for v in flatten(x, lambda a: isinstance(a, Value))[0] if isinstance(v, Value)]
+
+
+def eliminate_dead_code(graph):
+    """The graph without the nodes whose results are never read and that change nothing in place."""
+    live = {v.name for v in graph.outputs}
+    kept = []
+    for node in reversed(graph.nodes):
+        if node.aliases or node.out_struct is None or any(v.name in live for v in node.outputs):
+            kept.append(node)
+            live.update(_reads(node.args) + _reads(node.kwargs))
+    return _copy(graph, kept[::-1])
+
+
+def pointwise_spec(node):
+    """``(row name, operands)`` where ``node`` is an elementwise op a fused kernel can compute (operands: Values
+    of the output's shape and dtype, or Python numbers), else None."""
+    if node.kwargs or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
+        return None
+    out = node.outputs[0]
+    if out.dtype not in FUSIBLE_DTYPES:
+        return None
+    if node.op in _UNARY and len(node.args) == 1:
+        row, ops = node.op, list(node.args)
+    elif node.op in _BINARY and len(node.args) == 2:
+        row, swap = _BINARY[node.op]
+        ops = list(node.args[::-1] if swap else node.args)
+    else:
+        return None
+    for a in ops:
+        if isinstance(a, Value):
+            if a.shape != out.shape or a.dtype != out.dtype:
+                return None
+        elif isinstance(a, bool) or not isinstance(a, (int, float)) or (a == 0 and math.copysign(1.0, a) < 0):
+            return None                  # -0.0 does not survive as a kernel argument: the eager op keeps its sign
+    if not any(isinstance(a, Value) for a in ops):
+        return None
+    return row, ops
+
+
+def fuse_pointwise(graph):
+    """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree) replaced by
+    one ``fused:<hash>`` node; returns (graph, {op name: codegen.Fused})."""
+    uses = {}
+    for node in graph.nodes:
+        for name in _reads(node.args) + _reads(node.kwargs):
+            uses[name] = uses.get(name, 0) + 1
+    outputs = {v.name for v in graph.outputs}
+    group_of, groups = {}, []          # value name -> group index; group: list of (node, spec)
+    for node in graph.nodes:
+        spec = pointwise_spec(node)
+        if spec is None:
+            continue
+        merged = [group_of[a.name] for a in spec[1] if isinstance(a, Value) and a.name in group_of
+                  and uses.get(a.name) == 1 and a.name not in outputs]
+        members = [m for gi in dict.fromkeys(merged) for m in groups[gi]] + [(node, spec)]
+        for gi in merged:
+            groups[gi] = []
+        groups.append(members)
+        group_of[node.outputs[0].name] = len(groups) - 1
+    fused_at, kernels = {}, {}
+    for members in groups:
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda m: graph.nodes.index(m[0]))
+        fused = codegen.Fused([spec for _, spec in members], [n.outputs[0] for n, _ in members])
+        root = members[-1][0]
+        name = f"fused:{fused.key}"
+        kernels[name] = fused
+        fused_at[id(root)] = Node(name, fused.operands, {}, [root.outputs[0]], 0, root.scope, root.module_type)
+        for n, _ in members[:-1]:
+            fused_at[id(n)] = None
+    nodes = [fused_at.get(id(n), n) for n in graph.nodes if fused_at.get(id(n), n) is not None]
+    return _copy(graph, nodes), kernels
