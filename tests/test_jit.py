@@ -229,3 +229,20 @@ def test_tampered_and_truncated_programs(tmp_path):
     tritorch.save({"a": tritorch.ones(1)}, tmp_path / "ckpt.pt")
     with pytest.raises(tritorch.serialization.CorruptFileError, match="not a tritorch.jit program"):
         tritorch.jit.load(tmp_path / "ckpt.pt")
+
+
+def test_replay_frees_intermediates_after_their_last_reader():
+    """The memory plan: a chain of 20 ops keeps two intermediates alive at a time, not 20."""
+    def f(x):
+        for _ in range(20):
+            x = x * 1.01
+        return x
+    x = tritorch.randn(64 * 1024, device="cuda")            # 256 KiB
+    traced = tritorch.jit.trace(f, x, check_trace=False)
+    with tritorch.no_grad():
+        base = tritorch.cuda.memory_allocated()
+        tritorch.cuda.reset_peak_memory_stats()
+        y = traced(x)
+        peak = tritorch.cuda.max_memory_allocated() - base
+    assert peak <= 2 * x.nbytes, peak
+    assert np.allclose(y.cpu().numpy(), f(x).cpu().numpy())

@@ -2,13 +2,15 @@
 
 A call whose signature (input structure, shapes, dtypes, devices, requires_grad, grad mode, training mode) is new
 captures the forward through the op modes (``tritorch.jit``'s capture, which this call's result comes from), then
-runs the passes of ``passes.py``: dead-code elimination, and on ``cuda`` pointwise fusion into generated Triton
+runs the passes of ``passes.py``: dead-code elimination, activations fused into the linear kernel's epilogue (with
+autograd too), and on ``cuda`` pointwise fusion into generated Triton
 kernels (``codegen.py``) when no gradient is recorded. Later calls with that signature replay the optimised graph.
 A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for
 that signature (``fullgraph=True`` raises instead), and ``explain()`` says why.
 
-Not yet built (see the compile issue): backward graphs (with autograd the replay runs the op layer's own backward,
-unfused), epilogue/prologue fusion into matmul and reductions, the memory plan, CUDA-graph replay
+The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
+compile issue): backward graphs (with autograd the replay runs the op layer's own backward, unfused but for the
+linear epilogue), residual/bias epilogues in conv and matmul, prologue fusion into reductions, CUDA-graph replay
 (``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True`` re-captures per shape, as
 ``False`` does).
 """
@@ -18,7 +20,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..jit._capture import Capture
 from ..jit.ir import flatten
 from ..nn.module import Module
-from .passes import eliminate_dead_code, fuse_pointwise
+from .passes import eliminate_dead_code, fuse_linear_epilogue, fuse_pointwise
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -87,7 +89,10 @@ class CompiledFunction:
     def _optimise(self, graph, key):
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
-        note = f"signature {len(self._entries)}: {n0} ops, {n0 - len(graph.nodes)} dead"
+        n1 = len(graph.nodes)
+        graph = fuse_linear_epilogue(graph)
+        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - len(graph.nodes)} activations " \
+            "fused into linear"
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}

@@ -2,6 +2,9 @@
 
 - ``eliminate_dead_code``: drops the nodes whose outputs nothing reads (no graph output, no later node) and that
   write nothing in place.
+- ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
+  sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
+  forward and backward (kernels/linear.py), so it applies to training graphs too.
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
 """
@@ -11,7 +14,7 @@ from .. import _dtype as D
 from ..jit.ir import Graph, Node, Value, flatten
 from . import codegen
 
-__all__ = ["eliminate_dead_code", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: the published name is the row of kernels/elementwise.py's table
 _UNARY = ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu")
@@ -47,6 +50,45 @@ def eliminate_dead_code(graph):
             kept.append(node)
             live.update(_reads(node.args) + _reads(node.kwargs))
     return _copy(graph, kept[::-1])
+
+
+def _epilogue(node):
+    """``(activation, alpha)`` where ``node`` is an activation linear's epilogue computes, else None."""
+    args, kw = node.args, node.kwargs
+    if node.op in ("relu", "relu_", "silu", "sigmoid", "tanh") and len(args) == 1 and not kw:
+        return node.op.rstrip("_"), None
+    if node.op == "gelu" and len(args) == 1 and set(kw) <= {"approximate"}:
+        approximate = kw.get("approximate", "none")
+        return {"none": ("gelu", None), "tanh": ("gelu_tanh", None)}.get(approximate)
+    if node.op in ("leaky_relu", "elu") and 1 <= len(args) <= 2 and not kw:
+        alpha = args[1] if len(args) == 2 else None
+        if alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)):
+            return node.op, alpha
+    return None
+
+
+def fuse_linear_epilogue(graph):
+    """The graph with each ``linear`` + activation pair (the linear's result read only by the activation) as one
+    ``linear`` node with ``activation=``."""
+    uses = {}
+    for node in graph.nodes:
+        for name in _reads(node.args) + _reads(node.kwargs):
+            uses[name] = uses.get(name, 0) + 1
+    outputs = {v.name for v in graph.outputs}
+    producer = {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and not n.kwargs and
+                not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+    replaced, nodes = {}, []
+    for node in graph.nodes:
+        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
+        act = _epilogue(node) if src is not None else None
+        lin = producer.get(src.name) if act else None
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+            nodes.append(node)
+            continue
+        kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
+        replaced[id(lin)] = True
+        nodes.append(Node("linear", lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
 def pointwise_spec(node):

@@ -91,9 +91,12 @@ class Program:
                      i not in {j for _, j in _paths(node.out_struct)}]
             self.steps.append((fn, list(args), top, nested, kwargs if hk else None, dict(kwargs) if not hk else None,
                                outs, extra))
+        self.frees = _last_uses(graph)
 
     def run(self, env):
-        for fn, args, top, nested, kw_t, kw, outs, extra in self.steps:
+        """Runs the steps on ``env`` (name -> tensor: the inputs and params), dropping each intermediate after the
+        last step that reads it (the memory plan: the allocator reuses its memory for later results)."""
+        for (fn, args, top, nested, kw_t, kw, outs, extra), free in zip(self.steps, self.frees):
             if nested:
                 a = _resolve(args, env)
             else:
@@ -108,7 +111,24 @@ class Program:
                 env[name] = x
             for name, src in extra:
                 env[name] = env[src]
+            for name in free:
+                del env[name]
         return env
+
+
+def _last_uses(graph):
+    """Per node, the intermediate values no later node reads and the graph does not return."""
+    keep = {v.name for v in flatten(graph.out_struct, lambda x: isinstance(x, Value))[0] if isinstance(v, Value)}
+    keep |= {v.name for v in graph.outputs}
+    seen, frees = set(keep), []
+    for node in reversed(graph.nodes):
+        reads = [v.name for v in flatten((node.args, node.kwargs), lambda x: isinstance(x, Value))[0]
+                 if isinstance(v, Value) and graph.values.get(v.name, v).kind == "node"]
+        made = [v.name for v in node.outputs if v.name not in seen]
+        frees.append([n for n in dict.fromkeys(reads + made) if n not in seen])
+        seen.update(reads)
+        seen.update(v.name for v in node.outputs)
+    return frees[::-1]
 
 
 def _template_has(x):
