@@ -3,14 +3,15 @@
 A call whose signature (input structure, shapes, dtypes, devices, requires_grad, grad mode, training mode) is new
 captures the forward through the op modes (``tritorch.jit``'s capture, which this call's result comes from), then
 runs the passes of ``passes.py``: dead-code elimination, activations fused into the linear kernel's epilogue (with
-autograd too), and on ``cuda`` pointwise fusion into generated Triton
-kernels (``codegen.py``) when no gradient is recorded. Later calls with that signature replay the optimised graph.
-A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for
-that signature (``fullgraph=True`` raises instead), and ``explain()`` says why.
+autograd too), and on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``), each fused group one
+autograd node whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later
+calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``,
+``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and
+``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
-compile issue): backward graphs (with autograd the replay runs the op layer's own backward, unfused but for the
-linear epilogue), residual/bias epilogues in conv and matmul, prologue fusion into reductions, CUDA-graph replay
+compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes),
+residual/bias epilogues in conv and matmul, prologue fusion into reductions, CUDA-graph replay
 (``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True`` re-captures per shape, as
 ``False`` does).
 """
@@ -20,6 +21,7 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..jit._capture import Capture
 from ..jit.ir import flatten
 from ..nn.module import Module
+from .codegen import Fused
 from .passes import eliminate_dead_code, fuse_linear_epilogue, fuse_pointwise
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
@@ -96,13 +98,13 @@ class CompiledFunction:
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}
-        if graph.device is not None and graph.device.type == "cuda" and not records_grad:
+        if graph.device is not None and graph.device.type == "cuda":
             before = len(graph.nodes)
-            graph, kernels = fuse_pointwise(graph)
+            graph, kernels = fuse_pointwise(graph, Fused)
             note += f", {len(kernels)} fused kernels ({before - len(graph.nodes) + len(kernels)} ops): " + \
                 ", ".join(repr(k) for k in kernels.values())
-        elif records_grad:
-            note += ", no fusion (gradients are recorded: backward graphs are not fused yet)"
+            if records_grad and kernels:
+                note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
         table = {**jit.op_table(), **kernels}
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, table=table)

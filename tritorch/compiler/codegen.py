@@ -18,11 +18,15 @@ import triton.language as tl
 
 from .. import _atomic, autotune
 from .._tensor import Tensor
+from .. import jit
+from ..autograd.grad_mode import is_grad_enabled
 from ..jit import op_table
 from ..jit.ir import Value
 from ..kernels._common import empty
 from ..kernels._launch import ACC, ptr, block_for
 from ..kernels.elementwise import BINARY, UNARY
+from .autodiff import FusedFunction, input_grads, member_values
+from .passes import eliminate_dead_code, fuse_pointwise
 
 __all__ = ["Fused", "source_of"]
 
@@ -112,13 +116,21 @@ class Fused:
         self.key = hashlib.sha256(self.source.encode()).hexdigest()[:16]
         self.fns = [(UNARY[r] if len(p) == 1 else BINARY[r]).tfn for r, p in zip(self.rows, program)]
         self.shape, self.dtype = outputs[-1].shape, outputs[-1].dtype
+        self._backward, self.backward_kernels = {}, []
 
     def __call__(self, *operands):
+        """The group's result; an autograd node (FusedFunction) where an input requires grad."""
+        if is_grad_enabled() and any(isinstance(o, Tensor) and o.requires_grad for o in operands):
+            return FusedFunction.apply(self, *operands)
+        return self.launch(*operands)
+
+    def launch(self, *operands):
+        """The generated kernel on the operands (tensors of the group's shape and dtype, and Python numbers)."""
         tensors = [o.contiguous() for o in operands if isinstance(o, Tensor)]
         scalars = [float(o) for o in operands if not isinstance(o, Tensor)]
         n = tensors[0].numel()
         if n >= 2 ** 31:                 # the generated kernel indexes in int32: run the members one by one
-            return self._eager(tensors, scalars)
+            return member_values(self, tensors, scalars, op_table())[-1]
         out = empty(self.shape, self.dtype, tensors[0].device)
         if n == 0:
             return out
@@ -128,13 +140,22 @@ class Fused:
                                           *self.fns, CT=ACC[self.dtype], BLOCK=block)
         return out
 
-    def _eager(self, tensors, scalars):
-        """The members as eager ops (published under their row names), for sizes beyond int32 indexing."""
-        env, table = {}, op_table()
-        for j, (row, member) in enumerate(zip(self.rows, self.program)):
-            args = [env[k] if kind == "t" else (tensors[k] if kind == "x" else scalars[k]) for kind, k in member]
-            env[j] = table[row](*args)
-        return env[len(self.rows) - 1]
+    def backward_eager(self, tensors, scalars, g):
+        """The input gradients as recorded published ops (differentiable: double backward)."""
+        return input_grads(self, tensors, scalars, g, op_table())
+
+    def backward(self, tensors, scalars, g):
+        """The input gradients by the backward program: ``input_grads`` captured once per shape, its dead code
+        dropped and its pointwise trees fused in turn."""
+        key = (tuple(scalars), g.dtype, str(g.device))
+        prog = self._backward.get(key)
+        if prog is None:
+            fn = lambda *ts: input_grads(self, ts[:-1], scalars, ts[-1], op_table())    # noqa: E731
+            graph = jit.trace(fn, (*tensors, g), check_trace=False, strict=False).graph
+            graph, kernels = fuse_pointwise(eliminate_dead_code(graph), Fused)
+            prog = self._backward[key] = jit.TracedModule(graph, "FusedBackward", table={**op_table(), **kernels})
+            self.backward_kernels = list(kernels.values())
+        return prog(*tensors, g)
 
     def __repr__(self):
         return f"Fused({' -> '.join(self.rows)})"

@@ -12,7 +12,6 @@ import math
 
 from .. import _dtype as D
 from ..jit.ir import Graph, Node, Value, flatten
-from . import codegen
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
@@ -117,9 +116,10 @@ def pointwise_spec(node):
     return row, ops
 
 
-def fuse_pointwise(graph):
+def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree) replaced by
-    one ``fused:<hash>`` node; returns (graph, {op name: codegen.Fused})."""
+    one ``fused:<hash>`` node; returns (graph, {op name: kernel}), each kernel ``make(specs, outputs)`` (specs:
+    [(row, operands)] in execution order; ``codegen.Fused``)."""
     uses = {}
     for node in graph.nodes:
         for name in _reads(node.args) + _reads(node.kwargs):
@@ -142,7 +142,7 @@ def fuse_pointwise(graph):
         if len(members) < 2:
             continue
         members.sort(key=lambda m: graph.nodes.index(m[0]))
-        fused = codegen.Fused([spec for _, spec in members], [n.outputs[0] for n, _ in members])
+        fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members])
         root = members[-1][0]
         name = f"fused:{fused.key}"
         kernels[name] = fused

@@ -1,0 +1,73 @@
+"""The backward of a fused pointwise group, derived from its members' own gradient rules.
+
+Each member is a row of kernels/elementwise.py: a unary row's ``bwd_composite(g, x, y, a)`` and a binary row's
+``grad(g, x, y, out, alpha)`` are written in tensor ops, so running them in reverse order over the members gives
+the group's input gradients as a chain of published ops: ``codegen.Fused`` captures that chain once, fuses it like a
+forward graph and runs it as the backward of ``FusedFunction``. The members' values are recomputed from the group's
+inputs (cheap for pointwise math) instead of being saved by the forward kernel.
+"""
+from .._tensor import Tensor
+from ..autograd.function import Function
+from ..autograd.grad_mode import is_grad_enabled
+from ..kernels.elementwise import BINARY, UNARY
+
+__all__ = ["member_values", "input_grads", "FusedFunction"]
+
+
+def _operand(kind, k, tensors, scalars, values):
+    return values[k] if kind == "t" else tensors[k] if kind == "x" else scalars[k]
+
+
+def member_values(fused, tensors, scalars, table):
+    """Every member's result, computed by the published ops of ``table`` (name -> callable)."""
+    values = []
+    for row, member in zip(fused.rows, fused.program):
+        values.append(table[row](*[_operand(kind, k, tensors, scalars, values) for kind, k in member]))
+    return values
+
+
+def input_grads(fused, tensors, scalars, g, table):
+    """The gradient of the group's result (``g``) with respect to each tensor input (None where none flows)."""
+    values = member_values(fused, tensors, scalars, table)
+    grads = {len(values) - 1: g}
+    out = [None] * len(tensors)
+    for j in range(len(values) - 1, -1, -1):
+        gj = grads.pop(j, None)
+        if gj is None:
+            continue
+        member = fused.program[j]
+        ops = [_operand(kind, k, tensors, scalars, values) for kind, k in member]
+        if len(member) == 1:
+            parts = [UNARY[fused.rows[j]].bwd_composite(gj, ops[0], values[j], 0.0)]
+        else:
+            parts = BINARY[fused.rows[j]].grad(gj, ops[0], ops[1], values[j], 1)
+        for (kind, k), part in zip(member, parts):
+            if part is None or kind == "s":
+                continue
+            if kind == "t":
+                grads[k] = part if k not in grads else grads[k] + part
+            else:
+                out[k] = part if out[k] is None else out[k] + part
+    return tuple(out)
+
+
+class FusedFunction(Function):
+    """A fused group as one autograd node: the generated kernel forward, the derived backward (captured and fused
+    itself) on the saved inputs; under ``create_graph`` the backward runs as recorded ops instead."""
+
+    @staticmethod
+    def forward(ctx, fused, *operands):
+        ctx.fused, ctx.is_tensor = fused, [isinstance(o, Tensor) for o in operands]
+        ctx.scalars = [float(o) for o in operands if not isinstance(o, Tensor)]
+        ctx.save_for_backward(*[o for o in operands if isinstance(o, Tensor)])
+        return fused.launch(*operands)
+
+    @staticmethod
+    def backward(ctx, g):
+        tensors = ctx.saved_tensors
+        if is_grad_enabled():                # create_graph: differentiable, op by op
+            grads = ctx.fused.backward_eager(tensors, ctx.scalars, g)
+        else:
+            grads = ctx.fused.backward(tensors, ctx.scalars, g)
+        it = iter(grads)
+        return (None,) + tuple(next(it) if m else None for m in ctx.is_tensor)
