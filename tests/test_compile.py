@@ -7,6 +7,7 @@ import pytest
 
 import tritorch
 import tritorch.nn as nn
+from tritorch import train
 from tritorch.compiler import CompileError, codegen, passes
 from tritorch.kernels import _pointwise
 from helpers import assert_close
@@ -251,3 +252,60 @@ def test_fused_backward_double_backward():
     want_gx.sum().backward()
     np.testing.assert_allclose(gx.detach().cpu().numpy(), want_gx.detach().cpu().numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(x2.cpu().numpy(), x.grad.cpu().numpy(), rtol=1e-5, atol=1e-6)
+
+
+class LSTMModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.lstm, self.fc = nn.Embedding(10, 8), nn.LSTM(8, 8, batch_first=True), nn.Linear(8, 10)
+
+    def forward(self, x):
+        h, _ = self.lstm(self.emb(x))
+        return self.fc(h[:, -1])
+
+
+MODELS = {   # name: (model, input of a batch size)
+    "mlp": (lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)), lambda d, b: tritorch.randn(b, 8,
+                                                                                                           device=d)),
+    "cnn": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                  nn.Linear(4 * 4 * 4, 10)), lambda d, b: tritorch.randn(b, 1, 8, 8, device=d)),
+    "autoencoder": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                          nn.ConvTranspose2d(4, 1, 4, stride=2, padding=1), nn.Sigmoid()),
+                    lambda d, b: tritorch.randn(b, 1, 8, 8, device=d)),
+    "gan": (lambda: nn.Sequential(nn.ConvTranspose2d(4, 8, 4, 1, 0, bias=False), nn.BatchNorm2d(8), nn.ReLU(True),
+                                  nn.ConvTranspose2d(8, 1, 4, 2, 1, bias=False), nn.Tanh()),
+            lambda d, b: tritorch.randn(b, 4, 1, 1, device=d)),
+    "lstm": (LSTMModel, lambda d, b: tritorch.randint(0, 10, (b, 5), device=d)),
+    "gpt_block": (lambda: nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True,
+                                                     activation="gelu"),
+                  lambda d, b: tritorch.randn(b, 5, 16, device=d)),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_forward_and_backward_match_eager(device, name):
+    make, data = MODELS[name]
+    tritorch.manual_seed(0)
+    m = make().to(device)
+    c = tritorch.compile(m)
+    kw = {"src_mask": nn.Transformer.generate_square_subsequent_mask(5).to(device), "is_causal": True} \
+        if name == "gpt_block" else {}
+    for batch in (2, 3):                    # the second batch size re-captures
+        x = data(device, batch)
+        res = []
+        for fn in (m, c, c):
+            m.zero_grad()
+            y = fn(x, **kw)
+            (y.float() ** 2).mean().backward()
+            res.append([y.detach().cpu().numpy()] + [p.grad.cpu().numpy().copy() for p in m.parameters()])
+        for r in res[1:]:
+            for a, b in zip(r, res[0]):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert c.explain().count("signature") == 2
+
+
+def test_train_compile_flag_matches_eager(tmp_path):
+    common = ["--epochs", "1", "--limit-batches", "6", "--quiet", "--device", "cpu"]
+    eager = train.run(train.build_parser().parse_args(common + ["--out", str(tmp_path / "a.ckpt")]))
+    compiled = train.run(train.build_parser().parse_args(common + ["--out", str(tmp_path / "b.ckpt"), "--compile"]))
+    assert eager == compiled

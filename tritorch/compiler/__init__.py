@@ -1,10 +1,10 @@
 """``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it.
 
-A call whose signature (input structure, shapes, dtypes, devices, requires_grad, grad mode, training mode) is new
-captures the forward through the op modes (``tritorch.jit``'s capture, which this call's result comes from), then
-runs the passes of ``passes.py``: dead-code elimination, activations fused into the linear kernel's epilogue (with
-autograd too), and on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``), each fused group one
-autograd node whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later
+A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
+training mode, autocast) is new captures the forward through the op modes (``tritorch.jit``'s capture, which this
+call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations fused into
+the linear kernel's epilogue (with autograd too), and on ``cuda`` pointwise fusion into generated Triton kernels
+(``codegen.py``), each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later
 calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``,
 ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and
 ``explain()`` says why.
@@ -17,9 +17,10 @@ residual/bias epilogues in conv and matmul, prologue fusion into reductions, CUD
 """
 from .. import jit
 from .._tensor import Tensor
+from ..amp.autocast_mode import get_autocast_dtype, is_autocast_enabled
 from ..autograd.grad_mode import is_grad_enabled
 from ..jit._capture import Capture
-from ..jit.ir import flatten
+from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
 from .passes import eliminate_dead_code, fuse_linear_epilogue, fuse_pointwise
@@ -40,6 +41,12 @@ class _Eager:
         self.reason = reason
 
 
+def _meta(x):
+    if isinstance(x, Tensor):
+        return ("T", tuple(x.shape), x.dtype, str(x.device), x.requires_grad)
+    return (type(x).__name__, repr(x))
+
+
 class CompiledFunction:
     """What ``tritorch.compile`` returns for a function or a module: call it as the original."""
 
@@ -52,28 +59,41 @@ class CompiledFunction:
         self._notes = []
 
     def _key(self, leaves, struct):
+        """The guard: the call's structure, its non-tensor arguments, each tensor's shape, dtype, device and
+        requires_grad, grad mode, training mode and autocast state (the replay runs under the caller's autocast,
+        which casts the replayed ops as it cast the captured ones)."""
         training = self._orig_mod.training if isinstance(self._orig_mod, Module) else None
-        return (repr(struct), tuple((tuple(t.shape), t.dtype, str(t.device), t.requires_grad) for t in leaves),
-                is_grad_enabled(), training)
+        amp = tuple(get_autocast_dtype(d) if is_autocast_enabled(d) else None for d in ("cuda", "cpu"))
+        return (repr(struct), tuple(_meta(x) for x in leaves), is_grad_enabled(), training, amp)
 
     def __call__(self, *args, **kwargs):
-        leaves, struct = flatten((args, kwargs), lambda x: isinstance(x, Tensor))
+        leaves, struct = flatten((args, kwargs), lambda x: not isinstance(x, (tuple, list, dict)))
         key = self._key(leaves, struct)
         entry = self._entries.get(key)
         if entry is None:
-            return self._capture(key, args, kwargs)
+            return self._capture(key, leaves, struct)
         if isinstance(entry, _Eager):
             return self._orig_mod(*args, **kwargs)
-        return entry(*args, **kwargs)
+        return entry(*[x for x in leaves if isinstance(x, Tensor)])
 
-    def _capture(self, key, args, kwargs):
+    def _capture(self, key, leaves, struct):
+        """Runs the forward under a capture of its tensor arguments (the others are part of the guard)."""
         fn = self._orig_mod
         root = fn if isinstance(fn, Module) else None
+        where = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
+
+        def call(*tensors):
+            values = list(leaves)
+            for i, t in zip(where, tensors):
+                values[i] = t
+            args, kwargs = unflatten(struct, values.__getitem__)
+            return fn(*args, **kwargs)
+        tensors = tuple(leaves[i] for i in where)
         cap = Capture(root, "raise" if self.fullgraph else "break", "script")
-        cap.add_inputs((args, kwargs) if kwargs else args)
+        cap.add_inputs(tensors)
         try:
             with cap:
-                result = fn(*args, **kwargs)
+                result = call(*tensors)
         except RuntimeError as e:
             if self.fullgraph and "reads a tensor as a Python value" in str(e):
                 raise CompileError(f"tritorch.compile(fullgraph=True): {e}") from e
