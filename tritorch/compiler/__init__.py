@@ -4,10 +4,10 @@ A call whose signature (input structure, non-tensor arguments, shapes, dtypes, d
 training mode, autocast) is new captures the forward through the op modes (``tritorch.jit``'s capture, which this
 call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations fused into
 the linear kernel's epilogue (with autograd too), and on ``cuda`` pointwise fusion into generated Triton kernels
-(``codegen.py``), each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later
-calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``,
-``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and
-``explain()`` says why.
+(``codegen.py``), each fused group one autograd node whose backward is derived from its rows' gradient rules and
+fused in turn (``autodiff.py``). Later calls with that signature replay the optimised graph. A forward that reads a
+tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature
+(``fullgraph=True`` raises instead), and ``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
 compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes),
