@@ -148,15 +148,17 @@ def _adam(lib, device, shape, dtype, extra=None):
     return step
 
 
-def _train_step(lib, model, opt, x, y, loss_fn, amp=None):
+def _train_step(lib, model, opt, x, y, loss_fn, amp=None, compile=False):
     """One training step; ``amp`` (a dtype name): the forward and the loss under ``lib.autocast`` in that type (the
-    weights stay in the case's dtype)."""
+    weights stay in the case's dtype); ``compile``: the forward through ``lib.compile`` (tritorch.compile against
+    torch.compile)."""
     autocast = lib.autocast(x.device.type, dtype=getattr(lib, amp or "bfloat16"), enabled=amp is not None)
+    forward = lib.compile(model) if compile else model
 
     def step():
         opt.zero_grad()
         with autocast:
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(forward(x), y)
         loss.backward()
         opt.step()
         return loss.detach()
@@ -171,7 +173,7 @@ def _mlp_step(lib, device, shape, dtype, extra=None):
     x = make_input(lib, (batch, d_in), dtype, device, 1)
     y = lib.from_numpy(np.random.default_rng(4).integers(0, classes, batch)).to(device)
     opt = lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return _train_step(lib, model, opt, x, y, nn.CrossEntropyLoss())
+    return _train_step(lib, model, opt, x, y, nn.CrossEntropyLoss(), compile=(extra or {}).get("compile", False))
 
 
 def _cnn_step(lib, device, shape, dtype, extra=None):
@@ -233,7 +235,7 @@ def _gpt_step(lib, device, shape, dtype, extra=None):
     target = lib.from_numpy(rng.integers(0, vocab, (batch * context,))).to(device)
     opt = lib.optim.AdamW(model.parameters(), lr=1e-3)
     return _train_step(lib, model, opt, idx, target, lambda logits, y: lib.nn.functional.cross_entropy(
-        logits.view(-1, vocab), y), amp=(extra or {}).get("amp"))
+        logits.view(-1, vocab), y), amp=(extra or {}).get("amp"), compile=(extra or {}).get("compile", False))
 
 
 # ---- bytes and flops -------------------------------------------------------------------------------------------------
@@ -314,4 +316,10 @@ STEP_CASES = [
     step_case("gpt step amp-bf16 6L 384w ctx256 b64", "gpt_step", "step", _gpt_step, (6, 6, 384, 256, 64),
               (2, 2, 16, 9, 2), (2, 4, 128, 64, 4), flops=_gpt_flops, ceiling="bf16_matmul", tol=5e-2,
               amp="bfloat16"),
+    # compiled steps (issue 21): tritorch.compile against torch.compile, last so that a time limit cuts them first
+    step_case("mlp step compiled fp32 b256 784-512-512-10", "mlp_step", "step", _mlp_step, (256, 784, 512, 10),
+              (5, 12, 16, 10), (256, 784, 512, 10), tol=1e-4, compile=True),
+    step_case("gpt step compiled bf16 6L 384w ctx256 b64", "gpt_step", "step", _gpt_step, (6, 6, 384, 256, 64),
+              (2, 2, 16, 9, 2), (2, 4, 128, 64, 4), "bfloat16", flops=_gpt_flops, ceiling="bf16_matmul",
+              compile=True),
 ]
