@@ -309,3 +309,24 @@ def test_train_compile_flag_matches_eager(tmp_path):
     eager = train.run(train.build_parser().parse_args(common + ["--out", str(tmp_path / "a.ckpt")]))
     compiled = train.run(train.build_parser().parse_args(common + ["--out", str(tmp_path / "b.ckpt"), "--compile"]))
     assert eager == compiled
+
+
+def test_comparisons_and_where_fuse_inside_a_group(device):
+    f = lambda x, y: tritorch.where(x > y, x * 2.0, 0.5) + tritorch.where((x - y).abs() <= 0.1, y, x).logical_not()
+    g = lambda x, y: tritorch.where(x > y, x * 2.0, 0.5) - tritorch.relu(y)
+    x = tritorch.randn(6, 5, device=device, requires_grad=True)
+    y = tritorch.randn(6, 5, device=device, requires_grad=True)
+    for fn in (f, g):
+        c = tritorch.compile(fn)
+        res = []
+        for h in (fn, c, c):
+            x.grad = y.grad = None
+            out = h(x, y)
+            if out.requires_grad:
+                (out * out).sum().backward()
+            res.append([out.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in (x, y) if t.grad is not None])
+        for r in res[1:]:
+            for a, b in zip(r, res[0]):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    if device == "cuda":
+        assert "Fused(gt -> mul -> where -> relu -> sub)" in c.explain()

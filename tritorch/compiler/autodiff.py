@@ -1,9 +1,10 @@
 """The backward of a fused pointwise group, derived from its members' own gradient rules.
 
-Each member is a row of kernels/elementwise.py: a unary row's ``bwd_composite(g, x, y, a)`` and a binary row's
-``grad(g, x, y, out, alpha)`` are written in tensor ops, so running them in reverse order over the members gives
-the group's input gradients as a chain of published ops: ``codegen.Fused`` captures that chain once, fuses it like a
-forward graph and runs it as the backward of ``FusedFunction``. The members' values are recomputed from the group's
+Each member is a row of kernels/elementwise.py (or ``where``): a unary row's ``bwd_composite(g, x, y, a)`` and a
+binary row's ``grad(g, x, y, out, alpha)`` are written in tensor ops (``where`` routes g by its condition), so
+running them in reverse order over the members gives the group's input gradients as a chain of published ops:
+``codegen.Fused`` captures that chain once, fuses it like a forward graph and runs it as the backward of
+``FusedFunction``. The members' values are recomputed from the group's
 inputs (cheap for pointwise math) instead of being saved by the forward kernel.
 """
 from .._tensor import Tensor
@@ -35,12 +36,16 @@ def input_grads(fused, tensors, scalars, g, table):
         gj = grads.pop(j, None)
         if gj is None:
             continue
-        member = fused.program[j]
+        member, row = fused.program[j], fused.rows[j]
         ops = [_operand(kind, k, tensors, scalars, values) for kind, k in member]
-        if len(member) == 1:
-            parts = [UNARY[fused.rows[j]].bwd_composite(gj, ops[0], values[j], 0.0)]
+        if row == "where":
+            parts = (None, table["where"](ops[0], gj, 0.0), table["where"](ops[0], 0.0, gj))
+        elif len(member) == 1:
+            rule = UNARY[row].bwd_composite
+            parts = [rule(gj, ops[0], values[j], 0.0) if rule is not None else None]
         else:
-            parts = BINARY[fused.rows[j]].grad(gj, ops[0], ops[1], values[j], 1)
+            rule = BINARY[row].grad       # None for the comparisons: their results are bool, no gradient flows
+            parts = rule(gj, ops[0], ops[1], values[j], 1) if rule is not None else (None, None)
         for (kind, k), part in zip(member, parts):
             if part is None or kind == "s":
                 continue

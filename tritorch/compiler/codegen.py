@@ -24,6 +24,7 @@ from ..jit import op_table
 from ..jit.ir import Value
 from ..kernels._common import empty
 from ..kernels._launch import ACC, ptr, block_for
+from ..kernels._pointwise import _where
 from ..kernels.elementwise import BINARY, UNARY
 from .autodiff import FusedFunction, input_grads, member_values
 from .passes import eliminate_dead_code, fuse_pointwise
@@ -61,6 +62,11 @@ def source_of(n_inputs, n_scalars, program):
         lines.append(f"    t{j} = F{j}({args}, {extra})\n")
     lines.append(f"    tl.store(out_ptr + i, t{len(program) - 1}.to(out_ptr.dtype.element_ty), mask=mask)\n")
     return "".join(lines)
+
+
+def row_fn(row, arity):
+    """The Triton function of a member: its row's in kernels/elementwise.py, or the shared kernel's ``where``."""
+    return _where if row == "where" else (UNARY[row] if arity == 1 else BINARY[row]).tfn
 
 
 _LOADED = {}
@@ -114,7 +120,7 @@ class Fused:
         self.n_inputs, self.n_scalars, self.program = n_in, n_sc, program
         self.source = source_of(n_in, n_sc, program)
         self.key = hashlib.sha256(self.source.encode()).hexdigest()[:16]
-        self.fns = [(UNARY[r] if len(p) == 1 else BINARY[r]).tfn for r, p in zip(self.rows, program)]
+        self.fns = [row_fn(r, len(p)) for r, p in zip(self.rows, program)]
         self.shape, self.dtype = outputs[-1].shape, outputs[-1].dtype
         self._backward, self.backward_kernels = {}, []
 

@@ -23,6 +23,8 @@ _BINARY = {"add": ("add", False), "__add__": ("add", False), "__radd__": ("add",
            "mul": ("mul", False), "__mul__": ("mul", False), "__rmul__": ("mul", True),
            "div": ("div", False), "__truediv__": ("div", False), "__rtruediv__": ("div", True),
            "maximum": ("maximum", False), "minimum": ("minimum", False)}
+# comparisons (bool results): published name -> row
+_COMPARE = {f"{p}{op}{q}": op for op in ("lt", "le", "gt", "ge", "eq", "ne") for p, q in (("", ""), ("__", "__"))}
 FUSIBLE_DTYPES = (D.float32, D.float16)
 """The dtypes fused kernels compute (float32 math, as the eager kernels do for both); bf16 runs eagerly: the
 interpreter has no bf16 arithmetic, float64 scalars would be rounded to float32 as kernel arguments."""
@@ -90,56 +92,79 @@ def fuse_linear_epilogue(graph):
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
+def _scalar_ok(a):
+    """A Python number a kernel argument carries exactly (-0.0 does not survive: the eager op keeps its sign)."""
+    return not isinstance(a, bool) and isinstance(a, (int, float)) and not (a == 0 and math.copysign(1.0, a) < 0)
+
+
 def pointwise_spec(node):
-    """``(row name, operands)`` where ``node`` is an elementwise op a fused kernel can compute (operands: Values
-    of the output's shape and dtype, or Python numbers), else None."""
+    """``(row, operands, dtype)`` where ``node`` is an elementwise op a fused kernel can compute, else None.
+    ``operands``: Values of the output's shape, or Python numbers; ``dtype``: the floating type it computes in
+    (None for logical_not, which takes any). Comparisons and logical_not give bool values, used inside a group."""
     if node.kwargs or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
         return None
     out = node.outputs[0]
-    if out.dtype not in FUSIBLE_DTYPES:
-        return None
-    if node.op in _UNARY and len(node.args) == 1:
-        row, ops = node.op, list(node.args)
-    elif node.op in _BINARY and len(node.args) == 2:
+    args = list(node.args)
+    if node.op in _UNARY and len(args) == 1:
+        row, ops, floats, result = node.op, args, args, out.dtype
+    elif node.op in _BINARY and len(args) == 2:
         row, swap = _BINARY[node.op]
-        ops = list(node.args[::-1] if swap else node.args)
+        ops = args[::-1] if swap else args
+        floats, result = ops, out.dtype
+    elif node.op in _COMPARE and len(args) == 2:
+        row, ops, floats, result = _COMPARE[node.op], args, args, None
+    elif node.op == "logical_not" and len(args) == 1:
+        row, ops, floats, result = "logical_not", args, [], None
+    elif node.op == "where" and len(args) == 3 and isinstance(args[0], Value) and args[0].dtype == D.bool_:
+        row, ops, floats, result = "where", args, args[1:], out.dtype
     else:
+        return None
+    if result is not None and result not in FUSIBLE_DTYPES or result is None and out.dtype != D.bool_:
+        return None
+    dtypes = {a.dtype for a in floats if isinstance(a, Value)} | ({result} if result is not None else set())
+    if len(dtypes) > 1 or any(d not in FUSIBLE_DTYPES for d in dtypes):
         return None
     for a in ops:
         if isinstance(a, Value):
-            if a.shape != out.shape or a.dtype != out.dtype:
+            if a.shape != out.shape:
                 return None
-        elif isinstance(a, bool) or not isinstance(a, (int, float)) or (a == 0 and math.copysign(1.0, a) < 0):
-            return None                  # -0.0 does not survive as a kernel argument: the eager op keeps its sign
+        elif not _scalar_ok(a):
+            return None
     if not any(isinstance(a, Value) for a in ops):
         return None
-    return row, ops
+    return row, ops, next(iter(dtypes), None)
 
 
 def fuse_pointwise(graph, make):
-    """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree) replaced by
-    one ``fused:<hash>`` node; returns (graph, {op name: kernel}), each kernel ``make(specs, outputs)`` (specs:
-    [(row, operands)] in execution order; ``codegen.Fused``)."""
+    """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
+    floating type) replaced by one ``fused:<hash>`` node whose result is floating; returns (graph, {op name:
+    kernel}), each kernel ``make(specs, outputs)`` (specs: [(row, operands)] in execution order; ``codegen.Fused``)."""
     uses = {}
     for node in graph.nodes:
         for name in _reads(node.args) + _reads(node.kwargs):
             uses[name] = uses.get(name, 0) + 1
     outputs = {v.name for v in graph.outputs}
-    group_of, groups = {}, []          # value name -> group index; group: list of (node, spec)
+    group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     for node in graph.nodes:
         spec = pointwise_spec(node)
         if spec is None:
             continue
-        merged = [group_of[a.name] for a in spec[1] if isinstance(a, Value) and a.name in group_of
-                  and uses.get(a.name) == 1 and a.name not in outputs]
-        members = [m for gi in dict.fromkeys(merged) for m in groups[gi]] + [(node, spec)]
+        row, ops, dtype = spec
+        merged = list(dict.fromkeys(group_of[a.name] for a in ops if isinstance(a, Value) and a.name in group_of
+                                    and uses.get(a.name) == 1 and a.name not in outputs))
+        kinds = {dtype_of[gi] for gi in merged} | {dtype}
+        kinds.discard(None)
+        if len(kinds) > 1:                       # another floating type: this node starts a group of its own
+            merged, kinds = [], {dtype} - {None}
+        members = [m for gi in merged for m in groups[gi]] + [(node, (row, ops))]
         for gi in merged:
             groups[gi] = []
         groups.append(members)
+        dtype_of.append(next(iter(kinds), None))
         group_of[node.outputs[0].name] = len(groups) - 1
     fused_at, kernels = {}, {}
     for members in groups:
-        if len(members) < 2:
+        if len(members) < 2 or members[-1][0].outputs[0].dtype not in FUSIBLE_DTYPES:
             continue
         members.sort(key=lambda m: graph.nodes.index(m[0]))
         fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members])
