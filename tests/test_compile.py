@@ -330,3 +330,18 @@ def test_comparisons_and_where_fuse_inside_a_group(device):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     if device == "cuda":
         assert "Fused(gt -> mul -> where -> relu -> sub)" in c.explain()
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1,), (7, 13), (3, 1, 5)])
+def test_generated_kernel_edges(shape):
+    """Odd sizes, size 0 and 1, non-contiguous inputs (transposed views), a poisoned output (TRITORCH_POISON=1 in
+    the tests: every element must be written)."""
+    f = lambda a, b: tritorch.sigmoid(a * b) - tritorch.exp(-a)
+    a = tritorch.randn(*shape[::-1], device="cuda").permute(*range(len(shape) - 1, -1, -1))
+    b = tritorch.randn(*shape, device="cuda")
+    c = tritorch.compile(f)
+    c(a, b)
+    got = c(a, b)
+    assert tuple(got.shape) == shape and got.is_contiguous()
+    np.testing.assert_allclose(got.cpu().numpy(), f(a, b).cpu().numpy(), rtol=1e-6, atol=1e-7)
+    assert "Fused(mul -> sigmoid -> neg -> exp -> sub)" in c.explain() or 0 in shape

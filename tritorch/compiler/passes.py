@@ -15,8 +15,10 @@ from ..jit.ir import Graph, Node, Value, flatten
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
-# parameterless unary ops: the published name is the row of kernels/elementwise.py's table
-_UNARY = ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu")
+# parameterless unary ops: published name -> row of kernels/elementwise.py's table
+_UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
+                                   "sigmoid", "relu")}
+_UNARY.update(__neg__="neg", __abs__="abs")
 # binary ops: published name -> (row, operands swapped)
 _BINARY = {"add": ("add", False), "__add__": ("add", False), "__radd__": ("add", True),
            "sub": ("sub", False), "__sub__": ("sub", False), "__rsub__": ("sub", True),
@@ -106,7 +108,7 @@ def pointwise_spec(node):
     out = node.outputs[0]
     args = list(node.args)
     if node.op in _UNARY and len(args) == 1:
-        row, ops, floats, result = node.op, args, args, out.dtype
+        row, ops, floats, result = _UNARY[node.op], args, args, out.dtype
     elif node.op in _BINARY and len(args) == 2:
         row, swap = _BINARY[node.op]
         ops = args[::-1] if swap else args
