@@ -23,8 +23,8 @@ from ..autograd.grad_mode import is_grad_enabled
 from ..jit import op_table
 from ..jit.ir import Value
 from ..kernels._common import empty
-from ..kernels._launch import ACC, ptr, block_for
-from ..kernels._pointwise import _where
+from ..kernels._launch import ACC, ptr
+from ..kernels._pointwise import EW_CANDIDATES, _ew_default, _ew_prune, _where
 from ..kernels.elementwise import BINARY, UNARY
 from .autodiff import FusedFunction, input_grads, member_values
 from .passes import eliminate_dead_code, fuse_pointwise
@@ -62,6 +62,11 @@ def source_of(n_inputs, n_scalars, program):
         lines.append(f"    t{j} = F{j}({args}, {extra})\n")
     lines.append(f"    tl.store(out_ptr + i, t{len(program) - 1}.to(out_ptr.dtype.element_ty), mask=mask)\n")
     return "".join(lines)
+
+
+# the generated kernels tune as the shared pointwise kernel does (its candidates, default and pruning), keyed by the
+# kernel's source hash, dtype and size bucket
+TUNABLE = autotune.Tunable("compiled_pointwise", EW_CANDIDATES, default=_ew_default, prune=_ew_prune)
 
 
 def row_fn(row, arity):
@@ -141,9 +146,13 @@ class Fused:
         if n == 0:
             return out
         kernel = _load(self.key, self.source)
-        block = block_for(n)
-        kernel[(triton.cdiv(n, block),)](*[ptr(t) for t in tensors], ptr(out), n, *scalars,
-                                          *self.fns, CT=ACC[self.dtype], BLOCK=block)
+        args = [ptr(t) for t in tensors] + [ptr(out), n] + scalars + self.fns
+
+        def run(cfg):
+            kernel[(triton.cdiv(n, cfg.BLOCK),)](*args, CT=ACC[self.dtype], BLOCK=cfg.BLOCK,
+                                                 num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        cfg = TUNABLE.pick((self.key, self.dtype, autotune.bucket(n)), run)
+        run(cfg)
         return out
 
     def backward_eager(self, tensors, scalars, g):
