@@ -127,7 +127,8 @@ class CompiledFunction:
                 note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
         table = {**jit.op_table(), **kernels}
-        traced = jit.TracedModule(graph, type(self._orig_mod).__name__, table=table)
+        # the guard already holds the shapes: the replay need not check them again
+        traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)
         traced.training = key[3] if key[3] is not None else False
         return traced
 
