@@ -18,12 +18,25 @@ class Ptr:
     the storage methods it calls hand back this object itself and the copy-back is a no-op.
     """
 
-    __slots__ = ("addr", "dtype", "keep")
+    __slots__ = ("addr", "dtype", "keep", "src")
 
-    def __init__(self, addr, dtype, keep=None):
+    def __init__(self, addr, dtype, keep=None, src=None):
         self.addr = addr
         self.dtype = dtype
         self.keep = keep        # a temporary's storage, alive while the argument is (``in_ptr``)
+        self.src = src          # (shape, strides) of the view this points into, for ``nbytes``; None: a raw address
+
+    @property
+    def nbytes(self):
+        """Bytes of the distinct elements of the view this points at (broadcast dims counted once), the extent a
+        profiler counts (tritorch.profiler); None for a raw address."""
+        if self.src is None:
+            return None
+        n = 1
+        for size, stride in zip(*self.src):
+            if stride != 0 or size == 0:
+                n *= size
+        return n * self.dtype.itemsize
 
     def data_ptr(self):
         return self.addr
@@ -57,7 +70,7 @@ class Ptr:
 
 def ptr(t):
     """The kernel argument of tensor ``t``: the address of its first element."""
-    return Ptr(t._storage.ptr + t._offset * t.dtype.itemsize, t.dtype)
+    return Ptr(t._storage.ptr + t._offset * t.dtype.itemsize, t.dtype, None, (t._shape, t._stride))
 
 
 TL = {D.float32: tl.float32, D.float16: tl.float16, D.bfloat16: tl.bfloat16, D.float64: tl.float64,
@@ -188,7 +201,8 @@ def in_ptr(t):
     """``ptr(interp_bf16_in(t))`` whose float32 copy (interpreter only) lives as long as the argument: written inline
     in a launch, the copy would otherwise be freed before the kernel reads it."""
     c = interp_bf16_in(t)
-    return Ptr(c._storage.ptr + c._offset * c.dtype.itemsize, c.dtype, c._storage if c is not t else None)
+    return Ptr(c._storage.ptr + c._offset * c.dtype.itemsize, c.dtype, c._storage if c is not t else None,
+               (c._shape, c._stride))
 
 
 def interp_bf16_out(t, dtype):

@@ -52,6 +52,7 @@ for _n in ("tensor", "as_tensor", "empty", "zeros", "ones", "full", "empty_like"
 from . import nn, data, utils  # noqa: E402
 from . import optim  # noqa: E402
 from . import jit  # noqa: E402
+from . import profiler  # noqa: E402
 from . import compiler  # noqa: E402
 from .compiler import compile  # noqa: E402,F401  (tritorch.compile, as torch.compile)
 from . import onnx  # noqa: E402  (tritorch.onnx; the onnx package loads only when export runs)

@@ -1,0 +1,137 @@
+"""Kernel launches and kernel bytes per training step, eager vs ``tritorch.compile``, measured with
+``tritorch.profiler`` (issue 21).
+
+Three steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
+and Adam, and the CNN of ``tritorch.train`` with SGD. Each runs on ``cpu`` (the NumPy references: op calls and host
+time, no kernels) and ``cuda``; the compiled model is compiled once and the third step is the one measured (the
+first captures, the second warms up). By default ``cuda`` is Triton's interpreter (TRITORCH_INTERPRET=1, set here
+unless already set): its launch counts and bytes are those of a GPU, its times are not. On a GPU machine run it with
+TRITORCH_INTERPRET=0.
+
+    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,cnn] [--cnn-size 8] [--json OUT]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TRITORCH_INTERPRET", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import tritorch  # noqa: E402
+import tritorch.nn as nn  # noqa: E402
+import tritorch.nn.functional as F  # noqa: E402
+from tritorch import train  # noqa: E402
+from tritorch.profiler import profile, record_function  # noqa: E402
+
+
+def _data(shape, device, seed):
+    return tritorch.tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32), device=device)
+
+
+def _labels(n, device):
+    return tritorch.tensor(np.arange(n) % 10, dtype=tritorch.int64, device=device)
+
+
+def mlp(device, cnn_size):
+    """MLP 64-128-10, cross-entropy, SGD, batch 32."""
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+    x, y = _data((32, 64), device, 1), _labels(32, device)
+    return model, tritorch.optim.SGD(model.parameters(), lr=0.1), (x,), lambda out: F.cross_entropy(out, y)
+
+
+class _Block(nn.Module):
+    """A GPT block: one pre-norm encoder layer under a causal mask."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=256, batch_first=True,
+                                                norm_first=True, activation="gelu", dropout=0.0)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(16))
+
+    def forward(self, x):
+        return self.layer(x, src_mask=self.mask, is_causal=True)
+
+
+def gpt(device, cnn_size):
+    """TransformerEncoderLayer(64, 4 heads, ff 256, pre-norm, gelu), causal, (4, 16, 64), mean of squares, Adam."""
+    model = _Block(device).to(device)
+    x = _data((4, 16, 64), device, 2)
+    return model, tritorch.optim.Adam(model.parameters(), lr=1e-3), (x,), lambda out: out.pow(2).mean()
+
+
+def cnn(device, cnn_size):
+    """tritorch.train's CNN, batch 32, 1 x size x size, cross-entropy, SGD."""
+    model = train.build_model(cnn_size).to(device)
+    x, y = _data((32, 1, cnn_size, cnn_size), device, 3), _labels(32, device)
+    return model, tritorch.optim.SGD(model.parameters(), lr=0.05), (x,), lambda out: F.cross_entropy(out, y)
+
+
+WORKLOADS = {"mlp": mlp, "gpt": gpt, "cnn": cnn}
+
+
+def measure(name, device, compiled, cnn_size, steps=3):
+    """The profile of the last of ``steps`` training steps, summed up."""
+    tritorch.manual_seed(0)
+    model, opt, inputs, loss_fn = WORKLOADS[name](device, cnn_size)
+    run = tritorch.compile(model) if compiled else model
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(run(*inputs))
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(steps - 1):
+        step()
+    t0 = time.perf_counter()
+    with profile() as prof:
+        with record_function("step"):
+            loss = step()
+    wall = time.perf_counter() - t0
+    ops = [e for e in prof.events() if e.kind == "op"]
+    return {"workload": name, "device": device, "mode": "compiled" if compiled else "eager",
+            "ops": sum(e.depth == 1 for e in ops), "ops_all": len(ops) - 1,
+            "launches": prof.kernel_launches(), "bytes": prof.kernel_bytes(), "host_ms": wall * 1e3,
+            "loss": float(loss.item())}
+
+
+def table(rows):
+    head = f"{'workload':8} {'device':6} {'mode':9} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
+           f"{'host ms':>9} {'loss':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['workload']:8} {r['device']:6} {r['mode']:9} {r['ops']:6d} {r['ops_all']:8d} "
+                     f"{r['launches']:9d} {r['bytes']:13,d} {r['host_ms']:9.1f} {r['loss']:9.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", default="cpu,cuda")
+    p.add_argument("--workloads", default="mlp,gpt,cnn")
+    p.add_argument("--cnn-size", type=int, default=8, help="the CNN's image side (8: the bundled digits, 28: MNIST)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    rows = []
+    for name in args.workloads.split(","):
+        if name not in WORKLOADS:
+            p.error(f"unknown workload {name!r}; expected some of {','.join(WORKLOADS)}")
+        for device in args.devices.split(","):
+            for compiled in (False, True):
+                rows.append(measure(name, device, compiled, args.cnn_size))
+                print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(f"per training step (the 3rd), tritorch.profiler; cuda {'interpreted' if tritorch._INTERPRET else 'GPU'}")
+    print("ops: calls made by the step itself; ops all: with the nested ones; kernel bytes: summed tensor extents")
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
