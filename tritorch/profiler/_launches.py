@@ -11,7 +11,7 @@ back.
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
-from .._cuda_runtime import driver, stream_handle
+from ..cuda import _runtime as cuda_runtime     # loaded on first use: importing tritorch touches no CUDA library
 from ..kernels._launch import Ptr
 
 __all__ = ["install", "kernel_name", "launch_bytes", "CudaTimer"]
@@ -77,8 +77,9 @@ class CudaTimer:
     around it, read once when the profile stops (reading them earlier would synchronize every launch)."""
 
     def __init__(self):
-        self.cu = driver()
-        self.stream = self.cu.CUstream(stream_handle())
+        rt = cuda_runtime()
+        self.cu = rt.driver()
+        self.stream = self.cu.CUstream(rt.stream_handle())
         self.elapsed = getattr(self.cu, "cuEventElapsedTime", None) or self.cu.cuEventElapsedTime_v2
         self.pending = []               # (event record, start CUevent, end CUevent)
 
