@@ -325,8 +325,8 @@ def conv_config(kind, M, N, K, dtype):
     if kind == "wgrad":
         bm = 16 if M <= 16 else 32 if M <= 32 else 64
         return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 64 * 64 else 4, 3)
-    bm = 128 if M >= 4096 else 64
-    bn = min(bn, 64) if bm == 128 else bn       # 128 x 128 spilled with 8 warps
+    bm = 128 if M >= 4096 and kind == "fwd" else 64     # dgrad spilled at 128 x 64 and 64 x 128 (8 warps)
+    bn = min(bn, 64) if bm == 128 or kind == "dgrad" else bn       # 128 x 128 spilled with 8 warps
     return ConvConfig(bm, bn, bk, 1, 8, 3)      # 64 x 16 with 4 warps still spilled in dgrad
 
 
@@ -339,8 +339,10 @@ def _key(kind, x, M, N, K, groups, dtype):
 def _prune(configs, key):
     """Tiles no larger than twice the bucketed output dims, or 32 (a 128-row tile on a 16-row GEMM only wastes
     lanes); float64 keeps tiles of at most 64 x 64 with BLOCK_K <= 32 (shared memory)."""
-    dtype, _, _, M, N = key[:5]
+    dtype, kind, _, M, N = key[:5]
     ok = [c for c in configs if c.block_m <= max(2 * M, 32) and c.block_n <= max(2 * N, 32)]
+    if kind == "dgrad":     # its gathered operand's index math: over 64 x 64 (8 warps), 32 x 64 (4 warps) it spills
+        ok = [c for c in ok if c.block_m * c.block_n * (2 if c.num_warps < 8 else 1) <= 64 * 64]
     if dtype is D.float64:
         ok = [c for c in ok if c.block_m * c.block_n <= 64 * 64 and c.block_k <= 32]
     return ok

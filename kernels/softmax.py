@@ -202,8 +202,15 @@ def _key(out, log, R, N, sdim):
     return (out.dtype, bool(log), autotune.bucket(R), autotune.bucket(N), "c" if sdim == 1 else "s")
 
 
-TUNABLES = {kernel: autotune.Tunable(name, CANDIDATES, default=_default, prune=_prune, kernels=(kernel,))
-            for name, kernel in (("softmax_fwd", _softmax_kernel), ("softmax_bwd", _softmax_bwd_kernel))}
+def _prune_bwd(configs, key):
+    """The backward holds two tiles (y and dy): single-pass candidates only at up to 16 elements of each a thread
+    (at 32 and 64, 40-170 B of spills per thread: tritorch compile-check, sm_90a)."""
+    return [c for c in _prune(configs, key) if not c.SINGLE or max(key[3], c.TILE) <= 16 * 32 * c.num_warps]
+
+
+TUNABLES = {kernel: autotune.Tunable(name, CANDIDATES, default=_default, prune=prune, kernels=(kernel,))
+            for name, kernel, prune in (("softmax_fwd", _softmax_kernel, _prune),
+                                        ("softmax_bwd", _softmax_bwd_kernel, _prune_bwd))}
 
 
 def _rows(shape, dim, *tensors):

@@ -98,8 +98,8 @@ def _sort_rows_kernel(x_ptr, v_ptr, i_ptr, M, N, INNER, sxo, sxi, sxn, svo, svi,
     ix = cols + tl.zeros([BLOCK_M, BLOCK_N], tl.int64)
     for stage in tl.static_range(1, LOG_N + 1):
         flip = (pos >> stage) & 1                     # merge direction of this 2**stage block (0 at the last stage)
-        for k in tl.static_range(stage):
-            j: tl.constexpr = stage - 1 - k
+        for j in tl.static_range(stage - 1, -1, -1):  # (j counted down, not assigned: triton 3.9 refuses a
+            # constexpr assigned again in a loop and makes an unannotated one a tensor)
             pv = _partner(v, j)
             pi = _partner(ix, j)
             right = (pos >> j) & 1

@@ -8,6 +8,8 @@
     tritorch train [--epochs N] [--device ...] [--data DIR] [--out F] [--resume F] [--plot F] ...
                                                            the main job: train the CNN on the digits (or MNIST)
     tritorch compile-check [--target sm_90a] [--jobs N] [--cache DIR] [--workloads LIST] [--kernels REGEX]
+                           [--candidates all|none|cached] [--defaults-only] [--budget SECONDS]
+                           [--spill-tolerance BYTES]
                                                            compile every kernel for a GPU (no GPU needed): errors,
                                                            registers, spills, shared memory, wgmma; the CI gate
     tritorch precompile [--target sm_90a] [--jobs N] [--workloads LIST] [--candidates]
@@ -82,8 +84,14 @@ def _split(v):
 def cmd_compile_check(args):
     from .compilecheck import gate
     cache = None if args.no_cache else gate.cache_file(args.target, args.cache)
+    candidates = "none" if args.defaults_only else args.candidates
+    if args.budget is not None and args.budget < 0:
+        raise _usage_error()(f"--budget must be >= 0 seconds, got {args.budget}")
+    if args.spill_tolerance is not None and args.spill_tolerance < 0:
+        raise _usage_error()(f"--spill-tolerance must be >= 0 bytes, got {args.spill_tolerance}")
     return gate.check(args.target, args.jobs, cache, _split(args.workloads), args.kernels, verbose=args.verbose,
-                      json_out=args.json)
+                      json_out=args.json, candidates=candidates, budget=args.budget,
+                      spill_tolerance=gate.SPILL_TOLERANCE if args.spill_tolerance is None else args.spill_tolerance)
 
 
 def cmd_precompile(args):
@@ -263,6 +271,14 @@ def build_parser():
     c.add_argument("--no-cache", action="store_true", help="compile everything, keep no results file")
     c.add_argument("--workloads", default=None, help="comma-separated workload families (default: all)")
     c.add_argument("--kernels", default=None, metavar="REGEX", help="only kernels whose name matches")
+    c.add_argument("--candidates", default="all", choices=["all", "none", "cached"],
+                   help="autotune candidates: all compile (default); none (heuristic defaults only); cached (the CI "
+                        "gate: every default, the candidates the results file holds, the rest within --budget)")
+    c.add_argument("--defaults-only", action="store_true", help="the heuristic defaults only (--candidates none)")
+    c.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="with --candidates cached: seconds to spend compiling candidates the file lacks (default 0)")
+    c.add_argument("--spill-tolerance", type=int, default=None, metavar="BYTES",
+                   help="spill stores per thread that are reported but pass (default 32; 0: any spill fails)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write the summary and findings as JSON")
     c.add_argument("--verbose", action="store_true", help="every spilling specialization and finding")
     c.set_defaults(fn=cmd_compile_check)

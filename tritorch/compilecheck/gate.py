@@ -38,7 +38,8 @@ from tritorch import _atomic, _dtype as D, autotune
 __all__ = ["check", "precompile", "record_specs", "compile_specs", "gate", "report", "parse_target", "SMEM_LIMIT",
            "cache_file"]
 
-FORMAT = "tritorch-compile-check-v1"
+FORMAT = "tritorch-compile-check-v2"      # v2: results stored without their usual values
+FORMAT_V1 = "tritorch-compile-check-v1"
 # Shared memory a block may use (opt-in maximum), bytes, by compute capability.
 SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
 _DTYPES = {str(d).rsplit(".", 1)[-1]: d for d in vars(D).values() if isinstance(d, D.dtype)}
@@ -223,50 +224,89 @@ def cache_file(target_name, where=None):
     return os.path.join(folder, f"triton-{triton.__version__}-sm{cap}.json")
 
 
+# A result as stored: the fields that are not at their usual value (most are 0, False or None), one line per result.
+_USUAL = {"error": None, "regs": None, "stack": 0, "spill_stores": 0, "spill_loads": 0, "smem": 0, "dot": False,
+          "wgmma": False, "mma": False, "seconds": 0.0}
+
+
 def _load(path, target_name):
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return {}
-    ok = isinstance(data, dict) and data.get("format") == FORMAT and data.get("triton") == triton.__version__ \
-        and data.get("target") == target_name and isinstance(data.get("results"), dict)
-    return data["results"] if ok else {}
+    ok = isinstance(data, dict) and data.get("format") in (FORMAT, FORMAT_V1) and \
+        data.get("triton") == triton.__version__ and data.get("target") == target_name and \
+        isinstance(data.get("results"), dict)
+    return {k: dict(_USUAL, **r) for k, r in data["results"].items()} if ok else {}
+
+
+def _compact(result):
+    return {f: v for f, v in result.items() if f not in _USUAL or _USUAL[f] != v}
 
 
 def _save(path, target_name, results):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    data = {"format": FORMAT, "triton": triton.__version__, "target": target_name, "results": results}
-    _atomic.write(path, json.dumps(data, indent=0, sort_keys=True))
+    rows = ",\n".join(f"{json.dumps(k)}: {json.dumps(_compact(r), sort_keys=True)}" for k, r in sorted(results.items()))
+    head = json.dumps({"format": FORMAT, "triton": triton.__version__, "target": target_name})[:-1]
+    _atomic.write(path, f'{head}, "results": {{\n{rows}\n}}}}\n')
 
 
-def compile_specs(specs, target_name="sm_90a", jobs=None, cache=None, progress=None, replace=True):
+def compile_specs(specs, target_name="sm_90a", jobs=None, cache=None, progress=None, replace=True, optional=(),
+                  budget=None):
     """Compile each spec (``{key: {"spec", "origins"}}``) not already in the results file ``cache`` (a path, or
     None for no file) in ``jobs`` worker processes; the file then holds these results (``replace``: only these,
-    else added to what it held). Returns ``(results by spec key, number compiled now, seconds)``."""
+    else added to what it held). Keys in ``optional`` compile after the others, only while ``budget`` seconds (None:
+    no limit) have not run out since the first of them started: those left over have no result. Returns
+    ``(results by spec key, number compiled now, seconds)``."""
     t0 = time.perf_counter()
     names = list(specs)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    results = {}
+    optional = set(optional)
     ctx = multiprocessing.get_context("spawn")
     with _compiler_env(), concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
         keys = dict(zip(names, ex.submit(_spec_keys, [specs[k]["spec"] for k in names], target_name).result()))
         cached = _load(cache, target_name) if cache else {}
         results = {k: cached[h] for k, h in keys.items() if h in cached}
         todo = [(k, specs[k]["spec"], target_name) for k in names if k not in results]
-        todo.sort(key=lambda t: -_cost(t[1]))           # the long compiles first: better packing of the pool
-        saved = time.perf_counter()
-        for i, (k, res) in enumerate(ex.map(_worker, todo, chunksize=1), 1):
+        todo.sort(key=lambda t: (t[0] in optional, -_cost(t[1])))      # required first, long compiles first
+        state = {"saved": time.perf_counter(), "done": 0}
+
+        def keep(k, res):
             results[k] = res
+            state["done"] += 1
             if progress:
-                progress(i, len(todo))
-            if cache and time.perf_counter() - saved > 60:      # a run cut short keeps what it compiled
+                progress(state["done"], len(todo))
+            if cache and time.perf_counter() - state["saved"] > 60:    # a run cut short keeps what it compiled
                 _save(cache, target_name, dict(cached, **{keys[k]: r for k, r in results.items()}))
-                saved = time.perf_counter()
+                state["saved"] = time.perf_counter()
+        _run_pool(ex, todo, jobs, keep, optional, budget)
     if cache:
-        keep = {} if replace else cached
-        _save(cache, target_name, dict(keep, **{keys[k]: r for k, r in results.items()}))
-    return results, len(todo), time.perf_counter() - t0
+        base = {} if replace else cached
+        _save(cache, target_name, dict(base, **{keys[k]: r for k, r in results.items()}))
+    return results, state["done"], time.perf_counter() - t0
+
+
+def _run_pool(ex, todo, jobs, keep, optional, budget):
+    """Compile ``todo`` (the optional ones last) in the pool, ``2 * jobs`` in flight; an optional one starts only
+    within ``budget`` seconds (None: no limit) of the first optional one."""
+    pending, it, deadline = set(), iter(todo), None
+    while True:
+        while len(pending) < 2 * jobs:
+            item = next(it, None)
+            if item is not None and item[0] in optional and budget is not None:
+                deadline = deadline or time.perf_counter() + budget
+                if time.perf_counter() >= deadline:
+                    item = None
+            if item is None:
+                it = iter(())
+                break
+            pending.add(ex.submit(_worker, item))
+        if not pending:
+            return
+        done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for f in done:
+            keep(*f.result())
 
 
 def _cost(spec):
@@ -301,7 +341,20 @@ def _spill_ok(origin):
     return origin["kind"] == "candidate" and t is not None and origin["config"] in getattr(t, "spill_ok", {})
 
 
-def gate(specs, results, cap):
+# Spill stores up to this many bytes per thread are reported but pass: ptxas (12.8 to 13.4) spills 4-28 bytes in
+# some kernels far below the register limit (56-128 registers), and which tiles it does that to changes with its
+# version (matmul float32 ieee 128x64: 28 B with 4 warps under 12.8, none with 8; under 12.9 and 13.4 the reverse).
+# A few L1-resident words cost little next to the 0.2-45 KB per thread of real register pressure the gate exists
+# to catch. ``--spill-tolerance 0`` makes every spill fail.
+SPILL_TOLERANCE = 32
+
+
+def _spills(r, tolerance):
+    """Whether result ``r`` spills more than ``tolerance`` bytes of stores (any loads without stores count too)."""
+    return r["spill_stores"] > tolerance or (r["spill_loads"] and not r["spill_stores"])
+
+
+def gate(specs, results, cap, spill_tolerance=SPILL_TOLERANCE):
     """The findings that fail the gate: a list of ``(kernel, what, detail)``."""
     limit = SMEM_LIMIT.get(cap, 101376)
     bad = []
@@ -313,7 +366,7 @@ def gate(specs, results, cap):
             continue
         if r["smem"] > limit:
             bad.append((name, "shared memory", f"{_label(spec)}: {r['smem']} B > {limit} B"))
-        if (r["spill_stores"] or r["spill_loads"]) and not all(_spill_ok(o) for o in e["origins"]):
+        if _spills(r, spill_tolerance) and not all(_spill_ok(o) for o in e["origins"]):
             o = _origin_text(e["origins"])
             bad.append((name, "spills", f"{_label(spec)}: {r['spill_stores']} B stores / {r['spill_loads']} B "
                                         f"loads, {r['regs']} regs ({o})"))
@@ -335,8 +388,9 @@ def _origin_text(origins):
     return f"candidate {c['config']} of {c['tunable']}"
 
 
-def summary(specs, results, cap):
-    """Counts: specializations, kernels, compiled, failed, spilling, over shared memory, wgmma use."""
+def summary(specs, results, cap, spill_tolerance=SPILL_TOLERANCE):
+    """Counts: specializations, kernels, compiled, failed, spilling (and of those, over the tolerance), over shared
+    memory, wgmma use."""
     limit = SMEM_LIMIT.get(cap, 101376)
     rs = [(specs[k]["spec"], results[k]) for k in specs]
     ok = [(s, r) for s, r in rs if not r["error"]]
@@ -344,6 +398,7 @@ def summary(specs, results, cap):
     return {"specializations": len(rs), "kernels": len({tuple(s["kernel"]) for s, _ in rs}), "compiled": len(ok),
             "failed": len(rs) - len(ok),
             "spilling": sum(1 for _, r in ok if r["spill_stores"] or r["spill_loads"]),
+            "spilling_over_tolerance": sum(1 for _, r in ok if _spills(r, spill_tolerance)),
             "over_smem": sum(1 for _, r in ok if r["smem"] > limit),
             "tensor_core_eligible": len(elig), "wgmma": sum(1 for _, r in elig if r["wgmma"]),
             "dot_ieee_or_f64": sum(1 for _, r in ok if r.get("dot")) - len(elig)}
@@ -360,7 +415,7 @@ def spill_table(specs, results):
     return sorted(rows, key=lambda x: -x[3])
 
 
-def report(specs, results, cap, out=sys.stdout, verbose=False):
+def report(specs, results, cap, out=sys.stdout, verbose=False, spill_tolerance=SPILL_TOLERANCE):
     """Per kernel: specializations, failures, max registers, spilling, max shared memory, wgmma use."""
     limit = SMEM_LIMIT.get(cap, 101376)
     per = {}
@@ -382,7 +437,8 @@ def report(specs, results, cap, out=sys.stdout, verbose=False):
     if rows:
         print(f"\nspilling specializations ({len(rows)}):", file=out)
         for row in rows[: None if verbose else 40]:
-            print(f"  {row[0]:<24} {row[1]:<58} {row[2]:>4} regs {row[3]:>6} B st {row[4]:>6} B ld  {row[5]}",
+            minor = " (within the tolerance)" if 0 < row[3] <= spill_tolerance else ""
+            print(f"  {row[0]:<24} {row[1]:<58} {row[2]:>4} regs {row[3]:>6} B st {row[4]:>6} B ld  {row[5]}{minor}",
                   file=out)
         if len(rows) > 40 and not verbose:
             print(f"  ... {len(rows) - 40} more (--verbose)", file=out)
@@ -399,26 +455,53 @@ def _progress(stream):
     return tick
 
 
+CANDIDATES = ("all", "none", "cached")
+
+
+def _is_default(entry):
+    return any(o["kind"] == "default" for o in entry["origins"])
+
+
 def check(target="sm_90a", jobs=None, cache=None, workloads=None, kernels=None, out=sys.stdout, verbose=False,
-          json_out=None):
+          json_out=None, candidates="all", budget=None, spill_tolerance=SPILL_TOLERANCE):
     """``tritorch compile-check``: record, compile (what the results file lacks), report, gate. Returns 0 when
-    the gate passes, 1 when it fails."""
+    the gate passes, 1 when it fails.
+
+    ``candidates``: "all" (every autotune candidate compiles), "none" (the heuristic defaults only), or "cached"
+    (the CI gate: every default; the candidates the results file holds, plus those that compile within ``budget``
+    seconds; the rest are counted as not checked). Spills of at most ``spill_tolerance`` bytes of stores per
+    thread are reported and pass."""
+    if candidates not in CANDIDATES:
+        raise ValueError(f"candidates must be one of {', '.join(CANDIDATES)}, got {candidates!r}")
     _, cap = parse_target(target)
     t0 = time.perf_counter()
-    specs = record_specs(workloads)
+    if candidates == "cached" and not (cache and _load(cache, target)):
+        candidates = "none"                 # no results of this triton version: recording candidates is wasted
+        print(f"compile-check: no results file {cache} for this triton version: heuristic defaults only", file=out)
+    specs = record_specs(workloads, candidates=candidates != "none")
     if kernels:
         rx = re.compile(kernels)
         specs = {k: e for k, e in specs.items() if rx.search(e["spec"]["kernel"][1])}
     t_rec = time.perf_counter() - t0
+    n_def = sum(1 for e in specs.values() if _is_default(e))
     print(f"compile-check: triton {triton.__version__}, target sm_{cap}{'a' if cap == 90 else ''}: "
-          f"{len(specs)} specializations recorded in {t_rec:.0f} s", file=out, flush=True)
-    results, n, secs = compile_specs(specs, target, jobs, cache, _progress(out), replace=not (workloads or kernels))
-    print(f"compile-check: compiled {n} ({len(specs) - n} from {cache or 'no results file'}) in {secs:.0f} s with "
-          f"{jobs or os.cpu_count()} processes", file=out)
-    report(specs, results, cap, out, verbose)
-    s = summary(specs, results, cap)
+          f"{len(specs)} specializations ({n_def} heuristic defaults) recorded in {t_rec:.0f} s", file=out, flush=True)
+    optional = [k for k, e in specs.items() if not _is_default(e)] if candidates == "cached" else ()
+    results, n, secs = compile_specs(specs, target, jobs, cache, _progress(out),
+                                     replace=not (workloads or kernels) and candidates == "all", optional=optional,
+                                     budget=budget or 0.0)
+    unchecked = [k for k in specs if k not in results]
+    print(f"compile-check: compiled {n} ({len(specs) - n - len(unchecked)} from {cache or 'no results file'}) in "
+          f"{secs:.0f} s with {jobs or os.cpu_count()} processes", file=out)
+    if unchecked:
+        print(f"compile-check: {len(unchecked)} autotune-candidate specializations not checked (not in the results "
+              f"file, over the {budget or 0:.0f} s budget): run the full gate to check them", file=out)
+    specs = {k: e for k, e in specs.items() if k in results}
+    report(specs, results, cap, out, verbose, spill_tolerance)
+    s = summary(specs, results, cap, spill_tolerance)
+    s["not_checked"] = len(unchecked)
     print("\nsummary: " + ", ".join(f"{k} {v}" for k, v in s.items()), file=out)
-    bad = gate(specs, results, cap)
+    bad = gate(specs, results, cap, spill_tolerance)
     if json_out:
         _atomic.write(json_out, json.dumps({"triton": triton.__version__, "target": target, "summary": s,
                                             "spill_table": spill_table(specs, results), "failures": bad}, indent=1))

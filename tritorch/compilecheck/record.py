@@ -4,8 +4,9 @@ Run in a process with ``TRITORCH_INTERPRET=1`` (host memory for ``cuda`` tensors
 ``INTERPRET`` flag is turned off so that host code takes its GPU paths (GPU block sizes, bf16 handed over as bf16),
 and Triton's interpreted launch is replaced by a recorder that keeps (kernel, arguments, constexprs, warps, stages)
 and runs nothing. The workloads below call the public API in float32, float16 and bfloat16 (float64 where a kernel
-has a float64 path), forward and backward; each tunable kernel picked on the way is then run again with every
-candidate its pruning rule keeps for that key (``autotune.force``), tagged as a candidate.
+has a float64 path), forward and backward; each tunable kernel of the workload's own family
+(``CANDIDATE_FAMILIES``) picked on the way is then run again with every candidate its pruning rule keeps for that
+key (``autotune.force``), tagged as a candidate.
 
     TRITORCH_INTERPRET=1 python -m tritorch.compilecheck.record OUT.json
 """
@@ -311,6 +312,12 @@ def w_views(dt):
 
 
 WORKLOADS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("w_")}
+# The tunables (name prefixes) whose every candidate a workload records: its own family's. Other workloads call
+# them too (a linear in an RNN, a pointwise op in a loss) with the defaults only: the candidates there would add
+# thousands of specializations of the same tiles (about 5,000 instead of 2,000) and no kernel not already checked.
+CANDIDATE_FAMILIES = {"matmul": ("matmul",), "linear": ("linear", "matmul"), "activations": ("linear",),
+                      "conv": ("conv_",), "elementwise": ("elementwise_",), "reduce": ("reduce_",),
+                      "softmax": ("softmax_",), "loss": ("softmax_",)}
 
 
 # ---- the recorder ------------------------------------------------------------------------------------------------
@@ -425,7 +432,8 @@ def record(workloads=None, dtypes=DTYPES, candidates=True, log=sys.stderr):
             dtype = getattr(tritorch, dt)
             _REC.launches, _REC.picks, _REC.pending = [], [], None
             _run_one(fn, dtype, name, dt, log)
-            tunables = list({t.name: t for t, _ in _REC.picks}.values()) if candidates else []
+            family = CANDIDATE_FAMILIES.get(name, ()) if candidates else ()
+            tunables = [t for t in {t.name: t for t, _ in _REC.picks}.values() if t.name.startswith(family)]
             for i in range(max((len(t.configs) for t in tunables), default=0)):
                 with contextlib.ExitStack() as stack:   # the i-th candidate of every tunable this workload picked
                     for t in tunables:
