@@ -495,7 +495,11 @@ def test_named_parameters():
 # Adadelta, Adamax, NAdam, RAdam against torch.optim (the oracle), LBFGS against torch's trajectory
 # ====================================================================================================================
 
-import torch  # noqa: E402
+try:                                    # PyTorch is the oracle where it is installed
+    import torch  # noqa: E402
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch (the oracle) is not installed")
 
 TORCH_CASES = [
     ("Adadelta", {}),
@@ -543,6 +547,7 @@ def _against_torch(name, kw, device, steps=8, dtype=tritorch.float32, rtol=2e-5,
     return uopt
 
 
+@needs_torch
 @pytest.mark.parametrize("name,kw", TORCH_CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}"
                                                       for n, kw in TORCH_CASES])
 def test_against_torch_optim(name, kw, device):
@@ -551,6 +556,7 @@ def test_against_torch_optim(name, kw, device):
     assert {k: v for k, v in opt.defaults.items()} == ref.defaults
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["Adadelta", "Adamax", "NAdam", "RAdam"])
 def test_new_optimizers_float64_and_half(name, device):
     _against_torch(name, dict(lr=0.05, weight_decay=0.1), device, steps=4, dtype=tritorch.float64, rtol=1e-10,
@@ -599,9 +605,9 @@ def test_new_optimizers_one_launch_per_group_and_dtype(name, monkeypatch):
     ("LBFGS", dict(lr=-1), "Invalid learning rate: -1"),
 ])
 def test_new_optimizers_invalid_hyperparameters(name, kw, msg):
-    p = [torch.zeros(1, requires_grad=True)]
-    with pytest.raises(ValueError, match=msg):
-        getattr(torch.optim, name)(p, **kw)
+    if torch is not None:               # the message is PyTorch's own
+        with pytest.raises(ValueError, match=msg):
+            getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)], **kw)
     with pytest.raises(ValueError, match=msg):
         getattr(optim, name)([tritorch.zeros(1, requires_grad=True)], **kw)
 
@@ -641,6 +647,7 @@ def _lbfgs_problem(lib, device=None):
     return [w, c], loss_fn
 
 
+@needs_torch
 @pytest.mark.parametrize("kw", [dict(), dict(line_search_fn="strong_wolfe"),
                                 dict(lr=0.5, history_size=3, max_iter=5),
                                 dict(history_size=2, max_iter=7, line_search_fn="strong_wolfe",
