@@ -978,6 +978,12 @@ class Pointwise(Function):
     def backward(ctx, g):
         x, y = ctx.saved_tensors
         op, a = ctx.op, ctx.a
+        if all(ctx.needs_input_grad[:2]) and not STATE.enabled and x._storage.device.type != "cpu" \
+                and x.dtype == y.dtype:
+            dx, dy = launch_pointwise((op.dx, op.dy), (g, x, y), (empty(g._shape, x.dtype, x.device),
+                                                                  empty(g._shape, y.dtype, y.device)),
+                                      ACC[x.dtype], float(a))       # both gradients from one read of g, x, y
+            return sum_to(dx, x._shape), sum_to(dy, y._shape), None, None
         grads = []
         for k, (tfn, ref, comp, t) in enumerate(((op.dx, op.dx_ref, op.dx_comp, x), (op.dy, op.dy_ref, op.dy_comp,
                                                                                    y))):

@@ -8,7 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import triton
+import triton.language as tl
+
 import tritorch as torch
+from tritorch.kernels._pointwise import launch_pointwise
 from helpers import TOL, assert_close, make, to_np
 
 F = torch._FUNCTIONS
@@ -1239,3 +1243,41 @@ def test_relu_elu_pass_the_gradient_at_nan(device):
         x = torch.tensor([nan, inf, -inf, 0., -1., 1.], dtype=torch.float64, device=device, requires_grad=True)
         fn(x).sum().backward()
         np.testing.assert_allclose(to_np(x.grad), ref, rtol=1e-12)
+
+
+@triton.jit
+def _axpy(x, y, z, a, b):
+    return x * a + y
+
+
+@triton.jit
+def _xyz(x, y, z, a, b):
+    return x * y - z + b
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.float32, torch.bfloat16),
+                                    (torch.float16, torch.float64)])
+@pytest.mark.parametrize("n", [0, 1, 37, 1100])
+def test_launch_pointwise_two_outputs(dtypes, n):
+    """One launch writes two outputs of one shape (each its own dtype and strides: one transposed) from one read of
+    a broadcast input, a strided input and a Python number; every element of both is written (poisoned first)."""
+    rng = np.random.default_rng(n)
+    xs = rng.uniform(-2, 2, (3, n)).astype(np.float32)
+    ys = rng.uniform(-2, 2, (n,)).astype(np.float32)
+    x = torch.tensor(xs.T.copy(), device="cuda").t()                     # (3, n), strided
+    y = torch.tensor(ys, device="cuda")                                  # broadcast along dim 0
+    o0 = torch.empty((3, n), dtype=dtypes[0], device="cuda")
+    o1 = torch.empty((n, 3), dtype=dtypes[1], device="cuda").t()         # (3, n), transposed
+    res = launch_pointwise((_axpy, _xyz), (x, y, 1.5), (o0, o1), tl.float32, 0.5, 0.25)
+    assert res[0] is o0 and res[1] is o1
+    assert_close(o0, (xs * 0.5 + ys).astype(np.float64), dtypes[0])
+    assert_close(o1, (xs * ys - 1.5 + 0.25).astype(np.float64), dtypes[1])
+
+
+def test_launch_pointwise_outputs_must_match():
+    x = torch.ones(4, device="cuda")
+    with pytest.raises(ValueError, match="2 functions for 1 outputs"):
+        launch_pointwise((_axpy, _xyz), (x, x, x), (torch.empty(4, device="cuda"),), tl.float32)
+    with pytest.raises(ValueError, match="outputs of one shape"):
+        launch_pointwise((_axpy, _xyz), (x, x, x), (torch.empty(4, device="cuda"), torch.empty(3, device="cuda")),
+                         tl.float32)

@@ -11,6 +11,7 @@ import tritorch
 import tritorch.nn as nn
 import tritorch.nn.functional as F
 from tritorch.autograd import gradcheck, gradgradcheck
+from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
 F32, F64 = tritorch.float32, tritorch.float64
@@ -752,3 +753,29 @@ def test_bce_with_logits_near_float_max(device):
     y = tritorch.tensor([1.7572192927707135], dtype=tritorch.float64, device=device)
     out = F.binary_cross_entropy_with_logits(x, y, reduction="none")
     np.testing.assert_allclose(to_np(out), [-1.3612479241992096e+308], rtol=1e-12)
+
+
+
+def _smooth_l1_grads(x_grad, y_grad):
+    """smooth_l1 (beta 0.5, reduction 'none') backward on interpreted cuda with a transposed input: the gradients
+    (None where not required) and the pointwise-kernel launches of the backward."""
+    x, _, y, _ = _pointwise_inputs("smooth_l1", (5, 33), "cuda", "transposed")
+    x.requires_grad_(x_grad)
+    y.requires_grad_(y_grad)
+    out = F.smooth_l1_loss(x, y, reduction="none", beta=0.5)
+    g = tritorch.tensor(upstream((5, 33)), dtype=F32, device="cuda")
+    with profile() as prof:
+        out.backward(g)
+    return [None if t.grad is None else to_np(t.grad) for t in (x, y)], prof.kernel_launches("_pointwise_kernel")
+
+
+def test_pointwise_backward_both_gradients_in_one_launch():
+    """With input and target both requiring grad, one launch of the pointwise kernel computes both gradients (one
+    read of g, x and y), equal to those computed one at a time."""
+    (dx, dy), launches = _smooth_l1_grads(True, True)
+    (dx1, none_y), launches_x = _smooth_l1_grads(True, False)
+    (none_x, dy1), launches_y = _smooth_l1_grads(False, True)
+    assert launches == launches_x == launches_y == 1
+    assert none_x is None and none_y is None
+    np.testing.assert_array_equal(dx, dx1)
+    np.testing.assert_array_equal(dy, dy1)

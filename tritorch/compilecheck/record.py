@@ -115,6 +115,7 @@ def w_loss(dt):
     a, b = _t((64, 33), dt, True), _t((64, 33), dt)
     for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss):
         _bwd(fn(a, b))
+    _bwd(F.mse_loss(a, _t((64, 33), dt, True)))     # input and target both need grad: two outputs in one launch
     _bwd(F.binary_cross_entropy_with_logits(a, _t((64, 33), dt, False, 0.0, 1.0)))
     _bwd(F.kl_div(F.log_softmax(a, dim=-1), F.softmax(b, dim=-1), reduction="batchmean"))
     # last: it checks its input's values, which unrun launches leave unset
