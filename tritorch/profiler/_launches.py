@@ -26,17 +26,15 @@ def kernel_name(kernel):
 
 
 def launch_bytes(args, kwargs):
-    """The summed extents (``Ptr.nbytes``) of a launch's pointer arguments; raw addresses count 0."""
-    total = 0
-    for a in args:
+    """The summed extents (``Ptr.nbytes``) of a launch's pointer arguments, each view once (a kernel handed the
+    same tensor twice, such as the pointwise kernel's unused second output, counts it once); raw addresses count 0."""
+    total, seen = 0, set()
+    for a in (*args, *kwargs.values()):
         if type(a) is Ptr:
             n = a.nbytes
-            if n:
-                total += n
-    for a in kwargs.values():
-        if type(a) is Ptr:
-            n = a.nbytes
-            if n:
+            key = (a.addr, a.dtype, a.src)
+            if n and key not in seen:
+                seen.add(key)
                 total += n
     return total
 
