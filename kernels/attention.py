@@ -267,14 +267,23 @@ def _blocks(E, EV, dtype):
 
 def _dkdv_blocks(bm, bn, warps, dtype):
     """(BLOCK_M, BLOCK_N, num_warps, num_stages) of the dK/dV kernel, which holds k, v, dk and dv tiles across its
-    loop: for float32 "ieee" (CUDA-core FMA dots) 32 x 16, 8 warps, no software pipelining (with it every tile
-    ``tritorch compile-check`` tried spilled, 64 x 64 by 13-30 KB); otherwise the forward's, at most 32 keys wide
+    loop: for float32 "ieee" (CUDA-core FMA dots) 16 x 16, 4 warps, no software pipelining (with it every tile
+    ``tritorch compile-check`` tried spilled, 64 x 64 by 13-30 KB; 32 x 16 with 8 warps spilled 8-12 B in the dropout
+    specialization under triton 3.6 and 3.9); otherwise the forward's, at most 32 keys wide
     (64 x 64 with 4 warps spilled in float16/bfloat16)."""
     if INTERPRET:
         return bm, bn, warps, 3
     if uses_fma(dtype):
-        return 32, 16, 8, 1
+        return 16, 16, 4, 1
     return bm, min(bn, 32), warps, 3
+
+
+def _dq_blocks(bm, bn, warps, dtype):
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) of the dQ kernel: the forward's, but 32 x 16 with 4 warps for float32
+    "ieee" (the forward's 64 x 32 with 8 warps, and 32 x 32, spilled 4-8 B under triton 3.6's ptxas)."""
+    if uses_fma(dtype) and not INTERPRET:
+        return 32, 16, 4, 3
+    return bm, bn, warps, 3
 
 
 def _strides4(t):
@@ -340,8 +349,10 @@ class _Launch:
                 *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g),
                 **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
         if self.L:
-            _attn_bwd_dq_kernel[grid_m](*ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq),
-                                        *args, *_strides4(g), **tail, MASK_GRAD=mask_grad)
+            bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
+            _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
+                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args, *_strides4(g),
+                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
         return dq, dk, dv, dm
 
 

@@ -295,16 +295,18 @@ ConvConfig = _mm.MatmulConfig      # (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M (unused
 # The search space of the autotuner (the implicit GEMMs are matmuls with gathered operands: matmul-like tiles). The
 # gathered operand's index math costs registers that a plain matmul does not spend: ``tritorch compile-check``
 # (sm_90a) found 255 registers and 0.1-2 KB of spills per thread in 128 x 128, BLOCK_K 64, 128 x 64 with 4 warps,
-# 4 stages and 2-warp tiles, so the tiles here keep BLOCK_K 32, 8 warps from 64 x 128 up, and 2-3 stages.
+# 4 stages and 2-warp tiles, so the tiles here keep BLOCK_K 32, 8 warps from 64 x 128 up, and 2-3 stages; the
+# skinny tile is 16 x 64 x 16 with 8 warps (x 32 with 4 spilled 8 B in float32 under triton 3.6).
 CANDIDATES = (
     ConvConfig(128, 64, 32, 1, 8, 3),
     ConvConfig(64, 128, 32, 1, 8, 3),
     ConvConfig(128, 64, 32, 1, 8, 2),
     ConvConfig(64, 64, 32, 1, 4, 2),
     ConvConfig(64, 64, 32, 1, 8, 3),
+    ConvConfig(64, 32, 32, 1, 8, 3),
     ConvConfig(32, 64, 32, 1, 4, 3),
     ConvConfig(32, 32, 32, 1, 4, 3),
-    ConvConfig(16, 64, 32, 1, 4, 3),
+    ConvConfig(16, 64, 16, 1, 8, 3),
 )
 
 
@@ -324,10 +326,14 @@ def conv_config(kind, M, N, K, dtype):
     bn = 16 if N <= 16 else 32 if N <= 32 else 64 if N <= 64 else 128
     if kind == "wgrad":
         bm = 16 if M <= 16 else 32 if M <= 32 else 64
-        return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 64 * 64 else 4, 3)
+        if bm == 16:            # 16 x 32 x 32 spilled 4 B (triton 3.9), 16 x 64 x 16 with 4 warps 8 B (3.6):
+            return ConvConfig(16, min(bn, 64), 16, 1, 8, 3)     # BLOCK_K 16 with 8 warps is clean in all three
+        return ConvConfig(bm, bn, bk, 1, 8 if bm * bn >= 32 * 32 else 4, 3)    # 32 x 32 with 4 warps spilled
     bm = 128 if M >= 4096 and kind == "fwd" else 64     # dgrad spilled at 128 x 64 and 64 x 128 (8 warps)
-    bn = min(bn, 64) if bm == 128 or kind == "dgrad" else bn       # 128 x 128 spilled with 8 warps
-    return ConvConfig(bm, bn, bk, 1, 8, 3)      # 64 x 16 with 4 warps still spilled in dgrad
+    # dgrad: 64 x 64 (8 warps) spilled 8-12 B at 255 registers (triton 3.9), 32 x 64 4-16 B (3.6, 3.8), 64 x 16 with
+    # 4 warps too; 64 x 32 with 8 warps compiles clean in every dtype and version. fwd: 128 x 128 spilled (8 warps)
+    bn = min(bn, 32) if kind == "dgrad" else min(bn, 64) if bm == 128 else bn
+    return ConvConfig(bm, bn, bk, 1, 8, 3)
 
 
 def _key(kind, x, M, N, K, groups, dtype):
@@ -341,8 +347,10 @@ def _prune(configs, key):
     lanes); float64 keeps tiles of at most 64 x 64 with BLOCK_K <= 32 (shared memory)."""
     dtype, kind, _, M, N = key[:5]
     ok = [c for c in configs if c.block_m <= max(2 * M, 32) and c.block_n <= max(2 * N, 32)]
-    if kind == "dgrad":     # its gathered operand's index math: over 64 x 64 (8 warps), 32 x 64 (4 warps) it spills
-        ok = [c for c in ok if c.block_m * c.block_n * (2 if c.num_warps < 8 else 1) <= 64 * 64]
+    if kind == "dgrad":     # its gathered operand's index math: 64 x 64 (8 warps) and every 4-warp tile spilled
+        ok = [c for c in ok if c.num_warps == 8 and c.block_m * c.block_n <= 64 * 32]
+    if kind == "wgrad":     # 32 x 32 and 16 x 64 with 4 warps spilled 4-12 B (triton 3.9)
+        ok = [c for c in ok if c.num_warps == 8 or c.block_m * c.block_n >= 64 * 64]
     if dtype is D.float64:
         ok = [c for c in ok if c.block_m * c.block_n <= 64 * 64 and c.block_k <= 32]
     return ok

@@ -27,7 +27,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import (ACC, Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broadcast_shapes, broadcast_strides,
-                      MAXD, interp_bf16_in, on_cpu)
+                      MAXD, interp_bf16_in, is_int64_index, on_cpu)
 from tritorch._creation import tensor, zeros
 from ._common import check_inplace, empty, sum_to, wrap
 from ._pointwise import launch_pointwise, _where
@@ -46,11 +46,15 @@ __all__ = ["getitem", "setitem", "apply_inplace", "index_put_", "nonzero", "mask
 
 @triton.jit
 def _index_offsets_kernel(idx_ptr, off_ptr, err_ptr, nb, size, stride, lo, S1, S2, S3, S4, S5,
-                          is0, is1, is2, is3, is4, is5, ACCUM: tl.constexpr, BLOCK: tl.constexpr):
+                          is0, is1, is2, is3, is4, is5, ACCUM: tl.constexpr, I64: tl.constexpr,
+                          BLOCK: tl.constexpr):
     """off[b] (+)= idx[b] * stride over the broadcast index shape (idx read through strides, negative indices
-    wrapped). An index outside [lo, size) is written to err = (1, index) and replaced by 0."""
+    wrapped). An index outside [lo, size) is written to err = (1, index) and replaced by 0. The position math runs
+    in int32 unless ``I64`` (int64 division spilled registers); the offsets are int64."""
     pid = tl.program_id(0)
-    b = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    if I64:
+        pid = pid.to(tl.int64)
+    b = pid * BLOCK + tl.arange(0, BLOCK)
     mask = b < nb
     c0, c1, c2, c3, c4, c5 = nd_coords(b, S1, S2, S3, S4, S5)
     idx = tl.load(idx_ptr + nd_offset(c0, c1, c2, c3, c4, c5, is0, is1, is2, is3, is4, is5), mask=mask,
@@ -302,7 +306,7 @@ class _Plan:
             lo = -self.shape[d] if self.lo is None else self.lo
             e = Ptr(ptr(err).addr + 16 * k, D.int64) if check else ptr(off)
             _index_offsets_kernel[grid](ptr(t), ptr(off), e, nb, self.shape[d], strides[d], lo, *sizes[1:], *ist,
-                                        ACCUM=k > 0, BLOCK=block)
+                                        ACCUM=k > 0, I64=is_int64_index(nb, t), BLOCK=block)
         if check:                                     # one device-to-host read for all the index tensors
             flags = err._to_host_array().reshape(k_all, 2)
             for k, d in enumerate(self.dims):

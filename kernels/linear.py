@@ -128,20 +128,30 @@ def _act_grad_blocks(M, N):
 
 
 # The matmul candidates that spill in this kernel (its bias and activation epilogue costs registers the matmul's
-# does not; tritorch compile-check, sm_90a, triton 3.8: 40-60 B of spills per thread).
+# does not; tritorch compile-check, sm_90a, triton 3.8: 40-60 B of spills per thread; 64x64x32 with 8 warps on CUDA
+# cores: 12 B with a bias under triton 3.6). ``_FMA_HERE`` takes the place of the last one.
 _SPILLS_HERE = (_mm.MatmulConfig(128, 64, 32, 8, 4, 4), _mm.MatmulConfig(128, 64, 16, 8, 4, 3),
-                _mm.MatmulConfig(64, 128, 16, 8, 4, 3))
+                _mm.MatmulConfig(64, 128, 16, 8, 4, 3), _mm.MatmulConfig(64, 64, 32, 8, 8, 3))
+_FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 
 
 def _prune(configs, key):
     """The matmul's candidates less those that spill here; with the gelu_tanh epilogue (key[1]) at most 32
     accumulators per thread (128 x 128 with 8 warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9)."""
     keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE]
+    if _mm.uses_fma(key[0]) and _FMA_HERE in configs:
+        keep.append(_FMA_HERE)
     return [c for c in keep if c.block_m * c.block_n <= 32 * 32 * c.num_warps] if key[1] == "gelu_tanh" else keep
 
 
-TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES, prune=_prune,
-                           default=lambda k: _mm.matmul_config(k[4], k[5], k[6], k[0]), kernels=(_linear_kernel,))
+def _default(key):
+    """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` for a tile that spills here."""
+    c = _mm.matmul_config(key[4], key[5], key[6], key[0], _mm.uses_fma(key[0]))
+    return _FMA_HERE if c in _SPILLS_HERE and _mm.uses_fma(key[0]) else c
+
+
+TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE,), prune=_prune, default=_default,
+                           kernels=(_linear_kernel,))
 
 
 def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):

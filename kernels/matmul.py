@@ -149,14 +149,12 @@ CANDIDATES = (
 # float32 products in full fp32 (PRECISION "ieee", the "highest" precision) run on CUDA cores with FMA, not on tensor
 # cores: each thread holds its share of the accumulator and of the A and B tiles in registers, so the tensor-core
 # tiles above spill (``tritorch compile-check``, sm_90a: 128x256x64 with 8 warps stored about 45 KB of spills per
-# thread). These tiles keep at most 64 accumulators per thread and compile without spills (128x128x16 with 8 warps
-# spilled 12-48 B under triton 3.8 and 3.9: left out).
+# thread). These tiles keep at most 32 accumulators per thread and compile without a spill in every operand layout
+# under triton 3.6, 3.8 and 3.9 (ptxas spilled 8-48 B at 80-128 registers in some layout and version for 128x128x32
+# and 128x64x32 with 8 warps, 128x64x16, 64x128x16, 128x64x32 and 64x64x32 with 4: left out).
 FMA_CANDIDATES = (
-    MatmulConfig(128, 128, 32, 8, 8, 3),
-    MatmulConfig(128, 64, 32, 8, 4, 3),
-    MatmulConfig(128, 64, 16, 8, 4, 3),
-    MatmulConfig(64, 128, 16, 8, 4, 3),
-    MatmulConfig(64, 64, 32, 8, 4, 3),
+    MatmulConfig(64, 128, 32, 8, 8, 3),
+    MatmulConfig(64, 64, 32, 8, 8, 3),
     MatmulConfig(32, 64, 32, 8, 2, 3),
     MatmulConfig(16, 64, 64, 8, 4, 3),
     MatmulConfig(16, 16, 16, 1, 1, 2),
@@ -177,8 +175,9 @@ def prune(configs, key):
 
 
 @functools.lru_cache(maxsize=4096)
-def matmul_config(M, N, K, dtype):
-    """The launch configuration of an (M, K) @ (K, N) product in ``dtype``: a heuristic default.
+def matmul_config(M, N, K, dtype, fma=False):
+    """The launch configuration of an (M, K) @ (K, N) product in ``dtype``: a heuristic default (``fma``: float32
+    products on CUDA cores, ``uses_fma``: a tile of ``FMA_CANDIDATES``).
 
     In the interpreter every program costs ~1 ms, so it uses one small tile (16 or 32) and BLOCK_K 16 so that
     tests still cover several programs, partial tiles and the K loop.
@@ -190,6 +189,8 @@ def matmul_config(M, N, K, dtype):
     if dtype is D.float64:
         return MatmulConfig(64, 64, 16, 8, 4, 2)
     wide = dtype.itemsize <= 2
+    if fma and M > 16 and N > 16:
+        return MatmulConfig(64, 64, 32, 8, 8, 3) if M * N <= 256 * 256 else MatmulConfig(64, 128, 32, 8, 8, 3)
     if M <= 16 or N <= 16:
         return MatmulConfig(16, 64 if N > 16 else 16, 64 if wide else 32, 8, 4, 3) if M <= N else \
             MatmulConfig(64 if M > 16 else 16, 16, 64 if wide else 32, 8, 4, 3)
@@ -205,7 +206,8 @@ def _key(a, b, M, N, K, dtype):
     return (dtype, autotune.layout(a), autotune.layout(b), autotune.bucket(M), autotune.bucket(N), autotune.bucket(K))
 
 
-TUNABLE = autotune.Tunable("matmul", ALL_CANDIDATES, default=lambda k: matmul_config(k[3], k[4], k[5], k[0]),
+TUNABLE = autotune.Tunable("matmul", ALL_CANDIDATES,
+                           default=lambda k: matmul_config(k[3], k[4], k[5], k[0], uses_fma(k[0])),
                            prune=prune, kernels=(_matmul_kernel,))
 
 

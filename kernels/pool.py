@@ -26,7 +26,7 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
-from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
+from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out, is_int64_index
 from ._common import empty, wrap
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -96,11 +96,15 @@ def _cover(i, k, n, on, s, p, dl, ADAPTIVE: tl.constexpr):
 def _pool_fwd_kernel(x_ptr, y_ptr, idx_ptr, total, C, D, H, W, OD, OH, OW, sxn, sxc, sxd, sxh, sxw,
                      KD, KH, KW, SD, SH, SW, PD, PH, PW, DD, DH, DW, divisor,
                      MODE: tl.constexpr, ADAPTIVE: tl.constexpr, COUNT_PAD: tl.constexpr, OVERRIDE: tl.constexpr,
-                     RET_IDX: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+                     RET_IDX: tl.constexpr, CT: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
     """y[n, c, od, oh, ow] = max or mean of x over the window of (od, oh, ow); x (N, C, D, H, W) through its strides
     (sxn, sxc, sxd, sxh, sxw, in elements), y and idx contiguous (N, C, OD, OH, OW); idx = argmax as
-    (d * H + h) * W + w (RET_IDX). KD x KH x KW taps are visited per output (adaptive: the longest window)."""
-    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    (d * H + h) * W + w (RET_IDX). KD x KH x KW taps are visited per output (adaptive: the longest window).
+    Index math runs in int32 unless ``I64`` (an offset could pass 2**31): int64 division spilled registers."""
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+    o = pid * BLOCK + tl.arange(0, BLOCK)
     mask = o < total
     ow = o % OW
     t = o // OW
@@ -148,11 +152,15 @@ def _pool_fwd_kernel(x_ptr, y_ptr, idx_ptr, total, C, D, H, W, OD, OH, OW, sxn, 
 def _pool_bwd_kernel(g_ptr, idx_ptr, dx_ptr, total, D, H, W, OD, OH, OW, CD, CH, CW,
                      KD, KH, KW, SD, SH, SW, PD, PH, PW, DD, DH, DW, divisor,
                      MODE: tl.constexpr, ADAPTIVE: tl.constexpr, COUNT_PAD: tl.constexpr, OVERRIDE: tl.constexpr,
-                     CT: tl.constexpr, BLOCK: tl.constexpr):
+                     CT: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
     """dx[n, c, id, ih, iw] = sum over the outputs whose window covers (id, ih, iw) of their gradient (max: only
     where the saved argmax is this element; avg: divided by the window's divisor). g and idx are contiguous
-    (N, C, OD, OH, OW), dx contiguous (N, C, D, H, W); CD x CH x CW candidate outputs are visited per element."""
-    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    (N, C, OD, OH, OW), dx contiguous (N, C, D, H, W); CD x CH x CW candidate outputs are visited per element.
+    Index math in int32 unless ``I64``, as the forward."""
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+    i = pid * BLOCK + tl.arange(0, BLOCK)
     mask = i < total
     iw = i % W
     t = i // W
@@ -298,7 +306,8 @@ def _launch_fwd(x5, p, out3, out_shape, ret_idx):
             ptr(xin), ptr(y), ptr(idx) if ret_idx else ptr(y), total, C, Din, H, W, *out3, *xin._stride,
             *_kernel_args(p, (Din, H, W), out3), int(p["divisor"] or 0),
             MODE=p["mode"], ADAPTIVE=p["adaptive"], COUNT_PAD=bool(p["count_include_pad"]),
-            OVERRIDE=bool(p["divisor"]), RET_IDX=ret_idx, CT=ACC[xin.dtype], BLOCK=block)
+            OVERRIDE=bool(p["divisor"]), RET_IDX=ret_idx, CT=ACC[xin.dtype],
+            I64=is_int64_index(total, xin, y), BLOCK=block)
     return interp_bf16_out(y, out_dtype), idx
 
 
@@ -318,7 +327,9 @@ def _launch_bwd(g, idx, p, in_shape, in3, dtype, device):
             ptr(g), ptr(idx) if idx is not None else ptr(g), ptr(dx), total, *in3, *out3, *cover,
             *args, int(p["divisor"] or 0),
             MODE=p["mode"], ADAPTIVE=p["adaptive"], COUNT_PAD=bool(p["count_include_pad"]),
-            OVERRIDE=bool(p["divisor"]), CT=ACC[g.dtype], BLOCK=block)
+            OVERRIDE=bool(p["divisor"]), CT=ACC[g.dtype],
+            I64=is_int64_index(total, g, dx, *(() if idx is None else (idx,))), BLOCK=block,
+            num_warps=8)  # one input element per thread: at two, ptxas spills the window loop (compile-check)
     return interp_bf16_out(dx, dtype)
 
 

@@ -22,7 +22,7 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch._creation import zeros
-from ._launch import TL, ptr, next_pow2, cdiv, interp_bf16_in
+from ._launch import TL, ptr, next_pow2, cdiv, interp_bf16_in, is_int64_index
 from ._common import copy_host, empty, np_ct, quiet, wrap
 from .elementwise import where
 from .reduce import _return_type
@@ -73,15 +73,18 @@ def _last_col(t, cols, last):
 
 @triton.jit
 def _scan_kernel(x_ptr, out_ptr, idx_ptr, M, N, INNER, sxo, sxi, sxn, soo, soi, son, ident,
-                 OP: tl.constexpr, REVERSE: tl.constexpr, CT: tl.constexpr,
+                 OP: tl.constexpr, REVERSE: tl.constexpr, CT: tl.constexpr, I64: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """out[m, n] = OP over x[m, :n + 1] (REVERSE: over x[m, n:]) for M rows of length N.
 
     x_ptr, out_ptr: row m = (m // INNER, m % INNER) starts at (m // INNER) * s?o + (m % INNER) * s?i, its elements
     s?n apart (x: sx*, out and idx: so*). idx_ptr: int64, same layout as out, written for OP MAX/MIN (the index
-    along the row of the running extreme). ``ident``: OP's identity, what masked lanes hold."""
+    along the row of the running extreme). ``ident``: OP's identity, what masked lanes hold. Offsets are int32
+    unless ``I64`` (one could pass 2**31): int64 division spilled registers."""
     pid = tl.program_id(0)
-    rows = pid.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    if I64:
+        pid = pid.to(tl.int64)
+    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < M
     x_rows = x_ptr + ((rows // INNER) * sxo + (rows % INNER) * sxi)[:, None]
     o_rows = ((rows // INNER) * soo + (rows % INNER) * soi)[:, None]
@@ -92,7 +95,9 @@ def _scan_kernel(x_ptr, out_ptr, idx_ptr, M, N, INNER, sxo, sxi, sxn, soo, soi, 
             start = N - t - BLOCK_N
         else:
             start = t
-        cols = start + tl.arange(0, BLOCK_N).to(tl.int64)
+        cols = start + tl.arange(0, BLOCK_N)
+        if I64:
+            cols = cols.to(tl.int64)
         cmask = (cols >= 0) & (cols < N)
         mask = rmask[:, None] & cmask[None, :]
         v = tl.load(x_rows + cols[None, :] * sxn, mask=mask, other=0).to(CT)
@@ -160,7 +165,9 @@ def _scan_triton(x, dim, op, out_dtype, reverse):
     block_m = builtins.max(1, builtins.min(next_pow2(m), TILE // block_n))
     _scan_kernel[(cdiv(m, block_m),)](
         ptr(xin), ptr(out), ptr(idx if idx is not None else out), m, n, inner, *strides[0], *strides[1],
-        _identity(op, ct), OP=op, REVERSE=reverse, CT=TL[ct], BLOCK_M=block_m, BLOCK_N=block_n)
+        _identity(op, ct), OP=op, REVERSE=reverse, CT=TL[ct],
+        I64=is_int64_index(m * n, xin, out, *(() if idx is None else (idx,))), BLOCK_M=block_m, BLOCK_N=block_n,
+        num_warps=8 if block_m * block_n >= 1024 else 4)  # 4 warps on a 16x64 argmax tile spill (compile-check)
     return out, idx
 
 

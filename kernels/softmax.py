@@ -185,12 +185,12 @@ def _prune(configs, key):
     return [c for c in configs if (n <= 64 * 32 * c.num_warps if c.SINGLE else n > c.CHUNK)]
 
 
-# H100 candidates: short rows packed into 1K-8K element tiles; long rows in one pass up to 16K, streamed beyond.
+# H100 candidates: short rows packed into 1K-4K element tiles (8K with 16 warps spilled 4-8 B in float16/bfloat16,
+# forward and backward); long rows in one pass up to 16K (the default), streamed beyond.
 CANDIDATES = (
     _cfg(True, 1024, 0, 4),
     _cfg(True, 4096, 0, 4),
     _cfg(True, 4096, 0, 8),
-    _cfg(True, 8192, 0, 16),
     _cfg(False, 4096, 2048, 8),
     _cfg(False, 4096, 4096, 8),
     _cfg(False, 8192, 8192, 16),
