@@ -1,9 +1,11 @@
-"""``linear`` (``y = act(x @ W^T + b)``) as one fused kernel, its backward, and ``bilinear``.
+"""``linear`` (``y = act(x @ W^T + b) + r``) as one fused kernel, its backward, and ``bilinear``.
 
 Forward: ``_linear_kernel`` is the tiled matmul of ``kernels/matmul.py`` specialised to a layer: W is read through
 its own strides as W^T (no transposed copy), and the bias add and the activation run in the epilogue on the float32
 (float64) accumulator, so the pre-activation never makes a trip to memory unless the backward needs it (gelu,
-silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from their output).
+silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from their output). An optional residual
+``r`` (the skip connection of ``x + layer(h)``) is added last, after rounding to the output dtype as the separate
+add would, so the fused result equals the two eager ops bit for bit; its gradient is the incoming one.
 
 Backward: ``_act_grad_kernel`` applies the activation's derivative to the incoming gradient in one pass and, in the
 same pass, sums each tile's columns for the bias gradient (per-tile partial sums, then one small reduction: no
@@ -25,8 +27,8 @@ from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
-from ._pointwise import _identity
-from .elementwise import UNARY, unary
+from ._pointwise import _identity, launch_pointwise
+from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
 
 __all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "ACTIVATIONS"]
@@ -41,15 +43,20 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_t
 
 
 @triton.jit
-def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, M, N, K,
-                   sxm, sxk, swn, swk, sbn, sym, syn, a,
-                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr, CT: tl.constexpr,
+def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
+                   sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a,
+                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr, SAVE_A: tl.constexpr,
+                   HAS_RES: tl.constexpr, CT: tl.constexpr,
                    PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    """One (BLOCK_M, BLOCK_N) tile of y = ACT(x @ W^T + bias, a) for x: (M, K), W: (N, K), bias: (N,).
+    """One (BLOCK_M, BLOCK_N) tile of y = ACT(x @ W^T + bias, a) (+ r) for x: (M, K), W: (N, K), bias: (N,).
 
     ``a`` is the activation's parameter (slope, alpha); ``sbn`` is 0 for a one-element bias. With ``SAVE_Z`` the
-    pre-activation is stored too (``z_ptr``, same strides as y), for a backward that needs it.
+    pre-activation, with ``SAVE_A`` the activation's result before the residual, is stored too (``z_ptr``, same
+    strides as y), for the backward. With ``HAS_RES`` the residual r is added to the activation rounded to y's
+    dtype: its row m is at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of
+    shape (., RI, N), such as the transposed skip connection of a sequence-first layer: its two leading strides),
+    its column n at n * srn.
     """
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -91,6 +98,12 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, M, N, K,
     if SAVE_Z:
         tl.store(z_ptr + y_offs, acc.to(z_ptr.dtype.element_ty), mask=y_mask)
     acc = ACT(acc, a, 0.0)
+    if SAVE_A:
+        tl.store(z_ptr + y_offs, acc.to(z_ptr.dtype.element_ty), mask=y_mask)
+    if HAS_RES:
+        r_row = (offs_m // RI) * sro + (offs_m % RI) * sri
+        r = tl.load(r_ptr + r_row[:, None] + offs_n[None, :] * srn, mask=y_mask, other=0.0)
+        acc = acc.to(y_ptr.dtype.element_ty).to(CT) + r.to(CT)
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
@@ -154,9 +167,11 @@ TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE,), prune=_p
                            kernels=(_linear_kernel,))
 
 
-def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
-    """``y = act(x @ w.T + bias)`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None, any strides; with ``z``
-    the pre-activation is stored there as well. Returns ``y``."""
+def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None):
+    """``y = act(x @ w.T + bias) + residual`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None, residual
+    (N,) (M = 1), (M, N), (P, Q, N) with P * Q = M, or None, any strides; with ``z`` what the activation's
+    derivative reads (``bwd_uses``: the pre-activation, or the activation's result before the residual) is stored
+    there as well. Returns ``y``."""
     M, N, K = x._shape[0], w._shape[0], x._shape[1]
     if M == 0 or N == 0:
         return y
@@ -166,21 +181,31 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
         launch_linear(x, w, bias, y32, z32, act, a, config)
         if z is not None:
             copy_host(z, z32)
-        return copy_host(y, y32)
+        copy_host(y, y32)
+        if residual is not None:    # the rounding to bf16 comes first: the add runs as its own (interpreted) kernel
+            r = interp_bf16_in(residual.reshape(y._shape))
+            launch_pointwise(BINARY["add"].tfn, (interp_bf16_in(y), r), y32, tl.float32, 1.0)
+            copy_host(y, y32)
+        return y
     dtype = x.dtype
-    x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
+    x, w, bias, residual = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias), interp_bf16_in(residual)
     sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c)          # noqa: E731  (writes only y, z)
-        cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:], run)
+        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual)    # noqa: E731  (writes only y, z)
+        cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:] + (residual is not None,), run)
     fn = _identity if act is None else UNARY[act].tfn
     try:
         _linear_kernel[(cdiv(M, cfg.block_m) * cdiv(N, cfg.block_n),)](
-            ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), ptr(z if z is not None else y), M, N, K,
-            x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1], float(a),
-            HAS_BIAS=bias is not None, ACT=fn, SAVE_Z=z is not None, CT=ACC[dtype],
-            PRECISION=_mm._dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
+            ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), ptr(z if z is not None else y),
+            ptr(residual if residual is not None else y), M, N, K,
+            x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1],
+            *_residual_rows(residual, M), residual._stride[-1] if residual is not None else 0, float(a),
+            HAS_BIAS=bias is not None, ACT=fn, SAVE_Z=z is not None and UNARY[act].bwd_uses == "x",
+            SAVE_A=z is not None and UNARY[act].bwd_uses != "x", HAS_RES=residual is not None, CT=ACC[dtype],
+            PRECISION=_mm._dot_precision(dtype),
+            I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y,
+                               *(() if residual is None else (residual,))),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
@@ -188,9 +213,31 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None):
     return y
 
 
-def _np_linear(x, w, bias, act, a, save_z, dtype):
+def _residual_rows(r, M):
+    """(sro, sri, RI) of ``_linear_kernel``: the strides of the residual's row index split as (m // RI, m % RI)."""
+    if r is None or r.ndim == 1:
+        return 0, 0, 1
+    if r.ndim == 2:
+        return 0, r._stride[0], M
+    return r._stride[0], r._stride[1], r._shape[1]
+
+
+def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None):
     """NumPy reference of ``launch_linear`` on host arrays: returns (y, z or None) in ``dtype``, computed in float32
-    for half types and float64 for float64 (integers exactly, without activation)."""
+    for half types and float64 for float64 (integers exactly, without activation); z (with ``save_z``) is what the
+    activation's derivative reads. The residual is added to y rounded to ``dtype``, as the separate add would."""
+    y, z = _np_linear_act(x, w, bias, act, a, save_z, dtype)
+    if save_z and UNARY[act].bwd_uses != "x":
+        z = y
+    if residual is not None:
+        ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
+        with np.errstate(all="ignore"):
+            y = (y.astype(ct) + residual.reshape(y.shape).astype(ct, copy=False)).astype(dtype.np, copy=False)
+    return y, z
+
+
+def _np_linear_act(x, w, bias, act, a, save_z, dtype):
+    """``_np_linear`` without the residual: (act(z), z or None)."""
     ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
     z = x.astype(ct, copy=False) @ w.astype(ct, copy=False).T
     if bias is not None:
@@ -237,27 +284,31 @@ def _np_act_grad(g, s, act, a, with_bias, dtype):
 # ====================================================================================================================
 
 class Linear(Function):
-    """``act(x @ w.T + bias)`` for a 2-D x (M, K), w (N, K) and bias (N,) / (1,) / () or None; inputs are validated
-    by ``linear``."""
+    """``act(x @ w.T + bias) + residual`` for a 2-D x (M, K), w (N, K), bias (N,) / (1,) / () or None and residual
+    (rows of N elements: see ``launch_linear``) or None; inputs are validated by ``linear``."""
 
     @staticmethod
-    def forward(ctx, x, w, bias, act=None, a=0.0):
+    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None):
         M, N = x._shape[0], w._shape[0]
         need = any(ctx.needs_input_grad[:3])
         op = UNARY[act] if act is not None else None
-        save_z = need and op is not None and op.bwd_uses == "x"
+        # what the activation's derivative reads, when y cannot serve: the pre-activation, or with a residual the
+        # activation's result before it
+        save_z = need and op is not None and (op.bwd_uses == "x" or residual is not None)
         if x._storage.device.type == "cpu":
-            y, z = _np_linear(x._np, w._np, None if bias is None else bias._np, act, a, save_z, x.dtype)
+            y, z = _np_linear(x._np, w._np, None if bias is None else bias._np, act, a, save_z, x.dtype,
+                              None if residual is None else residual._np)
             y = wrap(y, x.dtype, x.device)
             z = None if z is None else wrap(z, x.dtype, x.device)
         else:
             y = empty((M, N), x.dtype, x.device)
             z = empty((M, N), x.dtype, x.device) if save_z else None
-            launch_linear(x, w, bias, y, z, act, a)
+            launch_linear(x, w, bias, y, z, act, a, residual=residual)
+        ctx.res_shape = None if residual is None else residual._shape
         if need:
             ctx._name = ("AddmmActivationBackward0" if act is not None else
                          "AddmmBackward0" if bias is not None else "MmBackward0")
-            ctx.act, ctx.a = act, a
+            ctx.act, ctx.a, ctx.has_res = act, a, residual is not None
             ctx.bias_shape = None if bias is None else bias._shape
             need_x, need_w = ctx.needs_input_grad[:2]
             # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
@@ -267,10 +318,16 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, w, bias, s = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        needs = ctx.needs_input_grad
+        gr = None               # the residual's gradient: the incoming one, in the residual's shape
+        if len(needs) > 5 and needs[5]:
+            gr = g.reshape(ctx.res_shape)
+        if not (need_x or need_w or need_b):
+            return None, None, None, None, None, gr
+        x, w, bias, s = ctx.saved_tensors
         if g._storage.device.type == "cpu" and not STATE.enabled:
-            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b)
+            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b) + (gr,)
         gb = None
         if ctx.act is None:
             gz = g
@@ -279,6 +336,8 @@ class Linear(Function):
         elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
             if UNARY[ctx.act].bwd_uses == "x":
                 s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
+            elif ctx.has_res:
+                s = Linear.apply(x, w, bias, ctx.act, ctx.a)
             gz = UNARY[ctx.act].bwd_composite(g, s, s, ctx.a)
             if need_b:
                 gb = gz.sum(0)
@@ -288,7 +347,7 @@ class Linear(Function):
         gw = gz.t() @ x if need_w else None
         if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
             gb = gb.sum().reshape(ctx.bias_shape)
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, gr
 
 
 def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
@@ -346,17 +405,22 @@ def _check_tensor(name, arg, pos, t):
 
 
 @register("linear", method=False, function=False)
-def linear(input, weight, bias=None, *, activation=None, alpha=None):
-    """``act(input @ weight.T + bias)`` in one kernel: input (*, in_features), weight (out_features, in_features)
-    or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear`` when ``activation`` is None.
+def linear(input, weight, bias=None, *, activation=None, alpha=None, residual=None):
+    """``act(input @ weight.T + bias) + residual`` in one kernel: input (*, in_features), weight (out_features,
+    in_features) or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear`` when
+    ``activation`` and ``residual`` are None.
 
     ``activation``: one of ``ACTIVATIONS`` (relu, leaky_relu, elu, gelu, gelu_tanh, silu, sigmoid, tanh), applied
     in the kernel's epilogue; ``alpha`` is leaky_relu's negative_slope (default 0.01) or elu's alpha (default 1).
+    ``residual``: a tensor of the result's shape and dtype added last (``residual + linear(...)``, the skip
+    connection ``tritorch.compile`` fuses), rounded as the separate add rounds.
     """
     _check_tensor("linear", "input", 1, input)
     _check_tensor("linear", "weight", 2, weight)
     if bias is not None:
         _check_tensor("linear", "bias", 3, bias)
+    if residual is not None:
+        _check_tensor("linear", "residual", 4, residual)
     if activation is not None and activation not in ACTIVATIONS:
         raise ValueError(f"linear: unknown activation {activation!r}, expected None or one of "
                          f"{', '.join(ACTIVATIONS)}")
@@ -367,7 +431,7 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None):
     if weight.ndim > 2:
         raise RuntimeError(f"linear(): weight should be 1-D or 2-D (out_features, in_features), got shape "
                            f"{list(weight._shape)}")
-    check_same_device("linear", input, weight, bias)
+    check_same_device("linear", input, weight, bias, residual)
     K = input._shape[-1]
     rows = math.prod(input._shape[:-1])
     w2 = weight if weight.ndim == 2 else weight.unsqueeze(0)
@@ -388,6 +452,9 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None):
             raise RuntimeError(f"linear: a fused {activation} needs a floating-point input, got "
                                f"{_T_NAMES[input.dtype]}")
     out_shape = input._shape[:-1] + ((N,) if weight.ndim == 2 else ())
+    if residual is not None and (residual._shape != out_shape or residual.dtype is not input.dtype):
+        raise RuntimeError(f"linear: residual must have the result's shape {list(out_shape)} and dtype "
+                           f"{_T_NAMES[input.dtype]}, got {list(residual._shape)} and {_T_NAMES[residual.dtype]}")
     x2 = input.reshape(rows, K)
     fused_bias = bias is None or bias._shape in ((N,), (1,), ())
     if not fused_bias:
@@ -402,10 +469,13 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None):
                                f"({bias._shape[-1]}) at non-singleton dimension {len(target) - 1}.  Target sizes: "
                                f"{list(target)}.  Tensor sizes: {list(bias._shape)}")
         z = Linear.apply(x2, w2, None).reshape(out_shape) + bias
-        if activation is None:
-            return z
-        return _act_op(activation, z, a)
-    y = Linear.apply(x2, w2, bias, activation, a)
+        y = z if activation is None else _act_op(activation, z, a)
+        return y if residual is None else residual + y
+    r = residual
+    if r is not None:           # rows of N elements, as the kernel reads them: a view where one exists
+        r = r.unsqueeze(-1) if weight.ndim == 1 else r
+        r = r.reshape(-1, *r._shape[-2:]) if r.ndim > 3 else r
+    y = Linear.apply(x2, w2, bias, activation, a, r)
     return y.reshape(out_shape) if y._shape != out_shape else y
 
 

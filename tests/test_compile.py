@@ -142,7 +142,7 @@ def test_training_step_gradients_match_eager(device):
     for g in grads[1:]:
         for a, b in zip(g, grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert "1 activations fused into linear" in c.explain()
+    assert "1 activations and 0 residual adds fused into linear" in c.explain()
 
 
 def test_value_read_runs_eagerly_or_raises_with_fullgraph():
@@ -194,7 +194,7 @@ def test_linear_epilogue_fusion_forward_and_backward(device, act):
         np.testing.assert_allclose(out[i], out[0], rtol=1e-6, atol=1e-6)
         for a, b in zip(grads[i], grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert "1 activations fused into linear" in c.explain()
+    assert "1 activations and 0 residual adds fused into linear" in c.explain()
     graph = passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph)
     assert [n.op for n in graph.nodes] == ["linear", "linear"] and "activation" in graph.nodes[0].kwargs
 
@@ -207,6 +207,58 @@ def test_linear_epilogue_needs_a_single_reader():
     assert [n.op for n in passes.fuse_linear_epilogue(tritorch.jit.trace(f, x).graph).nodes][:1] == ["linear"]
     assert [n.op for n in passes.fuse_linear_epilogue(tritorch.jit.trace(g, x).graph).nodes] == \
         ["linear", "relu", "__add__"]
+
+
+class Residual(nn.Module):
+    """Two skip connections: one around a plain linear, one around a linear whose activation is fused too."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 6)
+
+    def forward(self, x):
+        x = x + self.a(x)
+        return self.b(x).relu() + x
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
+def test_linear_residual_fusion_forward_and_backward(device, dtype):
+    tritorch.manual_seed(3)
+    m = Residual().to(device, dtype)
+    c = tritorch.compile(m)
+    x = tritorch.randn(2, 3, 6, device=device).to(dtype).requires_grad_(True)
+    res = []
+    for fn in (m, c, c):                    # eager, capture, replay
+        m.zero_grad()
+        x.grad = None
+        y = fn(x)
+        (y.float() ** 2).sum().backward()
+        res.append([y.detach().float().cpu().numpy(), x.grad.float().cpu().numpy()] +
+                   [p.grad.float().cpu().numpy() for p in m.parameters()])
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_array_equal(a, b)      # the fused add rounds as the separate one: bit for bit
+    assert "1 activations and 2 residual adds fused into linear" in c.explain()
+    graph = passes.fuse_linear_residual(passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph))
+    assert [n.op for n in graph.nodes] == ["linear", "linear"]
+    assert graph.nodes[1].kwargs["activation"] == "relu" and "residual" in graph.nodes[1].kwargs
+
+
+def test_linear_residual_needs_a_single_reader_and_the_same_shape():
+    lin = nn.Linear(3, 3)
+    x = tritorch.randn(2, 3)
+    cases = {
+        "read twice": lambda x: (lambda z: z + x + z.sum())(lin(x)),
+        "broadcast": lambda x: lin(x) + tritorch.ones(3),
+        "alpha": lambda x: tritorch.add(x, lin(x), alpha=2.0),
+        "graph output": lambda x: (lambda z: (z + x, z))(lin(x)),
+    }
+    for why, f in cases.items():
+        ops = [n.op for n in passes.fuse_linear_residual(tritorch.jit.trace(f, x).graph).nodes]
+        assert "linear" in ops and all(n.op != "linear" or "residual" not in n.kwargs
+                                       for n in passes.fuse_linear_residual(tritorch.jit.trace(f, x).graph).nodes), why
+    fused = passes.fuse_linear_residual(tritorch.jit.trace(lambda x: x + lin(x), x).graph)
+    assert [n.op for n in fused.nodes] == ["linear"]
 
 
 def loss_chain(x, y):

@@ -236,6 +236,88 @@ def test_gradgradcheck(act):
     assert gradgradcheck(lambda x, w, b: KL.linear(x, w, b, activation=act), (x, w, b))
 
 
+# ---- the residual epilogue ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act,rl", [(None, "contiguous"), ("gelu", "transposed"), ("relu", "strided")])
+def test_residual_epilogue_against_float64(device, act, rl):
+    x, rx = make((3, 7, 19), F32, device, seed=21, low=-1.5, high=1.5, requires_grad=True)
+    w, rw = make((23, 19), F32, device, seed=22, low=-0.5, high=0.5, requires_grad=True)
+    b, rb = make((23,), F32, device, seed=23, requires_grad=True)
+    r, rr = make((3, 7, 23), F32, device, rl, seed=24, requires_grad=True)
+    y = KL.linear(x, w, b, activation=act, residual=r)
+    g, rg = make(y.shape, F32, device, seed=25)
+    y.backward(g)
+    ry, gx, gw, gb = _ref(rx, rw, rb, act, rg)
+    assert y.shape == (3, 7, 23)
+    _close(y, ry + rr, F32, 19)
+    _close(x.grad, gx, F32, 23)
+    _close(w.grad, gw, F32, 21)
+    _close(b.grad, gb, F32, 21)
+    _close(r.grad, rg, F32, 1)
+
+
+@pytest.mark.parametrize("dtype", [F32, tritorch.float16, tritorch.bfloat16, F64])
+def test_residual_epilogue_equals_the_separate_add(device, dtype):
+    """The fused add rounds the activation to the dtype first, as the separate add does: equal bit for bit, and so
+    are the gradients (the residual's is the incoming one)."""
+    x, _ = make((9, 19), dtype, device, seed=31, requires_grad=True)
+    w, _ = make((17, 19), dtype, device, seed=32, low=-0.5, high=0.5, requires_grad=True)
+    r, _ = make((9, 17), dtype, device, seed=33, requires_grad=True)
+    g, _ = make((9, 17), dtype, device, seed=34)
+    fused = KL.linear(x, w, activation="silu", residual=r)
+    apart = r + KL.linear(x, w, activation="silu")
+    np.testing.assert_array_equal(to_np(fused), to_np(apart))
+    for a, c in zip(tritorch.autograd.grad(fused, (x, w, r), g), tritorch.autograd.grad(apart, (x, w, r), g)):
+        np.testing.assert_array_equal(to_np(a), to_np(c))
+
+
+@pytest.mark.parametrize("xshape,wshape,rl", [((2, 3, 7, 19), (23, 19), "transposed"), ((5, 19), (19,), "strided"),
+                                                ((19,), (19,), "contiguous"), ((4, 19), (23, 19), "broadcast")])
+def test_residual_of_any_rank_and_layout(device, xshape, wshape, rl):
+    """A 4-D residual folds to 3-D rows, a 1-D weight's result gets a column, a broadcast residual (stride 0) reads
+    the same rows again; the residual's gradient comes back in its own shape."""
+    x, rx = make(xshape, F32, device, seed=51)
+    w, rw = make(wshape, F32, device, seed=52, low=-0.5, high=0.5)
+    out = xshape[:-1] + wshape[:-1]
+    r, rr = make(out, F32, device, rl, seed=53, requires_grad=True)
+    y = KL.linear(x, w, residual=r)
+    _close(y, rx @ rw.T + rr, F32, 19)
+    y.backward(tritorch.ones_like(y))
+    assert r.grad.shape == r.shape
+    _close(r.grad, np.ones(out), F32, 1)
+
+
+def test_residual_only_needs_grad(device):
+    x, _ = make((4, 5), F32, device, seed=41)
+    w, _ = make((3, 5), F32, device, seed=42)
+    r, rr = make((4, 3), F32, device, seed=43, requires_grad=True)
+    KL.linear(x, w, residual=r).sum().backward()
+    _close(r.grad, np.ones((4, 3)), F32, 1)
+
+
+def test_residual_gradcheck():
+    rng = np.random.default_rng(2)
+    x, w, b, r = (tritorch.tensor(rng.uniform(-1, 1, s), dtype=F64, requires_grad=True)
+                  for s in ((3, 4), (5, 4), (5,), (3, 5)))
+    assert gradcheck(lambda x, w, b, r: KL.linear(x, w, b, activation="tanh", residual=r), (x, w, b, r))
+    assert gradgradcheck(lambda x, w, b, r: KL.linear(x, w, b, activation="tanh", residual=r), (x, w, b, r))
+
+
+def test_residual_bad_inputs(device):
+    x, _ = make((3, 5), F32, device)
+    w, _ = make((2, 5), F32, device)
+    with pytest.raises(RuntimeError, match=r"residual must have the result's shape \[3, 2\] and dtype Float, got "
+                                           r"\[3, 1\] and Float"):
+        KL.linear(x, w, residual=make((3, 1), F32, device)[0])
+    with pytest.raises(RuntimeError, match=r"got \[3, 2\] and Double"):
+        KL.linear(x, w, residual=make((3, 2), F64, device)[0])
+    with pytest.raises(TypeError, match=r"argument 'residual' \(position 4\) must be Tensor, not float"):
+        KL.linear(x, w, residual=1.0)
+    other = "cpu" if device == "cuda" else "cuda"
+    with pytest.raises(RuntimeError, match="same device"):
+        KL.linear(x, w, residual=make((3, 2), F32, other)[0])
+
+
 # ---- bad inputs ------------------------------------------------------------------------------------------------------
 
 def test_bad_inputs(device):

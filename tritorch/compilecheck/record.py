@@ -63,6 +63,8 @@ def w_linear(dt):
         _bwd(F.gelu(lin(x)))
         _bwd(F.relu(lin(x)))
         _bwd(lin(x))
+        if m == 512:            # the residual epilogue (tritorch.compile's fused skip connection), with a y-derivative
+            _bwd(_linear.linear(x, lin.weight, lin.bias, activation="relu", residual=_t((m, n), dt, True)))
 
 
 def w_attention(dt):
@@ -231,6 +233,7 @@ def w_activations(dt):
     w, b = _t((96, 77), dt, True), _t((96,), dt, True)
     for act in ("relu", "gelu", "gelu_tanh", "silu", "leaky_relu", "elu", "sigmoid", "tanh"):
         _bwd(_linear.linear(x, w, b, activation=act))       # the fused epilogue and its backward kernel
+    _bwd(_linear.linear(x, w, b, activation="gelu", residual=_t((64, 96), dt, True)))    # and a residual
 
 
 def w_pointwise(dt):

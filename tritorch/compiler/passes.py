@@ -5,6 +5,9 @@
 - ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
   sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
   forward and backward (kernels/linear.py), so it applies to training graphs too.
+- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation fused or not) read only by it and another value
+  of its shape and dtype (the skip connection ``x + proj(h)``) becomes one ``linear(..., residual=x)``: the add
+  runs in the epilogue and its backward passes the gradient through, so no kernel is left for it.
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
 """
@@ -13,7 +16,8 @@ import math
 from .. import _dtype as D
 from ..jit.ir import Graph, Node, Value, flatten
 
-__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_residual", "fuse_pointwise", "pointwise_spec",
+           "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -42,6 +46,15 @@ def _copy(graph, nodes):
 
 def _reads(x):
     return [v.name for v in flatten(x, lambda a: isinstance(a, Value))[0] if isinstance(v, Value)]
+
+
+def _uses(graph):
+    """Value name -> how many times the nodes read it."""
+    uses = {}
+    for node in graph.nodes:
+        for name in _reads(node.args) + _reads(node.kwargs):
+            uses[name] = uses.get(name, 0) + 1
+    return uses
 
 
 def eliminate_dead_code(graph):
@@ -73,11 +86,7 @@ def _epilogue(node):
 def fuse_linear_epilogue(graph):
     """The graph with each ``linear`` + activation pair (the linear's result read only by the activation) as one
     ``linear`` node with ``activation=``."""
-    uses = {}
-    for node in graph.nodes:
-        for name in _reads(node.args) + _reads(node.kwargs):
-            uses[name] = uses.get(name, 0) + 1
-    outputs = {v.name for v in graph.outputs}
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     producer = {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and not n.kwargs and
                 not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
     replaced, nodes = {}, []
@@ -91,6 +100,37 @@ def fuse_linear_epilogue(graph):
         kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
         replaced[id(lin)] = True
         nodes.append(Node("linear", lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
+
+
+_ADD = ("add", "__add__", "__radd__")
+
+
+def fuse_linear_residual(graph):
+    """The graph with each ``add`` of a ``linear`` result (read by nothing else, not a graph output) and a residual
+    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place).
+
+    A linear result transposed before the add (``nn.MultiheadAttention``'s sequence-first output added to a
+    batch-first skip connection) is left alone: fused, the result would be a transposed view, and the layer norm
+    that reads it next copies it to rows first, one launch for the one saved (measured on the GPT block)."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    producer = {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= {"activation",
+                "alpha"} and not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+    replaced, nodes = set(), []
+    for node in graph.nodes:
+        fused = None
+        if node.op in _ADD and len(node.args) == 2 and not node.kwargs and not node.aliases:
+            out = node.outputs[0]
+            for lin_out, res in (node.args, node.args[::-1]):
+                lin = producer.get(lin_out.name) if isinstance(lin_out, Value) else None
+                if (lin is not None and isinstance(res, Value) and res.name != lin_out.name and
+                        uses.get(lin_out.name) == 1 and lin_out.name not in outputs and id(lin) not in replaced and
+                        res.shape == lin_out.shape and res.dtype == lin_out.dtype == out.dtype):
+                    fused = Node("linear", lin.args, {**lin.kwargs, "residual": res}, [out], 0, node.scope,
+                                 node.module_type)
+                    replaced.add(id(lin))
+                    break
+        nodes.append(fused or node)
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
@@ -141,11 +181,7 @@ def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
     floating type) replaced by one ``fused:<hash>`` node whose result is floating; returns (graph, {op name:
     kernel}), each kernel ``make(specs, outputs)`` (specs: [(row, operands)] in execution order; ``codegen.Fused``)."""
-    uses = {}
-    for node in graph.nodes:
-        for name in _reads(node.args) + _reads(node.kwargs):
-            uses[name] = uses.get(name, 0) + 1
-    outputs = {v.name for v in graph.outputs}
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     for node in graph.nodes:
         spec = pointwise_spec(node)
