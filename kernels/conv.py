@@ -40,15 +40,19 @@ from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
+from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from . import matmul as _mm
+from ._pointwise import _identity
+from .elementwise import UNARY, unary
+from .linear import ACTIVATIONS, act_grad
 from .copy import copy_into, fill_
 from .join import stack
 from .resize import pad
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
-           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry"]
+           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry", "EPILOGUE_ACTIVATIONS"]
 
 # ====================================================================================================================
 # The kernels
@@ -58,10 +62,12 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_c
 @triton.jit
 def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH, KW,
                      sxn, sxc, sxh, sxw, swo, swc, swh, sww, sb, syn, syc, syh, syw,
-                     SH, SW, PH, PW, DH, DW,
-                     HAS_BIAS: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr,
-                     I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = conv(x, w) + bias for group ``program_id(2)``.
+                     SH, SW, PH, PW, DH, DW, alpha,
+                     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
+                     PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = ACT(conv(x, w) + bias, alpha) for group
+    ``program_id(2)`` (``ACT``: an activation's Triton math, ``kernels/elementwise.py``, or the identity).
 
     x: (N, G*CG, H, W), w: (G*OCG, CG, KH, KW), y: (N, G*OCG, OH, OW), all through their strides; M = N*OH*OW,
     K = CG*KH*KW. With ``TAPS_OUTER`` the K loop runs tap by tap, BLOCK_K channels at a time (the padding mask and
@@ -122,6 +128,7 @@ def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH
 
     if HAS_BIAS:
         acc += tl.load(b_ptr + oc * sb, mask=mask_n, other=0.0).to(CT)[None, :]
+    acc = ACT(acc, alpha, 0.0)
     y_off = (n * syn + (ohw // OW) * syh + (ohw % OW) * syw)[:, None] + (oc * syc)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -400,8 +407,9 @@ def _bf16_tmp(out):
     return empty(out._shape, D.float32, out.device)
 
 
-def launch_conv(x, w, bias, y, geo, config=None):
-    """y = conv2d(x, w) + bias: x (N, C, H, W), w (OC, C/groups, KH, KW), y (N, OC, OH, OW), any strides."""
+def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0):
+    """y = act(conv2d(x, w) + bias): x (N, C, H, W), w (OC, C/groups, KH, KW), y (N, OC, OH, OW), any strides;
+    ``act``: None or an activation of ``kernels/linear.py``'s ``ACTIVATIONS``, ``alpha`` its parameter."""
     N, _, H, W = x._shape
     OC, CG, KH, KW = w._shape
     OH, OW = y._shape[2:]
@@ -410,19 +418,23 @@ def launch_conv(x, w, bias, y, geo, config=None):
     if y.numel() == 0:
         return y
     if INTERPRET and y.dtype is D.bfloat16:
-        return copy_host(y, launch_conv(x, w, bias, _bf16_tmp(y), geo, config))
+        return copy_host(y, launch_conv(x, w, bias, _bf16_tmp(y), geo, config, act, alpha))
     dtype = x.dtype
     x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
     if K == 0:
-        return _fill_bias(y, bias)
+        _fill_bias(y, bias)
+        if act is not None:
+            copy_into(y, unary(act, y, alpha))
+        return y
     cfg = config or TUNABLES["fwd"].pick(_key("fwd", x, M, OCG, K, G, dtype),
-                                         lambda c: launch_conv(x, w, bias, y, geo, c))     # writes only y
+                                         lambda c: launch_conv(x, w, bias, y, geo, c, act, alpha))  # writes only y
     try:
         _conv_fwd_kernel[(cdiv(M, cfg.block_m), cdiv(OCG, cfg.block_n), G)](
             ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), M, OCG, K, CG, H, W, OH, OW, KH, KW,
             *x._stride, *w._stride, bias._stride[0] if bias is not None else 0, *y._stride,
-            *geo.stride, *geo.padding, *geo.dilation,
-            HAS_BIAS=bias is not None, TAPS_OUTER=_taps_outer(CG, cfg.block_k), CT=ACC[dtype],
+            *geo.stride, *geo.padding, *geo.dilation, float(alpha),
+            HAS_BIAS=bias is not None, ACT=_identity if act is None else UNARY[act].tfn,
+            TAPS_OUTER=_taps_outer(CG, cfg.block_k), CT=ACC[dtype],
             PRECISION=_dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -530,7 +542,7 @@ def _np_taps(x, geo, out_hw, k_hw):
                                            (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw), writeable=False)
 
 
-def _np_conv(x, w, bias, geo, out_hw, dtype):
+def _np_conv(x, w, bias, geo, out_hw, dtype, act=None, alpha=0.0):
     """NumPy reference of ``launch_conv`` on host arrays, computed in float32 (float64 for float64)."""
     ct = np_ct(dtype)
     G = geo.groups
@@ -541,6 +553,9 @@ def _np_conv(x, w, bias, geo, out_hw, dtype):
     y = np.einsum("ngcklpq,gockl->ngopq", cols, wg, optimize=True).reshape(N, OC, *out_hw)
     if bias is not None:
         y = y + bias.astype(ct, copy=False).reshape(-1, 1, 1)
+    if act is not None:
+        with np.errstate(all="ignore"):
+            y = np.asarray(UNARY[act].ref(y, alpha, 0.0), dtype=ct)
     return y.astype(dtype.np, copy=False)
 
 
@@ -585,12 +600,13 @@ def _np_conv_wgrad(x, gy, geo, k_hw, dtype):
 # The autograd Functions: three primitives whose backward rules are made of each other
 # ====================================================================================================================
 
-def _conv(x, w, bias, geo, out_hw):
-    """y = conv2d(x, w) + bias with output size ``out_hw`` on x's device."""
+def _conv(x, w, bias, geo, out_hw, act=None, alpha=0.0):
+    """y = act(conv2d(x, w) + bias) with output size ``out_hw`` on x's device."""
     if x._storage.device.type == "cpu":
-        return wrap(_np_conv(x._np, w._np, None if bias is None else bias._np, geo, out_hw, x.dtype), x.dtype,
-                    x.device)
-    return launch_conv(x, w, bias, empty((x._shape[0], w._shape[0]) + tuple(out_hw), x.dtype, x.device), geo)
+        return wrap(_np_conv(x._np, w._np, None if bias is None else bias._np, geo, out_hw, x.dtype, act, alpha),
+                    x.dtype, x.device)
+    return launch_conv(x, w, bias, empty((x._shape[0], w._shape[0]) + tuple(out_hw), x.dtype, x.device), geo,
+                       act=act, alpha=alpha)
 
 
 def _conv_dgrad(gy, w, bias, geo, in_hw):
@@ -624,23 +640,33 @@ def _save_conv(ctx, x, w, geo):
 
 
 class Conv(Function):
-    """y = conv2d(x, w) + bias for 4-D x, w (validated by the public functions); ``out_hw`` fixes the bottom/right
-    padding."""
+    """y = act(conv2d(x, w) + bias) for 4-D x, w (validated by the public functions); ``out_hw`` fixes the
+    bottom/right padding; ``act``: None or one of ``EPILOGUE_ACTIVATIONS``, run in the kernel's epilogue."""
 
     @staticmethod
-    def forward(ctx, x, w, bias, geo, out_hw):
-        y = _conv(x, w, bias, geo, out_hw)
+    def forward(ctx, x, w, bias, geo, out_hw, act=None, alpha=0.0):
+        y = _conv(x, w, bias, geo, out_hw, act, alpha)
         _save_conv(ctx, x, w, geo)
+        ctx.act, ctx.alpha = act, alpha
+        if act is not None and any(ctx.needs_input_grad[:3]):     # the activation differentiates from its result
+            ctx.save_for_backward(*ctx.saved_tensors, y)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved_tensors
+        x, w, *y = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if ctx.act is not None:     # g through the activation: one kernel, or recorded ops under create_graph
+            y = y[0]
+            if STATE.enabled:
+                g = UNARY[ctx.act].bwd_composite(g, y, y, ctx.alpha)
+            else:
+                g2 = g.reshape(-1, g._shape[-1])
+                g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha, False)[0].reshape(g._shape)
         gx = ConvTranspose.apply(g, w, None, ctx.geo, ctx.in_hw) if need_x else None
         gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
         gb = _bias_grad(g) if need_b else None
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 class ConvTranspose(Function):
@@ -767,7 +793,15 @@ def _check_geometry(stride, dilation):
         raise RuntimeError("dilation should be greater than zero")
 
 
-def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd):
+# The activations a convolution's epilogue applies: those differentiated from their result (relu, sigmoid, tanh),
+# so that the backward needs no pre-activation saved.
+EPILOGUE_ACTIVATIONS = tuple(a for a in ACTIVATIONS if UNARY[a].bwd_uses == "y")
+
+
+def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None):
+    if activation is not None and activation not in EPILOGUE_ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {activation!r}, expected None or one of "
+                         f"{', '.join(EPILOGUE_ACTIVATIONS)}")
     x, batched = _prepare(op, input, weight, bias, nd, False)
     stride, dilation = _tuple("stride", stride, nd), _tuple("dilation", dilation, nd)
     _check_geometry(stride, dilation)
@@ -801,12 +835,12 @@ def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd):
     if nd == 1:        # the 2-D kernels on (N, C, 1, L) views
         x, w = x.unsqueeze(2), weight.unsqueeze(2)
         geo = Geometry((1, stride[0]), (0, pads[0][0]), (1, dilation[0]), groups)
-        y = Conv.apply(x, w, bias, geo, (1,) + out).squeeze(2)
+        y = Conv.apply(x, w, bias, geo, (1,) + out, activation).squeeze(2)
     elif nd == 3:
         y = _conv3d(x, weight, bias, stride, pads, dilation, groups, out)
     else:
         geo = Geometry(stride, tuple(a for a, _ in pads), dilation, groups)
-        y = Conv.apply(x, weight, bias, geo, out)
+        y = Conv.apply(x, weight, bias, geo, out, activation)
     return y if batched else y.squeeze(0)
 
 
@@ -867,18 +901,19 @@ def _conv_transposend(op, input, weight, bias, stride, padding, output_padding, 
 
 
 @register("conv1d", method=False)
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
     """1-D convolution (cross-correlation) of input (N, C_in, L) or (C_in, L) with weight (C_out, C_in/groups, K);
-    ``padding``: an int, a 1-tuple, ``'valid'`` or ``'same'`` (stride 1 only)."""
-    return _convnd("conv1d", input, weight, bias, stride, padding, dilation, groups, 1)
+    ``padding``: an int, a 1-tuple, ``'valid'`` or ``'same'`` (stride 1 only); ``activation``: None or one of
+    ``EPILOGUE_ACTIVATIONS``, applied in the kernel's epilogue (``tritorch.compile`` fuses ``relu(conv1d(...))``)."""
+    return _convnd("conv1d", input, weight, bias, stride, padding, dilation, groups, 1, activation)
 
 
 @register("conv2d", method=False)
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
     """2-D convolution (cross-correlation) of input (N, C_in, H, W) or (C_in, H, W) with weight
     (C_out, C_in/groups, KH, KW); ``padding``: an int, a pair, ``'valid'`` or ``'same'`` (stride 1 only, extra
-    padding on the bottom/right for an even dilated kernel, as in PyTorch)."""
-    return _convnd("conv2d", input, weight, bias, stride, padding, dilation, groups, 2)
+    padding on the bottom/right for an even dilated kernel, as in PyTorch); ``activation``: as conv1d's."""
+    return _convnd("conv2d", input, weight, bias, stride, padding, dilation, groups, 2, activation)
 
 
 @register("conv3d", method=False)

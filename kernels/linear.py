@@ -31,7 +31,7 @@ from ._pointwise import _identity, launch_pointwise
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
 
-__all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "ACTIVATIONS"]
+__all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS"]
 
 # the activations an epilogue can apply (UNARY ops), with the default of their parameter (slope, alpha)
 ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_tanh": 0.0, "silu": 0.0,
@@ -342,7 +342,7 @@ class Linear(Function):
             if need_b:
                 gb = gz.sum(0)
         else:
-            gz, gb = _act_grad(g, s, ctx.act, ctx.a, need_b)
+            gz, gb = act_grad(g, s, ctx.act, ctx.a, need_b)
         gx = gz @ w if need_x else None
         gw = gz.t() @ x if need_w else None
         if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
@@ -374,7 +374,7 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     return gx, gw, gb, None, None
 
 
-def _act_grad(g, s, act, a, with_bias):
+def act_grad(g, s, act, a, with_bias):
     """The fused backward of the activation: (g * act'(.), its column sums or None)."""
     dtype = g.dtype
     if g._storage.device.type == "cpu":

@@ -142,7 +142,7 @@ def test_training_step_gradients_match_eager(device):
     for g in grads[1:]:
         for a, b in zip(g, grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert "1 activations and 0 residual adds fused into linear" in c.explain()
+    assert "1 activations and 0 residual adds fused into linear/conv epilogues" in c.explain()
 
 
 def test_value_read_runs_eagerly_or_raises_with_fullgraph():
@@ -194,9 +194,22 @@ def test_linear_epilogue_fusion_forward_and_backward(device, act):
         np.testing.assert_allclose(out[i], out[0], rtol=1e-6, atol=1e-6)
         for a, b in zip(grads[i], grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert "1 activations and 0 residual adds fused into linear" in c.explain()
+    assert "1 activations and 0 residual adds fused into linear/conv epilogues" in c.explain()
     graph = passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph)
     assert [n.op for n in graph.nodes] == ["linear", "linear"] and "activation" in graph.nodes[0].kwargs
+
+
+def test_conv_epilogue_fusion():
+    """conv2d/conv1d read only by relu, sigmoid or tanh take it as their epilogue; gelu (differentiated from its
+    input, which the conv does not keep) stays an op of its own."""
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.Conv2d(2, 2, 3), nn.GELU())
+    graph = passes.fuse_linear_epilogue(tritorch.jit.trace(m, tritorch.randn(1, 1, 7, 7)).graph)
+    assert [(n.op, n.kwargs.get("activation")) for n in graph.nodes] == [("conv2d", "relu"), ("conv2d", None),
+                                                                         ("gelu", None)]
+    c1 = nn.Conv1d(2, 3, 3)
+    graph = passes.fuse_linear_epilogue(tritorch.jit.trace(lambda x: tritorch.tanh(c1(x)),
+                                                           tritorch.randn(1, 2, 5)).graph)
+    assert [(n.op, n.kwargs.get("activation")) for n in graph.nodes] == [("conv1d", "tanh")]
 
 
 def test_linear_epilogue_needs_a_single_reader():
@@ -238,7 +251,7 @@ def test_linear_residual_fusion_forward_and_backward(device, dtype):
     for r in res[1:]:
         for a, b in zip(r, res[0]):
             np.testing.assert_array_equal(a, b)      # the fused add rounds as the separate one: bit for bit
-    assert "1 activations and 2 residual adds fused into linear" in c.explain()
+    assert "1 activations and 2 residual adds fused into linear/conv epilogues" in c.explain()
     graph = passes.fuse_linear_residual(passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph))
     assert [n.op for n in graph.nodes] == ["linear", "linear"]
     assert graph.nodes[1].kwargs["activation"] == "relu" and "residual" in graph.nodes[1].kwargs

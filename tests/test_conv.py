@@ -163,6 +163,55 @@ def test_conv2d(device, case):
                  xshape[1] // groups * kh * kw)
 
 
+# the epilogue activations in float64, and each one's derivative written from its result
+ACT_ORACLE = {"relu": (lambda z: np.maximum(z, 0), lambda y: (y > 0) * 1.0),
+              "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda y: y * (1 - y)),
+              "tanh": (np.tanh, lambda y: 1 - y * y)}
+
+
+@pytest.mark.parametrize("act", list(ACT_ORACLE))
+def test_conv2d_activation_epilogue(device, act):
+    """act(conv2d(x, w) + b) in the kernel's epilogue, and its backward through the activation (one kernel)."""
+    assert set(ACT_ORACLE) == set(KC.EPILOGUE_ACTIVATIONS)
+    f, df = ACT_ORACLE[act]
+    ts, (rx, rw, rb) = _inputs(device, (2, 4, 7, 6), (6, 2, 3, 3), True, seed=5)
+    y = conv2d(*ts, stride=(2, 1), padding=1, groups=2, activation=act)
+    g, rg = make(y.shape, F32, device, seed=9)
+    y.backward(g)
+    rz = ref_conv2d(rx, rw, rb, (2, 1), 1, 1, 2)
+    ry = f(rz)
+    _, rgx, rgw, rgb = ref_conv2d(rx, rw, rb, (2, 1), 1, 1, 2, g=rg * df(ry))
+    _close(y, ry, F32, 18)
+    x, w, b = ts
+    _close(x.grad, rgx, F32, 18)
+    _close(w.grad, rgw, F32, 18 * 4)
+    _close(b.grad, rgb, F32, 18 * 4)
+
+
+def test_conv_activation_equals_the_separate_op_and_differentiates_twice(device):
+    ts, _ = _inputs(device, (2, 3, 9), (4, 3, 3), True, seed=6)
+    g, _ = make((2, 4, 9), F32, device, seed=8)
+    fused = conv1d(*ts, padding="same", activation="relu")
+    apart = tritorch.relu(conv1d(*ts, padding="same"))
+    np.testing.assert_array_equal(to_np(fused), to_np(apart))
+    for a, c in zip(tritorch.autograd.grad(fused, ts, g), tritorch.autograd.grad(apart, ts, g)):
+        np.testing.assert_array_equal(to_np(a), to_np(c))
+    x, w = (tritorch.tensor(np.random.default_rng(3).uniform(-1, 1, s), dtype=F64, requires_grad=True)
+            for s in ((1, 2, 5, 4), (3, 2, 2, 2)))
+    assert gradcheck(lambda x, w: conv2d(x, w, padding=1, activation="tanh"), (x, w))
+    assert gradgradcheck(lambda x, w: conv2d(x, w, padding=1, activation="sigmoid"), (x, w))
+
+
+def test_conv_activation_edges_and_errors(device):
+    x = tritorch.zeros((2, 0, 4, 3), device=device)             # no input channels: act(bias)
+    w = tritorch.zeros((3, 0, 2, 2), device=device)
+    b, rb = make((3,), F32, device, seed=1)
+    assert_close(conv2d(x, w, b, activation="sigmoid"), np.broadcast_to(1 / (1 + np.exp(-rb.reshape(-1, 1, 1))),
+                                                                         (2, 3, 3, 2)))
+    with pytest.raises(ValueError, match="conv2d: unknown activation 'gelu', expected None or one of relu"):
+        conv2d(make((1, 1, 3, 3), F32, device)[0], make((1, 1, 2, 2), F32, device)[0], activation="gelu")
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
 def test_conv2d_non_contiguous(device, layout):
     """Inputs read through their strides: a permuted (NHWC storage) view, a sliced view, a transposed weight."""

@@ -85,6 +85,8 @@ def w_conv(dt):
     x = _t((2, 8, 9, 9), dt, True)
     _bwd(nn.ConvTranspose2d(8, 4, 3, stride=2).to(device="cuda", dtype=dt)(x))
     _bwd(nn.Conv1d(4, 8, 5).to(device="cuda", dtype=dt)(_t((2, 4, 50), dt, True)))
+    conv = nn.Conv2d(3, 16, 3, padding=1).to(device="cuda", dtype=dt)      # tritorch.compile's relu epilogue
+    _bwd(F.conv2d(_t((8, 3, 28, 28), dt, True), conv.weight, conv.bias, padding=1, activation="relu"))
 
 
 def w_norm(dt):

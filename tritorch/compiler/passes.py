@@ -4,7 +4,8 @@
   write nothing in place.
 - ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
   sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
-  forward and backward (kernels/linear.py), so it applies to training graphs too.
+  forward and backward (kernels/linear.py), so it applies to training graphs too. Likewise a ``conv1d``/``conv2d``
+  read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``).
 - ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation fused or not) read only by it and another value
   of its shape and dtype (the skip connection ``x + proj(h)``) becomes one ``linear(..., residual=x)``: the add
   runs in the epilogue and its backward passes the gradient through, so no kernel is left for it.
@@ -15,6 +16,7 @@ import math
 
 from .. import _dtype as D
 from ..jit.ir import Graph, Node, Value, flatten
+from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_residual", "fuse_pointwise", "pointwise_spec",
            "FUSIBLE_DTYPES"]
@@ -83,23 +85,30 @@ def _epilogue(node):
     return None
 
 
+_EPILOGUE_OPS = {"linear": None, "conv1d": EPILOGUE_ACTIVATIONS, "conv2d": EPILOGUE_ACTIVATIONS}
+"""Ops with an activation epilogue -> the activations it takes (None: every one ``_epilogue`` finds)."""
+
+
 def fuse_linear_epilogue(graph):
-    """The graph with each ``linear`` + activation pair (the linear's result read only by the activation) as one
-    ``linear`` node with ``activation=``."""
+    """The graph with each ``linear`` (``conv1d``, ``conv2d``) + activation pair (the producer's result read only by
+    the activation) as one node with ``activation=``."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and not n.kwargs and
+    producer = {n.outputs[0].name: n for n in graph.nodes if n.op in _EPILOGUE_OPS and not n.kwargs and
                 not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
     replaced, nodes = {}, []
     for node in graph.nodes:
         src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
         act = _epilogue(node) if src is not None else None
         lin = producer.get(src.name) if act else None
+        if lin is not None and _EPILOGUE_OPS[lin.op] is not None and (act[0] not in _EPILOGUE_OPS[lin.op] or
+                                                                      act[1] is not None):
+            lin = None
         if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
             nodes.append(node)
             continue
         kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
         replaced[id(lin)] = True
-        nodes.append(Node("linear", lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
+        nodes.append(Node(lin.op, lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
