@@ -128,6 +128,21 @@ def test_plain_function():
     assert proto.graph.name == "tritorch_score"
 
 
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "elu"])
+def test_fused_epilogues(act):
+    """linear(..., activation=, residual=) and conv2d(..., activation=), the kernels tritorch.compile fuses into,
+    export as the ops they stand for."""
+    w, b = torch.randn(6, 5), torch.randn(6)
+    cw = torch.randn(6, 3, 3, 3)
+
+    def f(x, r, img):
+        y = torch.nn.functional.linear(x, w, b, activation=act, residual=r)
+        z = torch.nn.functional.conv2d(img, cw, padding=1, activation=None if act is None else "relu")
+        return y, z
+    _check(f, (torch.randn(4, 5), torch.randn(4, 6), torch.randn(1, 3, 5, 5)),
+           [(torch.randn(4, 5), torch.randn(4, 6), torch.randn(1, 3, 5, 5))])
+
+
 def test_main_job_cnn():
     torch.manual_seed(0)
     _check(build_model(8), (torch.randn(2, 1, 8, 8),), [(torch.randn(5, 1, 8, 8),), (torch.randn(1, 1, 8, 8),)],

@@ -6,19 +6,36 @@ import numpy as np
 
 from .. import _dtype as D
 from ._builder import Sym, Unsupported
-from ._ops import _axis, _out, _rank, _slice, op
+from ..jit.ir import Value
+from ._ops import OPS, _axis, _out, _rank, _slice, op
 from ._rnn import recurrent
 
 __all__ = []
 
 
+def _epilogue(b, node, y, activation=None, alpha=None, residual=None):
+    """A fused kernel's epilogue (``linear``/``conv`` with ``activation=``, ``residual=``; ``tritorch.compile``
+    writes them) exported as the ops it stands for: the activation's own mapping on ONNX tensor ``y``, then Add."""
+    if activation is not None:
+        out = node.outputs[0]
+        pre = Value(f"{out.name}.pre_activation", out.shape, out.dtype, "node")
+        b.names[pre.name] = y
+        if activation == "gelu_tanh":
+            y = OPS["gelu"](b, node, pre, approximate="tanh")
+        else:
+            y = OPS[activation](b, node, pre, *(() if alpha is None else (alpha,)))
+    return y if residual is None else b.op("Add", [y, b.name(residual)])
+
+
 @op("linear")
-def _linear(b, node, input, weight, bias=None):
+def _linear(b, node, input, weight, bias=None, activation=None, alpha=None, residual=None):
     x, w = b.name(input), b.name(weight)
     if _rank(input) == 2 and bias is not None:
-        return b.op("Gemm", [x, w, b.name(bias)], transB=1)
-    y = b.op("MatMul", [x, b.op("Transpose", [w], perm=[1, 0])])
-    return y if bias is None else b.op("Add", [y, b.name(bias)])
+        y = b.op("Gemm", [x, w, b.name(bias)], transB=1)
+    else:
+        y = b.op("MatMul", [x, b.op("Transpose", [w], perm=[1, 0])])
+        y = y if bias is None else b.op("Add", [y, b.name(bias)])
+    return _epilogue(b, node, y, activation, alpha, residual)
 
 
 @op("bilinear")
@@ -53,7 +70,7 @@ def _check_batched(input, n, what):
 
 
 @op("conv1d", "conv2d", "conv3d")
-def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
     n = int(node.op[4])
     _check_batched(input, n, node.op)
     k, dil = list(weight.shape[2:]), _tup(dilation, n)
@@ -66,7 +83,8 @@ def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, gr
         p = _tup(padding, n)
         pads = p + p
     ins = [b.name(input), b.name(weight)] + ([b.name(bias)] if bias is not None else [])
-    return b.op("Conv", ins, kernel_shape=k, strides=_tup(stride, n), pads=pads, dilations=dil, group=int(groups))
+    y = b.op("Conv", ins, kernel_shape=k, strides=_tup(stride, n), pads=pads, dilations=dil, group=int(groups))
+    return _epilogue(b, node, y, activation)
 
 
 @op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
