@@ -630,13 +630,14 @@ def _bias_grad(g):
     return g.sum((0, 2, 3))
 
 
-def _save_conv(ctx, x, w, geo):
-    """What the backward of a convolution or a transposed one needs: x for the weight gradient, w for the input's."""
+def _save_conv(ctx, x, w, geo, *extra):
+    """What the backward of a convolution or a transposed one needs: x for the weight gradient, w for the input's
+    (and ``extra``, saved after them)."""
     if any(ctx.needs_input_grad[:3]):
         ctx._name = "ConvolutionBackward0"
         ctx.geo, ctx.in_hw, ctx.k_hw = geo, x._shape[2:], w._shape[2:]
         need_x, need_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.save_for_backward(x if need_w else None, w if need_x else None, *extra)
 
 
 class Conv(Function):
@@ -646,10 +647,8 @@ class Conv(Function):
     @staticmethod
     def forward(ctx, x, w, bias, geo, out_hw, act=None, alpha=0.0):
         y = _conv(x, w, bias, geo, out_hw, act, alpha)
-        _save_conv(ctx, x, w, geo)
+        _save_conv(ctx, x, w, geo, *(() if act is None else (y,)))     # the activation differentiates from y
         ctx.act, ctx.alpha = act, alpha
-        if act is not None and any(ctx.needs_input_grad[:3]):     # the activation differentiates from its result
-            ctx.save_for_backward(*ctx.saved_tensors, y)
         return y
 
     @staticmethod

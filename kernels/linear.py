@@ -55,8 +55,7 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     pre-activation, with ``SAVE_A`` the activation's result before the residual, is stored too (``z_ptr``, same
     strides as y), for the backward. With ``HAS_RES`` the residual r is added to the activation rounded to y's
     dtype: its row m is at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of
-    shape (., RI, N), such as the transposed skip connection of a sequence-first layer: its two leading strides),
-    its column n at n * srn.
+    shape (., RI, N), a permuted view read without a copy: its two leading strides), its column n at n * srn.
     """
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -226,27 +225,20 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None):
     """NumPy reference of ``launch_linear`` on host arrays: returns (y, z or None) in ``dtype``, computed in float32
     for half types and float64 for float64 (integers exactly, without activation); z (with ``save_z``) is what the
     activation's derivative reads. The residual is added to y rounded to ``dtype``, as the separate add would."""
-    y, z = _np_linear_act(x, w, bias, act, a, save_z, dtype)
-    if save_z and UNARY[act].bwd_uses != "x":
-        z = y
-    if residual is not None:
-        ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
-        with np.errstate(all="ignore"):
-            y = (y.astype(ct) + residual.reshape(y.shape).astype(ct, copy=False)).astype(dtype.np, copy=False)
-    return y, z
-
-
-def _np_linear_act(x, w, bias, act, a, save_z, dtype):
-    """``_np_linear`` without the residual: (act(z), z or None)."""
     ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
     z = x.astype(ct, copy=False) @ w.astype(ct, copy=False).T
     if bias is not None:
         z = z + bias.astype(ct, copy=False)
-    if act is None:
-        return z.astype(dtype.np, copy=False), None
-    with np.errstate(all="ignore"):
-        y = np.asarray(UNARY[act].ref(z, a, 0.0), dtype=ct)
-    return y.astype(dtype.np, copy=False), (z.astype(dtype.np, copy=False) if save_z else None)
+    y, s = z.astype(dtype.np, copy=False), None
+    if act is not None:
+        with np.errstate(all="ignore"):
+            y = np.asarray(UNARY[act].ref(z, a, 0.0), dtype=ct).astype(dtype.np, copy=False)
+        if save_z:
+            s = z.astype(dtype.np, copy=False) if UNARY[act].bwd_uses == "x" else y
+    if residual is not None:
+        with np.errstate(all="ignore"):
+            y = (y.astype(ct) + residual.reshape(y.shape).astype(ct, copy=False)).astype(dtype.np, copy=False)
+    return y, s
 
 
 def launch_act_grad(g, s, gz, part, act, a=0.0):
@@ -308,7 +300,7 @@ class Linear(Function):
         if need:
             ctx._name = ("AddmmActivationBackward0" if act is not None else
                          "AddmmBackward0" if bias is not None else "MmBackward0")
-            ctx.act, ctx.a, ctx.has_res = act, a, residual is not None
+            ctx.act, ctx.a = act, a
             ctx.bias_shape = None if bias is None else bias._shape
             need_x, need_w = ctx.needs_input_grad[:2]
             # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
@@ -318,11 +310,10 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         needs = ctx.needs_input_grad
-        gr = None               # the residual's gradient: the incoming one, in the residual's shape
-        if len(needs) > 5 and needs[5]:
-            gr = g.reshape(ctx.res_shape)
+        need_x, need_w, need_b = needs[:3]
+        # the residual's gradient: the incoming one, in the residual's shape
+        gr = g.reshape(ctx.res_shape) if len(needs) > 5 and needs[5] else None
         if not (need_x or need_w or need_b):
             return None, None, None, None, None, gr
         x, w, bias, s = ctx.saved_tensors
@@ -336,7 +327,7 @@ class Linear(Function):
         elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
             if UNARY[ctx.act].bwd_uses == "x":
                 s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
-            elif ctx.has_res:
+            elif ctx.res_shape is not None:     # y holds the residual too: recompute the activation, recorded
                 s = Linear.apply(x, w, bias, ctx.act, ctx.a)
             gz = UNARY[ctx.act].bwd_composite(g, s, s, ctx.a)
             if need_b:

@@ -278,8 +278,8 @@ def build_parser():
     c.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="with --candidates cached: seconds to spend compiling candidates the file lacks (default 0)")
     c.add_argument("--spill-tolerance", type=int, default=None, metavar="BYTES",
-                   help="autotune candidates' spill stores per thread that pass, for exploring (default 0: any spill fails; "
-                        "a heuristic default never may spill)")
+                   help="autotune candidates' spill stores per thread that pass, for exploring (default 0: any "
+                        "spill fails; a heuristic default never may spill)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write the summary and findings as JSON")
     c.add_argument("--verbose", action="store_true", help="every spilling specialization and finding")
     c.set_defaults(fn=cmd_compile_check)

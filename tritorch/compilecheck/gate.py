@@ -37,7 +37,7 @@ from tritorch import _atomic, _dtype as D, autotune
 __all__ = ["check", "precompile", "record_specs", "compile_specs", "gate", "report", "parse_target", "SMEM_LIMIT",
            "cache_file"]
 
-FORMAT = "tritorch-compile-check-v3"      # v2: results stored without their usual values; v3: ptxas run as Triton runs it
+FORMAT = "tritorch-compile-check-v3"      # v2: results without their usual values; v3: ptxas run as Triton runs it
 FORMAT_V1 = "tritorch-compile-check-v1"
 # Shared memory a block may use (opt-in maximum), bytes, by compute capability.
 SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
@@ -508,7 +508,8 @@ def check(target="sm_90a", jobs=None, cache=None, workloads=None, kernels=None, 
     bad = gate(specs, results, cap, spill_tolerance)
     if json_out:
         _atomic.write(json_out, json.dumps({"triton": triton.__version__, "target": target, "summary": s,
-                                            "spill_table": spill_table(specs, results, spill_tolerance), "failures": bad}, indent=1))
+                                            "spill_table": spill_table(specs, results, spill_tolerance),
+                                            "failures": bad}, indent=1))
     if bad:
         print(f"\ncompile-check FAILED: {len(bad)} finding(s)", file=out)
         for name, what, detail in bad[: None if verbose else 60]:

@@ -5,8 +5,8 @@ training mode, autocast) is new captures the forward through the op modes (``tri
 call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations (linear,
 conv) and residual adds (linear) fused into the kernels' epilogues (with autograd too), and on ``cuda`` pointwise
 fusion into generated Triton kernels (``codegen.py``), each fused group one autograd node whose backward is
-derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that signature replay the optimised graph. A forward that reads a
-tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature
+derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that signature replay
+the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature
 (``fullgraph=True`` raises instead), and ``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
