@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _dtype as D
 from ._host import host_array as _host_of
-from ._work import Work, DistBackendError, DistTimeoutError, ReduceOp
+from ._work import Work, DistBackendError, DistTimeoutError, ReduceOp, drain_output
 
 MPI = None                       # mpi4py.MPI, imported on first use
 
@@ -206,7 +206,8 @@ class MPIGroup:
         return MPIGroup(comm, [self.ranks[r] for r in ranks], timeout)
 
     def abort(self, why, code=1):
-        """End every process of the job (MPI_Abort)."""
+        """End every process of the job (MPI_Abort), once this rank's output has reached mpiexec."""
+        drain_output()
         MPI.COMM_WORLD.Abort(code)
 
     def destroy(self):

@@ -15,7 +15,7 @@ from .. import cuda as _cuda   # its _runtime() loads the CUDA library on first 
 from .._device import device as _device
 from .._tensor import Tensor
 from ..autograd import no_grad
-from ._work import Work, DistBackendError, DistTimeoutError, ReduceOp
+from ._work import Work, DistBackendError, DistTimeoutError, ReduceOp, drain_output
 from . import _store, _mpi
 
 nccl = None                         # nccl.core, imported on first use
@@ -137,6 +137,7 @@ class NCCLGroup:
                 print(f"tritorch.distributed: {w.name} (call #{w._seq} on {self.name}, nccl) timed out after "
                       f"{self.timeout:g} s: not every rank joined (NCCL does not say which: see the other ranks' "
                       "output); aborting the communicator and this process", file=sys.stderr, flush=True)
+                drain_output()
                 try:
                     self.comm.abort()
                 finally:
@@ -226,6 +227,7 @@ class NCCLGroup:
         return NCCLGroup(sub, [self.ranks[r] for r in ranks], timeout)
 
     def abort(self, why, code=1):
+        drain_output()
         try:
             self.comm.abort()
         finally:

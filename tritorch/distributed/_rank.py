@@ -12,13 +12,13 @@ import traceback
 
 from .run import set_pdeathsig
 from . import write_error_file
+from ._work import drain_output
 
 
 def _abort_world(code):
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        drain_output()
         mpi.COMM_WORLD.Abort(code)
 
 

@@ -1,4 +1,10 @@
 """Reduce ops, errors and the work handle that every collective returns with ``async_op=True``."""
+import fcntl
+import os
+import stat
+import struct
+import sys
+import termios
 import time
 
 __all__ = ["ReduceOp", "Work", "DistError", "DistBackendError", "DistTimeoutError"]
@@ -27,6 +33,29 @@ class ReduceOp:
 
     class RedOpType:      # PyTorch spells ``ReduceOp.RedOpType.SUM`` too
         SUM, AVG, MAX, MIN, PRODUCT = "sum", "avg", "max", "min", "product"
+
+
+def drain_output(limit=5.0):
+    """Flush stdout and stderr and wait (at most ``limit`` s) until the reader of each pipe has taken every byte.
+
+    MPI_Abort and ``os._exit`` end a job at once: a traceback still in the pipe to mpiexec's proxy would be lost
+    (seen on a loaded machine: the job failed with no output at all). The short sleep after covers the proxy's own
+    forwarding to mpiexec."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + limit
+    for fd in (1, 2):
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                continue
+            while struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except OSError:
+            continue
+    time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
 _OP_NAMES = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "mean": ReduceOp.AVG, "max": ReduceOp.MAX,
