@@ -319,7 +319,14 @@ class _Launch:
                     num_warps=self.warps)
 
     def forward(self):
-        out = empty((self.Z, self.H, self.L, self.EV), self.q.dtype, self.q.device)
+        Z, H, L, EV = self.Z, self.H, self.L, self.EV
+        if self.q._stride[1] < self.q._stride[2]:
+            # q is a (Z, L, H, E) tensor seen as (Z, H, L, E) (heads of a projection): out takes that layout too, as
+            # PyTorch's does, so that merging the heads back ((Z, L, H * EV)) is a view, not a copy
+            out = empty((Z, L, H, EV), self.q.dtype, self.q.device)
+            out = out._view((Z, H, L, EV), (out._stride[0], out._stride[2], out._stride[1], 1), out._offset)
+        else:
+            out = empty((Z, H, L, EV), self.q.dtype, self.q.device)
         lse = empty((self.Z, self.H, self.L), D.float64 if self.q.dtype is D.float64 else D.float32, self.q.device)
         if out.numel():
             ptrs, args = self.common()

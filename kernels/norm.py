@@ -437,11 +437,18 @@ def _ln_dwdb(x, g, mean, rstd, M, N):
     chunks = min(cdiv(M, bm), 2 if INTERPRET else max(1, 4 * 132 // cdiv(N, bn)))
     rows = cdiv(cdiv(M, chunks), bm) * bm
     chunks = cdiv(M, rows)
-    dw = empty((chunks, N), mean.dtype, x.device)
-    db = empty((chunks, N), mean.dtype, x.device)
+    part = (chunks, N) if chunks > 1 else (N,)          # one chunk: the kernel writes the result itself
+    dw = empty(part, mean.dtype, x.device)
+    db = empty(part, mean.dtype, x.device)
     _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(dw), ptr(db), M, N, rows,
                                                CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
-    return (dw.sum(0), db.sum(0)) if chunks > 1 else (dw.reshape(N), db.reshape(N))
+    return (dw.sum(0), db.sum(0)) if chunks > 1 else (dw, db)
+
+
+def _shaped(t, shape):
+    """``t`` as ``shape``: ``t`` itself when it has that shape, so that a parameter's fresh gradient is stored as its
+    ``.grad`` as is (a view of it would be copied there)."""
+    return t if t._shape == tuple(shape) else t.reshape(shape)
 
 
 def _host(t, ct):
@@ -636,7 +643,7 @@ class RowNorm(Function):
                 db.fill_(0)
             dx = interp_bf16_out(dx, x.dtype)
             pd = weight.dtype if weight is not None else x.dtype
-            dw, db = dw.to(pd).reshape(wshape), db.to(pd).reshape(wshape)
+            dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape)
         return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None
 
 

@@ -21,6 +21,7 @@ from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import MAXD, ptr, block_for, nd_coords, nd_offset
 from ._common import empty, sum_to, wrap
 from .copy import copy_into, fill_
+from .join import cat, stack
 
 __all__ = ["view_strides", "basic_index"]
 
@@ -460,12 +461,47 @@ def select(input, dim, index, _name="SelectBackward0"):
                          lambda t: select(t, d, index), _name)
 
 
+class _Pieces(Function):
+    """split/chunk/unbind: each piece a view of the input along ``d`` (``sizes`` None: unbind's selects), all of
+    them one node, as PyTorch's. Backward joins the pieces' gradients into the input's gradient with one copy
+    each (cat/stack; zeros only for a piece that got none), where one node per piece would fill a zero input per
+    piece and add them up."""
+
+    @staticmethod
+    def forward(ctx, x, d, sizes, name):
+        ctx._name = name
+        ctx.set_materialize_grads(False)
+        ctx.d, ctx.sizes, ctx.dtype = d, sizes, x.dtype
+        if sizes is None:
+            shape, strides = x._shape[:d] + x._shape[d + 1:], x._stride[:d] + x._stride[d + 1:]
+            ctx.shapes = [shape] * x._shape[d]
+            return tuple(x._view(shape, strides, x._offset + i * x._stride[d]) for i in range(x._shape[d]))
+        ctx.shapes, out, start = [], [], 0
+        for n in sizes:
+            shape = x._shape[:d] + (n,) + x._shape[d + 1:]
+            ctx.shapes.append(shape)
+            out.append(x._view(shape, x._stride, x._offset + start * x._stride[d]))
+            start += n
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if all(g is None for g in grads):
+            return None, None, None, None
+        dev = next(g for g in grads if g is not None).device
+        parts = [g if g is not None else _creation.zeros(shape, dtype=ctx.dtype, device=dev)
+                 for g, shape in zip(grads, ctx.shapes)]
+        return (stack(parts, ctx.d) if ctx.sizes is None else cat(parts, ctx.d)), None, None, None
+
+
 @register("unbind")
 def unbind(input, dim=0):
     d = input._wrap_dim(dim)
     if input.ndim == 0:
         raise IndexError(f"Dimension specified as {d} but tensor has no dimensions")
-    return tuple(select(input, d, i, _name="UnbindBackward0") for i in range(input._shape[d]))
+    if input._shape[d] == 0:
+        return ()
+    return _Pieces.apply(input, d, None, "UnbindBackward0")
 
 
 @register("split")
@@ -484,11 +520,12 @@ def split(tensor, split_size_or_sections, dim=0):
         if sum(sizes) != n:
             raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
                                f"dimension {d}), but got split_sizes={sizes}")
-    out, start = [], 0
     for s in sizes:
-        out.append(narrow(tensor, d, start, s, _name="SplitBackward0"))
-        start += s
-    return tuple(out)
+        if s < 0:
+            raise RuntimeError(f"split_with_sizes expects split_sizes have only non-negative entries, but got "
+                               f"split_sizes={sizes}")
+    out = _Pieces.apply(tensor, d, tuple(sizes), "SplitBackward0")
+    return out if isinstance(out, tuple) else (out,)
 
 
 @register("chunk")

@@ -13,6 +13,7 @@ import pytest
 import tritorch
 from tritorch import nn
 from tritorch.autograd.gradcheck import gradcheck
+from tritorch.profiler import profile
 from tritorch.kernels.attention import scaled_dot_product_attention as sdpa, np_sdpa_forward, np_sdpa_backward
 from tritorch.nn.transformer import (MultiheadAttention, TransformerEncoderLayer, TransformerEncoder,
                                      TransformerDecoderLayer, generate_square_subsequent_mask)
@@ -224,6 +225,61 @@ def test_multihead_attention(device, batch_first, kv_dims, mask):
     out, w = m(*args, key_padding_mask=tk, attn_mask=ta, need_weights=False)
     assert w is None
     np.testing.assert_allclose(to_np(out.transpose(0, 1) if batch_first else out), ref_o, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["seq_first", "batch_first", "unbatched"])
+def test_self_attention_matches_torch(device, layout):
+    """query is key is value: one packed projection split into q, k, v (PyTorch's fast path), outputs and every
+    gradient as PyTorch's (float64), with and without the weights."""
+    torch = pytest.importorskip("torch")
+    E, H, L, N = 16, 4, 5, 3
+    tritorch.manual_seed(0)
+    m = MultiheadAttention(E, H, batch_first=layout == "batch_first").to(device).double()
+    ref = torch.nn.MultiheadAttention(E, H, batch_first=layout == "batch_first", dtype=torch.float64)
+    with tritorch.no_grad():
+        m.in_proj_bias.uniform_(-0.5, 0.5)
+        m.out_proj.bias.uniform_(-0.5, 0.5)
+    ref.load_state_dict({k: torch.tensor(to_np(v)) for k, v in m.state_dict().items()})
+    shape = {"seq_first": (L, N, E), "batch_first": (N, L, E), "unbatched": (L, E)}[layout]
+    rng = np.random.default_rng(0)
+    xn, gn = rng.standard_normal(shape), rng.standard_normal(shape)
+    mask = np.triu(np.full((L, L), -np.inf), 1)
+    for need_weights in (False, True):
+        m.zero_grad()
+        ref.zero_grad()
+        x = tritorch.tensor(xn, device=device, requires_grad=True)
+        xr = torch.tensor(xn, requires_grad=True)
+        out, w = m(x, x, x, attn_mask=tritorch.tensor(mask, device=device), need_weights=need_weights)
+        r_out, r_w = ref(xr, xr, xr, attn_mask=torch.tensor(mask), need_weights=need_weights)
+        np.testing.assert_allclose(to_np(out), r_out.detach().numpy(), rtol=1e-9, atol=1e-10)
+        assert (w is None) == (r_w is None)
+        if w is not None:
+            np.testing.assert_allclose(to_np(w), r_w.detach().numpy(), rtol=1e-9, atol=1e-10)
+        (out * tritorch.tensor(gn, device=device)).sum().backward()
+        (r_out * torch.tensor(gn)).sum().backward()
+        np.testing.assert_allclose(to_np(x.grad), xr.grad.numpy(), rtol=1e-9, atol=1e-10)
+        for (name, p), rp in zip(m.named_parameters(), ref.parameters()):
+            np.testing.assert_allclose(to_np(p.grad), rp.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=name)
+
+
+def test_self_attention_launches():
+    """Batch-first self-attention without weights is three kernels (the packed projection, attention, the output
+    projection: no transposes); its backward joins dq, dk, dv with one copy each and fills no zeros."""
+    tritorch.manual_seed(0)
+    m = MultiheadAttention(16, 4, batch_first=True).to("cuda")
+    x = tritorch.randn(2, 5, 16, device="cuda", requires_grad=True)
+    with profile() as prof:
+        out, _ = m(x, x, x, need_weights=False)
+    assert [e.name for e in prof.events() if e.kind == "kernel"] == ["_linear_kernel", "_attn_fwd_kernel",
+                                                                     "_linear_kernel"]
+    assert out.is_contiguous() and tuple(out.shape) == (2, 5, 16)
+    loss = out.sum()
+    with profile() as prof:
+        loss.backward()
+    kernels = [e.name for e in prof.events() if e.kind == "kernel"]
+    assert kernels[0] == "_fill_kernel" and "_fill_kernel" not in kernels[1:]      # the first: the seed gradient
+    assert [e.name for e in prof.events() if e.kind == "op" and e.depth == 1].count("stack") == 1
+    assert prof.kernel_launches("_pointwise_kernel") == 3 + 1         # dq, dk, dv joined; x.grad (a view) copied
 
 
 def test_multihead_attention_errors():

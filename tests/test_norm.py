@@ -4,6 +4,7 @@ import pytest
 
 import tritorch
 from tritorch.nn import normalization as nn
+from tritorch.profiler import profile
 from tests.helpers import assert_close, make, to_np
 
 
@@ -472,3 +473,14 @@ def test_batchnorm3d_and_instancenorm3d(device):
         nn.BatchNorm3d(3)(x[0])
     with pytest.raises(ValueError, match=r"expected 4D or 5D input \(got 3D input\)"):
         nn.InstanceNorm3d(3)(x[0, 0])
+
+
+@pytest.mark.parametrize("rows", [3, 64])          # one chunk of rows for the weight's gradient, and several
+def test_layer_norm_parameter_grads_are_stored_without_a_copy(rows):
+    """The kernels' dw/db are fresh tensors of the parameters' shape: ``.grad`` takes them as they are."""
+    ln = nn.LayerNorm(32).to("cuda")
+    loss = ln(tritorch.randn(rows, 32, device="cuda")).pow(2).sum()
+    with profile() as prof:
+        loss.backward()
+    assert [e.name for e in prof.events() if e.kind == "op" and e.name == "clone"] == []
+    assert ln.weight.grad.shape == (32,) and ln.bias.grad.shape == (32,)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import tritorch
 from tritorch.autograd.gradcheck import gradcheck
+from tritorch.profiler import profile
 
 from helpers import assert_close, to_np
 
@@ -457,3 +458,34 @@ def test_view_copy_ops_gradcheck():
     assert gradcheck(lambda x: x.roll((1, -2), (0, 1)), (x,))
     assert gradcheck(lambda x: x.repeat_interleave(tritorch.tensor([2, 0, 1]), 0), (x,))
     assert gradcheck(lambda a, b: tritorch.meshgrid(a, b, indexing="xy"), (v, x[0].detach().requires_grad_()))
+
+
+@pytest.mark.parametrize("op,args", [("unbind", (1,)), ("split", (2, 1)), ("split", ([1, 0, 5], 1)),
+                                     ("chunk", (2, 0))])
+def test_pieces_are_one_node_and_join_their_gradients(device, op, args):
+    """split/chunk/unbind: every piece a view with one grad_fn between them (PyTorch's names); backward writes each
+    piece's gradient once (zeros only for the pieces that got none), equal to PyTorch's, and differentiates again."""
+    torch = pytest.importorskip("torch")
+    xn = np.arange(24, dtype=np.float64).reshape(4, 6) / 7
+    x = tritorch.tensor(xn, device=device, requires_grad=True)
+    xr = torch.tensor(xn, requires_grad=True)
+    ours, theirs = getattr(x, op)(*args), getattr(xr, op)(*args)
+    assert len(ours) == len(theirs) and len({id(p.grad_fn) for p in ours}) == 1
+    assert ours[0].grad_fn.name() == theirs[0].grad_fn.name().replace("WithSizes", "")
+    assert all(p._base is x for p in ours)
+    used = [i for i in range(len(ours)) if i != 1 and ours[i].numel()]      # piece 1 gets no gradient
+    loss = sum((ours[i] * (i + 1)).pow(2).sum() for i in used)
+    g, = tritorch.autograd.grad(loss, x, create_graph=True)
+    gr, = torch.autograd.grad(sum((theirs[i] * (i + 1)).pow(2).sum() for i in used), xr, create_graph=True)
+    np.testing.assert_allclose(to_np(g), gr.detach().numpy(), rtol=1e-12)
+    gg, = tritorch.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(to_np(gg), torch.autograd.grad(gr.sum(), xr)[0].numpy(), rtol=1e-12)
+    if device == "cuda":
+        pieces = getattr(x, op)(*args)
+        loss = sum(pieces[i].sum() for i in used)
+        with profile() as prof:
+            loss.backward()
+        missing = sum(p.numel() > 0 for p in pieces) - len(used)
+        copies = [e for e in prof.events() if e.kind == "kernel" and e.cpu_parent.name == "cat"]
+        assert len(copies) == sum(p.shape[args[-1]] > 0 if op != "unbind" else 1 for p in pieces)
+        assert prof.kernel_launches("_fill_kernel") == missing + 1    # zeros for the pieces without; the seed

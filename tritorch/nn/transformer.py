@@ -116,24 +116,31 @@ class MultiheadAttention(Module):
         if query.ndim not in (2, 3):
             raise AssertionError(f"query should be unbatched 2D or batched 3D tensor but received {query.ndim}-D "
                                  "query tensor")
+        packed = query is key and key is value and self._qkv_same_embed_dim
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:
-            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        L, N, E = query.shape
-        S = key.shape[0]
+        # the tokens stay in the caller's layout, (N, L, E) or (L, N, E): the projections are row-wise, so only the
+        # heads are permuted (views), and the result needs no transpose back
+        bf = self.batch_first and not unbatched
+        if bf:
+            (N, L, E), S = query.shape, key.shape[1]
+        else:
+            (L, N, E), S = query.shape, key.shape[0]
         if E != self.embed_dim:
             raise AssertionError(f"was expecting embedding dimension of {self.embed_dim}, but got {E}")
         if key.shape[:2] != value.shape[:2]:
             raise AssertionError(f"key shape {tuple(key.shape)} does not match value shape {tuple(value.shape)}")
-        wq, wk, wv, bq, bk, bv = self._projections()
         Hn, hd = self.num_heads, self.head_dim
-        # (L, N, E) -> (N, heads, L, head_dim)
-        q = linear(query, wq, bq).reshape(L, N, Hn, hd).permute(1, 2, 0, 3)
-        k = linear(key, wk, bk).reshape(S, N, Hn, hd).permute(1, 2, 0, 3)
-        v = linear(value, wv, bv).reshape(S, N, Hn, hd).permute(1, 2, 0, 3)
+        heads = (0, 2, 1, 3) if bf else (1, 2, 0, 3)            # (*tokens, heads, head_dim) -> (N, heads, L, head_dim)
+        if packed:      # self-attention: one projection of 3E features, split into q, k, v (views)
+            proj = linear(query, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = (t.permute(*heads) for t in proj.reshape(*proj.shape[:2], 3, Hn, hd).unbind(2))
+        else:
+            wq, wk, wv, bq, bk, bv = self._projections()
+            q, k, v = (linear(x, w, b).reshape(*x.shape[:2], Hn, hd).permute(*heads)
+                       for x, w, b in ((query, wq, bq), (key, wk, bk), (value, wv, bv)))
         mask = self._merged_mask(attn_mask, key_padding_mask, q.dtype, N, L, S)
         p = self.dropout if self.training else 0.0
         if need_weights:
@@ -147,14 +154,12 @@ class MultiheadAttention(Module):
         else:
             weights = None
             out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(L, N, E))
+        out = self.out_proj(out.permute(*((0, 2, 1, 3) if bf else (2, 0, 1, 3))).reshape(*query.shape[:2], E))
         if weights is not None and average_attn_weights:
             weights = weights.mean(1)
         if unbatched:
             out = out.squeeze(1)
             weights = None if weights is None else weights.squeeze(0)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
         return out, weights
 
     def _merged_mask(self, attn_mask, key_padding_mask, dtype, N, L, S):
