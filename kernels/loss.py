@@ -9,8 +9,8 @@ kernel writes ``g * (softmax - smoothed one-hot) * weight`` straight into the in
 probabilities as targets the kernels take the target row alongside the logits.
 
 The public functions follow ``torch.nn.functional``: names, arguments, reductions and error messages. Targets
-are checked on the host before any kernel runs (class indices through a min/max reduction), so a bad target is a
-Python exception, never a fault inside a kernel. Arithmetic runs in float32 for half types.
+are checked before any loss kernel runs (class indices by one min/max kernel and a read of its two results), so a
+bad target is a Python exception, never a fault inside a kernel. Arithmetic runs in float32 for half types.
 """
 import math
 import warnings
@@ -27,8 +27,7 @@ from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, in_ptr, broadcast_shapes, block_for, interp_bf16_in, next_pow2, cdiv
 from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
 from ._pointwise import launch_pointwise
-from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus, where
-from .join import stack
+from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus
 from .softmax import _rows, softmax, log_softmax
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -1048,9 +1047,25 @@ def _reduce(loss, reduction):
     return loss
 
 
+_RANGE_BLOCK = 4096
+
+
+@triton.jit
+def _target_range_kernel(t_ptr, out_ptr, n, ignore_index, BLOCK: tl.constexpr):
+    """The smallest and the largest class index of BLOCK targets, ignore_index left out (0 stands in for it, and for
+    a block with none: 0 is a class whenever there is one). t: (n,) int64, contiguous; out: (programs, 2) int64,
+    row p = (min, max) of targets [p * BLOCK, (p + 1) * BLOCK)."""
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    t = tl.load(t_ptr + offs, mask=offs < n, other=ignore_index)
+    t = tl.where(t != ignore_index, t, 0)
+    tl.store(out_ptr + 2 * pid, tl.min(t, axis=0))
+    tl.store(out_ptr + 2 * pid + 1, tl.max(t, axis=0))
+
+
 def _check_class_targets(x, t, weight, ignore_index):
     """nll_loss's checks on class-index targets and weights: dtype, shapes, and every target in [0, C) or equal to
-    ``ignore_index`` (on the device, through one min/max reduction, before any kernel reads them)."""
+    ``ignore_index`` (on the device, one min/max kernel, before any other kernel reads them)."""
     if x.ndim < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {x.ndim})")
     if t.dtype is not D.int64:
@@ -1078,9 +1093,12 @@ def _check_class_targets(x, t, weight, ignore_index):
         a = a[a != ignore_index]
         lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
     else:
-        with no_grad():
-            tv = where(t != ignore_index, t, 0)
-            lo, hi = stack([tv.amin(), tv.amax()]).tolist()
+        tc = t.contiguous()
+        n = tc.numel()
+        parts = empty((cdiv(n, _RANGE_BLOCK), 2), D.int64, t.device)
+        _target_range_kernel[(parts._shape[0],)](ptr(tc), ptr(parts), n, int(ignore_index), BLOCK=_RANGE_BLOCK)
+        parts = parts.tolist()              # one small copy to the host: the sync every check needs
+        lo, hi = min(p[0] for p in parts), max(p[1] for p in parts)
     if lo < 0 or hi >= C:
         raise IndexError(f"Target {lo if lo < 0 else hi} is out of bounds.")
 
@@ -1111,9 +1129,26 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return _reduce_rows(loss, wt, input.dtype, reduction)
 
 
+@triton.jit
+def _weighted_mean_kernel(loss_ptr, wt_ptr, out_ptr, den_ptr, n, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """The 'mean' of per-row losses in one program: out = sum(loss) / den, den = sum(wt), both sums in CT over blocks
+    of BLOCK rows. loss, wt: (n,) contiguous; out: () in loss's dtype; den: () in wt's dtype."""
+    acc = tl.zeros((BLOCK,), CT)
+    acc_w = tl.zeros((BLOCK,), CT)
+    for start in range(0, n, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        m = offs < n
+        acc += tl.load(loss_ptr + offs, mask=m, other=0.0).to(CT)
+        acc_w += tl.load(wt_ptr + offs, mask=m, other=0.0).to(CT)
+    total = tl.sum(acc, axis=0)
+    den = tl.sum(acc_w, axis=0).to(den_ptr.dtype.element_ty)
+    tl.store(den_ptr, den)
+    tl.store(out_ptr, (total / den.to(CT)).to(out_ptr.dtype.element_ty))
+
+
 class WeightedMean(Function):
     """'mean' of per-row losses: ``loss.sum() / wt.sum()`` (``wt``: the weights of the counted targets) as one
-    node; on ``cpu`` the NumPy sums, on cuda the reduction kernels."""
+    node; on ``cpu`` the NumPy sums, on cuda one kernel for both sums and the quotient."""
 
     @staticmethod
     def forward(ctx, loss, wt):
@@ -1125,8 +1160,11 @@ class WeightedMean(Function):
                 out = np.asarray(loss._np.sum(dtype=np.float64) / den, dtype=loss.dtype.np)
             ctx.den = Tensor._wrap_numpy(np.asarray(den, dtype=loss.dtype.np), loss.device)
             return wrap(out, loss.dtype, loss.device)
-        ctx.den = wt.sum()
-        return loss.sum() / ctx.den
+        out, ctx.den = empty((), loss.dtype, loss.device), empty((), wt.dtype, wt.device)
+        lc, wc = loss.contiguous(), wt.contiguous()
+        _weighted_mean_kernel[(1,)](ptr(lc), ptr(wc), ptr(out), ptr(ctx.den), lc.numel(), CT=ACC[loss.dtype],
+                                    BLOCK=1024)
+        return out
 
     @staticmethod
     def backward(ctx, g):

@@ -631,7 +631,28 @@ def test_training_step_reduces_loss(device):
 
 
 # ---- errors ------------------------------------------------------------------------------------------------------
-def test_errors_class_targets(device):
+@pytest.mark.parametrize("bad", [-1, 7, None])
+def test_target_check_spans_blocks_and_skips_ignored(device, bad):
+    """Targets over several blocks of the range kernel (one launch), ignore_index (-100 or any value) left out of
+    the range; a bad target in the last block is found."""
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 7, 9000)
+    t[::5] = -100
+    t[8999] = 3 if bad is None else bad
+    x = tritorch.zeros((9000, 7), device=device)
+    tt = tritorch.tensor(t, device=device)
+    with profile() as prof:
+        if bad is None:
+            F.cross_entropy(x, tt)
+            F.nll_loss(x, tritorch.where(tt == -100, 99, tt), ignore_index=99)
+        else:
+            with pytest.raises(IndexError, match=f"^Target {bad} is out of bounds.$"):
+                F.cross_entropy(x, tt)
+    if device == "cuda":
+        assert prof.kernel_launches("_target_range_kernel") == (2 if bad is None else 1)
+
+
+
     x, _ = make((3, 5), F32, device)
     t = tritorch.tensor([0, 1, 2], device=device)
     with pytest.raises(RuntimeError, match="expected scalar type Long but found Float"):
