@@ -1,14 +1,15 @@
 """Kernel launches and kernel bytes per training step, eager vs ``tritorch.compile``, measured with
 ``tritorch.profiler`` (issue 21).
 
-Three steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
-and Adam, and the CNN of ``tritorch.train`` with SGD. Each runs on ``cpu`` (the NumPy references: op calls and host
+Training steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
+and Adam (without dropout, and with 0.1 as in training), and the CNN of ``tritorch.train`` with SGD. Each runs on ``cpu`` (the NumPy references: op calls and host
 time, no kernels) and ``cuda``; the compiled model is compiled once and the third step is the one measured (the
 first captures, the second warms up). By default ``cuda`` is Triton's interpreter (TRITORCH_INTERPRET=1, set here
 unless already set): its launch counts and bytes are those of a GPU, its times are not. On a GPU machine run it with
 TRITORCH_INTERPRET=0.
 
-    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,cnn] [--cnn-size 8] [--json OUT]
+    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn] [--cnn-size 8]
+        [--json OUT]
 """
 import argparse
 import json
@@ -46,10 +47,10 @@ def mlp(device, cnn_size):
 class _Block(nn.Module):
     """A GPT block: one pre-norm encoder layer under a causal mask."""
 
-    def __init__(self, device):
+    def __init__(self, device, dropout=0.0):
         super().__init__()
         self.layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=256, batch_first=True,
-                                                norm_first=True, activation="gelu", dropout=0.0)
+                                                norm_first=True, activation="gelu", dropout=dropout)
         self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(16))
 
     def forward(self, x):
@@ -63,6 +64,14 @@ def gpt(device, cnn_size):
     return model, tritorch.optim.Adam(model.parameters(), lr=1e-3), (x,), lambda out: out.pow(2).mean()
 
 
+def gpt_dropout(device, cnn_size):
+    """The GPT block with dropout 0.1 (TransformerEncoderLayer's default: attention, after the output projection,
+    in the feed-forward and after it)."""
+    model = _Block(device, 0.1).to(device)
+    x = _data((4, 16, 64), device, 2)
+    return model, tritorch.optim.Adam(model.parameters(), lr=1e-3), (x,), lambda out: out.pow(2).mean()
+
+
 def cnn(device, cnn_size):
     """tritorch.train's CNN, batch 32, 1 x size x size, cross-entropy, SGD."""
     model = train.build_model(cnn_size).to(device)
@@ -70,7 +79,7 @@ def cnn(device, cnn_size):
     return model, tritorch.optim.SGD(model.parameters(), lr=0.05), (x,), lambda out: F.cross_entropy(out, y)
 
 
-WORKLOADS = {"mlp": mlp, "gpt": gpt, "cnn": cnn}
+WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn}
 
 
 def measure(name, device, compiled, cnn_size, steps=3):
@@ -101,11 +110,11 @@ def measure(name, device, compiled, cnn_size, steps=3):
 
 
 def table(rows):
-    head = f"{'workload':8} {'device':6} {'mode':9} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
+    head = f"{'workload':11} {'device':6} {'mode':9} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
            f"{'host ms':>9} {'loss':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['workload']:8} {r['device']:6} {r['mode']:9} {r['ops']:6d} {r['ops_all']:8d} "
+        lines.append(f"{r['workload']:11} {r['device']:6} {r['mode']:9} {r['ops']:6d} {r['ops_all']:8d} "
                      f"{r['launches']:9d} {r['bytes']:13,d} {r['host_ms']:9.1f} {r['loss']:9.4f}")
     return "\n".join(lines)
 
@@ -113,7 +122,7 @@ def table(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="cpu,cuda")
-    p.add_argument("--workloads", default="mlp,gpt,cnn")
+    p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--cnn-size", type=int, default=8, help="the CNN's image side (8: the bundled digits, 28: MNIST)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)

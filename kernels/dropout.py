@@ -23,7 +23,7 @@ from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
 from ._common import empty
 from .random import _generator, philox_np, uint_to_uniform_float_np
 
-__all__ = ["dropout", "dropout2d", "dropout_mask_np"]
+__all__ = ["dropout", "dropout2d", "dropout_mask_np", "dropout_scale", "draw", "check_p"]
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
@@ -45,10 +45,17 @@ def dropout_mask_np(n, group, seed, offset, p):
     return uint_to_uniform_float_np(philox_np(seed, counters)[0]) >= np.float32(p)
 
 
+def dropout_scale(p):
+    """(the factor of the kept elements, its float64 bits as an int64: the kernels' ``scale_bits`` argument, which a
+    Python float, passed as float32, would round)."""
+    scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+    return scale, int(np.float64(scale).view(np.int64))
+
+
 def _apply_mask(x, out, group, seed, offset, p):
     """out = dropout of contiguous x with the mask of (seed, offset)."""
     n = x.numel()
-    scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+    scale, bits = dropout_scale(p)
     if n == 0:
         return out
     if x._storage.device.type == "cpu":
@@ -59,8 +66,7 @@ def _apply_mask(x, out, group, seed, offset, p):
     xin = interp_bf16_in(x)
     res = out if xin is x else empty(x._shape, xin.dtype, x.device)
     block = max(16, min(next_pow2(n), 1024)) if INTERPRET else 1024
-    _dropout_kernel[(cdiv(n, block),)](ptr(xin), ptr(res), n, group, seed, offset, float(p),
-                                       int(np.float64(scale).view(np.int64)),
+    _dropout_kernel[(cdiv(n, block),)](ptr(xin), ptr(res), n, group, seed, offset, float(p), bits,
                                        CT=ACC[xin.dtype], BLOCK=block)
     if res is not out:
         out._np[...] = interp_bf16_out(res, x.dtype)._np
@@ -83,9 +89,14 @@ class Dropout(Function):
         return Dropout.apply(g, seed, offset, p, group), None, None, None, None
 
 
-def _check_p(p):
+def check_p(p):
     if p < 0 or p > 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def draw(n_masks, device):
+    """(seed, offset): the Philox counters of one dropout call with ``n_masks`` masks, taken from the generator."""
+    return _generator(None, device)._take(max(n_masks, 1))
 
 
 def _run(input, p, training, inplace, group, n_masks):
@@ -95,7 +106,7 @@ def _run(input, p, training, inplace, group, n_masks):
         return input
     if not input.dtype.is_floating_point:
         raise RuntimeError(f"dropout: expected a floating point input, but got {input.dtype}")
-    seed, offset = _generator(None, input._storage.device)._take(max(n_masks, 1))
+    seed, offset = draw(n_masks, input._storage.device)
     out = Dropout.apply(input, seed, offset, p, group)
     return input.copy_(out) if inplace else out
 
@@ -106,7 +117,7 @@ def dropout(input, p=0.5, train=True, inplace=False):
     ``train``)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"dropout(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
-    _check_p(p)
+    check_p(p)
     return _run(input, float(p), train, inplace, 1, input.numel())
 
 
@@ -115,7 +126,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     """Zero whole channels of (N, C, H, W) or (C, H, W) with probability ``p`` (one draw per channel plane)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"dropout2d(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
-    _check_p(p)
+    check_p(p)
     if input.ndim not in (3, 4):
         warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and will "
                       "result in an error in a future release. To retain the behavior and silence this warning, "

@@ -1,14 +1,16 @@
-"""``linear`` (``y = act(x @ W^T + b) + r``) as one fused kernel, its backward, and ``bilinear``.
+"""``linear`` (``y = dropout(act(x @ W^T + b)) + r``) as one fused kernel, its backward, and ``bilinear``.
 
 Forward: ``_linear_kernel`` is the tiled matmul of ``kernels/matmul.py`` specialised to a layer: W is read through
 its own strides as W^T (no transposed copy), and the bias add and the activation run in the epilogue on the float32
 (float64) accumulator, so the pre-activation never makes a trip to memory unless the backward needs it (gelu,
-silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from their output). An optional residual
-``r`` (the skip connection of ``x + layer(h)``) is added last, after rounding to the output dtype as the separate
-add would, so the fused result equals the two eager ops bit for bit; its gradient is the incoming one.
+silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from their output). Optional dropout
+draws the Philox counters the separate ``dropout`` would and drops the same elements (no mask is stored), and an
+optional residual ``r`` (the skip connection of ``x + layer(h)``) is added last; each after rounding to the output
+dtype as the separate op would, so the fused result equals the eager ops bit for bit; the residual's gradient is
+the incoming one.
 
-Backward: ``_act_grad_kernel`` applies the activation's derivative to the incoming gradient in one pass and, in the
-same pass, sums each tile's columns for the bias gradient (per-tile partial sums, then one small reduction: no
+Backward: ``_act_grad_kernel`` applies dropout's mask (regenerated) and the activation's derivative to the incoming
+gradient in one pass and, in the same pass, sums each tile's columns for the bias gradient (per-tile partial sums, then one small reduction: no
 atomics, so the result is deterministic). The two products grad_x = g' @ W and grad_W = g'^T @ x are the project's
 matmul on transposed views; with create_graph the rule is written with tensor ops and so differentiates again.
 
@@ -28,6 +30,7 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from ._pointwise import _identity, launch_pointwise
+from .dropout import Dropout, check_p, draw, dropout, dropout_mask_np, dropout_scale
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
 
@@ -43,19 +46,28 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_t
 
 
 @triton.jit
+def _keep(seed, offset, offs_m, offs_n, N, p):
+    """Dropout's keep-mask of the (M, N) elements at rows offs_m, columns offs_n: the counters of ``dropout`` on
+    the contiguous result, element (m, n) at offset + m * N + n."""
+    return tl.rand(seed, offset.to(tl.int64) + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]) >= p
+
+
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
 def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
-                   sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a,
+                   sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a, seed, offset, p, scale_bits,
                    HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr, SAVE_A: tl.constexpr,
-                   HAS_RES: tl.constexpr, CT: tl.constexpr,
+                   DROPOUT: tl.constexpr, HAS_RES: tl.constexpr, CT: tl.constexpr,
                    PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    """One (BLOCK_M, BLOCK_N) tile of y = ACT(x @ W^T + bias, a) (+ r) for x: (M, K), W: (N, K), bias: (N,).
+    """One (BLOCK_M, BLOCK_N) tile of y = dropout(ACT(x @ W^T + bias, a)) (+ r) for x: (M, K), W: (N, K), bias: (N,).
 
     ``a`` is the activation's parameter (slope, alpha); ``sbn`` is 0 for a one-element bias. With ``SAVE_Z`` the
-    pre-activation, with ``SAVE_A`` the activation's result before the residual, is stored too (``z_ptr``, same
-    strides as y), for the backward. With ``HAS_RES`` the residual r is added to the activation rounded to y's
-    dtype: its row m is at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of
-    shape (., RI, N), a permuted view read without a copy: its two leading strides), its column n at n * srn.
+    pre-activation, with ``SAVE_A`` the activation's result before dropout and residual, is stored too (``z_ptr``,
+    same strides as y), for the backward. With ``DROPOUT`` the activation rounded to y's dtype is kept and scaled
+    (by the float64 whose bits are ``scale_bits``) where ``_keep(seed, offset, ...)``, zeroed elsewhere, as the
+    separate ``dropout`` would. With ``HAS_RES`` the residual r is added to that rounded to y's dtype: its row m is
+    at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of shape (., RI, N), a
+    permuted view read without a copy: its two leading strides), its column n at n * srn.
     """
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -99,6 +111,9 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     acc = ACT(acc, a, 0.0)
     if SAVE_A:
         tl.store(z_ptr + y_offs, acc.to(z_ptr.dtype.element_ty), mask=y_mask)
+    if DROPOUT:
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+        acc = tl.where(_keep(seed, offset, offs_m, offs_n, N, p), acc.to(y_ptr.dtype.element_ty).to(CT) * scale, 0.0)
     if HAS_RES:
         r_row = (offs_m // RI) * sro + (offs_m % RI) * sri
         r = tl.load(r_ptr + r_row[:, None] + offs_n[None, :] * srn, mask=y_mask, other=0.0)
@@ -106,13 +121,14 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
-@triton.jit
-def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a,
-                     BWD: tl.constexpr, HAS_BIAS: tl.constexpr, CT: tl.constexpr, I64: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
+def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, offset, p, scale_bits,
+                     BWD: tl.constexpr, DROPOUT: tl.constexpr, HAS_BIAS: tl.constexpr, CT: tl.constexpr,
+                     I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """gz = BWD(g, s, a) for one (BLOCK_M, BLOCK_N) tile (``s``: the saved pre-activation or output; ``gz``
-    contiguous (M, N)); with ``HAS_BIAS`` the tile's column sums go to row ``pid_m`` of ``part`` (cdiv(M, BLOCK_M),
-    N), which one reduction then sums into the bias gradient."""
+    contiguous (M, N)); with ``DROPOUT`` g first goes through the forward's mask (dropout's backward, rounded to
+    g's dtype as it would be); with ``HAS_BIAS`` the tile's column sums go to row ``pid_m`` of ``part``
+    (cdiv(M, BLOCK_M), N), which one reduction then sums into the bias gradient."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -122,6 +138,9 @@ def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a
         offs_n = offs_n.to(tl.int64)
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     g = tl.load(g_ptr + offs_m[:, None] * sgm + offs_n[None, :] * sgn, mask=mask, other=0.0).to(CT)
+    if DROPOUT:
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+        g = tl.where(_keep(seed, offset, offs_m, offs_n, N, p), g * scale, 0.0).to(g_ptr.dtype.element_ty).to(CT)
     s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
     gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
     tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
@@ -147,37 +166,50 @@ _SPILLS_HERE = (_mm.MatmulConfig(128, 64, 32, 8, 4, 4), _mm.MatmulConfig(128, 64
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 
 
+def _small_tiles(key):
+    """Whether the epilogue needs tiles of at most 32 accumulators per thread: gelu_tanh (key[1]: 128 x 128 with 8
+    warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9) and dropout (key[8]: Philox per element;
+    those tiles spilled 0.1-1.5 KB, triton 3.9)."""
+    return key[1] == "gelu_tanh" or (len(key) > 8 and key[8])
+
+
+def _fits(c):
+    return c.block_m * c.block_n <= 32 * 32 * c.num_warps
+
+
 def _prune(configs, key):
-    """The matmul's candidates less those that spill here; with the gelu_tanh epilogue (key[1]) at most 32
-    accumulators per thread (128 x 128 with 8 warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9)."""
+    """The matmul's candidates less those that spill here (``_SPILLS_HERE``, and big tiles per ``_small_tiles``)."""
     keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE]
     if _mm.uses_fma(key[0]) and _FMA_HERE in configs:
         keep.append(_FMA_HERE)
-    return [c for c in keep if c.block_m * c.block_n <= 32 * 32 * c.num_warps] if key[1] == "gelu_tanh" else keep
+    return [c for c in keep if _fits(c)] if _small_tiles(key) else keep
 
 
 def _default(key):
-    """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` for a tile that spills here."""
+    """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` for a tile that spills here and
+    128 x 64 with 8 warps for a tile too big for the epilogue (``_small_tiles``)."""
     c = _mm.matmul_config(key[4], key[5], key[6], key[0], _mm.uses_fma(key[0]))
-    return _FMA_HERE if c in _SPILLS_HERE and _mm.uses_fma(key[0]) else c
+    if c in _SPILLS_HERE and _mm.uses_fma(key[0]):
+        return _FMA_HERE
+    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if _small_tiles(key) and not _fits(c) else c
 
 
 TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE,), prune=_prune, default=_default,
                            kernels=(_linear_kernel,))
 
 
-def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None):
-    """``y = act(x @ w.T + bias) + residual`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None, residual
-    (N,) (M = 1), (M, N), (P, Q, N) with P * Q = M, or None, any strides; with ``z`` what the activation's
-    derivative reads (``bwd_uses``: the pre-activation, or the activation's result before the residual) is stored
-    there as well. Returns ``y``."""
+def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None, drop=None):
+    """``y = dropout(act(x @ w.T + bias)) + residual`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None,
+    residual (N,) (M = 1), (M, N), (P, Q, N) with P * Q = M, or None, any strides; ``drop``: None or dropout's
+    (seed, offset, p) for a contiguous y. With ``z`` what the activation's derivative reads (``bwd_uses``: the
+    pre-activation, or the activation's result before dropout and residual) is stored there as well. Returns y."""
     M, N, K = x._shape[0], w._shape[0], x._shape[1]
     if M == 0 or N == 0:
         return y
     if INTERPRET and y.dtype is D.bfloat16:
         y32 = empty(y._shape, D.float32, y.device)
         z32 = None if z is None else empty(z._shape, D.float32, z.device)
-        launch_linear(x, w, bias, y32, z32, act, a, config)
+        launch_linear(x, w, bias, y32, z32, act, a, config, drop=drop)
         if z is not None:
             copy_host(z, z32)
         copy_host(y, y32)
@@ -191,17 +223,21 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
     sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual)    # noqa: E731  (writes only y, z)
-        cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:] + (residual is not None,), run)
+        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual, drop)  # noqa: E731 (writes y, z)
+        cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:] + (residual is not None,
+                                                                                 drop is not None), run)
     fn = _identity if act is None else UNARY[act].tfn
+    seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     try:
         _linear_kernel[(cdiv(M, cfg.block_m) * cdiv(N, cfg.block_n),)](
             ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), ptr(z if z is not None else y),
             ptr(residual if residual is not None else y), M, N, K,
             x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1],
             *_residual_rows(residual, M), residual._stride[-1] if residual is not None else 0, float(a),
+            seed, offset, float(p), dropout_scale(p)[1],
             HAS_BIAS=bias is not None, ACT=fn, SAVE_Z=z is not None and UNARY[act].bwd_uses == "x",
-            SAVE_A=z is not None and UNARY[act].bwd_uses != "x", HAS_RES=residual is not None, CT=ACC[dtype],
+            SAVE_A=z is not None and UNARY[act].bwd_uses != "x", DROPOUT=drop is not None,
+            HAS_RES=residual is not None, CT=ACC[dtype],
             PRECISION=_mm._dot_precision(dtype),
             I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y,
                                *(() if residual is None else (residual,))),
@@ -221,10 +257,19 @@ def _residual_rows(r, M):
     return r._stride[0], r._stride[1], r._shape[1]
 
 
-def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None):
+def _np_drop(g, drop, ct, dtype):
+    """Dropout of the contiguous (M, N) array ``g`` with the counters ``drop`` = (seed, offset, p), rounded to
+    ``dtype`` as the separate op would."""
+    seed, offset, p = drop
+    keep = dropout_mask_np(g.size, 1, seed, offset, p).reshape(g.shape)
+    return np.where(keep, g.astype(dtype.np, copy=False).astype(ct) * ct(dropout_scale(p)[0]), ct(0)).astype(dtype.np)
+
+
+def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
     """NumPy reference of ``launch_linear`` on host arrays: returns (y, z or None) in ``dtype``, computed in float32
     for half types and float64 for float64 (integers exactly, without activation); z (with ``save_z``) is what the
-    activation's derivative reads. The residual is added to y rounded to ``dtype``, as the separate add would."""
+    activation's derivative reads. Dropout and then the residual apply to y rounded to ``dtype``, as the separate
+    ops would."""
     ct = np_ct(dtype) if dtype.is_floating_point else dtype.np
     z = x.astype(ct, copy=False) @ w.astype(ct, copy=False).T
     if bias is not None:
@@ -235,37 +280,43 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None):
             y = np.asarray(UNARY[act].ref(z, a, 0.0), dtype=ct).astype(dtype.np, copy=False)
         if save_z:
             s = z.astype(dtype.np, copy=False) if UNARY[act].bwd_uses == "x" else y
+    if drop is not None:
+        y = _np_drop(y, drop, ct, dtype)
     if residual is not None:
         with np.errstate(all="ignore"):
             y = (y.astype(ct) + residual.reshape(y.shape).astype(ct, copy=False)).astype(dtype.np, copy=False)
     return y, s
 
 
-def launch_act_grad(g, s, gz, part, act, a=0.0):
-    """gz = act'(g, s) (s: pre-activation or output per the activation) and, with ``part``, per-tile column sums of
-    gz for the bias gradient. g, s: (M, N) any strides; gz contiguous (M, N); part contiguous
-    (cdiv(M, BLOCK_M), N) in the compute type, or None."""
+def launch_act_grad(g, s, gz, part, act, a=0.0, drop=None):
+    """gz = act'(dropout(g), s) (s: pre-activation or output per the activation; ``drop``: None or the forward's
+    dropout counters (seed, offset, p)) and, with ``part``, per-tile column sums of gz for the bias gradient.
+    g, s: (M, N) any strides; gz contiguous (M, N); part contiguous (cdiv(M, BLOCK_M), N) in the compute type, or
+    None."""
     M, N = g._shape
     if M == 0 or N == 0:
         return gz
     if INTERPRET and gz.dtype is D.bfloat16:
         gz32 = empty(gz._shape, D.float32, gz.device)
-        launch_act_grad(g, s, gz32, part, act, a)
+        launch_act_grad(g, s, gz32, part, act, a, drop)
         return copy_host(gz, gz32)
     dtype = g.dtype
     g, s = interp_bf16_in(g), interp_bf16_in(s)
     bm, bn = _act_grad_blocks(M, N)
+    seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     _act_grad_kernel[(cdiv(M, bm), cdiv(N, bn))](
         ptr(g), ptr(s), ptr(gz), ptr(part if part is not None else gz), M, N,
-        g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a),
-        BWD=UNARY[act].bwd, HAS_BIAS=part is not None, CT=ACC[dtype],
+        g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a), seed, offset, float(p),
+        dropout_scale(p)[1], BWD=UNARY[act].bwd, DROPOUT=drop is not None, HAS_BIAS=part is not None, CT=ACC[dtype],
         I64=is_int64_index(g.numel(), g, s, gz), BLOCK_M=bm, BLOCK_N=bn)
     return gz
 
 
-def _np_act_grad(g, s, act, a, with_bias, dtype):
+def _np_act_grad(g, s, act, a, with_bias, dtype, drop=None):
     """NumPy reference of ``launch_act_grad``: (gz, column sums of gz or None)."""
     ct = np_ct(dtype)
+    if drop is not None:
+        g = _np_drop(g, drop, ct, dtype)
     with np.errstate(all="ignore"):
         gz = np.asarray(UNARY[act].bwd_ref(g.astype(ct, copy=False), s.astype(ct, copy=False), a), dtype=ct)
     return gz.astype(dtype.np, copy=False), (gz.sum(0) if with_bias else None)
@@ -276,27 +327,28 @@ def _np_act_grad(g, s, act, a, with_bias, dtype):
 # ====================================================================================================================
 
 class Linear(Function):
-    """``act(x @ w.T + bias) + residual`` for a 2-D x (M, K), w (N, K), bias (N,) / (1,) / () or None and residual
-    (rows of N elements: see ``launch_linear``) or None; inputs are validated by ``linear``."""
+    """``dropout(act(x @ w.T + bias)) + residual`` for a 2-D x (M, K), w (N, K), bias (N,) / (1,) / () or None,
+    residual (rows of N elements: see ``launch_linear``) or None and dropout's counters ``drop`` = (seed, offset, p)
+    or None; inputs are validated by ``linear``."""
 
     @staticmethod
-    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None):
+    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None):
         M, N = x._shape[0], w._shape[0]
         need = any(ctx.needs_input_grad[:3])
         op = UNARY[act] if act is not None else None
-        # what the activation's derivative reads, when y cannot serve: the pre-activation, or with a residual the
-        # activation's result before it
-        save_z = need and op is not None and (op.bwd_uses == "x" or residual is not None)
+        # what the activation's derivative reads, when y cannot serve: the pre-activation, or with dropout or a
+        # residual the activation's result before them
+        save_z = need and op is not None and (op.bwd_uses == "x" or residual is not None or drop is not None)
         if x._storage.device.type == "cpu":
             y, z = _np_linear(x._np, w._np, None if bias is None else bias._np, act, a, save_z, x.dtype,
-                              None if residual is None else residual._np)
+                              None if residual is None else residual._np, drop)
             y = wrap(y, x.dtype, x.device)
             z = None if z is None else wrap(z, x.dtype, x.device)
         else:
             y = empty((M, N), x.dtype, x.device)
             z = empty((M, N), x.dtype, x.device) if save_z else None
-            launch_linear(x, w, bias, y, z, act, a, residual=residual)
-        ctx.res_shape = None if residual is None else residual._shape
+            launch_linear(x, w, bias, y, z, act, a, residual=residual, drop=drop)
+        ctx.res_shape, ctx.drop = (None if residual is None else residual._shape), drop
         if need:
             ctx._name = ("AddmmActivationBackward0" if act is not None else
                          "AddmmBackward0" if bias is not None else "MmBackward0")
@@ -315,41 +367,45 @@ class Linear(Function):
         # the residual's gradient: the incoming one, in the residual's shape
         gr = g.reshape(ctx.res_shape) if len(needs) > 5 and needs[5] else None
         if not (need_x or need_w or need_b):
-            return None, None, None, None, None, gr
+            return None, None, None, None, None, gr, None
         x, w, bias, s = ctx.saved_tensors
         if g._storage.device.type == "cpu" and not STATE.enabled:
-            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b) + (gr,)
+            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b) + (gr, None)
         gb = None
+        drop = ctx.drop
+        if ctx.act is None or STATE.enabled:
+            ga = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
         if ctx.act is None:
-            gz = g
+            gz = ga
             if need_b:
-                gb = g.sum(0)
+                gb = gz.sum(0)
         elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
             if UNARY[ctx.act].bwd_uses == "x":
                 s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
-            elif ctx.res_shape is not None:     # y holds the residual too: recompute the activation, recorded
+            elif ctx.res_shape is not None or drop is not None:   # y is not the activation's: recompute it
                 s = Linear.apply(x, w, bias, ctx.act, ctx.a)
-            gz = UNARY[ctx.act].bwd_composite(g, s, s, ctx.a)
+            gz = UNARY[ctx.act].bwd_composite(ga, s, s, ctx.a)
             if need_b:
                 gb = gz.sum(0)
         else:
-            gz, gb = act_grad(g, s, ctx.act, ctx.a, need_b)
+            gz, gb = act_grad(g, s, ctx.act, ctx.a, need_b, drop)
         gx = gz @ w if need_x else None
         gw = gz.t() @ x if need_w else None
         if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
             gb = gb.sum().reshape(ctx.bias_shape)
-        return gx, gw, gb, None, None, gr
+        return gx, gw, gb, None, None, gr, None
 
 
 def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     """NumPy reference of the backward (the ``cpu`` path): gz = g * act'(.), then gz @ w, gz.T @ x, column sums."""
     dtype = g.dtype
     ct = np_ct(dtype)
+    ga = g._np if ctx.drop is None else _np_drop(g._np, ctx.drop, ct, dtype)
     if ctx.act is None:
-        gz = g._np.astype(ct, copy=False)
+        gz = ga.astype(ct, copy=False)
     else:
         with np.errstate(all="ignore"):
-            gz = np.asarray(UNARY[ctx.act].bwd_ref(g._np.astype(ct, copy=False), s._np.astype(ct, copy=False), ctx.a),
+            gz = np.asarray(UNARY[ctx.act].bwd_ref(ga.astype(ct, copy=False), s._np.astype(ct, copy=False), ctx.a),
                             dtype=ct)
 
     def out(a):
@@ -365,11 +421,12 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     return gx, gw, gb, None, None
 
 
-def act_grad(g, s, act, a, with_bias):
-    """The fused backward of the activation: (g * act'(.), its column sums or None)."""
+def act_grad(g, s, act, a, with_bias, drop=None):
+    """The fused backward of the activation (and of dropout before it, with ``drop``'s counters): (g * act'(.),
+    its column sums or None)."""
     dtype = g.dtype
     if g._storage.device.type == "cpu":
-        gz, gb = _np_act_grad(g._np, s._np, act, a, with_bias, dtype)
+        gz, gb = _np_act_grad(g._np, s._np, act, a, with_bias, dtype, drop)
         return wrap(gz, dtype, g.device), None if gb is None else wrap(gb.astype(dtype.np), dtype, g.device)
     M, N = g._shape
     gz = empty((M, N), dtype, g.device)
@@ -377,7 +434,7 @@ def act_grad(g, s, act, a, with_bias):
     if with_bias:
         ct = D.float64 if dtype is D.float64 else D.float32
         part = empty((cdiv(M, _act_grad_blocks(M, N)[0]), N), ct, g.device)
-    launch_act_grad(g, s, gz, part, act, a)
+    launch_act_grad(g, s, gz, part, act, a, drop)
     if not with_bias:
         return gz, None
     return gz, part.sum(0).to(dtype)
@@ -396,15 +453,17 @@ def _check_tensor(name, arg, pos, t):
 
 
 @register("linear", method=False, function=False)
-def linear(input, weight, bias=None, *, activation=None, alpha=None, residual=None):
-    """``act(input @ weight.T + bias) + residual`` in one kernel: input (*, in_features), weight (out_features,
-    in_features) or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear`` when
-    ``activation`` and ``residual`` are None.
+def linear(input, weight, bias=None, *, activation=None, alpha=None, dropout_p=0.0, residual=None):
+    """``dropout(act(input @ weight.T + bias), dropout_p) + residual`` in one kernel: input (*, in_features), weight
+    (out_features, in_features) or (in_features,), bias (out_features,) or None. ``torch.nn.functional.linear``
+    when ``activation`` and ``residual`` are None and ``dropout_p`` is 0.
 
     ``activation``: one of ``ACTIVATIONS`` (relu, leaky_relu, elu, gelu, gelu_tanh, silu, sigmoid, tanh), applied
     in the kernel's epilogue; ``alpha`` is leaky_relu's negative_slope (default 0.01) or elu's alpha (default 1).
-    ``residual``: a tensor of the result's shape and dtype added last (``residual + linear(...)``, the skip
-    connection ``tritorch.compile`` fuses), rounded as the separate add rounds.
+    ``dropout_p``: dropout in training mode after the activation, the same elements dropped as by the separate
+    ``dropout`` (the same Philox counters, taken from the generator here), so no mask is stored: backward
+    regenerates it. ``residual``: a tensor of the result's shape and dtype added last (``residual +
+    linear(...)``, the skip connection ``tritorch.compile`` fuses). Each step rounds as the separate op would.
     """
     _check_tensor("linear", "input", 1, input)
     _check_tensor("linear", "weight", 2, weight)
@@ -416,6 +475,8 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, residual=No
         raise ValueError(f"linear: unknown activation {activation!r}, expected None or one of "
                          f"{', '.join(ACTIVATIONS)}")
     a = float(ACTIVATIONS[activation] if alpha is None else alpha) if activation is not None else 0.0
+    dropout_p = float(dropout_p)
+    check_p(dropout_p)
     if input.ndim == 0 or weight.ndim == 0:
         raise RuntimeError(f"both arguments to linear need to be at least 1D, but they are {input.ndim}D and "
                            f"{weight.ndim}D")
@@ -439,8 +500,8 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, residual=No
         if input.device.type != "cpu" or input.dtype is D.bool_:
             raise RuntimeError(f"\"addmm_{'cuda' if input.device.type != 'cpu' else 'impl_cpu_'}\" not implemented "
                                f"for '{_T_NAMES[input.dtype]}'")
-        if activation is not None:
-            raise RuntimeError(f"linear: a fused {activation} needs a floating-point input, got "
+        if activation is not None or dropout_p:
+            raise RuntimeError(f"linear: a fused {activation or 'dropout'} needs a floating-point input, got "
                                f"{_T_NAMES[input.dtype]}")
     out_shape = input._shape[:-1] + ((N,) if weight.ndim == 2 else ())
     if residual is not None and (residual._shape != out_shape or residual.dtype is not input.dtype):
@@ -461,12 +522,14 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, residual=No
                                f"{list(target)}.  Tensor sizes: {list(bias._shape)}")
         z = Linear.apply(x2, w2, None).reshape(out_shape) + bias
         y = z if activation is None else _act_op(activation, z, a)
+        y = y if not dropout_p else dropout(y, dropout_p)
         return y if residual is None else residual + y
     r = residual
     if r is not None:           # rows of N elements, as the kernel reads them: a view where one exists
         r = r.unsqueeze(-1) if weight.ndim == 1 else r
         r = r.reshape(-1, *r._shape[-2:]) if r.ndim > 3 else r
-    y = Linear.apply(x2, w2, bias, activation, a, r)
+    drop = (*draw(math.prod(out_shape), input._storage.device), dropout_p) if dropout_p else None
+    y = Linear.apply(x2, w2, bias, activation, a, r, drop)
     return y.reshape(out_shape) if y._shape != out_shape else y
 
 

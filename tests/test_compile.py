@@ -10,6 +10,7 @@ import tritorch.nn as nn
 from tritorch import autotune, train
 from tritorch.compiler import CompileError, codegen, passes
 from tritorch.kernels import _pointwise
+from tritorch.profiler import profile
 from helpers import assert_close
 
 
@@ -142,7 +143,7 @@ def test_training_step_gradients_match_eager(device):
     for g in grads[1:]:
         for a, b in zip(g, grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert "1 activations and 0 residual adds fused into linear/conv epilogues" in c.explain()
+    assert "1 activations, 0 dropouts and 0 residual adds fused into linear/conv epilogues" in c.explain()
 
 
 def test_value_read_runs_eagerly_or_raises_with_fullgraph():
@@ -194,7 +195,7 @@ def test_linear_epilogue_fusion_forward_and_backward(device, act):
         np.testing.assert_allclose(out[i], out[0], rtol=1e-6, atol=1e-6)
         for a, b in zip(grads[i], grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert "1 activations and 0 residual adds fused into linear/conv epilogues" in c.explain()
+    assert "1 activations, 0 dropouts and 0 residual adds fused into linear/conv epilogues" in c.explain()
     graph = passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph)
     assert [n.op for n in graph.nodes] == ["linear", "linear"] and "activation" in graph.nodes[0].kwargs
 
@@ -251,7 +252,7 @@ def test_linear_residual_fusion_forward_and_backward(device, dtype):
     for r in res[1:]:
         for a, b in zip(r, res[0]):
             np.testing.assert_array_equal(a, b)      # the fused add rounds as the separate one: bit for bit
-    assert "1 activations and 2 residual adds fused into linear/conv epilogues" in c.explain()
+    assert "1 activations, 0 dropouts and 2 residual adds fused into linear/conv epilogues" in c.explain()
     graph = passes.fuse_linear_residual(passes.fuse_linear_epilogue(tritorch.jit.trace(m, x).graph))
     assert [n.op for n in graph.nodes] == ["linear", "linear"]
     assert graph.nodes[1].kwargs["activation"] == "relu" and "residual" in graph.nodes[1].kwargs
@@ -272,6 +273,64 @@ def test_linear_residual_needs_a_single_reader_and_the_same_shape():
                                        for n in passes.fuse_linear_residual(tritorch.jit.trace(f, x).graph).nodes), why
     fused = passes.fuse_linear_residual(tritorch.jit.trace(lambda x: x + lin(x), x).graph)
     assert [n.op for n in fused.nodes] == ["linear"]
+
+
+class DropoutBlock(nn.Module):
+    """A transformer's MLP and projection with dropout: linear -> relu -> dropout, linear -> dropout -> + x."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.drop = nn.Linear(6, 12), nn.Linear(12, 6), nn.Dropout(0.25)
+
+    def forward(self, x):
+        return x + self.drop(self.b(self.drop(self.a(x).relu())))
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
+def test_linear_dropout_fusion_forward_and_backward(device, dtype):
+    """Dropout fused into the linear kernels drops the elements eager dropout drops (same seed, same step):
+    outputs and gradients equal bit for bit, at capture and replay; the replay launches no dropout kernel forward,
+    and backward one, for the linear without an activation."""
+    tritorch.manual_seed(3)
+    m = DropoutBlock().to(device, dtype)
+    c = tritorch.compile(m)
+    x = tritorch.randn(2, 5, 6, device=device).to(dtype).requires_grad_(True)
+    res = []
+    for i, fn in enumerate((m, c, c)):      # eager, capture (runs eagerly), replay
+        m.zero_grad()
+        x.grad = None
+        tritorch.manual_seed(11)
+        with profile() as prof:
+            y = fn(x)
+        fwd = prof.kernel_launches("_dropout_kernel")
+        with profile() as prof:
+            (y.float() ** 2).sum().backward()
+        res.append([y.detach().float().cpu().numpy(), x.grad.float().cpu().numpy()] +
+                   [p.grad.float().cpu().numpy() for p in m.parameters()])
+        if device == "cuda":
+            assert (fwd, prof.kernel_launches("_dropout_kernel")) == ((0, 1) if i == 2 else (2, 2))
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_array_equal(a, b)
+    assert "1 activations, 2 dropouts and 1 residual adds fused into linear/conv epilogues" in c.explain()
+
+
+def test_linear_dropout_fuses_only_training_mode_out_of_place():
+    lin = nn.Linear(3, 3)
+    x = tritorch.randn(2, 3)
+    cases = {
+        "eval": lambda x: tritorch.nn.functional.dropout(lin(x), 0.5, training=False),
+        "p = 0": lambda x: tritorch.nn.functional.dropout(lin(x), 0.0),
+        "inplace": lambda x: tritorch.nn.functional.dropout(lin(x), 0.5, inplace=True),
+        "read twice": lambda x: (lambda z: tritorch.nn.functional.dropout(z, 0.5) + z)(lin(x)),
+        "graph output": lambda x: (lambda z: (tritorch.nn.functional.dropout(z, 0.5), z))(lin(x)),
+    }
+    for why, f in cases.items():
+        graph = passes.fuse_linear_dropout(tritorch.jit.trace(f, x).graph)
+        assert all("dropout_p" not in n.kwargs for n in graph.nodes), why
+    graph = passes.fuse_linear_dropout(tritorch.jit.trace(lambda x: tritorch.nn.functional.dropout(lin(x), 0.5),
+                                                          x).graph)
+    assert [(n.op, n.kwargs) for n in graph.nodes] == [("linear", {"dropout_p": 0.5})]
 
 
 def loss_chain(x, y):

@@ -143,6 +143,13 @@ def test_fused_epilogues(act):
            [(torch.randn(4, 5), torch.randn(4, 6), torch.randn(1, 3, 5, 5))])
 
 
+def test_fused_dropout_is_refused():
+    """linear(..., dropout_p=) drops in training mode only: refused with the reason, as a training-mode dropout is."""
+    w = torch.randn(6, 5)
+    with pytest.raises(torch.onnx.UnsupportedOperatorError, match="dropout_p=.*training mode"):
+        torch.onnx.export(lambda x: torch.nn.functional.linear(x, w, dropout_p=0.5), (torch.randn(4, 5),))
+
+
 def test_main_job_cnn():
     torch.manual_seed(0)
     _check(build_model(8), (torch.randn(2, 1, 8, 8),), [(torch.randn(5, 1, 8, 8),), (torch.randn(1, 1, 8, 8),)],

@@ -65,6 +65,9 @@ def w_linear(dt):
         _bwd(lin(x))
         if m == 512:            # the residual epilogue (tritorch.compile's fused skip connection), with a y-derivative
             _bwd(_linear.linear(x, lin.weight, lin.bias, activation="relu", residual=_t((m, n), dt, True)))
+        if m >= 512:            # dropout in the epilogue (tritorch.compile's), after gelu, and alone before a residual
+            _bwd(_linear.linear(x, lin.weight, lin.bias, activation="gelu", dropout_p=0.1))
+            _bwd(_linear.linear(x, lin.weight, lin.bias, dropout_p=0.1, residual=_t((m, n), dt, True)))
 
 
 def w_attention(dt):

@@ -3,15 +3,16 @@
 A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
 training mode, autocast) is new captures the forward through the op modes (``tritorch.jit``'s capture, which this
 call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations (linear,
-conv) and residual adds (linear) fused into the kernels' epilogues (with autograd too), and on ``cuda`` pointwise
-fusion into generated Triton kernels (``codegen.py``), each fused group one autograd node whose backward is
-derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that signature replay
-the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature
-(``fullgraph=True`` raises instead), and ``explain()`` says why.
+conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with autograd too), and
+on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``), each fused group one autograd node
+whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that
+signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``)
+cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and ``explain()`` says
+why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
 compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes),
-the residual epilogue in conv and matmul, prologue fusion into reductions, CUDA-graph replay
+the residual and dropout epilogues in conv and matmul, prologue fusion into reductions, CUDA-graph replay
 (``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True`` re-captures per shape, as
 ``False`` does).
 """
@@ -23,7 +24,8 @@ from ..jit._capture import Capture
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
-from .passes import eliminate_dead_code, fuse_linear_epilogue, fuse_linear_residual, fuse_pointwise
+from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_residual, \
+    fuse_pointwise
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -114,9 +116,11 @@ class CompiledFunction:
         n1 = len(graph.nodes)
         graph = fuse_linear_epilogue(graph)
         n2 = len(graph.nodes)
+        graph = fuse_linear_dropout(graph)
+        n3 = len(graph.nodes)
         graph = fuse_linear_residual(graph)
-        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - n2} activations and " \
-            f"{n2 - len(graph.nodes)} residual adds fused into linear/conv epilogues"
+        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - n2} activations, {n2 - n3} " \
+            f"dropouts and {n3 - len(graph.nodes)} residual adds fused into linear/conv epilogues"
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}

@@ -6,9 +6,13 @@
   sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
   forward and backward (kernels/linear.py), so it applies to training graphs too. Likewise a ``conv1d``/``conv2d``
   read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``).
-- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation fused or not) read only by it and another value
-  of its shape and dtype (the skip connection ``x + proj(h)``) becomes one ``linear(..., residual=x)``: the add
-  runs in the epilogue and its backward passes the gradient through, so no kernel is left for it.
+- ``fuse_linear_dropout``: a ``linear`` (activation fused or not) read only by a training-mode ``dropout`` becomes
+  one ``linear(..., dropout_p=p)``: the kernel drops the elements the separate op would (the same Philox counters,
+  drawn at the same point of the step), and the backward regenerates the mask in the activation's gradient kernel.
+- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation and dropout fused or not) read only by it and
+  another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
+  ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
+  kernel is left for it.
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
 """
@@ -18,8 +22,8 @@ from .. import _dtype as D
 from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
-__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_residual", "fuse_pointwise", "pointwise_spec",
-           "FUSIBLE_DTYPES"]
+__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
+           "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -112,19 +116,51 @@ def fuse_linear_epilogue(graph):
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
+def _linears(graph, kwargs):
+    """Output name -> the ``linear`` nodes with at most ``kwargs`` fused into them, one floating output each."""
+    return {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= kwargs and
+            not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+
+
+def _dropout_p(node):
+    """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords), else
+    None."""
+    names = ("p", "train", "inplace")
+    if node.op != "dropout" or len(node.args) > 4 or not set(node.kwargs) <= {*names, "training"}:
+        return None
+    given = dict(zip(names, node.args[1:]), **node.kwargs)
+    p, train, inplace = given.get("p", 0.5), given.get("train", given.get("training", True)), given.get("inplace")
+    ok = _scalar_ok(p) and 0 < p <= 1 and train is True and not inplace
+    return float(p) if ok else None
+
+
+def fuse_linear_dropout(graph):
+    """The graph with each training-mode ``dropout`` of a ``linear`` result (read by nothing else, not a graph
+    output) as one ``linear`` node with ``dropout_p=`` (at the dropout's place, where the counters are drawn)."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    producer = _linears(graph, {"activation", "alpha"})
+    replaced, nodes = set(), []
+    for node in graph.nodes:
+        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
+        p = _dropout_p(node) if src is not None and not node.aliases else None
+        lin = producer.get(src.name) if p is not None else None
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+            nodes.append(node)
+            continue
+        replaced.add(id(lin))
+        nodes.append(Node("linear", lin.args, {**lin.kwargs, "dropout_p": p}, [node.outputs[0]], 0, node.scope,
+                          node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
+
+
 _ADD = ("add", "__add__", "__radd__")
 
 
 def fuse_linear_residual(graph):
     """The graph with each ``add`` of a ``linear`` result (read by nothing else, not a graph output) and a residual
-    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place).
-
-    A linear result transposed before the add (``nn.MultiheadAttention``'s sequence-first output added to a
-    batch-first skip connection) is left alone: fused, the result would be a transposed view, and the layer norm
-    that reads it next copies it to rows first, one launch for the one saved (measured on the GPT block)."""
+    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= {"activation",
-                "alpha"} and not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+    producer = _linears(graph, {"activation", "alpha", "dropout_p"})
     replaced, nodes = set(), []
     for node in graph.nodes:
         fused = None

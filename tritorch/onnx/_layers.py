@@ -13,9 +13,12 @@ from ._rnn import recurrent
 __all__ = []
 
 
-def _epilogue(b, node, y, activation=None, alpha=None, residual=None):
-    """A fused kernel's epilogue (``linear``/``conv`` with ``activation=``, ``residual=``; ``tritorch.compile``
-    writes them) exported as the ops it stands for: the activation's own mapping on ONNX tensor ``y``, then Add."""
+def _epilogue(b, node, y, activation=None, alpha=None, residual=None, dropout_p=0.0):
+    """A fused kernel's epilogue (``linear``/``conv`` with ``activation=``, ``dropout_p=``, ``residual=``;
+    ``tritorch.compile`` writes them) exported as the ops it stands for: the activation's own mapping on ONNX
+    tensor ``y``, then Add. Dropout, which runs in training mode only, is refused as the ``dropout`` op is."""
+    if dropout_p:
+        raise Unsupported("linear(..., dropout_p=) is dropout in training mode (export runs the model in eval mode)")
     if activation is not None:
         out = node.outputs[0]
         pre = Value(f"{out.name}.pre_activation", out.shape, out.dtype, "node")
@@ -28,14 +31,14 @@ def _epilogue(b, node, y, activation=None, alpha=None, residual=None):
 
 
 @op("linear")
-def _linear(b, node, input, weight, bias=None, activation=None, alpha=None, residual=None):
+def _linear(b, node, input, weight, bias=None, activation=None, alpha=None, dropout_p=0.0, residual=None):
     x, w = b.name(input), b.name(weight)
     if _rank(input) == 2 and bias is not None:
         y = b.op("Gemm", [x, w, b.name(bias)], transB=1)
     else:
         y = b.op("MatMul", [x, b.op("Transpose", [w], perm=[1, 0])])
         y = y if bias is None else b.op("Add", [y, b.name(bias)])
-    return _epilogue(b, node, y, activation, alpha, residual)
+    return _epilogue(b, node, y, activation, alpha, residual, dropout_p)
 
 
 @op("bilinear")
