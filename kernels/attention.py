@@ -157,11 +157,12 @@ def _attn_bwd_delta_kernel(o_ptr, do_ptr, delta_ptr, H, L, EV, soz, soh, som, so
 def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
                           H, L, S, E, EV, scale, seed, offset, p_drop,
                           sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
-                          sdz, sdh, sdm, sdk,
+                          sdz, sdh, sdm, sdk, sgkz, sgkh, sgkn, sgkk, sgvz, sgvh, sgvn, sgvk,
                           MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
                           CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                           BLOCK_DV: tl.constexpr):
-    """dK and dV of BLOCK_N keys of one (z, h), walking the query blocks that can see them (dK, dV contiguous)."""
+    """dK and dV of BLOCK_N keys of one (z, h), walking the query blocks that can see them (dK, dV through their
+    strides ``sgk*``, ``sgv*``: contiguous, or views of one buffer laid out as q, k, v are)."""
     start_n = tl.program_id(0) * BLOCK_N
     zh = tl.program_id(1).to(tl.int64)
     z, h = zh // H, zh % H
@@ -196,9 +197,9 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC, out_dtype=CT)
         ds = p * (dp - delta[:, None])
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC, out_dtype=CT)
-    tl.store(dk_ptr + (zh * S + cols[:, None]) * E + d[None, :], (dk * scale).to(dk_ptr.dtype.element_ty),
-             mask=(cols[:, None] < S) & (d[None, :] < E))
-    tl.store(dv_ptr + (zh * S + cols[:, None]) * EV + dvr[None, :], dv.to(dv_ptr.dtype.element_ty),
+    tl.store(dk_ptr + z * sgkz + h * sgkh + cols[:, None] * sgkn + d[None, :] * sgkk,
+             (dk * scale).to(dk_ptr.dtype.element_ty), mask=(cols[:, None] < S) & (d[None, :] < E))
+    tl.store(dv_ptr + z * sgvz + h * sgvh + cols[:, None] * sgvn + dvr[None, :] * sgvk, dv.to(dv_ptr.dtype.element_ty),
              mask=(cols[:, None] < S) & (dvr[None, :] < EV))
 
 
@@ -206,12 +207,13 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
 def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dm_ptr,
                         H, L, S, E, EV, scale, seed, offset, p_drop,
                         sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
-                        sdz, sdh, sdm, sdk,
+                        sdz, sdh, sdm, sdk, sgqz, sgqh, sgqm, sgqk,
                         MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
                         CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                         BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr):
-    """dQ of BLOCK_M queries of one (z, h), walking the key blocks they can see (dQ contiguous); with MASK_GRAD
-    also the score gradient dS, which is the gradient of an additive float mask (contiguous (Z, H, L, S))."""
+    """dQ of BLOCK_M queries of one (z, h), walking the key blocks they can see (dQ through its strides ``sgq*``);
+    with MASK_GRAD also the score gradient dS, which is the gradient of an additive float mask (contiguous
+    (Z, H, L, S))."""
     start_m = tl.program_id(0) * BLOCK_M
     zh = tl.program_id(1).to(tl.int64)
     z, h = zh // H, zh % H
@@ -243,8 +245,8 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, d
             tl.store(dm_ptr + (zh * L + rows[:, None]) * S + cols[None, :], ds.to(dm_ptr.dtype.element_ty),
                      mask=(rows[:, None] < L) & (cols[None, :] < S))
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC, out_dtype=CT)
-    tl.store(dq_ptr + (zh * L + rows[:, None]) * E + d[None, :], (dq * scale).to(dq_ptr.dtype.element_ty),
-             mask=(rows[:, None] < L) & (d[None, :] < E))
+    tl.store(dq_ptr + z * sgqz + h * sgqh + rows[:, None] * sgqm + d[None, :] * sgqk,
+             (dq * scale).to(dq_ptr.dtype.element_ty), mask=(rows[:, None] < L) & (d[None, :] < E))
 
 
 # ====================================================================================================================
@@ -288,6 +290,25 @@ def _dq_blocks(bm, bn, warps, dtype):
 
 def _strides4(t):
     return list(t._stride)
+
+
+def _packed_grads(q, k, v):
+    """dq, dk, dv as views of one new buffer with the relative layout of q, k, v, when these are equally shaped
+    and strided views of one storage ``d`` elements apart that do not overlap (the heads of one packed projection,
+    ``nn.MultiheadAttention``'s self-attention): the gradient of the projection is then that buffer, no copy
+    (``unbind``'s backward sees it). None otherwise."""
+    if not (q._storage is k._storage is v._storage and q._shape == k._shape == v._shape and
+            q._stride == k._stride == v._stride and q.dtype is k.dtype is v.dtype and q.numel() > 0):
+        return None
+    d = k._offset - q._offset
+    if d <= 0 or v._offset - k._offset != d:
+        return None
+    dims = sorted([(st, n) for st, n in zip(q._stride, q._shape) if n > 1] + [(d, 3)])
+    if any(st < pst * pn for (pst, pn), (st, _) in zip(dims, dims[1:])) or dims[0][0] <= 0:
+        return None                         # overlapping elements: a sum of gradients, not one buffer
+    span = 2 * d + sum((n - 1) * st for st, n in zip(q._stride, q._shape)) + 1
+    buf = empty((span,), q.dtype, q.device)
+    return [buf._view(q._shape, q._stride, buf._offset + i * d) for i in range(3)]
 
 
 class _Launch:
@@ -335,11 +356,10 @@ class _Launch:
         return out, lse
 
     def backward(self, out, lse, g, mask_grad=False):
-        """(dq, dk, dv, dmask or None) as contiguous 4-d tensors."""
-        dq = empty(self.q._shape, self.q.dtype, self.q.device)
+        """(dq, dk, dv, dmask or None) as 4-d tensors: contiguous, or (``_packed_grads``) laid out as q, k, v."""
+        dq, dk, dv = _packed_grads(self.q, self.k, self.v) or \
+            [empty(t._shape, t.dtype, t.device) for t in (self.q, self.k, self.v)]
         dm = empty((self.Z, self.H, self.L, self.S), self.q.dtype, self.q.device) if mask_grad else None
-        dk = empty(self.k._shape, self.k.dtype, self.k.device)
-        dv = empty(self.v._shape, self.v.dtype, self.v.device)
         delta = empty(lse._shape, lse.dtype, lse.device)
         ptrs, args = self.common()
         grid_m = (cdiv(self.L, self.bm), self.Z * self.H)
@@ -353,13 +373,13 @@ class _Launch:
         if self.S:
             bm, bn, warps, stages = _dkdv_blocks(self.bm, self.bn, self.warps, self.q.dtype)
             _attn_bwd_dkdv_kernel[(cdiv(self.S, bn), self.Z * self.H)](
-                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g),
-                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
+                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g), *_strides4(dk),
+                *_strides4(dv), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
         if self.L:
             bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
             _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
                 *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args, *_strides4(g),
-                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
+                *_strides4(dq), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
         return dq, dk, dv, dm
 
 

@@ -472,22 +472,46 @@ class _Pieces(Function):
         ctx._name = name
         ctx.set_materialize_grads(False)
         ctx.d, ctx.sizes, ctx.dtype = d, sizes, x.dtype
+        ctx.contiguous = x.is_contiguous()
+        ctx.in_shape, ctx.in_stride = x._shape, x._stride
         if sizes is None:
             shape, strides = x._shape[:d] + x._shape[d + 1:], x._stride[:d] + x._stride[d + 1:]
             ctx.shapes = [shape] * x._shape[d]
+            ctx.starts = list(range(x._shape[d]))
             return tuple(x._view(shape, strides, x._offset + i * x._stride[d]) for i in range(x._shape[d]))
-        ctx.shapes, out, start = [], [], 0
+        ctx.shapes, ctx.starts, out, start = [], [], [], 0
         for n in sizes:
             shape = x._shape[:d] + (n,) + x._shape[d + 1:]
             ctx.shapes.append(shape)
+            ctx.starts.append(start)
             out.append(x._view(shape, x._stride, x._offset + start * x._stride[d]))
             start += n
         return tuple(out)
 
     @staticmethod
+    def _joined(ctx, grads):
+        """The input's gradient as it already is in memory, when the pieces' gradients are the pieces of one
+        buffer laid out as the (contiguous) input (attention writes dq, dk, dv so: ``_packed_grads``), else None."""
+        g0 = grads[0]
+        if not ctx.contiguous or any(g is None or g._storage is not g0._storage or g.dtype is not g0.dtype or
+                                     g._requires_grad for g in grads):
+            return None
+        st = ctx.in_stride
+        inner = st[:ctx.d] + st[ctx.d + 1:] if ctx.sizes is None else st
+        base = g0._offset - ctx.starts[0] * st[ctx.d]
+        if base < 0 or any(g._shape != shape or (g._stride != inner and g.numel() > 1) or
+                           g._offset != base + start * st[ctx.d]
+                           for g, shape, start in zip(grads, ctx.shapes, ctx.starts)):
+            return None
+        return g0._view(ctx.in_shape, st, base)
+
+    @staticmethod
     def backward(ctx, *grads):
         if all(g is None for g in grads):
             return None, None, None, None
+        joined = None if STATE.enabled else _Pieces._joined(ctx, grads)
+        if joined is not None:
+            return joined, None, None, None
         dev = next(g for g in grads if g is not None).device
         parts = [g if g is not None else _creation.zeros(shape, dtype=ctx.dtype, device=dev)
                  for g, shape in zip(grads, ctx.shapes)]
