@@ -627,7 +627,12 @@ def _conv_wgrad(x, gy, geo, k_hw):
 
 
 def _bias_grad(g):
-    return g.sum((0, 2, 3))
+    """The sum of g (N, C, H, W) over (N, H, W). float32/float64: the rows of H * W first (contiguous in g), then the
+    batch, so g is read once and never copied to bring C last. Half types take the one reduction over all three
+    dims (it accumulates in float32 and rounds once; per-image sums would be rounded to the half type first)."""
+    if g.dtype in (D.float16, D.bfloat16):
+        return g.sum((0, 2, 3))
+    return g.sum((2, 3)).sum(0)
 
 
 def _save_conv(ctx, x, w, geo, *extra):

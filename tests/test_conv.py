@@ -11,6 +11,7 @@ import tritorch
 from tritorch.autograd import gradcheck, gradgradcheck
 from tritorch.kernels import conv as KC
 from tritorch.nn.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d
+from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
 F32, F64 = tritorch.float32, tritorch.float64
@@ -689,3 +690,22 @@ def test_conv3d_module_unbatched_empty_and_gradcheck(device):
     if device == "cpu":
         args = (_f64((1, 2, 3, 4, 3), 0), _f64((2, 1, 2, 2, 2), 1), _f64((2,), 2))
         assert gradcheck(lambda x, w, b: KC.conv3d(x, w, b, stride=(2, 1, 1), padding=(1, 0, 1), groups=2), args)
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
+def test_bias_grad_reads_the_gradient_once(dtype):
+    """The float32 bias gradient sums (N, H, W) without copying the gradient to bring channels last; float16 takes
+    the one reduction (a copy, then float32 accumulation rounded once)."""
+    rng = np.random.default_rng(0)
+    x = tritorch.tensor(rng.standard_normal((3, 2, 9, 7)), dtype=dtype, device="cuda")
+    conv = Conv2d(2, 5, 3, padding=1).to("cuda", dtype)
+    gn = rng.standard_normal((3, 5, 9, 7)) * 50
+    y = conv(x)
+    with profile() as prof:
+        y.backward(tritorch.tensor(gn, dtype=dtype, device="cuda"))
+    half = dtype is tritorch.float16
+    assert prof.kernel_launches("_pointwise_kernel") == (1 if half else 0)
+    assert prof.kernel_launches("_reduce_rows_kernel") + prof.kernel_launches("_reduce_mid_kernel") == 2 - half
+    want = gn.astype(dtype.np).astype(np.float64).sum((0, 2, 3))
+    np.testing.assert_allclose(conv.bias.grad.float().cpu().numpy(), want, rtol=2e-3 if dtype is tritorch.float16
+                               else 1e-5)
