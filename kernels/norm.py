@@ -309,8 +309,27 @@ def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, 
         rstd = tl.load(rstd_ptr + rows, mask=rm, other=0.0)[:, None]
         dw += tl.where(m, g * (x - mean) * rstd, 0.0)
         db += g
-    tl.store(dw_ptr + s * N + cols, tl.sum(dw, axis=0), mask=cm)
-    tl.store(db_ptr + s * N + cols, tl.sum(db, axis=0), mask=cm)
+    tl.store(dw_ptr + s * N + cols, tl.sum(dw, axis=0).to(dw_ptr.dtype.element_ty), mask=cm)
+    tl.store(db_ptr + s * N + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
+
+
+@triton.jit
+def _ln_dwdb_sum_kernel(pw_ptr, pb_ptr, dw_ptr, db_ptr, R, N, CT: tl.constexpr, BLOCK_R: tl.constexpr,
+                        BLOCK_N: tl.constexpr):
+    """dw = the column sums of the (R, N) partials pw, db those of pb (both contiguous, in CT), for BLOCK_N columns
+    per program; dw, db: (N,) in the parameters' dtype."""
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cm = cols < N
+    dw = tl.zeros([BLOCK_R, BLOCK_N], CT)
+    db = tl.zeros([BLOCK_R, BLOCK_N], CT)
+    for start in range(0, R, BLOCK_R):
+        rows = start + tl.arange(0, BLOCK_R)
+        m = (rows[:, None] < R) & cm[None, :]
+        off = rows[:, None] * N + cols[None, :]
+        dw += tl.load(pw_ptr + off, mask=m, other=0.0)
+        db += tl.load(pb_ptr + off, mask=m, other=0.0)
+    tl.store(dw_ptr + cols, tl.sum(dw, axis=0).to(dw_ptr.dtype.element_ty), mask=cm)
+    tl.store(db_ptr + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
 
 
 # ====================================================================================================================
@@ -429,20 +448,22 @@ def _ncl(x):
     return x, N, C, L, (x._stride[0], x._stride[1], sl)
 
 
-def _ln_dwdb(x, g, mean, rstd, M, N):
-    """Weight and bias gradients of a row norm: partial column sums over chunks of rows (enough chunks to fill
-    the GPU), then one column sum of the (chunks, N) partials."""
+def _ln_dwdb(x, g, mean, rstd, M, N, dtype):
+    """Weight and bias gradients of a row norm, in ``dtype``: partial column sums over chunks of rows (enough
+    chunks to fill the GPU), then one kernel summing both (chunks, N) partials (one chunk: no second kernel)."""
     bn = 32 if INTERPRET else 64
     bm = min(next_pow2(M), 16 if INTERPRET else 32)
     chunks = min(cdiv(M, bm), 2 if INTERPRET else max(1, 4 * 132 // cdiv(N, bn)))
     rows = cdiv(cdiv(M, chunks), bm) * bm
     chunks = cdiv(M, rows)
-    part = (chunks, N) if chunks > 1 else (N,)          # one chunk: the kernel writes the result itself
-    dw = empty(part, mean.dtype, x.device)
-    db = empty(part, mean.dtype, x.device)
-    _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(dw), ptr(db), M, N, rows,
+    dw, db = empty((N,), dtype, x.device), empty((N,), dtype, x.device)
+    pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
+    _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(pw), ptr(pb), M, N, rows,
                                                CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
-    return (dw.sum(0), db.sum(0)) if chunks > 1 else (dw, db)
+    if chunks > 1:
+        _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
+                                            BLOCK_R=min(next_pow2(chunks), 16), BLOCK_N=bn)
+    return dw, db
 
 
 def _shaped(t, shape):
@@ -629,7 +650,9 @@ class RowNorm(Function):
             xin = interp_bf16_in(x2)
             gin = interp_bf16_in(g2)
             dx = empty(x._shape, xin.dtype, x.device)
-            sd = mean.dtype
+            pd = weight.dtype if weight is not None else x.dtype
+            # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
+            sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
             dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device)
             if M and N:
                 w = interp_bf16_in(w)
@@ -637,12 +660,11 @@ class RowNorm(Function):
                                         ptr(rstd), ptr(dx), N, HAS_W=w is not None, CT=ACC[xin.dtype],
                                         BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
                 if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-                    dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N)
+                    dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd)
             else:
                 dw.fill_(0)
                 db.fill_(0)
             dx = interp_bf16_out(dx, x.dtype)
-            pd = weight.dtype if weight is not None else x.dtype
             dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape)
         return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None
 
