@@ -2,11 +2,11 @@
 ``tritorch.profiler`` (issue 21).
 
 Training steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
-and Adam (without dropout, and with 0.1 as in training), and the CNN of ``tritorch.train`` with SGD. Each runs on ``cpu`` (the NumPy references: op calls and host
-time, no kernels) and ``cuda``; the compiled model is compiled once and the third step is the one measured (the
-first captures, the second warms up). By default ``cuda`` is Triton's interpreter (TRITORCH_INTERPRET=1, set here
-unless already set): its launch counts and bytes are those of a GPU, its times are not. On a GPU machine run it with
-TRITORCH_INTERPRET=0.
+and Adam (without dropout, and with 0.1 as in training), and the CNN of ``tritorch.train`` with SGD. Each runs on
+``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``; the compiled model is compiled once
+and the third step is the one measured (the first captures, the second warms up). By default ``cuda`` is Triton's
+interpreter (TRITORCH_INTERPRET=1, set here unless already set): its launch counts and bytes are those of a GPU, its
+times are not. On a GPU machine run it with TRITORCH_INTERPRET=0.
 
     python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn] [--cnn-size 8]
         [--json OUT]

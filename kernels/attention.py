@@ -379,7 +379,8 @@ class _Launch:
             bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
             _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
                 *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args, *_strides4(g),
-                *_strides4(dq), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
+                *_strides4(dq), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages),
+                MASK_GRAD=mask_grad)
         return dq, dk, dv, dm
 
 

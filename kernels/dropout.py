@@ -23,7 +23,7 @@ from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
 from ._common import empty
 from .random import _generator, philox_np, uint_to_uniform_float_np
 
-__all__ = ["dropout", "dropout2d", "dropout_mask_np", "dropout_scale", "draw", "check_p"]
+__all__ = ["dropout", "dropout2d", "dropout_mask_np", "dropout_np", "dropout_scale", "draw", "check_p"]
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
@@ -52,16 +52,22 @@ def dropout_scale(p):
     return scale, int(np.float64(scale).view(np.int64))
 
 
+def dropout_np(a, group, seed, offset, p):
+    """The NumPy reference of ``_dropout_kernel`` on the C-ordered array ``a``: the result in a's dtype, the product
+    in float32 (float64 for float64)."""
+    keep = dropout_mask_np(a.size, group, seed, offset, p).reshape(a.shape)
+    ct = np.float64 if a.dtype == np.float64 else np.float32
+    return np.where(keep, a.astype(ct) * ct(dropout_scale(p)[0]), ct(0)).astype(a.dtype)
+
+
 def _apply_mask(x, out, group, seed, offset, p):
     """out = dropout of contiguous x with the mask of (seed, offset)."""
     n = x.numel()
-    scale, bits = dropout_scale(p)
+    bits = dropout_scale(p)[1]
     if n == 0:
         return out
     if x._storage.device.type == "cpu":
-        keep = dropout_mask_np(n, group, seed, offset, p).reshape(x._shape)
-        ct = np.float64 if x.dtype.np == np.float64 else np.float32
-        out._np[...] = np.where(keep, x._np.astype(ct) * ct(scale), ct(0)).astype(x.dtype.np)
+        out._np[...] = dropout_np(x._np, group, seed, offset, p)
         return out
     xin = interp_bf16_in(x)
     res = out if xin is x else empty(x._shape, xin.dtype, x.device)

@@ -10,9 +10,10 @@ dtype as the separate op would, so the fused result equals the eager ops bit for
 the incoming one.
 
 Backward: ``_act_grad_kernel`` applies dropout's mask (regenerated) and the activation's derivative to the incoming
-gradient in one pass and, in the same pass, sums each tile's columns for the bias gradient (per-tile partial sums, then one small reduction: no
-atomics, so the result is deterministic). The two products grad_x = g' @ W and grad_W = g'^T @ x are the project's
-matmul on transposed views; with create_graph the rule is written with tensor ops and so differentiates again.
+gradient in one pass and, in the same pass, sums each tile's columns for the bias gradient (per-tile partial sums,
+then one small reduction: no atomics, so the result is deterministic). The two products grad_x = g' @ W and grad_W =
+g'^T @ x are the project's matmul on transposed views; with create_graph the rule is written with tensor ops and so
+differentiates again.
 
 The activations are the elementwise module's (``UNARY``): the same Triton math, NumPy reference and derivatives.
 """
@@ -30,7 +31,7 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from ._pointwise import _identity, launch_pointwise
-from .dropout import Dropout, check_p, draw, dropout, dropout_mask_np, dropout_scale
+from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
 
@@ -257,14 +258,6 @@ def _residual_rows(r, M):
     return r._stride[0], r._stride[1], r._shape[1]
 
 
-def _np_drop(g, drop, ct, dtype):
-    """Dropout of the contiguous (M, N) array ``g`` with the counters ``drop`` = (seed, offset, p), rounded to
-    ``dtype`` as the separate op would."""
-    seed, offset, p = drop
-    keep = dropout_mask_np(g.size, 1, seed, offset, p).reshape(g.shape)
-    return np.where(keep, g.astype(dtype.np, copy=False).astype(ct) * ct(dropout_scale(p)[0]), ct(0)).astype(dtype.np)
-
-
 def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
     """NumPy reference of ``launch_linear`` on host arrays: returns (y, z or None) in ``dtype``, computed in float32
     for half types and float64 for float64 (integers exactly, without activation); z (with ``save_z``) is what the
@@ -281,7 +274,7 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
         if save_z:
             s = z.astype(dtype.np, copy=False) if UNARY[act].bwd_uses == "x" else y
     if drop is not None:
-        y = _np_drop(y, drop, ct, dtype)
+        y = dropout_np(y, 1, *drop)
     if residual is not None:
         with np.errstate(all="ignore"):
             y = (y.astype(ct) + residual.reshape(y.shape).astype(ct, copy=False)).astype(dtype.np, copy=False)
@@ -316,7 +309,7 @@ def _np_act_grad(g, s, act, a, with_bias, dtype, drop=None):
     """NumPy reference of ``launch_act_grad``: (gz, column sums of gz or None)."""
     ct = np_ct(dtype)
     if drop is not None:
-        g = _np_drop(g, drop, ct, dtype)
+        g = dropout_np(g, 1, *drop)
     with np.errstate(all="ignore"):
         gz = np.asarray(UNARY[act].bwd_ref(g.astype(ct, copy=False), s.astype(ct, copy=False), a), dtype=ct)
     return gz.astype(dtype.np, copy=False), (gz.sum(0) if with_bias else None)
@@ -400,7 +393,7 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     """NumPy reference of the backward (the ``cpu`` path): gz = g * act'(.), then gz @ w, gz.T @ x, column sums."""
     dtype = g.dtype
     ct = np_ct(dtype)
-    ga = g._np if ctx.drop is None else _np_drop(g._np, ctx.drop, ct, dtype)
+    ga = g._np if ctx.drop is None else dropout_np(g._np, 1, *ctx.drop)
     if ctx.act is None:
         gz = ga.astype(ct, copy=False)
     else:
