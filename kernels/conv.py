@@ -666,7 +666,7 @@ class Conv(Function):
                 g = UNARY[ctx.act].bwd_composite(g, y, y, ctx.alpha)
             else:
                 g2 = g.reshape(-1, g._shape[-1])
-                g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha, False)[0].reshape(g._shape)
+                g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha).reshape(g._shape)
         gx = ConvTranspose.apply(g, w, None, ctx.geo, ctx.in_hw) if need_x else None
         gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
         gb = _bias_grad(g) if need_b else None

@@ -10,10 +10,9 @@ dtype as the separate op would, so the fused result equals the eager ops bit for
 the incoming one.
 
 Backward: ``_act_grad_kernel`` applies dropout's mask (regenerated) and the activation's derivative to the incoming
-gradient in one pass and, in the same pass, sums each tile's columns for the bias gradient (per-tile partial sums,
-then one small reduction: no atomics, so the result is deterministic). The two products grad_x = g' @ W and grad_W =
-g'^T @ x are the project's matmul on transposed views; with create_graph the rule is written with tensor ops and so
-differentiates again.
+gradient in one pass; then the two products grad_x = g' @ W and grad_W = g'^T @ x and the bias gradient (the column
+sums of g') are one launch (``kernels/linear_grad.py``). With create_graph the rule is written with tensor ops
+(the project's matmul on transposed views) and so differentiates again.
 
 The activations are the elementwise module's (``UNARY``): the same Triton math, NumPy reference and derivatives.
 """
@@ -34,6 +33,7 @@ from ._pointwise import _identity, launch_pointwise
 from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
+from .linear_grad import launch_linear_grad
 
 __all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS"]
 
@@ -123,13 +123,12 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
-def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, offset, p, scale_bits,
-                     BWD: tl.constexpr, DROPOUT: tl.constexpr, HAS_BIAS: tl.constexpr, CT: tl.constexpr,
+def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, offset, p, scale_bits,
+                     BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr,
                      I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """gz = BWD(g, s, a) for one (BLOCK_M, BLOCK_N) tile (``s``: the saved pre-activation or output; ``gz``
     contiguous (M, N)); with ``DROPOUT`` g first goes through the forward's mask (dropout's backward, rounded to
-    g's dtype as it would be); with ``HAS_BIAS`` the tile's column sums go to row ``pid_m`` of ``part``
-    (cdiv(M, BLOCK_M), N), which one reduction then sums into the bias gradient."""
+    g's dtype as it would be)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -145,8 +144,6 @@ def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, part_ptr, M, N, sgm, sgn, ssm, ssn, a
     s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
     gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
     tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
-    if HAS_BIAS:
-        tl.store(part_ptr + pid_m * N + offs_n, tl.sum(gz, axis=0), mask=offs_n < N)
 
 
 # ====================================================================================================================
@@ -281,38 +278,36 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
     return y, s
 
 
-def launch_act_grad(g, s, gz, part, act, a=0.0, drop=None):
+def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
     """gz = act'(dropout(g), s) (s: pre-activation or output per the activation; ``drop``: None or the forward's
-    dropout counters (seed, offset, p)) and, with ``part``, per-tile column sums of gz for the bias gradient.
-    g, s: (M, N) any strides; gz contiguous (M, N); part contiguous (cdiv(M, BLOCK_M), N) in the compute type, or
-    None."""
+    dropout counters (seed, offset, p)). g, s: (M, N) any strides; gz contiguous (M, N). Returns gz."""
     M, N = g._shape
     if M == 0 or N == 0:
         return gz
     if INTERPRET and gz.dtype is D.bfloat16:
         gz32 = empty(gz._shape, D.float32, gz.device)
-        launch_act_grad(g, s, gz32, part, act, a, drop)
+        launch_act_grad(g, s, gz32, act, a, drop)
         return copy_host(gz, gz32)
     dtype = g.dtype
     g, s = interp_bf16_in(g), interp_bf16_in(s)
     bm, bn = _act_grad_blocks(M, N)
     seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     _act_grad_kernel[(cdiv(M, bm), cdiv(N, bn))](
-        ptr(g), ptr(s), ptr(gz), ptr(part if part is not None else gz), M, N,
+        ptr(g), ptr(s), ptr(gz), M, N,
         g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a), seed, offset, float(p),
-        dropout_scale(p)[1], BWD=UNARY[act].bwd, DROPOUT=drop is not None, HAS_BIAS=part is not None, CT=ACC[dtype],
+        dropout_scale(p)[1], BWD=UNARY[act].bwd, DROPOUT=drop is not None, CT=ACC[dtype],
         I64=is_int64_index(g.numel(), g, s, gz), BLOCK_M=bm, BLOCK_N=bn)
     return gz
 
 
-def _np_act_grad(g, s, act, a, with_bias, dtype, drop=None):
-    """NumPy reference of ``launch_act_grad``: (gz, column sums of gz or None)."""
+def _np_act_grad(g, s, act, a, dtype, drop=None):
+    """NumPy reference of ``launch_act_grad``."""
     ct = np_ct(dtype)
     if drop is not None:
         g = dropout_np(g, 1, *drop)
     with np.errstate(all="ignore"):
         gz = np.asarray(UNARY[act].bwd_ref(g.astype(ct, copy=False), s.astype(ct, copy=False), a), dtype=ct)
-    return gz.astype(dtype.np, copy=False), (gz.sum(0) if with_bias else None)
+    return gz.astype(dtype.np, copy=False)
 
 
 # ====================================================================================================================
@@ -370,20 +365,20 @@ class Linear(Function):
             ga = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
         if ctx.act is None:
             gz = ga
-            if need_b:
-                gb = gz.sum(0)
         elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
             if UNARY[ctx.act].bwd_uses == "x":
                 s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
             elif ctx.res_shape is not None or drop is not None:   # y is not the activation's: recompute it
                 s = Linear.apply(x, w, bias, ctx.act, ctx.a)
             gz = UNARY[ctx.act].bwd_composite(ga, s, s, ctx.a)
-            if need_b:
-                gb = gz.sum(0)
         else:
-            gz, gb = act_grad(g, s, ctx.act, ctx.a, need_b, drop)
-        gx = gz @ w if need_x else None
-        gw = gz.t() @ x if need_w else None
+            gz = act_grad(g, s, ctx.act, ctx.a, drop)
+        if STATE.enabled or not (need_x or need_w) or 0 in gz._shape or 0 in (w if need_x else x)._shape:
+            gb = gz.sum(0) if need_b and gb is None else gb
+            gx = gz @ w if need_x else None
+            gw = gz.t() @ x if need_w else None
+        else:                                # the products and the bias gradient in one launch
+            gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b)
         if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
             gb = gb.sum().reshape(ctx.bias_shape)
         return gx, gw, gb, None, None, gr, None
@@ -414,23 +409,27 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     return gx, gw, gb, None, None
 
 
-def act_grad(g, s, act, a, with_bias, drop=None):
-    """The fused backward of the activation (and of dropout before it, with ``drop``'s counters): (g * act'(.),
-    its column sums or None)."""
+def act_grad(g, s, act, a, drop=None):
+    """The fused backward of the activation (and of dropout before it, with ``drop``'s counters): g * act'(.)."""
     dtype = g.dtype
     if g._storage.device.type == "cpu":
-        gz, gb = _np_act_grad(g._np, s._np, act, a, with_bias, dtype, drop)
-        return wrap(gz, dtype, g.device), None if gb is None else wrap(gb.astype(dtype.np), dtype, g.device)
-    M, N = g._shape
-    gz = empty((M, N), dtype, g.device)
-    part = None
-    if with_bias:
-        ct = D.float64 if dtype is D.float64 else D.float32
-        part = empty((cdiv(M, _act_grad_blocks(M, N)[0]), N), ct, g.device)
-    launch_act_grad(g, s, gz, part, act, a, drop)
-    if not with_bias:
-        return gz, None
-    return gz, part.sum(0).to(dtype)
+        return wrap(_np_act_grad(g._np, s._np, act, a, dtype, drop), dtype, g.device)
+    gz = empty(g._shape, dtype, g.device)
+    return launch_act_grad(g, s, gz, act, a, drop)
+
+
+def _grads(gz, w, x, need_x, need_w, need_b):
+    """(gx, gw, gb) of the pre-activation's gradient ``gz`` by ``launch_linear_grad``, in one launch (the bias
+    without the weight's gradient: a reduction more)."""
+    M, N = gz._shape
+    K = (w if need_x else x)._shape[1]
+    gx = empty((M, K), gz.dtype, gz.device) if need_x else None
+    gw = empty((N, K), gz.dtype, gz.device) if need_w else None
+    gb = empty((N,), gz.dtype, gz.device) if need_b and need_w else None
+    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb)
+    if need_b and not need_w:
+        gb = gz.sum(0)
+    return gx, gw, gb
 
 
 # ====================================================================================================================

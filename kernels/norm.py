@@ -11,9 +11,10 @@ g * x_hat (in the kernel, or from per-chunk partials) give grad weight and grad 
 ``w * rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` (eval: ``w * rstd * g``).
 
 Layer norm (and the normalisation inside group and instance norm) is a row kernel: a row of the normalised shape
-per program, mean and rstd saved per row, as in the Triton tutorial. Its backward is two kernels: one per row for
-the input gradient, one per (block of columns, chunk of rows) that sums g * x_hat and g down its rows, the chunks'
-partial sums then added by a column sum, for the weight and bias.
+per program, mean and rstd saved per row, as in the Triton tutorial. Its backward reads x and g once: a program
+per chunk of rows computes each row's input gradient and sums g * x_hat and g down its rows, the chunks' partial
+sums then added by a column sum for the weight and bias. Rows longer than a block (4096) take two kernels instead: one per
+row for the input gradient, one per (block of columns, chunk of rows) for the partial sums.
 Group norm and instance norm normalise rows of a (N * groups, C / groups * L) view with that kernel and apply
 their per-channel affine with broadcast tensor ops (recorded by autograd like any other op).
 """
@@ -287,6 +288,35 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
 
 
 @triton.jit
+def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, pw_ptr, pb_ptr, M, N, ROWS,
+                   HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Rows [s * ROWS, (s + 1) * ROWS) of program s, each a whole row of N <= BLOCK columns: dx as in
+    ``_ln_bwd_dx_kernel``, and the chunk's column sums pw[s] = sum of g * x_hat, pb[s] = sum of g over its rows
+    ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or with one chunk they are the gradients):
+    x and g are read once for all three gradients."""
+    s = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    m = cols < N
+    pw = tl.zeros([BLOCK], CT)
+    pb = tl.zeros([BLOCK], CT)
+    row0 = s.to(tl.int64) * ROWS
+    for r in range(row0, tl.minimum(row0 + ROWS, M)):
+        mean = tl.load(mean_ptr + r)
+        rstd = tl.load(rstd_ptr + r)
+        x, wg = _ln_x_wg(x_ptr + r * N, g_ptr + r * N, w_ptr, cols, m, HAS_W, CT)
+        x_hat = tl.where(m, (x - mean) * rstd, 0.0)
+        c1 = tl.sum(wg, axis=0) / N
+        c2 = tl.sum(wg * x_hat, axis=0) / N
+        dx = rstd * (wg - c1 - x_hat * c2)
+        tl.store(dx_ptr + r * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=m)
+        g = tl.load(g_ptr + r * N + cols, mask=m, other=0.0).to(CT)
+        pw += g * x_hat
+        pb += g
+    tl.store(pw_ptr + s * N + cols, pw.to(pw_ptr.dtype.element_ty), mask=m)
+    tl.store(pb_ptr + s * N + cols, pb.to(pb_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
 def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, ROWS,
                         CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Partial sums of a (row chunk, column block) = program (1, 0): dw[s] = sum of g * x_hat over the ROWS rows of
@@ -461,6 +491,26 @@ def _ln_dwdb(x, g, mean, rstd, M, N, dtype):
     _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(pw), ptr(pb), M, N, rows,
                                                CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
     if chunks > 1:
+        _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
+                                            BLOCK_R=min(next_pow2(chunks), 16), BLOCK_N=bn)
+    return dw, db
+
+
+def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype):
+    """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
+    block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
+    partials (one chunk: no second kernel)."""
+    block = _block(N, 4096)
+    chunks = min(M, 3 if INTERPRET else 4 * 132)
+    rows = cdiv(M, chunks)
+    chunks = cdiv(M, rows)
+    dw, db = empty((N,), dtype, x.device), empty((N,), dtype, x.device)
+    pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
+    _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
+                              ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None, CT=ACC[x.dtype], BLOCK=block,
+                              num_warps=_warps(block))
+    if chunks > 1:
+        bn = 32 if INTERPRET else 64
         _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
                                             BLOCK_R=min(next_pow2(chunks), 16), BLOCK_N=bn)
     return dw, db
@@ -654,7 +704,9 @@ class RowNorm(Function):
             # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
             sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
             dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device)
-            if M and N:
+            if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
+                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd)      # x, g read once
+            elif M and N:
                 w = interp_bf16_in(w)
                 _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
                                         ptr(rstd), ptr(dx), N, HAS_W=w is not None, CT=ACC[xin.dtype],

@@ -46,6 +46,22 @@ def _linear_example(cfg):
     return _forced("linear", cfg, lambda: linear(x, w, bias, activation="gelu")), expected, 19
 
 
+def _linear_grad_example(cfg):
+    """The gradients of x @ W.T + b (x (21, 19) transposed, W (23, 19), g (21, 23) strided) in one launch: partial
+    tiles in both products and the bias sums; x.grad, W.grad and b.grad flattened and joined."""
+    from tritorch.kernels.linear import linear
+    x, rx = make((21, 19), F, "cuda", "transposed", seed=7, requires_grad=True)
+    w, rw = make((23, 19), F, "cuda", seed=8, requires_grad=True)
+    bias, _ = make((23,), F, "cuda", seed=9, requires_grad=True)
+    g, rg = make((21, 23), F, "cuda", "strided", seed=10)
+
+    def run():
+        linear(x, w, bias).backward(g)
+        return tritorch.cat([x.grad.flatten(), w.grad.flatten(), bias.grad])
+    expected = np.concatenate([(rg @ rw).ravel(), (rg.T @ rx).ravel(), rg.sum(0)])
+    return _forced("linear_grad", cfg, run), expected, 23
+
+
 def _conv_case(kind, cfg, x_shape, w_shape, layout, stride, padding, dilation, groups):
     """conv2d with kernel ``conv_<kind>`` forced, full-fp32 products (no TF32): the output ("fwd"), the input
     gradient ("dgrad") or the weight gradient ("wgrad") against test_conv's float64 reference."""
@@ -153,7 +169,8 @@ def _compiled_pointwise_example(cfg):
 
 
 # kernel name -> fn(config) -> (tritorch result, float64 NumPy reference, reduction length for the tolerance)
-EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "conv_fwd": _conv_fwd_example,
+EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad": _linear_grad_example,
+            "conv_fwd": _conv_fwd_example,
             "conv_dgrad": _conv_dgrad_example, "conv_wgrad": _conv_wgrad_example,
             "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
             "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,

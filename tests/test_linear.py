@@ -9,6 +9,7 @@ import tritorch
 from tritorch import nn
 from tritorch.autograd import gradcheck, gradgradcheck
 from tritorch.kernels import linear as KL
+from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
 F32, F64 = tritorch.float32, tritorch.float64
@@ -135,6 +136,32 @@ def test_permuted_3d_input(device):
     rx = rx.transpose(2, 1, 0)
     w, rw = make((5, 4), F32, device, seed=13)
     _close(KL.linear(x, w), _ref(rx, rw, None, None), F32, 4)
+
+
+@pytest.mark.parametrize("need", ["xwb", "x", "w", "wb", "xb", "b"])
+@pytest.mark.parametrize("dtype", [F32, tritorch.float16])
+def test_backward_is_one_launch(need, dtype):
+    """grad_x, grad_W and grad_b come from one ``_linear_grad_kernel`` launch (the bias without grad_W: one
+    reduction more), each against float64, with several tiles in every direction of both products (interpreter
+    tiles of 32) and outputs poisoned (TRITORCH_POISON) until written."""
+    M, K, N = 70, 37, 45
+    x, rx = make((M, K), dtype, "cuda", "transposed", seed=20, low=-1.5, high=1.5, requires_grad="x" in need)
+    w, rw = make((N, K), dtype, "cuda", seed=21, low=-0.5, high=0.5, requires_grad="w" in need)
+    b, rb = make((N,), dtype, "cuda", seed=22, requires_grad="b" in need)
+    y = KL.linear(x, w, b, activation="relu")
+    g, rg = make(y.shape, dtype, "cuda", "strided", seed=23)
+    with profile() as prof:
+        y.backward(g)
+    _, gx, gw, gb = _ref(rx, rw, rb, "relu", rg)
+    n_products = prof.kernel_launches("_matmul_kernel") + prof.kernel_launches("_linear_grad_kernel")
+    assert n_products == (0 if need == "b" else 1) and prof.kernel_launches("_matmul_kernel") == 0
+    reductions = prof.kernel_launches("_reduce_rows_kernel") + prof.kernel_launches("_reduce_mid_kernel")
+    assert reductions == (1 if "b" in need and "w" not in need else 0)
+    for t, ref, k in ((x, gx, N), (w, gw, M), (b, gb, M)):
+        if t.requires_grad:
+            _close(t.grad, ref, dtype, k, scale=2)
+        else:
+            assert t.grad is None
 
 
 @pytest.mark.parametrize("dtype", [tritorch.float64, tritorch.float16, tritorch.bfloat16])
