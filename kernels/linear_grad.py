@@ -16,6 +16,7 @@ from tritorch._device import INTERPRET
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
 from ._common import copy_host, empty
 from . import matmul as _mm
+from .matmul import grouped_tile
 
 __all__ = ["launch_linear_grad", "TUNABLE"]
 
@@ -27,14 +28,7 @@ def _product_tile(a_ptr, b_ptr, c_ptr, sum_ptr, R, C, L, sar, sal, sbl, sbc, scr
     """Tile ``tile`` of c (R, C) = a (R, L) @ b (L, C), every operand through its strides (``s?r``/``s?l``/``s?c``:
     the stride of a's, b's or c's row, reduction or column index); with ``SUM`` the tiles of column 0 also write
     sum_l a[r, l] to sum_ptr[r] (R, contiguous)."""
-    num_r = tl.cdiv(R, BLOCK_R)
-    num_c = tl.cdiv(C, BLOCK_C)
-    # grouped ordering (as in the matmul): GROUP_R rows of tiles visited column by column share b's tiles in L2
-    in_group = GROUP_R * num_c
-    first_r = (tile // in_group) * GROUP_R
-    group_size = min(num_r - first_r, GROUP_R)
-    pid_r = first_r + ((tile % in_group) % group_size)
-    pid_c = (tile % in_group) // group_size
+    pid_r, pid_c = grouped_tile(tile, tl.cdiv(R, BLOCK_R), tl.cdiv(C, BLOCK_C), GROUP_R)
     offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     if I64:

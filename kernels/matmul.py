@@ -28,7 +28,8 @@ from .reduce import MAX, P_ABS, reduce_
 from .views import view_strides
 
 __all__ = ["matmul", "mm", "bmm", "addmm", "mv", "dot", "launch_matmul", "matmul_config", "MatmulConfig",
-           "CANDIDATES", "FMA_CANDIDATES", "ALL_CANDIDATES", "set_float32_matmul_precision", "get_float32_matmul_precision"]
+           "grouped_tile", "CANDIDATES", "FMA_CANDIDATES", "ALL_CANDIDATES", "set_float32_matmul_precision",
+           "get_float32_matmul_precision"]
 
 # ====================================================================================================================
 # The kernel
@@ -38,6 +39,17 @@ __all__ = ["matmul", "mm", "bmm", "addmm", "mv", "dot", "launch_matmul", "matmul
 @triton.jit
 def _gelu(x):
     return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of program ``pid`` in a (num_pid_m, num_pid_n) grid of output tiles, in the Triton matmul
+    tutorial's grouped order: GROUP_M rows of tiles are visited column by column, so that consecutive programs
+    share the right operand's tiles in L2."""
+    in_group = GROUP_M * num_pid_n
+    first_m = (pid // in_group) * GROUP_M
+    group_size = min(num_pid_m - first_m, GROUP_M)
+    return first_m + ((pid % in_group) % group_size), (pid % in_group) // group_size
 
 
 @triton.jit

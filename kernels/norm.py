@@ -13,8 +13,8 @@ g * x_hat (in the kernel, or from per-chunk partials) give grad weight and grad 
 Layer norm (and the normalisation inside group and instance norm) is a row kernel: a row of the normalised shape
 per program, mean and rstd saved per row, as in the Triton tutorial. Its backward reads x and g once: a program
 per chunk of rows computes each row's input gradient and sums g * x_hat and g down its rows, the chunks' partial
-sums then added by a column sum for the weight and bias. Rows longer than a block (4096) take two kernels instead: one per
-row for the input gradient, one per (block of columns, chunk of rows) for the partial sums.
+sums then added by a column sum for the weight and bias. Rows longer than a block (4096) take two kernels instead:
+one per row for the input gradient, one per (block of columns, chunk of rows) for the partial sums.
 Group norm and instance norm normalise rows of a (N * groups, C / groups * L) view with that kernel and apply
 their per-channel affine with broadcast tensor ops (recorded by autograd like any other op).
 """
