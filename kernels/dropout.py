@@ -23,7 +23,7 @@ from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
 from ._common import empty
 from .random import _generator, philox_np, uint_to_uniform_float_np
 
-__all__ = ["dropout", "dropout2d", "dropout_mask_np", "dropout_np", "dropout_scale", "draw", "check_p"]
+__all__ = ["dropout", "dropout2d", "dropout_mask_np", "dropout_np", "dropout_scale", "draw", "check_p", "keep_tile"]
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
@@ -37,6 +37,14 @@ def _dropout_kernel(x_ptr, y_ptr, n, GROUP, seed, offset, p, scale_bits, CT: tl.
     scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
     y = tl.where(keep, x.to(CT) * scale, 0.0)
     tl.store(y_ptr + i, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def keep_tile(seed, offset, offs_m, offs_n, N, p):
+    """The keep-mask ``dropout`` draws for the (len(offs_m), len(offs_n)) tile at rows offs_m, columns offs_n of a
+    contiguous (M, N) result (element (m, n) at counter offset + m * N + n): for the kernels that fuse dropout
+    (linear's epilogue, its backward)."""
+    return tl.rand(seed, offset.to(tl.int64) + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]) >= p
 
 
 def dropout_mask_np(n, group, seed, offset, p):

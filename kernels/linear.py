@@ -9,10 +9,10 @@ optional residual ``r`` (the skip connection of ``x + layer(h)``) is added last;
 dtype as the separate op would, so the fused result equals the eager ops bit for bit; the residual's gradient is
 the incoming one.
 
-Backward: ``_act_grad_kernel`` applies dropout's mask (regenerated) and the activation's derivative to the incoming
-gradient in one pass; then the two products grad_x = g' @ W and grad_W = g'^T @ x and the bias gradient (the column
-sums of g') are one launch (``kernels/linear_grad.py``). With create_graph the rule is written with tensor ops
-(the project's matmul on transposed views) and so differentiates again.
+Backward (``kernels/linear_grad.py``): ``_act_grad_kernel`` applies dropout's mask (regenerated) and the
+activation's derivative to the incoming gradient in one pass; then the two products grad_x = g' @ W and
+grad_W = g'^T @ x and the bias gradient (the column sums of g') are one launch. With create_graph the rule is
+written with tensor ops (the project's matmul on transposed views) and so differentiates again.
 
 The activations are the elementwise module's (``UNARY``): the same Triton math, NumPy reference and derivatives.
 """
@@ -30,12 +30,13 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from ._pointwise import _identity, launch_pointwise
-from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale
+from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale, keep_tile
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
-from .linear_grad import launch_linear_grad
+from .linear_grad import fits_epilogue, launch_act_grad, launch_linear_grad
 
-__all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS"]
+__all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS", "Linear",
+           "pre_activation_grad", "param_grads", "residual_view"]
 
 # the activations an epilogue can apply (UNARY ops), with the default of their parameter (slope, alpha)
 ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_tanh": 0.0, "silu": 0.0,
@@ -44,13 +45,6 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_t
 # ====================================================================================================================
 # The kernels
 # ====================================================================================================================
-
-
-@triton.jit
-def _keep(seed, offset, offs_m, offs_n, N, p):
-    """Dropout's keep-mask of the (M, N) elements at rows offs_m, columns offs_n: the counters of ``dropout`` on
-    the contiguous result, element (m, n) at offset + m * N + n."""
-    return tl.rand(seed, offset.to(tl.int64) + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]) >= p
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
@@ -65,21 +59,13 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     ``a`` is the activation's parameter (slope, alpha); ``sbn`` is 0 for a one-element bias. With ``SAVE_Z`` the
     pre-activation, with ``SAVE_A`` the activation's result before dropout and residual, is stored too (``z_ptr``,
     same strides as y), for the backward. With ``DROPOUT`` the activation rounded to y's dtype is kept and scaled
-    (by the float64 whose bits are ``scale_bits``) where ``_keep(seed, offset, ...)``, zeroed elsewhere, as the
+    (by the float64 whose bits are ``scale_bits``) where ``keep_tile(seed, offset, ...)``, zeroed elsewhere, as the
     separate ``dropout`` would. With ``HAS_RES`` the residual r is added to that rounded to y's dtype: its row m is
     at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of shape (., RI, N), a
     permuted view read without a copy: its two leading strides), its column n at n * srn.
     """
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    # grouped ordering: GROUP_M rows of tiles are visited column by column, so consecutive programs reuse W tiles
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m, pid_n = _mm.grouped_tile(pid, tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -114,7 +100,8 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
         tl.store(z_ptr + y_offs, acc.to(z_ptr.dtype.element_ty), mask=y_mask)
     if DROPOUT:
         scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
-        acc = tl.where(_keep(seed, offset, offs_m, offs_n, N, p), acc.to(y_ptr.dtype.element_ty).to(CT) * scale, 0.0)
+        keep = keep_tile(seed, offset, offs_m, offs_n, N, p)
+        acc = tl.where(keep, acc.to(y_ptr.dtype.element_ty).to(CT) * scale, 0.0)
     if HAS_RES:
         r_row = (offs_m // RI) * sro + (offs_m % RI) * sri
         r = tl.load(r_ptr + r_row[:, None] + offs_n[None, :] * srn, mask=y_mask, other=0.0)
@@ -122,77 +109,54 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
-def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, offset, p, scale_bits,
-                     BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr,
-                     I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """gz = BWD(g, s, a) for one (BLOCK_M, BLOCK_N) tile (``s``: the saved pre-activation or output; ``gz``
-    contiguous (M, N)); with ``DROPOUT`` g first goes through the forward's mask (dropout's backward, rounded to
-    g's dtype as it would be)."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if I64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    g = tl.load(g_ptr + offs_m[:, None] * sgm + offs_n[None, :] * sgn, mask=mask, other=0.0).to(CT)
-    if DROPOUT:
-        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
-        g = tl.where(_keep(seed, offset, offs_m, offs_n, N, p), g * scale, 0.0).to(g_ptr.dtype.element_ty).to(CT)
-    s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
-    gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
-    tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
-
-
 # ====================================================================================================================
 # Launches (GPU or interpreter) and their NumPy references, with one signature each
 # ====================================================================================================================
 
-def _act_grad_blocks(M, N):
-    if INTERPRET:
-        return 32 if M > 16 else 16, 32 if N > 16 else 16
-    return 32, 128
-
-
 # The matmul candidates that spill in this kernel (its bias and activation epilogue costs registers the matmul's
 # does not; tritorch compile-check, sm_90a, triton 3.8: 40-60 B of spills per thread; 64x64x32 with 8 warps on CUDA
-# cores: 12 B with a bias under triton 3.6). ``_FMA_HERE`` takes the place of the last one.
+# cores: 12 B with a bias under triton 3.6). ``_FMA_HERE`` takes the place of the last one; with dropout (Philox per
+# element) ``_FMA_DROPOUT`` takes that of ``_FMA_HERE`` (which spilled 8-16 B with tanh and dropout, float32, triton
+# 3.6 and 3.9).
 _SPILLS_HERE = (_mm.MatmulConfig(128, 64, 32, 8, 4, 4), _mm.MatmulConfig(128, 64, 16, 8, 4, 3),
                 _mm.MatmulConfig(64, 128, 16, 8, 4, 3), _mm.MatmulConfig(64, 64, 32, 8, 8, 3))
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
+_FMA_DROPOUT = _mm.MatmulConfig(32, 64, 16, 8, 4, 3)
 
 
 def _small_tiles(key):
-    """Whether the epilogue needs tiles of at most 32 accumulators per thread: gelu_tanh (key[1]: 128 x 128 with 8
-    warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9) and dropout (key[8]: Philox per element;
-    those tiles spilled 0.1-1.5 KB, triton 3.9)."""
-    return key[1] == "gelu_tanh" or (len(key) > 8 and key[8])
+    """Whether the epilogue needs tiles of at most 32 accumulators per thread (``fits_epilogue``): gelu_tanh (key[1]:
+    128 x 128 with 8 warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9) and dropout (key[8]: Philox
+    per element; those tiles spilled 0.1-1.5 KB, triton 3.9)."""
+    return key[1] == "gelu_tanh" or _dropout(key)
 
 
-def _fits(c):
-    return c.block_m * c.block_n <= 32 * 32 * c.num_warps
+def _dropout(key):
+    return len(key) > 8 and key[8]
 
 
 def _prune(configs, key):
-    """The matmul's candidates less those that spill here (``_SPILLS_HERE``, and big tiles per ``_small_tiles``)."""
-    keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE]
+    """The matmul's candidates less those that spill here (``_SPILLS_HERE``, and big tiles per ``_small_tiles``),
+    ``_FMA_HERE`` on CUDA cores (``_FMA_DROPOUT`` with dropout)."""
+    keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE and c != _FMA_DROPOUT]
     if _mm.uses_fma(key[0]) and _FMA_HERE in configs:
         keep.append(_FMA_HERE)
-    return [c for c in keep if _fits(c)] if _small_tiles(key) else keep
+    if _mm.uses_fma(key[0]) and _dropout(key):
+        keep = [_FMA_DROPOUT if c == _FMA_HERE else c for c in keep]
+    keep = list(dict.fromkeys(keep))
+    return [c for c in keep if fits_epilogue(c)] if _small_tiles(key) else keep
 
 
 def _default(key):
-    """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` for a tile that spills here and
-    128 x 64 with 8 warps for a tile too big for the epilogue (``_small_tiles``)."""
+    """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` (``_FMA_DROPOUT``) for a tile that
+    spills here and 128 x 64 with 8 warps for a tile too big for the epilogue (``_small_tiles``)."""
     c = _mm.matmul_config(key[4], key[5], key[6], key[0], _mm.uses_fma(key[0]))
-    if c in _SPILLS_HERE and _mm.uses_fma(key[0]):
-        return _FMA_HERE
-    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if _small_tiles(key) and not _fits(c) else c
+    if (c in _SPILLS_HERE or c == _FMA_HERE) and _mm.uses_fma(key[0]):
+        return _FMA_DROPOUT if _dropout(key) else _FMA_HERE
+    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if _small_tiles(key) and not fits_epilogue(c) else c
 
 
-TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE,), prune=_prune, default=_default,
+TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE, _FMA_DROPOUT), prune=_prune, default=_default,
                            kernels=(_linear_kernel,))
 
 
@@ -278,28 +242,6 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
     return y, s
 
 
-def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
-    """gz = act'(dropout(g), s) (s: pre-activation or output per the activation; ``drop``: None or the forward's
-    dropout counters (seed, offset, p)). g, s: (M, N) any strides; gz contiguous (M, N). Returns gz."""
-    M, N = g._shape
-    if M == 0 or N == 0:
-        return gz
-    if INTERPRET and gz.dtype is D.bfloat16:
-        gz32 = empty(gz._shape, D.float32, gz.device)
-        launch_act_grad(g, s, gz32, act, a, drop)
-        return copy_host(gz, gz32)
-    dtype = g.dtype
-    g, s = interp_bf16_in(g), interp_bf16_in(s)
-    bm, bn = _act_grad_blocks(M, N)
-    seed, offset, p = drop if drop is not None else (0, 0, 0.0)
-    _act_grad_kernel[(cdiv(M, bm), cdiv(N, bn))](
-        ptr(g), ptr(s), ptr(gz), M, N,
-        g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a), seed, offset, float(p),
-        dropout_scale(p)[1], BWD=UNARY[act].bwd, DROPOUT=drop is not None, CT=ACC[dtype],
-        I64=is_int64_index(g.numel(), g, s, gz), BLOCK_M=bm, BLOCK_N=bn)
-    return gz
-
-
 def _np_act_grad(g, s, act, a, dtype, drop=None):
     """NumPy reference of ``launch_act_grad``."""
     ct = np_ct(dtype)
@@ -359,29 +301,52 @@ class Linear(Function):
         x, w, bias, s = ctx.saved_tensors
         if g._storage.device.type == "cpu" and not STATE.enabled:
             return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b) + (gr, None)
-        gb = None
+        if not STATE.enabled:
+            return param_grads(ctx, pre_activation_grad(ctx, g, s), x, w) + (None, None, gr, None)
+        # create_graph: the derivative in differentiable tensor ops
         drop = ctx.drop
-        if ctx.act is None or STATE.enabled:
-            ga = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
-        if ctx.act is None:
-            gz = ga
-        elif STATE.enabled:                  # create_graph: the derivative in differentiable tensor ops
+        gz = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
+        if ctx.act is not None:
             if UNARY[ctx.act].bwd_uses == "x":
                 s = Linear.apply(x, w, bias)     # the saved z has no history: recompute it, recorded
             elif ctx.res_shape is not None or drop is not None:   # y is not the activation's: recompute it
                 s = Linear.apply(x, w, bias, ctx.act, ctx.a)
-            gz = UNARY[ctx.act].bwd_composite(ga, s, s, ctx.a)
-        else:
-            gz = act_grad(g, s, ctx.act, ctx.a, drop)
-        if STATE.enabled or not (need_x or need_w) or 0 in gz._shape or 0 in (w if need_x else x)._shape:
-            gb = gz.sum(0) if need_b and gb is None else gb
-            gx = gz @ w if need_x else None
-            gw = gz.t() @ x if need_w else None
-        else:                                # the products and the bias gradient in one launch
-            gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b)
-        if gb is not None and gb._shape != ctx.bias_shape:     # a one-element bias broadcast over the columns
-            gb = gb.sum().reshape(ctx.bias_shape)
-        return gx, gw, gb, None, None, gr, None
+            gz = UNARY[ctx.act].bwd_composite(gz, s, s, ctx.a)
+        gb = gz.sum(0) if need_b else None
+        gx = gz @ w if need_x else None
+        gw = gz.t() @ x if need_w else None
+        return gx, gw, _bias_shaped(gb, ctx), None, None, gr, None
+
+
+def pre_activation_grad(ctx, g, s):
+    """The gradient of the pre-activation of the ``Linear`` node ``ctx`` (no create_graph) from that of its result:
+    dropout's backward (the mask regenerated) and the activation's derivative (on s: what forward saved), one
+    launch."""
+    if ctx.act is None:
+        return g if ctx.drop is None else Dropout.apply(g, ctx.drop[0], ctx.drop[1], ctx.drop[2], 1)
+    return act_grad(g, s, ctx.act, ctx.a, ctx.drop)
+
+
+def param_grads(ctx, gz, x, w, epilogue=None):
+    """(gx, gw, gb) of the ``Linear`` node ``ctx`` (None where not needed; no create_graph) from the gradient of its
+    pre-activation ``gz``: the products and the bias gradient in one launch. ``epilogue``: None or (s, act, a, drop)
+    of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
+    pre-activation."""
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    if not (need_x or need_w) or 0 in gz._shape or 0 in (w if need_x else x)._shape:
+        gb = gz.sum(0) if need_b else None
+        gx = gz @ w if need_x else None
+        gw = gz.t() @ x if need_w else None
+        if gx is not None and epilogue is not None:
+            gx = act_grad(gx, epilogue[0], *epilogue[1:])
+    else:
+        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue)
+    return gx, gw, _bias_shaped(gb, ctx)
+
+
+def _bias_shaped(gb, ctx):
+    """The bias gradient in the bias's shape: summed for a one-element bias broadcast over the columns."""
+    return gb.sum().reshape(ctx.bias_shape) if gb is not None and gb._shape != ctx.bias_shape else gb
 
 
 def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
@@ -418,7 +383,7 @@ def act_grad(g, s, act, a, drop=None):
     return launch_act_grad(g, s, gz, act, a, drop)
 
 
-def _grads(gz, w, x, need_x, need_w, need_b):
+def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None):
     """(gx, gw, gb) of the pre-activation's gradient ``gz`` by ``launch_linear_grad``, in one launch (the bias
     without the weight's gradient: a reduction more)."""
     M, N = gz._shape
@@ -426,7 +391,7 @@ def _grads(gz, w, x, need_x, need_w, need_b):
     gx = empty((M, K), gz.dtype, gz.device) if need_x else None
     gw = empty((N, K), gz.dtype, gz.device) if need_w else None
     gb = empty((N,), gz.dtype, gz.device) if need_b and need_w else None
-    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb)
+    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue)
     if need_b and not need_w:
         gb = gz.sum(0)
     return gx, gw, gb
@@ -516,13 +481,17 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, dropout_p=0
         y = z if activation is None else _act_op(activation, z, a)
         y = y if not dropout_p else dropout(y, dropout_p)
         return y if residual is None else residual + y
-    r = residual
-    if r is not None:           # rows of N elements, as the kernel reads them: a view where one exists
-        r = r.unsqueeze(-1) if weight.ndim == 1 else r
-        r = r.reshape(-1, *r._shape[-2:]) if r.ndim > 3 else r
     drop = (*draw(math.prod(out_shape), input._storage.device), dropout_p) if dropout_p else None
-    y = Linear.apply(x2, w2, bias, activation, a, r, drop)
+    y = Linear.apply(x2, w2, bias, activation, a, residual_view(residual, weight), drop)
     return y.reshape(out_shape) if y._shape != out_shape else y
+
+
+def residual_view(residual, weight):
+    """The residual as ``Linear`` reads it, rows of N elements (see ``launch_linear``): a view where one exists."""
+    if residual is None:
+        return None
+    r = residual.unsqueeze(-1) if weight.ndim == 1 else residual
+    return r.reshape(-1, *r._shape[-2:]) if r.ndim > 3 else r
 
 
 def _act_op(activation, z, a):

@@ -6,7 +6,9 @@ first programs compute the tiles of grad_x and whose others compute the tiles of
 of ``kernels/matmul.py`` (``_product_tile``, called with each product's operands and strides, so either branch
 keeps Triton's stride specialisations). grad_W's programs read g transposed as the left operand, tile by tile along
 M: summing each loaded tile's rows is grad_b, written by the programs of grad_W's first column of tiles. No atomics:
-the result is deterministic.
+the result is deterministic. Optionally grad_x's epilogue is the previous layer's activation backward
+(``kernels/linear_pair.py``), the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)),
+the gradient of a fused activation's (and dropout's) input, for ``Linear``'s backward.
 """
 import triton
 import triton.language as tl
@@ -16,18 +18,20 @@ from tritorch._device import INTERPRET
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
 from ._common import copy_host, empty
 from . import matmul as _mm
+from .dropout import dropout_scale, keep_tile
+from .elementwise import UNARY
 from .matmul import grouped_tile
 
-__all__ = ["launch_linear_grad", "TUNABLE"]
+__all__ = ["launch_linear_grad", "launch_act_grad", "fits_epilogue", "TUNABLE"]
 
 
 @triton.jit
-def _product_tile(a_ptr, b_ptr, c_ptr, sum_ptr, R, C, L, sar, sal, sbl, sbc, scr, scc, tile,
+def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile,
                   SUM: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
                   BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, GROUP_R: tl.constexpr):
-    """Tile ``tile`` of c (R, C) = a (R, L) @ b (L, C), every operand through its strides (``s?r``/``s?l``/``s?c``:
-    the stride of a's, b's or c's row, reduction or column index); with ``SUM`` the tiles of column 0 also write
-    sum_l a[r, l] to sum_ptr[r] (R, contiguous)."""
+    """Tile ``tile`` of a (R, L) @ b (L, C), both operands through their strides (``s?r``/``s?l``/``s?c``: the
+    stride of a's or b's row, reduction or column index): (the CT accumulator, with ``SUM`` the row sums of a's
+    tile rows, the tile's row and column indices, its column of tiles)."""
     pid_r, pid_c = grouped_tile(tile, tl.cdiv(R, BLOCK_R), tl.cdiv(C, BLOCK_C), GROUP_R)
     offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -49,34 +53,105 @@ def _product_tile(a_ptr, b_ptr, c_ptr, sum_ptr, R, C, L, sar, sal, sbl, sbc, scr
             row_sum += tl.sum(a.to(CT), axis=1)
         a_ptrs += BLOCK_L * sal
         b_ptrs += BLOCK_L * sbl
-    c_mask = (offs_r[:, None] < R) & (offs_c[None, :] < C)
-    tl.store(c_ptr + offs_r[:, None] * scr + offs_c[None, :] * scc, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
-    if SUM:
-        if pid_c == 0:
-            tl.store(sum_ptr + offs_r, row_sum.to(sum_ptr.dtype.element_ty), mask=offs_r < R)
+    return acc, row_sum, offs_r, offs_c, pid_c
 
 
-@triton.jit
-def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, M, N, K, TILES_X,
-                        sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk,
-                        HAS_BIAS: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
+def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N, K, TILES_X,
+                        sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk, ssm, ssk, a, seed, offset, p, scale_bits,
+                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr,
+                        PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """Programs [0, TILES_X): the (BLOCK_M, BLOCK_N) tiles of gx (M, K) = g (M, N) @ w (N, K), reducing over N;
     the others: the tiles of gw (N, K) = g^T @ x (M, K), reducing over M, and with ``HAS_BIAS`` gb (N,, contiguous)
-    = the column sums of g. ``s<t><i>``: tensor t's stride along index i (m, n or k)."""
+    = the column sums of g. ``s<t><i>``: tensor t's stride along index i (m, n or k).
+
+    With ``BWD`` (an activation's derivative, ``UNARY[act].bwd``) gx is the gradient of the previous layer's
+    activation and what is stored is that of its pre-activation instead: ``BWD(dropout(gx), s, a)``, s (M, K) the
+    saved pre-activation or output (``_act_grad_kernel``'s computation, in the epilogue, on gx rounded to its dtype
+    as that kernel would read it; ``DROPOUT``: the forward's mask regenerated from (seed, offset, p))."""
     pid = tl.program_id(0)
     if pid < TILES_X:
-        _product_tile(g_ptr, w_ptr, gx_ptr, gx_ptr, M, K, N, sgm, sgn, swn, swk, sgxm, sgxk, pid,
-                      False, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+        acc, _, offs_m, offs_k, _ = _product_tile(g_ptr, w_ptr, M, K, N, sgm, sgn, swn, swk, pid,
+                                                  False, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+        mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
+        if BWD is not None:
+            gh = acc.to(gx_ptr.dtype.element_ty).to(CT)
+            if DROPOUT:
+                scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+                keep = keep_tile(seed, offset, offs_m, offs_k, K, p)
+                gh = tl.where(keep, gh * scale, 0.0).to(gx_ptr.dtype.element_ty).to(CT)
+            s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_k[None, :] * ssk, mask=mask, other=0.0).to(CT)
+            acc = BWD(gh, s, a, 0.0)
+        tl.store(gx_ptr + offs_m[:, None] * sgxm + offs_k[None, :] * sgxk, acc.to(gx_ptr.dtype.element_ty), mask=mask)
     else:
-        _product_tile(g_ptr, x_ptr, gw_ptr, gb_ptr, N, K, M, sgn, sgm, sxm, sxk, sgwn, sgwk, pid - TILES_X,
-                      HAS_BIAS, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+        acc, row_sum, offs_n, offs_k, pid_k = _product_tile(g_ptr, x_ptr, N, K, M, sgn, sgm, sxm, sxk, pid - TILES_X,
+                                                            HAS_BIAS, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K,
+                                                            GROUP_M)
+        mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
+        tl.store(gw_ptr + offs_n[:, None] * sgwn + offs_k[None, :] * sgwk, acc.to(gw_ptr.dtype.element_ty), mask=mask)
+        if HAS_BIAS:
+            if pid_k == 0:
+                tl.store(gb_ptr + offs_n, row_sum.to(gb_ptr.dtype.element_ty), mask=offs_n < N)
 
 
-def _key(g, w, x, M, N, K, dtype):
-    """Autotune key: dtype, the operands' layouts, bucketed M, N, K."""
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
+def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, offset, p, scale_bits,
+                     BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr,
+                     I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """gz = BWD(g, s, a) for one (BLOCK_M, BLOCK_N) tile (``s``: the saved pre-activation or output; ``gz``
+    contiguous (M, N)); with ``DROPOUT`` g first goes through the forward's mask (dropout's backward, rounded to
+    g's dtype as it would be)."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if I64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    g = tl.load(g_ptr + offs_m[:, None] * sgm + offs_n[None, :] * sgn, mask=mask, other=0.0).to(CT)
+    if DROPOUT:
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+        keep = keep_tile(seed, offset, offs_m, offs_n, N, p)
+        g = tl.where(keep, g * scale, 0.0).to(g_ptr.dtype.element_ty).to(CT)
+    s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
+    gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
+    tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
+
+
+def _act_grad_blocks(M, N):
+    if INTERPRET:
+        return 32 if M > 16 else 16, 32 if N > 16 else 16
+    return 32, 128
+
+
+def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
+    """gz = act'(dropout(g), s) (s: pre-activation or output per the activation; ``drop``: None or the forward's
+    dropout counters (seed, offset, p)). g, s: (M, N) any strides; gz contiguous (M, N). Returns gz."""
+    M, N = g._shape
+    if M == 0 or N == 0:
+        return gz
+    if INTERPRET and gz.dtype is D.bfloat16:
+        gz32 = empty(gz._shape, D.float32, gz.device)
+        launch_act_grad(g, s, gz32, act, a, drop)
+        return copy_host(gz, gz32)
+    dtype = g.dtype
+    g, s = interp_bf16_in(g), interp_bf16_in(s)
+    bm, bn = _act_grad_blocks(M, N)
+    seed, offset, p = drop if drop is not None else (0, 0, 0.0)
+    _act_grad_kernel[(cdiv(M, bm), cdiv(N, bn))](
+        ptr(g), ptr(s), ptr(gz), M, N,
+        g._stride[0], g._stride[1], s._stride[0], s._stride[1], float(a), seed, offset, float(p),
+        dropout_scale(p)[1], BWD=UNARY[act].bwd, DROPOUT=drop is not None, CT=ACC[dtype],
+        I64=is_int64_index(g.numel(), g, s, gz), BLOCK_M=bm, BLOCK_N=bn)
+    return gz
+
+
+def _key(g, w, x, M, N, K, dtype, act=None):
+    """Autotune key: dtype, the operands' layouts, bucketed M, N, K, and the epilogue's activation (None: none)."""
     return (dtype, autotune.layout(g), autotune.layout(w), autotune.layout(x), autotune.bucket(M),
-            autotune.bucket(N), autotune.bucket(K))
+            autotune.bucket(N), autotune.bucket(K), act)
 
 
 # On CUDA cores (float32 "highest") two FMA tiles spill here (tritorch compile-check, sm_90a): 64x64x32 with 8 warps
@@ -85,26 +160,42 @@ _SPILLS_HERE = (_mm.MatmulConfig(64, 64, 32, 8, 8, 3), _mm.MatmulConfig(32, 64, 
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 
 
+def fits_epilogue(c):
+    """Whether tile config ``c`` leaves registers for a costly epilogue (an activation's derivative or Philox per
+    element): at most 32 accumulators per thread. Bigger tiles spilled 28-128 B per thread in ``_linear_grad_kernel``
+    with gelu and dropout's backward in bfloat16 (64 per thread: 128 x 128 and 64 x 256 with 8 warps, 128 x 64 and
+    64 x 128 with 4; tritorch compile-check, triton 3.6 and 3.9), and in ``_linear_kernel``'s forward."""
+    return c.block_m * c.block_n <= 32 * 32 * c.num_warps
+
+
 def _prune(configs, key):
-    """The matmul's candidates for the dtype, ``_FMA_HERE`` in place of those that spill here."""
+    """The matmul's candidates for the dtype, ``_FMA_HERE`` in place of those that spill here; with an epilogue
+    (key[7], the activation) those that fit it."""
     keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE]
-    return keep + [_FMA_HERE] if _mm.uses_fma(key[0]) and _FMA_HERE in configs else keep
+    keep = keep + [_FMA_HERE] if _mm.uses_fma(key[0]) and _FMA_HERE in configs else keep
+    return [c for c in keep if fits_epilogue(c)] if key[7] is not None else keep
 
 
 def _default(key):
-    """The matmul's default for the larger product (an (max(M, N), K) result, reducing over the other)."""
+    """The matmul's default for the larger product (an (max(M, N), K) result, reducing over the other); with an
+    epilogue 128 x 64 with 8 warps in place of a tile that does not fit it."""
     dtype, M, N, K = key[0], key[4], key[5], key[6]
     c = _mm.matmul_config(max(M, N), K, min(M, N), dtype, _mm.uses_fma(dtype))
-    return _FMA_HERE if c in _SPILLS_HERE and _mm.uses_fma(dtype) else c
+    c = _FMA_HERE if c in _SPILLS_HERE and _mm.uses_fma(dtype) else c
+    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if key[7] is not None and not fits_epilogue(c) else c
 
 
 TUNABLE = autotune.Tunable("linear_grad", _mm.ALL_CANDIDATES + (_FMA_HERE,), default=_default, prune=_prune,
                            kernels=(_linear_grad_kernel,))
 
 
-def launch_linear_grad(g, w, x, gx, gw, gb, config=None):
+def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None):
     """gx = g @ w, gw = g^T @ x, gb = g.sum(0) for g: (M, N), w: (N, K), x: (M, K), any strides; each output
-    (gx (M, K), gw (N, K): any strides; gb (N,): contiguous) may be None, with gx or gw given. M, N, K > 0."""
+    (gx (M, K), gw (N, K): any strides; gb (N,): contiguous) may be None, with gx or gw given. M, N, K > 0.
+
+    ``epilogue``: None, or (s, act, a, drop) with gx given: gx is then the gradient of the pre-activation of a
+    previous layer ``dropout(act(z, a))`` (drop: None or dropout's (seed, offset, p) for its contiguous (M, K)
+    result) instead of its result's: ``act_grad(g @ w, s, act, a, drop)`` in one pass, s (M, K) any strides."""
     M, N = g._shape
     K = (w if gx is not None else x)._shape[1]
     if INTERPRET and g.dtype is D.bfloat16:       # the interpreter has no bf16 arithmetic: float32, then rounded
@@ -113,23 +204,30 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None):
         for t, t32 in zip((gx, gw, gb), outs):
             if t is not None:
                 copy_host(t, t32)
+        if epilogue is not None:                  # on the rounded gx, as the GPU's epilogue reads it
+            copy_host(gx, launch_act_grad(gx, epilogue[0], empty(gx._shape, gx.dtype, gx.device), *epilogue[1:]))
         return
     dtype = g.dtype
+    s, act, a, drop = epilogue if epilogue is not None else (None, None, 0.0, None)
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c)  # noqa: E731 (writes the outputs only)
-        cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype), run)
+        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue)  # noqa: E731 (writes the outputs only)
+        cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype, act), run)
     tiles_x = cdiv(M, cfg.block_m) * cdiv(K, cfg.block_n) if gx is not None else 0
     tiles_w = cdiv(N, cfg.block_m) * cdiv(K, cfg.block_n) if gw is not None else 0
     w_, x_ = (w if w is not None else g), (x if x is not None else g)
     gx_, gw_ = (gx if gx is not None else gw), (gw if gw is not None else gx)
+    s_ = s if s is not None else gx_
+    seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     try:
         _linear_grad_kernel[(tiles_x + tiles_w,)](
-            ptr(g), ptr(w_), ptr(x_), ptr(gx_), ptr(gw_), ptr(gb if gb is not None else gx_), M, N, K, tiles_x,
+            ptr(g), ptr(w_), ptr(x_), ptr(gx_), ptr(gw_), ptr(gb if gb is not None else gx_), ptr(s_), M, N, K, tiles_x,
             g._stride[0], g._stride[1], w_._stride[0], w_._stride[1], x_._stride[0], x_._stride[1],
-            gx_._stride[0], gx_._stride[1], gw_._stride[0], gw_._stride[1],
-            HAS_BIAS=gb is not None and gw is not None, CT=ACC[dtype], PRECISION=_mm._dot_precision(dtype),
-            I64=is_int64_index(max(g.numel(), M * K, N * K), *(t for t in (g, w, x, gx, gw) if t is not None)),
+            gx_._stride[0], gx_._stride[1], gw_._stride[0], gw_._stride[1], s_._stride[0], s_._stride[1],
+            float(a), seed, offset, float(p), dropout_scale(p)[1],
+            HAS_BIAS=gb is not None and gw is not None, BWD=None if act is None else UNARY[act].bwd,
+            DROPOUT=drop is not None, CT=ACC[dtype], PRECISION=_mm._dot_precision(dtype),
+            I64=is_int64_index(max(g.numel(), M * K, N * K), *(t for t in (g, w, x, gx, gw, s) if t is not None)),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:

@@ -13,6 +13,10 @@
   another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
   ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
   kernel is left for it.
+- ``fuse_linear_pair``: a ``linear`` with an activation (and dropout) read only by a second ``linear``, as its
+  input, becomes one ``linear_pair`` node with the second: the same two kernels forward, and in the backward the
+  first layer's activation derivative runs in the epilogue of the second's grad_x product, one launch fewer
+  (``kernels/linear_pair.py``).
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
 """
@@ -23,7 +27,7 @@ from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+           "fuse_linear_pair", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -177,6 +181,45 @@ def fuse_linear_residual(graph):
                     break
         nodes.append(fused or node)
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
+
+
+_LAYER = {"activation", "alpha", "dropout_p"}
+
+
+def _plain_linear(node, kwargs):
+    """Whether ``node`` is a ``linear(input, weight[, bias])`` with at most ``kwargs``, a 2-D weight, a bias of one
+    element per output (or none) and one floating result: what ``kernels/linear_pair.py`` takes."""
+    if node.op != "linear" or not set(node.kwargs) <= kwargs or node.aliases or len(node.outputs) != 1 or \
+            not 2 <= len(node.args) <= 3 or not node.outputs[0].dtype.is_floating_point:
+        return False
+    w = node.args[1]
+    b = node.args[2] if len(node.args) == 3 else None
+    return isinstance(node.args[0], Value) and isinstance(w, Value) and len(w.shape) == 2 and \
+        (b is None or isinstance(b, Value) and tuple(b.shape) == (w.shape[0],))
+
+
+def fuse_linear_pair(graph):
+    """The graph with each ``linear`` with an activation (and dropout) whose result only a second ``linear`` reads,
+    as its input, and the second as one ``linear_pair`` node at the second's place (``kernels/linear_pair.py``: the
+    first layer's activation backward runs in the epilogue of the second's grad_x product). A first layer with
+    dropout pairs only with the node right after it, so that its dropout draws its counters where it did."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    first = {n.outputs[0].name: (i, n) for i, n in enumerate(graph.nodes)
+             if _plain_linear(n, _LAYER) and "activation" in n.kwargs}
+    paired, nodes = set(), []
+    for i, node in enumerate(graph.nodes):
+        j, lin = first.get(node.args[0].name, (None, None)) if _plain_linear(node, _LAYER | {"residual"}) else \
+            (None, None)
+        if lin is None or uses.get(lin.outputs[0].name) != 1 or lin.outputs[0].name in outputs or \
+                id(lin) in paired or ("dropout_p" in lin.kwargs and j != i - 1):
+            nodes.append(node)
+            continue
+        paired.update((id(lin), id(node)))
+        b1, b2 = (n.args[2] if len(n.args) == 3 else None for n in (lin, node))
+        nodes.append(Node("linear_pair", (lin.args[0], lin.args[1], b1, node.args[1], b2),
+                          {"first": dict(lin.kwargs), "second": dict(node.kwargs)}, [node.outputs[0]], 0, node.scope,
+                          node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in paired])
 
 
 def _scalar_ok(a):
