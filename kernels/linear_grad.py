@@ -7,7 +7,7 @@ of ``kernels/matmul.py`` (``_product_tile``, called with each product's operands
 keeps Triton's stride specialisations). grad_W's programs read g transposed as the left operand, tile by tile along
 M: summing each loaded tile's rows is grad_b, written by the programs of grad_W's first column of tiles. No atomics:
 the result is deterministic. Optionally grad_x's epilogue is the previous layer's activation backward
-(``kernels/linear_pair.py``), the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)),
+(``kernels/linear_chain.py``), the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)),
 the gradient of a fused activation's (and dropout's) input, for ``Linear``'s backward.
 """
 import triton

@@ -3,9 +3,9 @@
 A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
 training mode, autocast) is new captures the forward through the op modes (``tritorch.jit``'s capture, which this
 call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations (linear,
-conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with autograd too), two
-linears in a row as one node whose backward runs the first's activation derivative in the second's grad_x
-epilogue (``kernels/linear_pair.py``), and
+conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with autograd too), linears
+in a row as one node whose backward runs each activation's derivative in the next layer's grad_x epilogue
+(``kernels/linear_chain.py``), and
 on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``), each fused group one autograd node
 whose backward is derived from its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that
 signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``)
@@ -26,8 +26,8 @@ from ..jit._capture import Capture
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
-from ..kernels.linear_pair import linear_pair
-from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_pair, \
+from ..kernels.linear_chain import linear_chain
+from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_chain, \
     fuse_linear_residual, fuse_pointwise
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
@@ -123,10 +123,11 @@ class CompiledFunction:
         n3 = len(graph.nodes)
         graph = fuse_linear_residual(graph)
         n4 = len(graph.nodes)
-        graph = fuse_linear_pair(graph)
+        graph = fuse_linear_chain(graph)
+        chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
         note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - n2} activations, {n2 - n3} " \
-            f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {n4 - len(graph.nodes)} " \
-            "linear pairs (the first's activation backward in the second's)"
+            f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
+            f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's)"
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}
@@ -138,7 +139,7 @@ class CompiledFunction:
             if records_grad and kernels:
                 note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
-        table = {**jit.op_table(), "linear_pair": linear_pair, **kernels}
+        table = {**jit.op_table(), "linear_chain": linear_chain, **kernels}
         # the guard already holds the shapes: the replay need not check them again
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)
         traced.training = key[3] if key[3] is not None else False

@@ -13,10 +13,10 @@
   another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
   ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
   kernel is left for it.
-- ``fuse_linear_pair``: a ``linear`` with an activation (and dropout) read only by a second ``linear``, as its
-  input, becomes one ``linear_pair`` node with the second: the same two kernels forward, and in the backward the
-  first layer's activation derivative runs in the epilogue of the second's grad_x product, one launch fewer
-  (``kernels/linear_pair.py``).
+- ``fuse_linear_chain``: ``linear`` nodes in a row, each but the last with an activation (and dropout) and read
+  only by the next, as its input, become one ``linear_chain`` node: the same kernels forward, and in the backward
+  each layer's activation derivative runs in the epilogue of the next one's grad_x product, one launch fewer per
+  inner layer (``kernels/linear_chain.py``).
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
 """
@@ -27,7 +27,7 @@ from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_linear_pair", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -188,7 +188,7 @@ _LAYER = {"activation", "alpha", "dropout_p"}
 
 def _plain_linear(node, kwargs):
     """Whether ``node`` is a ``linear(input, weight[, bias])`` with at most ``kwargs``, a 2-D weight, a bias of one
-    element per output (or none) and one floating result: what ``kernels/linear_pair.py`` takes."""
+    element per output (or none) and one floating result: what ``kernels/linear_chain.py`` takes."""
     if node.op != "linear" or not set(node.kwargs) <= kwargs or node.aliases or len(node.outputs) != 1 or \
             not 2 <= len(node.args) <= 3 or not node.outputs[0].dtype.is_floating_point:
         return False
@@ -198,28 +198,38 @@ def _plain_linear(node, kwargs):
         (b is None or isinstance(b, Value) and tuple(b.shape) == (w.shape[0],))
 
 
-def fuse_linear_pair(graph):
-    """The graph with each ``linear`` with an activation (and dropout) whose result only a second ``linear`` reads,
-    as its input, and the second as one ``linear_pair`` node at the second's place (``kernels/linear_pair.py``: the
-    first layer's activation backward runs in the epilogue of the second's grad_x product). A first layer with
-    dropout pairs only with the node right after it, so that its dropout draws its counters where it did."""
+def fuse_linear_chain(graph):
+    """The graph with each run of ``linear`` nodes, every one but the last with an activation (and dropout) and
+    read only by the next, as its input, as one ``linear_chain`` node at the last one's place
+    (``kernels/linear_chain.py``: each layer's activation backward runs in the epilogue of the next one's grad_x
+    product). A layer with dropout chains only with the node right after it, so that its dropout draws its counters
+    where it did."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    first = {n.outputs[0].name: (i, n) for i, n in enumerate(graph.nodes)
-             if _plain_linear(n, _LAYER) and "activation" in n.kwargs}
-    paired, nodes = set(), []
-    for i, node in enumerate(graph.nodes):
-        j, lin = first.get(node.args[0].name, (None, None)) if _plain_linear(node, _LAYER | {"residual"}) else \
-            (None, None)
-        if lin is None or uses.get(lin.outputs[0].name) != 1 or lin.outputs[0].name in outputs or \
-                id(lin) in paired or ("dropout_p" in lin.kwargs and j != i - 1):
-            nodes.append(node)
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    first = {n.outputs[0].name: n for n in graph.nodes if _plain_linear(n, _LAYER) and "activation" in n.kwargs}
+    chained, at = set(), {}
+    for node in graph.nodes:
+        if not _plain_linear(node, _LAYER | {"residual"}) or id(node) in chained:
             continue
-        paired.update((id(lin), id(node)))
-        b1, b2 = (n.args[2] if len(n.args) == 3 else None for n in (lin, node))
-        nodes.append(Node("linear_pair", (lin.args[0], lin.args[1], b1, node.args[1], b2),
-                          {"first": dict(lin.kwargs), "second": dict(node.kwargs)}, [node.outputs[0]], 0, node.scope,
-                          node.module_type))
-    return _copy(graph, [n for n in nodes if id(n) not in paired])
+        prev = first.get(node.args[0].name)
+        if prev is None or uses.get(prev.outputs[0].name) != 1 or prev.outputs[0].name in outputs or \
+                ("dropout_p" in prev.kwargs and index[id(prev)] != index[id(node)] - 1):
+            continue
+        run = at.pop(id(prev), None) or ([prev] if id(prev) not in chained else None)   # the chain at prev grows
+        if run is None:
+            continue
+        chained.update(id(n) for n in run + [node])
+        at[id(node)] = run + [node]
+    nodes = []
+    for node in graph.nodes:
+        run = at.get(id(node))
+        if run is not None:
+            params = [a for n in run for a in (n.args[1], n.args[2] if len(n.args) == 3 else None)]
+            nodes.append(Node("linear_chain", (run[0].args[0], params), {"layers": [dict(n.kwargs) for n in run]},
+                              [node.outputs[0]], 0, node.scope, node.module_type))
+        elif id(node) not in chained:
+            nodes.append(node)
+    return _copy(graph, nodes)
 
 
 def _scalar_ok(a):

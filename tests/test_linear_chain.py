@@ -1,6 +1,7 @@
-"""Two linear layers as one node (``kernels/linear_pair.py``, ``tritorch.compile``'s ``fuse_linear_pair``): the
-activation-backward epilogue of ``launch_linear_grad`` against the separate kernels (bit for bit) and float64, the
-pair against the separate layers (outputs and every gradient, double backward included), the pass's conditions."""
+"""Linear layers in a row as one node (``kernels/linear_chain.py``, ``tritorch.compile``'s ``fuse_linear_chain``):
+the activation-backward epilogue of ``launch_linear_grad`` against the separate kernels (bit for bit) and float64,
+the chain against the separate layers (outputs and every gradient, double backward included), the pass's
+conditions."""
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ from tritorch.kernels._common import empty
 from tritorch.kernels.dropout import draw, dropout_mask_np
 from tritorch.kernels import linear_grad as LG
 from tritorch.kernels.linear_grad import launch_linear_grad
-from tritorch.kernels.linear_pair import linear_pair
+from tritorch.kernels.linear_chain import linear_chain
 from tritorch.profiler import profile
 from helpers import make, to_np
 
@@ -66,23 +67,29 @@ def test_epilogue_against_float64():
 
 
 class MLP(nn.Module):
-    """linear -> act [-> dropout] -> linear [-> dropout] [+ x]: the pair, with what the second layer may fuse."""
+    """``layers`` linears with ``act`` [and dropout] between them, the last [with dropout] [+ x]: the chain, with
+    what its last layer may fuse."""
 
-    def __init__(self, act, p=0.0, residual=False, bias=True):
+    def __init__(self, act, p=0.0, residual=False, bias=True, layers=2):
         super().__init__()
-        self.a, self.b, self.act, self.p, self.residual = nn.Linear(6, 10, bias), nn.Linear(10, 6, bias), act, p, \
-            residual
+        widths = [6] + [10 + 3 * i for i in range(layers - 1)] + [6]
+        self.lins = nn.ModuleList(nn.Linear(a, b, bias) for a, b in zip(widths, widths[1:]))
+        self.act, self.p, self.residual = act, p, residual
 
     def forward(self, x):
-        h = F.dropout(self.act(self.a(x)), self.p) if self.p else self.act(self.a(x))
-        y = self.b(h)
+        h = x
+        for lin in self.lins[:-1]:
+            h = F.dropout(self.act(lin(h)), self.p) if self.p else self.act(lin(h))
+        y = self.lins[-1](h)
         y = F.dropout(y, self.p) if self.p else y
         return y + x if self.residual else y
 
 
-CASES = {"relu": (nn.ReLU(), 0.0, False, True), "gelu": (nn.GELU(), 0.0, False, True),
-         "tanh, no bias": (nn.Tanh(), 0.0, False, False), "gelu, residual": (nn.GELU(), 0.0, True, True),
-         "relu, dropout, residual": (nn.ReLU(), 0.2, True, True), "silu, dropout": (nn.SiLU(), 0.3, False, True)}
+CASES = {"relu": (nn.ReLU(), 0.0, False, True, 2), "gelu": (nn.GELU(), 0.0, False, True, 2),
+         "tanh, no bias": (nn.Tanh(), 0.0, False, False, 2), "gelu, residual": (nn.GELU(), 0.0, True, True, 2),
+         "relu, dropout, residual": (nn.ReLU(), 0.2, True, True, 2), "silu, dropout": (nn.SiLU(), 0.3, False, True, 2),
+         "3 layers, gelu": (nn.GELU(), 0.0, False, True, 3),
+         "4 layers, relu, dropout, residual": (nn.ReLU(), 0.2, True, True, 4)}
 
 
 def _step(fn, m, x):
@@ -100,22 +107,24 @@ def _step(fn, m, x):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("dtype", [tritorch.float32, F16])
-def test_pair_equals_the_separate_layers(device, case, dtype, monkeypatch):
-    """Compiled with the pair (capture, then replay) vs compiled without it: the output, the input's and every
-    parameter's gradient bit for bit, on cuda with one launch fewer in the backward (no ``_act_grad_kernel``); vs
-    eager within the dtype's tolerance (the fused activation computes on the unrounded pre-activation)."""
+def test_chain_equals_the_separate_layers(device, case, dtype, monkeypatch):
+    """Compiled with the chain (capture, then replay) vs compiled without it: the output, the input's and every
+    parameter's gradient bit for bit, on cuda with one launch fewer per inner layer in the backward (no
+    ``_act_grad_kernel``); vs eager within the dtype's tolerance (the fused activation computes on the unrounded
+    pre-activation)."""
     tritorch.manual_seed(4)
     m = MLP(*CASES[case]).to(device, dtype)
+    inner = len(m.lins) - 1
     x = tritorch.randn(3, 5, 6, device=device).to(dtype).requires_grad_(True)
     eager, _ = _step(m, m, x)
-    paired = tritorch.compile(m)
-    runs = [_step(paired, m, x) for _ in range(2)]              # capture, replay
-    assert "1 linear pairs" in paired.explain()
-    monkeypatch.setattr(tritorch.compiler, "fuse_linear_pair", lambda graph: graph)
-    unpaired = tritorch.compile(m)
-    _step(unpaired, m, x)
-    want, prof_unpaired = _step(unpaired, m, x)
-    assert "0 linear pairs" in unpaired.explain()
+    chained = tritorch.compile(m)
+    runs = [_step(chained, m, x) for _ in range(2)]             # capture, replay
+    assert f"1 linear chains ({inner + 1} layers;" in chained.explain()
+    monkeypatch.setattr(tritorch.compiler, "fuse_linear_chain", lambda graph: graph)
+    unchained = tritorch.compile(m)
+    _step(unchained, m, x)
+    want, prof_unchained = _step(unchained, m, x)
+    assert "0 linear chains" in unchained.explain()
     got, prof = runs[1]
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
@@ -123,18 +132,23 @@ def test_pair_equals_the_separate_layers(device, case, dtype, monkeypatch):
     for a, b in zip(got, eager):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     if device == "cuda":
-        assert prof.kernel_launches("_act_grad_kernel") == 0 and prof_unpaired.kernel_launches("_act_grad_kernel") == 1
-        assert prof.kernel_launches() == prof_unpaired.kernel_launches() - 1
-    graph = passes.fuse_linear_pair(passes.fuse_linear_residual(passes.fuse_linear_dropout(
+        assert prof.kernel_launches("_act_grad_kernel") == 0
+        assert prof_unchained.kernel_launches("_act_grad_kernel") == inner
+        assert prof.kernel_launches() == prof_unchained.kernel_launches() - inner
+    graph = passes.fuse_linear_chain(passes.fuse_linear_residual(passes.fuse_linear_dropout(
         passes.fuse_linear_epilogue(tritorch.jit.trace(m, x, check_trace=False).graph))))
-    assert [n.op for n in graph.nodes] == ["linear_pair"]
+    assert [n.op for n in graph.nodes] == ["linear_chain"]
 
 
-def test_pair_double_backward(device):
-    """Under create_graph the pair differentiates again: the gradient of sum(grad_x^2) w.r.t. every parameter
-    equals the separate layers' (the hidden result recomputed, recorded)."""
+@pytest.mark.parametrize("frozen", [None, 0, 1])
+def test_chain_double_backward(device, frozen):
+    """Under create_graph the chain differentiates again: the gradient of sum(grad_x^2) w.r.t. every parameter
+    equals the separate layers' (the hidden results recomputed, recorded), also with a layer frozen."""
     tritorch.manual_seed(5)
-    m = MLP(nn.Tanh(), 0.0, True).to(device, tritorch.float64)
+    m = MLP(nn.Tanh(), 0.0, True, layers=3).to(device, tritorch.float64)
+    if frozen is not None:
+        for p in m.lins[frozen].parameters():
+            p.requires_grad_(False)
     c = tritorch.compile(m)
     x = tritorch.randn(4, 6, device=device, dtype=tritorch.float64).requires_grad_(True)
     res = []
@@ -142,48 +156,56 @@ def test_pair_double_backward(device):
         m.zero_grad()
         gx, = tritorch.autograd.grad((fn(x) ** 3).sum(), x, create_graph=True)
         (gx ** 2).sum().backward()
-        res.append([to_np(gx.detach())] + [to_np(p.grad) for p in m.parameters()])
+        res.append([to_np(gx.detach())] + [to_np(p.grad) for p in m.parameters() if p.requires_grad])
     for r in res[1:]:
         for a, b in zip(r, res[0]):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_frozen_first_layer_and_no_grad():
-    """Only the second layer trainable: its gradients, none for the first; without grad the pair is the forward."""
+@pytest.mark.parametrize("trainable", [(1,), (2,), (0, 2), ()])
+def test_some_layers_frozen_and_no_grad(trainable):
+    """Only some layers trainable, x without grad: their gradients, none for the others, as the separate layers;
+    without grad the chain is the forward."""
     tritorch.manual_seed(6)
-    m = MLP(nn.GELU()).to("cuda")
-    for p in m.a.parameters():
-        p.requires_grad_(False)
+    m = MLP(nn.GELU(), layers=3).to("cuda")
+    for i, lin in enumerate(m.lins):
+        for p in lin.parameters():
+            p.requires_grad_(i in trainable)
     x = tritorch.randn(4, 6, device="cuda")
-    want = m(x)
-    want.sum().backward()
-    gw = m.b.weight.grad.clone()
-    m.b.weight.grad = None
-    got = tritorch.compile(m)(x)
-    got.sum().backward()
-    np.testing.assert_array_equal(to_np(got.detach()), to_np(want.detach()))
-    np.testing.assert_array_equal(to_np(m.b.weight.grad), to_np(gw))
-    assert m.a.weight.grad is None
+    res = []
+    for fn in (m, tritorch.compile(m)):
+        fn(x)                                # (the compiled one: capture, then replay)
+        m.zero_grad()
+        y = fn(x)
+        if trainable:
+            y.sum().backward()
+        res.append([to_np(y.detach())] + [to_np(p.grad) if p.grad is not None else None for p in m.parameters()])
+    for a, b in zip(*res):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    params = [t for lin in m.lins for t in (lin.weight, lin.bias)]
+    layers = [{"activation": "gelu"}, {"activation": "gelu"}, {}]
     with tritorch.no_grad():
-        np.testing.assert_array_equal(to_np(linear_pair(x, m.a.weight, m.a.bias, m.b.weight, m.b.bias,
-                                                        {"activation": "gelu"}, {})), to_np(want.detach()))
+        np.testing.assert_array_equal(to_np(linear_chain(x, params, layers)), res[0][0])
 
 
-def test_pair_needs_one_reader_an_activation_and_adjacent_dropout():
+def test_chain_needs_one_reader_an_activation_and_adjacent_dropout():
     a, b, b2 = nn.Linear(3, 4), nn.Linear(4, 3), nn.Linear(4, 4)
     x = tritorch.randn(2, 3)
 
-    def pairs(f):
+    def chains(f):
         g = tritorch.jit.trace(f, x).graph
-        g = passes.fuse_linear_pair(passes.fuse_linear_dropout(passes.fuse_linear_epilogue(g)))
-        return [n.op for n in g.nodes]
-    assert pairs(lambda x: b(a(x).relu())) == ["linear_pair"]
-    assert pairs(lambda x: b(a(x))) == ["linear", "linear"], "no activation"
-    assert "linear_pair" not in pairs(lambda x: (lambda h: b(h) + h.sum())(a(x).relu())), "read twice"
-    assert "linear_pair" not in pairs(lambda x: (lambda h: (b(h), h))(a(x).relu())), "a graph output"
-    assert pairs(lambda x: b(b2(a(x).relu()).relu())) == ["linear_pair", "linear"], "a chain: the first two"
+        g = passes.fuse_linear_chain(passes.fuse_linear_dropout(passes.fuse_linear_epilogue(g)))
+        return [n.op if n.op != "linear_chain" else f"chain{len(n.kwargs['layers'])}" for n in g.nodes]
+    assert chains(lambda x: b(a(x).relu())) == ["chain2"]
+    assert chains(lambda x: b(a(x))) == ["linear", "linear"], "no activation"
+    assert "chain2" not in chains(lambda x: (lambda h: b(h) + h.sum())(a(x).relu())), "read twice"
+    assert "chain2" not in chains(lambda x: (lambda h: (b(h), h))(a(x).relu())), "a graph output"
+    assert chains(lambda x: b(b2(a(x).relu()).relu())) == ["chain3"], "three in a row"
+    assert chains(lambda x: b(b2(a(x).relu())).relu()) == ["chain2", "linear"], "the middle one without activation"
     between = lambda x: (lambda h, r: b(h) + r)(F.dropout(a(x).relu(), 0.5), F.dropout(x, 0.5).sum())   # noqa
-    assert "linear_pair" not in pairs(between), "a draw between the first layer's dropout and the second"
+    assert "chain2" not in chains(between), "a draw between the first layer's dropout and the second"
 
 
 def test_every_epilogue_candidate_equals_the_separate_kernels():
