@@ -341,6 +341,7 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
         while ready:
             node = heappop(ready)[2]
             grads = buffers.pop(node, None)
+            added = None
             if node._plain and simple and grads is not None:
                 out = node._fn.backward(node, grads[0])
                 if not keep_graph:                  # a plain node saved tensors only
@@ -377,10 +378,15 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
                 if grads is None or run_only is not None and node not in run_only:
                     out = None
                 else:
+                    if node._fn is not None and node._fn._accumulates and not create_graph and not anomaly and \
+                            not node._hooks:         # a hook on the node sees its own gradients only
+                        added = _offer_pending(node, buffers)
                     out = _call(node, grads, anomaly, Tensor)
+                    if added:
+                        added = _taken(node, added)
                     if not keep_graph:
                         node._release()
-            for e, g in zip(node.next_functions, out or _NO_GRADS):
+            for i, (e, g) in enumerate(zip(node.next_functions, out or _NO_GRADS)):
                 if e is None:
                     continue
                 nxt = e[0]
@@ -390,7 +396,7 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
                         slot = buffers[nxt] = [None] * len(nxt._out_meta)
                     nr = e[1]
                     old = slot[nr]
-                    if old is not None:
+                    if old is not None and not (added and i in added):
                         g = old + g
                     slot[nr] = g
                     if fresh is not None:
@@ -409,6 +415,28 @@ def _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate):
 
 
 _NO_GRADS = itertools.repeat(None)       # the gradients of a node that did not run
+
+
+def _offer_pending(node, buffers):
+    """Hands ``node`` (whose Function ``_accumulates``) the gradients already waiting for those of its arguments:
+    ``node._pending`` = {argument index: gradient}; returns it (None when there is none)."""
+    pending = None
+    nf = node.next_functions
+    for i in node._fn._accumulates:
+        e = nf[i] if i < len(nf) else None
+        slot = buffers.get(e[0]) if e is not None else None
+        if slot is not None and slot[e[1]] is not None:
+            pending = pending or {}
+            pending[i] = slot[e[1]]
+    if pending:
+        node.__dict__["_pending"] = dict(pending)
+    return pending
+
+
+def _taken(node, offered):
+    """The argument indices whose pending gradient ``node``'s backward added into its result."""
+    left = node.__dict__.pop("_pending", None) or {}
+    return {i for i in offered if i not in left}
 
 
 def _add_to_buffer(buffers, node, nr, g):

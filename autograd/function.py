@@ -281,6 +281,11 @@ class Function:
     _tensor_ctx_attrs = True
     # True where every node is recorded by ``record_plain`` and backward keeps Node._plain's promise
     _plain_backward = False
+    # the arguments whose gradient backward can add a pending one into, in its own kernel: the engine then passes the
+    # gradient already waiting for that argument (from the other readers of the same tensor, the skip connection of
+    # a residual block) as ``ctx._pending[i]``, and backward pops the ones it added (``pending_grad``), saving the
+    # separate add; never under create_graph or anomaly mode
+    _accumulates = ()
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -320,6 +325,18 @@ class Function:
 
 
 _TENSOR = []
+
+
+def pending_grad(ctx, i, like):
+    """The gradient already waiting for argument ``i`` of ``ctx``'s forward (see ``Function._accumulates``) when
+    there is one of ``like``'s shape, dtype and device, contiguous (what a kernel adds without a copy): now the
+    caller's to add into the gradient it returns. None otherwise (the engine then adds it as usual)."""
+    pending = ctx.__dict__.get("_pending")
+    g = pending.get(i) if pending else None
+    if g is None or g._shape != like._shape or g.dtype is not like.dtype or not g.is_contiguous() or \
+            g._storage.device != like._storage.device:
+        return None
+    return pending.pop(i)
 
 
 def _tensor_cls():

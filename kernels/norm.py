@@ -25,7 +25,7 @@ import triton.language as tl
 from tritorch import _creation, _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
-from tritorch.autograd.function import Function
+from tritorch.autograd.function import Function, pending_grad
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
 from ._common import empty, wrap
@@ -260,9 +260,19 @@ def _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W: tl.constexpr, CT: tl.constexpr):
 
 
 @triton.jit
-def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
-                      HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
-    """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g."""
+def _ln_acc(dx, acc_ptrs, m, dx_ptr, HAS_ACC: tl.constexpr, CT: tl.constexpr):
+    """dx, plus (``HAS_ACC``) the pending gradient at ``acc_ptrs``: after rounding dx to its dtype, as the engine's
+    separate add of the two would see it."""
+    if HAS_ACC:
+        dx = dx.to(dx_ptr.dtype.element_ty).to(CT) + tl.load(acc_ptrs, mask=m, other=0.0).to(CT)
+    return dx
+
+
+@triton.jit
+def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, N,
+                      HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g; with ``HAS_ACC`` plus the
+    gradient already waiting for x (acc, contiguous like dx), added to dx rounded as the separate add would."""
     r = tl.program_id(0).to(tl.int64)
     xr = x_ptr + r * N
     gr = g_ptr + r * N
@@ -283,17 +293,17 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, N,
         c = start + cols
         m = c < N
         x, wg = _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W, CT)
-        dx = rstd * (wg - c1 - (x - mean) * rstd * c2)
+        dx = _ln_acc(rstd * (wg - c1 - (x - mean) * rstd * c2), acc_ptr + r * N + c, m, dx_ptr, HAS_ACC, CT)
         tl.store(dx_ptr + r * N + c, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, pw_ptr, pb_ptr, M, N, ROWS,
-                   HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_ptr, pb_ptr, M, N, ROWS,
+                   HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
     """Rows [s * ROWS, (s + 1) * ROWS) of program s, each a whole row of N <= BLOCK columns: dx as in
-    ``_ln_bwd_dx_kernel``, and the chunk's column sums pw[s] = sum of g * x_hat, pb[s] = sum of g over its rows
-    ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or with one chunk they are the gradients):
-    x and g are read once for all three gradients."""
+    ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
+    pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or with one
+    chunk they are the gradients): x and g are read once for all three gradients."""
     s = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     m = cols < N
@@ -307,7 +317,7 @@ def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, pw_ptr, pb_p
         x_hat = tl.where(m, (x - mean) * rstd, 0.0)
         c1 = tl.sum(wg, axis=0) / N
         c2 = tl.sum(wg * x_hat, axis=0) / N
-        dx = rstd * (wg - c1 - x_hat * c2)
+        dx = _ln_acc(rstd * (wg - c1 - x_hat * c2), acc_ptr + r * N + cols, m, dx_ptr, HAS_ACC, CT)
         tl.store(dx_ptr + r * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=m)
         g = tl.load(g_ptr + r * N + cols, mask=m, other=0.0).to(CT)
         pw += g * x_hat
@@ -496,7 +506,7 @@ def _ln_dwdb(x, g, mean, rstd, M, N, dtype):
     return dw, db
 
 
-def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype):
+def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None):
     """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
     block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
     partials (one chunk: no second kernel)."""
@@ -507,8 +517,8 @@ def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype):
     dw, db = empty((N,), dtype, x.device), empty((N,), dtype, x.device)
     pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
     _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
-                              ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None, CT=ACC[x.dtype], BLOCK=block,
-                              num_warps=_warps(block))
+                              ptr(acc if acc is not None else dx), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
+                              HAS_ACC=acc is not None, CT=ACC[x.dtype], BLOCK=block, num_warps=_warps(block))
     if chunks > 1:
         bn = 32 if INTERPRET else 64
         _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
@@ -643,7 +653,10 @@ class BatchNorm(Function):
 
 
 class RowNorm(Function):
-    """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N))."""
+    """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N)); on a GPU
+    backward adds the gradient already waiting for x into dx (``_accumulates``)."""
+
+    _accumulates = (0,)
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, N):
@@ -704,12 +717,15 @@ class RowNorm(Function):
             # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
             sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
             dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device)
+            # the gradient already waiting for x (a residual block's skip connection), added in the kernel
+            acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype else None
             if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
-                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd)      # x, g read once
+                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc)      # x, g read once
             elif M and N:
                 w = interp_bf16_in(w)
                 _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
-                                        ptr(rstd), ptr(dx), N, HAS_W=w is not None, CT=ACC[xin.dtype],
+                                        ptr(rstd), ptr(dx), ptr(acc if acc is not None else dx), N,
+                                        HAS_W=w is not None, HAS_ACC=acc is not None, CT=ACC[xin.dtype],
                                         BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
                 if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
                     dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd)
