@@ -15,7 +15,8 @@ grid column:
   off-grid taps are skipped whole).
 - ``_conv_wgrad_kernel``: w'[o, c, kh, kw] = sum_{n, p} y'[n, o, p] x[n, c, tap(p, kh, kw)]; M = output channels of
   the group, N = C_in/groups * KH * KW, K = N*OH*OW pixels, split in SPLIT_K slices whose float32 partial sums are
-  added by one reduction (deterministic, no atomics), so a small weight still fills the GPU.
+  added by one reduction (deterministic, no atomics), so a small weight still fills the GPU; with a bias the
+  programs of the first column of tiles also sum the y' tiles they read: the bias gradient, no reduction of its own.
 
 with tap(p, kh, kw) = (oh * stride_h - pad_h + kh * dilation_h, ow * stride_w - pad_w + kw * dilation_w). The
 forward and input-gradient kernels walk K tap by tap, BLOCK_K channels at a time, when the channels fill BLOCK_K
@@ -240,16 +241,18 @@ def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, wmax_ptr, NB, CG, K, OCG, H
 
 
 @triton.jit
-def _conv_wgrad_kernel(x_ptr, gy_ptr, gw_ptr, OCG, NK, P, P_SPLIT, CG, H, W, OH, OW, KH, KW,
-                       sxn, sxc, sxh, sxw, syn, syc, syh, syw, s_split,
+def _conv_wgrad_kernel(x_ptr, gy_ptr, gw_ptr, gb_ptr, OCG, NK, P, P_SPLIT, CG, H, W, OH, OW, KH, KW,
+                       sxn, sxc, sxh, sxw, syn, syc, syh, syw, s_split, sb_split,
                        SH, SW, PH, PW, DH, DW,
-                       CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
+                       HAS_BIAS: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """One (BLOCK_M out-channels, BLOCK_N (c, kh, kw)) tile of gw = sum over pixels of gy x im2col(x), over the
-    pixel slice ``[program_id(1) * P_SPLIT, + P_SPLIT)`` for group ``program_id(2)``.
+    pixel slice ``[program_id(1) * P_SPLIT, + P_SPLIT)`` for group ``program_id(2)``; with ``HAS_BIAS`` the programs
+    of the first column of tiles also write the bias gradient, the sum of gy's loaded tiles over the pixels.
 
     x: (N, G*CG, H, W), gy: (N, G*OCG, OH, OW); gw: contiguous (SPLIT, G*OCG, NK) with NK = CG*KH*KW, slice
-    ``program_id(1)`` at ``s_split``; P = N*OH*OW. Axis 0 of the grid walks the tiles of one group's (OCG, NK) block.
+    ``program_id(1)`` at ``s_split``; gb: contiguous (SPLIT, G*OCG), slice at ``sb_split``; P = N*OH*OW. Axis 0 of
+    the grid walks the tiles of one group's (OCG, NK) block.
     """
     pid = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -274,6 +277,7 @@ def _conv_wgrad_kernel(x_ptr, gy_ptr, gw_ptr, OCG, NK, P, P_SPLIT, CG, H, W, OH,
     p_end = min(p_start + P_SPLIT, P)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
+    bias_sum = tl.zeros((BLOCK_M,), dtype=CT)
     for p0 in range(p_start, p_end, BLOCK_K):
         p = p0 + offs_k
         mask_p = p < p_end
@@ -288,9 +292,15 @@ def _conv_wgrad_kernel(x_ptr, gy_ptr, gw_ptr, OCG, NK, P, P_SPLIT, CG, H, W, OH,
         b_mask = mask_p[:, None] & mask_n[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
         b = tl.load(x_cols[None, :] + (n * sxn)[:, None] + ih * sxh + iw * sxw, mask=b_mask, other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+        if HAS_BIAS:
+            bias_sum += tl.sum(a.to(CT), axis=1)
 
     gw_off = pid_s * s_split + (g * OCG + offs_m)[:, None] * NK + offs_n[None, :]
     tl.store(gw_ptr + gw_off, acc.to(gw_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    if HAS_BIAS:
+        if pid % num_n == 0:
+            gb_off = pid_s * sb_split + g * OCG + offs_m
+            tl.store(gb_ptr + gb_off, bias_sum.to(gb_ptr.dtype.element_ty), mask=mask_m)
 
 
 # ====================================================================================================================
@@ -356,7 +366,9 @@ def _prune(configs, key):
     ok = [c for c in configs if c.block_m <= max(2 * M, 32) and c.block_n <= max(2 * N, 32)]
     if kind == "dgrad":     # its gathered operand's index math: 64 x 64 (8 warps) and every 4-warp tile spilled
         ok = [c for c in ok if c.num_warps == 8 and c.block_m * c.block_n <= 64 * 32]
-    if kind == "wgrad":     # 32 x 32 and 16 x 64 with 4 warps spilled 4-12 B (triton 3.9)
+    if kind == "wgrad":     # 32 x 32 and 16 x 64 with 4 warps spilled 4-12 B (triton 3.9), 64 x 64 12 B in float32
+        ok = [c for c in ok if c.num_warps == 8]        # with the bias's sum (triton 3.9)
+    if kind == "fwd" and dtype is D.float32:    # 32 x 32 and 32 x 64 with 4 warps spilled 8-20 B without a bias (3.8)
         ok = [c for c in ok if c.num_warps == 8 or c.block_m * c.block_n >= 64 * 64]
     if dtype is D.float64:
         ok = [c for c in ok if c.block_m * c.block_n <= 64 * 64 and c.block_k <= 32]
@@ -479,37 +491,42 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
     return gx
 
 
-def launch_conv_wgrad(x, gy, gw, geo, config=None):
+def launch_conv_wgrad(x, gy, gw, geo, config=None, gb=None):
     """gw = the weight gradient of y = conv2d(x, w): x (N, C, H, W), gy (N, OC, OH, OW) any strides, gw contiguous
-    (OC, C/groups, KH, KW). Pixel slices beyond the first sum through a float32 (float64) workspace."""
+    (OC, C/groups, KH, KW); with ``gb`` (OC,) contiguous also the bias gradient, the sum of gy over (N, OH, OW), from
+    the tiles of gy the same launch reads. Pixel slices beyond the first sum through a float32 (float64)
+    workspace."""
     N, _, H, W = x._shape
     _, OC, OH, OW = gy._shape
     _, CG, KH, KW = gw._shape
     G = geo.groups
     OCG, NK, P = OC // G, CG * KH * KW, N * OH * OW
-    if gw.numel() == 0:
-        return gw
-    if P == 0:
-        return _fill_bias(gw, None)
+    if gw.numel() == 0 or P == 0:
+        if gb is not None and P == 0:
+            fill_(gb, 0.0)
+        elif gb is not None:                  # no weights (no input channels): the bias's sum alone
+            copy_into(gb, _bias_grad(gy))
+        return gw if gw.numel() == 0 else _fill_bias(gw, None)
     dtype = x.dtype
     # a run stores every pixel slice into a fresh workspace and then copies into gw: timing runs are harmless
     cfg = config or TUNABLES["wgrad"].pick(_key("wgrad", x, OCG, NK, P, G, dtype),
-                                           lambda c: launch_conv_wgrad(x, gy, gw, geo, c))
+                                           lambda c: launch_conv_wgrad(x, gy, gw, geo, c, gb))
     tiles = cdiv(OCG, cfg.block_m) * cdiv(NK, cfg.block_n)
     split = _wgrad_split(tiles, G, P, cfg.block_k)
     acc_dtype = D.float64 if dtype is D.float64 else D.float32
     if split == 1 and not (INTERPRET and dtype is D.bfloat16):
-        out, s_split = gw, 0
+        out, out_b, s_split = gw, gb, 0
     else:
         out = empty((split, OC, CG, KH, KW), acc_dtype, gw.device)
+        out_b = empty((split, OC), acc_dtype, gw.device) if gb is not None else None
         s_split = OC * NK
     x, gy = interp_bf16_in(x), interp_bf16_in(gy)
     p_split = cdiv(cdiv(P, split), cfg.block_k) * cfg.block_k
     try:
         _conv_wgrad_kernel[(tiles, split, G)](
-            ptr(x), ptr(gy), ptr(out), OCG, NK, P, p_split, CG, H, W, OH, OW, KH, KW,
-            *x._stride, *gy._stride, s_split, *geo.stride, *geo.padding, *geo.dilation,
-            CT=ACC[dtype], PRECISION=_dot_precision(dtype),
+            ptr(x), ptr(gy), ptr(out), ptr(out_b if out_b is not None else out), OCG, NK, P, p_split, CG, H, W, OH,
+            OW, KH, KW, *x._stride, *gy._stride, s_split, s_split // NK, *geo.stride, *geo.padding, *geo.dilation,
+            HAS_BIAS=gb is not None, CT=ACC[dtype], PRECISION=_dot_precision(dtype),
             I64=is_int64_index(max(x.numel(), gy.numel(), out.numel()), x, gy, out),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -517,6 +534,8 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None):
         raise _mm.dot_error("conv", dtype, e) from None
     if out is gw:
         return gw
+    if gb is not None:
+        copy_into(gb, out_b.sum(0))
     return copy_into(gw, out.sum(0))
 
 
@@ -618,12 +637,15 @@ def _conv_dgrad(gy, w, bias, geo, in_hw):
     return launch_conv_dgrad(gy, w, bias, empty(shape, gy.dtype, gy.device), geo)
 
 
-def _conv_wgrad(x, gy, geo, k_hw):
-    """The weight gradient of a convolution with kernel size ``k_hw``."""
+def _conv_wgrad(x, gy, geo, k_hw, bias=False):
+    """The weight gradient of a convolution with kernel size ``k_hw``; with ``bias`` (GPU) (gw, the bias gradient)
+    from one launch."""
     if x._storage.device.type == "cpu":
         return wrap(_np_conv_wgrad(x._np, gy._np, geo, k_hw, x.dtype), x.dtype, x.device)
     shape = (gy._shape[1], x._shape[1] // geo.groups) + tuple(k_hw)
-    return launch_conv_wgrad(x, gy, empty(shape, x.dtype, x.device), geo)
+    gb = empty((gy._shape[1],), x.dtype, x.device) if bias else None
+    gw = launch_conv_wgrad(x, gy, empty(shape, x.dtype, x.device), geo, gb=gb)
+    return (gw, gb) if bias else gw
 
 
 def _bias_grad(g):
@@ -668,8 +690,11 @@ class Conv(Function):
                 g2 = g.reshape(-1, g._shape[-1])
                 g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha).reshape(g._shape)
         gx = ConvTranspose.apply(g, w, None, ctx.geo, ctx.in_hw) if need_x else None
-        gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
-        gb = _bias_grad(g) if need_b else None
+        if need_w and need_b and not STATE.enabled and g._storage.device.type != "cpu":
+            gw, gb = _conv_wgrad(x, g, ctx.geo, ctx.k_hw, bias=True)     # the bias's sum in the same launch
+        else:
+            gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
+            gb = _bias_grad(g) if need_b else None
         return gx, gw, gb, None, None, None, None
 
 

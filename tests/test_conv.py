@@ -692,20 +692,37 @@ def test_conv3d_module_unbatched_empty_and_gradcheck(device):
         assert gradcheck(lambda x, w, b: KC.conv3d(x, w, b, stride=(2, 1, 1), padding=(1, 0, 1), groups=2), args)
 
 
-@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
-def test_bias_grad_reads_the_gradient_once(dtype):
-    """The float32 bias gradient sums (N, H, W) without copying the gradient to bring channels last; float16 takes
-    the one reduction (a copy, then float32 accumulation rounded once)."""
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16, tritorch.bfloat16])
+@pytest.mark.parametrize("frozen_weight", [False, True])
+def test_bias_grad_reads_the_gradient_once(dtype, frozen_weight):
+    """With the weight's gradient the bias's comes from the same launch (``_conv_wgrad_kernel`` sums the tiles of g
+    it reads: no reduction kernel); without it, float32 sums (N, H, W) without copying the gradient to bring channels
+    last and the half types take the one reduction (a copy, then float32 accumulation rounded once)."""
     rng = np.random.default_rng(0)
     x = tritorch.tensor(rng.standard_normal((3, 2, 9, 7)), dtype=dtype, device="cuda")
     conv = Conv2d(2, 5, 3, padding=1).to("cuda", dtype)
+    conv.weight.requires_grad_(not frozen_weight)
     gn = rng.standard_normal((3, 5, 9, 7)) * 50
     y = conv(x)
     with profile() as prof:
         y.backward(tritorch.tensor(gn, dtype=dtype, device="cuda"))
-    half = dtype is tritorch.float16
-    assert prof.kernel_launches("_pointwise_kernel") == (1 if half else 0)
-    assert prof.kernel_launches("_reduce_rows_kernel") + prof.kernel_launches("_reduce_mid_kernel") == 2 - half
-    want = gn.astype(dtype.np).astype(np.float64).sum((0, 2, 3))
-    np.testing.assert_allclose(conv.bias.grad.float().cpu().numpy(), want, rtol=2e-3 if dtype is tritorch.float16
-                               else 1e-5)
+    half = dtype is not tritorch.float32
+    reductions = prof.kernel_launches("_reduce_rows_kernel") + prof.kernel_launches("_reduce_mid_kernel")
+    if frozen_weight:
+        assert prof.kernel_launches("_pointwise_kernel") == (1 if half else 0) and reductions == 2 - half
+    elif not (dtype is tritorch.bfloat16 and tritorch.cuda.is_interpreted()):    # (the interpreter: float32, summed)
+        assert reductions == 0 and prof.kernel_launches("_conv_wgrad_kernel") == 1
+    want = to_np(tritorch.tensor(gn, dtype=dtype)).astype(np.float64).sum((0, 2, 3))
+    np.testing.assert_allclose(conv.bias.grad.float().cpu().numpy(), want,
+                               rtol={tritorch.float32: 1e-5, tritorch.float16: 2e-3}.get(dtype, 1.6e-2))
+
+
+@pytest.mark.parametrize("split,dtype", [(2, F32), (3, tritorch.bfloat16), (2, tritorch.float16)])
+def test_conv2d_bias_grad_with_the_weight_grad_split(monkeypatch, split, dtype):
+    """The bias gradient of pixel slices, summed through the float32 workspace as the weight's."""
+    monkeypatch.setattr(KC, "_wgrad_split", lambda *a: split)
+    ts, (rx, rw, rb) = _inputs("cuda", (2, 4, 6, 5), (6, 2, 3, 3), True, dtype=dtype)
+    y = conv2d(*ts, padding=1, groups=2)
+    _check_grads(y, ts, lambda rg: ref_conv2d(rx, rw, rb, 1, 1, 1, 2, g=rg), dtype, 18)
+
+

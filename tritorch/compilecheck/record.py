@@ -27,6 +27,7 @@ import tritorch
 import tritorch.nn.functional as F
 from tritorch import autotune, kernels, nn
 from tritorch.kernels import amp as _amp, linear as _linear
+from tritorch.kernels.linear_chain import linear_chain
 from tritorch._device import INTERPRET
 
 __all__ = ["WORKLOADS", "record"]
@@ -68,6 +69,10 @@ def w_linear(dt):
         if m >= 512:            # dropout in the epilogue (tritorch.compile's), after gelu, and alone before a residual
             _bwd(_linear.linear(x, lin.weight, lin.bias, activation="gelu", dropout_p=0.1))
             _bwd(_linear.linear(x, lin.weight, lin.bias, dropout_p=0.1, residual=_t((m, n), dt, True)))
+        if m == 512:            # a chain (tritorch.compile's): gelu and dropout's backward in grad_x's epilogue
+            out = nn.Linear(n, k).to(device="cuda", dtype=dt)
+            _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias],
+                              [{"activation": "gelu", "dropout_p": 0.1}, {"residual": _t((m, k), dt, True)}]))
 
 
 def w_attention(dt):
@@ -83,8 +88,9 @@ def w_conv(dt):
                                              (4, 64, 28, 128, 3, 2, 1), (4, 32, 16, 32, 3, 1, 32),
                                              (2, 256, 14, 256, 1, 1, 1)):
         x = _t((n, c, hw, hw), dt, True)
-        conv = nn.Conv2d(c, oc, ks, stride=stride, padding=ks // 2, groups=groups).to(device="cuda", dtype=dt)
-        _bwd(conv(x))
+        for bias in (True, False):      # the weight gradient's launch sums the bias's too, or not
+            conv = nn.Conv2d(c, oc, ks, stride=stride, padding=ks // 2, groups=groups, bias=bias)
+            _bwd(conv.to(device="cuda", dtype=dt)(x))
     x = _t((2, 8, 9, 9), dt, True)
     _bwd(nn.ConvTranspose2d(8, 4, 3, stride=2).to(device="cuda", dtype=dt)(x))
     _bwd(nn.Conv1d(4, 8, 5).to(device="cuda", dtype=dt)(_t((2, 4, 50), dt, True)))
@@ -99,6 +105,9 @@ def w_norm(dt):
     for shape in ((64, 384), (16, 4096), (4, 50, 100), (2, 8192)):     # (2, 8192): rows over a block
         x = _t(shape, dt, True)
         _bwd(nn.LayerNorm(shape[-1]).to(device="cuda", dtype=dt)(x))
+        _bwd((x + F.layer_norm(x, shape[-1:])) * 2.0)    # the skip connection's gradient added in dx's kernel
+    x = _t((64, 384), dt, True)
+    _bwd((x + nn.LayerNorm(384).to(device="cuda", dtype=dt)(x)) * 2.0)   # and with the weight and bias gradients
     _bwd(nn.GroupNorm(4, 16).to(device="cuda", dtype=dt)(_t((4, 16, 8, 8), dt, True)))
     _bwd(F.instance_norm(_t((4, 16, 8, 8), dt, True)))
 
@@ -239,6 +248,16 @@ def w_activations(dt):
     for act in ("relu", "gelu", "gelu_tanh", "silu", "leaky_relu", "elu", "sigmoid", "tanh"):
         _bwd(_linear.linear(x, w, b, activation=act))       # the fused epilogue and its backward kernel
     _bwd(_linear.linear(x, w, b, activation="gelu", residual=_t((64, 96), dt, True)))    # and a residual
+
+
+def w_linear_chain(dt):
+    """Every activation's backward in the epilogue of the next layer's grad_x (``kernels/linear_chain.py``), with and
+    without dropout: the heuristic defaults (the candidates: ``w_linear``'s gelu with dropout)."""
+    x = _t((200, 48), dt, True)
+    params = [_t((80, 48), dt, True), _t((80,), dt, True), _t((48, 80), dt, True), _t((48,), dt, True)]
+    for act in _linear.ACTIVATIONS:
+        for p in (0.0, 0.1):
+            _bwd(linear_chain(x, params, [{"activation": act, "dropout_p": p}, {}]))
 
 
 def w_pointwise(dt):
