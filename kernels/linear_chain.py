@@ -54,7 +54,7 @@ class LinearChain(Function):
         x, params = saved[4 * n], saved[4 * n + 1:]
         if STATE.enabled:                    # create_graph: the hidden results recomputed, recorded
             h = x
-            for i, sub in enumerate(subs[:-1]):
+            for i in range(n - 1):
                 act, a, drop = ctx.layers[i]
                 h = Linear.apply(h, params[2 * i], params[2 * i + 1], act, a, None, drop)
                 if saved[4 * (i + 1)] is not None:

@@ -56,6 +56,22 @@ def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile,
     return acc, row_sum, offs_r, offs_c, pid_c
 
 
+@triton.jit
+def _act_backward(g, g_ptr, s_ptrs, mask, offs_m, offs_n, N, a, seed, offset, p, scale_bits,
+                  BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr):
+    """BWD(dropout's backward of g, s, a) for the tile at rows offs_m, columns offs_n of an (M, N) gradient: g (CT,
+    as stored in g_ptr's dtype) through the forward's mask (``DROPOUT``: regenerated from (seed, offset, p), scaled
+    by the float64 whose bits are ``scale_bits``, rounded to g_ptr's dtype as dropout would store it), s (the saved
+    pre-activation or output) loaded at ``s_ptrs``. The one form of an activation's backward in this file:
+    ``_act_grad_kernel`` and ``_linear_grad_kernel``'s epilogue."""
+    if DROPOUT:
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+        keep = keep_tile(seed, offset, offs_m, offs_n, N, p)
+        g = tl.where(keep, g * scale, 0.0).to(g_ptr.dtype.element_ty).to(CT)
+    s = tl.load(s_ptrs, mask=mask, other=0.0).to(CT)
+    return BWD(g, s, a, 0.0)
+
+
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
 def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N, K, TILES_X,
                         sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk, ssm, ssk, a, seed, offset, p, scale_bits,
@@ -76,13 +92,9 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N
                                                   False, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
         mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
         if BWD is not None:
-            gh = acc.to(gx_ptr.dtype.element_ty).to(CT)
-            if DROPOUT:
-                scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
-                keep = keep_tile(seed, offset, offs_m, offs_k, K, p)
-                gh = tl.where(keep, gh * scale, 0.0).to(gx_ptr.dtype.element_ty).to(CT)
-            s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_k[None, :] * ssk, mask=mask, other=0.0).to(CT)
-            acc = BWD(gh, s, a, 0.0)
+            acc = _act_backward(acc.to(gx_ptr.dtype.element_ty).to(CT), gx_ptr,
+                                s_ptr + offs_m[:, None] * ssm + offs_k[None, :] * ssk, mask, offs_m, offs_k, K, a,
+                                seed, offset, p, scale_bits, BWD, DROPOUT, CT)
         tl.store(gx_ptr + offs_m[:, None] * sgxm + offs_k[None, :] * sgxk, acc.to(gx_ptr.dtype.element_ty), mask=mask)
     else:
         acc, row_sum, offs_n, offs_k, pid_k = _product_tile(g_ptr, x_ptr, N, K, M, sgn, sgm, sxm, sxk, pid - TILES_X,
@@ -111,12 +123,9 @@ def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, of
         offs_n = offs_n.to(tl.int64)
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     g = tl.load(g_ptr + offs_m[:, None] * sgm + offs_n[None, :] * sgn, mask=mask, other=0.0).to(CT)
-    if DROPOUT:
-        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
-        keep = keep_tile(seed, offset, offs_m, offs_n, N, p)
-        g = tl.where(keep, g * scale, 0.0).to(g_ptr.dtype.element_ty).to(CT)
-    s = tl.load(s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask=mask, other=0.0).to(CT)
-    gz = tl.where(mask, BWD(g, s, a, 0.0), 0.0)
+    gz = _act_backward(g, g_ptr, s_ptr + offs_m[:, None] * ssm + offs_n[None, :] * ssn, mask, offs_m, offs_n, N, a,
+                       seed, offset, p, scale_bits, BWD, DROPOUT, CT)
+    gz = tl.where(mask, gz, 0.0)
     tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
 
 
