@@ -99,7 +99,83 @@ def test_broadcast_and_scalar_edges_stay_correct():
     c = tritorch.compile(f)
     c(x, b)
     assert_close(c(x, b), f(x, b).cpu().numpy(), tritorch.float32, rtol=0, atol=0)
-    assert "Fused(exp -> mul -> add)" in c.explain()      # the broadcast add and the -0.0 product run eagerly
+    # the broadcast add fuses; the -0.0 product runs eagerly (a kernel argument would lose the zero's sign)
+    assert "Fused(add -> relu), Fused(exp -> mul -> add)" in c.explain()
+
+
+def _scaled(x, bias, row, s):
+    return tritorch.sigmoid(x * row + bias) * s - tritorch.tanh(bias) * row
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
+def test_broadcast_operands_fuse_forward_and_backward(device, dtype):
+    """A bias (last dim), a per-row scale (size-1 dim), a 0-dim tensor and a member of a broadcast shape
+    (``tanh(bias) * row``) in one group: one generated kernel; each input's gradient summed back to its shape."""
+    tritorch.manual_seed(4)
+    x = tritorch.randn(2, 5, 7, device=device, dtype=dtype, requires_grad=True)
+    bias = tritorch.randn(7, device=device, dtype=dtype, requires_grad=True)
+    row = tritorch.randn(2, 5, 1, device=device, dtype=dtype, requires_grad=True)
+    s = tritorch.tensor(1.5, device=device, dtype=dtype, requires_grad=True)
+    c = tritorch.compile(_scaled)
+    res = []
+    for fn in (_scaled, c, c, c):
+        for t in (x, bias, row, s):
+            t.grad = None
+        out = fn(x, bias, row, s)
+        (out.float() * out.float()).sum().backward()
+        res.append([t.detach().cpu().numpy().astype(np.float64) for t in (out, x.grad, bias.grad, row.grad, s.grad)])
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype is tritorch.float32 else dict(rtol=1e-2, atol=1e-2)
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, **tol)
+    if device == "cuda":
+        assert "1 fused kernels (7 ops): Fused(mul -> add -> sigmoid -> mul -> tanh -> mul -> sub)" in c.explain()
+        plain = [t.detach() for t in (x, bias, row, s)]
+        c(*plain)                                   # another signature (no grad): captured first
+        with profile() as prof:
+            c(*plain)
+        assert prof.kernel_launches() == 1          # no copy or expand: each input read in place
+
+
+def test_strided_inputs_read_in_place_without_copies():
+    """Transposed, sliced and expanded views are read through their strides: one launch, no ``contiguous``."""
+    f = lambda a, b: tritorch.sigmoid(a * b) - b
+    base = tritorch.randn(9, 6, device="cuda")
+    views = [(base.t()[:5], tritorch.randn(5, 9, device="cuda")),              # a transposed slice
+             (base[::2, 1:], tritorch.randn(5, 5, device="cuda")),             # steps along both dims
+             (tritorch.randn(6, 1, device="cuda").expand(6, 4), tritorch.randn(6, 4, device="cuda"))]
+    for a, b in views:
+        c = tritorch.compile(f)
+        c(a, b)
+        with profile() as prof:
+            got = c(a, b)
+        assert prof.kernel_launches() == 1
+        np.testing.assert_allclose(got.cpu().numpy(), f(a, b).cpu().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_layout_coalesces_dims():
+    t = lambda *shape: tritorch.empty(*shape, device="cuda")
+    assert codegen.layout((4, 5, 6), [t(4, 5, 6), t(4, 5, 6)]) == ([], [120], [])       # flat: no strides at all
+    assert codegen.layout((4, 5, 6), [t(4, 5, 6), t(6)]) == ([1], [20, 6], [[0, 1]])      # a bias: two dims
+    assert codegen.layout((4, 5, 6), [t(4, 5, 1)]) == ([0], [20, 6], [[1, 0]])           # per row
+    assert codegen.layout((4, 1, 6), [t(6, 4).t().unsqueeze(1)]) == ([0], [4, 6], [[1, 4]])  # transposed, a 1 dropped
+    assert codegen.layout((2, 3), [t()]) == ([0], [6], [[0]])                             # a 0-dim tensor
+    assert codegen.layout((1, 1), [t(1)]) == ([0], [1], [[0]])
+    assert passes._broadcasts_to((3, 1), (2, 3, 4)) and not passes._broadcasts_to((2, 4), (2, 3, 4))
+
+
+def test_groups_of_one_structure_keep_their_own_ops_and_shapes():
+    """Two groups whose kernels share one source (the ops are constexpr arguments) are two nodes of the graph:
+    each keeps its ops and its shape (they once shared a node name, and the second group ran for both)."""
+    f = lambda a, b: (tritorch.exp(a) * 2.0, tritorch.sigmoid(b) * 3.0)
+    a, b = tritorch.randn(3, 4, device="cuda"), tritorch.randn(5, device="cuda")
+    c = tritorch.compile(f)
+    c(a, b)
+    for got, want in zip(c(a, b), f(a, b)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=1e-6, atol=1e-7)
+    assert "Fused(exp -> mul), Fused(sigmoid -> mul)" in c.explain()
 
 
 def test_dead_code_keeps_in_place_writes():

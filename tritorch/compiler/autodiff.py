@@ -10,6 +10,7 @@ inputs (cheap for pointwise math) instead of being saved by the forward kernel.
 from .._tensor import Tensor
 from ..autograd.function import Function
 from ..autograd.grad_mode import is_grad_enabled
+from ..kernels._common import sum_to
 from ..kernels.elementwise import BINARY, UNARY
 
 __all__ = ["member_values", "input_grads", "FusedFunction"]
@@ -28,7 +29,9 @@ def member_values(fused, tensors, scalars, table):
 
 
 def input_grads(fused, tensors, scalars, g, table):
-    """The gradient of the group's result (``g``) with respect to each tensor input (None where none flows)."""
+    """The gradient of the group's result (``g``) with respect to each tensor input (None where none flows).
+    Every member's gradient is taken at the result's shape (the kernel computes each member there); an input that
+    broadcasts gets its gradient summed back to its own shape."""
     values = member_values(fused, tensors, scalars, table)
     grads = {len(values) - 1: g}
     out = [None] * len(tensors)
@@ -53,7 +56,7 @@ def input_grads(fused, tensors, scalars, g, table):
                 grads[k] = part if k not in grads else grads[k] + part
             else:
                 out[k] = part if out[k] is None else out[k] + part
-    return tuple(out)
+    return tuple(None if o is None else sum_to(o, t.shape) for o, t in zip(out, tensors))
 
 
 class FusedFunction(Function):

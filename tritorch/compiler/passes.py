@@ -18,7 +18,11 @@
   each layer's activation derivative runs in the epilogue of the next one's grad_x product, one launch fewer per
   inner layer (``kernels/linear_chain.py``).
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
-  group of two or more becomes one node ``fused:<hash>`` that a generated Triton kernel runs (``codegen.py``).
+  group of two or more becomes one node ``fused:<hash>:<n>`` that a generated Triton kernel runs (``codegen.py``).
+  Operands may broadcast (a bias, a per-row scale, a 0-dim tensor): the kernel computes every member at the
+  root's shape and reads each input through its strides. A tree read only by a ``sum``/``mean`` over its trailing
+  dims (``(x * x).mean(-1, keepdim=True)``, a loss's ``(y - t).pow(2).mean()``) becomes that reduction's prologue:
+  one generated reduction kernel, the tree's result never stored.
 """
 import math
 
@@ -27,11 +31,11 @@ from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "reduction_spec", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
-                                   "sigmoid", "relu")}
+                                   "sigmoid", "relu", "square")}
 _UNARY.update(__neg__="neg", __abs__="abs")
 # binary ops: published name -> (row, operands swapped)
 _BINARY = {"add": ("add", False), "__add__": ("add", False), "__radd__": ("add", True),
@@ -237,9 +241,15 @@ def _scalar_ok(a):
     return not isinstance(a, bool) and isinstance(a, (int, float)) and not (a == 0 and math.copysign(1.0, a) < 0)
 
 
+def _broadcasts_to(shape, target):
+    """Whether ``shape`` broadcasts to ``target`` (right-aligned, each dim equal or 1)."""
+    lead = len(target) - len(shape)
+    return lead >= 0 and all(s in (1, t) for s, t in zip(shape, target[lead:]))
+
+
 def pointwise_spec(node):
     """``(row, operands, dtype)`` where ``node`` is an elementwise op a fused kernel can compute, else None.
-    ``operands``: Values of the output's shape, or Python numbers; ``dtype``: the floating type it computes in
+    ``operands``: Values that broadcast to the output's shape, or Python numbers; ``dtype``: the floating type it computes in
     (None for logical_not, which takes any). Comparisons and logical_not give bool values, used inside a group."""
     if node.kwargs or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
         return None
@@ -247,6 +257,8 @@ def pointwise_spec(node):
     args = list(node.args)
     if node.op in _UNARY and len(args) == 1:
         row, ops, floats, result = _UNARY[node.op], args, args, out.dtype
+    elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and args[1] == 2:
+        row, ops, floats, result = "square", args[:1], args[:1], out.dtype        # as the eager op runs x ** 2
     elif node.op in _BINARY and len(args) == 2:
         row, swap = _BINARY[node.op]
         ops = args[::-1] if swap else args
@@ -266,7 +278,7 @@ def pointwise_spec(node):
         return None
     for a in ops:
         if isinstance(a, Value):
-            if a.shape != out.shape:
+            if not _broadcasts_to(a.shape, out.shape):
                 return None
         elif not _scalar_ok(a):
             return None
@@ -275,13 +287,40 @@ def pointwise_spec(node):
     return row, ops, next(iter(dtypes), None)
 
 
+def reduction_spec(node):
+    """``(input, k, keepdim, mean)`` where ``node`` is a ``sum``/``mean`` (no ``dtype=``) over the last ``k >= 1``
+    dims of its input (``dim=None``: all of them), else None."""
+    if node.op not in ("sum", "mean") or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
+        return None
+    bound = dict(zip(("input", "dim", "keepdim"), node.args))
+    if len(node.args) > 3 or any(k in bound or k not in ("dim", "keepdim", "dtype") for k in node.kwargs):
+        return None
+    bound.update(node.kwargs)
+    x, dim, keepdim = bound.get("input"), bound.get("dim"), bound.get("keepdim", False)
+    if not isinstance(x, Value) or bound.get("dtype") is not None or not isinstance(keepdim, bool) or not x.shape:
+        return None
+    nd = len(x.shape)
+    dims = list(range(nd)) if dim is None else [dim] if isinstance(dim, int) else list(dim)
+    if not dims or not all(isinstance(d, int) and -nd <= d < nd for d in dims):
+        return None
+    if sorted(d % nd for d in dims) != list(range(nd - len(dims), nd)):
+        return None
+    return x, len(dims), keepdim, node.op == "mean"
+
+
 def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
-    floating type) replaced by one ``fused:<hash>`` node whose result is floating; returns (graph, {op name:
-    kernel}), each kernel ``make(specs, outputs)`` (specs: [(row, operands)] in execution order; ``codegen.Fused``)."""
+    floating type) replaced by one ``fused:<hash>:<n>`` node whose result is floating; a tree (of one node or more)
+    read only by a ``sum``/``mean`` over its trailing dims joins that reduction as its prologue. Returns (graph, {op
+    name: kernel}), each kernel ``make(specs, outputs, reduce)`` (specs: [(row, operands)] in execution order;
+    reduce: None or (k, keepdim, mean); ``codegen.Fused``)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
+    reductions = {}                              # group index -> (the reduction node, its spec)
     for node in graph.nodes:
+        red = reduction_spec(node)
+        if red is not None and red[0].name in group_of and uses.get(red[0].name) == 1 and red[0].name not in outputs:
+            reductions[group_of[red[0].name]] = (node, red)
         spec = pointwise_spec(node)
         if spec is None:
             continue
@@ -299,16 +338,17 @@ def fuse_pointwise(graph, make):
         dtype_of.append(next(iter(kinds), None))
         group_of[node.outputs[0].name] = len(groups) - 1
     fused_at, kernels = {}, {}
-    for members in groups:
-        if len(members) < 2 or members[-1][0].outputs[0].dtype not in FUSIBLE_DTYPES:
+    for gi, members in enumerate(groups):
+        red_node, red = reductions.get(gi, (None, None))
+        if len(members) < (1 if red_node else 2) or members[-1][0].outputs[0].dtype not in FUSIBLE_DTYPES:
             continue
         members.sort(key=lambda m: graph.nodes.index(m[0]))
-        fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members])
-        root = members[-1][0]
-        name = f"fused:{fused.key}"
+        fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members], red and red[1:])
+        root = red_node or members[-1][0]
+        name = f"fused:{fused.key}:{len(kernels)}"     # groups of one structure share a source, not their ops
         kernels[name] = fused
         fused_at[id(root)] = Node(name, fused.operands, {}, [root.outputs[0]], 0, root.scope, root.module_type)
-        for n, _ in members[:-1]:
+        for n, _ in members if red_node else members[:-1]:
             fused_at[id(n)] = None
     nodes = [fused_at.get(id(n), n) for n in graph.nodes if fused_at.get(id(n), n) is not None]
     return _copy(graph, nodes), kernels
