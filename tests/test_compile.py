@@ -206,6 +206,26 @@ def test_guards_recapture(device):
     assert c.parameters is not None and list(c.parameters()) == list(m.parameters())
 
 
+def test_guards_hold_every_called_modules_training_mode(device):
+    """A submodule switched to eval, or the model under a compiled function: its dropout is baked into the capture,
+    so the replay must not serve the other mode (it once did: dropout after eval())."""
+    m = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))
+    m.to(device)
+    x = tritorch.randn(4, 8, device=device)
+    f = tritorch.compile(lambda a: m(a))
+    c = tritorch.compile(m)
+    for run in (f, c):
+        m.train()
+        run(x)
+        run(x)
+        m[1].eval()
+        for _ in range(2):
+            assert_close(run(x), m(x).detach().cpu().numpy(), tritorch.float32, rtol=0, atol=0)
+        m[1].train()
+        assert (run(x) == 0).float().mean().item() > 0.2            # dropping again
+        assert len(run._entries) == 2
+
+
 def test_training_step_gradients_match_eager(device):
     tritorch.manual_seed(1)
     m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).to(device)

@@ -63,7 +63,8 @@ class CompiledFunction:
             raise RuntimeError(f"Unrecognized mode={mode}, should be one of: {', '.join(MODES)}")
         self._orig_mod = fn
         self.fullgraph = fullgraph
-        self._entries = {}
+        self._entries = {}                  # (signature, training flags of its modules) -> replay or _Eager
+        self._modules = {}                  # signature -> the modules its captures called
         self._notes = []
 
     def _key(self, leaves, struct):
@@ -74,10 +75,15 @@ class CompiledFunction:
         amp = tuple(get_autocast_dtype(d) if is_autocast_enabled(d) else None for d in ("cuda", "cpu"))
         return (repr(struct), tuple(_meta(x) for x in leaves), is_grad_enabled(), training, amp)
 
+    def _full_key(self, key):
+        """The signature with the training flag of every module its captures called: a submodule switched to
+        eval (or a compiled function's model) re-captures, since dropout and batch norm bake their mode in."""
+        return key, tuple(m.training for m in self._modules.get(key, ()))
+
     def __call__(self, *args, **kwargs):
         leaves, struct = flatten((args, kwargs), lambda x: not isinstance(x, (tuple, list, dict)))
         key = self._key(leaves, struct)
-        entry = self._entries.get(key)
+        entry = self._entries.get(self._full_key(key))
         if entry is None:
             return self._capture(key, leaves, struct)
         if isinstance(entry, _Eager):
@@ -106,14 +112,17 @@ class CompiledFunction:
             if self.fullgraph and "reads a tensor as a Python value" in str(e):
                 raise CompileError(f"tritorch.compile(fullgraph=True): {e}") from e
             raise
+        self._modules[key] = list({id(m): m for m in self._modules.get(key, []) + list(cap.modules.values())}
+                                  .values())
+        full = self._full_key(key)
         if cap.breaks:
             why = (f"the forward reads a tensor as a Python value ({', '.join(dict.fromkeys(cap.breaks))}): its "
                    "path may depend on tensor values, so this signature runs eagerly")
-            self._entries[key] = _Eager(why)
+            self._entries[full] = _Eager(why)
             self._notes.append(why)
             return result
         cap.set_outputs(result)
-        self._entries[key] = self._optimise(cap.graph, key)
+        self._entries[full] = self._optimise(cap.graph, key)
         return result
 
     def _optimise(self, graph, key):
@@ -145,7 +154,8 @@ class CompiledFunction:
         table = {**jit.op_table(), "linear_chain": linear_chain, **kernels}
         # the guard already holds the shapes: the replay need not check them again
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)
-        traced.training = key[3] if key[3] is not None else False
+        mods = self._modules.get(key)          # a function's replay runs in its (first) module's mode
+        traced.training = key[3] if key[3] is not None else bool(mods and mods[0].training)
         return traced
 
     def explain(self):

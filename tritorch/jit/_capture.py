@@ -36,6 +36,7 @@ class Capture(_modes.OpMode):
         self.breaks = []                    # the value reads seen with on_value_read="break"
         self.counter = 0
         self.names = {}                     # id(module) -> qualified name
+        self.modules = {}                   # id(module) -> every module called, in call order
         self.param_names = {}               # id(tensor) -> state_dict name
         self.reserved, self.order = set(), []
         if isinstance(root, Module):
@@ -174,6 +175,7 @@ class Capture(_modes.OpMode):
 
     # ---- module scopes -------------------------------------------------------------------------------------------
     def module_call(self, module, call, args, kwargs):
+        self.modules.setdefault(id(module), module)
         if self.depth:
             return call(*args, **kwargs)
         name = self.names.get(id(module))
