@@ -178,6 +178,35 @@ def test_groups_of_one_structure_keep_their_own_ops_and_shapes():
     assert "Fused(exp -> mul), Fused(sigmoid -> mul)" in c.explain()
 
 
+ACTIVATION_TREES = [lambda a, b: nn.functional.silu(a) * b,                       # SwiGLU's gate
+                    lambda a, b: nn.functional.gelu(a + b),
+                    lambda a, b: nn.functional.gelu(a, approximate="tanh") - b,
+                    lambda a, b: nn.functional.leaky_relu(a * b, 0.2) + 1.0,
+                    lambda a, b: nn.functional.elu(a, alpha=0.5) * nn.functional.leaky_relu(b)]
+
+
+@pytest.mark.parametrize("i", range(len(ACTIVATION_TREES)))
+def test_activations_fuse_with_their_parameters(device, i):
+    """silu, gelu (both forms), leaky_relu and elu are members of fused trees; a slope or alpha is the row's
+    parameter, not an operand; forward and gradients equal eager's."""
+    f = ACTIVATION_TREES[i]
+    x = tritorch.randn(5, 6, device=device, requires_grad=True)
+    y = tritorch.randn(6, device=device, requires_grad=True)
+    c = tritorch.compile(f)
+    res = []
+    for fn in (f, c, c):
+        x.grad = y.grad = None
+        out = fn(x, y)
+        (out * out).sum().backward()
+        res.append([t.detach().cpu().numpy() for t in (out, x.grad, y.grad)])
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    want = ["Fused(silu -> mul)", "Fused(add -> gelu)", "Fused(gelu_tanh -> sub)", "Fused(mul -> leaky_relu -> add)",
+            "Fused(elu -> leaky_relu -> mul)"][i]
+    assert (want in c.explain()) == (device == "cuda")
+
+
 def test_dead_code_keeps_in_place_writes():
     def f(x):
         t = x.clone()

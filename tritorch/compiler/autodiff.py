@@ -20,11 +20,16 @@ def _operand(kind, k, tensors, scalars, values):
     return values[k] if kind == "t" else tensors[k] if kind == "x" else scalars[k]
 
 
+def _op(table, row):
+    """The published op that computes ``row`` (its name, but for gelu's tanh approximation)."""
+    return (lambda x: table["gelu"](x, approximate="tanh")) if row == "gelu_tanh" else table[row]
+
+
 def member_values(fused, tensors, scalars, table):
     """Every member's result, computed by the published ops of ``table`` (name -> callable)."""
     values = []
     for row, member in zip(fused.rows, fused.program):
-        values.append(table[row](*[_operand(kind, k, tensors, scalars, values) for kind, k in member]))
+        values.append(_op(table, row)(*[_operand(kind, k, tensors, scalars, values) for kind, k in member]))
     return values
 
 
@@ -43,14 +48,14 @@ def input_grads(fused, tensors, scalars, g, table):
         ops = [_operand(kind, k, tensors, scalars, values) for kind, k in member]
         if row == "where":
             parts = (None, table["where"](ops[0], gj, 0.0), table["where"](ops[0], 0.0, gj))
-        elif len(member) == 1:
+        elif row in UNARY:                # ops[1]: the row's parameter (leaky_relu's slope, elu's alpha), if any
             rule = UNARY[row].bwd_composite
-            parts = [rule(gj, ops[0], values[j], 0.0) if rule is not None else None]
+            parts = [rule(gj, ops[0], values[j], ops[1] if len(ops) > 1 else 0.0) if rule is not None else None]
         else:
             rule = BINARY[row].grad       # None for the comparisons: their results are bool, no gradient flows
             parts = rule(gj, ops[0], ops[1], values[j], 1) if rule is not None else (None, None)
         for (kind, k), part in zip(member, parts):
-            if part is None or kind == "s":
+            if part is None or kind in ("s", "a"):
                 continue
             if kind == "t":
                 grads[k] = part if k not in grads else grads[k] + part

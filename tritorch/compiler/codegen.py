@@ -35,7 +35,7 @@ from ..kernels._pointwise import EW_CANDIDATES, _ew_default, _ew_prune, _where
 from ..kernels.reduce import ROW_CANDIDATES, _dedupe, _row_blocks
 from ..kernels.elementwise import BINARY, UNARY
 from .autodiff import FusedFunction, input_grads, member_values
-from .passes import eliminate_dead_code, fuse_pointwise
+from .passes import Param, eliminate_dead_code, fuse_pointwise
 
 __all__ = ["Fused", "source_of", "layout"]
 
@@ -87,10 +87,13 @@ def _body(n_inputs, n_scalars, program, strided, rank, pad, tile):
         lines.append(f"x{k} = tl.load(in{k} + {at}, mask=mask).to(CT)")
     for k in range(n_scalars):
         lines.append(f"s{k}b = tl.zeros({tile}, CT) + s{k}")
-    names = {"x": "x{}", "s": "s{}b", "t": "t{}"}
+    names = {"x": "x{}", "s": "s{}b", "t": "t{}", "a": "s{}"}
     for j, ops in enumerate(program):
         args = ", ".join(names[kind].format(k) for kind, k in ops)
-        extra = "1.0, 0.0" if len(ops) == 2 else "0.0, 0.0"         # (alpha, unused) of a binary row: alpha 1
+        if ops[-1][0] == "a":
+            extra = "0.0"                    # a unary row's (a, b): its parameter, unused
+        else:
+            extra = "1.0, 0.0" if len(ops) == 2 else "0.0, 0.0"     # (alpha, unused) of a binary row: alpha 1
         lines.append(f"t{j} = F{j}({args}, {extra})")
     return "".join(pad + line + "\n" for line in lines)
 
@@ -155,9 +158,9 @@ REDUCE_TUNABLE = autotune.Tunable("compiled_reduce", ROW_CANDIDATES, default=lam
                                   prune=_dedupe(_row_blocks))
 
 
-def row_fn(row, arity):
+def row_fn(row):
     """The Triton function of a member: its row's in kernels/elementwise.py, or the shared kernel's ``where``."""
-    return _where if row == "where" else (UNARY[row] if arity == 1 else BINARY[row]).tfn
+    return _where if row == "where" else (UNARY[row] if row in UNARY else BINARY[row]).tfn
 
 
 _LOADED = {}
@@ -204,17 +207,17 @@ class Fused:
                     continue
                 key = ("v", a.name) if isinstance(a, Value) else ("c", type(a), a)
                 if key not in slots:
-                    kind = "x" if isinstance(a, Value) else "s"
+                    kind = "x" if isinstance(a, Value) else "a" if isinstance(a, Param) else "s"
                     slots[key] = (kind, n_in if kind == "x" else n_sc)
                     n_in, n_sc = (n_in + 1, n_sc) if kind == "x" else (n_in, n_sc + 1)
-                    self.operands.append(a)
+                    self.operands.append(a if isinstance(a, Value) else float(a) if kind == "a" else a)
                 member.append(slots[key])
             program.append(member)
         self.n_inputs, self.n_scalars, self.program = n_in, n_sc, program
         self.reduce = reduce
         self.source = source_of(n_in, n_sc, program, reduce=reduce is not None)
         self.key = hashlib.sha256(self.source.encode()).hexdigest()[:16]
-        self.fns = [row_fn(r, len(p)) for r, p in zip(self.rows, program)]
+        self.fns = [row_fn(r) for r in self.rows]
         self.shape, self.dtype = tuple(outputs[-1].shape), outputs[-1].dtype
         self.out_shape = self.shape
         if reduce is not None:

@@ -31,7 +31,7 @@ from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "reduction_spec", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -45,6 +45,9 @@ _BINARY = {"add": ("add", False), "__add__": ("add", False), "__radd__": ("add",
            "maximum": ("maximum", False), "minimum": ("minimum", False)}
 # comparisons (bool results): published name -> row
 _COMPARE = {f"{p}{op}{q}": op for op in ("lt", "le", "gt", "ge", "eq", "ne") for p, q in (("", ""), ("__", "__"))}
+# activations with a keyword: published name -> (its parameter's name and default; None: gelu's ``approximate``)
+_ACTIVATIONS = {"silu": None, "gelu": ("approximate", "none"), "leaky_relu": ("negative_slope", 0.01),
+                "elu": ("alpha", 1.0)}
 FUSIBLE_DTYPES = (D.float32, D.float16)
 """The dtypes fused kernels compute (float32 math, as the eager kernels do for both); bf16 runs eagerly: the
 interpreter has no bf16 arithmetic, float64 scalars would be rounded to float32 as kernel arguments."""
@@ -241,6 +244,30 @@ def _scalar_ok(a):
     return not isinstance(a, bool) and isinstance(a, (int, float)) and not (a == 0 and math.copysign(1.0, a) < 0)
 
 
+class Param(float):
+    """A unary row's parameter (leaky_relu's slope, elu's alpha) among a member's operands: a Python number the
+    kernel takes as the row's ``a`` (not an operand of a binary row)."""
+
+
+def _activation(node):
+    """``(row, operands)`` of a silu, gelu, leaky_relu or elu call (not in place), else None."""
+    if node.op not in _ACTIVATIONS:
+        return None
+    name, default = _ACTIVATIONS[node.op] or ("", None)
+    bound = dict(zip(("input", name, "inplace") if name else ("input", "inplace"), node.args))
+    if any(k in bound for k in node.kwargs) or set(node.kwargs) - {name, "inplace"}:
+        return None
+    bound.update(node.kwargs)
+    x, param = bound.get("input"), bound.get(name, default)
+    if not isinstance(x, Value) or bound.get("inplace", False) is not False:
+        return None
+    if node.op == "gelu":
+        return ({"none": "gelu", "tanh": "gelu_tanh"}[param], [x]) if param in ("none", "tanh") else None
+    if node.op == "silu":
+        return "silu", [x]
+    return (node.op, [x, Param(param)]) if _scalar_ok(param) else None
+
+
 def _broadcasts_to(shape, target):
     """Whether ``shape`` broadcasts to ``target`` (right-aligned, each dim equal or 1)."""
     lead = len(target) - len(shape)
@@ -251,11 +278,17 @@ def pointwise_spec(node):
     """``(row, operands, dtype)`` where ``node`` is an elementwise op a fused kernel can compute, else None.
     ``operands``: Values that broadcast to the output's shape, or Python numbers; ``dtype``: the floating type it computes in
     (None for logical_not, which takes any). Comparisons and logical_not give bool values, used inside a group."""
-    if node.kwargs or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
+    if node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
         return None
     out = node.outputs[0]
     args = list(node.args)
-    if node.op in _UNARY and len(args) == 1:
+    act = _activation(node)
+    if act is not None:
+        row, ops = act
+        floats, result = ops[:1], out.dtype
+    elif node.kwargs:
+        return None
+    elif node.op in _UNARY and len(args) == 1:
         row, ops, floats, result = _UNARY[node.op], args, args, out.dtype
     elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and args[1] == 2:
         row, ops, floats, result = "square", args[:1], args[:1], out.dtype        # as the eager op runs x ** 2
