@@ -617,3 +617,27 @@ def test_generated_kernels_are_tuned_like_the_hand_written_ones():
         y = c(x)
     np.testing.assert_allclose(y.cpu().numpy(), want, rtol=1e-6, atol=1e-7)
     assert len(timed) >= len(codegen.TUNABLE.candidates((None, None, autotune.bucket(5000)))) > 1  # + the default
+
+
+def test_rematerialize_computes_a_shared_value_again_per_read():
+    """exp(x), read by three elementwise ops: after the pass each read has its own copy, and fusion makes one
+    kernel of each tree; a value the graph returns or a matmul reads is left alone."""
+    def f(x, y):
+        e = tritorch.exp(x)
+        return (e * y + e) - tritorch.sigmoid(e)
+
+    def g(x, y):
+        e = tritorch.exp(x)
+        return e @ y + tritorch.sigmoid(e), e
+    x, y = tritorch.randn(4, 4, device="cuda"), tritorch.randn(4, 4, device="cuda")
+    graph = passes.rematerialize(tritorch.jit.trace(f, (x, y)).graph)
+    exps = [n for n in graph.nodes if n.op == "exp"]
+    assert len(exps) == 3 and len({n.outputs[0].name for n in exps}) == 3
+    assert all(passes._uses(graph)[n.outputs[0].name] == 1 for n in exps)
+    assert len(passes.rematerialize(tritorch.jit.trace(g, (x, y)).graph).nodes) == 4
+    c = tritorch.compile(f)
+    c(x, y)
+    with profile() as prof:
+        got = c(x, y)
+    assert prof.kernel_launches() == 1
+    np.testing.assert_allclose(got.cpu().numpy(), f(x, y).cpu().numpy(), rtol=1e-6, atol=1e-6)

@@ -31,7 +31,7 @@ from ..nn.module import Module
 from .codegen import Fused
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_chain, \
-    fuse_linear_residual, fuse_pointwise
+    fuse_linear_residual, fuse_pointwise, rematerialize
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -145,7 +145,7 @@ class CompiledFunction:
         kernels = {}
         if graph.device is not None and graph.device.type == "cuda":
             before = len(graph.nodes)
-            graph, kernels = fuse_pointwise(graph, Fused)
+            graph, kernels = fuse_pointwise(rematerialize(graph), Fused)
             note += f", {len(kernels)} fused kernels ({before - len(graph.nodes) + len(kernels)} ops): " + \
                 ", ".join(repr(k) for k in kernels.values())
             if records_grad and kernels:

@@ -35,7 +35,7 @@ from ..kernels._pointwise import EW_CANDIDATES, _ew_default, _ew_prune, _where
 from ..kernels.reduce import ROW_CANDIDATES, _dedupe, _row_blocks
 from ..kernels.elementwise import BINARY, UNARY
 from .autodiff import FusedFunction, input_grads, member_values
-from .passes import Param, eliminate_dead_code, fuse_pointwise
+from .passes import Param, eliminate_dead_code, fuse_pointwise, rematerialize
 
 __all__ = ["Fused", "source_of", "layout"]
 
@@ -302,13 +302,13 @@ class Fused:
 
     def backward(self, tensors, scalars, g):
         """The input gradients by the backward program: ``input_grads`` captured once per shape, its dead code
-        dropped and its pointwise trees fused in turn."""
+        dropped, its recomputed values rematerialized per reader and its pointwise trees fused in turn."""
         key = (tuple(scalars), g.dtype, str(g.device))
         prog = self._backward.get(key)
         if prog is None:
             fn = lambda *ts: input_grads(self, ts[:-1], scalars, self._spread(ts[-1]), op_table())  # noqa: E731
             graph = jit.trace(fn, (*tensors, g), check_trace=False, strict=False).graph
-            graph, kernels = fuse_pointwise(eliminate_dead_code(graph), Fused)
+            graph, kernels = fuse_pointwise(rematerialize(eliminate_dead_code(graph)), Fused)
             prog = self._backward[key] = jit.TracedModule(graph, "FusedBackward", table={**op_table(), **kernels})
             self.backward_kernels = list(kernels.values())
         return prog(*tensors, g)

@@ -17,6 +17,8 @@
   only by the next, as its input, become one ``linear_chain`` node: the same kernels forward, and in the backward
   each layer's activation derivative runs in the epilogue of the next one's grad_x product, one launch fewer per
   inner layer (``kernels/linear_chain.py``).
+- ``rematerialize``: an elementwise node read by several elementwise nodes is computed again for each read, so
+  that each copy joins its reader's fused tree (fewer launches, no intermediate stored).
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>:<n>`` that a generated Triton kernel runs (``codegen.py``).
   Operands may broadcast (a bias, a per-row scale, a 0-dim tensor): the kernel computes every member at the
@@ -31,7 +33,8 @@ from ..jit.ir import Graph, Node, Value, flatten
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_linear_chain", "fuse_pointwise", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
+           "FUSIBLE_DTYPES"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -339,6 +342,44 @@ def reduction_spec(node):
     if sorted(d % nd for d in dims) != list(range(nd - len(dims), nd)):
         return None
     return x, len(dims), keepdim, node.op == "mean"
+
+
+def rematerialize(graph, max_readers=8):
+    """The graph with each elementwise node that several elementwise reads use (and the graph does not return)
+    computed again for each read, so every read ends inside its reader's fused tree: recomputing pointwise math in
+    registers costs less than storing the value and launching its kernel (a derived backward reads a recomputed
+    forward value three or four times). At most ``max_readers`` reads per node, and the graph at most doubles."""
+    outputs = {v.name for v in graph.outputs}
+    nodes = list(graph.nodes)
+    values = dict(graph.values)
+    budget = len(nodes) + 16
+    for i in range(len(nodes) - 1, -1, -1):
+        node = nodes[i]
+        spec = pointwise_spec(node)
+        if spec is None or node.outputs[0].name in outputs:
+            continue
+        name = node.outputs[0].name
+        reads = [(j, k) for j in range(i + 1, len(nodes)) for k, a in enumerate(nodes[j].args)
+                 if isinstance(a, Value) and a.name == name]
+        readers = {j for j, _ in reads} | {j for j in range(i + 1, len(nodes)) if name in _reads(nodes[j].kwargs)}
+        if not 1 < len(reads) <= max_readers or len(reads) - 1 > budget or \
+                any((pointwise_spec(nodes[j]) or (0, 0, False))[2] not in (None, spec[2]) for j in readers):
+            continue
+        budget -= len(reads) - 1
+        out = node.outputs[0]
+        clones = []
+        for n, (j, k) in enumerate(reads[1:], 1):
+            v = Value(f"{name}_r{n}", out.shape, out.dtype, out.kind)
+            values[v.name] = v
+            clones.append(Node(node.op, node.args, node.kwargs, [v], node.out_struct, node.scope, node.module_type))
+            r = nodes[j]
+            args = list(r.args)
+            args[k] = v
+            nodes[j] = Node(r.op, args, r.kwargs, r.outputs, r.out_struct, r.scope, r.module_type, r.aliases)
+        nodes[i + 1:i + 1] = clones
+    g = _copy(graph, nodes)
+    g.values = values
+    return g
 
 
 def fuse_pointwise(graph, make):
