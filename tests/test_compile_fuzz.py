@@ -1,6 +1,6 @@
 """A seeded, bounded fuzzer for ``tritorch.compile``'s pointwise and reduction fusion: random expression DAGs over
 inputs of broadcasting shapes (views among them), elementwise ops of the fusible set, Python scalars, shared
-subexpressions and trailing-dims sums/means; the compiled forward and gradients must equal eager's.
+subexpressions and sums/means over trailing or leading dims; the compiled forward and gradients must equal eager's.
 ``TRITORCH_FUZZ_SEEDS=400`` widens it (24 seeds by default; 400 passed when it was written)."""
 import os
 
@@ -45,7 +45,7 @@ def _program(rng):
         else:
             steps.append(("s", float(np.round(rng.uniform(-2, 2), 2)), int(rng.integers(pool))))
         pool += 1
-    tail = rng.integers(4)                              # 0: as is, 1: sum(-1), 2: mean(-1, keepdim), 3: sum()
+    tail = rng.integers(6)      # 0: as is, 1: sum(-1), 2: mean(-1, keepdim), 3: sum(), 4: sum(0), 5: mean((0, 1))
     shared = int(rng.integers(n_in, pool))              # a second output: an intermediate read twice
     return n_in, steps, int(tail), shared
 
@@ -67,6 +67,10 @@ def _run(program, inputs):
         out = out.mean(-1, keepdim=True)
     elif tail == 3:
         out = out.sum()
+    elif out.ndim and tail == 4:
+        out = out.sum(0)
+    elif out.ndim >= 2 and tail == 5:
+        out = out.mean((0, 1), keepdim=True)
     return out, vals[shared] * 1.5
 
 

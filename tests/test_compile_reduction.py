@@ -19,7 +19,9 @@ def forms(x, w):
             tritorch.sum(x * w, dim=(-2, -1)),          # two trailing dims, a broadcast operand
             (x - 1.0).sum(),                            # everything
             x.exp().mean(dim=-1),                       # a tree of one node
-            tritorch.tanh(x).mean(dim=None, keepdim=True))
+            tritorch.tanh(x).mean(dim=None, keepdim=True),
+            (x * w).sum(0),                                 # a leading dim
+            tritorch.sigmoid(x).mean((0, 1), keepdim=True))
 
 
 def _run(fn, x, w):
@@ -43,13 +45,14 @@ def test_reductions_with_prologues_match_eager(device, dtype):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, **tol)
     if device == "cuda":
-        assert "5 fused kernels (10 ops): Fused(mul -> mean), Fused(mul -> sum), Fused(sub -> sum), " \
-               "Fused(exp -> mean), Fused(tanh -> mean)" in c.explain()
+        assert "7 fused kernels (14 ops): Fused(mul -> mean), Fused(mul -> sum), Fused(sub -> sum), " \
+               "Fused(exp -> mean), Fused(tanh -> mean), Fused(mul -> sum(leading)), Fused(sigmoid -> mean(leading))" \
+               in c.explain()
         plain = [t.detach() for t in (x, w)]
         c(*plain)
         with profile() as prof:
             c(*plain)
-        assert prof.kernel_launches() == 5              # eagerly 10: each tree's result is never stored
+        assert prof.kernel_launches() == 7              # eagerly 14: each tree's result is never stored
 
 
 def rms_norm(x, w):
@@ -57,25 +60,35 @@ def rms_norm(x, w):
 
 
 def test_rms_norm_written_in_ops_runs_in_two_kernels():
-    x = tritorch.randn(4, 7, 48, device="cuda")
-    w = tritorch.randn(48, device="cuda")
+    """Forward 2 kernels (eager 6); backward 6 (eager 13): the recomputed values rematerialized into each
+    gradient's tree, the weight's gradient a leading-dims reduction of its tree."""
+    x = tritorch.randn(4, 7, 48, device="cuda", requires_grad=True)
+    w = tritorch.randn(48, device="cuda", requires_grad=True)
+    g = tritorch.randn(4, 7, 48, device="cuda")
     c = tritorch.compile(rms_norm)
-    c(x, w)
-    with profile() as prof:
-        got = c(x, w)
-    with profile() as eager:
-        want = rms_norm(x, w)
-    assert (prof.kernel_launches(), eager.kernel_launches()) == (2, 6)
-    assert prof.kernel_bytes() < eager.kernel_bytes() / 2
-    np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=1e-5, atol=1e-6)
+    for _ in range(2):                                  # the capture, then the backward programs' own
+        c(x, w).backward(g)
+    counts, grads = [], []
+    for fn in (c, rms_norm):
+        x.grad = w.grad = None
+        with profile() as fwd:
+            out = fn(x, w)
+        with profile() as bwd:
+            out.backward(g)
+        counts.append((fwd.kernel_launches(), bwd.kernel_launches(), fwd.kernel_bytes()))
+        grads.append([t.detach().cpu().numpy() for t in (out, x.grad, w.grad)])
+    assert [c[:2] for c in counts] == [(2, 6), (6, 13)]
+    assert counts[0][2] < counts[1][2] / 2
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert "Fused(mul -> mean), Fused(add -> rsqrt -> mul -> mul)" in c.explain()
 
 
 def test_what_does_not_fuse():
-    """A leading dim, ``dtype=``, a tree also read elsewhere, a reduction of a non-pointwise value: eager as
+    """A middle dim, ``dtype=``, a tree also read elsewhere, a reduction of a non-pointwise value: eager as
     before."""
     x = tritorch.randn(6, 8, device="cuda")
-    for f in (lambda a: (a * a).sum(0), lambda a: (a * a).sum(-1, dtype=tritorch.float32),
+    for f in (lambda a: (a * a).unsqueeze(0).sum(1), lambda a: (a * a).sum(-1, dtype=tritorch.float32),
               lambda a: (lambda s: (s.sum(-1), s))(a * a), lambda a: (a @ a.t()).sum(-1)):
         c = tritorch.compile(f)
         c(x)
@@ -89,15 +102,17 @@ def test_reduction_spec_binds_the_arguments():
     g = tritorch.jit.trace(lambda a: (a.sum(), a.mean(-1), a.sum((1, 2), True), a.sum(dim=[0, 2]), a.mean(2, False)),
                            tritorch.randn(2, 3, 4, device="cuda")).graph
     specs = [passes.reduction_spec(n) for n in g.nodes]
-    assert [s and s[1:] for s in specs] == [(3, False, False), (1, False, True), (2, True, False), None,
-                                            (1, False, True)]
+    assert [s and s[1:] for s in specs] == [(3, False, False, False), (1, False, True, False),
+                                            (2, True, False, False), None, (1, False, True, False)]
+    lead = tritorch.jit.trace(lambda a: (a.sum(0), a.mean((1, 0), True)), tritorch.randn(2, 3, 4, device="cuda"))
+    assert [passes.reduction_spec(n)[1:] for n in lead.graph.nodes] == [(1, False, False, True), (2, True, True, True)]
 
 
 @pytest.mark.parametrize("shape", [(3, 0), (0, 5), (1, 1), (2, 1, 3), (5, 700)])
 def test_edges(shape):
     """Empty reduced dims (a sum of nothing is 0, a mean NaN), no rows, size-1 dims, rows longer than a block;
     a poisoned output (TRITORCH_POISON=1 in the tests: every row must be written)."""
-    f = lambda a: ((a * 2.0).sum(-1), (a - 0.5).mean(-1, keepdim=True))
+    f = lambda a: ((a * 2.0).sum(-1), (a - 0.5).mean(-1, keepdim=True), (a + 1.0).sum(0), (a * a).mean(0, True))
     x = tritorch.randn(*shape, device="cuda")
     c = tritorch.compile(f)
     c(x)
@@ -106,17 +121,24 @@ def test_edges(shape):
         np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_every_candidate_and_small_blocks():
-    f = lambda a, b: tritorch.sigmoid(a * b).sum(-1)
-    x, y = tritorch.randn(33, 300, device="cuda"), tritorch.randn(300, device="cuda")
+@pytest.mark.parametrize("leading", [False, True])
+def test_every_candidate_and_small_blocks(leading):
+    f = (lambda a, b: tritorch.sigmoid(a * b).sum(0)) if leading else (lambda a, b: tritorch.sigmoid(a * b).sum(-1))
+    x, y = tritorch.randn(300, 33, device="cuda"), tritorch.randn(33, device="cuda")
+    if not leading:
+        x, y = tritorch.randn(33, 300, device="cuda"), tritorch.randn(300, device="cuda")
     c = tritorch.compile(f)
     c(x, y)
     want = f(x, y).cpu().numpy()
-    for i in range(len(codegen.REDUCE_TUNABLE.configs)):
-        with autotune.force("compiled_reduce", i):
+    name, tunable = ("compiled_reduce_leading", codegen.REDUCE_LEADING_TUNABLE) if leading else \
+        ("compiled_reduce", codegen.REDUCE_TUNABLE)
+    for i in range(len(tunable.configs)):
+        with autotune.force(name, i):
             np.testing.assert_allclose(c(x, y).cpu().numpy(), want, rtol=1e-5, atol=1e-5)
-    small = autotune.Config(num_warps=1, num_stages=1, MAX_N=16, TILE=64)    # 4 rows x 16 columns: 19 chunks a row
-    with autotune.force("compiled_reduce", small):
+    # 16 reduced x 4 kept (19 chunks of the 300), and 4 x 16 the other way
+    small = autotune.Config(num_warps=1, num_stages=1, MAX_B=16, TILE=64) if leading else \
+        autotune.Config(num_warps=1, num_stages=1, MAX_N=16, TILE=64)
+    with autotune.force(name, small):
         np.testing.assert_allclose(c(x, y).cpu().numpy(), want, rtol=1e-5, atol=1e-5)
 
 

@@ -32,7 +32,7 @@ from ..jit.ir import Value
 from ..kernels._common import empty
 from ..kernels._launch import ACC, ptr
 from ..kernels._pointwise import EW_CANDIDATES, _ew_default, _ew_prune, _where
-from ..kernels.reduce import ROW_CANDIDATES, _dedupe, _row_blocks
+from ..kernels.reduce import MID_CANDIDATES, ROW_CANDIDATES, _dedupe, _mid_blocks, _row_blocks
 from ..kernels.elementwise import BINARY, UNARY
 from .autodiff import FusedFunction, input_grads, member_values
 from .passes import Param, eliminate_dead_code, fuse_pointwise, rematerialize
@@ -73,6 +73,22 @@ def fused_reduce_kernel({params}):
         i = rows[:, None] * N + cols[None, :]
 '''
 
+_REDUCE_LEADING = '''
+@triton.jit
+def fused_reduce_kernel({params}):
+    """out[m] = sum over n < N of the group's result at i = n * M + m, divided by div (1 for a sum, N for a mean):
+    the group's leading dims (N elements) reduced, its M trailing elements kept (out: contiguous), as the gradient
+    of a broadcast operand is. A program owns BLOCK_M neighbouring outputs and walks N in BLOCK_N chunks, so every
+    load reads neighbouring elements.
+    {indexing}"""
+    outs = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    acc = tl.zeros([BLOCK_N, BLOCK_M], CT)
+    for start in range(0, N, BLOCK_N):
+        red = start + tl.arange(0, BLOCK_N)
+        mask = (red[:, None] < N) & (outs[None, :] < M)
+        i = red[:, None] * M + outs[None, :]
+'''
+
 
 def _body(n_inputs, n_scalars, program, strided, rank, pad, tile):
     """The lines that load the inputs at index ``i`` (under ``mask``) and compute every member (``t<j>``)."""
@@ -98,11 +114,12 @@ def _body(n_inputs, n_scalars, program, strided, rank, pad, tile):
     return "".join(pad + line + "\n" for line in lines)
 
 
-def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=False):
+def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=None):
     """The kernel source for ``program``: a list of member operand lists, each operand ``("x", k)`` (tensor input
     k), ``("s", k)`` (scalar k) or ``("t", j)`` (member j's result). ``strided``: the inputs read through strides
     over the ``rank`` coalesced dims of the group's shape (the others are flat). ``reduce``: the kernel sums the
-    result over its trailing dims (``fused_reduce_kernel``) instead of storing it (``fused_kernel``)."""
+    result over its trailing (``"trailing"``) or leading (``"leading"``) dims (``fused_reduce_kernel``) instead of
+    storing it (``fused_kernel``)."""
     params = [f"in{k}" for k in range(n_inputs)] + (["out_ptr", "M", "N", "div"] if reduce else ["out_ptr", "n"])
     if strided:
         params += [f"D{d}" for d in range(1, rank)] + [f"st{k}_{d}" for k in strided for d in range(rank)]
@@ -115,10 +132,13 @@ def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=False):
         return (head + _POINTWISE.format(params=", ".join(params), indexing=_INDEXING) +
                 _body(n_inputs, n_scalars, program, strided, rank, "    ", "[BLOCK]") +
                 f"    tl.store(out_ptr + i, {last}.to(out_ptr.dtype.element_ty), mask=mask)\n")
-    return (head + _REDUCE.format(params=", ".join(params), indexing=_INDEXING) +
-            _body(n_inputs, n_scalars, program, strided, rank, "        ", "[BLOCK_M, BLOCK_N]") +
+    template, tile, axis, kept = ((_REDUCE, "[BLOCK_M, BLOCK_N]", 1, "rows") if reduce == "trailing" else
+                                  (_REDUCE_LEADING, "[BLOCK_N, BLOCK_M]", 0, "outs"))
+    return (head + template.format(params=", ".join(params), indexing=_INDEXING) +
+            _body(n_inputs, n_scalars, program, strided, rank, "        ", tile) +
             f"        acc += tl.where(mask, {last}, 0.0)\n"
-            "    tl.store(out_ptr + rows, (tl.sum(acc, axis=1) / div).to(out_ptr.dtype.element_ty), mask=rows < M)\n")
+            f"    tl.store(out_ptr + {kept}, (tl.sum(acc, axis={axis}) / div).to(out_ptr.dtype.element_ty), "
+            f"mask={kept} < M)\n")
 
 
 def layout(shape, tensors):
@@ -156,6 +176,9 @@ TUNABLE = autotune.Tunable("compiled_pointwise", EW_CANDIDATES, default=_ew_defa
 # the generated reductions as the row reduction kernel (kernels/reduce.py) does
 REDUCE_TUNABLE = autotune.Tunable("compiled_reduce", ROW_CANDIDATES, default=lambda k: ROW_CANDIDATES[0],
                                   prune=_dedupe(_row_blocks))
+# ... and those over leading dims as its middle-axis kernel
+REDUCE_LEADING_TUNABLE = autotune.Tunable("compiled_reduce_leading", MID_CANDIDATES,
+                                          default=lambda k: MID_CANDIDATES[0], prune=_dedupe(_mid_blocks))
 
 
 def row_fn(row):
@@ -191,8 +214,9 @@ def _load(key, source):
 class Fused:
     """One fused group: ``specs`` = [(row, operands)] in execution order, ``outputs`` their result Values. Called
     with the group's ``operands`` (external tensors and scalars, in order), it returns the last member's result;
-    with ``reduce=(k, keepdim, mean)``, that result summed (``mean``: averaged) over its last ``k`` dims, as
-    ``sum``/``mean(dim=(-k, ..., -1), keepdim=keepdim)``: the group is the reduction's prologue."""
+    with ``reduce=(k, keepdim, mean, leading)``, that result summed (``mean``: averaged) over its last ``k`` dims
+    (``leading``: its first ``k``), as ``sum``/``mean(dim=..., keepdim=keepdim)``: the group is the reduction's
+    prologue."""
 
     def __init__(self, specs, outputs, reduce=None):
         own = {v.name: j for j, v in enumerate(outputs)}
@@ -215,16 +239,20 @@ class Fused:
             program.append(member)
         self.n_inputs, self.n_scalars, self.program = n_in, n_sc, program
         self.reduce = reduce
-        self.source = source_of(n_in, n_sc, program, reduce=reduce is not None)
+        self.kind = None if reduce is None else "leading" if reduce[3] else "trailing"
+        self.source = source_of(n_in, n_sc, program, reduce=self.kind)
         self.key = hashlib.sha256(self.source.encode()).hexdigest()[:16]
         self.fns = [row_fn(r) for r in self.rows]
         self.shape, self.dtype = tuple(outputs[-1].shape), outputs[-1].dtype
         self.out_shape = self.shape
         if reduce is not None:
-            k, keepdim, _ = reduce
-            kept = self.shape[:len(self.shape) - k]
-            self.rows_n, self.red_n = math.prod(kept), math.prod(self.shape[len(kept):])
-            self.out_shape = kept + (1,) * k if keepdim else kept
+            k, keepdim, _, leading = reduce
+            kept = self.shape[k:] if leading else self.shape[:len(self.shape) - k]
+            self.rows_n = math.prod(kept)
+            self.red_n = math.prod(self.shape[:k] if leading else self.shape[len(kept):])
+            ones = (1,) * k
+            self.keep_shape = ones + kept if leading else kept + ones
+            self.out_shape = self.keep_shape if keepdim else kept
         self._backward, self.backward_kernels = {}, []
         self._variants = {((), 1): (self.key, self.source)}
 
@@ -232,7 +260,7 @@ class Fused:
         """(key, source) of the kernel that reads the inputs ``strided`` through strides over ``rank`` dims."""
         pattern = (tuple(strided), rank if strided else 1)
         if pattern not in self._variants:
-            source = source_of(self.n_inputs, self.n_scalars, self.program, *pattern, reduce=self.reduce is not None)
+            source = source_of(self.n_inputs, self.n_scalars, self.program, *pattern, reduce=self.kind)
             self._variants[pattern] = hashlib.sha256(source.encode()).hexdigest()[:16], source
         return self._variants[pattern]
 
@@ -264,13 +292,16 @@ class Fused:
             args += sizes[1:] + [st for sts in strides for st in sts]
         args += scalars + self.fns
         if self.reduce is not None:
-            m, r = self.rows_n, self.red_n
+            m, r, leading = self.rows_n, self.red_n, self.reduce[3]
 
-            def run(cfg):
-                bm, bn = _row_blocks(cfg, m, r)
+            def run(cfg):                    # BLOCK_M: kept outputs per program, BLOCK_N: reduced chunk
+                bm, bn = _mid_blocks(cfg, r, m)[::-1] if leading else _row_blocks(cfg, m, r)
                 kernel[(triton.cdiv(m, bm),)](*args, CT=ACC[self.dtype], BLOCK_M=bm, BLOCK_N=bn,
                                               num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-            cfg = REDUCE_TUNABLE.pick((key, self.dtype, autotune.bucket(m), autotune.bucket(r), "c"), run)
+            if leading:
+                cfg = REDUCE_LEADING_TUNABLE.pick((key, self.dtype, autotune.bucket(r), autotune.bucket(m), "c"), run)
+            else:
+                cfg = REDUCE_TUNABLE.pick((key, self.dtype, autotune.bucket(m), autotune.bucket(r), "c"), run)
         else:
             def run(cfg):
                 kernel[(triton.cdiv(n, cfg.BLOCK),)](*args, CT=ACC[self.dtype], BLOCK=cfg.BLOCK,
@@ -285,15 +316,16 @@ class Fused:
         value = member_values(self, tensors, scalars, table)[-1]
         if self.reduce is None:
             return value
-        k, keepdim, mean = self.reduce
-        return table["mean" if mean else "sum"](value, dim=tuple(range(-k, 0)), keepdim=keepdim)
+        k, keepdim, mean, leading = self.reduce
+        dims = tuple(range(k)) if leading else tuple(range(-k, 0))
+        return table["mean" if mean else "sum"](value, dim=dims, keepdim=keepdim)
 
     def _spread(self, g):
         """The gradient of the group's result from ``g``, the gradient of the reduction's (a broadcast view)."""
         if self.reduce is None:
             return g
-        k, _, mean = self.reduce
-        g = g.reshape(self.shape[:len(self.shape) - k] + (1,) * k).expand(*self.shape)
+        g = g.reshape(self.keep_shape).expand(*self.shape)
+        mean = self.reduce[2]
         return g / self.red_n if mean else g        # the division joins the backward's fused tree
 
     def backward_eager(self, tensors, scalars, g):
@@ -314,5 +346,5 @@ class Fused:
         return prog(*tensors, g)
 
     def __repr__(self):
-        tail = ("mean" if self.reduce[2] else "sum",) if self.reduce else ()
+        tail = (("mean" if self.reduce[2] else "sum") + ("(leading)" if self.reduce[3] else ""),) if self.reduce else ()
         return f"Fused({' -> '.join(self.rows + list(tail))})"

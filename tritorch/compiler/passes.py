@@ -324,8 +324,9 @@ def pointwise_spec(node):
 
 
 def reduction_spec(node):
-    """``(input, k, keepdim, mean)`` where ``node`` is a ``sum``/``mean`` (no ``dtype=``) over the last ``k >= 1``
-    dims of its input (``dim=None``: all of them), else None."""
+    """``(input, k, keepdim, mean, leading)`` where ``node`` is a ``sum``/``mean`` (no ``dtype=``) over the last
+    ``k >= 1`` dims of its input (``dim=None``: all of them), or over its first ``k`` (``leading``: the gradient of
+    a broadcast operand, ``sum_to``), else None."""
     if node.op not in ("sum", "mean") or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
         return None
     bound = dict(zip(("input", "dim", "keepdim"), node.args))
@@ -339,9 +340,10 @@ def reduction_spec(node):
     dims = list(range(nd)) if dim is None else [dim] if isinstance(dim, int) else list(dim)
     if not dims or not all(isinstance(d, int) and -nd <= d < nd for d in dims):
         return None
-    if sorted(d % nd for d in dims) != list(range(nd - len(dims), nd)):
+    dims = sorted(d % nd for d in dims)
+    if dims not in (list(range(nd - len(dims), nd)), list(range(len(dims)))):
         return None
-    return x, len(dims), keepdim, node.op == "mean"
+    return x, len(dims), keepdim, node.op == "mean", dims[-1] != nd - 1
 
 
 def rematerialize(graph, max_readers=8):
@@ -385,9 +387,9 @@ def rematerialize(graph, max_readers=8):
 def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
     floating type) replaced by one ``fused:<hash>:<n>`` node whose result is floating; a tree (of one node or more)
-    read only by a ``sum``/``mean`` over its trailing dims joins that reduction as its prologue. Returns (graph, {op
+    read only by a ``sum``/``mean`` over its trailing or leading dims joins that reduction as its prologue. Returns (graph, {op
     name: kernel}), each kernel ``make(specs, outputs, reduce)`` (specs: [(row, operands)] in execution order;
-    reduce: None or (k, keepdim, mean); ``codegen.Fused``)."""
+    reduce: None or (k, keepdim, mean, leading); ``codegen.Fused``)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     reductions = {}                              # group index -> (the reduction node, its spec)
