@@ -7,9 +7,10 @@ conv), training-mode dropout and residual adds (linear) fused into the kernels' 
 in a row as one node whose backward runs each activation's derivative in the next layer's grad_x epilogue
 (``kernels/linear_chain.py``), and
 on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``; broadcast operands and strided views
-are read in place; a tree read only by a ``sum``/``mean`` over its trailing dims runs as that reduction's prologue,
-in one generated reduction kernel), each fused group one autograd node whose backward is derived from its rows'
-gradient rules and fused in turn (``autodiff.py``). Later calls with that
+are read in place; a value several elementwise ops read is recomputed in each; a tree read only by a
+``sum``/``mean`` over its trailing or leading dims runs as that reduction's prologue, in one generated reduction
+kernel), each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in
+turn (``autodiff.py``). Later calls with that
 signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``)
 cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and ``explain()`` says
 why.

@@ -10,8 +10,9 @@ from its file) and imported from there.
 An input that is a contiguous tensor of the group's shape is read at the flat index; any other (a broadcast bias, a
 per-row scale, a 0-dim tensor, a transposed or sliced view) through its strides over the group's dims, coalesced as
 TensorIterator does (``layout``): one kernel variant per pattern of strided inputs and rank, no copies. A group read
-only by a ``sum``/``mean`` over its trailing dims becomes a reduction kernel (``fused_reduce_kernel``) that sums the
-group's values per row as it computes them; its backward spreads the gradient back as a broadcast view.
+only by a ``sum``/``mean`` over its trailing (or leading) dims becomes a reduction kernel (``fused_reduce_kernel``)
+that sums the group's values per row (per column) as it computes them; its backward spreads the gradient back as a
+broadcast view.
 """
 import hashlib
 import math
