@@ -12,7 +12,7 @@ import pytest
 
 import tritorch
 from tritorch import autotune as at
-from tritorch.compiler import codegen  # noqa: F401  (registers the generated kernels' tunable, "compiled_pointwise")
+from tritorch.compiler import codegen  # noqa: F401  (registers the generated kernels' tunables, "compiled_*")
 from tritorch.kernels import matmul as MM
 from helpers import assert_close, make
 
@@ -168,6 +168,35 @@ def _compiled_pointwise_example(cfg):
     return _forced("compiled_pointwise", cfg, lambda: f(a, b)), np.tanh(ra * 3.0) - rb, 1
 
 
+def _compiled_reduce_example(cfg):
+    """A generated reduction: sum over the last dim of sigmoid(a) * b, a (7, 45) strided, b (45,) broadcast."""
+    a, ra = make((7, 45), F, "cuda", "strided", seed=48)
+    b, rb = make((45,), F, "cuda", seed=49)
+    f = tritorch.compile(lambda a, b: (tritorch.sigmoid(a) * b).sum(-1))
+    f(a, b)
+    return _forced("compiled_reduce", cfg, lambda: f(a, b)), (rb / (1 + np.exp(-ra))).sum(-1), 45
+
+
+def _compiled_reduce_leading_example(cfg):
+    """A generated reduction over the leading dim: mean over 45 rows of a * b, a (45, 7) transposed, b (7,)."""
+    a, ra = make((45, 7), F, "cuda", "transposed", seed=50)
+    b, rb = make((7,), F, "cuda", seed=51)
+    f = tritorch.compile(lambda a, b: (a * b).mean(0))
+    f(a, b)
+    return _forced("compiled_reduce_leading", cfg, lambda: f(a, b)), (ra * rb).mean(0), 45
+
+
+def _compiled_softmax_example(cfg):
+    """A generated softmax: softmax over the last dim of a * 0.5 + b, a (6, 53), b (53,) broadcast."""
+    a, ra = make((6, 53), F, "cuda", seed=52)
+    b, rb = make((53,), F, "cuda", seed=53)
+    f = tritorch.compile(lambda a, b: tritorch.nn.functional.softmax(a * 0.5 + b, -1))
+    f(a, b)
+    z = ra * 0.5 + rb
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return _forced("compiled_softmax", cfg, lambda: f(a, b)), e / e.sum(-1, keepdims=True), 53
+
+
 # kernel name -> fn(config) -> (tritorch result, float64 NumPy reference, reduction length for the tolerance)
 EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad": _linear_grad_example,
             "conv_fwd": _conv_fwd_example,
@@ -175,7 +204,9 @@ EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad":
             "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
             "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,
             "elementwise_unary": _elementwise_unary_example, "elementwise_binary": _elementwise_binary_example,
-            "elementwise_where": _elementwise_where_example, "compiled_pointwise": _compiled_pointwise_example}
+            "elementwise_where": _elementwise_where_example, "compiled_pointwise": _compiled_pointwise_example,
+            "compiled_reduce": _compiled_reduce_example, "compiled_reduce_leading": _compiled_reduce_leading_example,
+            "compiled_softmax": _compiled_softmax_example}
 
 
 def _kernels():

@@ -1,6 +1,6 @@
 """A seeded, bounded fuzzer for ``tritorch.compile``'s pointwise and reduction fusion: random expression DAGs over
 inputs of broadcasting shapes (views among them), elementwise ops of the fusible set, Python scalars, shared
-subexpressions and sums/means over trailing or leading dims; the compiled forward and gradients must equal eager's.
+subexpressions, sums/means over trailing or leading dims and last-dim softmaxes; the compiled forward and gradients must equal eager's.
 ``TRITORCH_FUZZ_SEEDS=400`` widens it (24 seeds by default; 400 passed when it was written)."""
 import os
 
@@ -15,7 +15,8 @@ UNARY = [tritorch.exp, tritorch.tanh, tritorch.sigmoid, tritorch.relu, tritorch.
          F.silu, F.gelu, lambda a: F.gelu(a, approximate="tanh"), lambda a: F.leaky_relu(a, 0.1),
          lambda a: F.elu(a, alpha=0.7)]
 BINARY = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / (b.abs() + 1.0),
-          tritorch.maximum, tritorch.minimum, lambda a, b: tritorch.where(a > b, a, b * 0.5)]
+          tritorch.maximum, tritorch.minimum, lambda a, b: tritorch.where(a > b, a, b * 0.5),
+          lambda a, b: (a + b * 0.0).masked_fill(b > 0.5, -1.5)]
 SEEDS = int(os.environ.get("TRITORCH_FUZZ_SEEDS", 24))
 SHAPES = [(3, 5, 6), (5, 6), (6,), (3, 1, 6), (1, 5, 1), (3, 5, 1), ()]
 
@@ -45,7 +46,8 @@ def _program(rng):
         else:
             steps.append(("s", float(np.round(rng.uniform(-2, 2), 2)), int(rng.integers(pool))))
         pool += 1
-    tail = rng.integers(6)      # 0: as is, 1: sum(-1), 2: mean(-1, keepdim), 3: sum(), 4: sum(0), 5: mean((0, 1))
+    tail = rng.integers(8)      # 0: as is, 1: sum(-1), 2: mean(-1, keepdim), 3: sum(), 4: sum(0), 5: mean((0, 1)),
+    #                             6: softmax(-1), 7: log_softmax(-1)
     shared = int(rng.integers(n_in, pool))              # a second output: an intermediate read twice
     return n_in, steps, int(tail), shared
 
@@ -71,6 +73,10 @@ def _run(program, inputs):
         out = out.sum(0)
     elif out.ndim >= 2 and tail == 5:
         out = out.mean((0, 1), keepdim=True)
+    elif out.ndim and tail == 6:
+        out = F.softmax(out, dim=-1)
+    elif out.ndim and tail == 7:
+        out = F.log_softmax(out, -1)
     return out, vals[shared] * 1.5
 
 

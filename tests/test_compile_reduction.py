@@ -1,5 +1,7 @@
 """``tritorch.compile``: a pointwise tree read only by a ``sum``/``mean`` over its trailing dims runs as that
 reduction's prologue, in one generated reduction kernel (``codegen.Fused(..., reduce=...)``), forward and backward."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -99,13 +101,17 @@ def test_what_does_not_fuse():
 
 
 def test_reduction_spec_binds_the_arguments():
-    g = tritorch.jit.trace(lambda a: (a.sum(), a.mean(-1), a.sum((1, 2), True), a.sum(dim=[0, 2]), a.mean(2, False)),
+    F = tritorch.nn.functional
+    g = tritorch.jit.trace(lambda a: (a.sum(), a.mean(-1), a.sum((1, 2), True), a.sum(dim=[0, 2]), a.mean(2, False),
+                                      F.softmax(a, -1), F.log_softmax(a, dim=2), F.softmax(a, 1)),
                            tritorch.randn(2, 3, 4, device="cuda")).graph
     specs = [passes.reduction_spec(n) for n in g.nodes]
-    assert [s and s[1:] for s in specs] == [(3, False, False, False), (1, False, True, False),
-                                            (2, True, False, False), None, (1, False, True, False)]
+    assert [s and s[1:] for s in specs] == [("sum", 3, False, False), ("mean", 1, False, False),
+                                            ("sum", 2, True, False), None, ("mean", 1, False, False),
+                                            ("softmax", 1, False, False), ("log_softmax", 1, False, False), None]
     lead = tritorch.jit.trace(lambda a: (a.sum(0), a.mean((1, 0), True)), tritorch.randn(2, 3, 4, device="cuda"))
-    assert [passes.reduction_spec(n)[1:] for n in lead.graph.nodes] == [(1, False, False, True), (2, True, True, True)]
+    assert [passes.reduction_spec(n)[1:] for n in lead.graph.nodes] == [("sum", 1, False, True),
+                                                                        ("mean", 2, True, True)]
 
 
 @pytest.mark.parametrize("shape", [(3, 0), (0, 5), (1, 1), (2, 1, 3), (5, 700)])
@@ -176,3 +182,71 @@ def test_a_mean_of_squares_loss_forward_and_backward():
     c2 = tritorch.compile(lambda y: (y ** 2).sum(-1))
     c2(x)
     assert "Fused(square -> sum)" in c2.explain()
+
+
+def attention_scores(s, mask):
+    """A hand-written attention's probabilities: scaled, masked with -inf, softmax over the keys (and the
+    log-probabilities of a sharpened copy)."""
+    s = s * 0.35
+    s = s.masked_fill(mask, float("-inf"))
+    return tritorch.nn.functional.softmax(s, dim=-1), tritorch.nn.functional.log_softmax(s * 2.0 + 1.0, -1)
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
+def test_softmax_with_a_prologue_matches_eager(device, dtype):
+    """scale, masked_fill and (log_)softmax: one kernel each softmax (the shared masked scores recomputed in both),
+    the backward from the saved result; forward and gradients equal eager's."""
+    x = tritorch.randn(2, 3, 5, 37, device=device, dtype=dtype, requires_grad=True)
+    mask = tritorch.ones(5, 37, device=device).triu(1).bool()
+    c = tritorch.compile(attention_scores)
+    res = []
+    for fn in (attention_scores, c, c, c):
+        x.grad = None
+        p, logp = fn(x, mask)
+        ((p.float() * p.float()).sum() + (logp.float().clamp(min=-30) * 0.1).sum()).backward()
+        res.append([t.detach().cpu().numpy().astype(np.float64) for t in (p, logp, x.grad)])
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype is tritorch.float32 else dict(rtol=1e-2, atol=1e-3)
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_allclose(a, b, **tol)
+    if device == "cuda":
+        assert "Fused(mul -> where -> softmax), Fused(mul -> where -> mul -> add -> log_softmax)" in c.explain()
+        plain = x.detach()
+        c(plain, mask)
+        with profile() as prof:
+            c(plain, mask)
+        assert prof.kernel_launches() == 2                  # eagerly 6
+
+
+def test_softmax_rows_of_minus_inf_and_long_rows():
+    """A row of only -inf gives NaN (as eager and PyTorch); a row whose first chunks are all -inf does not; rows
+    longer than a block stream in chunks."""
+    f = lambda a, m: (tritorch.nn.functional.softmax(a.masked_fill(m, float("-inf")) * 1.0, -1),
+                      tritorch.nn.functional.log_softmax(a.masked_fill(m, float("-inf")) + 0.0, -1))
+    x = tritorch.randn(4, 300, device="cuda")
+    m = tritorch.zeros(4, 300, device="cuda").bool()
+    m[0] = True                                         # a row of only -inf
+    m[1, :290] = True                                   # -inf but for the last 10
+    c = tritorch.compile(f)
+    c(x, m)
+    want = [t.cpu().numpy() for t in f(x, m)]
+    assert np.isnan(want[0][0]).all()
+    small = autotune.Config(num_warps=1, num_stages=1, MAX_N=16, TILE=64)
+    for forced in (None, small):
+        with autotune.force("compiled_softmax", forced) if forced else contextlib.nullcontext():
+            for a, b in zip(c(x, m), want):
+                np.testing.assert_allclose(a.cpu().numpy(), b, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert "log_softmax)" in c.explain()
+
+
+def test_softmax_double_backward():
+    x = tritorch.randn(3, 7, device="cuda", requires_grad=True)
+    f = lambda a: tritorch.nn.functional.softmax(a * 1.5, -1)
+    c = tritorch.compile(f)
+    c(x)
+    got, = tritorch.autograd.grad((c(x) ** 2).sum(), x, create_graph=True)
+    want, = tritorch.autograd.grad((f(x) ** 2).sum(), x, create_graph=True)
+    np.testing.assert_allclose(got.detach().cpu().numpy(), want.detach().cpu().numpy(), rtol=1e-5, atol=1e-7)
+    h1, = tritorch.autograd.grad(got.pow(2).sum(), x)
+    h2, = tritorch.autograd.grad(want.pow(2).sum(), x)
+    np.testing.assert_allclose(h1.cpu().numpy(), h2.cpu().numpy(), rtol=1e-4, atol=1e-6)

@@ -72,15 +72,19 @@ class FusedFunction(Function):
     def forward(ctx, fused, *operands):
         ctx.fused, ctx.is_tensor = fused, [isinstance(o, Tensor) for o in operands]
         ctx.scalars = [float(o) for o in operands if not isinstance(o, Tensor)]
-        ctx.save_for_backward(*[o for o in operands if isinstance(o, Tensor)])
-        return fused.launch(*operands)
+        out = fused.launch(*operands)
+        saved = [o for o in operands if isinstance(o, Tensor)]
+        ctx.save_for_backward(*saved, *([out] if fused.saves_output else []))    # a softmax's result
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        tensors = ctx.saved_tensors
+        tensors, y = ctx.saved_tensors, None
+        if ctx.fused.saves_output:
+            tensors, y = tensors[:-1], tensors[-1]
         if is_grad_enabled():                # create_graph: differentiable, op by op
-            grads = ctx.fused.backward_eager(tensors, ctx.scalars, g)
+            grads = ctx.fused.backward_eager(tensors, ctx.scalars, g, y)
         else:
-            grads = ctx.fused.backward(tensors, ctx.scalars, g)
+            grads = ctx.fused.backward(tensors, ctx.scalars, g, y)
         it = iter(grads)
         return (None,) + tuple(next(it) if m else None for m in ctx.is_tensor)

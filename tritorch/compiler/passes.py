@@ -17,8 +17,9 @@
   only by the next, as its input, become one ``linear_chain`` node: the same kernels forward, and in the backward
   each layer's activation derivative runs in the epilogue of the next one's grad_x product, one launch fewer per
   inner layer (``kernels/linear_chain.py``).
-- ``rematerialize``: an elementwise node read by several elementwise nodes is computed again for each read, so
-  that each copy joins its reader's fused tree (fewer launches, no intermediate stored).
+- ``rematerialize``: an elementwise node read by several elementwise nodes (or reductions that take a prologue) is
+  computed again for each read, so that each copy joins its reader's fused tree (fewer launches, no intermediate
+  stored).
 - ``fuse_pointwise``: groups elementwise nodes into trees whose intermediates have one reader, the tree's root; each
   group of two or more becomes one node ``fused:<hash>:<n>`` that a generated Triton kernel runs (``codegen.py``).
   Operands may broadcast (a bias, a per-row scale, a 0-dim tensor): the kernel computes every member at the
@@ -305,6 +306,9 @@ def pointwise_spec(node):
         row, ops, floats, result = "logical_not", args, [], None
     elif node.op == "where" and len(args) == 3 and isinstance(args[0], Value) and args[0].dtype == D.bool_:
         row, ops, floats, result = "where", args, args[1:], out.dtype
+    elif node.op == "masked_fill" and len(args) == 3 and isinstance(args[1], Value) and args[1].dtype == D.bool_ \
+            and not isinstance(args[2], Value):
+        row, ops, floats, result = "where", [args[1], args[2], args[0]], args[:1], out.dtype   # where(mask, v, x)
     else:
         return None
     if result is not None and result not in FUSIBLE_DTYPES or result is None and out.dtype != D.bool_:
@@ -324,30 +328,35 @@ def pointwise_spec(node):
 
 
 def reduction_spec(node):
-    """``(input, k, keepdim, mean, leading)`` where ``node`` is a ``sum``/``mean`` (no ``dtype=``) over the last
-    ``k >= 1`` dims of its input (``dim=None``: all of them), or over its first ``k`` (``leading``: the gradient of
-    a broadcast operand, ``sum_to``), else None."""
-    if node.op not in ("sum", "mean") or node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
+    """``(input, kind, k, keepdim, leading)`` where ``node`` is a ``sum``/``mean`` (kind; no ``dtype=``) over the
+    last ``k >= 1`` dims of its input (``dim=None``: all of them) or over its first ``k`` (``leading``: the gradient
+    of a broadcast operand, ``sum_to``), or a ``softmax``/``log_softmax`` over the last dim (k 1), else None."""
+    if node.op not in ("sum", "mean", "softmax", "log_softmax") or node.aliases or len(node.outputs) != 1 or \
+            node.out_struct != 0:
         return None
-    bound = dict(zip(("input", "dim", "keepdim"), node.args))
-    if len(node.args) > 3 or any(k in bound or k not in ("dim", "keepdim", "dtype") for k in node.kwargs):
+    names = ("input", "dim", "keepdim") if node.op in ("sum", "mean") else ("input", "dim")
+    bound = dict(zip(names, node.args))
+    if len(node.args) > len(names) or any(k in bound or k not in names + ("dtype",) for k in node.kwargs):
         return None
     bound.update(node.kwargs)
     x, dim, keepdim = bound.get("input"), bound.get("dim"), bound.get("keepdim", False)
     if not isinstance(x, Value) or bound.get("dtype") is not None or not isinstance(keepdim, bool) or not x.shape:
         return None
     nd = len(x.shape)
+    if node.op not in ("sum", "mean"):
+        return (x, node.op, 1, False, False) if isinstance(dim, int) and dim in (-1, nd - 1) else None
     dims = list(range(nd)) if dim is None else [dim] if isinstance(dim, int) else list(dim)
     if not dims or not all(isinstance(d, int) and -nd <= d < nd for d in dims):
         return None
     dims = sorted(d % nd for d in dims)
     if dims not in (list(range(nd - len(dims), nd)), list(range(len(dims)))):
         return None
-    return x, len(dims), keepdim, node.op == "mean", dims[-1] != nd - 1
+    return x, node.op, len(dims), keepdim, dims[-1] != nd - 1
 
 
 def rematerialize(graph, max_readers=8):
-    """The graph with each elementwise node that several elementwise reads use (and the graph does not return)
+    """The graph with each elementwise node that several elementwise (or fusible reduction) reads use (and the
+    graph does not return)
     computed again for each read, so every read ends inside its reader's fused tree: recomputing pointwise math in
     registers costs less than storing the value and launching its kernel (a derived backward reads a recomputed
     forward value three or four times). At most ``max_readers`` reads per node, and the graph at most doubles."""
@@ -364,8 +373,9 @@ def rematerialize(graph, max_readers=8):
         reads = [(j, k) for j in range(i + 1, len(nodes)) for k, a in enumerate(nodes[j].args)
                  if isinstance(a, Value) and a.name == name]
         readers = {j for j, _ in reads} | {j for j in range(i + 1, len(nodes)) if name in _reads(nodes[j].kwargs)}
-        if not 1 < len(reads) <= max_readers or len(reads) - 1 > budget or \
-                any((pointwise_spec(nodes[j]) or (0, 0, False))[2] not in (None, spec[2]) for j in readers):
+        if not 1 < len(reads) <= max_readers or len(reads) - 1 > budget or not all(
+                (pointwise_spec(nodes[j]) or (0, 0, False))[2] in (None, spec[2]) or reduction_spec(nodes[j])
+                for j in readers):
             continue
         budget -= len(reads) - 1
         out = node.outputs[0]
@@ -387,9 +397,10 @@ def rematerialize(graph, max_readers=8):
 def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
     floating type) replaced by one ``fused:<hash>:<n>`` node whose result is floating; a tree (of one node or more)
-    read only by a ``sum``/``mean`` over its trailing or leading dims joins that reduction as its prologue. Returns (graph, {op
+    read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``,
+    joins that reduction as its prologue. Returns (graph, {op
     name: kernel}), each kernel ``make(specs, outputs, reduce)`` (specs: [(row, operands)] in execution order;
-    reduce: None or (k, keepdim, mean, leading); ``codegen.Fused``)."""
+    reduce: None or (kind, k, keepdim, leading); ``codegen.Fused``)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     reductions = {}                              # group index -> (the reduction node, its spec)
