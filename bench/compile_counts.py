@@ -2,17 +2,20 @@
 ``tritorch.profiler`` (issue 21).
 
 Training steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
-and Adam (without dropout, and with 0.1 as in training), and the CNN of ``tritorch.train`` with SGD. Each runs on
-``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``; the compiled model is compiled once
+and Adam (without dropout, and with 0.1 as in training), the CNN of ``tritorch.train`` with SGD, and a LLaMA-style
+block written in tensor ops (RMSNorm, attention spelled out, SwiGLU) with AdamW. Each runs on
+``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``, eager, compiled (the model) and
+compiled+loss (the forward and the loss as one compiled function); the compiled model is compiled once
 and the third step is the one measured (the first captures, the second warms up). By default ``cuda`` is Triton's
 interpreter (TRITORCH_INTERPRET=1, set here unless already set): its launch counts and bytes are those of a GPU, its
 times are not. On a GPU machine run it with TRITORCH_INTERPRET=0.
 
-    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn] [--cnn-size 8]
+    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn,llama] [--cnn-size 8]
         [--json OUT]
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -79,18 +82,69 @@ def cnn(device, cnn_size):
     return model, tritorch.optim.SGD(model.parameters(), lr=0.05), (x,), lambda out: F.cross_entropy(out, y)
 
 
-WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn}
+class _RMSNorm(nn.Module):
+    """RMSNorm written in tensor ops, as LLaMA-style code does."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps, self.weight = eps, nn.Parameter(tritorch.ones(dim))
+
+    def forward(self, x):
+        return x * tritorch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def measure(name, device, compiled, cnn_size, steps=3):
+class _LlamaBlock(nn.Module):
+    """A LLaMA-style block written in ops: RMSNorm, attention with the scores, causal mask and softmax spelled out,
+    a SwiGLU feed-forward; pre-norm residuals."""
+
+    def __init__(self, dim=64, heads=4, hidden=172, seq=16):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = _RMSNorm(dim), _RMSNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim, bias=False), nn.Linear(dim, dim, bias=False)
+        self.w1, self.w3 = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.register_buffer("mask", tritorch.ones(seq, seq).triu(1).bool())
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
+        q, k, v = (z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
+        a = F.softmax(s.masked_fill(self.mask, float("-inf")), dim=-1) @ v
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        h = self.norm2(x)
+        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
+
+
+def llama(device, cnn_size):
+    """_LlamaBlock(64, 4 heads, SwiGLU 172), (4, 16, 64), mean of squares, AdamW."""
+    model = _LlamaBlock().to(device)
+    x = _data((4, 16, 64), device, 4)
+    return model, tritorch.optim.AdamW(model.parameters(), lr=1e-3), (x,), lambda out: out.pow(2).mean()
+
+
+WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn, "llama": llama}
+
+
+MODES = ("eager", "compiled", "compiled+loss")
+"""compiled: ``tritorch.compile(model)``, the loss eager; compiled+loss: the forward and the loss compiled as one
+function (``tritorch.compile(lambda x: loss_fn(model(x)))``)."""
+
+
+def measure(name, device, mode, cnn_size, steps=3):
     """The profile of the last of ``steps`` training steps, summed up."""
     tritorch.manual_seed(0)
     model, opt, inputs, loss_fn = WORKLOADS[name](device, cnn_size)
-    run = tritorch.compile(model) if compiled else model
+    if mode == "compiled+loss":
+        run = tritorch.compile(lambda *xs: loss_fn(model(*xs)))
+    else:
+        forward = tritorch.compile(model) if mode == "compiled" else model
+        run = lambda *xs: loss_fn(forward(*xs))      # noqa: E731
 
     def step():
         opt.zero_grad()
-        loss = loss_fn(run(*inputs))
+        loss = run(*inputs)
         loss.backward()
         opt.step()
         return loss
@@ -103,18 +157,18 @@ def measure(name, device, compiled, cnn_size, steps=3):
             loss = step()
     wall = time.perf_counter() - t0
     ops = [e for e in prof.events() if e.kind == "op"]
-    return {"workload": name, "device": device, "mode": "compiled" if compiled else "eager",
+    return {"workload": name, "device": device, "mode": mode,
             "ops": sum(e.depth == 1 for e in ops), "ops_all": len(ops) - 1,
             "launches": prof.kernel_launches(), "bytes": prof.kernel_bytes(), "host_ms": wall * 1e3,
             "loss": float(loss.item())}
 
 
 def table(rows):
-    head = f"{'workload':11} {'device':6} {'mode':9} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
+    head = f"{'workload':11} {'device':6} {'mode':13} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
            f"{'host ms':>9} {'loss':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['workload']:11} {r['device']:6} {r['mode']:9} {r['ops']:6d} {r['ops_all']:8d} "
+        lines.append(f"{r['workload']:11} {r['device']:6} {r['mode']:13} {r['ops']:6d} {r['ops_all']:8d} "
                      f"{r['launches']:9d} {r['bytes']:13,d} {r['host_ms']:9.1f} {r['loss']:9.4f}")
     return "\n".join(lines)
 
@@ -131,8 +185,8 @@ def main(argv=None):
         if name not in WORKLOADS:
             p.error(f"unknown workload {name!r}; expected some of {','.join(WORKLOADS)}")
         for device in args.devices.split(","):
-            for compiled in (False, True):
-                rows.append(measure(name, device, compiled, args.cnn_size))
+            for mode in MODES:
+                rows.append(measure(name, device, mode, args.cnn_size))
                 print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(f"per training step (the 3rd), tritorch.profiler; cuda {'interpreted' if tritorch._INTERPRET else 'GPU'}")
     print("ops: calls made by the step itself; ops all: with the nested ones; kernel bytes: summed tensor extents")

@@ -641,3 +641,27 @@ def test_rematerialize_computes_a_shared_value_again_per_read():
         got = c(x, y)
     assert prof.kernel_launches() == 1
     np.testing.assert_allclose(got.cpu().numpy(), f(x, y).cpu().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_fused_backward_adds_the_pending_gradient(monkeypatch):
+    """x read by two fused trees: the second backward to run adds the first one's gradient for x in its own kernel
+    (one launch fewer than the engine's add), with the same gradient."""
+    from tritorch.compiler.autodiff import FusedFunction
+    f = lambda a: ((tritorch.sigmoid(a) * 2.0) ** 2).sum() + ((tritorch.exp(a) - 1.0) ** 2).sum()
+    x = tritorch.randn(6, 5, device="cuda", requires_grad=True)
+    counts, grads = [], []
+    for accumulates in (FusedFunction._accumulates, ()):
+        monkeypatch.setattr(FusedFunction, "_accumulates", accumulates)
+        c = tritorch.compile(f)
+        for _ in range(3):
+            x.grad = None
+            loss = c(x)
+            with profile() as prof:
+                loss.backward()
+        counts.append(prof.kernel_launches())
+        grads.append(x.grad.cpu().numpy())
+    x.grad = None
+    f(x).backward()
+    assert counts[0] == counts[1] - 1
+    for g in grads:
+        np.testing.assert_allclose(g, x.grad.cpu().numpy(), rtol=1e-5, atol=1e-6)

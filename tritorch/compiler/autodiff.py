@@ -8,12 +8,12 @@ running them in reverse order over the members gives the group's input gradients
 inputs (cheap for pointwise math) instead of being saved by the forward kernel.
 """
 from .._tensor import Tensor
-from ..autograd.function import Function
+from ..autograd.function import Function, pending_grad
 from ..autograd.grad_mode import is_grad_enabled
 from ..kernels._common import sum_to
 from ..kernels.elementwise import BINARY, UNARY
 
-__all__ = ["member_values", "input_grads", "FusedFunction"]
+__all__ = ["member_values", "input_grads", "with_pending", "FusedFunction"]
 
 
 def _operand(kind, k, tensors, scalars, values):
@@ -64,9 +64,21 @@ def input_grads(fused, tensors, scalars, g, table):
     return tuple(None if o is None else sum_to(o, t.shape) for o, t in zip(out, tensors))
 
 
+def with_pending(grads, slots, pending):
+    """``grads`` with ``pending[j]`` added into the gradient of input ``slots[j]`` (the one already waiting for it
+    from the input's other readers, which the engine would otherwise add in a launch of its own)."""
+    grads = list(grads)
+    for k, p in zip(slots, pending):
+        grads[k] = p if grads[k] is None else grads[k] + p
+    return tuple(grads)
+
+
 class FusedFunction(Function):
     """A fused group as one autograd node: the generated kernel forward, the derived backward (captured and fused
-    itself) on the saved inputs; under ``create_graph`` the backward runs as recorded ops instead."""
+    itself) on the saved inputs; under ``create_graph`` the backward runs as recorded ops instead. The engine offers
+    it the gradients already waiting for its inputs (``_accumulates``): the derived backward adds them in its own
+    kernels."""
+    _accumulates = tuple(range(1, 65))
 
     @staticmethod
     def forward(ctx, fused, *operands):
@@ -85,6 +97,9 @@ class FusedFunction(Function):
         if is_grad_enabled():                # create_graph: differentiable, op by op
             grads = ctx.fused.backward_eager(tensors, ctx.scalars, g, y)
         else:
-            grads = ctx.fused.backward(tensors, ctx.scalars, g, y)
+            at = [1 + i for i, m in enumerate(ctx.is_tensor) if m]      # argument index of each saved tensor
+            pending = {k: pending_grad(ctx, a, t) for k, (a, t) in enumerate(zip(at, tensors))}
+            pending = {k: p for k, p in pending.items() if p is not None}
+            grads = ctx.fused.backward(tensors, ctx.scalars, g, y, pending)
         it = iter(grads)
         return (None,) + tuple(next(it) if m else None for m in ctx.is_tensor)

@@ -35,7 +35,7 @@ from ..kernels._launch import ACC, ptr
 from ..kernels._pointwise import EW_CANDIDATES, _ew_default, _ew_prune, _where
 from ..kernels.reduce import MID_CANDIDATES, ROW_CANDIDATES, _dedupe, _mid_blocks, _row_blocks
 from ..kernels.elementwise import BINARY, UNARY
-from .autodiff import FusedFunction, input_grads, member_values
+from .autodiff import FusedFunction, input_grads, member_values, with_pending
 from .passes import Param, eliminate_dead_code, fuse_pointwise, rematerialize
 from .source import KERNEL_NAMES, layout, source_of
 
@@ -218,17 +218,21 @@ class Fused:
         """The input gradients as recorded published ops (differentiable: double backward)."""
         return input_grads(self, tensors, scalars, self._spread(g, y), op_table())
 
-    def backward(self, tensors, scalars, g, y=None):
+    def backward(self, tensors, scalars, g, y=None, pending=None):
         """The input gradients by the backward program: ``input_grads`` captured once per shape, its dead code
         dropped, its recomputed values rematerialized per reader and its pointwise trees fused in turn. ``y``: the
-        saved result, for a softmax."""
-        key = (tuple(scalars), g.dtype, str(g.device))
-        extra = () if y is None else (y,)
+        saved result, for a softmax; ``pending``: {input index: a gradient to add into that input's}."""
+        pending = pending or {}
+        slots = tuple(sorted(pending))
+        key = (tuple(scalars), g.dtype, str(g.device), slots)
+        extra = (() if y is None else (y,)) + tuple(pending[k] for k in slots)
         prog = self._backward.get(key)
         if prog is None:
-            n = len(tensors)
-            fn = lambda *ts: input_grads(self, ts[:n], scalars, self._spread(ts[-1], *ts[n:-1]),  # noqa: E731
-                                         op_table())
+            n, ny = len(tensors), int(y is not None)
+
+            def fn(*ts):
+                grads = input_grads(self, ts[:n], scalars, self._spread(ts[-1], *ts[n:n + ny]), op_table())
+                return with_pending(grads, slots, ts[n + ny:-1])
             graph = jit.trace(fn, (*tensors, *extra, g), check_trace=False, strict=False).graph
             graph, kernels = fuse_pointwise(rematerialize(eliminate_dead_code(graph)), Fused)
             prog = self._backward[key] = jit.TracedModule(graph, "FusedBackward", table={**op_table(), **kernels})
