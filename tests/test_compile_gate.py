@@ -285,3 +285,24 @@ def test_precompile_fills_the_entry_the_jit_looks_up(tmp_path):
 @pytest.mark.parametrize("target", ["sm_90a", "sm_80", "90"])
 def test_parse_target(target):
     assert gate.parse_target(target)[1] in (80, 90)
+
+
+def test_generated_kernels_are_recorded_found_and_compiled(tmp_path, monkeypatch):
+    """tritorch.compile's generated kernels go through the gate as the hand-written ones do: the recorder runs the
+    ``compiled`` workload, tags each tuned launch with its compiled_* tunable (which names no kernel of its own), and
+    a worker process imports the generated module from the cache folder."""
+    from tritorch.compiler import codegen
+    monkeypatch.setenv("TRITORCH_CACHE_DIR", str(tmp_path))
+    specs = gate.record_specs(["compiled"])
+    made = {k: e for k, e in specs.items() if e["spec"]["kernel"][0].startswith(codegen.PREFIX)}
+    assert {e["spec"]["kernel"][1] for e in made.values()} == {"fused_kernel", "fused_reduce_kernel",
+                                                               "fused_softmax_kernel"}
+    tuned = {o.get("tunable") for e in made.values() for o in e["origins"] if o["kind"] == "candidate"}
+    assert tuned == {"compiled_pointwise", "compiled_reduce", "compiled_reduce_leading", "compiled_softmax"}
+    some = {}
+    for k, e in made.items():
+        some.setdefault(e["spec"]["kernel"][1], (k, e))
+    results, n, _ = gate.compile_specs(dict(some.values()), "sm_90a", jobs=1)
+    assert n == 3 and all(r["error"] is None and r["spill_stores"] == 0 for r in results.values()), results
+    with pytest.raises(ModuleNotFoundError, match="no generated kernel module"):
+        codegen.generated_module(codegen.PREFIX + "0" * 16)

@@ -33,6 +33,7 @@ from triton.compiler import ASTSource, make_backend
 from triton.runtime import jit as _jit
 
 from tritorch import _atomic, _dtype as D, autotune
+from tritorch.compiler import codegen
 
 __all__ = ["check", "precompile", "record_specs", "compile_specs", "gate", "report", "parse_target", "SMEM_LIMIT",
            "cache_file"]
@@ -83,7 +84,10 @@ def record_specs(workloads=None, candidates=True):
 # ---- compiling one specialization (in a worker process) ------------------------------------------------------------
 
 def _resolve(module, qualname):
-    obj = importlib.import_module(module)
+    if module.startswith(codegen.PREFIX):          # a kernel tritorch.compile generated while recording
+        obj = codegen.generated_module(module)
+    else:
+        obj = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj

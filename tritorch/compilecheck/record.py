@@ -339,13 +339,31 @@ def w_views(dt):
     _bwd(tritorch.flip(x, (0, 2)) + tritorch.roll(x, 3, 1))
 
 
+
+def w_compiled(dt):
+    """tritorch.compile's generated kernels (float32 and float16; bfloat16 is not fused): pointwise over flat,
+    broadcast and strided inputs with a parameterized activation, sums over trailing and leading dims, softmax and
+    log_softmax with a masked prologue, each forward and backward."""
+    x, b, r = _t((64, 300), dt, True), _t((300,), dt, True), _t((64, 1), dt, True)
+    xt = _t((300, 64), dt, True).t()
+    fns = ((lambda a, c, s: F.silu(a * c) + s, x),
+           (lambda a, c, s: F.leaky_relu(tritorch.sigmoid(a) * 2.0 - c, 0.2), xt),
+           (lambda a, c, s: (tritorch.tanh(a) * c).sum(-1), x),
+           (lambda a, c, s: (a * s + c).mean(0), x),
+           (lambda a, c, s: F.softmax(a * 0.5 + c, -1), x),
+           (lambda a, c, s: F.log_softmax(a.masked_fill(a > 0.9, float("-inf")) * 2.0, -1), xt))
+    for fn, a in fns:
+        c = tritorch.compile(fn)
+        for _ in range(3):                  # the capture, the replay, then the derived backward's own kernels
+            _bwd(c(a, b, r))
+
 WORKLOADS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("w_")}
 # The tunables (name prefixes) whose every candidate a workload records: its own family's. Other workloads call
 # them too (a linear in an RNN, a pointwise op in a loss) with the defaults only: the candidates there would add
 # thousands of specializations of the same tiles (about 5,000 instead of 2,000) and no kernel not already checked.
 CANDIDATE_FAMILIES = {"matmul": ("matmul",), "linear": ("linear", "matmul"), "activations": ("linear",),
                       "conv": ("conv_",), "elementwise": ("elementwise_",), "reduce": ("reduce_",),
-                      "softmax": ("softmax_",), "loss": ("softmax_",)}
+                      "softmax": ("softmax_",), "loss": ("softmax_",), "compiled": ("compiled_",)}
 
 
 # ---- the recorder ------------------------------------------------------------------------------------------------
@@ -400,8 +418,9 @@ class _Recorder:
             spec["options"] = options
         origin = {"kind": "default"}
         p = self.pending
-        if p is not None and any(getattr(k, "fn", k) is kern.fn or getattr(k, "fn", None) is kern.fn
-                                 for k in p[0].kernels):
+        if p is not None and (not p[0].kernels or any(getattr(k, "fn", k) is kern.fn or
+                                                     getattr(k, "fn", None) is kern.fn for k in p[0].kernels)):
+            # a tunable that names no kernel (tritorch.compile's, whose kernels are generated) owns the next launch
             self.pending = None
             if p[2] is not None:
                 origin = {"kind": "candidate", "tunable": p[0].name, "config": p[2]}

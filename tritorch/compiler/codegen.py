@@ -39,19 +39,21 @@ from .autodiff import FusedFunction, input_grads, member_values, with_pending
 from .passes import Param, eliminate_dead_code, fuse_pointwise, rematerialize
 from .source import KERNEL_NAMES, layout, source_of
 
-__all__ = ["Fused", "source_of", "layout"]
+__all__ = ["Fused", "source_of", "layout", "generated_module", "PREFIX"]
+
 # the generated kernels tune as the shared pointwise kernel does (its candidates, default and pruning), keyed by the
 # kernel's source hash, dtype and size bucket
 TUNABLE = autotune.Tunable("compiled_pointwise", EW_CANDIDATES, default=_ew_default, prune=_ew_prune)
-# the generated reductions as the row reduction kernel (kernels/reduce.py) does
-REDUCE_TUNABLE = autotune.Tunable("compiled_reduce", ROW_CANDIDATES, default=lambda k: ROW_CANDIDATES[0],
-                                  prune=_dedupe(_row_blocks))
-# ... and those over leading dims as its middle-axis kernel
-REDUCE_LEADING_TUNABLE = autotune.Tunable("compiled_reduce_leading", MID_CANDIDATES,
-                                          default=lambda k: MID_CANDIDATES[0], prune=_dedupe(_mid_blocks))
+# the generated reductions as the row reduction kernel (kernels/reduce.py) does, and those over leading dims as its
+# middle-axis kernel; with at most 16 elements of a tile per thread and 8 warps, as the tree's temporaries spilled
+# with more (compile-check, sm_90a: 20-52 B with 32 per thread under triton 3.6, 40 B at 16 warps under 3.9)
+_ROWS = tuple(c for c in ROW_CANDIDATES if c.num_warps <= 8 and c.TILE <= 16 * 32 * c.num_warps)
+_MIDS = tuple(c for c in MID_CANDIDATES if c.num_warps <= 8 and c.TILE <= 16 * 32 * c.num_warps)
+REDUCE_TUNABLE = autotune.Tunable("compiled_reduce", _ROWS, default=lambda k: _ROWS[0], prune=_dedupe(_row_blocks))
+REDUCE_LEADING_TUNABLE = autotune.Tunable("compiled_reduce_leading", _MIDS, default=lambda k: _MIDS[0],
+                                          prune=_dedupe(_mid_blocks))
 # ... and the softmaxes as the row reduction too (two passes over a row in chunks)
-SOFTMAX_TUNABLE = autotune.Tunable("compiled_softmax", ROW_CANDIDATES, default=lambda k: ROW_CANDIDATES[0],
-                                   prune=_dedupe(_row_blocks))
+SOFTMAX_TUNABLE = autotune.Tunable("compiled_softmax", _ROWS, default=lambda k: _ROWS[0], prune=_dedupe(_row_blocks))
 _SOFTMAXES = ("softmax", "log_softmax")
 
 
@@ -61,6 +63,16 @@ def row_fn(row):
 
 
 _LOADED = {}
+PREFIX = "tritorch_fused_"
+"""The module name of a generated source: PREFIX + its key (``<cache dir>/compiled/fused_<key>.py``)."""
+
+
+def _import(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _load(key, source):
@@ -76,13 +88,20 @@ def _load(key, source):
     except OSError:                      # an unwritable cache: a private temporary folder serves this process
         path = os.path.join(tempfile.mkdtemp(prefix="tritorch-compiled-"), f"fused_{key}.py")
         _atomic.write(path, source)
-    name = f"tritorch_fused_{key}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    _LOADED[key] = next(getattr(module, name) for name in KERNEL_NAMES if hasattr(module, name))
+    module = _import(PREFIX + key, path)
+    _LOADED[key] = next(getattr(module, k) for k in KERNEL_NAMES if hasattr(module, k))
     return _LOADED[key]
+
+
+def generated_module(name):
+    """The generated module ``name`` (PREFIX + key): this process's, or imported from the cache folder (how the
+    compile gate's workers find the kernels tritorch.compile generated while its workloads were recorded)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = os.path.join(autotune.cache_dir(), "compiled", f"fused_{name[len(PREFIX):]}.py")
+    if not name.startswith(PREFIX) or not os.path.exists(path):
+        raise ModuleNotFoundError(f"no generated kernel module {name!r} in {os.path.dirname(path)}")
+    return _import(name, path)
 
 
 class Fused:
