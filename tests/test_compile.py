@@ -39,6 +39,21 @@ def _count(monkeypatch):
     return counts
 
 
+def _matches_eager(f, c, inputs, rtol, atol):
+    """``f``, then ``c``'s capture and its replay, on ``inputs`` (tensors that require grad): the results and the
+    gradients of ``(out * out).sum()`` agree."""
+    res = []
+    for fn in (f, c, c):
+        for t in inputs:
+            t.grad = None
+        out = fn(*inputs)
+        (out * out).sum().backward()
+        res.append([t.detach().cpu().numpy() for t in (out, *[x.grad for x in inputs])])
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITORCH_CACHE_DIR", str(tmp_path))
@@ -193,15 +208,7 @@ def test_activations_fuse_with_their_parameters(device, i):
     x = tritorch.randn(5, 6, device=device, requires_grad=True)
     y = tritorch.randn(6, device=device, requires_grad=True)
     c = tritorch.compile(f)
-    res = []
-    for fn in (f, c, c):
-        x.grad = y.grad = None
-        out = fn(x, y)
-        (out * out).sum().backward()
-        res.append([t.detach().cpu().numpy() for t in (out, x.grad, y.grad)])
-    for r in res[1:]:
-        for a, b in zip(r, res[0]):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    _matches_eager(f, c, (x, y), rtol=1e-5, atol=1e-6)
     want = ["Fused(silu -> mul)", "Fused(add -> gelu)", "Fused(gelu_tanh -> sub)", "Fused(mul -> leaky_relu -> add)",
             "Fused(elu -> leaky_relu -> mul)"][i]
     assert (want in c.explain()) == (device == "cuda")
@@ -470,15 +477,7 @@ def test_fused_backward_matches_eager(device):
     y = tritorch.randn(5, 7, device=device, requires_grad=True)
     y.data[0, :3] = x.data[0, :3]           # ties: maximum's gradient splits evenly
     c = tritorch.compile(loss_chain)
-    res = []
-    for fn in (loss_chain, c, c):
-        x.grad = y.grad = None
-        out = fn(x, y)
-        (out * out).sum().backward()
-        res.append([t.detach().cpu().numpy() for t in (out, x.grad, y.grad)])
-    for r in res[1:]:
-        for a, b in zip(r, res[0]):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    _matches_eager(loss_chain, c, (x, y), rtol=1e-6, atol=1e-6)
     if device == "cuda":
         assert "their backward derived from the rows' gradient rules" in c.explain()
         out = c(x, y)
