@@ -20,9 +20,9 @@ The batch dims are folded into two, (Z, H), and every tensor is read through its
 BLOCK_M queries per program and streams the keys in blocks of BLOCK_N, keeping a running row max m, the running sum
 l of exp(s - m) and the float32 (float64) accumulator of p @ v, rescaled whenever m grows (online softmax): the L x S
 score matrix never reaches memory. It saves the row log-sum-exp ``lse = m + log(l)``, from which backward
-recomputes p = exp(s - lse) block by block: a preprocessing kernel computes delta = rowsum(dO * O), one kernel walks
-the queries for a block of keys (dK, dV), another walks the keys for a block of queries (dQ), so no gradient is
-accumulated with atomics.
+recomputes p = exp(s - lse) block by block: one kernel walks the keys for a block of queries (dQ), computing first
+the softmax term delta = rowsum(dO * O) of its rows and storing it; then another walks the queries for a block of
+keys (dK, dV), reading delta; so no gradient is accumulated with atomics and delta needs no launch of its own.
 
 Dropout is in the kernels: p_ij is kept (and scaled by 1/(1-p)) when Philox ``rand(seed, offset + (zh*L + i)*S + j)
 >= dropout_p``, the counter scheme of ``kernels/dropout.py``; backward regenerates the same mask. The NumPy reference
@@ -139,20 +139,6 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
     tl.store(lse_ptr + zh * L + rows, lse.to(lse_ptr.dtype.element_ty), mask=rows < L)
 
 
-@triton.jit
-def _attn_bwd_delta_kernel(o_ptr, do_ptr, delta_ptr, H, L, EV, soz, soh, som, sok, sdz, sdh, sdm, sdk,
-                           CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """delta[zh, i] = sum_e dO[i, e] * O[i, e]: the rowsum(dP * P) term of the softmax backward."""
-    zh = tl.program_id(1).to(tl.int64)
-    z, h = zh // H, zh % H
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    dv = tl.arange(0, BLOCK_DV)
-    mask = (rows[:, None] < L) & (dv[None, :] < EV)
-    o = tl.load(o_ptr + z * soz + h * soh + rows[:, None] * som + dv[None, :] * sok, mask=mask, other=0.0)
-    do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dv[None, :] * sdk, mask=mask, other=0.0)
-    tl.store(delta_ptr + zh * L + rows, tl.sum(o.to(CT) * do.to(CT), axis=1), mask=rows < L)
-
-
 @triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
 def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
                           H, L, S, E, EV, scale, seed, offset, p_drop,
@@ -204,14 +190,15 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
-def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dm_ptr,
+def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, delta_ptr, dq_ptr, dm_ptr,
                         H, L, S, E, EV, scale, seed, offset, p_drop,
                         sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
-                        sdz, sdh, sdm, sdk, sgqz, sgqh, sgqm, sgqk,
+                        sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk,
                         MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
                         CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                         BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr):
     """dQ of BLOCK_M queries of one (z, h), walking the key blocks they can see (dQ through its strides ``sgq*``);
+    first delta = rowsum(dO * O) of those queries (O through ``so*``), stored for the dK/dV kernel that runs next;
     with MASK_GRAD also the score gradient dS, which is the gradient of an additive float mask (contiguous
     (Z, H, L, S))."""
     start_m = tl.program_id(0) * BLOCK_M
@@ -225,7 +212,10 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, d
     do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dvr[None, :] * sdk,
                  mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
     lse = tl.load(lse_ptr + zh * L + rows, mask=rows < L, other=float("inf")).to(CT)
-    delta = tl.load(delta_ptr + zh * L + rows, mask=rows < L, other=0.0).to(CT)
+    o = tl.load(o_ptr + z * soz + h * soh + rows[:, None] * som + dvr[None, :] * sok,
+                mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
+    delta = tl.sum(o.to(CT) * do.to(CT), axis=1)
+    tl.store(delta_ptr + zh * L + rows, delta.to(delta_ptr.dtype.element_ty), mask=rows < L)
     dq = tl.zeros([BLOCK_M, BLOCK_D], CT)
     inv_keep = 1.0 / (1.0 - p_drop)
     hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
@@ -362,25 +352,18 @@ class _Launch:
         dm = empty((self.Z, self.H, self.L, self.S), self.q.dtype, self.q.device) if mask_grad else None
         delta = empty(lse._shape, lse.dtype, lse.device)
         ptrs, args = self.common()
-        grid_m = (cdiv(self.L, self.bm), self.Z * self.H)
-        if self.L and self.EV:
-            _attn_bwd_delta_kernel[grid_m](ptr(out), ptr(g), ptr(delta), self.H, self.L, self.EV,
-                                           *_strides4(out), *_strides4(g), CT=ACC[self.q.dtype], BLOCK_M=self.bm,
-                                           BLOCK_DV=self.bdv)
-        elif self.L:
-            delta.zero_()
         tail = self.consts()
+        if self.L:                  # dQ first: it stores the delta of its rows, which dK/dV reads
+            bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
+            _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
+                *ptrs, ptr(g), ptr(lse), ptr(out), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args,
+                *_strides4(g), *_strides4(out), *_strides4(dq),
+                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
         if self.S:
             bm, bn, warps, stages = _dkdv_blocks(self.bm, self.bn, self.warps, self.q.dtype)
             _attn_bwd_dkdv_kernel[(cdiv(self.S, bn), self.Z * self.H)](
                 *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g), *_strides4(dk),
                 *_strides4(dv), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
-        if self.L:
-            bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
-            _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
-                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args, *_strides4(g),
-                *_strides4(dq), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages),
-                MASK_GRAD=mask_grad)
         return dq, dk, dv, dm
 
 
