@@ -4,15 +4,16 @@ each external input once, computes every member in registers and stores only the
 The kernel's body is assembled from the ops' own declarations: each member calls its row's Triton function
 (``kernels/elementwise.py``'s ``_u``/``_b`` rows, ``FN(x, a, b)`` / ``FN(x, y, a, b)``) passed as a ``tl.constexpr``,
 so the source depends only on the group's shape (which operand feeds which member) and one source serves every
-choice of ops. Sources are written once per hash to ``<cache dir>/compiled/`` (Triton reads a jit function's source
-from its file) and imported from there.
+choice of ops (the sources: ``source.py``). Sources are written once per hash to ``<cache dir>/compiled/`` (Triton
+reads a jit function's source from its file) and imported from there; the compile gate finds them there too.
 
 An input that is a contiguous tensor of the group's shape is read at the flat index; any other (a broadcast bias, a
 per-row scale, a 0-dim tensor, a transposed or sliced view) through its strides over the group's dims, coalesced as
 TensorIterator does (``layout``): one kernel variant per pattern of strided inputs and rank, no copies. A group read
 only by a ``sum``/``mean`` over its trailing (or leading) dims becomes a reduction kernel (``fused_reduce_kernel``)
-that sums the group's values per row (per column) as it computes them; its backward spreads the gradient back as a
-broadcast view.
+that sums the group's values per row (per column) as it computes them, its backward spreading the gradient back as
+a broadcast view; one read only by a last-dim softmax becomes ``fused_softmax_kernel``, whose backward reads the
+saved result as the eager op's does.
 """
 import hashlib
 import math
