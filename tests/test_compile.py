@@ -54,6 +54,15 @@ def _matches_eager(f, c, inputs, rtol, atol):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def _replayed_in_one_launch(c, *args):
+    """``c(*args)`` after its capture, checking that the replay launched one kernel."""
+    c(*args)
+    with profile() as prof:
+        got = c(*args)
+    assert prof.kernel_launches() == 1
+    return got
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITORCH_CACHE_DIR", str(tmp_path))
@@ -161,11 +170,7 @@ def test_strided_inputs_read_in_place_without_copies():
              (base[::2, 1:], tritorch.randn(5, 5, device="cuda")),             # steps along both dims
              (tritorch.randn(6, 1, device="cuda").expand(6, 4), tritorch.randn(6, 4, device="cuda"))]
     for a, b in views:
-        c = tritorch.compile(f)
-        c(a, b)
-        with profile() as prof:
-            got = c(a, b)
-        assert prof.kernel_launches() == 1
+        got = _replayed_in_one_launch(tritorch.compile(f), a, b)
         np.testing.assert_allclose(got.cpu().numpy(), f(a, b).cpu().numpy(), rtol=1e-6, atol=1e-7)
 
 
@@ -634,11 +639,7 @@ def test_rematerialize_computes_a_shared_value_again_per_read():
     assert len(exps) == 3 and len({n.outputs[0].name for n in exps}) == 3
     assert all(passes._uses(graph)[n.outputs[0].name] == 1 for n in exps)
     assert len(passes.rematerialize(tritorch.jit.trace(g, (x, y)).graph).nodes) == 4
-    c = tritorch.compile(f)
-    c(x, y)
-    with profile() as prof:
-        got = c(x, y)
-    assert prof.kernel_launches() == 1
+    got = _replayed_in_one_launch(tritorch.compile(f), x, y)
     np.testing.assert_allclose(got.cpu().numpy(), f(x, y).cpu().numpy(), rtol=1e-6, atol=1e-6)
 
 

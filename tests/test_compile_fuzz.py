@@ -1,6 +1,7 @@
 """A seeded, bounded fuzzer for ``tritorch.compile``'s pointwise and reduction fusion: random expression DAGs over
 inputs of broadcasting shapes (views among them), elementwise ops of the fusible set, Python scalars, shared
-subexpressions, sums/means over trailing or leading dims and last-dim softmaxes; the compiled forward and gradients must equal eager's.
+subexpressions, sums/means over trailing or leading dims and last-dim softmaxes; the compiled forward and gradients
+must equal eager's.
 ``TRITORCH_FUZZ_SEEDS=400`` widens it (24 seeds by default; 400 passed when it was written)."""
 import os
 

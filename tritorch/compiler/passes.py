@@ -280,8 +280,9 @@ def _broadcasts_to(shape, target):
 
 def pointwise_spec(node):
     """``(row, operands, dtype)`` where ``node`` is an elementwise op a fused kernel can compute, else None.
-    ``operands``: Values that broadcast to the output's shape, or Python numbers; ``dtype``: the floating type it computes in
-    (None for logical_not, which takes any). Comparisons and logical_not give bool values, used inside a group."""
+    ``operands``: Values that broadcast to the output's shape, or Python numbers; ``dtype``: the floating type it
+    computes in (None for logical_not, which takes any). Comparisons and logical_not give bool values, used inside a
+    group."""
     if node.aliases or len(node.outputs) != 1 or node.out_struct != 0:
         return None
     out = node.outputs[0]
