@@ -30,7 +30,7 @@ from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
 from ._common import empty, wrap
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
+__all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"]
 
 # ====================================================================================================================
 # Batch norm kernels
@@ -823,11 +823,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps)
 
 
-@register("layer_norm", method=False)
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance), then ``* weight +
-    bias`` elementwise."""
-    _check_float("layer_norm", input)
+def _normalized_shape(input, normalized_shape, weight, bias=None):
+    """``normalized_shape`` as a tuple, checked against the input's trailing dims and the affine tensors' shapes."""
     ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(ns)
     if k == 0 or input.ndim < k or tuple(input._shape[input.ndim - k:]) != ns:
@@ -837,10 +834,34 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t._shape) != ns:
             raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape "
                                f"{list(t.shape)} and normalized_shape = {list(ns)}")
+    return ns
+
+
+@register("layer_norm", method=False)
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance), then ``* weight +
+    bias`` elementwise."""
+    _check_float("layer_norm", input)
+    ns = _normalized_shape(input, normalized_shape, weight, bias)
     N = 1
     for n in ns:
         N *= n
     return RowNorm.apply(input, weight, bias, eps, N)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """PyTorch's ``rms_norm``: ``input / sqrt(mean(input ** 2) + eps) * weight`` over the last
+    ``len(normalized_shape)`` dims, in float32 for half types (as PyTorch); ``eps`` defaults to the dtype's machine
+    epsilon. Written in published ops and not routed itself, so a capture sees those ops and ``tritorch.compile``
+    fuses them (a reduction kernel and one pointwise kernel)."""
+    _check_float("rms_norm", input)
+    ns = _normalized_shape(input, normalized_shape, weight)
+    eps = float(np.finfo(input.dtype.np).eps) if eps is None else eps
+    x = input.float() if input.dtype in (D.float16, D.bfloat16) else input
+    out = x * (x * x).mean(tuple(range(-len(ns), 0)), keepdim=True).add(eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    return out if out.dtype is input.dtype else out.to(input.dtype)
 
 
 def _affine(y, weight, bias):

@@ -10,7 +10,7 @@ from ..kernels.embedding import embedding, embedding_bag  # noqa: F401
 from ..kernels.resize import interpolate, pad, pixel_shuffle, pixel_unshuffle  # noqa: F401
 from ..kernels.pool import (max_pool1d, max_pool2d, avg_pool1d, avg_pool2d, adaptive_avg_pool1d,  # noqa: F401
                             adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d)
-from ..kernels.norm import batch_norm, layer_norm, group_norm, instance_norm  # noqa: F401
+from ..kernels.norm import batch_norm, layer_norm, rms_norm, group_norm, instance_norm  # noqa: F401
 from ..kernels.pool import max_pool3d, avg_pool3d, adaptive_avg_pool3d, adaptive_max_pool3d  # noqa: F401
 from ..kernels.fold import fold, unfold  # noqa: F401
 from ..kernels.grid import affine_grid, grid_sample  # noqa: F401
@@ -29,7 +29,7 @@ __all__ = ["linear", "bilinear", "relu", "relu_", "leaky_relu", "elu", "gelu", "
            "conv_transpose2d",
            "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "max_pool1d", "max_pool2d", "avg_pool1d",
            "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-           "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
+           "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
            "scaled_dot_product_attention", "embedding", "embedding_bag"]
 __all__ += ["mish", "hardswish", "selu", "celu", "softsign", "threshold", "threshold_", "prelu", "glu", "softmin"]
 __all__ += ["max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d", "fold", "unfold", "affine_grid",
