@@ -150,10 +150,10 @@ class InstanceNorm3d(_InstanceNorm):
     _nd = 3
 
 
-class LayerNorm(Module):
-    """Normalise over the trailing ``normalized_shape`` dims, with an elementwise affine (weight 1, bias 0)."""
+class _TrailingNorm(Module):
+    """A norm over the trailing ``normalized_shape`` dims with an elementwise weight (1) and, if asked, bias (0)."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+    def __init__(self, normalized_shape, eps, elementwise_affine, bias, device, dtype):
         super().__init__()
         self.normalized_shape = ((normalized_shape,) if isinstance(normalized_shape, int)
                                  else tuple(normalized_shape))
@@ -161,51 +161,42 @@ class LayerNorm(Module):
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
             self.weight = Parameter(_creation.ones(self.normalized_shape, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(_creation.zeros(self.normalized_shape, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
+        if elementwise_affine and bias:
+            self.bias = Parameter(_creation.zeros(self.normalized_shape, device=device, dtype=dtype))
+        elif bias is not None:
             self.register_parameter("bias", None)
 
     def reset_parameters(self):
         if self.elementwise_affine:
             init.ones_(self.weight)
-            if self.bias is not None:
+            if getattr(self, "bias", None) is not None:
                 init.zeros_(self.bias)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class LayerNorm(_TrailingNorm):
+    """Normalise over the trailing ``normalized_shape`` dims, with an elementwise affine (weight 1, bias 0)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
 
     def forward(self, input):
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
-    def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
-
-class RMSNorm(Module):
+class RMSNorm(_TrailingNorm):
     """Root-mean-square normalisation over the trailing ``normalized_shape`` dims, with an elementwise weight (1):
-    PyTorch's ``nn.RMSNorm`` (``eps=None``: the dtype's machine epsilon)."""
+    PyTorch's ``nn.RMSNorm`` (``eps=None``: the dtype's machine epsilon; no bias)."""
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
-        super().__init__()
-        self.normalized_shape = ((normalized_shape,) if isinstance(normalized_shape, int)
-                                 else tuple(normalized_shape))
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_creation.ones(self.normalized_shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-
-    def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
+        super().__init__(normalized_shape, eps, elementwise_affine, None, device, dtype)
 
     def forward(self, x):
         return rms_norm(x, self.normalized_shape, self.weight, self.eps)
-
-    def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class GroupNorm(Module):
