@@ -665,3 +665,15 @@ def test_fused_backward_adds_the_pending_gradient(monkeypatch):
     assert counts[0] == counts[1] - 1
     for g in grads:
         np.testing.assert_allclose(g, x.grad.cpu().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("f, want", [(lambda a: (a.abs() + 0.5) ** 0.5 * 2.0, "Fused(abs -> add -> pow_scalar -> mul)"),
+                                     (lambda a: tritorch.pow(a, 3) - a, "Fused(pow_scalar -> sub)"),
+                                     (lambda a: (a ** 0) * a, "Fused(pow_scalar -> mul)")])
+def test_scalar_powers_fuse(device, f, want):
+    """``x ** a`` for a number a (other than 2, the square row) is the pow_scalar row with a as its parameter, as
+    the eager op runs it; ``x ** 0`` included (its gradient is 0)."""
+    x = tritorch.randn(5, 6, device=device, requires_grad=True)
+    c = tritorch.compile(f)
+    _matches_eager(f, c, (x,), rtol=1e-5, atol=1e-6)
+    assert (want in c.explain()) == (device == "cuda")

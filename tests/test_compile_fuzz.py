@@ -14,7 +14,7 @@ import tritorch.nn.functional as F
 UNARY = [tritorch.exp, tritorch.tanh, tritorch.sigmoid, tritorch.relu, tritorch.neg, tritorch.abs, tritorch.sin,
          lambda a: a ** 2, lambda a: tritorch.log1p(a.abs()), lambda a: tritorch.sqrt(a.abs() + 0.5),
          F.silu, F.gelu, lambda a: F.gelu(a, approximate="tanh"), lambda a: F.leaky_relu(a, 0.1),
-         lambda a: F.elu(a, alpha=0.7)]
+         lambda a: F.elu(a, alpha=0.7), lambda a: (a.abs() + 0.5) ** 1.5, lambda a: a ** 3]
 BINARY = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / (b.abs() + 1.0),
           tritorch.maximum, tritorch.minimum, lambda a, b: tritorch.where(a > b, a, b * 0.5),
           lambda a, b: (a + b * 0.0).masked_fill(b > 0.5, -1.5)]

@@ -21,8 +21,10 @@ def _operand(kind, k, tensors, scalars, values):
 
 
 def _op(table, row):
-    """The published op that computes ``row`` (its name, but for gelu's tanh approximation)."""
-    return (lambda x: table["gelu"](x, approximate="tanh")) if row == "gelu_tanh" else table[row]
+    """The published op that computes ``row`` (its name, but for gelu's tanh approximation and x ** a)."""
+    if row == "gelu_tanh":
+        return lambda x: table["gelu"](x, approximate="tanh")
+    return table["pow"] if row == "pow_scalar" else table[row]
 
 
 def member_values(fused, tensors, scalars, table):

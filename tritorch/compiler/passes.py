@@ -297,6 +297,9 @@ def pointwise_spec(node):
         row, ops, floats, result = _UNARY[node.op], args, args, out.dtype
     elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and args[1] == 2:
         row, ops, floats, result = "square", args[:1], args[:1], out.dtype        # as the eager op runs x ** 2
+    elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and \
+            isinstance(args[0], Value) and args[0].dtype.is_floating_point and _scalar_ok(args[1]):
+        row, ops, floats, result = "pow_scalar", [args[0], Param(args[1])], args[:1], out.dtype   # x ** a, as eager
     elif node.op in _BINARY and len(args) == 2:
         row, swap = _BINARY[node.op]
         ops = args[::-1] if swap else args
