@@ -423,7 +423,9 @@ def _offer_pending(node, buffers):
     pending = None
     nf = node.next_functions
     for i in node._fn._accumulates:
-        e = nf[i] if i < len(nf) else None
+        if i >= len(nf):                     # ascending: the node has no more arguments
+            break
+        e = nf[i]
         slot = buffers.get(e[0]) if e is not None else None
         if slot is not None and slot[e[1]] is not None:
             pending = pending or {}

@@ -284,7 +284,7 @@ class Function:
     # the arguments whose gradient backward can add a pending one into, in its own kernel: the engine then passes the
     # gradient already waiting for that argument (from the other readers of the same tensor, the skip connection of
     # a residual block) as ``ctx._pending[i]``, and backward pops the ones it added (``pending_grad``), saving the
-    # separate add; never under create_graph or anomaly mode
+    # separate add; never under create_graph or anomaly mode (argument indices, ascending)
     _accumulates = ()
 
     def __init_subclass__(cls, **kw):

@@ -339,7 +339,6 @@ def w_views(dt):
     _bwd(tritorch.flip(x, (0, 2)) + tritorch.roll(x, 3, 1))
 
 
-
 def w_compiled(dt):
     """tritorch.compile's generated kernels (float32 and float16; bfloat16 is not fused): pointwise over flat,
     broadcast and strided inputs with a parameterized activation, sums over trailing and leading dims, softmax and

@@ -1,26 +1,24 @@
 """``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it.
 
 A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
-training mode, autocast) is new captures the forward through the op modes (``tritorch.jit``'s capture, which this
-call's result comes from), then runs the passes of ``passes.py``: dead-code elimination, activations (linear,
-conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with autograd too), linears
-in a row as one node whose backward runs each activation's derivative in the next layer's grad_x epilogue
-(``kernels/linear_chain.py``), and
-on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``; broadcast operands and strided views
-are read in place; a value several elementwise ops read is recomputed in each; a tree read only by a
-``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``, runs as that
-reduction's prologue, in one generated kernel), each fused group one autograd node whose backward is derived from
-its rows' gradient rules and fused in turn (``autodiff.py``). Later calls with that
-signature replay the optimised graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``)
-cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and ``explain()`` says
-why.
+autocast, and the training mode of every module the capture called) is new captures the forward through the op
+modes (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes.py``:
+dead-code elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the
+kernels' epilogues (with autograd too); linears in a row as one node whose backward runs each activation's
+derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``); and on ``cuda`` pointwise fusion into
+generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
+elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading
+dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel),
+each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn
+(``autodiff.py``). Later calls with that signature replay the optimised graph. A forward that reads a tensor as a
+Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True``
+raises instead), and ``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
-compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes),
-the residual and dropout epilogues in conv and matmul, prologues of the hand-written layer norm and loss
-kernels, CUDA-graph replay
-(``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True`` re-captures per shape, as
-``False`` does).
+compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the
+residual and dropout epilogues in conv and matmul, prologues of the hand-written layer norm and loss kernels,
+CUDA-graph replay (``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True``
+re-captures per shape, as ``False`` does).
 """
 from .. import jit
 from .._tensor import Tensor

@@ -16,8 +16,8 @@ a broadcast view; one read only by a last-dim softmax becomes ``fused_softmax_ke
 saved result as the eager op's does.
 """
 import hashlib
-import math
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -148,9 +148,7 @@ class Fused:
             self.red_n = math.prod(self.shape[:k] if leading else self.shape[len(kept):])
             ones = (1,) * k
             self.keep_shape = ones + kept if leading else kept + ones
-            self.out_shape = self.keep_shape if keepdim and not self.saves_output else kept
-            if self.saves_output:
-                self.out_shape = self.shape
+            self.out_shape = self.shape if self.saves_output else self.keep_shape if keepdim else kept
         self._backward, self.backward_kernels = {}, []
         self._variants = {((), 1): (self.key, self.source)}
 
@@ -198,11 +196,9 @@ class Fused:
                 bm, bn = _mid_blocks(cfg, r, m)[::-1] if leading else _row_blocks(cfg, m, r)
                 kernel[(triton.cdiv(m, bm),)](*args, CT=ACC[self.dtype], BLOCK_M=bm, BLOCK_N=bn,
                                               num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-            if leading:
-                cfg = REDUCE_LEADING_TUNABLE.pick((key, self.dtype, autotune.bucket(r), autotune.bucket(m), "c"), run)
-            else:
-                tunable = SOFTMAX_TUNABLE if self.saves_output else REDUCE_TUNABLE
-                cfg = tunable.pick((key, self.dtype, autotune.bucket(m), autotune.bucket(r), "c"), run)
+            tunable = REDUCE_LEADING_TUNABLE if leading else SOFTMAX_TUNABLE if self.saves_output else REDUCE_TUNABLE
+            sizes_key = (r, m) if leading else (m, r)            # as its prune rule reads them: key[-3:-1]
+            cfg = tunable.pick((key, self.dtype, *map(autotune.bucket, sizes_key), "c"), run)
         else:
             def run(cfg):
                 kernel[(triton.cdiv(n, cfg.BLOCK),)](*args, CT=ACC[self.dtype], BLOCK=cfg.BLOCK,

@@ -24,8 +24,8 @@
   group of two or more becomes one node ``fused:<hash>:<n>`` that a generated Triton kernel runs (``codegen.py``).
   Operands may broadcast (a bias, a per-row scale, a 0-dim tensor): the kernel computes every member at the
   root's shape and reads each input through its strides. A tree read only by a ``sum``/``mean`` over its trailing
-  dims (``(x * x).mean(-1, keepdim=True)``, a loss's ``(y - t).pow(2).mean()``) becomes that reduction's prologue:
-  one generated reduction kernel, the tree's result never stored.
+  or leading dims (``(x * x).mean(-1, keepdim=True)``, a loss's ``(y - t).pow(2).mean()``, a bias gradient) or by
+  a last-dim softmax becomes that reduction's prologue: one generated kernel, the tree's result never stored.
 """
 import math
 
@@ -359,11 +359,11 @@ def reduction_spec(node):
 
 
 def rematerialize(graph, max_readers=8):
-    """The graph with each elementwise node that several elementwise (or fusible reduction) reads use (and the
-    graph does not return)
-    computed again for each read, so every read ends inside its reader's fused tree: recomputing pointwise math in
-    registers costs less than storing the value and launching its kernel (a derived backward reads a recomputed
-    forward value three or four times). At most ``max_readers`` reads per node, and the graph at most doubles."""
+    """The graph with each elementwise node that several elementwise (or fusible reduction) reads use, and that the
+    graph does not return, computed again for each read, so every read ends inside its reader's fused tree:
+    recomputing pointwise math in registers costs less than storing the value and launching its kernel (a derived
+    backward reads a recomputed forward value three to six times). At most ``max_readers`` reads per node, and at
+    most ``len(graph.nodes) + 16`` copies in all."""
     outputs = {v.name for v in graph.outputs}
     nodes = list(graph.nodes)
     values = dict(graph.values)
@@ -402,16 +402,17 @@ def fuse_pointwise(graph, make):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
     floating type) replaced by one ``fused:<hash>:<n>`` node whose result is floating; a tree (of one node or more)
     read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``,
-    joins that reduction as its prologue. Returns (graph, {op
-    name: kernel}), each kernel ``make(specs, outputs, reduce)`` (specs: [(row, operands)] in execution order;
-    reduce: None or (kind, k, keepdim, leading); ``codegen.Fused``)."""
+    joins that reduction as its prologue. Returns (graph, {op name: kernel}), each kernel ``make(specs, outputs,
+    reduce)`` (specs: [(row, operands)] in execution order; reduce: None or (kind, k, keepdim, leading);
+    ``codegen.Fused``)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     reductions = {}                              # group index -> (the reduction node, its spec)
     for node in graph.nodes:
         red = reduction_spec(node)
-        if red is not None and red[0].name in group_of and uses.get(red[0].name) == 1 and red[0].name not in outputs:
-            reductions[group_of[red[0].name]] = (node, red)
+        x = red[0].name if red is not None else None
+        if x in group_of and uses.get(x) == 1 and x not in outputs:
+            reductions[group_of[x]] = (node, red)
         spec = pointwise_spec(node)
         if spec is None:
             continue
