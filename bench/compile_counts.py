@@ -4,11 +4,14 @@
 Training steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
 and Adam (without dropout, and with 0.1 as in training), the CNN of ``tritorch.train`` with SGD, and a LLaMA-style
 block written in tensor ops (RMSNorm, attention spelled out, SwiGLU) with AdamW. Each runs on
-``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``, eager, compiled (the model) and
-compiled+loss (the forward and the loss as one compiled function); the compiled model is compiled once
-and the third step is the one measured (the first captures, the second warms up). By default ``cuda`` is Triton's
-interpreter (TRITORCH_INTERPRET=1, set here unless already set): its launch counts and bytes are those of a GPU, its
-times are not. On a GPU machine run it with TRITORCH_INTERPRET=0.
+``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``, eager, compiled (the model),
+compiled+loss (the forward and the loss as one compiled function) and reduce-overhead (compiled+loss with
+``mode="reduce-overhead"``: recorded launches replayed without the ops); the model is compiled once, the fourth step
+is profiled (the first captures, the second warms up, the third records) and the fifth timed without the profiler:
+``host ms`` is its wall time less the time spent inside Triton's launch calls (on ``cuda``; all of it on ``cpu``),
+the framework's own cost per step. By default ``cuda`` is Triton's interpreter (TRITORCH_INTERPRET=1, set here
+unless already set): its launch counts and bytes are those of a GPU, its kernel times are not. On a GPU machine run
+it with TRITORCH_INTERPRET=0.
 
     python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn,llama] [--cnn-size 8]
         [--json OUT]
@@ -30,6 +33,7 @@ import tritorch.nn as nn  # noqa: E402
 import tritorch.nn.functional as F  # noqa: E402
 from tritorch import train  # noqa: E402
 from tritorch.profiler import profile, record_function  # noqa: E402
+from tritorch.profiler._launches import install  # noqa: E402
 
 
 def _data(shape, device, seed):
@@ -127,17 +131,37 @@ def llama(device, cnn_size):
 WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn, "llama": llama}
 
 
-MODES = ("eager", "compiled", "compiled+loss")
+MODES = ("eager", "compiled", "compiled+loss", "reduce-overhead")
 """compiled: ``tritorch.compile(model)``, the loss eager; compiled+loss: the forward and the loss compiled as one
-function (``tritorch.compile(lambda x: loss_fn(model(x)))``)."""
+function (``tritorch.compile(lambda x: loss_fn(model(x)))``); reduce-overhead: that with
+``mode="reduce-overhead"``."""
 
 
-def measure(name, device, mode, cnn_size, steps=3):
-    """The profile of the last of ``steps`` training steps, summed up."""
+def _timed(step):
+    """(wall seconds of ``step()``, seconds of it inside Triton's launch calls)."""
+    inside = [0.0]
+
+    def on_launch(kernel, grid, args, kwargs, go):
+        t = time.perf_counter()
+        try:
+            return go()
+        finally:
+            inside[0] += time.perf_counter() - t
+    restore = install(on_launch)
+    try:
+        t0 = time.perf_counter()
+        step()
+        return time.perf_counter() - t0, inside[0]
+    finally:
+        restore()
+
+
+def measure(name, device, mode, cnn_size, steps=4):
+    """The profile of the ``steps``-th training step, summed up, and the host time of the next."""
     tritorch.manual_seed(0)
     model, opt, inputs, loss_fn = WORKLOADS[name](device, cnn_size)
-    if mode == "compiled+loss":
-        run = tritorch.compile(lambda *xs: loss_fn(model(*xs)))
+    if mode in ("compiled+loss", "reduce-overhead"):
+        run = tritorch.compile(lambda *xs: loss_fn(model(*xs)), mode="default" if mode == "compiled+loss" else mode)
     else:
         forward = tritorch.compile(model) if mode == "compiled" else model
         run = lambda *xs: loss_fn(forward(*xs))      # noqa: E731
@@ -151,24 +175,23 @@ def measure(name, device, mode, cnn_size, steps=3):
 
     for _ in range(steps - 1):
         step()
-    t0 = time.perf_counter()
     with profile() as prof:
         with record_function("step"):
             loss = step()
-    wall = time.perf_counter() - t0
+    wall, inside = _timed(step)
     ops = [e for e in prof.events() if e.kind == "op"]
     return {"workload": name, "device": device, "mode": mode,
             "ops": sum(e.depth == 1 for e in ops), "ops_all": len(ops) - 1,
-            "launches": prof.kernel_launches(), "bytes": prof.kernel_bytes(), "host_ms": wall * 1e3,
+            "launches": prof.kernel_launches(), "bytes": prof.kernel_bytes(), "host_ms": (wall - inside) * 1e3,
             "loss": float(loss.item())}
 
 
 def table(rows):
-    head = f"{'workload':11} {'device':6} {'mode':13} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
+    head = f"{'workload':11} {'device':6} {'mode':15} {'ops':>6} {'ops all':>8} {'launches':>9} {'kernel bytes':>13} " \
            f"{'host ms':>9} {'loss':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['workload']:11} {r['device']:6} {r['mode']:13} {r['ops']:6d} {r['ops_all']:8d} "
+        lines.append(f"{r['workload']:11} {r['device']:6} {r['mode']:15} {r['ops']:6d} {r['ops_all']:8d} "
                      f"{r['launches']:9d} {r['bytes']:13,d} {r['host_ms']:9.1f} {r['loss']:9.4f}")
     return "\n".join(lines)
 
@@ -188,8 +211,9 @@ def main(argv=None):
             for mode in MODES:
                 rows.append(measure(name, device, mode, args.cnn_size))
                 print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    print(f"per training step (the 3rd), tritorch.profiler; cuda {'interpreted' if tritorch._INTERPRET else 'GPU'}")
-    print("ops: calls made by the step itself; ops all: with the nested ones; kernel bytes: summed tensor extents")
+    print(f"per training step (the 4th), tritorch.profiler; cuda {'interpreted' if tritorch._INTERPRET else 'GPU'}")
+    print("ops: calls made by the step itself; ops all: with the nested ones; kernel bytes: summed tensor extents; "
+          "host ms: the 5th step's wall time outside Triton's launch calls")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:

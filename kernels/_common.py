@@ -1,6 +1,6 @@
 """The op layer's shared helpers: allocation (``empty``), NumPy results as tensors (``wrap``, ``host_result``), the
 references' compute type (``np_ct``), quiet NumPy (``quiet``), broadcast gradients (``sum_to``), and the checks every
-op family makes (``check_same_device``, ``check_out``, ``check_inplace``, ``mark_written``).
+op family makes (``check_same_device``, ``check_out``, ``check_inplace``, ``mark_written``, ``host_check``).
 
 A leaf of kernels/: it imports only the core, so every op module can import it and none of it imports back.
 """
@@ -16,6 +16,20 @@ def copy_host(dst, src):
     """Interpreter only: dst[...] = src through NumPy (host memory), rounding to dst's type (bf16)."""
     dst._np[...] = src._np.astype(dst.dtype.np)
     return dst
+
+
+CHECK_OBSERVERS = []
+"""Who runs ``host_check``'s checks instead of it (the innermost one): a launch recording of ``tritorch.compile``'s
+reduce-overhead mode, which replays each check after the launch it follows."""
+
+
+def host_check(t, check):
+    """``check(t.tolist())``: an op's input validated from a few values its kernel computed (the one small read to
+    the host that such a check needs), ``check`` raising on bad input. A check, not a branch: nothing the op does
+    next may depend on the values."""
+    if CHECK_OBSERVERS:
+        return CHECK_OBSERVERS[-1](t, check)
+    return check(t.tolist())
 
 
 def check_same_device(name, *tensors):

@@ -21,6 +21,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, on_cpu, interp_bf16_in, interp_bf16_out
+from ._checks import check_index_range, check_range
 from ._common import empty, wrap
 
 __all__ = ["embedding", "embedding_bag", "embedding_bag_fwd_np", "embedding_bag_bwd_np", "embedding_renorm_np"]
@@ -279,15 +280,22 @@ def _host_tensor(arr):
 
 
 def _check_indices(name, idx, num_weights):
-    """Indices as a flat contiguous int64 tensor, after checking their type and range (a host read)."""
+    """Indices as a flat contiguous int64 tensor, after checking their type and range (on ``cuda`` one min/max
+    kernel and a read of its results, not of the indices)."""
     if idx.dtype not in (D.int64, D.int32):
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following scalar types: "
                            f"Long, Int; but got {idx.dtype} instead (while checking arguments for {name})")
     flat = idx.reshape(-1).to(D.int64).contiguous()
-    host = _idx_host(flat)
-    if host.size and (host.min() < 0 or host.max() >= num_weights):
-        raise IndexError("index out of range in self")
-    return flat, host
+    if on_cpu(flat):
+        a = flat._np
+        check_range([(int(a.min()), int(a.max())) if a.size else (0, 0)], num_weights, _bad_index)
+    else:
+        check_index_range(flat, num_weights, _bad_index)
+    return flat
+
+
+def _bad_index(i):
+    return IndexError("index out of range in self")
 
 
 def _renorm_(weight, host_idx, max_norm, norm_type):
@@ -334,9 +342,9 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         elif padding_idx < 0:
             assert padding_idx >= -num, "Padding_idx must be within num_embeddings"
             padding_idx = num + padding_idx
-    flat, host = _check_indices("embedding", input, num)
+    flat = _check_indices("embedding", input, num)
     if max_norm is not None:
-        _renorm_(weight, host, max_norm, norm_type)
+        _renorm_(weight, _idx_host(flat), max_norm, norm_type)
     out = EmbeddingBagFn.apply(weight, flat, None, None, "sum", -1 if padding_idx is None else padding_idx,
                                flat._shape[0])
     return out if input.ndim == 1 else out.reshape(tuple(input._shape) + (weight._shape[1],))
@@ -378,7 +386,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
             off_host = off_host[:-1]
     else:
         raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {input.ndim}")
-    flat, host = _check_indices("embedding_bag", input, num)
+    flat = _check_indices("embedding_bag", input, num)
+    host = _idx_host(flat)
     n = host.size
     if off_host.size and (off_host[0] != 0 or np.any(np.diff(off_host) < 0) or off_host[-1] > n):
         raise ValueError(f"offsets must start at 0, be non-decreasing and at most the number of indices ({n})")

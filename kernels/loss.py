@@ -25,6 +25,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, in_ptr, broadcast_shapes, block_for, interp_bf16_in, next_pow2, cdiv
+from ._checks import check_index_range, check_range
 from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
 from ._pointwise import launch_pointwise
 from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus
@@ -1047,22 +1048,6 @@ def _reduce(loss, reduction):
     return loss
 
 
-_RANGE_BLOCK = 4096
-
-
-@triton.jit
-def _target_range_kernel(t_ptr, out_ptr, n, ignore_index, BLOCK: tl.constexpr):
-    """The smallest and the largest class index of BLOCK targets, ignore_index left out (0 stands in for it, and for
-    a block with none: 0 is a class whenever there is one). t: (n,) int64, contiguous; out: (programs, 2) int64,
-    row p = (min, max) of targets [p * BLOCK, (p + 1) * BLOCK)."""
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    t = tl.load(t_ptr + offs, mask=offs < n, other=ignore_index)
-    t = tl.where(t != ignore_index, t, 0)
-    tl.store(out_ptr + 2 * pid, tl.min(t, axis=0))
-    tl.store(out_ptr + 2 * pid + 1, tl.max(t, axis=0))
-
-
 def _check_class_targets(x, t, weight, ignore_index):
     """nll_loss's checks on class-index targets and weights: dtype, shapes, and every target in [0, C) or equal to
     ``ignore_index`` (on the device, one min/max kernel, before any other kernel reads them)."""
@@ -1091,16 +1076,13 @@ def _check_class_targets(x, t, weight, ignore_index):
     if t._storage.device.type == "cpu":
         a = t._np
         a = a[a != ignore_index]
-        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        check_range([(int(a.min()), int(a.max())) if a.size else (0, 0)], C, _bad_target)
     else:
-        tc = t.contiguous()
-        n = tc.numel()
-        parts = empty((cdiv(n, _RANGE_BLOCK), 2), D.int64, t.device)
-        _target_range_kernel[(parts._shape[0],)](ptr(tc), ptr(parts), n, int(ignore_index), BLOCK=_RANGE_BLOCK)
-        parts = parts.tolist()              # one small copy to the host: the sync every check needs
-        lo, hi = min(p[0] for p in parts), max(p[1] for p in parts)
-    if lo < 0 or hi >= C:
-        raise IndexError(f"Target {lo if lo < 0 else hi} is out of bounds.")
+        check_index_range(t.contiguous(), C, _bad_target, ignore_index)
+
+
+def _bad_target(t):
+    return IndexError(f"Target {t} is out of bounds.")
 
 
 def _weight_arg(weight, x, name):

@@ -649,7 +649,7 @@ def test_target_check_spans_blocks_and_skips_ignored(device, bad):
             with pytest.raises(IndexError, match=f"^Target {bad} is out of bounds.$"):
                 F.cross_entropy(x, tt)
     if device == "cuda":
-        assert prof.kernel_launches("_target_range_kernel") == (2 if bad is None else 1)
+        assert prof.kernel_launches("_index_range_kernel") == (2 if bad is None else 1)
 
 
 

@@ -14,11 +14,12 @@ each fused group one autograd node whose backward is derived from its rows' grad
 Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True``
 raises instead), and ``explain()`` says why.
 
-The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). Not yet built (see the
-compile issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the
-residual and dropout epilogues in conv and matmul, prologues of the hand-written layer norm and loss kernels,
-CUDA-graph replay (``mode="reduce-overhead"`` runs as ``"default"``) and dynamic shapes (``dynamic=True``
-re-captures per shape, as ``False`` does).
+The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"``
+on ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``);
+on ``cpu``, where the ops call NumPy and launch nothing, it runs as ``"default"``. Not yet built (see the compile
+issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the residual
+and dropout epilogues in conv and matmul, prologues of the hand-written layer norm and loss kernels, CUDA-graph
+capture of the recorded launches, and dynamic shapes (``dynamic=True`` re-captures per shape, as ``False`` does).
 """
 from .. import jit
 from .._tensor import Tensor
@@ -28,6 +29,7 @@ from ..jit._capture import Capture
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
+from .replay import ReducedOverhead
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_chain, \
     fuse_linear_residual, fuse_pointwise, rematerialize
@@ -61,6 +63,7 @@ class CompiledFunction:
         if mode not in MODES and mode is not None:
             raise RuntimeError(f"Unrecognized mode={mode}, should be one of: {', '.join(MODES)}")
         self._orig_mod = fn
+        self.mode = mode
         self.fullgraph = fullgraph
         self._entries = {}                  # (signature, training flags of its modules) -> replay or _Eager
         self._modules = {}                  # signature -> the modules its captures called
@@ -155,6 +158,8 @@ class CompiledFunction:
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)
         mods = self._modules.get(key)          # a function's replay runs in its (first) module's mode
         traced.training = key[3] if key[3] is not None else bool(mods and mods[0].training)
+        if self.mode == "reduce-overhead" and graph.device is not None and graph.device.type == "cuda":
+            return ReducedOverhead(traced, records_grad, self._notes.append)
         return traced
 
     def explain(self):
