@@ -1,7 +1,7 @@
 """A seeded, bounded fuzzer for ``tritorch.compile``'s pointwise and reduction fusion: random expression DAGs over
 inputs of broadcasting shapes (views among them), elementwise ops of the fusible set, Python scalars, shared
 subexpressions, sums/means over trailing or leading dims and last-dim softmaxes; the compiled forward and gradients
-must equal eager's.
+must equal eager's, and so must their launch replays under ``mode="reduce-overhead"``.
 ``TRITORCH_FUZZ_SEEDS=400`` widens it (24 seeds by default; 400 passed when it was written)."""
 import os
 
@@ -89,18 +89,42 @@ def test_fuzz_compiled_matches_eager(seed):
     inputs = [_input(rng, s, "cuda").requires_grad_(bool(rng.integers(2))) for s in shapes]
     fn = lambda *xs: _run(program, xs)                 # noqa: E731
     c = tritorch.compile(fn)
-    results = []
-    for run in (fn, c, c):
-        for x in inputs:
-            x.grad = None
-        outs = run(*inputs)
-        if any(o.requires_grad for o in outs):
-            sum((o * o).sum() for o in outs if o.requires_grad).backward()
-        results.append([o.detach().cpu().numpy() for o in outs] +
-                       [x.grad.cpu().numpy() if x.grad is not None else None for x in inputs])
-    for got in results[1:]:
-        for a, b in zip(got, results[0]):
-            assert (a is None) == (b is None)
-            if a is not None:
-                assert a.shape == b.shape
-                np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5, equal_nan=True)
+    want = _results(fn, inputs)
+    for _ in range(2):
+        _agree(_results(c, inputs), want)
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_fuzz_reduce_overhead_matches_eager(seed):
+    """The same programs under mode="reduce-overhead", five calls with new values in the same inputs: the third
+    records the launches, the fourth and fifth replay them on the inputs where they are."""
+    rng = np.random.default_rng(2000 + seed)
+    program = _program(rng)
+    shapes = [SHAPES[int(i)] for i in rng.integers(len(SHAPES), size=program[0])]
+    inputs = [_input(rng, s, "cuda").requires_grad_(bool(rng.integers(2))) for s in shapes]
+    fn = lambda *xs: _run(program, xs)                 # noqa: E731
+    c = tritorch.compile(fn, mode="reduce-overhead")
+    for _ in range(5):
+        with tritorch.no_grad():
+            for x in inputs:
+                x.copy_(tritorch.tensor(rng.standard_normal(x.shape).astype(np.float32), device="cuda"))
+        _agree(_results(c, inputs), _results(fn, inputs))
+
+
+def _results(run, inputs):
+    """The outputs of ``run`` and the gradients of their summed squares."""
+    for x in inputs:
+        x.grad = None
+    outs = run(*inputs)
+    if any(o.requires_grad for o in outs):
+        sum((o * o).sum() for o in outs if o.requires_grad).backward()
+    return [o.detach().cpu().numpy() for o in outs] + [x.grad.cpu().numpy() if x.grad is not None else None
+                                                        for x in inputs]
+
+
+def _agree(got, want):
+    for a, b in zip(got, want):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5, equal_nan=True)

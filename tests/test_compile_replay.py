@@ -242,3 +242,28 @@ def test_retained_backward_twice_and_no_double_backward():
     (g,) = tritorch.autograd.grad(c(x).pow(2).sum(), [model[0].weight], create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|not differentiable|twice"):
         g.sum().backward()
+
+
+def test_host_constants_are_read_in_place_unless_written():
+    """A Python number made a tensor (``where``'s two scalars in maximum's backward) is a constant the replays read
+    where it is; a tensor made from host data and then written by a kernel is refused (each call must start from
+    the host data)."""
+    c = tritorch.compile(lambda a, b: tritorch.maximum(a, b), mode="reduce-overhead")
+    for i in range(5):
+        a = _data((3,), "cuda", i).requires_grad_()
+        b = a.detach().clone() if i == 4 else _data((3,), "cuda", 10 + i)       # ties on the last call
+        c(a, b).backward(tritorch.tensor([1.0, 2.0, 3.0], device="cuda"))
+        want = np.where(a.detach().cpu().numpy() > b.cpu().numpy(), 1.0, 0.0)
+        want = np.where(a.detach().cpu().numpy() == b.cpu().numpy(), 0.5, want)
+        np.testing.assert_allclose(a.grad.cpu().numpy(), want * [1.0, 2.0, 3.0])
+    assert _entry(c).bwd.constants and _entry(c).reason is None
+
+    x = tritorch.ones(2, device="cuda")
+
+    def f(x):
+        t = tritorch.tensor([1.0, 2.0], device="cuda")
+        t.add_(x.sum())
+        return t * x
+    c = tritorch.compile(f, mode="reduce-overhead")
+    assert [c(x).tolist() for _ in range(5)] == [[3.0, 4.0]] * 5
+    assert "a kernel wrote into host data" in c.explain()

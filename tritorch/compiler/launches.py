@@ -3,6 +3,8 @@ used): ``Recorder`` sees every Triton launch, storage, random draw and host chec
 the launches not the whole of its work; ``LaunchList`` names each recorded pointer by its slot (a tensor given per
 call, a storage an earlier list made, or one this list makes, with its memory plan) and runs the launches again on
 another call's buffers."""
+import numpy as np
+
 from .. import cuda
 from .._storage import Storage
 from .._tensor import Tensor
@@ -25,11 +27,35 @@ class Recorder:
     def __init__(self, draws=True):
         self.launches, self.created, self.checks, self.unsafe = [], [], [], None
         self.draws = [] if draws else None      # (generator, n) per random draw, in order
+        self.constants = []             # (storage, its host data) per upload
         self.reading = False            # in a ``host_check``: its read is replayed, not refused
+        self.uploading = False          # in ``Storage.from_numpy``: its copy makes a constant, not refused
 
     def refuse(self, why):
-        if self.unsafe is None and not self.reading:
+        if self.unsafe is None and not self.reading and not self.uploading:
             self.unsafe = why
+
+    def _upload(self, from_numpy, cls, flat, device, dtype):
+        """Host data on ``cuda`` (a Python number made a tensor): with no device memory read on the host and no
+        random draw before it, a constant of the signature, kept and read in place by every replay (``intact``
+        checks that no kernel wrote into it)."""
+        if device.type != "cuda":
+            return from_numpy(cls, flat, device, dtype)
+        if self.draws:
+            self.refuse("host data made after a random draw")
+        self.uploading = True
+        try:
+            st = from_numpy(cls, flat, device, dtype)
+        finally:
+            self.uploading = False
+        self.constants.append((st, np.array(flat, copy=True)))
+        return st
+
+    def intact(self):
+        """Raise unless every constant still holds its host data (run after the recording's last launch)."""
+        for st, data in self.constants:
+            if st.host_array().view(np.uint8).tobytes() != data.view(np.uint8).tobytes():
+                raise Unsafe("a kernel wrote into host data")
 
     def _draw(self, gen, n, take):
         """A random op's draw of ``n`` counters: the generator moves on as usual, but the op gets the k-th draw's
@@ -78,8 +104,8 @@ class Recorder:
         np_get = Tensor.__dict__["_np"].fget
         take = Generator._take
         self._patch(Storage, "__init__", init)
-        self._patch(Storage, "from_numpy", classmethod(on_cuda(
-            "host data uploaded", from_numpy, lambda cls, flat, device, dtype: device)))
+        self._patch(Storage, "from_numpy", classmethod(lambda cls, flat, device, dtype:
+                                                       rec._upload(from_numpy, cls, flat, device, dtype)))
         self._patch(Storage, "host_array", on_cuda("device memory read on the host", Storage.host_array,
                                                    lambda st: st.device))
         self._patch(Tensor, "_np", property(on_cuda("device memory used on the host", np_get,
@@ -130,18 +156,23 @@ class LaunchList:
     """Recorded launches whose pointers name slots: ``anchors`` tensors given per call (read in place, by the
     offset of each pointer from the tensor's first element), ``saved`` storages given per call (made by an earlier
     list), and the storages the recording made, allocated per run at their first launch and dropped after their
-    last unless kept (``keep``)."""
+    last unless kept (``keep``); ``constants`` (and the recording's uploads) are read where they are."""
 
-    def __init__(self, rec, anchors, saved=(), keep=(), draws=None):
+    def __init__(self, rec, anchors, saved=(), keep=(), draws=None, constants=()):
         self.draws = rec.draws if draws is None else draws      # the draws the launches take, made per forward
         self.n_draws = len(self.draws)
         self.n_fixed = len(anchors) + len(saved)
         spans = [(t._storage.ptr, t._storage.ptr + t._storage.size * t.dtype.itemsize, _addr(t), j)
                  for j, t in enumerate(anchors)]
         spans += [(st.ptr, st.ptr + st.size * st.dtype.itemsize, st.ptr, j) for j, st in enumerate(saved, len(anchors))]
+        self.constants = [*constants, *(st for st, _ in rec.constants)]     # read in place, kept alive here
+        spans += [(st.ptr, st.ptr + st.size * st.dtype.itemsize, st.ptr, None) for st in self.constants]
+        fixed = {id(st) for st in self.constants}
         self.made = {}                  # id(storage) -> slot, for the storages the recording made
         self.sizes = []                 # per made slot: (elements, device, dtype)
         for st in rec.created:
+            if id(st) in fixed:
+                continue
             j = self.n_fixed + len(self.sizes)
             self.made[id(st)] = j
             self.sizes.append((st.size, st.device, st.dtype))
@@ -178,7 +209,8 @@ class LaunchList:
                 if a.addr == 0 or a.nbytes == 0:
                     continue                    # no element is read through it
                 j, off = self._slot(a.addr)
-                out.append((where, j, off, a.dtype, a.src))
+                if j is not None:               # None: a constant, read where it is
+                    out.append((where, j, off, a.dtype, a.src))
             elif hasattr(a, "data_ptr"):
                 raise Unsafe(f"a launch takes a {type(a).__name__} as a pointer")
         return out

@@ -20,9 +20,10 @@ replay makes; the recording call itself runs on the markers' numbers). A value c
 a kernel's result (``host_check``: a class target out of range) runs again after the same launch of each replay.
 
 A recording is refused, and the signature replays its graph as ``mode="default"`` does (``explain()`` says why),
-where the launches are not the whole of the work: host data uploaded or device memory read on the host (other than
-by ``host_check``), a pointer into memory the call neither made nor received, a result that is not a buffer the
-call made, random numbers drawn in the backward.
+where the launches are not the whole of the work: device memory read on the host (other than by ``host_check``),
+host data made after a random draw or written by a kernel (other host data, such as a Python number made a tensor,
+is a constant of the signature, read in place), a pointer into memory the call neither made nor received, a result
+that is not a buffer the call made, random numbers drawn in the backward.
 """
 import weakref
 from contextlib import nullcontext
@@ -129,6 +130,8 @@ class ReducedOverhead:
                 raise Unsafe(rec.unsafe)
             fwd = LaunchList(rec, tensors)
             self.out_specs = [fwd.describe(o) for o in outs]
+            if ctx is None:
+                rec.intact()
         except Unsafe as e:
             self.refuse(str(e))
         else:
@@ -136,7 +139,7 @@ class ReducedOverhead:
                 fwd.plan({s[1] for s in self.out_specs})
                 self.fwd = fwd
             else:                               # its storages stay alive until the backward is recorded
-                self.rec = (fwd, rec.created)
+                self.rec = (fwd, rec)
                 self.pending = weakref.ref(ctx)
         if ctx is None:
             return tuple(outs)
@@ -169,13 +172,16 @@ class ReducedOverhead:
     def _finish(self, rec, anchors, result):
         """Both recordings made: the backward's list reads the forward's storages it needs as ``saved``; the
         forward keeps those and its outputs past its last launch."""
-        fwd, made = self.rec
-        bwd = LaunchList(rec, anchors, made, draws=fwd.draws)
+        fwd, frec = self.rec
+        frec.intact()
+        rec.intact()
+        made = [st for st in frec.created if id(st) in fwd.made]     # in the order of the forward's slots
+        bwd = LaunchList(rec, anchors, made, draws=fwd.draws, constants=fwd.constants)
         first = len(anchors)
         used = sorted({j - first for i in range(len(bwd.launches)) for j in bwd.slots(i) if first <= j < bwd.n_fixed})
-        bwd = LaunchList(rec, anchors, [made[i] for i in used], draws=fwd.draws)
+        bwd = LaunchList(rec, anchors, [made[i] for i in used], draws=fwd.draws, constants=fwd.constants)
         self.grad_specs = [None if g is None else bwd.describe(g, anchors) for g in result]
         bwd.plan({s[1] for s in self.grad_specs if s is not None and s[0] == "made"})
-        self.saved_slots = [fwd.n_fixed + i for i in used]
+        self.saved_slots = [fwd.made[id(made[i])] for i in used]
         fwd.plan({s[1] for s in self.out_specs if s[0] == "made"} | set(self.saved_slots))
         self.fwd, self.bwd, self.rec = fwd, bwd, None
