@@ -564,6 +564,13 @@ def test_train_compile_flag_matches_eager(tmp_path):
     assert eager == compiled
 
 
+def test_train_compile_takes_a_mode(tmp_path):
+    common = ["--epochs", "1", "--limit-batches", "4", "--quiet", "--device", "cpu"]
+    args = train.build_parser().parse_args(common + ["--out", str(tmp_path / "b.ckpt"), "--compile", "reduce-overhead"])
+    assert args.compile == "reduce-overhead"
+    assert train.run(train.build_parser().parse_args(common + ["--out", str(tmp_path / "a.ckpt")])) == train.run(args)
+
+
 def test_comparisons_and_where_fuse_inside_a_group(device):
     f = lambda x, y: tritorch.where(x > y, x * 2.0, 0.5) + tritorch.where((x - y).abs() <= 0.1, y, x).logical_not()
     g = lambda x, y: tritorch.where(x > y, x * 2.0, 0.5) - tritorch.relu(y)

@@ -267,3 +267,29 @@ def test_host_constants_are_read_in_place_unless_written():
     c = tritorch.compile(f, mode="reduce-overhead")
     assert [c(x).tolist() for _ in range(5)] == [[3.0, 4.0]] * 5
     assert "a kernel wrote into host data" in c.explain()
+
+
+def test_conv_batchnorm_model_replays():
+    """Conv, batch norm (its running statistics updated in place by the replayed kernels), pooling: training steps
+    and then an eval call agree with the graph's replay."""
+    x = [_data((2, 1, 6, 6), "cuda", s) for s in range(5)]
+    res = {}
+    for mode in ("default", "reduce-overhead"):
+        tritorch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(27, 4)).to("cuda")
+        c = tritorch.compile(model, mode=mode)
+        opt = tritorch.optim.SGD(model.parameters(), lr=0.1)
+        out = []
+        for s in range(5):
+            opt.zero_grad()
+            c(x[s]).pow(2).mean().backward()
+            opt.step()
+            out.append([p.detach().cpu().numpy().copy() for p in model.parameters()] +
+                       [model[1].running_mean.cpu().numpy(), model[1].running_var.cpu().numpy()])
+        res[mode] = out
+        if mode != "default":
+            assert _entry(c).reason is None and _entry(c).bwd is not None
+    for got, want in zip(res["reduce-overhead"], res["default"]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

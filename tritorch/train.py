@@ -101,8 +101,10 @@ def build_parser(prog="python -m tritorch.train"):
     p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
                    help="mixed precision: the forward under autocast in bfloat16 (--amp, --amp bf16) or float16 with "
                         "a GradScaler (--amp fp16); the weights stay float32")
-    p.add_argument("--compile", action="store_true",
-                   help="train the model through tritorch.compile (captured once per batch shape, fused kernels)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   choices=["default", "reduce-overhead", "max-autotune"],
+                   help="train the model through tritorch.compile (captured once per batch shape, fused kernels); "
+                        "--compile reduce-overhead replays each step's recorded kernel launches without its ops")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train data-parallel in N processes on this machine (DistributedDataParallel; the global "
                         "batch stays --batch-size; only rank 0 prints and writes the checkpoint; default 1)")
@@ -229,7 +231,7 @@ def run(args):
     if args.compile and world > 1:
         raise UsageError("--compile does not combine with data-parallel training (--nproc) yet")
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else \
-        tritorch.compile(model) if args.compile else model
+        tritorch.compile(model, mode=args.compile) if args.compile else model
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, (2 * args.epochs) // 3), gamma=0.2)
     loss_fn = nn.CrossEntropyLoss()
