@@ -7,6 +7,7 @@ import tritorch
 import tritorch.nn as nn
 import tritorch.nn.functional as F
 from tritorch.profiler import profile
+from test_compile import MODELS
 
 
 def _mlp(device, seed=0):
@@ -293,3 +294,26 @@ def test_conv_batchnorm_model_replays():
     for got, want in zip(res["reduce-overhead"], res["default"]):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_replay_as_eager(name):
+    """The compile tests' models (MLP, CNN, autoencoder, GAN generator, LSTM, GPT block), five calls with new data:
+    outputs and gradients as eager's, the later calls replayed from launches."""
+    make, data = MODELS[name]
+    tritorch.manual_seed(0)
+    m = make().to("cuda")
+    c = tritorch.compile(m, mode="reduce-overhead")
+    kw = {"src_mask": nn.Transformer.generate_square_subsequent_mask(5).to("cuda"), "is_causal": True} \
+        if name == "gpt_block" else {}
+    for _ in range(5):
+        x = data("cuda", 2)
+        res = []
+        for fn in (m, c):
+            m.zero_grad()
+            y = fn(x, **kw)
+            (y.float() ** 2).mean().backward()
+            res.append([y.detach().cpu().numpy()] + [p.grad.cpu().numpy().copy() for p in m.parameters()])
+        for a, b in zip(*res):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert _entry(c).reason is None and _entry(c).bwd is not None
