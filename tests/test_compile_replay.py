@@ -24,6 +24,16 @@ def _entry(c):
     return entry
 
 
+def _recorded(seed):
+    """An MLP compiled under reduce-overhead, its third call recorded (forward and backward), and its input."""
+    model = _mlp("cuda")
+    c = tritorch.compile(model, mode="reduce-overhead")
+    x = _data((4, 6), "cuda", seed)
+    for _ in range(3):
+        c(x).sum().backward()
+    return model, c, x
+
+
 def _train(model, run, steps, x, y):
     """Losses and gradients of ``steps`` SGD steps of ``run`` (a new input batch per step)."""
     opt = tritorch.optim.SGD(model.parameters(), lr=0.1)
@@ -53,11 +63,7 @@ def test_training_replays_launches_and_matches_default():
 
 
 def test_replay_dispatches_no_op():
-    model = _mlp("cuda")
-    c = tritorch.compile(model, mode="reduce-overhead")
-    x = _data((4, 6), "cuda", 1)
-    for _ in range(3):
-        c(x).sum().backward()
+    model, c, x = _recorded(1)
     entry = _entry(c)
     with profile() as prof:
         y = c(x)
@@ -150,11 +156,7 @@ def test_random_ops_draw_anew_per_replay():
 
 
 def test_other_strides_take_the_graph():
-    model = _mlp("cuda")
-    c = tritorch.compile(model, mode="reduce-overhead")
-    x = _data((4, 6), "cuda", 0)
-    for _ in range(3):
-        c(x).sum().backward()
+    model, c, x = _recorded(0)
     xt = _data((6, 4), "cuda", 1).t()           # the same shape, other strides: not what was recorded
     with profile() as prof:
         y = c(xt)
@@ -181,11 +183,7 @@ def test_backward_dropped_before_recording_records_again():
 
 
 def test_parameter_changed_before_backward_raises():
-    model = _mlp("cuda")
-    c = tritorch.compile(model, mode="reduce-overhead")
-    x = _data((4, 6), "cuda", 0)
-    for _ in range(3):
-        c(x).sum().backward()
+    model, c, x = _recorded(0)
     y = c(x)
     with tritorch.no_grad():
         model[0].weight.add_(1.0)

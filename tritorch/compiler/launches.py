@@ -132,14 +132,15 @@ _OFFSET = 1 << 61
 
 
 def _draw_of(a, n):
-    """(k, "seed" or "offset") where int ``a`` is the marker of draw ``k`` < ``n``; None where it is no marker;
-    raises where it lies in a marker's range without being one (a draw changed before its launch)."""
-    for base, span, what in ((_SEED, 1 << 32, "seed"), (_OFFSET, n << 40, "offset")):
-        if base <= a < base + span:
-            k, rest = divmod(a - base, 1 if what == "seed" else 1 << 40)
+    """(k, 0) where int ``a`` is the marker seed of draw ``k`` < ``n``, (k, 1) where it is its marker offset; None
+    where it is no marker; raises where it lies in a marker's range without being one (a draw changed before its
+    launch)."""
+    for part, (base, step) in enumerate(((_SEED, 1), (_OFFSET, 1 << 40))):
+        if base <= a < base + (1 << 32 if part == 0 else n << 40):
+            k, rest = divmod(a - base, step)
             if rest or k >= n:
                 raise Unsafe("a random op's draw was changed before its launch")
-            return k, what
+            return k, part
     return None
 
 
@@ -178,7 +179,7 @@ class LaunchList:
             self.sizes.append((st.size, st.device, st.dtype))
             spans.append((st.ptr, st.ptr + st.size * st.dtype.itemsize, st.ptr, j))
         self.spans = spans
-        self.launches = [(kernel, grid, args, kwargs, self._patches(args, kwargs))
+        self.launches = [(kernel, grid, args, kwargs, *self._patches(args, kwargs))
                          for kernel, grid, args, kwargs in rec.launches]
         self.checks = [[] for _ in self.launches]       # per launch: the host checks that follow it
         for i, t, check in rec.checks:
@@ -199,26 +200,27 @@ class LaunchList:
         return best[1], addr - best[0]
 
     def _patches(self, args, kwargs):
-        out = []
+        """Where a launch's arguments change per call: pointers, as (argument, slot, byte offset, dtype, view), and
+        random draws, as (argument, draw, 0 for its seed or 1 for its offset)."""
+        ptrs, draws = [], []
         for where, a in [*enumerate(args), *kwargs.items()]:
             if type(a) is int:
                 hit = _draw_of(a, self.n_draws)
                 if hit is not None:
-                    out.append((where, None, *hit, None))
+                    draws.append((where, *hit))
             elif type(a) is Ptr:
                 if a.addr == 0 or a.nbytes == 0:
                     continue                    # no element is read through it
                 j, off = self._slot(a.addr)
                 if j is not None:               # None: a constant, read where it is
-                    out.append((where, j, off, a.dtype, a.src))
+                    ptrs.append((where, j, off, a.dtype, a.src))
             elif hasattr(a, "data_ptr"):
                 raise Unsafe(f"a launch takes a {type(a).__name__} as a pointer")
-        return out
+        return ptrs, draws
 
     def slots(self, i):
         """The slots launch ``i`` and its host checks read or write."""
-        return {j for _, j, *_ in self.launches[i][4] if j is not None} | \
-            {spec[1] for spec, _ in self.checks[i] if spec[0] == "made"}
+        return {j for _, j, *_ in self.launches[i][4]} | {spec[1] for spec, _ in self.checks[i] if spec[0] == "made"}
 
     def plan(self, keep):
         """The memory plan: each made slot allocated at its first launch and dropped after its last, unless in
@@ -252,21 +254,20 @@ class LaunchList:
             base[j] = st.ptr
         live = {}
         for j in self.unused_kept:
-            st = live[j] = Storage.empty(*self.sizes[j - self.n_fixed])
-        for (kernel, grid, args, kwargs, patches), checks, new, done in zip(self.launches, self.checks, self.alloc_at,
-                                                                            self.free_at):
+            live[j] = Storage.empty(*self.sizes[j - self.n_fixed])
+        for (kernel, grid, args, kwargs, ptrs, draws), checks, new, done in zip(self.launches, self.checks,
+                                                                                self.alloc_at, self.free_at):
             for j in new:
-                n, device, dtype = self.sizes[j - self.n_fixed]
-                st = live[j] = Storage.empty(n, device, dtype)
+                st = live[j] = Storage.empty(*self.sizes[j - self.n_fixed])
                 base[j] = st.ptr
-            if patches:
+            if ptrs or draws:
                 args, kwargs = list(args), dict(kwargs)
-                for where, j, off, dtype, src in patches:
-                    p = drawn[off][dtype == "offset"] if j is None else Ptr(base[j] + off, dtype, None, src)
+                for where, value in [*((w, Ptr(base[j] + off, dt, None, src)) for w, j, off, dt, src in ptrs),
+                                     *((w, drawn[k][part]) for w, k, part in draws)]:
                     if type(where) is int:
-                        args[where] = p
+                        args[where] = value
                     else:
-                        kwargs[where] = p
+                        kwargs[where] = value
             kernel.run(*args, grid=grid, warmup=False, **kwargs)
             for spec, check in checks:
                 check(rebuild(spec, live, anchors).tolist())
