@@ -111,8 +111,10 @@ def sum_to(g, shape):
         return g
     lead = g.ndim - len(shape)
     dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g._shape[lead + i] != 1)
+    if dims and dims[-1] < lead:
+        return g.sum(dims)          # leading dims only: the sum has ``shape`` and is no view (``.grad`` adopts it)
     out = g.sum(dims, keepdim=True) if dims else g
-    return out.reshape(shape)
+    return out if out._shape == shape else out.reshape(shape)
 
 
 def check_out(out, result_dtype, shape):

@@ -33,7 +33,7 @@ import triton.language as tl
 
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET, device
-from tritorch._tensor import Tensor, register
+from tritorch._tensor import Tensor, contiguous_strides, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import TL, ptr, next_pow2, cdiv, interp_bf16_in
@@ -530,7 +530,14 @@ def _keep_shape(shape, dims):
 
 
 def _kept(out, in_shape, dims, keepdim):
-    return out.reshape(_keep_shape(in_shape, dims)) if keepdim and dims else out
+    """The reduced result ``out`` with ``keepdim``'s size-1 dims: a fresh contiguous result keeps its buffer as a
+    tensor of its own, not a view of a temporary (so that ``.grad`` can adopt a gradient summed with keepdim)."""
+    if not (keepdim and dims):
+        return out
+    shape = _keep_shape(in_shape, dims)
+    if out._base is not None or not out.is_contiguous():
+        return out.reshape(shape)
+    return Tensor._make(out._storage, out._offset, shape, contiguous_strides(shape), out.dtype)
 
 
 def _unsqueezed(g, in_shape, dims, keepdim):

@@ -1236,3 +1236,18 @@ def test_inplace_on_view_rebases_the_base(device):
     assert b.requires_grad
     (b * b).sum().backward()
     assert_close(w.grad, [4.0, 6.0])
+
+
+def test_broadcast_gradient_is_adopted_as_grad_without_a_copy(device):
+    """A gradient summed back over broadcast leading dims is the sum's own result, no view of it: ``.grad`` takes it
+    as is (no clone), as the gradient of an unbroadcast operand is taken."""
+    from tritorch.profiler import profile
+    x = torch.tensor(np.arange(12.0, dtype=np.float32).reshape(3, 4), device=device)
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0], device=device, requires_grad=True)
+    b = torch.tensor([[1.0], [2.0], [3.0]], device=device, requires_grad=True)
+    with profile() as prof:
+        (x * w + b).sum().backward()
+    assert not {"clone", "to"} & {e.name for e in prof.events() if e.kind == "op"}
+    np.testing.assert_allclose(w.grad.cpu().numpy(), [12.0, 15.0, 18.0, 21.0])
+    np.testing.assert_allclose(b.grad.cpu().numpy(), [[4.0], [4.0], [4.0]])
+    assert w.grad._base is None and b.grad._base is None
