@@ -1168,6 +1168,16 @@ def _bitwise_xor(x, y, a, b):
     return x ^ y
 
 
+@triton.jit
+def _mul_gx(g, x, y, a, b):
+    return g * y
+
+
+@triton.jit
+def _mul_gy(g, x, y, a, b):
+    return g * x
+
+
 class BinaryOp:
     """One binary op, declared in one ``_b(...)`` row:
 
@@ -1178,14 +1188,16 @@ class BinaryOp:
       path's NumPy arrays; None: the forward records a node whose backward raises (as PyTorch);
     - ``saves`` = (x, y, out): what ``grad`` reads; 0: never, 1: always, 2: only when the other argument needs its
       gradient (mul's gx is g * y, its gy is g * x); x is the input before an in-place write;
+    - ``pair``: Triton functions of (g, x, y, a, b) giving gx and gy, where the two gradients can come from one
+      launch (one read of g, x, y) when both are needed, not recorded, on ``cuda``, in one dtype;
     - ``ufunc``: the NumPy ufunc the cpu fast path calls (alpha 1); its cpu nodes are plain (``_host.py``);
     - ``nodes``: the autograd node names, as PyTorch's: (tensor op tensor-or-scalar, scalar op tensor).
     """
 
-    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith", grad=None, saves=(0, 0, 0), ufunc=None,
-                 nodes=("", "")):
+    def __init__(self, name, tfn, ref, *, tfn_int=None, kind="arith", grad=None, saves=(0, 0, 0), pair=None,
+                 ufunc=None, nodes=("", "")):
         self.name, self.tfn, self.ref, self.tfn_int, self.kind = name, tfn, ref, tfn_int or tfn, kind
-        self.grad, self.saves, self.ufunc, self.nodes = grad, saves, ufunc, nodes
+        self.grad, self.saves, self.pair, self.ufunc, self.nodes = grad, saves, pair, ufunc, nodes
         self.plain = ufunc is not None
         self.host = {}                    # dtype -> what the cpu fast path needs (_host.py)
         self.int_div = name in ("floor_divide", "trunc_divide", "remainder", "fmod")
@@ -1224,8 +1236,13 @@ class BinaryOp:
         """The gradients by ``grad`` in tensor ops (recorded under create_graph), summed back to each input's
         shape and cast to its dtype (``*_meta``: (shape, dtype, ...) of the input)."""
         x, y, out = ctx.saved_tensors
-        gx, gy = self.grad(g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out, ctx.alpha)
         needs = ctx.needs_input_grad
+        if self.pair is not None and x is not None and y is not None and not STATE.enabled and \
+                g._storage.device.type == "cuda" and x.dtype is y.dtype is g.dtype:
+            gx, gy = launch_pointwise(self.pair, (g, x, y), (empty(g._shape, g.dtype, g.device),
+                                                              empty(g._shape, g.dtype, g.device)), ACC[g.dtype])
+        else:
+            gx, gy = self.grad(g, ctx.x_scalar if x is None else x, ctx.y_scalar if y is None else y, out, ctx.alpha)
         return (_finish_grad(gx, x_meta) if needs[0] else None,
                 _finish_grad(gy, y_meta) if len(needs) > 1 and needs[1] else None)
 
@@ -1300,7 +1317,8 @@ _b("add", _add, lambda x, y, a: x + y * a if a != 1 else x + y, ufunc=np.add, no
 _b("sub", _sub, lambda x, y, a: x - y * a if a != 1 else x - y, ufunc=np.subtract,
    nodes=("SubBackward0", "RsubBackward1"), grad=lambda g, x, y, out, alpha: (g, -g * alpha if alpha != 1 else -g))
 _b("mul", _mul, lambda x, y, a: x * y, ufunc=np.multiply, nodes=("MulBackward0", "MulBackward0"), saves=(2, 2, 0),
-   grad=lambda g, x, y, out, alpha: (None if y is None else g * y, None if x is None else g * x))
+   grad=lambda g, x, y, out, alpha: (None if y is None else g * y, None if x is None else g * x),
+   pair=(_mul_gx, _mul_gy))
 _b("div", _div, lambda x, y, a: x / y, kind="true_div", ufunc=np.true_divide, nodes=("DivBackward0", "DivBackward0"),
    saves=(2, 1, 0), grad=_div_grads)
 # floor_divide has no gradient (PyTorch's "derivative for floor_divide is not implemented"); div(rounding_mode=

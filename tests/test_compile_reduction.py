@@ -62,7 +62,7 @@ def rms_norm(x, w):
 
 
 def test_rms_norm_written_in_ops_runs_in_two_kernels():
-    """Forward 2 kernels (eager 6); backward 4 (eager 12): the recomputed values rematerialized into each
+    """Forward 2 kernels (eager 6); backward 4 (eager 9): the recomputed values rematerialized into each
     gradient's tree, the weight's gradient a leading-dims reduction of its tree (adopted as ``w.grad`` without a
     copy), x's two gradients added in one."""
     x = tritorch.randn(4, 7, 48, device="cuda", requires_grad=True)
@@ -80,7 +80,7 @@ def test_rms_norm_written_in_ops_runs_in_two_kernels():
             out.backward(g)
         counts.append((fwd.kernel_launches(), bwd.kernel_launches(), fwd.kernel_bytes()))
         grads.append([t.detach().cpu().numpy() for t in (out, x.grad, w.grad)])
-    assert [c[:2] for c in counts] == [(2, 4), (6, 12)]
+    assert [c[:2] for c in counts] == [(2, 4), (6, 9)]
     assert counts[0][2] < counts[1][2] / 2
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

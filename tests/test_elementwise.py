@@ -1281,3 +1281,22 @@ def test_launch_pointwise_outputs_must_match():
     with pytest.raises(ValueError, match="outputs of one shape"):
         launch_pointwise((_axpy, _xyz), (x, x, x), (torch.empty(4, device="cuda"), torch.empty(3, device="cuda")),
                          tl.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_mul_backward_takes_both_gradients_from_one_launch(device, dtype):
+    """x * y with both gradients needed: on cuda one pointwise launch reads g, x and y once and writes both (the
+    broadcast operand's then summed back); the values are eager's two products, bit for bit."""
+    from tritorch.profiler import profile
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.standard_normal((3, 4)), dtype=dtype, device=device, requires_grad=True)
+    y = torch.tensor(rng.standard_normal(4), dtype=dtype, device=device, requires_grad=True)
+    g = torch.tensor(rng.standard_normal((4, 3)), dtype=dtype, device=device).t()         # a strided gradient
+    out = x * y
+    with profile() as prof:
+        out.backward(g)
+    if device == "cuda":
+        assert prof.kernel_launches("_pointwise_kernel") == 1
+    with torch.no_grad():
+        want_x, want_y = g * y, (g * x).sum(0)
+    assert torch.equal(x.grad, want_x) and torch.equal(y.grad, want_y)
