@@ -29,7 +29,7 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import (ACC, Ptr, ptr, coalesce, nd_coords, nd_offset, block_for, broadcast_shapes, broadcast_strides,
                       MAXD, interp_bf16_in, is_int64_index, on_cpu)
 from tritorch._creation import tensor, zeros
-from ._common import check_inplace, empty, sum_to, wrap
+from ._common import check_inplace, empty, host_check, sum_to, wrap
 from ._pointwise import launch_pointwise, _where
 from .copy import copy_into, fill_
 from .creation import scalar_value
@@ -219,15 +219,21 @@ def _mv(t):
     return p
 
 
-def _err_buffer(dev):
-    return Tensor._wrap_numpy(np.zeros(2, dtype=np.int64), dev)
+def _err_buffer(dev, n=1):
+    """(flag, bad index) pairs for ``n`` index tensors, zeroed on the device (a kernel sets a pair on a bad index)."""
+    return zeros(2 * n, dtype=D.int64, device=dev)
 
 
 def _check_err(err, size, dim, prefix=""):
-    """Raise the bounds error a kernel recorded (one small device-to-host read)."""
-    flag, bad = (int(v) for v in err._to_host_array())
-    if flag:
-        raise IndexError(f"{prefix}index {bad} is out of bounds for dimension {dim} with size {size}")
+    """Raise the bounds error a kernel recorded (one small device-to-host read, ``host_check``)."""
+    host_check(err, lambda flags: _raise_bounds(flags, [(dim, size)], prefix))
+
+
+def _raise_bounds(flags, dims, prefix):
+    """The IndexError of the first (dim, size) whose (flag, bad index) pair in the flat ``flags`` is set."""
+    for k, (dim, size) in enumerate(dims):
+        if flags[2 * k]:
+            raise IndexError(f"{prefix}index {flags[2 * k + 1]} is out of bounds for dimension {dim} with size {size}")
 
 
 def _np_check_bounds(a, size, dim, lo=None, prefix=""):
@@ -299,7 +305,7 @@ class _Plan:
             return off
         check = check and not self.trusted
         k_all = len(self.dims)
-        err = Tensor._wrap_numpy(np.zeros(2 * k_all, dtype=np.int64), dev) if check else off
+        err = _err_buffer(dev, k_all) if check else off
         grid, block = _grid(nb)
         for k, (d, t) in enumerate(zip(self.dims, self.index)):
             sizes, (ist,) = coalesce(self.bshape, broadcast_strides(t, self.bshape))
@@ -308,11 +314,8 @@ class _Plan:
             _index_offsets_kernel[grid](ptr(t), ptr(off), e, nb, self.shape[d], strides[d], lo, *sizes[1:], *ist,
                                         ACCUM=k > 0, I64=is_int64_index(nb, t), BLOCK=block)
         if check:                                     # one device-to-host read for all the index tensors
-            flags = err._to_host_array().reshape(k_all, 2)
-            for k, d in enumerate(self.dims):
-                if flags[k, 0]:
-                    raise IndexError(f"{prefix}index {int(flags[k, 1])} is out of bounds for dimension {d} with "
-                                     f"size {self.shape[d]}")
+            dims = [(d, self.shape[d]) for d in self.dims]
+            host_check(err, lambda flags: _raise_bounds(flags, dims, prefix))
         return off
 
     def rest_args(self, strides):

@@ -26,7 +26,7 @@ from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, in_ptr, broadcast_shapes, block_for, interp_bf16_in, next_pow2, cdiv
 from ._checks import check_index_range, check_range
-from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
+from ._common import check_same_device, copy_host, empty, host_check, np_ct, sum_to, wrap
 from ._pointwise import launch_pointwise
 from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus
 from .softmax import _rows, softmax, log_softmax
@@ -1277,8 +1277,12 @@ def _check_range(x, name):
         return
     with no_grad():
         xd = x.detach()
-        if bool((~((xd >= 0) & (xd <= 1))).any()):
-            raise RuntimeError(f"all elements of {name} should be between 0 and 1")
+        host_check((~((xd >= 0) & (xd <= 1))).any(), lambda bad: _out_of_range(bad, name))
+
+
+def _out_of_range(bad, name):
+    if bad:
+        raise RuntimeError(f"all elements of {name} should be between 0 and 1")
 
 
 @register("binary_cross_entropy", method=False, function=False)

@@ -315,3 +315,31 @@ def test_models_replay_as_eager(name):
         for a, b in zip(*res):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert _entry(c).reason is None and _entry(c).bwd is not None
+
+
+def test_gather_and_advanced_indexing_replay_and_check_bounds():
+    """gather and x[idx] check their indices with a kernel's flags read by ``host_check``: the signature replays
+    from launches, and an index out of range still raises on a replayed call."""
+    lin = nn.Linear(6, 5).to("cuda")
+
+    def f(x, y, rows):
+        logp = F.log_softmax(lin(x), -1)
+        return -logp.gather(1, y[:, None]).mean() + logp[rows].sum()
+    c = tritorch.compile(f, mode="reduce-overhead")
+    x = _data((4, 6), "cuda", 0)
+    y, rows = tritorch.tensor([0, 4, 2, 1], device="cuda"), tritorch.tensor([3, 0], device="cuda")
+    for _ in range(4):
+        lin.zero_grad()
+        loss = c(x, y, rows)
+        loss.backward()
+    got = [float(loss.item()), lin.weight.grad.cpu().numpy()]
+    lin.zero_grad()
+    loss = f(x, y, rows)
+    loss.backward()
+    assert _entry(c).reason is None and _entry(c).bwd is not None
+    np.testing.assert_allclose(got[0], float(loss.item()), rtol=1e-6)
+    np.testing.assert_allclose(got[1], lin.weight.grad.cpu().numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="index 5 is out of bounds for dimension 1 with size 5"):
+        c(x, tritorch.tensor([0, 5, 2, 1], device="cuda"), rows)
+    with pytest.raises(IndexError, match="index 4 is out of bounds for dimension 0 with size 4"):
+        c(x, y, tritorch.tensor([4, 0], device="cuda"))
