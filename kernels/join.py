@@ -1,18 +1,27 @@
 """Joining tensors: ``cat``/``concat``/``concatenate``, ``stack``, ``hstack``, ``vstack``, ``dstack``, and copies of
 one tensor side by side: ``repeat``, ``tile``.
 
-``cat`` allocates the output once and writes each input into its slice with the strided-copy kernel (one launch
-per input, casting to the promoted dtype on the way); backward narrows the gradient back into the pieces.
+``cat`` allocates the output once and writes the inputs into their slices: inputs of the result's dtype (contiguous,
+or of at most four dims with any strides), up to eight at a time, in one launch of ``_cat_kernel`` (as PyTorch's
+batched cat kernel; split's backward is such a cat), any other input with the strided-copy kernel (casting to the
+promoted dtype on the way). Backward narrows the
+gradient back into the pieces.
 """
 import functools
+import math
 
 import numpy as np
+import triton
+import triton.language as tl
 
-from tritorch import _dtype as D
+from tritorch import _dtype as D, autotune
+from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from .copy import copy_into
 from ._common import empty, wrap
+from ._launch import ptr, is_int64_index
+from ._pointwise import EW_CANDIDATES, _ew_default, _ew_prune
 
 __all__ = ["cat", "stack", "hstack", "vstack", "dstack", "repeat", "tile"]
 
@@ -65,6 +74,119 @@ def _cat_shape(tensors, dim):
     return ref._shape[:d] + (total,) + ref._shape[d + 1:], d
 
 
+MAX_PIECES = 8
+"""Inputs one launch of ``_cat_kernel`` copies."""
+_RANK = 4
+"""The most dims of a strided input it reads (contiguous ones: any)."""
+
+
+@triton.jit
+def _piece(k, v0, v1, v2, v3, v4, v5, v6, v7):
+    """v_k, for the program's piece k (one branch per program: k is uniform)."""
+    v = v0
+    if k == 1:
+        v = v1
+    if k == 2:
+        v = v2
+    if k == 3:
+        v = v3
+    if k == 4:
+        v = v4
+    if k == 5:
+        v = v5
+    if k == 6:
+        v = v6
+    if k == 7:
+        v = v7
+    return v
+
+
+_PER_PIECE = [f"{a}{k}" for a in ("w", "c", "s0", "s1", "s2", "s3") for k in range(MAX_PIECES)]
+
+
+@triton.jit(do_not_specialize=_PER_PIECE)
+def _cat_kernel(p0, p1, p2, p3, p4, p5, p6, p7, out_ptr, T0, T1, T2, T3,
+                w0, w1, w2, w3, w4, w5, w6, w7, c0, c1, c2, c3, c4, c5, c6, c7,
+                s00, s01, s02, s03, s04, s05, s06, s07, s10, s11, s12, s13, s14, s15, s16, s17,
+                s20, s21, s22, s23, s24, s25, s26, s27, s30, s31, s32, s33, s34, s35, s36, s37,
+                D: tl.constexpr, CONTIG: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (t, k) copies block t of piece k = ``program_id(1)`` into the contiguous result ``out_ptr`` of shape
+    (T0, T1, T2, T3), joined along dim ``D``: piece k is ``p_k``, of out's dtype and shape but for w_k along D, its
+    element (i0, i1, i2, i3) at ``p_k`` + i0 * s0_k + ... + i3 * s3_k (with ``CONTIG`` every piece is contiguous and
+    read at its flat index), written at out[..., c_k + i_D, ...]. Pieces have different sizes: a program past its
+    piece's end stores nothing."""
+    k = tl.program_id(1)
+    src = _piece(k, p0, p1, p2, p3, p4, p5, p6, p7)
+    width = _piece(k, w0, w1, w2, w3, w4, w5, w6, w7)
+    start = _piece(k, c0, c1, c2, c3, c4, c5, c6, c7)
+    pid = tl.program_id(0)
+    if I64:
+        pid = pid.to(tl.int64)
+        width = width.to(tl.int64)
+    i = pid * BLOCK + tl.arange(0, BLOCK)
+    # the piece's sizes: out's, w_k along D; ``after``: the elements of out past one step along D
+    n0, n1, n2, n3 = T0, T1, T2, T3
+    after = T1 * T2 * T3
+    if D == 0:
+        n0 = width
+    if D == 1:
+        n1 = width
+        after = T2 * T3
+    if D == 2:
+        n2 = width
+        after = T3
+    if D == 3:
+        n3 = width
+        after = 1
+    mask = i < n0 * n1 * n2 * n3
+    i3 = i % n3
+    i2 = (i // n3) % n2
+    i1 = (i // (n2 * n3)) % n1
+    i0 = i // (n1 * n2 * n3)
+    if CONTIG:
+        at = i
+    else:
+        at = i0 * _piece(k, s00, s01, s02, s03, s04, s05, s06, s07) + \
+            i1 * _piece(k, s10, s11, s12, s13, s14, s15, s16, s17) + \
+            i2 * _piece(k, s20, s21, s22, s23, s24, s25, s26, s27) + \
+            i3 * _piece(k, s30, s31, s32, s33, s34, s35, s36, s37)
+    # out's offset: the piece's coordinates, shifted by c_k along D, in out's contiguous layout
+    dst = ((i0 * T1 + i1) * T2 + i2) * T3 + i3 + start * after
+    tl.store(out_ptr + dst, tl.load(src + at, mask=mask), mask=mask)
+
+
+TUNABLE = autotune.Tunable("cat", EW_CANDIDATES, default=_ew_default, prune=_ew_prune, kernels=(_cat_kernel,))
+
+
+def launch_cat(out, d, pieces, config=None):
+    """Copies ``pieces`` = [(tensor, start)], at most ``MAX_PIECES`` non-empty tensors of out's dtype, any strides
+    when of at most ``_RANK`` dims, into ``out`` (contiguous) at [start, start + its size) along dim ``d``, in one
+    launch. Returns out."""
+    pad = _RANK - out.ndim
+    contig = all(t.is_contiguous() for t, _ in pieces)
+    sizes = (1,) * pad + out._shape if not contig else \
+        (math.prod(out._shape[:d]), out._shape[d], math.prod(out._shape[d + 1:]), 1)
+    dim = d + pad if not contig else 1
+    n = max(t.numel() for t, _ in pieces)
+    cfg = config or TUNABLE.pick((out.dtype, contig, autotune.bucket(n)), lambda c: launch_cat(out, d, pieces, c))
+    tensors = [t for t, _ in pieces]
+    rest = MAX_PIECES - len(pieces)
+    strides = [[0] * _RANK if contig else [0] * pad + list(t._stride) for t in tensors] + [[0] * _RANK] * rest
+    _cat_kernel[(triton.cdiv(n, cfg.BLOCK), len(pieces))](
+        *[ptr(t) for t in tensors], *[ptr(tensors[0])] * rest, ptr(out), *sizes,
+        *[t._shape[d] for t in tensors], *[0] * rest, *[s for _, s in pieces], *[0] * rest,
+        *[st[j] for j in range(_RANK) for st in strides],
+        D=dim, CONTIG=contig, I64=is_int64_index(out.numel(), out, *tensors), BLOCK=cfg.BLOCK,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out
+
+
+def _batched(t, dtype):
+    """Whether ``_cat_kernel`` copies ``t`` (the interpreter has no bfloat16 loads: those go through the strided
+    copy, which hands them over as float32)."""
+    return t.dtype is dtype and (t.ndim <= _RANK or t.is_contiguous()) and not (INTERPRET and dtype is D.bfloat16)
+
+
 class Cat(Function):
     @staticmethod
     def forward(ctx, d, shape, dtype, *tensors):
@@ -78,13 +200,15 @@ class Cat(Function):
             res = np.concatenate(arrs, axis=d) if arrs else np.empty(shape, dtype.np)
             return wrap(res, dtype, dev)
         out = empty(shape, dtype, dev)
-        start = 0
-        for t in live:
-            n = t._shape[d]
-            if n:
-                piece = out._view(t._shape, out._stride, out._offset + start * out._stride[d])
-                copy_into(piece, t)
-            start += n
+        starts = np.cumsum([0] + [t._shape[d] for t in live]).tolist()
+        pieces = [(t, start) for t, start in zip(live, starts) if t.numel()]
+        batch = [p for p in pieces if _batched(p[0], dtype)]
+        batch = batch if len(batch) >= 2 else []
+        for k in range(0, len(batch), MAX_PIECES):
+            launch_cat(out, d, batch[k:k + MAX_PIECES])
+        for t, start in pieces:
+            if not (batch and _batched(t, dtype)):
+                copy_into(out._view(t._shape, out._stride, out._offset + start * out._stride[d]), t)
         return out
 
     @staticmethod

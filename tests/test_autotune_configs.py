@@ -145,6 +145,13 @@ def _elementwise_unary_example(cfg):
     return _forced("elementwise_unary", cfg, lambda: tritorch.exp(x)), np.exp(rx), 1
 
 
+def _cat_example(cfg):
+    """Three pieces of unequal odd widths along the middle dim, one transposed: partial blocks, idle programs."""
+    parts = [make((3, w, 5), F, "cuda", "transposed" if w == 7 else "contiguous", seed=50 + w) for w in (1, 7, 4)]
+    return (_forced("cat", cfg, lambda: tritorch.cat([t for t, _ in parts], 1)),
+            np.concatenate([r for _, r in parts], 1), 1)
+
+
 def _elementwise_binary_example(cfg):
     """x.mul_(y) in place on a contiguous (7, 11) tensor, y broadcast from (11,): the in-place path (never timed)."""
     x, rx = make((7, 11), F, "cuda", seed=42)
@@ -203,7 +210,7 @@ EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad":
             "conv_dgrad": _conv_dgrad_example, "conv_wgrad": _conv_wgrad_example,
             "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
             "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,
-            "elementwise_unary": _elementwise_unary_example, "elementwise_binary": _elementwise_binary_example,
+            "cat": _cat_example, "elementwise_unary": _elementwise_unary_example, "elementwise_binary": _elementwise_binary_example,
             "elementwise_where": _elementwise_where_example, "compiled_pointwise": _compiled_pointwise_example,
             "compiled_reduce": _compiled_reduce_example, "compiled_reduce_leading": _compiled_reduce_leading_example,
             "compiled_softmax": _compiled_softmax_example}

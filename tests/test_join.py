@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import tritorch as torch
+from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
 F64 = torch.float64
@@ -23,6 +24,43 @@ def test_cat(device, dim, layout):
     out.backward(torch.tensor(g, device=device))
     for (t, _), gi in zip(ins, np.split(g, np.cumsum([s[dim] for s in shapes])[:-1], axis=dim)):
         assert_close(t.grad, gi)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int8, torch.bool])
+def test_cat_batches_contiguous_pieces_into_one_launch(dtype):
+    """Contiguous inputs of the result's dtype: one launch of the batched kernel per eight (bfloat16 in the
+    interpreter: a strided copy each); odd and unequal sizes, an empty piece, 1-element pieces, every element written
+    (outputs are poisoned in the tests)."""
+    rng = np.random.default_rng(5)
+    for shapes, dim in ((((3, 5), (7, 5), (1, 5)), 0), (((2, 1, 3), (2, 6, 3), (2, 0, 3), (2, 11, 3)), 1),
+                        ([(4, 3, 2 + k % 3) for k in range(11)], -1), (((1,), (1,)), 0)):
+        refs = [rng.uniform(-50, 50, s).astype(np.float32) for s in shapes]
+        ins = [torch.tensor(r, device="cuda").to(dtype) for r in refs]
+        with profile() as prof:
+            out = torch.cat(ins, dim)
+        want = np.concatenate([to_np(t) for t in ins], axis=dim)
+        np.testing.assert_array_equal(to_np(out), want)
+        live = sum(t.numel() > 0 for t in ins)
+        interpreted_bf16 = torch.cuda.is_interpreted() and dtype is torch.bfloat16
+        assert prof.kernel_launches() == (live if interpreted_bf16 else -(-live // 8))
+
+
+def test_cat_mixes_batched_and_copied_pieces():
+    """Pieces of the result's dtype (contiguous, or strided with at most four dims) go in one batched launch; a
+    piece of another dtype, or strided with five dims, takes the strided copy."""
+    a, ra = make((2, 1, 3, 1, 6), torch.float32, "cuda", seed=1)
+    b, rb = make((4, 1, 1, 2, 3), torch.float32, "cuda", seed=2)
+    b, rb = b.permute(3, 2, 4, 1, 0), rb.transpose(3, 2, 4, 1, 0)     # five strided dims
+    c, rc = make((2, 1, 3, 1, 2), torch.float16, "cuda", seed=3)
+    with profile() as prof:
+        out = torch.cat([a, b, a, c], -1)
+    assert_close(out, np.concatenate([ra, rb, ra, rc.astype(np.float32)], -1), torch.float32)
+    assert prof.kernel_launches() == 3
+    x, rx = make((5, 4, 3), torch.float32, "cuda", layout="transposed", seed=4)   # strided, three dims: batched
+    with profile() as prof:
+        out = torch.cat([x, x[:, 1:], x.transpose(0, 2)[:, :3].transpose(0, 2)], 1)
+    assert_close(out, np.concatenate([rx, rx[:, 1:], rx.transpose(2, 1, 0)[:, :3].transpose(2, 1, 0)], 1))
+    assert prof.kernel_launches() == 1
 
 
 def test_cat_aliases_and_odd_sizes(device):

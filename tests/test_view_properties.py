@@ -487,5 +487,6 @@ def test_pieces_are_one_node_and_join_their_gradients(device, op, args):
             loss.backward()
         missing = sum(p.numel() > 0 for p in pieces) - len(used)
         copies = [e for e in prof.events() if e.kind == "kernel" and e.cpu_parent.name == "cat"]
-        assert len(copies) == sum(p.shape[args[-1]] > 0 if op != "unbind" else 1 for p in pieces)
+        assert len(copies) == 1          # one batched launch writes every piece
+        assert copies[0].grid[1] == sum(p.shape[args[-1]] > 0 if op != "unbind" else 1 for p in pieces)
         assert prof.kernel_launches("_fill_kernel") == missing + 1    # zeros for the pieces without; the seed

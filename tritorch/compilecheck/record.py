@@ -207,6 +207,7 @@ def w_creation(dt):
     tritorch.triu(_t((20, 20), dt), 1)
     tritorch.tril(_t((20, 20), dt))
     tritorch.cat([_t((3, 4), dt), _t((5, 4), dt)])
+    tritorch.cat([_t((4, 3), dt).t(), _t((3, 5), dt)], 1)          # strided pieces
     tritorch.stack([_t((3, 4), dt), _t((3, 4), dt)], dim=1)
 
 
