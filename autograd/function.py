@@ -327,14 +327,15 @@ class Function:
 _TENSOR = []
 
 
-def pending_grad(ctx, i, like):
+def pending_grad(ctx, i, like, shape=None):
     """The gradient already waiting for argument ``i`` of ``ctx``'s forward (see ``Function._accumulates``) when
-    there is one of ``like``'s shape, dtype and device, contiguous (what a kernel adds without a copy): now the
-    caller's to add into the gradient it returns. None otherwise (the engine then adds it as usual)."""
+    there is one of ``like``'s dtype and device and shape (``shape`` where given), contiguous (what a kernel adds
+    without a copy): now the caller's to add into the gradient it returns. None otherwise (the engine then adds it
+    as usual)."""
     pending = ctx.__dict__.get("_pending")
     g = pending.get(i) if pending else None
-    if g is None or g._shape != like._shape or g.dtype is not like.dtype or not g.is_contiguous() or \
-            g._storage.device != like._storage.device:
+    if g is None or g._shape != (like._shape if shape is None else shape) or g.dtype is not like.dtype or \
+            not g.is_contiguous() or g._storage.device != like._storage.device:
         return None
     return pending.pop(i)
 

@@ -25,7 +25,7 @@ import triton.language as tl
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
-from tritorch.autograd.function import Function
+from tritorch.autograd.function import Function, pending_grad
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in, broadcast_shapes
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
@@ -257,12 +257,18 @@ def _np_act_grad(g, s, act, a, dtype, drop=None):
 # ====================================================================================================================
 
 class Linear(Function):
-    """``dropout(act(x @ w.T + bias)) + residual`` for a 2-D x (M, K), w (N, K), bias (N,) / (1,) / () or None,
-    residual (rows of N elements: see ``launch_linear``) or None and dropout's counters ``drop`` = (seed, offset, p)
-    or None; inputs are validated by ``linear``."""
+    """``dropout(act(x @ w.T + bias)) + residual`` as an (M, N) result for x (*, K) (M rows: its leading dims, taken
+    as a view where they merge, with no node of their own), w (N, K), bias (N,) / (1,) / () or None, residual (rows
+    of N elements: see ``launch_linear``) or None and dropout's counters ``drop`` = (seed, offset, p) or None; inputs
+    are validated by ``linear``. Backward adds the gradient already waiting for x (x read by several layers: the
+    q/k/v or gate/up projections of one input) into grad_x in its kernel (``_accumulates``)."""
+
+    _accumulates = (0,)
 
     @staticmethod
     def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None):
+        ctx.x_shape, x_in = x._shape, x
+        x = _rows(x)
         M, N = x._shape[0], w._shape[0]
         need = any(ctx.needs_input_grad[:3])
         op = UNARY[act] if act is not None else None
@@ -286,7 +292,7 @@ class Linear(Function):
             ctx.bias_shape = None if bias is None else bias._shape
             need_x, need_w = ctx.needs_input_grad[:2]
             # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
-            ctx.save_for_backward(x if need_w or save_z else None, w if need_x or save_z else None,
+            ctx.save_for_backward(x_in if need_w or save_z else None, w if need_x or save_z else None,
                                   bias if save_z else None, None if op is None else (z if save_z else y))
         return y
 
@@ -299,11 +305,22 @@ class Linear(Function):
         if not (need_x or need_w or need_b):
             return None, None, None, None, None, gr, None
         x, w, bias, s = ctx.saved_tensors
+        x = None if x is None else _rows(x)          # recorded under create_graph: a double backward reaches x
         if g._storage.device.type == "cpu" and not STATE.enabled:
-            return _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b) + (gr, None)
-        if not STATE.enabled:
-            return param_grads(ctx, pre_activation_grad(ctx, g, s), x, w) + (None, None, gr, None)
-        # create_graph: the derivative in differentiable tensor ops
+            gx, gw, gb = _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b)[:3]
+        elif not STATE.enabled:
+            add = pending_grad(ctx, 0, g, ctx.x_shape) if need_x else None
+            gx, gw, gb = param_grads(ctx, pre_activation_grad(ctx, g, s), x, w,
+                                     add=None if add is None else add.reshape(-1, ctx.x_shape[-1]))
+        else:
+            gx, gw, gb = Linear._composite_grads(ctx, g, x, w, bias, s)
+        gx = gx.reshape(ctx.x_shape) if gx is not None and gx._shape != ctx.x_shape else gx
+        return gx, gw, gb, None, None, gr, None
+
+    @staticmethod
+    def _composite_grads(ctx, g, x, w, bias, s):
+        """(gx, gw, gb) under create_graph: the derivative in differentiable tensor ops."""
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         drop = ctx.drop
         gz = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
         if ctx.act is not None:
@@ -315,7 +332,12 @@ class Linear(Function):
         gb = gz.sum(0) if need_b else None
         gx = gz @ w if need_x else None
         gw = gz.t() @ x if need_w else None
-        return gx, gw, _bias_shaped(gb, ctx), None, None, gr, None
+        return gx, gw, _bias_shaped(gb, ctx)
+
+
+def _rows(x):
+    """x (*, K) as the (M, K) matrix of its rows."""
+    return x if x.ndim == 2 else x.reshape(math.prod(x._shape[:-1]), x._shape[-1])
 
 
 def pre_activation_grad(ctx, g, s):
@@ -327,11 +349,11 @@ def pre_activation_grad(ctx, g, s):
     return act_grad(g, s, ctx.act, ctx.a, ctx.drop)
 
 
-def param_grads(ctx, gz, x, w, epilogue=None):
+def param_grads(ctx, gz, x, w, epilogue=None, add=None):
     """(gx, gw, gb) of the ``Linear`` node ``ctx`` (None where not needed; no create_graph) from the gradient of its
     pre-activation ``gz``: the products and the bias gradient in one launch. ``epilogue``: None or (s, act, a, drop)
     of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
-    pre-activation."""
+    pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx."""
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     if not (need_x or need_w) or 0 in gz._shape or 0 in (w if need_x else x)._shape:
         gb = gz.sum(0) if need_b else None
@@ -339,8 +361,9 @@ def param_grads(ctx, gz, x, w, epilogue=None):
         gw = gz.t() @ x if need_w else None
         if gx is not None and epilogue is not None:
             gx = act_grad(gx, epilogue[0], *epilogue[1:])
+        gx = gx + add if add is not None else gx
     else:
-        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue)
+        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add)
     return gx, gw, _bias_shaped(gb, ctx)
 
 
@@ -383,7 +406,7 @@ def act_grad(g, s, act, a, drop=None):
     return launch_act_grad(g, s, gz, act, a, drop)
 
 
-def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None):
+def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None):
     """(gx, gw, gb) of the pre-activation's gradient ``gz`` by ``launch_linear_grad``, in one launch (the bias
     without the weight's gradient: a reduction more)."""
     M, N = gz._shape
@@ -391,7 +414,7 @@ def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None):
     gx = empty((M, K), gz.dtype, gz.device) if need_x else None
     gw = empty((N, K), gz.dtype, gz.device) if need_w else None
     gb = empty((N,), gz.dtype, gz.device) if need_b and need_w else None
-    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue)
+    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue, add=add)
     if need_b and not need_w:
         gb = gz.sum(0)
     return gx, gw, gb
@@ -464,7 +487,6 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, dropout_p=0
     if residual is not None and (residual._shape != out_shape or residual.dtype is not input.dtype):
         raise RuntimeError(f"linear: residual must have the result's shape {list(out_shape)} and dtype "
                            f"{_T_NAMES[input.dtype]}, got {list(residual._shape)} and {_T_NAMES[residual.dtype]}")
-    x2 = input.reshape(rows, K)
     fused_bias = bias is None or bias._shape in ((N,), (1,), ())
     if not fused_bias:
         # a bias of another broadcastable shape: the product in the kernel, the add (and activation) as ops
@@ -477,12 +499,12 @@ def linear(input, weight, bias=None, *, activation=None, alpha=None, dropout_p=0
             raise RuntimeError(f"The expanded size of the tensor ({N}) must match the existing size "
                                f"({bias._shape[-1]}) at non-singleton dimension {len(target) - 1}.  Target sizes: "
                                f"{list(target)}.  Tensor sizes: {list(bias._shape)}")
-        z = Linear.apply(x2, w2, None).reshape(out_shape) + bias
+        z = Linear.apply(input, w2, None).reshape(out_shape) + bias
         y = z if activation is None else _act_op(activation, z, a)
         y = y if not dropout_p else dropout(y, dropout_p)
         return y if residual is None else residual + y
     drop = (*draw(math.prod(out_shape), input._storage.device), dropout_p) if dropout_p else None
-    y = Linear.apply(x2, w2, bias, activation, a, residual_view(residual, weight), drop)
+    y = Linear.apply(input, w2, bias, activation, a, residual_view(residual, weight), drop)
     return y.reshape(out_shape) if y._shape != out_shape else y
 
 

@@ -10,6 +10,7 @@ the result is deterministic. Optionally grad_x's epilogue is the previous layer'
 (``kernels/linear_chain.py``), the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)),
 the gradient of a fused activation's (and dropout's) input, for ``Linear``'s backward.
 """
+import numpy as np
 import triton
 import triton.language as tl
 
@@ -73,11 +74,11 @@ def _act_backward(g, g_ptr, s_ptrs, mask, offs_m, offs_n, N, a, seed, offset, p,
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
-def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N, K, TILES_X,
+def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_ptr, M, N, K, TILES_X,
                         sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk, ssm, ssk, a, seed, offset, p, scale_bits,
-                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, CT: tl.constexpr,
-                        PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, HAS_ACC: tl.constexpr,
+                        CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """Programs [0, TILES_X): the (BLOCK_M, BLOCK_N) tiles of gx (M, K) = g (M, N) @ w (N, K), reducing over N;
     the others: the tiles of gw (N, K) = g^T @ x (M, K), reducing over M, and with ``HAS_BIAS`` gb (N,, contiguous)
     = the column sums of g. ``s<t><i>``: tensor t's stride along index i (m, n or k).
@@ -85,7 +86,9 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N
     With ``BWD`` (an activation's derivative, ``UNARY[act].bwd``) gx is the gradient of the previous layer's
     activation and what is stored is that of its pre-activation instead: ``BWD(dropout(gx), s, a)``, s (M, K) the
     saved pre-activation or output (``_act_grad_kernel``'s computation, in the epilogue, on gx rounded to its dtype
-    as that kernel would read it; ``DROPOUT``: the forward's mask regenerated from (seed, offset, p))."""
+    as that kernel would read it; ``DROPOUT``: the forward's mask regenerated from (seed, offset, p)). With
+    ``HAS_ACC`` (and no ``BWD``) the gradient already waiting for x, contiguous (M, K) at ``acc_ptr``, is added to gx
+    rounded to its dtype, as the separate add would."""
     pid = tl.program_id(0)
     if pid < TILES_X:
         acc, _, offs_m, offs_k, _ = _product_tile(g_ptr, w_ptr, M, K, N, sgm, sgn, swn, swk, pid,
@@ -95,6 +98,9 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, M, N
             acc = _act_backward(acc.to(gx_ptr.dtype.element_ty).to(CT), gx_ptr,
                                 s_ptr + offs_m[:, None] * ssm + offs_k[None, :] * ssk, mask, offs_m, offs_k, K, a,
                                 seed, offset, p, scale_bits, BWD, DROPOUT, CT)
+        if HAS_ACC:
+            acc = acc.to(gx_ptr.dtype.element_ty).to(CT) + \
+                tl.load(acc_ptr + offs_m[:, None] * K + offs_k[None, :], mask=mask, other=0.0).to(CT)
         tl.store(gx_ptr + offs_m[:, None] * sgxm + offs_k[None, :] * sgxk, acc.to(gx_ptr.dtype.element_ty), mask=mask)
     else:
         acc, row_sum, offs_n, offs_k, pid_k = _product_tile(g_ptr, x_ptr, N, K, M, sgn, sgm, sxm, sxk, pid - TILES_X,
@@ -163,9 +169,11 @@ def _key(g, w, x, M, N, K, dtype, act=None):
             autotune.bucket(N), autotune.bucket(K), act)
 
 
-# On CUDA cores (float32 "highest") two FMA tiles spill here (tritorch compile-check, sm_90a): 64x64x32 with 8 warps
-# (12 B per thread, triton 3.9) and 32x64x32 with 2 (24 B, triton 3.6); 64x64x16 with 8 warps takes their place.
-_SPILLS_HERE = (_mm.MatmulConfig(64, 64, 32, 8, 8, 3), _mm.MatmulConfig(32, 64, 32, 8, 2, 3))
+# On CUDA cores (float32 "highest") three FMA tiles spill here (tritorch compile-check, sm_90a): 64x64x32 with 8
+# warps (12 B per thread, triton 3.9), 32x64x32 with 2 (24 B, triton 3.6) and, adding a pending gradient, 16x64x64
+# with 4 (4 B, triton 3.9); 64x64x16 with 8 warps takes their place.
+_SPILLS_HERE = (_mm.MatmulConfig(64, 64, 32, 8, 8, 3), _mm.MatmulConfig(32, 64, 32, 8, 2, 3),
+                _mm.MatmulConfig(16, 64, 64, 8, 4, 3))
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 
 
@@ -198,13 +206,14 @@ TUNABLE = autotune.Tunable("linear_grad", _mm.ALL_CANDIDATES + (_FMA_HERE,), def
                            kernels=(_linear_grad_kernel,))
 
 
-def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None):
+def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None):
     """gx = g @ w, gw = g^T @ x, gb = g.sum(0) for g: (M, N), w: (N, K), x: (M, K), any strides; each output
     (gx (M, K), gw (N, K): any strides; gb (N,): contiguous) may be None, with gx or gw given. M, N, K > 0.
 
     ``epilogue``: None, or (s, act, a, drop) with gx given: gx is then the gradient of the pre-activation of a
     previous layer ``dropout(act(z, a))`` (drop: None or dropout's (seed, offset, p) for its contiguous (M, K)
-    result) instead of its result's: ``act_grad(g @ w, s, act, a, drop)`` in one pass, s (M, K) any strides."""
+    result) instead of its result's: ``act_grad(g @ w, s, act, a, drop)`` in one pass, s (M, K) any strides.
+    ``add``: None, or (without an epilogue) a contiguous (M, K) tensor of gx's dtype added to gx (rounded first)."""
     M, N = g._shape
     K = (w if gx is not None else x)._shape[1]
     if INTERPRET and g.dtype is D.bfloat16:       # the interpreter has no bf16 arithmetic: float32, then rounded
@@ -215,12 +224,14 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None):
                 copy_host(t, t32)
         if epilogue is not None:                  # on the rounded gx, as the GPU's epilogue reads it
             copy_host(gx, launch_act_grad(gx, epilogue[0], empty(gx._shape, gx.dtype, gx.device), *epilogue[1:]))
+        if add is not None:                       # the rounded gx plus add, in float32, rounded again
+            gx._np[...] = (gx._np.astype(np.float32) + add._np.astype(np.float32)).astype(gx.dtype.np)
         return
     dtype = g.dtype
     s, act, a, drop = epilogue if epilogue is not None else (None, None, 0.0, None)
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue)  # noqa: E731 (writes the outputs only)
+        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue, add)  # noqa: E731 (writes the outputs)
         cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype, act), run)
     tiles_x = cdiv(M, cfg.block_m) * cdiv(K, cfg.block_n) if gx is not None else 0
     tiles_w = cdiv(N, cfg.block_m) * cdiv(K, cfg.block_n) if gw is not None else 0
@@ -230,12 +241,13 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None):
     seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     try:
         _linear_grad_kernel[(tiles_x + tiles_w,)](
-            ptr(g), ptr(w_), ptr(x_), ptr(gx_), ptr(gw_), ptr(gb if gb is not None else gx_), ptr(s_), M, N, K, tiles_x,
+            ptr(g), ptr(w_), ptr(x_), ptr(gx_), ptr(gw_), ptr(gb if gb is not None else gx_), ptr(s_),
+            ptr(add if add is not None else gx_), M, N, K, tiles_x,
             g._stride[0], g._stride[1], w_._stride[0], w_._stride[1], x_._stride[0], x_._stride[1],
             gx_._stride[0], gx_._stride[1], gw_._stride[0], gw_._stride[1], s_._stride[0], s_._stride[1],
             float(a), seed, offset, float(p), dropout_scale(p)[1],
             HAS_BIAS=gb is not None and gw is not None, BWD=None if act is None else UNARY[act].bwd,
-            DROPOUT=drop is not None, CT=ACC[dtype], PRECISION=_mm._dot_precision(dtype),
+            DROPOUT=drop is not None, HAS_ACC=add is not None, CT=ACC[dtype], PRECISION=_mm._dot_precision(dtype),
             I64=is_int64_index(max(g.numel(), M * K, N * K), *(t for t in (g, w, x, gx, gw, s) if t is not None)),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)

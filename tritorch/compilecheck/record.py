@@ -64,6 +64,8 @@ def w_linear(dt):
         _bwd(F.gelu(lin(x)))
         _bwd(F.relu(lin(x)))
         _bwd(lin(x))
+        if m == 512:            # x read by two layers: the second adds the first's grad_x in its kernel
+            _bwd(lin(x) + lin(x))
         if m == 512:            # the residual epilogue (tritorch.compile's fused skip connection), with a y-derivative
             _bwd(_linear.linear(x, lin.weight, lin.bias, activation="relu", residual=_t((m, n), dt, True)))
         if m >= 512:            # dropout in the epilogue (tritorch.compile's), after gelu, and alone before a residual
