@@ -4,6 +4,8 @@ op family makes (``check_same_device``, ``check_out``, ``check_inplace``, ``mark
 
 A leaf of kernels/: it imports only the core, so every op module can import it and none of it imports back.
 """
+import math
+
 import numpy as np
 
 from tritorch import _dtype as D, _impl
@@ -41,6 +43,20 @@ def check_same_device(name, *tensors):
 
 def empty(shape, dtype, device):
     return Tensor._empty(shape, dtype, device)
+
+
+def empty_ordered(shape, dtype, device, stride):
+    """An uninitialised dense tensor of ``shape`` whose dims lie in memory in the order of ``stride`` (a tensor of
+    that shape's strides: the largest outermost; ties keep the dim order), as PyTorch's ``empty_like`` preserves a
+    layout. A gradient laid out as its input (a head-split, transposed view) then reads back through the input's
+    views without a copy. Contiguous where ``stride`` is."""
+    order = sorted(range(len(shape)), key=lambda k: (-stride[k], k))
+    dense, step = [0] * len(shape), 1
+    for k in reversed(order):
+        dense[k] = step
+        step *= max(shape[k], 1)
+    t = empty((math.prod(shape),), dtype, device)
+    return t._view(tuple(shape), tuple(dense), 0)
 
 
 def wrap(arr, dtype, device):

@@ -22,7 +22,7 @@ from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from ._launch import ACC, ptr, broadcast_strides, coalesce, is_int64_index, cdiv, next_pow2, interp_bf16_in
-from ._common import check_same_device, copy_host, empty, np_ct, sum_to, wrap
+from ._common import check_same_device, copy_host, empty, empty_ordered, np_ct, sum_to, wrap
 from .elementwise import _np_gelu
 from .reduce import MAX, P_ABS, reduce_
 from .views import view_strides
@@ -356,21 +356,25 @@ def _np_matmul(a, b, bias, alpha, beta, act, out_dtype):
 
 class Matmul(Function):
     """``alpha * a @ b + beta * bias`` for a: (..., M, K), b: (..., K, N) (batch dims broadcast), bias broadcastable
-    to the result or None. Inputs are validated by the public functions."""
+    to the result or None; ``order``: None (a contiguous result) or strides whose order the result's memory follows
+    (``empty_ordered``). Inputs are validated by the public functions."""
 
     @staticmethod
-    def forward(ctx, a, b, bias, alpha, beta, name="MmBackward0"):
+    def forward(ctx, a, b, bias, alpha, beta, name="MmBackward0", order=None):
         shape = _bcast_batch(a, b) + (a._shape[-2], b._shape[-1])
         use_bias = bias if bias is not None and beta != 0 else None
         if a._storage.device.type == "cpu":
             out = wrap(_np_matmul(a._np, b._np, None if use_bias is None else use_bias._np, alpha, beta, "none",
                                   a.dtype), a.dtype, a.device)
         else:
-            out = launch_matmul(a, b, empty(shape, a.dtype, a.device), use_bias, alpha, beta)
+            out = empty(shape, a.dtype, a.device) if order is None or len(order) != len(shape) else \
+                empty_ordered(shape, a.dtype, a.device, order)
+            out = launch_matmul(a, b, out, use_bias, alpha, beta)
         if any(ctx.needs_input_grad):
             ctx._name = name
             ctx.alpha, ctx.beta = alpha, beta
             ctx.a_shape, ctx.b_shape = a._shape, b._shape
+            ctx.a_stride, ctx.b_stride = a._stride, b._stride
             ctx.bias_shape = None if bias is None else bias._shape
             need_a, need_b = ctx.needs_input_grad[:2]
             ctx.save_for_backward(a if need_b else None, b if need_a else None)
@@ -381,13 +385,17 @@ class Matmul(Function):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
         ga = gb = gbias = None
+        # each gradient laid out as its operand (``empty_ordered``): the gradient of a head-split or transposed view
+        # then reads back through that view's own backward without a copy
         if need[0]:
-            ga = sum_to(Matmul.apply(g, b.transpose(-2, -1), None, ctx.alpha, 1.0), ctx.a_shape)
+            ga = sum_to(Matmul.apply(g, b.transpose(-2, -1), None, ctx.alpha, 1.0, "MmBackward0", ctx.a_stride),
+                        ctx.a_shape)
         if need[1]:
-            gb = sum_to(Matmul.apply(a.transpose(-2, -1), g, None, ctx.alpha, 1.0), ctx.b_shape)
+            gb = sum_to(Matmul.apply(a.transpose(-2, -1), g, None, ctx.alpha, 1.0, "MmBackward0", ctx.b_stride),
+                        ctx.b_shape)
         if need[2]:
             gbias = sum_to(g * ctx.beta if ctx.beta != 1 else g, ctx.bias_shape)
-        return ga, gb, gbias, None, None, None
+        return ga, gb, gbias, None, None, None, None
 
 
 def _bcast_batch(a, b):

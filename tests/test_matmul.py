@@ -7,6 +7,8 @@ import pytest
 
 import tritorch
 from tritorch.kernels import matmul as MM
+from tritorch.kernels._common import empty_ordered
+from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
 F = tritorch.float32
@@ -378,3 +380,42 @@ def test_gpu_float64_and_large():
     x, rx = make((1024, 1024), tritorch.float16, "cuda", seed=49)
     y, ry = make((1024, 1024), tritorch.float16, "cuda", "transposed", seed=50)
     assert_close(x @ y, rx @ ry, tritorch.float16, rtol=2e-3, atol=5e-2)
+
+
+def test_gradients_laid_out_as_their_operands():
+    """Attention written in ops: q, k, v split from one projection and head-split by views. Each product's gradient
+    follows its operand's memory order (``empty_ordered``), so the views' backwards (transpose, reshape) need no copy
+    and split's backward is the one batched cat: no pointwise copy in the backward. Gradients equal float64 NumPy's;
+    a contiguous operand's gradient stays contiguous."""
+    b, t, h, dh = 2, 5, 3, 4
+    d = h * dh
+    x, rx = make((b, t, 3 * d), tritorch.float64, "cuda", seed=7, requires_grad=True)
+    q, k, v = (z.reshape(b, t, h, dh).transpose(1, 2) for z in x.split(d, dim=-1))
+    y = ((q @ k.transpose(-2, -1)) @ v).transpose(1, 2).reshape(b, t, d)
+    g = np.random.default_rng(8).uniform(-1, 1, (b, t, d))
+    with profile() as prof:
+        y.backward(tritorch.tensor(g, device="cuda"))
+    assert prof.kernel_launches("_pointwise_kernel") == 0
+    assert prof.kernel_launches("_cat_kernel") == 1
+    rq, rk, rv = (z.reshape(b, t, h, dh).transpose(0, 2, 1, 3) for z in np.split(rx, 3, axis=-1))
+    s = rq @ rk.transpose(0, 1, 3, 2)
+    gy = g.reshape(b, t, h, dh).transpose(0, 2, 1, 3)
+    gs = gy @ rv.transpose(0, 1, 3, 2)
+    gq, gk, gv = gs @ rk, (rq.transpose(0, 1, 3, 2) @ gs).transpose(0, 1, 3, 2), s.transpose(0, 1, 3, 2) @ gy
+    want = np.concatenate([z.transpose(0, 2, 1, 3).reshape(b, t, d) for z in (gq, gk, gv)], -1)
+    assert_close(x.grad, want)
+    a, ra = make((6, 7), tritorch.float32, "cuda", seed=9, requires_grad=True)
+    w, rw = make((5, 7), tritorch.float32, "cuda", seed=10, requires_grad=True)
+    (a @ w.t()).sum().backward()
+    assert a.grad.is_contiguous() and w.grad.is_contiguous()
+    assert_close(a.grad, np.ones((6, 5)) @ rw, F)
+    assert_close(w.grad, (ra.T @ np.ones((6, 5))).T, F)
+
+
+def test_empty_ordered_follows_the_stride_order():
+    dev = tritorch.device("cuda")
+    t = empty_ordered((2, 3, 4, 5), F, dev, (60, 5, 15, 1))          # dims 0, 2, 1, 3, outermost first
+    assert t.stride() == (60, 5, 15, 1)
+    assert empty_ordered((2, 3), F, dev, (1, 2)).stride() == (1, 2)
+    assert empty_ordered((2, 1, 3), F, dev, (3, 3, 1)).stride() == (3, 3, 1)
+    assert empty_ordered((4, 0), F, dev, (1, 4)).stride() == (1, 4)
