@@ -465,9 +465,11 @@ def _view_strides(shape, stride, new):
 
 
 @register("matmul")
-def matmul(input, other):
+def matmul(input, other, *, order=None):
     """Matrix product with PyTorch's rules: 1-D operands get a dim prepended (left) or appended (right) that is
-    removed from the result; batch dims broadcast; a batched left operand times a matrix is one large product."""
+    removed from the result; batch dims broadcast; a batched left operand times a matrix is one large product.
+    ``order``: None, or for two operands of at least 3 dims strides whose order the result's memory follows (the
+    layout ``tritorch.compile``'s layout pass asks for; ``kernels/_common.empty_ordered``)."""
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         sp = other if isinstance(input, Tensor) else input
         if hasattr(sp, "_sparse_matmul"):           # a sparse COO operand: tritorch/sparse's product
@@ -489,7 +491,8 @@ def matmul(input, other):
             out = Matmul.apply(a2, b, None, 1.0, 1.0, "MmBackward0")
             out = out.reshape(a._shape[:-1] + (b._shape[-1],))
             return out.squeeze(-1) if db == 1 else out
-    out = Matmul.apply(a, b, None, 1.0, 1.0, "BmmBackward0" if max(a.ndim, b.ndim) > 2 else "MmBackward0")
+    out = Matmul.apply(a, b, None, 1.0, 1.0, "BmmBackward0" if max(a.ndim, b.ndim) > 2 else "MmBackward0",
+                       order if da >= 3 and db >= 3 else None)
     if da == 1:
         out = out.squeeze(-2)
     if db == 1:

@@ -5,7 +5,8 @@ autocast, and the training mode of every module the capture called) is new captu
 modes (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes.py``:
 dead-code elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the
 kernels' epilogues (with autograd too); linears in a row as one node whose backward runs each activation's
-derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``); and on ``cuda`` pointwise fusion into
+derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``); a batched product whose transpose a
+reshape would copy written in that transpose's order (``layout.py``); and on ``cuda`` pointwise fusion into
 generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
 elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading
 dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel),
@@ -29,6 +30,7 @@ from ..jit._capture import Capture
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
+from .layout import plan_layouts
 from .replay import ReducedOverhead
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_chain, \
@@ -139,9 +141,11 @@ class CompiledFunction:
         n4 = len(graph.nodes)
         graph = fuse_linear_chain(graph)
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
+        graph, laid_out = plan_layouts(graph)
         note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
-            f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's)"
+            f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
+            f"{laid_out} products laid out for their reader"
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}

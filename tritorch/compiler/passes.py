@@ -30,8 +30,9 @@
 import math
 
 from .. import _dtype as D
-from ..jit.ir import Graph, Node, Value, flatten
+from ..jit.ir import Node, Value
 from ..kernels.conv import EPILOGUE_ACTIVATIONS
+from ._graph import copy_graph as _copy, reads as _reads, uses as _uses
 
 __all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
            "fuse_linear_chain", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
@@ -55,27 +56,6 @@ _ACTIVATIONS = {"silu": None, "gelu": ("approximate", "none"), "leaky_relu": ("n
 FUSIBLE_DTYPES = (D.float32, D.float16)
 """The dtypes fused kernels compute (float32 math, as the eager kernels do for both); bf16 runs eagerly: the
 interpreter has no bf16 arithmetic, float64 scalars would be rounded to float32 as kernel arguments."""
-
-
-def _copy(graph, nodes):
-    g = Graph()
-    g.inputs, g.in_struct, g.outputs, g.out_struct = graph.inputs, graph.in_struct, graph.outputs, graph.out_struct
-    g.params, g.values, g.device = graph.params, graph.values, graph.device
-    g.nodes = nodes
-    return g
-
-
-def _reads(x):
-    return [v.name for v in flatten(x, lambda a: isinstance(a, Value))[0] if isinstance(v, Value)]
-
-
-def _uses(graph):
-    """Value name -> how many times the nodes read it."""
-    uses = {}
-    for node in graph.nodes:
-        for name in _reads(node.args) + _reads(node.kwargs):
-            uses[name] = uses.get(name, 0) + 1
-    return uses
 
 
 def eliminate_dead_code(graph):
