@@ -182,7 +182,7 @@ def test_layout_coalesces_dims():
     assert codegen.layout((4, 1, 6), [t(6, 4).t().unsqueeze(1)]) == ([0], [4, 6], [[1, 4]])  # transposed, a 1 dropped
     assert codegen.layout((2, 3), [t()]) == ([0], [6], [[0]])                             # a 0-dim tensor
     assert codegen.layout((1, 1), [t(1)]) == ([0], [1], [[0]])
-    assert passes._broadcasts_to((3, 1), (2, 3, 4)) and not passes._broadcasts_to((2, 4), (2, 3, 4))
+    assert passes.pointwise._broadcasts_to((3, 1), (2, 3, 4)) and not passes.pointwise._broadcasts_to((2, 4), (2, 3, 4))
 
 
 def test_groups_of_one_structure_keep_their_own_ops_and_shapes():
@@ -644,7 +644,7 @@ def test_rematerialize_computes_a_shared_value_again_per_read():
     graph = passes.rematerialize(tritorch.jit.trace(f, (x, y)).graph)
     exps = [n for n in graph.nodes if n.op == "exp"]
     assert len(exps) == 3 and len({n.outputs[0].name for n in exps}) == 3
-    assert all(passes._uses(graph)[n.outputs[0].name] == 1 for n in exps)
+    assert all(passes.graph.uses(graph)[n.outputs[0].name] == 1 for n in exps)
     assert len(passes.rematerialize(tritorch.jit.trace(g, (x, y)).graph).nodes) == 4
     got = _replayed_in_one_launch(tritorch.compile(f), x, y)
     np.testing.assert_allclose(got.cpu().numpy(), f(x, y).cpu().numpy(), rtol=1e-6, atol=1e-6)

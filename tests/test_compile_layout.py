@@ -1,11 +1,11 @@
-"""``tritorch.compile``'s layout pass (``compiler/layout.py``): a batched product read only by a transpose that a
+"""``tritorch.compile``'s layout pass (``compiler/passes/layout.py``): a batched product read only by a transpose that a
 reshape would copy is computed in the transpose's contiguous order, so the reshape is a view: no copy launch, the
 same results and gradients as eager."""
 import numpy as np
 import pytest
 
 import tritorch
-from tritorch.compiler import layout
+from tritorch.compiler.passes import layout
 from tritorch.jit import trace
 from tritorch.profiler import profile
 

@@ -2,11 +2,11 @@
 
 A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
 autocast, and the training mode of every module the capture called) is new captures the forward through the op
-modes (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes.py``:
+modes (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``:
 dead-code elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the
 kernels' epilogues (with autograd too); linears in a row as one node whose backward runs each activation's
 derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``); a batched product whose transpose a
-reshape would copy written in that transpose's order (``layout.py``); and on ``cuda`` pointwise fusion into
+reshape would copy written in that transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into
 generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
 elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading
 dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel),
@@ -30,11 +30,10 @@ from ..jit._capture import Capture
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
-from .layout import plan_layouts
 from .replay import ReducedOverhead
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_chain, \
-    fuse_linear_residual, fuse_pointwise, rematerialize
+    fuse_linear_residual, fuse_pointwise, plan_layouts, rematerialize
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 

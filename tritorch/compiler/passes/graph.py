@@ -1,5 +1,5 @@
 """What every graph pass of ``tritorch.compile`` needs: a graph with new nodes, and who reads which value."""
-from ..jit.ir import Graph, Value, flatten
+from ...jit.ir import Graph, Value, flatten
 
 __all__ = ["copy_graph", "reads", "uses"]
 

@@ -1,22 +1,6 @@
-"""Graph passes of ``tritorch.compile``, each a function ``Graph -> Graph`` that leaves its input unchanged.
+"""Pointwise fusion: which nodes a generated kernel computes (``pointwise_spec``, ``reduction_spec``) and the passes
+that group them.
 
-- ``eliminate_dead_code``: drops the nodes whose outputs nothing reads (no graph output, no later node) and that
-  write nothing in place.
-- ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
-  sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
-  forward and backward (kernels/linear.py), so it applies to training graphs too. Likewise a ``conv1d``/``conv2d``
-  read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``).
-- ``fuse_linear_dropout``: a ``linear`` (activation fused or not) read only by a training-mode ``dropout`` becomes
-  one ``linear(..., dropout_p=p)``: the kernel drops the elements the separate op would (the same Philox counters,
-  drawn at the same point of the step), and the backward regenerates the mask in the activation's gradient kernel.
-- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation and dropout fused or not) read only by it and
-  another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
-  ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
-  kernel is left for it.
-- ``fuse_linear_chain``: ``linear`` nodes in a row, each but the last with an activation (and dropout) and read
-  only by the next, as its input, become one ``linear_chain`` node: the same kernels forward, and in the backward
-  each layer's activation derivative runs in the epilogue of the next one's grad_x product, one launch fewer per
-  inner layer (``kernels/linear_chain.py``).
 - ``rematerialize``: an elementwise node read by several elementwise nodes (or reductions that take a prologue) is
   computed again for each read, so that each copy joins its reader's fused tree (fewer launches, no intermediate
   stored).
@@ -29,14 +13,12 @@
 """
 import math
 
-from .. import _dtype as D
-from ..jit.ir import Node, Value
-from ..kernels.conv import EPILOGUE_ACTIVATIONS
-from ._graph import copy_graph as _copy, reads as _reads, uses as _uses
+from ... import _dtype as D
+from ...jit.ir import Node, Value
+from .graph import copy_graph as _copy, reads as _reads, uses as _uses
 
-__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_linear_chain", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
-           "FUSIBLE_DTYPES"]
+__all__ = ["fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES",
+           "scalar_ok"]
 
 # parameterless unary ops: published name -> row of kernels/elementwise.py's table
 _UNARY = {name: name for name in ("neg", "abs", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
@@ -58,172 +40,7 @@ FUSIBLE_DTYPES = (D.float32, D.float16)
 interpreter has no bf16 arithmetic, float64 scalars would be rounded to float32 as kernel arguments."""
 
 
-def eliminate_dead_code(graph):
-    """The graph without the nodes whose results are never read and that change nothing in place."""
-    live = {v.name for v in graph.outputs}
-    kept = []
-    for node in reversed(graph.nodes):
-        if node.aliases or node.out_struct is None or any(v.name in live for v in node.outputs):
-            kept.append(node)
-            live.update(_reads(node.args) + _reads(node.kwargs))
-    return _copy(graph, kept[::-1])
-
-
-def _epilogue(node):
-    """``(activation, alpha)`` where ``node`` is an activation linear's epilogue computes, else None."""
-    args, kw = node.args, node.kwargs
-    if node.op in ("relu", "relu_", "silu", "sigmoid", "tanh") and len(args) == 1 and not kw:
-        return node.op.rstrip("_"), None
-    if node.op == "gelu" and len(args) == 1 and set(kw) <= {"approximate"}:
-        approximate = kw.get("approximate", "none")
-        return {"none": ("gelu", None), "tanh": ("gelu_tanh", None)}.get(approximate)
-    if node.op in ("leaky_relu", "elu") and 1 <= len(args) <= 2 and not kw:
-        alpha = args[1] if len(args) == 2 else None
-        if alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)):
-            return node.op, alpha
-    return None
-
-
-_EPILOGUE_OPS = {"linear": None, "conv1d": EPILOGUE_ACTIVATIONS, "conv2d": EPILOGUE_ACTIVATIONS}
-"""Ops with an activation epilogue -> the activations it takes (None: every one ``_epilogue`` finds)."""
-
-
-def fuse_linear_epilogue(graph):
-    """The graph with each ``linear`` (``conv1d``, ``conv2d``) + activation pair (the producer's result read only by
-    the activation) as one node with ``activation=``."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = {n.outputs[0].name: n for n in graph.nodes if n.op in _EPILOGUE_OPS and not n.kwargs and
-                not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
-    replaced, nodes = {}, []
-    for node in graph.nodes:
-        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
-        act = _epilogue(node) if src is not None else None
-        lin = producer.get(src.name) if act else None
-        if lin is not None and _EPILOGUE_OPS[lin.op] is not None and (act[0] not in _EPILOGUE_OPS[lin.op] or
-                                                                      act[1] is not None):
-            lin = None
-        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
-            nodes.append(node)
-            continue
-        kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
-        replaced[id(lin)] = True
-        nodes.append(Node(lin.op, lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
-    return _copy(graph, [n for n in nodes if id(n) not in replaced])
-
-
-def _linears(graph, kwargs):
-    """Output name -> the ``linear`` nodes with at most ``kwargs`` fused into them, one floating output each."""
-    return {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= kwargs and
-            not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
-
-
-def _dropout_p(node):
-    """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords), else
-    None."""
-    names = ("p", "train", "inplace")
-    if node.op != "dropout" or len(node.args) > 4 or not set(node.kwargs) <= {*names, "training"}:
-        return None
-    given = dict(zip(names, node.args[1:]), **node.kwargs)
-    p, train, inplace = given.get("p", 0.5), given.get("train", given.get("training", True)), given.get("inplace")
-    ok = _scalar_ok(p) and 0 < p <= 1 and train is True and not inplace
-    return float(p) if ok else None
-
-
-def fuse_linear_dropout(graph):
-    """The graph with each training-mode ``dropout`` of a ``linear`` result (read by nothing else, not a graph
-    output) as one ``linear`` node with ``dropout_p=`` (at the dropout's place, where the counters are drawn)."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = _linears(graph, {"activation", "alpha"})
-    replaced, nodes = set(), []
-    for node in graph.nodes:
-        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
-        p = _dropout_p(node) if src is not None and not node.aliases else None
-        lin = producer.get(src.name) if p is not None else None
-        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
-            nodes.append(node)
-            continue
-        replaced.add(id(lin))
-        nodes.append(Node("linear", lin.args, {**lin.kwargs, "dropout_p": p}, [node.outputs[0]], 0, node.scope,
-                          node.module_type))
-    return _copy(graph, [n for n in nodes if id(n) not in replaced])
-
-
-_ADD = ("add", "__add__", "__radd__")
-
-
-def fuse_linear_residual(graph):
-    """The graph with each ``add`` of a ``linear`` result (read by nothing else, not a graph output) and a residual
-    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place)."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = _linears(graph, {"activation", "alpha", "dropout_p"})
-    replaced, nodes = set(), []
-    for node in graph.nodes:
-        fused = None
-        if node.op in _ADD and len(node.args) == 2 and not node.kwargs and not node.aliases:
-            out = node.outputs[0]
-            for lin_out, res in (node.args, node.args[::-1]):
-                lin = producer.get(lin_out.name) if isinstance(lin_out, Value) else None
-                if (lin is not None and isinstance(res, Value) and res.name != lin_out.name and
-                        uses.get(lin_out.name) == 1 and lin_out.name not in outputs and id(lin) not in replaced and
-                        res.shape == lin_out.shape and res.dtype == lin_out.dtype == out.dtype):
-                    fused = Node("linear", lin.args, {**lin.kwargs, "residual": res}, [out], 0, node.scope,
-                                 node.module_type)
-                    replaced.add(id(lin))
-                    break
-        nodes.append(fused or node)
-    return _copy(graph, [n for n in nodes if id(n) not in replaced])
-
-
-_LAYER = {"activation", "alpha", "dropout_p"}
-
-
-def _plain_linear(node, kwargs):
-    """Whether ``node`` is a ``linear(input, weight[, bias])`` with at most ``kwargs``, a 2-D weight, a bias of one
-    element per output (or none) and one floating result: what ``kernels/linear_chain.py`` takes."""
-    if node.op != "linear" or not set(node.kwargs) <= kwargs or node.aliases or len(node.outputs) != 1 or \
-            not 2 <= len(node.args) <= 3 or not node.outputs[0].dtype.is_floating_point:
-        return False
-    w = node.args[1]
-    b = node.args[2] if len(node.args) == 3 else None
-    return isinstance(node.args[0], Value) and isinstance(w, Value) and len(w.shape) == 2 and \
-        (b is None or isinstance(b, Value) and tuple(b.shape) == (w.shape[0],))
-
-
-def fuse_linear_chain(graph):
-    """The graph with each run of ``linear`` nodes, every one but the last with an activation (and dropout) and
-    read only by the next, as its input, as one ``linear_chain`` node at the last one's place
-    (``kernels/linear_chain.py``: each layer's activation backward runs in the epilogue of the next one's grad_x
-    product). A layer with dropout chains only with the node right after it, so that its dropout draws its counters
-    where it did."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    index = {id(n): i for i, n in enumerate(graph.nodes)}
-    first = {n.outputs[0].name: n for n in graph.nodes if _plain_linear(n, _LAYER) and "activation" in n.kwargs}
-    chained, at = set(), {}
-    for node in graph.nodes:
-        if not _plain_linear(node, _LAYER | {"residual"}) or id(node) in chained:
-            continue
-        prev = first.get(node.args[0].name)
-        if prev is None or uses.get(prev.outputs[0].name) != 1 or prev.outputs[0].name in outputs or \
-                ("dropout_p" in prev.kwargs and index[id(prev)] != index[id(node)] - 1):
-            continue
-        run = at.pop(id(prev), None) or ([prev] if id(prev) not in chained else None)   # the chain at prev grows
-        if run is None:
-            continue
-        chained.update(id(n) for n in run + [node])
-        at[id(node)] = run + [node]
-    nodes = []
-    for node in graph.nodes:
-        run = at.get(id(node))
-        if run is not None:
-            params = [a for n in run for a in (n.args[1], n.args[2] if len(n.args) == 3 else None)]
-            nodes.append(Node("linear_chain", (run[0].args[0], params), {"layers": [dict(n.kwargs) for n in run]},
-                              [node.outputs[0]], 0, node.scope, node.module_type))
-        elif id(node) not in chained:
-            nodes.append(node)
-    return _copy(graph, nodes)
-
-
-def _scalar_ok(a):
+def scalar_ok(a):
     """A Python number a kernel argument carries exactly (-0.0 does not survive: the eager op keeps its sign)."""
     return not isinstance(a, bool) and isinstance(a, (int, float)) and not (a == 0 and math.copysign(1.0, a) < 0)
 
@@ -249,7 +66,7 @@ def _activation(node):
         return ({"none": "gelu", "tanh": "gelu_tanh"}[param], [x]) if param in ("none", "tanh") else None
     if node.op == "silu":
         return "silu", [x]
-    return (node.op, [x, Param(param)]) if _scalar_ok(param) else None
+    return (node.op, [x, Param(param)]) if scalar_ok(param) else None
 
 
 def _broadcasts_to(shape, target):
@@ -278,7 +95,7 @@ def pointwise_spec(node):
     elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and args[1] == 2:
         row, ops, floats, result = "square", args[:1], args[:1], out.dtype        # as the eager op runs x ** 2
     elif node.op in ("pow", "__pow__") and len(args) == 2 and type(args[1]) in (int, float) and \
-            isinstance(args[0], Value) and args[0].dtype.is_floating_point and _scalar_ok(args[1]):
+            isinstance(args[0], Value) and args[0].dtype.is_floating_point and scalar_ok(args[1]):
         row, ops, floats, result = "pow_scalar", [args[0], Param(args[1])], args[:1], out.dtype   # x ** a, as eager
     elif node.op in _BINARY and len(args) == 2:
         row, swap = _BINARY[node.op]
@@ -304,7 +121,7 @@ def pointwise_spec(node):
         if isinstance(a, Value):
             if not _broadcasts_to(a.shape, out.shape):
                 return None
-        elif not _scalar_ok(a):
+        elif not scalar_ok(a):
             return None
     if not any(isinstance(a, Value) for a in ops):
         return None

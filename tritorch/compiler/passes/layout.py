@@ -6,10 +6,10 @@ Attention written in ops ends in ``(p @ v).transpose(1, 2).reshape(b, t, d)``: t
 result). Laid out as (b, t, h, dh) from the start, the transpose is contiguous and the reshape a view; the product's
 kernel writes through strides anyway (``matmul``'s ``order``: ``kernels/_common.empty_ordered``).
 """
-from .._tensor import contiguous_strides
-from ..jit.ir import Node, Value
-from ..kernels.views import view_strides
-from ._graph import copy_graph, uses
+from ..._tensor import contiguous_strides
+from ...jit.ir import Node, Value
+from ...kernels.views import view_strides
+from .graph import copy_graph, uses
 
 __all__ = ["plan_layouts"]
 

@@ -1,0 +1,16 @@
+"""``eliminate_dead_code``: drops the nodes whose outputs nothing reads (no graph output, no later node) and that
+write nothing in place."""
+from .graph import copy_graph as _copy, reads as _reads
+
+__all__ = ["eliminate_dead_code"]
+
+
+def eliminate_dead_code(graph):
+    """The graph without the nodes whose results are never read and that change nothing in place."""
+    live = {v.name for v in graph.outputs}
+    kept = []
+    for node in reversed(graph.nodes):
+        if node.aliases or node.out_struct is None or any(v.name in live for v in node.outputs):
+            kept.append(node)
+            live.update(_reads(node.args) + _reads(node.kwargs))
+    return _copy(graph, kept[::-1])

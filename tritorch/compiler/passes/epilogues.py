@@ -1,0 +1,125 @@
+"""Epilogue fusion into the linear and conv kernels.
+
+- ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
+  sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
+  forward and backward (kernels/linear.py), so it applies to training graphs too. Likewise a ``conv1d``/``conv2d``
+  read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``).
+- ``fuse_linear_dropout``: a ``linear`` (activation fused or not) read only by a training-mode ``dropout`` becomes
+  one ``linear(..., dropout_p=p)``: the kernel drops the elements the separate op would (the same Philox counters,
+  drawn at the same point of the step), and the backward regenerates the mask in the activation's gradient kernel.
+- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation and dropout fused or not) read only by it and
+  another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
+  ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
+  kernel is left for it.
+"""
+from ...jit.ir import Node, Value
+from ...kernels.conv import EPILOGUE_ACTIVATIONS
+from .graph import copy_graph as _copy, uses as _uses
+from .pointwise import scalar_ok
+
+__all__ = ["fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual"]
+
+
+def _epilogue(node):
+    """``(activation, alpha)`` where ``node`` is an activation linear's epilogue computes, else None."""
+    args, kw = node.args, node.kwargs
+    if node.op in ("relu", "relu_", "silu", "sigmoid", "tanh") and len(args) == 1 and not kw:
+        return node.op.rstrip("_"), None
+    if node.op == "gelu" and len(args) == 1 and set(kw) <= {"approximate"}:
+        approximate = kw.get("approximate", "none")
+        return {"none": ("gelu", None), "tanh": ("gelu_tanh", None)}.get(approximate)
+    if node.op in ("leaky_relu", "elu") and 1 <= len(args) <= 2 and not kw:
+        alpha = args[1] if len(args) == 2 else None
+        if alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)):
+            return node.op, alpha
+    return None
+
+
+_EPILOGUE_OPS = {"linear": None, "conv1d": EPILOGUE_ACTIVATIONS, "conv2d": EPILOGUE_ACTIVATIONS}
+"""Ops with an activation epilogue -> the activations it takes (None: every one ``_epilogue`` finds)."""
+
+
+def fuse_linear_epilogue(graph):
+    """The graph with each ``linear`` (``conv1d``, ``conv2d``) + activation pair (the producer's result read only by
+    the activation) as one node with ``activation=``."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    producer = {n.outputs[0].name: n for n in graph.nodes if n.op in _EPILOGUE_OPS and not n.kwargs and
+                not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+    replaced, nodes = {}, []
+    for node in graph.nodes:
+        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
+        act = _epilogue(node) if src is not None else None
+        lin = producer.get(src.name) if act else None
+        if lin is not None and _EPILOGUE_OPS[lin.op] is not None and (act[0] not in _EPILOGUE_OPS[lin.op] or
+                                                                      act[1] is not None):
+            lin = None
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+            nodes.append(node)
+            continue
+        kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
+        replaced[id(lin)] = True
+        nodes.append(Node(lin.op, lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
+
+
+def _linears(graph, kwargs):
+    """Output name -> the ``linear`` nodes with at most ``kwargs`` fused into them, one floating output each."""
+    return {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= kwargs and
+            not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+
+
+def _dropout_p(node):
+    """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords), else
+    None."""
+    names = ("p", "train", "inplace")
+    if node.op != "dropout" or len(node.args) > 4 or not set(node.kwargs) <= {*names, "training"}:
+        return None
+    given = dict(zip(names, node.args[1:]), **node.kwargs)
+    p, train, inplace = given.get("p", 0.5), given.get("train", given.get("training", True)), given.get("inplace")
+    ok = scalar_ok(p) and 0 < p <= 1 and train is True and not inplace
+    return float(p) if ok else None
+
+
+def fuse_linear_dropout(graph):
+    """The graph with each training-mode ``dropout`` of a ``linear`` result (read by nothing else, not a graph
+    output) as one ``linear`` node with ``dropout_p=`` (at the dropout's place, where the counters are drawn)."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    producer = _linears(graph, {"activation", "alpha"})
+    replaced, nodes = set(), []
+    for node in graph.nodes:
+        src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
+        p = _dropout_p(node) if src is not None and not node.aliases else None
+        lin = producer.get(src.name) if p is not None else None
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+            nodes.append(node)
+            continue
+        replaced.add(id(lin))
+        nodes.append(Node("linear", lin.args, {**lin.kwargs, "dropout_p": p}, [node.outputs[0]], 0, node.scope,
+                          node.module_type))
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
+
+
+_ADD = ("add", "__add__", "__radd__")
+
+
+def fuse_linear_residual(graph):
+    """The graph with each ``add`` of a ``linear`` result (read by nothing else, not a graph output) and a residual
+    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place)."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    producer = _linears(graph, {"activation", "alpha", "dropout_p"})
+    replaced, nodes = set(), []
+    for node in graph.nodes:
+        fused = None
+        if node.op in _ADD and len(node.args) == 2 and not node.kwargs and not node.aliases:
+            out = node.outputs[0]
+            for lin_out, res in (node.args, node.args[::-1]):
+                lin = producer.get(lin_out.name) if isinstance(lin_out, Value) else None
+                if (lin is not None and isinstance(res, Value) and res.name != lin_out.name and
+                        uses.get(lin_out.name) == 1 and lin_out.name not in outputs and id(lin) not in replaced and
+                        res.shape == lin_out.shape and res.dtype == lin_out.dtype == out.dtype):
+                    fused = Node("linear", lin.args, {**lin.kwargs, "residual": res}, [out], 0, node.scope,
+                                 node.module_type)
+                    replaced.add(id(lin))
+                    break
+        nodes.append(fused or node)
+    return _copy(graph, [n for n in nodes if id(n) not in replaced])
