@@ -26,9 +26,11 @@ class PreNorm(nn.Module):
         return x + self.f2(self.ln2(x))
 
 
-def _grads(m, x, monkeypatch=None, off=False):
+def _grads(m, x, monkeypatch=None, off=False, fn=norm.RowNorm):
+    """x's and the parameters' gradients of ``(m(x) ** 2).sum()`` and the profile, with ``fn`` adding the pending
+    gradient in its kernel or (``off``) not."""
     if off:
-        monkeypatch.setattr(norm.RowNorm, "_accumulates", ())
+        monkeypatch.setattr(fn, "_accumulates", ())
     m.zero_grad()
     x.grad = None
     with profile() as prof:
@@ -162,18 +164,6 @@ class Projections(nn.Module):
         return y.sum(-1, keepdim=True) * (F.silu(self.w1(h)) * self.w3(h))
 
 
-def _linear_grads(m, x, monkeypatch=None, off=False):
-    if off:
-        monkeypatch.setattr(linear.Linear, "_accumulates", ())
-    m.zero_grad()
-    x.grad = None
-    with profile() as prof:
-        (m(x).float() ** 2).sum().backward()
-    if off:
-        monkeypatch.undo()
-    return [to_np(x.grad.float())] + [to_np(p.grad.float()) for p in m.parameters()], prof
-
-
 @pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16, tritorch.bfloat16, tritorch.float64])
 @pytest.mark.parametrize("shape, bias", [((2, 7, 24), False), ((1, 24), True), ((3, 1, 2, 24), True)])
 def test_gradient_of_an_input_read_by_several_linears_added_in_their_kernel(dtype, shape, bias, monkeypatch):
@@ -183,8 +173,8 @@ def test_gradient_of_an_input_read_by_several_linears_added_in_their_kernel(dtyp
     tritorch.manual_seed(5)
     m = Projections(bias=bias).to("cuda", dtype)
     x = tritorch.randn(*shape, device="cuda").to(dtype).requires_grad_(True)
-    got, prof = _linear_grads(m, x)
-    want, prof_off = _linear_grads(m, x, monkeypatch, off=True)
+    got, prof = _grads(m, x)
+    want, prof_off = _grads(m, x, monkeypatch, off=True, fn=linear.Linear)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert prof.kernel_launches() == prof_off.kernel_launches() - 4
