@@ -120,29 +120,38 @@ def _cat_kernel(p0, p1, p2, p3, p4, p5, p6, p7, out_ptr, T0, T1, T2, T3,
     width = _piece(k, w0, w1, w2, w3, w4, w5, w6, w7)
     start = _piece(k, c0, c1, c2, c3, c4, c5, c6, c7)
     pid = tl.program_id(0)
-    if I64:
+    if I64:                      # every product below starts from one of these: none overflows 32 bits
         pid = pid.to(tl.int64)
         width = width.to(tl.int64)
+        start = start.to(tl.int64)
     i = pid * BLOCK + tl.arange(0, BLOCK)
-    # the piece's sizes: out's, w_k along D; ``after``: the elements of out past one step along D
+    # the piece's sizes (out's, w_k along D), its element count, and the start's offset in out (c_k steps along D)
     n0, n1, n2, n3 = T0, T1, T2, T3
-    after = T1 * T2 * T3
+    count = width
+    shift = start
     if D == 0:
         n0 = width
+        count = count * T1 * T2 * T3
+        shift = shift * T1 * T2 * T3
     if D == 1:
         n1 = width
-        after = T2 * T3
+        count = count * T0 * T2 * T3
+        shift = shift * T2 * T3
     if D == 2:
         n2 = width
-        after = T3
+        count = count * T0 * T1 * T3
+        shift = shift * T3
     if D == 3:
         n3 = width
-        after = 1
-    mask = i < n0 * n1 * n2 * n3
+        count = count * T0 * T1 * T2
+    mask = i < count
+    # the coordinates, by successive divisions (no product of sizes)
     i3 = i % n3
-    i2 = (i // n3) % n2
-    i1 = (i // (n2 * n3)) % n1
-    i0 = i // (n1 * n2 * n3)
+    r = i // n3
+    i2 = r % n2
+    r = r // n2
+    i1 = r % n1
+    i0 = r // n1
     if CONTIG:
         at = i
     else:
@@ -150,8 +159,7 @@ def _cat_kernel(p0, p1, p2, p3, p4, p5, p6, p7, out_ptr, T0, T1, T2, T3,
             i1 * _piece(k, s10, s11, s12, s13, s14, s15, s16, s17) + \
             i2 * _piece(k, s20, s21, s22, s23, s24, s25, s26, s27) + \
             i3 * _piece(k, s30, s31, s32, s33, s34, s35, s36, s37)
-    # out's offset: the piece's coordinates, shifted by c_k along D, in out's contiguous layout
-    dst = ((i0 * T1 + i1) * T2 + i2) * T3 + i3 + start * after
+    dst = ((i0 * T1 + i1) * T2 + i2) * T3 + i3 + shift          # out's offset: contiguous
     tl.store(out_ptr + dst, tl.load(src + at, mask=mask), mask=mask)
 
 

@@ -63,6 +63,26 @@ def test_cat_mixes_batched_and_copied_pieces():
     assert prof.kernel_launches() == 1
 
 
+@pytest.mark.parametrize("dim", [0, 1, 2, 3])
+def test_cat_batches_strided_four_dim_pieces_along_each_dim(dim):
+    """Four-dim strided pieces (each its own permutation) in one launch, joined along each dim: every index of the
+    kernel's coordinates and of the result's offset."""
+    rng = np.random.default_rng(dim)
+    base = [2, 3, 4, 5]
+    ins, refs = [], []
+    for k, perm in enumerate(((3, 1, 0, 2), (0, 1, 2, 3), (2, 0, 3, 1))):
+        shape = list(base)
+        shape[dim] += k
+        r = rng.uniform(-1, 1, [shape[p] for p in perm]).astype(np.float32)
+        inv = np.argsort(perm)
+        ins.append(torch.tensor(r, device="cuda").permute(*inv.tolist()))
+        refs.append(r.transpose(inv))
+    with profile() as prof:
+        out = torch.cat(ins, dim)
+    np.testing.assert_array_equal(to_np(out), np.concatenate(refs, dim))
+    assert prof.kernel_launches() == 1
+
+
 def test_cat_aliases_and_odd_sizes(device):
     a, ra = make((1, 7), torch.float32, device)
     b, rb = make((0, 7), torch.float32, device)

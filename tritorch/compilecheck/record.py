@@ -210,6 +210,7 @@ def w_creation(dt):
     tritorch.tril(_t((20, 20), dt))
     tritorch.cat([_t((3, 4), dt), _t((5, 4), dt)])
     tritorch.cat([_t((4, 3), dt).t(), _t((3, 5), dt)], 1)          # strided pieces
+    tritorch.cat([_t((5, 2, 4, 3), dt).permute(3, 1, 2, 0), _t((2, 2, 4, 5), dt)], 0)   # four dims, along the first
     tritorch.stack([_t((3, 4), dt), _t((3, 4), dt)], dim=1)
 
 
