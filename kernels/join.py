@@ -4,8 +4,7 @@ one tensor side by side: ``repeat``, ``tile``.
 ``cat`` allocates the output once and writes the inputs into their slices: inputs of the result's dtype (contiguous,
 or of at most four dims with any strides), up to eight at a time, in one launch of ``_cat_kernel`` (as PyTorch's
 batched cat kernel; split's backward is such a cat), any other input with the strided-copy kernel (casting to the
-promoted dtype on the way). Backward narrows the
-gradient back into the pieces.
+promoted dtype on the way). Backward narrows the gradient back into the pieces.
 """
 import functools
 import math
@@ -20,7 +19,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from .copy import copy_into
 from ._common import empty, wrap
-from ._launch import ptr, is_int64_index
+from ._launch import ptr, is_int64_index, nd_coords
 from ._pointwise import EW_CANDIDATES, _ew_default, _ew_prune
 
 __all__ = ["cat", "stack", "hstack", "vstack", "dstack", "repeat", "tile"]
@@ -145,13 +144,7 @@ def _cat_kernel(p0, p1, p2, p3, p4, p5, p6, p7, out_ptr, T0, T1, T2, T3,
         n3 = width
         count = count * T0 * T1 * T2
     mask = i < count
-    # the coordinates, by successive divisions (no product of sizes)
-    i3 = i % n3
-    r = i // n3
-    i2 = r % n2
-    r = r // n2
-    i1 = r % n1
-    i0 = r // n1
+    i0, _, _, i1, i2, i3 = nd_coords(i, 1, 1, n1, n2, n3)     # successive divisions: no product of sizes
     if CONTIG:
         at = i
     else:

@@ -374,7 +374,9 @@ class Matmul(Function):
             ctx._name = name
             ctx.alpha, ctx.beta = alpha, beta
             ctx.a_shape, ctx.b_shape = a._shape, b._shape
-            ctx.a_stride, ctx.b_stride = a._stride, b._stride
+            # the operands' layouts for their gradients (None: contiguous, as ``empty`` makes them)
+            ctx.a_order = None if a.is_contiguous() else a._stride
+            ctx.b_order = None if b.is_contiguous() else b._stride
             ctx.bias_shape = None if bias is None else bias._shape
             need_a, need_b = ctx.needs_input_grad[:2]
             ctx.save_for_backward(a if need_b else None, b if need_a else None)
@@ -388,10 +390,10 @@ class Matmul(Function):
         # each gradient laid out as its operand (``empty_ordered``): the gradient of a head-split or transposed view
         # then reads back through that view's own backward without a copy
         if need[0]:
-            ga = sum_to(Matmul.apply(g, b.transpose(-2, -1), None, ctx.alpha, 1.0, "MmBackward0", ctx.a_stride),
+            ga = sum_to(Matmul.apply(g, b.transpose(-2, -1), None, ctx.alpha, 1.0, "MmBackward0", ctx.a_order),
                         ctx.a_shape)
         if need[1]:
-            gb = sum_to(Matmul.apply(a.transpose(-2, -1), g, None, ctx.alpha, 1.0, "MmBackward0", ctx.b_stride),
+            gb = sum_to(Matmul.apply(a.transpose(-2, -1), g, None, ctx.alpha, 1.0, "MmBackward0", ctx.b_order),
                         ctx.b_shape)
         if need[2]:
             gbias = sum_to(g * ctx.beta if ctx.beta != 1 else g, ctx.bias_shape)

@@ -52,9 +52,11 @@ def plan_layouts(graph):
         if _batched_product(node):
             out = node.outputs[0]
             tr = only_reader(out)
-            dims = _swap(tr, len(out.shape)) if tr is not None and tr.args[0] is out else None
+            dims = _swap(tr, len(out.shape)) if tr is not None and isinstance(tr.args[0], Value) and \
+                tr.args[0].name == out.name else None
             rs = only_reader(tr.outputs[0]) if dims is not None and len(tr.outputs) == 1 else None
-            if rs is not None and rs.op in _RESHAPE and rs.args[0] is tr.outputs[0] and len(rs.outputs) == 1:
+            if rs is not None and rs.op in _RESHAPE and isinstance(rs.args[0], Value) and \
+                    rs.args[0].name == tr.outputs[0].name and len(rs.outputs) == 1:
                 i, j = dims
                 strides = list(contiguous_strides(out.shape))
                 strides[i], strides[j] = strides[j], strides[i]     # the transpose's strides of a contiguous product
