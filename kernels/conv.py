@@ -53,7 +53,8 @@ from .join import stack
 from .resize import pad
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
-           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry", "EPILOGUE_ACTIVATIONS"]
+           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry", "EPILOGUE_ACTIVATIONS", "conv_setup", "conv_grads",
+           "save_conv", "run_conv"]
 
 # ====================================================================================================================
 # The kernels
@@ -619,7 +620,7 @@ def _np_conv_wgrad(x, gy, geo, k_hw, dtype):
 # The autograd Functions: three primitives whose backward rules are made of each other
 # ====================================================================================================================
 
-def _conv(x, w, bias, geo, out_hw, act=None, alpha=0.0):
+def run_conv(x, w, bias, geo, out_hw, act=None, alpha=0.0):
     """y = act(conv2d(x, w) + bias) with output size ``out_hw`` on x's device."""
     if x._storage.device.type == "cpu":
         return wrap(_np_conv(x._np, w._np, None if bias is None else bias._np, geo, out_hw, x.dtype, act, alpha),
@@ -657,7 +658,7 @@ def _bias_grad(g):
     return g.sum((2, 3)).sum(0)
 
 
-def _save_conv(ctx, x, w, geo, *extra):
+def save_conv(ctx, x, w, geo, *extra):
     """What the backward of a convolution or a transposed one needs: x for the weight gradient, w for the input's
     (and ``extra``, saved after them)."""
     if any(ctx.needs_input_grad[:3]):
@@ -673,15 +674,14 @@ class Conv(Function):
 
     @staticmethod
     def forward(ctx, x, w, bias, geo, out_hw, act=None, alpha=0.0):
-        y = _conv(x, w, bias, geo, out_hw, act, alpha)
-        _save_conv(ctx, x, w, geo, *(() if act is None else (y,)))     # the activation differentiates from y
+        y = run_conv(x, w, bias, geo, out_hw, act, alpha)
+        save_conv(ctx, x, w, geo, *(() if act is None else (y,)))     # the activation differentiates from y
         ctx.act, ctx.alpha = act, alpha
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, w, *y = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if ctx.act is not None:     # g through the activation: one kernel, or recorded ops under create_graph
             y = y[0]
             if STATE.enabled:
@@ -689,13 +689,20 @@ class Conv(Function):
             else:
                 g2 = g.reshape(-1, g._shape[-1])
                 g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha).reshape(g._shape)
-        gx = ConvTranspose.apply(g, w, None, ctx.geo, ctx.in_hw) if need_x else None
-        if need_w and need_b and not STATE.enabled and g._storage.device.type != "cpu":
-            gw, gb = _conv_wgrad(x, g, ctx.geo, ctx.k_hw, bias=True)     # the bias's sum in the same launch
-        else:
-            gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
-            gb = _bias_grad(g) if need_b else None
-        return gx, gw, gb, None, None, None, None
+        return conv_grads(ctx, x, w, g) + (None,) * 4
+
+
+def conv_grads(ctx, x, w, g):
+    """(gx, gw, gb) of a convolution from the gradient g of its result before any activation: ``ctx`` as
+    ``save_conv`` filled it, x and w its saved tensors."""
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx = ConvTranspose.apply(g, w, None, ctx.geo, ctx.in_hw) if need_x else None
+    if need_w and need_b and not STATE.enabled and g._storage.device.type != "cpu":
+        gw, gb = _conv_wgrad(x, g, ctx.geo, ctx.k_hw, bias=True)     # the bias's sum in the same launch
+    else:
+        gw = ConvWeight.apply(x, g, ctx.geo, ctx.k_hw) if need_w else None
+        gb = _bias_grad(g) if need_b else None
+    return gx, gw, gb
 
 
 class ConvTranspose(Function):
@@ -705,7 +712,7 @@ class ConvTranspose(Function):
     @staticmethod
     def forward(ctx, x, w, bias, geo, out_hw):
         y = _conv_dgrad(x, w, bias, geo, out_hw)
-        _save_conv(ctx, x, w, geo)
+        save_conv(ctx, x, w, geo)
         return y
 
     @staticmethod
@@ -827,7 +834,9 @@ def _check_geometry(stride, dilation):
 EPILOGUE_ACTIVATIONS = tuple(a for a in ACTIVATIONS if UNARY[a].bwd_uses == "y")
 
 
-def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None):
+def conv_setup(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None):
+    """(x with a batch dim, whether it had one, stride, (before, after) padding per dim, dilation, output sizes) of
+    a convolution of rank ``nd``, its arguments checked with PyTorch's messages."""
     if activation is not None and activation not in EPILOGUE_ACTIVATIONS:
         raise ValueError(f"{op}: unknown activation {activation!r}, expected None or one of "
                          f"{', '.join(EPILOGUE_ACTIVATIONS)}")
@@ -861,6 +870,12 @@ def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, acti
         raise RuntimeError(f"Calculated padded input size per channel: ({_fmt_sizes(padded)}). Kernel size: "
                            f"({_fmt_sizes(dk)}). Kernel size can't be greater than actual input size")
     out = tuple((p - k) // s + 1 for p, k, s in zip(padded, dk, stride))
+    return x, batched, stride, pads, dilation, out
+
+
+def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None):
+    x, batched, stride, pads, dilation, out = conv_setup(op, input, weight, bias, stride, padding, dilation, groups,
+                                                         nd, activation)
     if nd == 1:        # the 2-D kernels on (N, C, 1, L) views
         x, w = x.unsqueeze(2), weight.unsqueeze(2)
         geo = Geometry((1, stride[0]), (0, pads[0][0]), (1, dilation[0]), groups)

@@ -28,10 +28,12 @@ from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out, is_int64_index
 from ._common import empty, wrap
+from .elementwise import UNARY
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "adaptive_avg_pool1d", "adaptive_max_pool1d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
-           "adaptive_max_pool3d", "pool_output_size"]
+           "adaptive_max_pool3d", "pool_output_size", "pool_window", "pool_forward", "pool_grad", "Pool", "PoolGrad",
+           "MAX", "AVG"]
 
 MAX, AVG = 0, 1
 
@@ -149,14 +151,18 @@ def _pool_fwd_kernel(x_ptr, y_ptr, idx_ptr, total, C, D, H, W, OD, OH, OW, sxn, 
 
 
 @triton.jit
-def _pool_bwd_kernel(g_ptr, idx_ptr, dx_ptr, total, D, H, W, OD, OH, OW, CD, CH, CW,
-                     KD, KH, KW, SD, SH, SW, PD, PH, PW, DD, DH, DW, divisor,
+def _pool_bwd_kernel(g_ptr, idx_ptr, y_ptr, dx_ptr, total, D, H, W, OD, OH, OW, CD, CH, CW,
+                     KD, KH, KW, SD, SH, SW, PD, PH, PW, DD, DH, DW, divisor, a,
                      MODE: tl.constexpr, ADAPTIVE: tl.constexpr, COUNT_PAD: tl.constexpr, OVERRIDE: tl.constexpr,
-                     CT: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+                     BWD: tl.constexpr, CT: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
     """dx[n, c, id, ih, iw] = sum over the outputs whose window covers (id, ih, iw) of their gradient (max: only
-    where the saved argmax is this element; avg: divided by the window's divisor). g and idx are contiguous
+    where the saved argmax is this element; avg: divided by the window's divisor). g, idx and y are contiguous
     (N, C, OD, OH, OW), dx contiguous (N, C, D, H, W); CD x CH x CW candidate outputs are visited per element.
-    Index math in int32 unless ``I64``, as the forward."""
+    Index math in int32 unless ``I64``, as the forward.
+
+    With ``BWD`` (max only: an activation's derivative from its result, ``UNARY[act].bwd``) the pooled input was
+    that activation's result and dx is the gradient of its pre-activation: each output's gradient taken is
+    ``BWD(g, y, a)``, y the output itself, which is the activation's result at the argmax it selected."""
     pid = tl.program_id(0)
     if I64:
         pid = pid.to(tl.int64)
@@ -170,6 +176,7 @@ def _pool_bwd_kernel(g_ptr, idx_ptr, dx_ptr, total, D, H, W, OD, OH, OW, CD, CH,
     plane = t // D
     g_base = g_ptr + plane * OD * OH * OW
     i_base = idx_ptr + plane * OD * OH * OW
+    y_base = y_ptr + plane * OD * OH * OW
     me = (i_d * H + ih) * W + iw
     acc = tl.zeros([BLOCK], CT)
     for kd in range(0, CD):
@@ -181,11 +188,14 @@ def _pool_bwd_kernel(g_ptr, idx_ptr, dx_ptr, total, D, H, W, OD, OH, OW, CD, CH,
                 ow, wv = _cover(iw, kw, W, OW, SW, PW, DW, ADAPTIVE)
                 valid = mask & hv & wv
                 off = (od * OH + oh) * OW + ow
-                g = tl.load(g_base + off, mask=valid, other=0.0).to(CT)
                 if MODE == 0:
-                    a = tl.load(i_base + off, mask=valid, other=-1)
-                    acc += tl.where(valid & (a == me), g, 0.0)
+                    hit = valid & (tl.load(i_base + off, mask=valid, other=-1) == me)
+                    g = tl.load(g_base + off, mask=hit, other=0.0).to(CT)
+                    if BWD is not None:
+                        g = BWD(g, tl.load(y_base + off, mask=hit, other=0.0).to(CT), a, 0.0)
+                    acc += tl.where(hit, g, 0.0)
                 else:
+                    g = tl.load(g_base + off, mask=valid, other=0.0).to(CT)
                     d = _avg_divisor(od, oh, ow, D, H, W, OD, OH, OW, KD, KH, KW, SD, SH, SW, PD, PH, PW, divisor,
                                      ADAPTIVE, COUNT_PAD, OVERRIDE)
                     acc += tl.where(valid, g / tl.maximum(d, 1).to(CT), 0.0)
@@ -311,9 +321,10 @@ def _launch_fwd(x5, p, out3, out_shape, ret_idx):
     return interp_bf16_out(y, out_dtype), idx
 
 
-def _launch_bwd(g, idx, p, in_shape, in3, dtype, device):
+def _launch_bwd(g, idx, p, in_shape, in3, dtype, device, act=None, y=None, alpha=0.0):
     out3 = _as3(g._shape[2:])
     g = interp_bf16_in(g.contiguous())
+    y = interp_bf16_in(y.contiguous()) if act is not None else g
     dx = empty(in_shape, g.dtype, device)
     total = dx.numel()
     if total:
@@ -324,10 +335,10 @@ def _launch_bwd(g, idx, p, in_shape, in3, dtype, device):
             cover = args[:3]
         block = _block(total)
         _pool_bwd_kernel[(cdiv(total, block),)](
-            ptr(g), ptr(idx) if idx is not None else ptr(g), ptr(dx), total, *in3, *out3, *cover,
-            *args, int(p["divisor"] or 0),
+            ptr(g), ptr(idx) if idx is not None else ptr(g), ptr(y), ptr(dx), total, *in3, *out3, *cover,
+            *args, int(p["divisor"] or 0), float(alpha),
             MODE=p["mode"], ADAPTIVE=p["adaptive"], COUNT_PAD=bool(p["count_include_pad"]),
-            OVERRIDE=bool(p["divisor"]), CT=ACC[g.dtype],
+            OVERRIDE=bool(p["divisor"]), BWD=None if act is None else UNARY[act].bwd, CT=ACC[g.dtype],
             I64=is_int64_index(total, g, dx, *(() if idx is None else (idx,))), BLOCK=block,
             num_warps=8)  # one input element per thread: at two, ptxas spills the window loop (compile-check)
     return interp_bf16_out(dx, dtype)
@@ -354,24 +365,29 @@ def _as5d(x):
     return x._view(x._shape[:2] + (1,) + x._shape[2:], (sn, sc, 0, sh, sw))
 
 
+def pool_forward(x, p, out3):
+    """(y, the argmax for max else None): the pooling ``p`` of a batched 2-D or 3-D input x to spatial sizes
+    ``out3`` (D, H, W; D = 1 for 2-D)."""
+    ret_idx = p["mode"] == MAX
+    nd = x.ndim - 2
+    out_shape = tuple(x._shape[:2]) + tuple(out3[3 - nd:])
+    x5 = _as5d(x)
+    if x._storage.device.type == "cpu":
+        ct = np.float64 if x.dtype is D.float64 else np.float32
+        y, idx = _np_pool(x5._np.astype(ct), p, out3)
+        y = wrap(y.reshape(out_shape).astype(x.dtype.np), x.dtype, x.device)
+        return y, wrap(idx.reshape(out_shape), D.int64, x.device) if ret_idx else None
+    return _launch_fwd(x5, p, out3, out_shape, ret_idx)
+
+
 class Pool(Function):
     """y (and the argmax for max) = the pooling ``p`` of a batched 2-D or 3-D input x to spatial sizes ``out3``
     (D, H, W; D = 1 for 2-D)."""
 
     @staticmethod
     def forward(ctx, x, p, out3):
-        ret_idx = p["mode"] == MAX
-        nd = x.ndim - 2
-        out_shape = tuple(x._shape[:2]) + tuple(out3[3 - nd:])
-        x5 = _as5d(x)
-        if x._storage.device.type == "cpu":
-            ct = np.float64 if x.dtype is D.float64 else np.float32
-            y, idx = _np_pool(x5._np.astype(ct), p, out3)
-            y = wrap(y.reshape(out_shape).astype(x.dtype.np), x.dtype, x.device)
-            idx = wrap(idx.reshape(out_shape), D.int64, x.device) if ret_idx else None
-        else:
-            y, idx = _launch_fwd(x5, p, out3, out_shape, ret_idx)
-        ctx._name = _NAMES[(p["mode"], p["adaptive"])].format(nd)
+        y, idx = pool_forward(x, p, out3)
+        ctx._name = _NAMES[(p["mode"], p["adaptive"])].format(x.ndim - 2)
         ctx.p, ctx.in_shape, ctx.dtype, ctx.dev = p, x._shape, x.dtype, x.device
         if idx is not None:
             ctx.mark_non_differentiable(idx)
@@ -385,18 +401,23 @@ class Pool(Function):
         idx = ctx.saved_tensors[0] if p["mode"] == MAX else None
         if STATE.enabled:           # create_graph: a Function of g whose own backward is again a pooling
             return PoolGrad.apply(g, idx, p, ctx.in_shape), None, None
-        return _pool_grad(g, idx, p, ctx.in_shape, ctx.dtype, ctx.dev), None, None
+        return pool_grad(g, idx, p, ctx.in_shape, ctx.dtype, ctx.dev), None, None
 
 
-def _pool_grad(g, idx, p, in_shape, dtype, dev):
-    """dx of a pooling from its output gradient g (and the argmax for max)."""
+def pool_grad(g, idx, p, in_shape, dtype, dev, act=None, y=None, alpha=0.0):
+    """dx of a pooling from its output gradient g (and the argmax for max); with ``act`` (max only) y is the output
+    and the pooled input was ``act``'s result: dx is the gradient of its pre-activation (``_pool_bwd_kernel``)."""
     in3 = _as3(in_shape[2:])
     if g._storage.device.type == "cpu":
         ct = np.float64 if g.dtype is D.float64 else np.float32
         g5 = np.ascontiguousarray(g._np, dtype=ct).reshape(tuple(g._shape[:2]) + _as3(g._shape[2:]))
+        if act is not None:
+            with np.errstate(all="ignore"):
+                y5 = np.ascontiguousarray(y._np, dtype=ct).reshape(g5.shape)
+                g5 = np.asarray(UNARY[act].bwd_ref(g5, y5, alpha), dtype=ct)
         dx = _np_pool_bwd(g5, None if idx is None else idx._np, p, tuple(in_shape[:2]) + in3)
         return wrap(dx.reshape(in_shape).astype(dtype.np), dtype, dev)
-    return _launch_bwd(g, idx, p, in_shape, in3, dtype, dev)
+    return _launch_bwd(g, idx, p, in_shape, in3, dtype, dev, act, y, alpha)
 
 
 class PoolGrad(Function):
@@ -406,7 +427,7 @@ class PoolGrad(Function):
     @staticmethod
     def forward(ctx, g, idx, p, in_shape):
         ctx.p, ctx.idx, ctx.out_shape = p, idx, g._shape
-        return _pool_grad(g, idx, p, in_shape, g.dtype, g.device)
+        return pool_grad(g, idx, p, in_shape, g.dtype, g.device)
 
     @staticmethod
     def backward(ctx, gg):
@@ -481,9 +502,17 @@ _3D_ARG = {("max", "kernel_size"): "kernel_size must either be a single int", ("
 def _fixed_pool(input, mode, nd, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor,
                 name):
     """Checks and window parameters of a fixed-window pooling of rank ``nd`` (2 or 3), with PyTorch's messages."""
-    kind = "max" if mode == MAX else "avg"
     ctx = "max_pool3d_with_indices_out_cpu_template()" if mode == MAX else "avg_pool3d()"
     x, batched = _batched(input, name, nd, ctx)
+    return (x, batched) + pool_window(x._shape, mode, nd, kernel_size, stride, padding, dilation, ceil_mode,
+                                      count_include_pad, divisor, name)
+
+
+def pool_window(shape, mode, nd, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad, divisor,
+                name):
+    """(window parameters, output sizes as (D, H, W)) of a fixed-window pooling of rank ``nd`` of a batched input
+    of ``shape``, its arguments checked with PyTorch's messages."""
+    kind = "max" if mode == MAX else "avg"
 
     def tup(v, what):
         msg = f"{name}: {_3D_ARG[(kind, what)]}, or a tuple of three ints" if nd == 3 else None
@@ -513,7 +542,7 @@ def _fixed_pool(input, mode, nd, kernel_size, stride, padding, dilation, ceil_mo
                                f"kernel_size={kk} and dilation={dd}")
     if divisor is not None and divisor == 0:
         raise RuntimeError("divisor must be not zero")
-    C, sizes = x._shape[1], x._shape[2:]
+    C, sizes = shape[1], shape[2:]
     outs = tuple(pool_output_size(n, *a, ceil_mode) for n, a in zip(sizes, zip(k, pd, s, dl)))
     if any(o < 1 for o in outs):
         if nd == 3 and mode == AVG:
@@ -524,7 +553,7 @@ def _fixed_pool(input, mode, nd, kernel_size, stride, padding, dilation, ceil_mo
     one = (1,) * (3 - nd)
     p = {"mode": mode, "adaptive": False, "k": one + k, "s": one + s, "p": (0,) * (3 - nd) + pd, "d": one + dl,
          "count_include_pad": count_include_pad, "divisor": divisor}
-    return x, batched, p, one + outs
+    return p, one + outs
 
 
 def _finish(res, batched, ret_idx):

@@ -27,6 +27,8 @@ import tritorch
 import tritorch.nn.functional as F
 from tritorch import autotune, kernels, nn
 from tritorch.kernels import _common, amp as _amp, linear as _linear
+from tritorch.kernels.conv import EPILOGUE_ACTIVATIONS
+from tritorch.kernels.conv_pool import conv2d_max_pool2d
 from tritorch.kernels.linear_chain import linear_chain
 from tritorch._device import INTERPRET
 
@@ -164,6 +166,9 @@ def w_pool(dt):
     _bwd(F.max_pool2d(x, 2) .sum() + F.avg_pool2d(x, 3, stride=2).sum())
     _bwd(F.adaptive_avg_pool2d(x, 1).sum() + F.adaptive_max_pool2d(x, 5).sum())
     _bwd(F.max_pool1d(_t((4, 8, 50), dt, True), 3))
+    w = _t((6, 8, 3, 3), dt, True)
+    for act in EPILOGUE_ACTIVATIONS:          # the pooling backward with each activation's derivative
+        _bwd(conv2d_max_pool2d(x, w, None, padding=1, activation=act, kernel_size=3, pool_stride=2))
     x = _t((2, 4, 9, 10, 11), dt, True)
     _bwd(F.max_pool3d(x, 2).sum() + F.avg_pool3d(x, 3, stride=2).sum())
     _bwd(F.adaptive_avg_pool3d(x, 2).sum() + F.adaptive_max_pool3d(x, 3).sum())
