@@ -135,13 +135,14 @@ def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, R, C, INNER, 
 
 
 @triton.jit
-def _ce_bwd_kernel(x_ptr, t_ptr, w_ptr, lse_ptr, g_ptr, dx_ptr, R, C, INNER, xso, xsi, xsc, dso, dsi, dsc, gs,
-                   ignore_index, eps,
-                   HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, CT: tl.constexpr,
-                   BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def _ce_bwd_kernel(x_ptr, t_ptr, w_ptr, lse_ptr, g_ptr, den_ptr, dx_ptr, R, C, INNER, xso, xsi, xsc, dso, dsi, dsc,
+                   gs, ignore_index, eps,
+                   HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, HAS_DEN: tl.constexpr,
+                   CT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx[c] = g * (softmax[c] * A - (1 - eps) * w[t] * [c == t] - eps / C * w[c]) with
     A = (1 - eps) * w[t] + eps / C * sum(w): the gradient of ``_ce_fwd_kernel``'s loss, 0 on ignored rows.
-    ``gs`` is the stride of the per-row gradient g (0 when one value is broadcast to every row)."""
+    ``gs`` is the stride of the per-row gradient g (0 when one value is broadcast to every row); with ``HAS_DEN``
+    g is the gradient of the 'mean' and the rows' is g / den (den: ``_weighted_mean_kernel``'s sum of weights)."""
     if EPS_PTR:
         eps = tl.load(eps)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -153,6 +154,8 @@ def _ce_bwd_kernel(x_ptr, t_ptr, w_ptr, lse_ptr, g_ptr, dx_ptr, R, C, INNER, xso
     valid = row_mask & (t != ignore_index)
     t = tl.where(valid, t, 0)
     g = tl.load(g_ptr + rows * gs, mask=valid, other=0.0).to(CT)
+    if HAS_DEN:
+        g = g / tl.load(den_ptr).to(CT)
     lse = tl.load(lse_ptr + rows, mask=valid, other=0.0).to(CT)
     if HAS_W:
         w_t = tl.load(w_ptr + t, mask=valid, other=0.0).to(CT)
@@ -474,33 +477,77 @@ def _host(t, dtype=None):
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
+def _ce_rows(x, t, w, ignore_index, eps):
+    """(loss, lse, w[t]) per row of a cross-entropy with class-index targets, each shaped like the target."""
+    cd = 1 if x.ndim > 1 else 0
+    C = x._shape[cd]
+    rdt = _row_dtype(x.dtype)
+    if x._storage.device.type == "cpu":
+        ct = np_ct(x.dtype)
+        loss, lse, wt = _np_ce_fwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1), None if w is None else
+                                   _host(w, ct), ignore_index, eps)
+        return tuple(wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, lse, wt))
+    loss, lse, wt = (empty(t._shape, rdt, x.device) for _ in range(3))
+    R = t.numel()
+    if R:
+        xr, so, si, sc = _class_rows(interp_bf16_in(x))
+        ct = ACC[x.dtype]
+        e = _ScalarArg(eps, ct, x.device)
+        block_r, block_c, nw = row_config(R, C)
+        _ce_fwd_kernel[(cdiv(R, block_r),)](
+            ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(lse),
+            ptr(wt), R, C, _inner(x), so, si, sc, ignore_index, e.arg,
+            HAS_W=w is not None, SMOOTH=eps > 0, EPS_PTR=e.is_ptr, CT=ct, BLOCK_R=block_r, BLOCK_C=block_c,
+            num_warps=nw)
+    return loss, lse, wt
+
+
+def _ce_rows_grad(ctx, g, den=None):
+    """dx of ``_ce_rows``'s loss from the per-row gradient g (one value broadcast to every row, or a tensor shaped
+    like the target), divided by ``den`` (the 'mean''s sum of weights) when given: one ``_ce_bwd_kernel``."""
+    x, t, w, lse, wt = ctx.saved_tensors
+    if ctx.needs_input_grad[2]:
+        raise RuntimeError("the derivative for 'weight' is not implemented.")
+    if STATE.enabled:
+        g = g if den is None else (g / den).expand(t._shape)
+        return _ce_index_grad_composite(x, t, w, wt, g, ctx.ignore_index, ctx.eps)
+    cd = 1 if x.ndim > 1 else 0
+    C = x._shape[cd]
+    if x._storage.device.type == "cpu":
+        ct = np_ct(x.dtype)
+        gr = _host(g, ct) if den is None else _host(g, ct) / _host(den, ct)
+        dx2 = _np_ce_bwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1), None if w is None else _host(w, ct),
+                         _host(lse, ct).reshape(-1), np.broadcast_to(gr, t._shape).reshape(-1),
+                         ctx.ignore_index, ctx.eps)
+        return wrap(_from_rows(dx2, x._shape, cd).astype(x.dtype.np), x.dtype, x.device)
+    dx = empty(x._shape, x.dtype, x.device)
+    R = t.numel()
+    if R == 0 or C == 0:
+        return dx.zero_() if dx.numel() else dx
+    out = empty(x._shape, D.float32, x.device) if INTERPRET and x.dtype is D.bfloat16 else dx
+    xr, so, si, sc = _class_rows(interp_bf16_in(x))
+    _, dso, dsi, dsc = _class_rows(out)
+    gr, gs = _row_grad(g, R)
+    ct = ACC[x.dtype]
+    e = _ScalarArg(ctx.eps, ct, x.device)
+    block_r, block_c, nw = row_config(R, C)
+    _ce_bwd_kernel[(cdiv(R, block_r),)](
+        ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(lse), in_ptr(gr),
+        ptr(den) if den is not None else ptr(lse), ptr(out), R, C, _inner(x), so, si, sc, dso, dsi, dsc, gs,
+        ctx.ignore_index, e.arg, HAS_W=w is not None, SMOOTH=ctx.eps > 0, EPS_PTR=e.is_ptr, HAS_DEN=den is not None,
+        CT=ct, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=nw)
+    if out is not dx:
+        copy_host(dx, out)
+    return dx
+
+
 class CrossEntropyRows(Function):
     """Per-row cross-entropy with class-index targets: returns (loss, w[t]), both shaped like the target."""
 
     @staticmethod
     def forward(ctx, x, t, w, ignore_index, eps):
         ctx._name = "NllLossBackward0" if not eps else "CrossEntropyLossBackward0"
-        cd = 1 if x.ndim > 1 else 0
-        C = x._shape[cd]
-        rdt = _row_dtype(x.dtype)
-        if x._storage.device.type == "cpu":
-            ct = np_ct(x.dtype)
-            loss, lse, wt = _np_ce_fwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1), None if w is None else
-                                       _host(w, ct), ignore_index, eps)
-            loss, lse, wt = (wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, lse, wt))
-        else:
-            loss, lse, wt = (empty(t._shape, rdt, x.device) for _ in range(3))
-            R = t.numel()
-            if R:
-                xr, so, si, sc = _class_rows(interp_bf16_in(x))
-                ct = ACC[x.dtype]
-                e = _ScalarArg(eps, ct, x.device)
-                block_r, block_c, nw = row_config(R, C)
-                _ce_fwd_kernel[(cdiv(R, block_r),)](
-                    ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(lse),
-                    ptr(wt), R, C, _inner(x), so, si, sc, ignore_index, e.arg,
-                    HAS_W=w is not None, SMOOTH=eps > 0, EPS_PTR=e.is_ptr, CT=ct, BLOCK_R=block_r, BLOCK_C=block_c,
-                    num_warps=nw)
+        loss, lse, wt = _ce_rows(x, t, w, ignore_index, eps)
         ctx.mark_non_differentiable(wt)
         ctx.ignore_index, ctx.eps = ignore_index, eps
         ctx.save_for_backward(x, t, w, lse, wt)
@@ -508,38 +555,26 @@ class CrossEntropyRows(Function):
 
     @staticmethod
     def backward(ctx, g, _gw):
-        x, t, w, lse, wt = ctx.saved_tensors
-        if ctx.needs_input_grad[2]:
-            raise RuntimeError("the derivative for 'weight' is not implemented.")
-        if STATE.enabled:
-            return _ce_index_grad_composite(x, t, w, wt, g, ctx.ignore_index, ctx.eps), None, None, None, None
-        cd = 1 if x.ndim > 1 else 0
-        C = x._shape[cd]
-        if x._storage.device.type == "cpu":
-            ct = np_ct(x.dtype)
-            dx2 = _np_ce_bwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1), None if w is None else _host(w, ct),
-                             _host(lse, ct).reshape(-1), np.broadcast_to(_host(g, ct), t._shape).reshape(-1),
-                             ctx.ignore_index, ctx.eps)
-            return wrap(_from_rows(dx2, x._shape, cd).astype(x.dtype.np), x.dtype, x.device), None, None, None, None
-        dx = empty(x._shape, x.dtype, x.device)
-        R = t.numel()
-        if R == 0 or C == 0:
-            return dx.zero_() if dx.numel() else dx, None, None, None, None
-        out = empty(x._shape, D.float32, x.device) if INTERPRET and x.dtype is D.bfloat16 else dx
-        xr, so, si, sc = _class_rows(interp_bf16_in(x))
-        _, dso, dsi, dsc = _class_rows(out)
-        gr, gs = _row_grad(g, R)
-        ct = ACC[x.dtype]
-        e = _ScalarArg(ctx.eps, ct, x.device)
-        block_r, block_c, nw = row_config(R, C)
-        _ce_bwd_kernel[(cdiv(R, block_r),)](
-            ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(lse), in_ptr(gr),
-            ptr(out), R, C, _inner(x), so, si, sc, dso, dsi, dsc, gs, ctx.ignore_index, e.arg,
-            HAS_W=w is not None, SMOOTH=ctx.eps > 0, EPS_PTR=e.is_ptr, CT=ct, BLOCK_R=block_r, BLOCK_C=block_c,
-            num_warps=nw)
-        if out is not dx:
-            copy_host(dx, out)
-        return dx, None, None, None, None
+        return _ce_rows_grad(ctx, g), None, None, None, None
+
+
+class CrossEntropyMean(Function):
+    """The 'mean' cross-entropy with class-index targets, ``loss.sum() / w[t].sum()`` of ``_ce_rows``, as one node:
+    its backward divides the gradient by the sum of weights inside ``_ce_bwd_kernel`` (the two nodes of
+    ``CrossEntropyRows`` and ``WeightedMean`` take a launch more for that quotient)."""
+
+    @staticmethod
+    def forward(ctx, x, t, w, ignore_index, eps):
+        ctx._name = "NllLossBackward0" if not eps else "CrossEntropyLossBackward0"
+        loss, lse, wt = _ce_rows(x, t, w, ignore_index, eps)
+        out, ctx.den = _weighted_mean(loss, wt)
+        ctx.ignore_index, ctx.eps = ignore_index, eps
+        ctx.save_for_backward(x, t, w, lse, wt)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return _ce_rows_grad(ctx, g, ctx.den), None, None, None, None
 
 
 def _class_shape(x, C):
@@ -1128,24 +1163,30 @@ def _weighted_mean_kernel(loss_ptr, wt_ptr, out_ptr, den_ptr, n, CT: tl.constexp
     tl.store(out_ptr, (total / den.to(CT)).to(out_ptr.dtype.element_ty))
 
 
+def _weighted_mean(loss, wt):
+    """(loss.sum() / wt.sum(), wt.sum()) as 0-d tensors: on ``cpu`` the NumPy sums, on cuda one kernel for both sums
+    and the quotient."""
+    if loss._storage.device.type == "cpu":
+        with np.errstate(all="ignore"):
+            den = wt._np.sum(dtype=np.float64)
+            out = np.asarray(loss._np.sum(dtype=np.float64) / den, dtype=loss.dtype.np)
+        return wrap(out, loss.dtype, loss.device), Tensor._wrap_numpy(np.asarray(den, dtype=loss.dtype.np),
+                                                                      loss.device)
+    out, den = empty((), loss.dtype, loss.device), empty((), wt.dtype, wt.device)
+    lc, wc = loss.contiguous(), wt.contiguous()
+    _weighted_mean_kernel[(1,)](ptr(lc), ptr(wc), ptr(out), ptr(den), lc.numel(), CT=ACC[loss.dtype], BLOCK=1024)
+    return out, den
+
+
 class WeightedMean(Function):
     """'mean' of per-row losses: ``loss.sum() / wt.sum()`` (``wt``: the weights of the counted targets) as one
-    node; on ``cpu`` the NumPy sums, on cuda one kernel for both sums and the quotient."""
+    node (``_weighted_mean``)."""
 
     @staticmethod
     def forward(ctx, loss, wt):
         ctx._name = "DivBackward0"
         ctx.shape = loss._shape
-        if loss._storage.device.type == "cpu":
-            with np.errstate(all="ignore"):
-                den = wt._np.sum(dtype=np.float64)
-                out = np.asarray(loss._np.sum(dtype=np.float64) / den, dtype=loss.dtype.np)
-            ctx.den = Tensor._wrap_numpy(np.asarray(den, dtype=loss.dtype.np), loss.device)
-            return wrap(out, loss.dtype, loss.device)
-        out, ctx.den = empty((), loss.dtype, loss.device), empty((), wt.dtype, wt.device)
-        lc, wc = loss.contiguous(), wt.contiguous()
-        _weighted_mean_kernel[(1,)](ptr(lc), ptr(wc), ptr(out), ptr(ctx.den), lc.numel(), CT=ACC[loss.dtype],
-                                    BLOCK=1024)
+        out, ctx.den = _weighted_mean(loss, wt)
         return out
 
     @staticmethod
@@ -1201,6 +1242,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return out if out.dtype is input.dtype else out.to(input.dtype)
     _check_class_targets(input, target, weight, ignore_index)
     w = _weight_arg(weight, input, "cross_entropy")
+    if reduction == "mean":
+        out = CrossEntropyMean.apply(input, target.contiguous(), w, int(ignore_index), label_smoothing)
+        return out if out.dtype is input.dtype else out.to(input.dtype)
     loss, wt = CrossEntropyRows.apply(input, target.contiguous(), w, int(ignore_index), label_smoothing)
     return _reduce_rows(loss, wt, input.dtype, reduction)
 

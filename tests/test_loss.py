@@ -11,6 +11,7 @@ import tritorch
 import tritorch.nn as nn
 import tritorch.nn.functional as F
 from tritorch.autograd import gradcheck, gradgradcheck
+from tritorch.kernels import loss as L
 from tritorch.profiler import profile
 from helpers import assert_close, make, to_np
 
@@ -800,3 +801,28 @@ def test_pointwise_backward_both_gradients_in_one_launch():
     assert none_x is None and none_y is None
     np.testing.assert_array_equal(dx, dx1)
     np.testing.assert_array_equal(dy, dy1)
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16, tritorch.bfloat16, tritorch.float64])
+@pytest.mark.parametrize("case", ["plain", "weight, ignore_index and smoothing", "spatial"])
+def test_cross_entropy_mean_backward_is_one_launch(device, dtype, case):
+    """'mean' cross-entropy with class indices is one node whose backward divides by the summed weights inside
+    ``_ce_bwd_kernel``: equal, bit for bit, to the per-row node followed by the weighted mean's (a launch more)."""
+    shape, tshape = ((6, 5, 3), (6, 3)) if case == "spatial" else ((7, 5), (7,))
+    x, _ = make(shape, dtype, device, seed=1, requires_grad=True)
+    t = tritorch.tensor(np.random.default_rng(2).integers(0, 5, tshape), device=device)
+    kw = dict(weight=tritorch.tensor([0.5, 1.0, 1.5, 2.0, 0.7], dtype=dtype, device=device), ignore_index=3,
+              label_smoothing=0.1) if case != "plain" else {}
+    g = tritorch.tensor(1.5, dtype=dtype, device=device)
+    loss = F.cross_entropy(x, t, **kw)
+    with profile() as prof:
+        gx, = tritorch.autograd.grad(loss, (x,), g)
+    w = kw.get("weight")
+    rows, wt = L.CrossEntropyRows.apply(x, t, w, kw.get("ignore_index", -100), kw.get("label_smoothing", 0.0))
+    ref = L.WeightedMean.apply(rows, wt)
+    ref = ref if ref.dtype is dtype else ref.to(dtype)
+    np.testing.assert_array_equal(to_np(loss), to_np(ref))
+    np.testing.assert_array_equal(to_np(gx), to_np(tritorch.autograd.grad(ref, (x,), g)[0]))
+    if device == "cuda":
+        assert [e.name for e in prof.events() if e.kind == "kernel"][-1:] == ["_ce_bwd_kernel"]
+        assert sum(e.kind == "kernel" for e in prof.events()) == (1 if dtype in (tritorch.float32, F64) else 2)
