@@ -489,7 +489,8 @@ def test_fused_backward_matches_eager(device):
         assert type(out.grad_fn).__name__ == "FusedFunctionBackward"
         out.sum().backward()
         fused = next(iter(c._entries.values()))._program.steps[0][0]
-        assert len(fused.backward_kernels) >= 2          # the backward's own pointwise trees, fused
+        # the backward's own pointwise trees, fused: x's and y's side by side, in one kernel with two results
+        assert [len(k.roots or ()) for k in fused.backward_kernels] == [2]
 
 
 def test_fused_backward_double_backward():

@@ -365,6 +365,10 @@ def w_compiled(dt):
         c = tritorch.compile(fn)
         for _ in range(3):                  # the capture, the replay, then the derived backward's own kernels
             _bwd(c(a, b, r))
+    y = _t((64, 300), dt, True)
+    c = tritorch.compile(lambda a, y: tritorch.tanh(a * y) + y.exp())
+    for a in (x, x, xt):                    # a backward with two results side by side, flat and strided
+        _bwd(c(a, y))
 
 WORKLOADS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("w_")}
 # The tunables (name prefixes) whose every candidate a workload records: its own family's. Other workloads call

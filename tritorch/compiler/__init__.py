@@ -11,8 +11,9 @@ reshape would copy written in that transpose's order (``passes/layout.py``); and
 generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
 elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading
 dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel),
-each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn
-(``autodiff.py``). Later calls with that signature replay the optimised graph. A forward that reads a tensor as a
+each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn, its
+independent trees side by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel,
+not the linear's epilogue. Later calls with that signature replay the optimised graph. A forward that reads a tensor as a
 Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True``
 raises instead), and ``explain()`` says why.
 

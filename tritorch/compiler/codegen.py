@@ -110,9 +110,12 @@ class Fused:
     with the group's ``operands`` (external tensors and scalars, in order), it returns the last member's result;
     with ``reduce=(kind, k, keepdim, leading)``, that result summed (kind ``"sum"``; ``"mean"``: averaged) over its
     last ``k`` dims (``leading``: its first ``k``), as ``sum``/``mean(dim=..., keepdim=keepdim)``, or its
-    ``"softmax"``/``"log_softmax"`` over the last dim: the group is the reduction's prologue."""
+    ``"softmax"``/``"log_softmax"`` over the last dim: the group is the reduction's prologue. With ``roots`` (the
+    indices of several members whose results are all of the group's shape; no ``reduce``) the kernel stores each of
+    them and a call returns them as a tuple: independent trees computed side by side, in one launch that loads their
+    shared inputs once (``fuse_pointwise``'s ``horizontal``)."""
 
-    def __init__(self, specs, outputs, reduce=None):
+    def __init__(self, specs, outputs, reduce=None, roots=None):
         own = {v.name: j for j, v in enumerate(outputs)}
         self.operands, self.rows, program = [], [], []
         slots, n_in, n_sc = {}, 0, 0
@@ -136,7 +139,8 @@ class Fused:
         self.kind = None if reduce is None else reduce[0] if reduce[0] in _SOFTMAXES else \
             "leading" if reduce[3] else "trailing"
         self.saves_output = self.kind in _SOFTMAXES     # their backward reads the result, as the eager ops'
-        self.source = source_of(n_in, n_sc, program, reduce=self.kind)
+        self.roots = tuple(roots) if roots else None
+        self.source = source_of(n_in, n_sc, program, reduce=self.kind, roots=self.roots)
         self.key = hashlib.sha256(self.source.encode()).hexdigest()[:16]
         self.fns = [row_fn(r) for r in self.rows]
         self.shape, self.dtype = tuple(outputs[-1].shape), outputs[-1].dtype
@@ -156,13 +160,18 @@ class Fused:
         """(key, source) of the kernel that reads the inputs ``strided`` through strides over ``rank`` dims."""
         pattern = (tuple(strided), rank if strided else 1)
         if pattern not in self._variants:
-            source = source_of(self.n_inputs, self.n_scalars, self.program, *pattern, reduce=self.kind)
+            source = source_of(self.n_inputs, self.n_scalars, self.program, *pattern, reduce=self.kind,
+                               roots=self.roots)
             self._variants[pattern] = hashlib.sha256(source.encode()).hexdigest()[:16], source
         return self._variants[pattern]
 
     def __call__(self, *operands):
-        """The group's result; an autograd node (FusedFunction) where an input requires grad."""
+        """The group's result; an autograd node (FusedFunction) where an input requires grad (several roots: their
+        results by the published ops, recorded)."""
         if is_grad_enabled() and any(isinstance(o, Tensor) and o.requires_grad for o in operands):
+            if self.roots:
+                return self.run_ops([o for o in operands if isinstance(o, Tensor)],
+                                    [float(o) for o in operands if not isinstance(o, Tensor)])
             return FusedFunction.apply(self, *operands)
         return self.launch(*operands)
 
@@ -177,15 +186,16 @@ class Fused:
         reach = max([sum((s - 1) * abs(st) for s, st in zip(sizes, sts)) for sts in strides], default=0)
         if max(n, reach) >= 2 ** 31 or self.reduce is not None and n == 0:
             return self.run_ops(tensors, scalars)   # int32 indexing, or an empty sum/mean: the ops one by one
-        out = empty(self.out_shape, self.dtype, tensors[0].device)
+        outs = [empty(self.out_shape, self.dtype, tensors[0].device) for _ in self.roots or (None,)]
+        result = tuple(outs) if self.roots else outs[0]
         if n == 0:
-            return out
+            return result
         key, source = self.variant(strided, len(sizes))
         kernel = _load(key, source)
         head = [self.rows_n, self.red_n] if self.reduce else [n]
         if self.kind in ("trailing", "leading"):
             head.append(float(self.red_n if self.reduce[0] == "mean" else 1))
-        args = [ptr(t) for t in tensors] + [ptr(out)] + head
+        args = [ptr(t) for t in tensors] + [ptr(o) for o in outs] + head
         if strided:
             args += sizes[1:] + [st for sts in strides for st in sts]
         args += scalars + self.fns
@@ -205,12 +215,15 @@ class Fused:
                                                      num_warps=cfg.num_warps, num_stages=cfg.num_stages)
             cfg = TUNABLE.pick((key, self.dtype, autotune.bucket(n)), run)
         run(cfg)
-        return out
+        return result
 
     def run_ops(self, tensors, scalars, table=None):
         """The result by the published ops, one by one (recorded: differentiable)."""
         table = op_table() if table is None else table
-        value = member_values(self, tensors, scalars, table)[-1]
+        values = member_values(self, tensors, scalars, table)
+        if self.roots:
+            return tuple(values[j] for j in self.roots)
+        value = values[-1]
         if self.reduce is None:
             return value
         kind, k, keepdim, leading = self.reduce
@@ -250,7 +263,7 @@ class Fused:
                 grads = input_grads(self, ts[:n], scalars, self._spread(ts[-1], *ts[n:n + ny]), op_table())
                 return with_pending(grads, slots, ts[n + ny:-1])
             graph = jit.trace(fn, (*tensors, *extra, g), check_trace=False, strict=False).graph
-            graph, kernels = fuse_pointwise(rematerialize(eliminate_dead_code(graph)), Fused)
+            graph, kernels = fuse_pointwise(rematerialize(eliminate_dead_code(graph)), Fused, horizontal=True)
             prog = self._backward[key] = jit.TracedModule(graph, "FusedBackward", table={**op_table(), **kernels})
             self.backward_kernels = list(kernels.values())
         return prog(*tensors, *extra, g)

@@ -116,15 +116,17 @@ def _body(n_inputs, n_scalars, program, strided, rank, pad, tile):
     return "".join(pad + line + "\n" for line in lines)
 
 
-def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=None):
+def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=None, roots=None):
     """The kernel source for ``program``: a list of member operand lists, each operand ``("x", k)`` (tensor input
     k), ``("s", k)`` (scalar k), ``("a", k)`` (scalar k as a unary row's parameter) or ``("t", j)`` (member j's
     result). ``strided``: the inputs read through strides over the ``rank`` coalesced dims of the group's shape (the
     others are flat). ``reduce``: the kernel sums the result over its trailing (``"trailing"``) or leading
     (``"leading"``) dims (``fused_reduce_kernel``), or takes its ``"softmax"``/``"log_softmax"`` over the last dim
-    (``fused_softmax_kernel``), instead of storing it (``fused_kernel``)."""
+    (``fused_softmax_kernel``), instead of storing it (``fused_kernel``). ``roots``: the members a pointwise kernel
+    stores, one output each (``out<r>_ptr``), when it stores several (independent trees computed side by side)."""
     sums = reduce in ("trailing", "leading")
-    params = [f"in{k}" for k in range(n_inputs)] + (["out_ptr", "M", "N"] if reduce else ["out_ptr", "n"])
+    outs = [f"out{r}_ptr" for r in range(len(roots))] if roots else ["out_ptr"]
+    params = [f"in{k}" for k in range(n_inputs)] + (["out_ptr", "M", "N"] if reduce else outs + ["n"])
     params += ["div"] if sums else []
     if strided:
         params += [f"D{d}" for d in range(1, rank)] + [f"st{k}_{d}" for k in strided for d in range(rank)]
@@ -134,9 +136,10 @@ def source_of(n_inputs, n_scalars, program, strided=(), rank=1, reduce=None):
     last = f"t{len(program) - 1}"
     head = _HEADER.format(what="reduction" if sums else reduce or "pointwise")
     if not reduce:
+        stores = zip(outs, [f"t{j}" for j in roots] if roots else [last])
         return (head + _POINTWISE.format(params=", ".join(params), indexing=_INDEXING) +
                 _body(n_inputs, n_scalars, program, strided, rank, "    ", "[BLOCK]") +
-                f"    tl.store(out_ptr + i, {last}.to(out_ptr.dtype.element_ty), mask=mask)\n")
+                "".join(f"    tl.store({o} + i, {t}.to({o}.dtype.element_ty), mask=mask)\n" for o, t in stores))
     if not sums:
         log = reduce == "log_softmax"
         result = (f"({last} - row_max[:, None]) - tl.log(row_sum)[:, None]" if log else

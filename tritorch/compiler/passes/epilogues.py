@@ -3,7 +3,9 @@
 - ``fuse_linear_epilogue``: a ``linear`` whose only reader is an activation (relu, gelu, leaky_relu, elu, silu,
   sigmoid, tanh) becomes one ``linear(..., activation=...)``: the activation runs in the matmul kernel's epilogue,
   forward and backward (kernels/linear.py), so it applies to training graphs too. Likewise a ``conv1d``/``conv2d``
-  read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``).
+  read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``). On ``cuda`` a GLU's gate
+  (``silu(w1(x)) * w3(x)``: an activation read only by a product) joins the product's generated kernel instead, so
+  that its derivative runs in the product's derived backward kernel, not in an activation-gradient launch.
 - ``fuse_linear_dropout``: a ``linear`` (activation fused or not) read only by a training-mode ``dropout`` becomes
   one ``linear(..., dropout_p=p)``: the kernel drops the elements the separate op would (the same Philox counters,
   drawn at the same point of the step), and the backward regenerates the mask in the activation's gradient kernel.
@@ -14,8 +16,8 @@
 """
 from ...jit.ir import Node, Value
 from ...kernels.conv import EPILOGUE_ACTIVATIONS
-from .graph import copy_graph as _copy, uses as _uses
-from .pointwise import scalar_ok
+from .graph import copy_graph as _copy, reads as _reads, uses as _uses
+from .pointwise import pointwise_spec, scalar_ok
 
 __all__ = ["fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual"]
 
@@ -39,10 +41,29 @@ _EPILOGUE_OPS = {"linear": None, "conv1d": EPILOGUE_ACTIVATIONS, "conv2d": EPILO
 """Ops with an activation epilogue -> the activations it takes (None: every one ``_epilogue`` finds)."""
 
 
+_MUL = ("mul", "__mul__", "__rmul__")
+
+
+def _gates(graph):
+    """On ``cuda``: the names of the fusible activations read only by a fusible product, the gates of a GLU
+    (``silu(w1(x)) * w3(x)``). Such an activation joins the product's generated kernel instead of the linear's
+    epilogue: forward takes as many launches, and the group's derived backward computes the activation's derivative
+    with the product's, so no ``_act_grad_kernel`` runs for it."""
+    if graph.device is None or graph.device.type != "cuda":
+        return set()
+    readers = {}
+    for node in graph.nodes:
+        for name in set(_reads(node.args) + _reads(node.kwargs)):
+            readers.setdefault(name, []).append(node)
+    return {n.outputs[0].name for n in graph.nodes if len(n.outputs) == 1 and pointwise_spec(n) is not None and
+            len(readers.get(n.outputs[0].name, ())) == 1 and readers[n.outputs[0].name][0].op in _MUL and
+            pointwise_spec(readers[n.outputs[0].name][0]) is not None}
+
+
 def fuse_linear_epilogue(graph):
     """The graph with each ``linear`` (``conv1d``, ``conv2d``) + activation pair (the producer's result read only by
-    the activation) as one node with ``activation=``."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    the activation) as one node with ``activation=``, but for the gates of ``_gates``."""
+    uses, outputs, gates = _uses(graph), {v.name for v in graph.outputs}, _gates(graph)
     producer = {n.outputs[0].name: n for n in graph.nodes if n.op in _EPILOGUE_OPS and not n.kwargs and
                 not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
     replaced, nodes = {}, []
@@ -53,7 +74,8 @@ def fuse_linear_epilogue(graph):
         if lin is not None and _EPILOGUE_OPS[lin.op] is not None and (act[0] not in _EPILOGUE_OPS[lin.op] or
                                                                       act[1] is not None):
             lin = None
-        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced or \
+                node.outputs[0].name in gates:
             nodes.append(node)
             continue
         kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}

@@ -9,7 +9,8 @@ that group them.
   Operands may broadcast (a bias, a per-row scale, a 0-dim tensor): the kernel computes every member at the
   root's shape and reads each input through its strides. A tree read only by a ``sum``/``mean`` over its trailing
   or leading dims (``(x * x).mean(-1, keepdim=True)``, a loss's ``(y - t).pow(2).mean()``, a bias gradient) or by
-  a last-dim softmax becomes that reduction's prologue: one generated kernel, the tree's result never stored.
+  a last-dim softmax becomes that reduction's prologue: one generated kernel, the tree's result never stored. In a
+  derived backward program, independent trees of one shape run side by side in one kernel with a result each.
 """
 import math
 
@@ -195,13 +196,44 @@ def rematerialize(graph, max_readers=8):
     return g
 
 
-def fuse_pointwise(graph, make):
+def _side_by_side(graph, plans, limit=4):
+    """``plans`` ([(members, reduction node or None)], each tree's members in graph order) clustered: trees of one
+    result shape and dtype, none a reduction's prologue, each but the last with no reader before the last one's root
+    (where the cluster's node goes, so every input of each tree is computed by then), at most ``limit`` a cluster.
+    A graph that updates a tensor in place keeps every tree apart."""
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    first = {}
+    for i, node in enumerate(graph.nodes):
+        for name in _reads(node.args) + _reads(node.kwargs):
+            first.setdefault(name, i)
+    if any(n.aliases for n in graph.nodes):
+        return [[p] for p in plans]
+    clusters, open_ = [], {}
+    for plan in sorted(plans, key=lambda p: index[id(p[0][-1][0])]):
+        members, red = plan
+        out = members[-1][0].outputs[0]
+        at = index[id(members[-1][0])]
+        key = (tuple(out.shape), out.dtype)
+        c = open_.get(key) if red is None else None
+        if c is not None and len(c) < limit and all(
+                first.get(m[-1][0].outputs[0].name, len(graph.nodes)) > at for m, _ in c):
+            c.append(plan)
+            continue
+        clusters.append([plan])
+        if red is None:
+            open_[key] = clusters[-1]
+    return clusters
+
+
+def fuse_pointwise(graph, make, horizontal=False):
     """The graph with each tree of two or more elementwise nodes (intermediates read once, by the tree, and of one
     floating type) replaced by one ``fused:<hash>:<n>`` node whose result is floating; a tree (of one node or more)
     read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``,
-    joins that reduction as its prologue. Returns (graph, {op name: kernel}), each kernel ``make(specs, outputs,
-    reduce)`` (specs: [(row, operands)] in execution order; reduce: None or (kind, k, keepdim, leading);
-    ``codegen.Fused``)."""
+    joins that reduction as its prologue. With ``horizontal`` (the derived backward programs, which run without
+    autograd), independent trees of one shape are computed by one node with a result each (``_side_by_side``).
+    Returns (graph, {op name: kernel}), each kernel ``make(specs, outputs, reduce, roots)`` (specs: [(row,
+    operands)] in execution order; reduce: None or (kind, k, keepdim, leading); roots: None or the indices of the
+    members stored; ``codegen.Fused``)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     group_of, groups, dtype_of = {}, [], []      # value name -> group index; group: [(node, (row, operands))]
     reductions = {}                              # group index -> (the reduction node, its spec)
@@ -226,18 +258,28 @@ def fuse_pointwise(graph, make):
         groups.append(members)
         dtype_of.append(next(iter(kinds), None))
         group_of[node.outputs[0].name] = len(groups) - 1
-    fused_at, kernels = {}, {}
+    plans = []
     for gi, members in enumerate(groups):
         red_node, red = reductions.get(gi, (None, None))
         if len(members) < (1 if red_node else 2) or members[-1][0].outputs[0].dtype not in FUSIBLE_DTYPES:
             continue
         members.sort(key=lambda m: graph.nodes.index(m[0]))
-        fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members], red and red[1:])
-        root = red_node or members[-1][0]
+        plans.append((members, (red_node, red) if red_node else None))
+    fused_at, kernels = {}, {}
+    for cluster in _side_by_side(graph, plans) if horizontal else [[p] for p in plans]:
+        members = [m for ms, _ in cluster for m in ms]
+        red_node, red = cluster[0][1] or (None, None)
+        roots = [ms[-1][0] for ms, _ in cluster]
+        at = [sum(len(ms) for ms, _ in cluster[:k + 1]) - 1 for k in range(len(cluster))] if len(cluster) > 1 else None
+        fused = make([spec for _, spec in members], [n.outputs[0] for n, _ in members], red and red[1:], at)
+        root = red_node or roots[-1]
         name = f"fused:{fused.key}:{len(kernels)}"     # groups of one structure share a source, not their ops
         kernels[name] = fused
-        fused_at[id(root)] = Node(name, fused.operands, {}, [root.outputs[0]], 0, root.scope, root.module_type)
-        for n, _ in members if red_node else members[:-1]:
-            fused_at[id(n)] = None
+        fused_at[id(root)] = Node(name, fused.operands, {}, [r.outputs[0] for r in roots] if at else
+                                  [root.outputs[0]], tuple(range(len(roots))) if at else 0, root.scope,
+                                  root.module_type)
+        for n, _ in members:
+            if n is not root:
+                fused_at[id(n)] = None
     nodes = [fused_at.get(id(n), n) for n in graph.nodes if fused_at.get(id(n), n) is not None]
     return _copy(graph, nodes), kernels
