@@ -218,16 +218,19 @@ def _bn_bwd_kernel(x_ptr, g_ptr, dx_ptr, w_ptr, mean_ptr, rstd_ptr, dw_ptr, db_p
 
 @triton.jit(do_not_specialize=["eps"])
 def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
-                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
-    """Row r = program id of contiguous (M, N): y = (x - mean) * rstd * w + b; mean and rstd saved per row."""
+                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
+                   BLOCK: tl.constexpr):
+    """Row r = program id of contiguous (M, N): y = (x - mean) * rstd * w + b; mean and rstd saved per row. ``RMS``
+    (root-mean-square norm): the mean is 0, so rstd = 1 / sqrt(mean(x * x) + eps)."""
     r = tl.program_id(0).to(tl.int64)
     xr = x_ptr + r * N
     yr = y_ptr + r * N
     cols = tl.arange(0, BLOCK)
     acc = tl.zeros([BLOCK], CT)
-    for start in range(0, N, BLOCK):
-        c = start + cols
-        acc += tl.load(xr + c, mask=c < N, other=0.0).to(CT)
+    if not RMS:
+        for start in range(0, N, BLOCK):
+            c = start + cols
+            acc += tl.load(xr + c, mask=c < N, other=0.0).to(CT)
     mean = tl.sum(acc, axis=0) / N
     acc = tl.zeros([BLOCK], CT)
     for start in range(0, N, BLOCK):
@@ -270,9 +273,11 @@ def _ln_acc(dx, acc_ptrs, m, dx_ptr, HAS_ACC: tl.constexpr, CT: tl.constexpr):
 
 @triton.jit
 def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, N,
-                      HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
-    """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g; with ``HAS_ACC`` plus the
-    gradient already waiting for x (acc, contiguous like dx), added to dx rounded as the separate add would."""
+                      HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    """Row r: dx = rstd * (wg - mean(wg) - x_hat * mean(wg * x_hat)), wg = w * g (``RMS``: without the mean(wg)
+    term, the mean being 0 and no function of x); with ``HAS_ACC`` plus the gradient already waiting for x (acc,
+    contiguous like dx), added to dx rounded as the separate add would."""
     r = tl.program_id(0).to(tl.int64)
     xr = x_ptr + r * N
     gr = g_ptr + r * N
@@ -288,6 +293,8 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, 
         s1 += wg
         s2 += tl.where(m, wg * (x - mean) * rstd, 0.0)
     c1 = tl.sum(s1, axis=0) / N
+    if RMS:
+        c1 = 0.0
     c2 = tl.sum(s2, axis=0) / N
     for start in range(0, N, BLOCK):
         c = start + cols
@@ -299,7 +306,8 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, 
 
 @triton.jit
 def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_ptr, pb_ptr, M, N, ROWS,
-                   HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+                   HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
+                   BLOCK: tl.constexpr):
     """Rows [s * ROWS, (s + 1) * ROWS) of program s, each a whole row of N <= BLOCK columns: dx as in
     ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
     pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or with one
@@ -316,6 +324,8 @@ def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_
         x, wg = _ln_x_wg(x_ptr + r * N, g_ptr + r * N, w_ptr, cols, m, HAS_W, CT)
         x_hat = tl.where(m, (x - mean) * rstd, 0.0)
         c1 = tl.sum(wg, axis=0) / N
+        if RMS:
+            c1 = 0.0
         c2 = tl.sum(wg * x_hat, axis=0) / N
         dx = _ln_acc(rstd * (wg - c1 - x_hat * c2), acc_ptr + r * N + cols, m, dx_ptr, HAS_ACC, CT)
         tl.store(dx_ptr + r * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=m)
@@ -414,8 +424,8 @@ def _np_bn_bwd(x, g, w, mean, rstd, training):
     return dx, sgx, sg
 
 
-def _np_ln_fwd(x, w, b, eps):
-    mean = x.mean(axis=1)
+def _np_ln_fwd(x, w, b, eps, rms=False):
+    mean = np.zeros(x.shape[0], x.dtype) if rms else x.mean(axis=1)
     rstd = 1.0 / np.sqrt(((x - mean[:, None]) ** 2).mean(axis=1) + eps)
     y = (x - mean[:, None]) * rstd[:, None]
     if w is not None:
@@ -425,10 +435,10 @@ def _np_ln_fwd(x, w, b, eps):
     return y, mean, rstd
 
 
-def _np_ln_bwd(x, g, w, mean, rstd):
+def _np_ln_bwd(x, g, w, mean, rstd, rms=False):
     xhat = (x - mean[:, None]) * rstd[:, None]
     wg = g if w is None else g * w
-    c1 = wg.mean(axis=1, keepdims=True)
+    c1 = 0.0 if rms else wg.mean(axis=1, keepdims=True)
     c2 = (wg * xhat).mean(axis=1, keepdims=True)
     dx = rstd[:, None] * (wg - c1 - xhat * c2)
     return dx, (g * xhat).sum(axis=0), g.sum(axis=0)
@@ -506,7 +516,7 @@ def _ln_dwdb(x, g, mean, rstd, M, N, dtype):
     return dw, db
 
 
-def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None):
+def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False):
     """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
     block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
     partials (one chunk: no second kernel)."""
@@ -518,7 +528,8 @@ def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None):
     pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
     _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
                               ptr(acc if acc is not None else dx), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
-                              HAS_ACC=acc is not None, CT=ACC[x.dtype], BLOCK=block, num_warps=_warps(block))
+                              HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK=block,
+                              num_warps=_warps(block))
     if chunks > 1:
         bn = 32 if INTERPRET else 64
         _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
@@ -653,20 +664,21 @@ class BatchNorm(Function):
 
 
 class RowNorm(Function):
-    """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N)); on a GPU
+    """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N)); with
+    ``rms`` the root-mean-square norm x * rstd [* w], rstd = 1 / sqrt(mean(x * x) + eps) (no bias). On a GPU
     backward adds the gradient already waiting for x into dx (``_accumulates``)."""
 
     _accumulates = (0,)
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, N):
+    def forward(ctx, x, weight, bias, eps, N, rms=False):
         sd = _stat_dtype(x.dtype)
         M = x.numel() // N if N else 0
         x2 = x.contiguous().reshape(M, N)
         w, b = _flat_param(weight, N), _flat_param(bias, N)
         if x._storage.device.type == "cpu":
             ct = _ct(x.dtype)
-            y, mean, rstd = _np_ln_fwd(x2._np.astype(ct), _host(w, ct), _host(b, ct), eps)
+            y, mean, rstd = _np_ln_fwd(x2._np.astype(ct), _host(w, ct), _host(b, ct), eps, rms)
             y = wrap(y.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
             mean = wrap(np.asarray(mean, sd.np), sd, x.device)
             rstd = wrap(np.asarray(rstd, sd.np), sd, x.device)
@@ -678,11 +690,11 @@ class RowNorm(Function):
                 w, b = interp_bf16_in(w), interp_bf16_in(b)
                 _ln_fwd_kernel[(M,)](ptr(xin), ptr(y), ptr(w) if w is not None else ptr(y),
                                      ptr(b) if b is not None else ptr(y), ptr(mean), ptr(rstd), N, float(eps),
-                                     HAS_W=w is not None, HAS_B=b is not None, CT=ACC[xin.dtype],
+                                     HAS_W=w is not None, HAS_B=b is not None, RMS=rms, CT=ACC[xin.dtype],
                                      BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
             y = interp_bf16_out(y, x.dtype)
-        ctx._name = "NativeLayerNormBackward0"
-        ctx.has_b, ctx.eps, ctx.N = bias is not None, eps, N
+        ctx._name = "RmsNormBackward0" if rms else "NativeLayerNormBackward0"
+        ctx.has_b, ctx.eps, ctx.N, ctx.rms = bias is not None, eps, N, rms
         # the shape of the parameter gradients: normalized_shape, read off whichever parameter there is
         ctx.pshape = next((t._shape for t in (weight, bias) if t is not None), (N,))
         ctx.save_for_backward(x, weight, mean, rstd)
@@ -696,15 +708,15 @@ class RowNorm(Function):
         w = _flat_param(weight, N)
         wshape = ctx.pshape
         if STATE.enabled:
-            dx, dw, db = _ln_backward_ops(x.reshape(M, N), g.reshape(M, N), w, ctx.eps)
+            dx, dw, db = _ln_backward_ops(x.reshape(M, N), g.reshape(M, N), w, ctx.eps, ctx.rms)
             return (dx.reshape(x._shape), dw.reshape(wshape) if dw is not None else None,
-                    db.reshape(wshape) if ctx.has_b else None, None, None)
+                    db.reshape(wshape) if ctx.has_b else None, None, None, None)
         x2 = x.contiguous().reshape(M, N)
         g2 = g.contiguous().reshape(M, N)
         if x._storage.device.type == "cpu":
             ct = _ct(x.dtype)
             dx, dw, db = _np_ln_bwd(x2._np.astype(ct), g2._np.astype(ct), _host(w, ct), mean._np.astype(ct),
-                                    rstd._np.astype(ct))
+                                    rstd._np.astype(ct), ctx.rms)
             dx = wrap(dx.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
             pd = weight.dtype if weight is not None else x.dtype
             dw = wrap(dw.reshape(wshape).astype(pd.np), pd, x.device)
@@ -720,13 +732,13 @@ class RowNorm(Function):
             # the gradient already waiting for x (a residual block's skip connection), added in the kernel
             acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype else None
             if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
-                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc)      # x, g read once
+                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc, ctx.rms)   # x, g once
             elif M and N:
                 w = interp_bf16_in(w)
                 _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
                                         ptr(rstd), ptr(dx), ptr(acc if acc is not None else dx), N,
-                                        HAS_W=w is not None, HAS_ACC=acc is not None, CT=ACC[xin.dtype],
-                                        BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
+                                        HAS_W=w is not None, HAS_ACC=acc is not None, RMS=ctx.rms,
+                                        CT=ACC[xin.dtype], BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
                 if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
                     dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd)
             else:
@@ -734,7 +746,7 @@ class RowNorm(Function):
                 db.fill_(0)
             dx = interp_bf16_out(dx, x.dtype)
             dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape)
-        return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None
+        return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None, None
 
 
 def _normalize_ops(x, dims, eps):
@@ -744,11 +756,16 @@ def _normalize_ops(x, dims, eps):
     return xc * rstd, rstd
 
 
-def _ln_backward_ops(x, g, weight, eps):
+def _ln_backward_ops(x, g, weight, eps, rms=False):
     """The row-norm backward in recorded tensor ops (create_graph=True), statistics recomputed from x."""
-    xhat, rstd = _normalize_ops(x, 1, eps)
+    if rms:
+        rstd = ((x * x).mean(1, keepdim=True) + eps).rsqrt()
+        xhat = x * rstd
+    else:
+        xhat, rstd = _normalize_ops(x, 1, eps)
     wg = g * weight if weight is not None else g
-    dx = rstd * (wg - wg.mean(1, keepdim=True) - xhat * (wg * xhat).mean(1, keepdim=True))
+    dx = wg if rms else wg - wg.mean(1, keepdim=True)
+    dx = rstd * (dx - xhat * (wg * xhat).mean(1, keepdim=True))
     return dx, (g * xhat).sum(0) if weight is not None else None, g.sum(0)
 
 
@@ -852,8 +869,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     """PyTorch's ``rms_norm``: ``input / sqrt(mean(input ** 2) + eps) * weight`` over the last
     ``len(normalized_shape)`` dims, in float32 for half types (as PyTorch); ``eps`` defaults to the dtype's machine
-    epsilon. Written in published ops and not routed itself, so a capture sees those ops and ``tritorch.compile``
-    fuses them (a reduction kernel and one pointwise kernel)."""
+    epsilon. Written in published ops and not routed itself, so a capture sees those ops (and exports them to ONNX);
+    ``tritorch.compile`` runs them as the row-norm kernels (``RowNorm`` with ``rms``; ``compiler/passes/norms.py``)."""
     _check_float("rms_norm", input)
     ns = _normalized_shape(input, normalized_shape, weight)
     eps = float(np.finfo(input.dtype.np).eps) if eps is None else eps

@@ -30,6 +30,7 @@ from tritorch.kernels import _common, amp as _amp, linear as _linear
 from tritorch.kernels.conv import EPILOGUE_ACTIVATIONS
 from tritorch.kernels.conv_pool import conv2d_max_pool2d
 from tritorch.kernels.linear_chain import linear_chain
+from tritorch.kernels.norm import RowNorm
 from tritorch._device import INTERPRET
 
 __all__ = ["WORKLOADS", "record"]
@@ -114,6 +115,10 @@ def w_norm(dt):
     _bwd((x + nn.LayerNorm(384).to(device="cuda", dtype=dt)(x)) * 2.0)   # and with the weight and bias gradients
     _bwd(nn.GroupNorm(4, 16).to(device="cuda", dtype=dt)(_t((4, 16, 8, 8), dt, True)))
     _bwd(F.instance_norm(_t((4, 16, 8, 8), dt, True)))
+    for shape in ((64, 384), (2, 8192)):     # RMS (tritorch.compile's fuse_rms_norm): one block, and wider rows
+        x, w = _t(shape, dt, True), _t(shape[-1:], dt, True)
+        _bwd(RowNorm.apply(x, w, None, 1e-6, shape[-1], True))
+        _bwd((x + RowNorm.apply(x, w.detach(), None, 1e-6, shape[-1], True)) * 2.0)   # dx alone, the skip's added
 
 
 def w_softmax(dt):

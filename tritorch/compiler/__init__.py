@@ -1,21 +1,21 @@
-"""``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it.
-
-A call whose signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode,
-autocast, and the training mode of every module the capture called) is new captures the forward through the op
-modes (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``:
-dead-code elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the
-kernels' epilogues (with autograd too); linears in a row as one node whose backward runs each activation's
-derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``); a convolution's activation read only
-by a max pooling differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a
-reshape would copy written in that transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into
-generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
-elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading
-dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel),
-each fused group one autograd node whose backward is derived from its rows' gradient rules and fused in turn, its
-independent trees side by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel,
-not the linear's epilogue. Later calls with that signature replay the optimised graph. A forward that reads a tensor as a
-Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True``
-raises instead), and ``explain()`` says why.
+"""``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it.  A call whose
+signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and
+the training mode of every module the capture called) is new captures the forward through the op modes
+(``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code
+elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels'
+epilogues (with autograd too); linears in a row as one node whose backward runs each activation's derivative in the
+next layer's grad_x epilogue (``kernels/linear_chain.py``); a root-mean-square norm written in ops as the row-norm
+kernels (``passes/norms.py``); a convolution's activation read only by a max pooling differentiated inside the
+pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a reshape would copy written in that
+transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into generated Triton kernels
+(``codegen.py``: broadcast operands and strided views are read in place; a value several elementwise ops read is
+recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim
+``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel), each fused group one
+autograd node whose backward is derived from its rows' gradient rules and fused in turn, its independent trees side
+by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel, not the linear's
+epilogue. Later calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value
+(``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead),
+and ``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"``
 on ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``);
@@ -36,7 +36,7 @@ from .replay import ReducedOverhead
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_linear_chain, fuse_linear_residual, fuse_pointwise, plan_layouts, rematerialize
+    fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -141,12 +141,15 @@ class CompiledFunction:
         n3 = len(graph.nodes)
         graph = fuse_linear_residual(graph)
         n4 = len(graph.nodes)
+        graph = fuse_rms_norm(graph)
+        norms = sum(n.op == "rms_norm_rows" for n in graph.nodes)
         graph = fuse_conv_pool(graph)
         pools = sum(n.op == "conv2d_max_pool2d" for n in graph.nodes)
         graph = fuse_linear_chain(graph)
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
         graph, laid_out = plan_layouts(graph)
-        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {n1 - n2} activations, {n2 - n3} " \
+        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {norms} RMS norms as row-norm kernels, " \
+            f"{n1 - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \
@@ -162,7 +165,8 @@ class CompiledFunction:
             if records_grad and kernels:
                 note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
-        table = {**jit.op_table(), "linear_chain": linear_chain, "conv2d_max_pool2d": conv2d_max_pool2d, **kernels}
+        table = {**jit.op_table(), "linear_chain": linear_chain, "conv2d_max_pool2d": conv2d_max_pool2d,
+                 "rms_norm_rows": rms_norm_rows, **kernels}
         # the guard already holds the shapes: the replay need not check them again
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)
         mods = self._modules.get(key)          # a function's replay runs in its (first) module's mode

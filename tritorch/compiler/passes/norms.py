@@ -1,0 +1,102 @@
+"""``fuse_rms_norm``: a root-mean-square norm written in ops, ``x * rsqrt(mean(x * x, -1, keepdim=True) + eps)
+[* w]`` (LLaMA's RMSNorm, ``F.rms_norm``'s own decomposition; ``x ** 2`` or ``square(x)`` for ``x * x``, either
+operand order), becomes one ``rms_norm_rows`` node: the row-norm kernels of ``kernels/norm.py`` with the mean fixed
+at 0, one launch forward instead of a reduction and a pointwise kernel, and a backward of one launch (and the
+weight's partial sums) instead of a derived program of four."""
+from ...jit.ir import Node, Value
+from ...kernels.norm import RowNorm
+from .graph import copy_graph as _copy, uses as _uses
+
+__all__ = ["fuse_rms_norm", "rms_norm_rows"]
+
+_MUL = ("mul", "__mul__", "__rmul__")
+_ADD = ("add", "__add__", "__radd__")
+
+
+def rms_norm_rows(x, weight, eps):
+    """x * rsqrt(mean(x * x over the last dim) + eps) [* weight]: ``RowNorm`` with ``rms``."""
+    return RowNorm.apply(x, weight, None, eps, x.shape[-1], True)
+
+
+def _pair(node, ops):
+    """The two operands of a binary ``node`` among ``ops`` (no keywords), else None."""
+    return tuple(node.args) if node.op in ops and len(node.args) == 2 and not node.kwargs else None
+
+
+def _square_of(node):
+    """x where ``node`` is x * x, x ** 2 or square(x)."""
+    if node.op in ("pow", "__pow__") and len(node.args) == 2 and not node.kwargs and type(node.args[1]) is int \
+            and node.args[1] == 2:
+        return node.args[0]
+    if node.op == "square" and len(node.args) == 1 and not node.kwargs:
+        return node.args[0]
+    ab = _pair(node, _MUL)
+    return ab[0] if ab and isinstance(ab[0], Value) and isinstance(ab[1], Value) and ab[0].name == ab[1].name \
+        else None
+
+
+def _last_dim_mean(node):
+    """The operand of a ``mean`` over the last dim that keeps it, else None."""
+    if node.op != "mean" or not node.args or not isinstance(node.args[0], Value):
+        return None
+    given = dict(zip(("dim", "keepdim"), node.args[1:]), **node.kwargs)
+    nd = len(node.args[0].shape)
+    dim = given.get("dim")
+    dim = dim[0] if isinstance(dim, (tuple, list)) and len(dim) == 1 else dim
+    ok = set(given) <= {"dim", "keepdim"} and given.get("keepdim") is True and type(dim) is int and \
+        nd >= 1 and dim % nd == nd - 1
+    return node.args[0] if ok else None
+
+
+def fuse_rms_norm(graph):
+    """The graph with each root-mean-square norm over the last dim (its intermediates read by nothing else, not
+    graph outputs; a weight of the last dim's size, floating and of x's dtype) as one ``rms_norm_rows`` node at the
+    place of its last op."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    made = {n.outputs[0].name: n for n in graph.nodes if len(n.outputs) == 1 and not n.aliases}
+
+    def single(v):                  # the node making v, where only one node reads v and v is no output
+        n = made.get(v.name) if isinstance(v, Value) else None
+        return n if n is not None and uses.get(v.name) == 1 and v.name not in outputs else None
+
+    def norm_of(node):
+        """(x, eps, the norm's nodes) where ``node`` is x * rsqrt(mean(x * x) + eps), else None."""
+        ab = _pair(node, _MUL)
+        for x, r in (ab, ab[::-1]) if ab else ():
+            rs = single(r)
+            d = single(rs.args[0]) if rs is not None and rs.op == "rsqrt" and len(rs.args) == 1 and \
+                not rs.kwargs else None
+            pe = _pair(d, _ADD) if d is not None else None
+            for m, eps in (pe, pe[::-1]) if pe else ():
+                mn = single(m) if type(eps) is float else None
+                sq = single(_last_dim_mean(mn)) if mn is not None and _last_dim_mean(mn) is not None else None
+                xs = _square_of(sq) if sq is not None else None
+                if isinstance(x, Value) and isinstance(xs, Value) and xs.name == x.name and \
+                        x.dtype.is_floating_point and node.outputs[0].dtype == x.dtype:
+                    return x, eps, [sq, mn, d, rs]
+        return None
+
+    fused, gone = {}, set()
+    for weighted in (True, False):          # (x * rstd) * w first: its x * rstd is no norm of its own then
+        for node in graph.nodes:
+            if id(node) in gone or id(node) in fused:
+                continue
+            found = None
+            ab = _pair(node, _MUL) if weighted else None
+            for n, w in (ab, ab[::-1]) if ab else ():
+                inner = single(n)
+                norm = norm_of(inner) if inner is not None else None
+                x = norm[0] if norm else None
+                if norm and isinstance(w, Value) and tuple(w.shape) == tuple(x.shape[-1:]) and w.dtype == x.dtype:
+                    found = (x, w, norm[1], norm[2] + [inner])
+                    break
+            if not weighted:
+                norm = norm_of(node)
+                found = (norm[0], None, norm[1], norm[2]) if norm else None
+            if found is None or any(id(n) in gone or id(n) in fused for n in found[3]):
+                continue
+            x, w, eps, parts = found
+            gone.update(id(n) for n in parts)
+            fused[id(node)] = Node("rms_norm_rows", (x, w, eps), {}, [node.outputs[0]], 0, node.scope,
+                                   node.module_type)
+    return _copy(graph, [fused.get(id(n), n) for n in graph.nodes if id(n) not in gone])
