@@ -2,6 +2,7 @@
 import numpy as np
 
 import tritorch
+from tritorch import profiler
 
 # (rtol, atol) for comparing an op's result in a dtype with a float64 reference
 TOL = {
@@ -60,3 +61,22 @@ def make(shape, dtype=tritorch.float32, device="cpu", layout="contiguous", low=-
     if requires_grad:
         t.requires_grad_(True)
     return t, ref
+
+
+def compiled_equals_eager(m, c, x, rtol=1e-5, atol=1e-6, grad_rtol=1e-5, grad_atol=1e-6):
+    """Module ``m`` eagerly, then its compiled ``c`` twice (the capture, a replay) on x, each followed by
+    ``(y * y).sum().backward()``: the outputs and every parameter's gradient equal eager's. Returns the profile
+    (``tritorch.profiler``) of the last backward."""
+    out, grads = [], []
+    for fn in (m, c, c):
+        m.zero_grad()
+        y = fn(x)
+        with profiler.profile() as prof:
+            (y * y).sum().backward()
+        out.append(to_np(y))
+        grads.append([to_np(p.grad) for p in m.parameters()])
+    for i in (1, 2):
+        np.testing.assert_allclose(out[i], out[0], rtol=rtol, atol=atol)
+        for a, b in zip(grads[i], grads[0]):
+            np.testing.assert_allclose(a, b, rtol=grad_rtol, atol=grad_atol)
+    return prof

@@ -13,8 +13,7 @@ from tritorch.kernels import pool as P
 from tritorch.kernels.conv import EPILOGUE_ACTIVATIONS
 from tritorch.kernels.conv_pool import conv2d_max_pool2d
 from tritorch.kernels.linear import act_grad
-from tritorch.profiler import profile
-from helpers import assert_close, make, to_np
+from helpers import assert_close, compiled_equals_eager, make, to_np
 
 F16, BF16 = tritorch.float16, tritorch.bfloat16
 
@@ -171,19 +170,7 @@ def test_compiled_cnn_equals_eager_and_saves_the_activation_launches(device):
     tritorch.manual_seed(3)
     m = CNN().to(device)
     c = tritorch.compile(m)
-    x = tritorch.randn(3, 1, 12, 11, device=device)
-    out, grads = [], []
-    for fn in (m, c, c):                    # eager, capture, replay
-        m.zero_grad()
-        with profile() as prof:
-            y = fn(x)
-            (y * y).sum().backward()
-        out.append(to_np(y))
-        grads.append([to_np(p.grad) for p in m.parameters()])
-    for i in (1, 2):
-        np.testing.assert_allclose(out[i], out[0], rtol=1e-6, atol=1e-6)
-        for a, b in zip(grads[i], grads[0]):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    prof = compiled_equals_eager(m, c, tritorch.randn(3, 1, 12, 11, device=device))
     assert "2 conv + max pool pairs" in c.explain()
     if device == "cuda":
         names = [e.name for e in prof.events() if e.kind == "kernel"]
