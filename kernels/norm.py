@@ -306,12 +306,12 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, 
 
 @triton.jit
 def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_ptr, pb_ptr, M, N, ROWS,
-                   HAS_W: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
-                   BLOCK: tl.constexpr):
+                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr,
+                   CT: tl.constexpr, BLOCK: tl.constexpr):
     """Rows [s * ROWS, (s + 1) * ROWS) of program s, each a whole row of N <= BLOCK columns: dx as in
     ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
-    pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or with one
-    chunk they are the gradients): x and g are read once for all three gradients."""
+    (``HAS_B``) pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or
+    with one chunk they are the gradients): x and g are read once for all three gradients."""
     s = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     m = cols < N
@@ -331,16 +331,18 @@ def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_
         tl.store(dx_ptr + r * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=m)
         g = tl.load(g_ptr + r * N + cols, mask=m, other=0.0).to(CT)
         pw += g * x_hat
-        pb += g
+        if HAS_B:
+            pb += g
     tl.store(pw_ptr + s * N + cols, pw.to(pw_ptr.dtype.element_ty), mask=m)
-    tl.store(pb_ptr + s * N + cols, pb.to(pb_ptr.dtype.element_ty), mask=m)
+    if HAS_B:
+        tl.store(pb_ptr + s * N + cols, pb.to(pb_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
 def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, ROWS,
-                        CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                        HAS_B: tl.constexpr, CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Partial sums of a (row chunk, column block) = program (1, 0): dw[s] = sum of g * x_hat over the ROWS rows of
-    chunk s, db[s] = sum of g (the chunks are then added by a column sum)."""
+    chunk s, (``HAS_B``) db[s] = sum of g (the chunks are then added by a column sum)."""
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     s = tl.program_id(1)
     cm = cols < N
@@ -358,16 +360,18 @@ def _ln_bwd_dwdb_kernel(x_ptr, g_ptr, mean_ptr, rstd_ptr, dw_ptr, db_ptr, M, N, 
         mean = tl.load(mean_ptr + rows, mask=rm, other=0.0)[:, None]
         rstd = tl.load(rstd_ptr + rows, mask=rm, other=0.0)[:, None]
         dw += tl.where(m, g * (x - mean) * rstd, 0.0)
-        db += g
+        if HAS_B:
+            db += g
     tl.store(dw_ptr + s * N + cols, tl.sum(dw, axis=0).to(dw_ptr.dtype.element_ty), mask=cm)
-    tl.store(db_ptr + s * N + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
+    if HAS_B:
+        tl.store(db_ptr + s * N + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
 
 
 @triton.jit
-def _ln_dwdb_sum_kernel(pw_ptr, pb_ptr, dw_ptr, db_ptr, R, N, CT: tl.constexpr, BLOCK_R: tl.constexpr,
-                        BLOCK_N: tl.constexpr):
-    """dw = the column sums of the (R, N) partials pw, db those of pb (both contiguous, in CT), for BLOCK_N columns
-    per program; dw, db: (N,) in the parameters' dtype."""
+def _ln_dwdb_sum_kernel(pw_ptr, pb_ptr, dw_ptr, db_ptr, R, N, HAS_B: tl.constexpr, CT: tl.constexpr,
+                        BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+    """dw = the column sums of the (R, N) partials pw, (``HAS_B``) db those of pb (both contiguous, in CT), for
+    BLOCK_N columns per program; dw, db: (N,) in the parameters' dtype."""
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cm = cols < N
     dw = tl.zeros([BLOCK_R, BLOCK_N], CT)
@@ -377,9 +381,11 @@ def _ln_dwdb_sum_kernel(pw_ptr, pb_ptr, dw_ptr, db_ptr, R, N, CT: tl.constexpr, 
         m = (rows[:, None] < R) & cm[None, :]
         off = rows[:, None] * N + cols[None, :]
         dw += tl.load(pw_ptr + off, mask=m, other=0.0)
-        db += tl.load(pb_ptr + off, mask=m, other=0.0)
+        if HAS_B:
+            db += tl.load(pb_ptr + off, mask=m, other=0.0)
     tl.store(dw_ptr + cols, tl.sum(dw, axis=0).to(dw_ptr.dtype.element_ty), mask=cm)
-    tl.store(db_ptr + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
+    if HAS_B:
+        tl.store(db_ptr + cols, tl.sum(db, axis=0).to(db_ptr.dtype.element_ty), mask=cm)
 
 
 # ====================================================================================================================
@@ -498,25 +504,40 @@ def _ncl(x):
     return x, N, C, L, (x._stride[0], x._stride[1], sl)
 
 
-def _ln_dwdb(x, g, mean, rstd, M, N, dtype):
-    """Weight and bias gradients of a row norm, in ``dtype``: partial column sums over chunks of rows (enough
-    chunks to fill the GPU), then one kernel summing both (chunks, N) partials (one chunk: no second kernel)."""
+def _ln_dwdb(x, g, mean, rstd, M, N, dtype, has_b=True):
+    """Weight and bias gradients of a row norm, in ``dtype`` (the bias's None without ``has_b``): partial column sums
+    over chunks of rows (enough chunks to fill the GPU), then one kernel summing the (chunks, N) partials (one chunk:
+    no second kernel)."""
     bn = 32 if INTERPRET else 64
     bm = min(next_pow2(M), 16 if INTERPRET else 32)
     chunks = min(cdiv(M, bm), 2 if INTERPRET else max(1, 4 * 132 // cdiv(N, bn)))
     rows = cdiv(cdiv(M, chunks), bm) * bm
     chunks = cdiv(M, rows)
-    dw, db = empty((N,), dtype, x.device), empty((N,), dtype, x.device)
-    pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
+    dw, db, pw, pb = _dwdb_buffers(N, chunks, dtype, mean.dtype, x.device, has_b)
     _ln_bwd_dwdb_kernel[(cdiv(N, bn), chunks)](ptr(x), ptr(g), ptr(mean), ptr(rstd), ptr(pw), ptr(pb), M, N, rows,
-                                               CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
+                                               HAS_B=has_b, CT=ACC[x.dtype], BLOCK_M=bm, BLOCK_N=bn)
+    _dwdb_sum(pw, pb, dw, db, chunks, N, bn, has_b, ACC[x.dtype])
+    return dw, db if has_b else None
+
+
+def _dwdb_buffers(N, chunks, dtype, part_dtype, device, has_b):
+    """(dw, db, pw, pb): the gradients and the (chunks, N) partials (the gradients themselves for one chunk); without
+    ``has_b`` the bias's buffers are dw's and pw's (never written)."""
+    dw = empty((N,), dtype, device)
+    db = empty((N,), dtype, device) if has_b else dw
+    pw = empty((chunks, N), part_dtype, device) if chunks > 1 else dw
+    pb = (empty((chunks, N), part_dtype, device) if chunks > 1 else db) if has_b else pw
+    return dw, db, pw, pb
+
+
+def _dwdb_sum(pw, pb, dw, db, chunks, N, bn, has_b, ct):
+    """The chunks' partials summed into dw (and db), by ``_ln_dwdb_sum_kernel``: nothing for one chunk."""
     if chunks > 1:
-        _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
+        _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, HAS_B=has_b, CT=ct,
                                             BLOCK_R=min(next_pow2(chunks), 16), BLOCK_N=bn)
-    return dw, db
 
 
-def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False):
+def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False, has_b=True):
     """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
     block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
     partials (one chunk: no second kernel)."""
@@ -524,17 +545,13 @@ def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False):
     chunks = min(M, 3 if INTERPRET else 4 * 132)
     rows = cdiv(M, chunks)
     chunks = cdiv(M, rows)
-    dw, db = empty((N,), dtype, x.device), empty((N,), dtype, x.device)
-    pw, pb = (empty((chunks, N), mean.dtype, x.device) for _ in range(2)) if chunks > 1 else (dw, db)
+    dw, db, pw, pb = _dwdb_buffers(N, chunks, dtype, mean.dtype, x.device, has_b)
     _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
                               ptr(acc if acc is not None else dx), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
-                              HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK=block,
+                              HAS_B=has_b, HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK=block,
                               num_warps=_warps(block))
-    if chunks > 1:
-        bn = 32 if INTERPRET else 64
-        _ln_dwdb_sum_kernel[(cdiv(N, bn),)](ptr(pw), ptr(pb), ptr(dw), ptr(db), chunks, N, CT=ACC[x.dtype],
-                                            BLOCK_R=min(next_pow2(chunks), 16), BLOCK_N=bn)
-    return dw, db
+    _dwdb_sum(pw, pb, dw, db, chunks, N, 32 if INTERPRET else 64, has_b, ACC[x.dtype])
+    return dw, db if has_b else None
 
 
 def _shaped(t, shape):
@@ -728,11 +745,12 @@ class RowNorm(Function):
             pd = weight.dtype if weight is not None else x.dtype
             # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
             sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
-            dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device)
+            dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device) if ctx.has_b else None
             # the gradient already waiting for x (a residual block's skip connection), added in the kernel
             acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype else None
             if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
-                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc, ctx.rms)   # x, g once
+                dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc, ctx.rms,
+                                 ctx.has_b)                                         # x and g read once
             elif M and N:
                 w = interp_bf16_in(w)
                 _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
@@ -740,12 +758,13 @@ class RowNorm(Function):
                                         HAS_W=w is not None, HAS_ACC=acc is not None, RMS=ctx.rms,
                                         CT=ACC[xin.dtype], BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
                 if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-                    dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd)
+                    dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd, ctx.has_b)
             else:
-                dw.fill_(0)
-                db.fill_(0)
+                for t in (dw, db):
+                    if t is not None:
+                        t.fill_(0)
             dx = interp_bf16_out(dx, x.dtype)
-            dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape)
+            dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape) if db is not None else None
         return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None, None
 
 

@@ -488,3 +488,15 @@ def test_layer_norm_parameter_grads_are_stored_without_a_copy(rows):
     assert prof.kernel_launches("_ln_bwd_dx_kernel") + prof.kernel_launches("_ln_bwd_dwdb_kernel") == 0
     assert prof.kernel_launches("_reduce_mid_kernel") == 0
     assert ln.weight.grad.shape == (32,) and ln.bias.grad.shape == (32,)
+
+
+@pytest.mark.parametrize("rows, n", [(6, 37), (40, 4100)])     # rows in one block (3 chunks), wider rows (2)
+def test_layer_norm_weight_without_bias(device, rows, n):
+    """A weight and no bias: the backward kernels skip the bias's partial sums (``HAS_B``), dx and dw as float64's."""
+    x, xr = make((rows, n), tritorch.float32, device, seed=9, requires_grad=True)
+    w, wr = make((n,), tritorch.float32, device, seed=10, requires_grad=True)
+    g, gr = make((rows, n), tritorch.float32, device, seed=11)
+    tritorch.layer_norm(x, (n,), w).backward(g)
+    xhat = ref_norm(xr, (1,), 1e-5)
+    assert_close(x.grad, ref_norm_grad(xr, gr * wr, (1,), 1e-5), atol=1e-5)
+    assert_close(w.grad, (gr * xhat).sum(axis=0), rtol=1e-4, atol=1e-4)
