@@ -69,7 +69,8 @@ def fuse_rms_norm(graph):
             pe = _pair(d, _ADD) if d is not None else None
             for m, eps in (pe, pe[::-1]) if pe else ():
                 mn = single(m) if type(eps) is float else None
-                sq = single(_last_dim_mean(mn)) if mn is not None and _last_dim_mean(mn) is not None else None
+                xm = _last_dim_mean(mn) if mn is not None else None
+                sq = single(xm) if xm is not None else None
                 xs = _square_of(sq) if sq is not None else None
                 if isinstance(x, Value) and isinstance(xs, Value) and xs.name == x.name and \
                         x.dtype.is_floating_point and node.outputs[0].dtype == x.dtype:
