@@ -53,8 +53,9 @@ from .join import stack
 from .resize import pad
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_conv", "launch_conv_dgrad",
-           "launch_conv_wgrad", "conv_config", "CANDIDATES", "TUNABLES", "Geometry", "EPILOGUE_ACTIVATIONS", "conv_setup", "conv_grads",
-           "save_conv", "run_conv"]
+           "launch_conv_wgrad", "conv_config", "conv_key", "conv_prune", "conv_tile", "taps_outer", "dot_precision",
+           "CANDIDATES", "TUNABLES", "Geometry", "EPILOGUE_ACTIVATIONS", "conv_setup", "conv_grads", "save_conv",
+           "run_conv"]
 
 # ====================================================================================================================
 # The kernels
@@ -62,41 +63,19 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "launch_c
 
 
 @triton.jit
-def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH, KW,
-                     sxn, sxc, sxh, sxw, swo, swc, swh, sww, sb, syn, syc, syh, syw,
-                     SH, SW, PH, PW, DH, DW, alpha,
-                     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
-                     PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
-    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = ACT(conv(x, w) + bias, alpha) for group
-    ``program_id(2)`` (``ACT``: an activation's Triton math, ``kernels/elementwise.py``, or the identity).
-
-    x: (N, G*CG, H, W), w: (G*OCG, CG, KH, KW), y: (N, G*OCG, OH, OW), all through their strides; M = N*OH*OW,
-    K = CG*KH*KW. With ``TAPS_OUTER`` the K loop runs tap by tap, BLOCK_K channels at a time (the padding mask and
-    the pixel addresses are computed once per tap: the fast order when CG fills BLOCK_K); otherwise over K
-    flattened in w's (c, kh, kw) order (no K padding per tap: the order for few channels, a first layer's 3).
-    """
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    g = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+def conv_tile(x_rows, w_cols, ih0, iw0, row_ok, mask_n, K, CG, H, W, KH, KW, sxc, sxh, sxw, swc, swh, sww, DH, DW,
+              TAPS_OUTER: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The (BLOCK_M pixels, BLOCK_N channels) CT accumulator of conv(x, w) for the output pixels whose taps start at
+    input rows ih0, columns iw0 ((BLOCK_M,) each; the pixels where ``row_ok`` is False read nothing): ``x_rows``
+    (BLOCK_M,) pointers to x[n, first channel of the group], ``w_cols`` (BLOCK_N,) pointers to w[oc]. With
+    ``TAPS_OUTER`` the K loop runs tap by tap, BLOCK_K channels at a time (the padding mask and the pixel addresses
+    are computed once per tap: the fast order when CG fills BLOCK_K); otherwise over K = CG*KH*KW flattened in w's
+    (c, kh, kw) order (no K padding per tap: the order for few channels, a first layer's 3)."""
     offs_k = tl.arange(0, BLOCK_K)
     if I64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
         offs_k = offs_k.to(tl.int64)
-    mask_m = offs_m < M
-    mask_n = offs_n < OCG
-    n = offs_m // (OH * OW)
-    ohw = offs_m % (OH * OW)
-    ih0 = (ohw // OW) * SH - PH
-    iw0 = (ohw % OW) * SW - PW
-    oc = g * OCG + offs_n
-    x_rows = x_ptr + n * sxn + (g * CG) * sxc                       # (BLOCK_M,) pointers to x[n, g*CG]
-    w_cols = w_ptr + oc * swo                                       # (BLOCK_N,) pointers to w[oc]
     khw = KH * KW
-
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
     if TAPS_OUTER:
         for t in range(khw):
@@ -104,13 +83,12 @@ def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH
             kw = t % KW
             ih = ih0 + kh * DH
             iw = iw0 + kw * DW
-            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            ok = row_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a_rows = x_rows + ih * sxh + iw * sxw
             b_cols = w_cols + kh * swh + kw * sww
             for c0 in range(0, CG, BLOCK_K):
                 c = c0 + offs_k
-                a = tl.load(a_rows[:, None] + (c * sxc)[None, :], mask=row_ok[:, None] & (c < CG)[None, :],
-                            other=0.0)
+                a = tl.load(a_rows[:, None] + (c * sxc)[None, :], mask=ok[:, None] & (c < CG)[None, :], other=0.0)
                 b = tl.load(b_cols[None, :] + (c * swc)[:, None], mask=(c < CG)[:, None] & mask_n[None, :],
                             other=0.0)
                 acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
@@ -122,12 +100,44 @@ def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH
             kw = k % KW
             ih = ih0[:, None] + (kh * DH)[None, :]
             iw = iw0[:, None] + (kw * DW)[None, :]
-            a_mask = mask_m[:, None] & (k < K)[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a_mask = row_ok[:, None] & (k < K)[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a = tl.load(x_rows[:, None] + (c * sxc)[None, :] + ih * sxh + iw * sxw, mask=a_mask, other=0.0)
             b_off = c * swc + kh * swh + kw * sww
             b = tl.load(w_cols[None, :] + b_off[:, None], mask=(k < K)[:, None] & mask_n[None, :], other=0.0)
             acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+    return acc
 
+
+@triton.jit
+def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH, KW,
+                     sxn, sxc, sxh, sxw, swo, swc, swh, sww, sb, syn, syc, syh, syw,
+                     SH, SW, PH, PW, DH, DW, alpha,
+                     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
+                     PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = ACT(conv(x, w) + bias, alpha) for group
+    ``program_id(2)`` (``ACT``: an activation's Triton math, ``kernels/elementwise.py``, or the identity; the
+    product: ``conv_tile``).
+
+    x: (N, G*CG, H, W), w: (G*OCG, CG, KH, KW), y: (N, G*OCG, OH, OW), all through their strides; M = N*OH*OW,
+    K = CG*KH*KW.
+    """
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    g = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if I64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    mask_m = offs_m < M
+    mask_n = offs_n < OCG
+    n = offs_m // (OH * OW)
+    ohw = offs_m % (OH * OW)
+    oc = g * OCG + offs_n
+    acc = conv_tile(x_ptr + n * sxn + (g * CG) * sxc, w_ptr + oc * swo, (ohw // OW) * SH - PH, (ohw % OW) * SW - PW,
+                    mask_m, mask_n, K, CG, H, W, KH, KW, sxc, sxh, sxw, swc, swh, sww, DH, DW,
+                    TAPS_OUTER, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K)
     if HAS_BIAS:
         acc += tl.load(b_ptr + oc * sb, mask=mask_n, other=0.0).to(CT)[None, :]
     acc = ACT(acc, alpha, 0.0)
@@ -354,13 +364,13 @@ def conv_config(kind, M, N, K, dtype):
     return ConvConfig(bm, bn, bk, 1, 8, 3)
 
 
-def _key(kind, x, M, N, K, groups, dtype):
+def conv_key(kind, x, M, N, K, groups, dtype):
     """Autotune key: dtype, kind, the layout of the gathered operand, bucketed GEMM sizes and whether the
     convolution is grouped (depthwise layers have N = 1 and a very different best tile)."""
     return (dtype, kind, autotune.layout(x), autotune.bucket(M), autotune.bucket(N), autotune.bucket(K), groups > 1)
 
 
-def _prune(configs, key):
+def conv_prune(configs, key):
     """Tiles no larger than twice the bucketed output dims, or 32 (a 128-row tile on a 16-row GEMM only wastes
     lanes); float64 keeps tiles of at most 64 x 64 with BLOCK_K <= 32 (shared memory)."""
     dtype, kind, _, M, N = key[:5]
@@ -376,13 +386,13 @@ def _prune(configs, key):
     return ok
 
 
-TUNABLES = {kind: autotune.Tunable(f"conv_{kind}", CANDIDATES, prune=_prune, kernels=(kernel,),
+TUNABLES = {kind: autotune.Tunable(f"conv_{kind}", CANDIDATES, prune=conv_prune, kernels=kernels,
                                    default=lambda k: conv_config(k[1], k[3], k[4], k[5], k[0]))
-            for kind, kernel in (("fwd", _conv_fwd_kernel), ("dgrad", _conv_dgrad_kernel),
-                                 ("wgrad", _conv_wgrad_kernel))}
+            for kind, kernels in (("fwd", (_conv_fwd_kernel, conv_tile)), ("dgrad", (_conv_dgrad_kernel,)),
+                                  ("wgrad", (_conv_wgrad_kernel,)))}
 
 
-def _taps_outer(channels, block_k):
+def taps_outer(channels, block_k):
     """Whether the K loop runs tap by tap over ``channels`` in BLOCK_K chunks: when that pads K by at most 1/8
     (many channels); the flattened (c, kh, kw) loop otherwise."""
     return channels >= block_k and (cdiv(channels, block_k) * block_k - channels) * 8 <= channels
@@ -410,7 +420,7 @@ Geometry = namedtuple("Geometry", "stride padding dilation groups")
 ALLOW_TF32 = [True]
 
 
-def _dot_precision(dtype):
+def dot_precision(dtype):
     if dtype is D.float32:
         return "tf32" if ALLOW_TF32[0] else "ieee"
     return _mm._dot_precision(dtype)
@@ -439,7 +449,7 @@ def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0):
         if act is not None:
             copy_into(y, unary(act, y, alpha))
         return y
-    cfg = config or TUNABLES["fwd"].pick(_key("fwd", x, M, OCG, K, G, dtype),
+    cfg = config or TUNABLES["fwd"].pick(conv_key("fwd", x, M, OCG, K, G, dtype),
                                          lambda c: launch_conv(x, w, bias, y, geo, c, act, alpha))  # writes only y
     try:
         _conv_fwd_kernel[(cdiv(M, cfg.block_m), cdiv(OCG, cfg.block_n), G)](
@@ -447,8 +457,8 @@ def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0):
             *x._stride, *w._stride, bias._stride[0] if bias is not None else 0, *y._stride,
             *geo.stride, *geo.padding, *geo.dilation, float(alpha),
             HAS_BIAS=bias is not None, ACT=_identity if act is None else UNARY[act].tfn,
-            TAPS_OUTER=_taps_outer(CG, cfg.block_k), CT=ACC[dtype],
-            PRECISION=_dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
+            TAPS_OUTER=taps_outer(CG, cfg.block_k), CT=ACC[dtype],
+            PRECISION=dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
@@ -475,7 +485,7 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
     if K == 0:
         return _fill_bias(gx, bias)
     wmax = _mm.nonfinite_probe(w)
-    cfg = config or TUNABLES["dgrad"].pick(_key("dgrad", gy, M, CG, K, G, dtype),
+    cfg = config or TUNABLES["dgrad"].pick(conv_key("dgrad", gy, M, CG, K, G, dtype),
                                            lambda c: launch_conv_dgrad(gy, w, bias, gx, geo, c))   # writes gx
     try:
         _conv_dgrad_kernel[(cdiv(M, cfg.block_m), cdiv(CG, cfg.block_n), G * sh * sw)](
@@ -483,8 +493,8 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
             KH, KW,
             *gy._stride, *w._stride, bias._stride[0] if bias is not None else 0, *gx._stride,
             *geo.stride, *geo.padding, *geo.dilation,
-            HAS_BIAS=bias is not None, TAPS_OUTER=_taps_outer(OCG, cfg.block_k), CT=ACC[dtype],
-            PRECISION=_dot_precision(dtype), I64=is_int64_index(max(gy.numel(), w.numel(), gx.numel()), gy, w, gx),
+            HAS_BIAS=bias is not None, TAPS_OUTER=taps_outer(OCG, cfg.block_k), CT=ACC[dtype],
+            PRECISION=dot_precision(dtype), I64=is_int64_index(max(gy.numel(), w.numel(), gx.numel()), gy, w, gx),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
@@ -510,7 +520,7 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None, gb=None):
         return gw if gw.numel() == 0 else _fill_bias(gw, None)
     dtype = x.dtype
     # a run stores every pixel slice into a fresh workspace and then copies into gw: timing runs are harmless
-    cfg = config or TUNABLES["wgrad"].pick(_key("wgrad", x, OCG, NK, P, G, dtype),
+    cfg = config or TUNABLES["wgrad"].pick(conv_key("wgrad", x, OCG, NK, P, G, dtype),
                                            lambda c: launch_conv_wgrad(x, gy, gw, geo, c, gb))
     tiles = cdiv(OCG, cfg.block_m) * cdiv(NK, cfg.block_n)
     split = _wgrad_split(tiles, G, P, cfg.block_k)
@@ -527,7 +537,7 @@ def launch_conv_wgrad(x, gy, gw, geo, config=None, gb=None):
         _conv_wgrad_kernel[(tiles, split, G)](
             ptr(x), ptr(gy), ptr(out), ptr(out_b if out_b is not None else out), OCG, NK, P, p_split, CG, H, W, OH,
             OW, KH, KW, *x._stride, *gy._stride, s_split, s_split // NK, *geo.stride, *geo.padding, *geo.dilation,
-            HAS_BIAS=gb is not None, CT=ACC[dtype], PRECISION=_dot_precision(dtype),
+            HAS_BIAS=gb is not None, CT=ACC[dtype], PRECISION=dot_precision(dtype),
             I64=is_int64_index(max(x.numel(), gy.numel(), out.numel()), x, gy, out),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)

@@ -412,18 +412,18 @@ def test_backend_switches_drive_the_kernels():
         cudnn.deterministic = True
         assert tritorch.backends.cudnn.benchmark is True and tritorch.backends.cudnn.deterministic is True
         cudnn.allow_tf32 = False
-        assert _conv.ALLOW_TF32[0] is False and _conv._dot_precision(tritorch.float32) == "ieee"
+        assert _conv.ALLOW_TF32[0] is False and _conv.dot_precision(tritorch.float32) == "ieee"
         tritorch.backends.cuda.matmul.allow_tf32 = True
         assert _matmul._dot_precision(tritorch.float32) == "tf32"
         with cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=True):
-            assert _conv._dot_precision(tritorch.float32) == "tf32" and cudnn.benchmark is False
-        assert _conv._dot_precision(tritorch.float32) == "ieee" and cudnn.benchmark is True
+            assert _conv.dot_precision(tritorch.float32) == "tf32" and cudnn.benchmark is False
+        assert _conv.dot_precision(tritorch.float32) == "ieee" and cudnn.benchmark is True
     finally:
         cudnn.benchmark = False
         cudnn.deterministic = False
         cudnn.allow_tf32 = True
         tritorch.backends.cuda.matmul.allow_tf32 = False
-    assert _conv._dot_precision(tritorch.float32) == "tf32" and _matmul._dot_precision(tritorch.float32) == "ieee"
+    assert _conv.dot_precision(tritorch.float32) == "tf32" and _matmul._dot_precision(tritorch.float32) == "ieee"
 
 
 # ====================================================================================================================

@@ -107,6 +107,25 @@ def _conv_wgrad_example(cfg):
     return _conv_case("wgrad", cfg, (2, 3, 7, 7), (5, 3, 2, 2), "contiguous", 1, 0, 2, 1)
 
 
+def _conv_pool_fwd_example(cfg):
+    """max_pool2d(relu(conv2d(x, w, b, padding=1)), 2) in one kernel, x (2, 3, 7, 6) transposed, w (5, 3, 3, 2),
+    full-fp32 products: pooled M = 18, N = 5, K = 18, partial windows dropped; the pooled maxima against float64."""
+    from test_conv import ref_conv2d
+    from tritorch.kernels import conv as KC
+    from tritorch.kernels.conv_pool import conv2d_max_pool2d
+    x, rx = make((2, 3, 7, 6), F, "cuda", "transposed", seed=17)
+    w, rw = make((5, 3, 3, 2), F, "cuda", seed=18)
+    b, rb = make((5,), F, "cuda", seed=19)
+    h = np.maximum(ref_conv2d(rx, rw, rb, 1, 1), 0)[:, :, :6, :6]
+    prev, KC.ALLOW_TF32[0] = KC.ALLOW_TF32[0], False
+    try:
+        out = _forced("conv_pool_fwd", cfg, lambda: conv2d_max_pool2d(x, w, b, padding=1, activation="relu",
+                                                                      kernel_size=2))
+    finally:
+        KC.ALLOW_TF32[0] = prev
+    return out, h.reshape(2, 5, 3, 2, 3, 2).max((3, 5)), 18
+
+
 def _softmax_fwd_example(cfg):
     """softmax over rows of 37 of a strided (5, 37) tensor: a partial block, several rows a program."""
     x, rx = make((5, 37), F, "cuda", "strided", seed=21)
@@ -206,7 +225,7 @@ def _compiled_softmax_example(cfg):
 
 # kernel name -> fn(config) -> (tritorch result, float64 NumPy reference, reduction length for the tolerance)
 EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad": _linear_grad_example,
-            "conv_fwd": _conv_fwd_example,
+            "conv_fwd": _conv_fwd_example, "conv_pool_fwd": _conv_pool_fwd_example,
             "conv_dgrad": _conv_dgrad_example, "conv_wgrad": _conv_wgrad_example,
             "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
             "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,

@@ -10,9 +10,9 @@ def test_tf32_switches_follow_pytorch_defaults_and_reach_the_kernels():
         assert tritorch.get_float32_matmul_precision() == "high"
         assert matmul._dot_precision(tritorch.float32) == "tf32"
         b.cudnn.allow_tf32 = False
-        assert conv._dot_precision(tritorch.float32) == "ieee"
+        assert conv.dot_precision(tritorch.float32) == "ieee"
     finally:
         b.cuda.matmul.allow_tf32 = False
         b.cudnn.allow_tf32 = True
     assert matmul._dot_precision(tritorch.float32) == "ieee"
-    assert conv._dot_precision(tritorch.float32) == "tf32"
+    assert conv.dot_precision(tritorch.float32) == "tf32"

@@ -284,7 +284,7 @@ def test_conv2d_weight_grad_split(monkeypatch, split, dtype):
 @pytest.mark.parametrize("case", [CONV2D[2], CONV2D[5]], ids=["strided_groups", "same"])
 def test_conv2d_taps_outer(monkeypatch, case):
     """The tap-by-tap K loop (chosen on the GPU for many channels), forced on small channel counts."""
-    monkeypatch.setattr(KC, "_taps_outer", lambda channels, block_k: True)
+    monkeypatch.setattr(KC, "taps_outer", lambda channels, block_k: True)
     xshape, oc, k, s, p, d, groups, bias = case
     kh, kw = _pair(k)
     ts, (rx, rw, rb) = _inputs("cuda", xshape, (oc, xshape[1] // groups, kh, kw), bias)
@@ -296,7 +296,7 @@ def test_conv2d_taps_outer(monkeypatch, case):
 def test_conv2d_stride_beyond_kernel(monkeypatch, taps_outer):
     """Stride 3 with a 1x2 kernel: input pixels no tap reads get a zero gradient (whole stride phases of the
     input-gradient kernel, one of them empty since H = 2 < 3)."""
-    monkeypatch.setattr(KC, "_taps_outer", lambda channels, block_k: taps_outer)
+    monkeypatch.setattr(KC, "taps_outer", lambda channels, block_k: taps_outer)
     ts, (rx, rw, rb) = _inputs("cuda", (2, 3, 2, 7), (2, 3, 1, 2), True)
     y = conv2d(*ts, stride=3)
     _check_grads(y, ts, lambda rg: ref_conv2d(rx, rw, rb, 3, 0, g=rg), F32, 6)
@@ -372,7 +372,7 @@ def test_conv_transpose2d(device, case):
 
 def test_conv_transpose2d_taps_outer(monkeypatch):
     """The tap-by-tap loop with stride phases (stride 3: most taps skipped per phase), forced on few channels."""
-    monkeypatch.setattr(KC, "_taps_outer", lambda channels, block_k: True)
+    monkeypatch.setattr(KC, "taps_outer", lambda channels, block_k: True)
     xshape, oc, k, s, p, op, groups, d, _ = CONVT2D[3]
     (x, w, _), (rx, rw, _) = _inputs("cuda", xshape, (xshape[1], oc // groups, k, k), False)
     b, rb = make((oc,), F32, "cuda", seed=9, requires_grad=True)
@@ -404,7 +404,7 @@ def test_conv2d_nonfinite_weight_matches_torch(device, monkeypatch, taps_outer, 
     output pixel, as PyTorch, so an inf weight gives inf or finite values there, not 0 * inf = NaN (fuzz seed 1,
     index 3292); the forward multiplies the zero padding, NaN there, as PyTorch's float32/float64 paths do."""
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(KC, "_taps_outer", lambda channels, block_k: taps_outer)
+    monkeypatch.setattr(KC, "taps_outer", lambda channels, block_k: taps_outer)
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((6, 2, 3, 3))
     w[1, 0, 0, 0] = w[4, 1, 2, 1] = val

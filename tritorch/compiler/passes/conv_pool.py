@@ -1,7 +1,8 @@
 """``fuse_conv_pool``: a ``conv2d`` with an activation in its epilogue (``fuse_linear_epilogue``'s work), read only by a
-``max_pool2d``, becomes one ``conv2d_max_pool2d`` node (``kernels/conv_pool.py``): the same kernels forward, and the
-activation's derivative runs inside the pooling's backward gather, one launch fewer (and a write and two reads of the
-convolution's output fewer) per pair."""
+``max_pool2d``, becomes one ``conv2d_max_pool2d`` node (``kernels/conv_pool.py``): on the GPU one kernel forward when
+the windows do not overlap (the convolution's output never stored), and the activation's derivative runs inside the
+pooling's backward gather, one launch fewer (and a write and two reads of the convolution's output fewer) per pair
+each way."""
 import inspect
 
 from ...jit.ir import Node, Value
