@@ -46,7 +46,7 @@ from .dropout import dropout_mask_np
 from .matmul import _dot_precision, nonfinite_probe, uses_fma
 from .random import _generator
 
-__all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"]
+__all__ = ["scaled_dot_product_attention", "masked_attention", "np_sdpa_forward", "np_sdpa_backward"]
 
 # ====================================================================================================================
 # The kernels
@@ -57,7 +57,9 @@ __all__ = ["scaled_dot_product_attention", "np_sdpa_forward", "np_sdpa_backward"
 def _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn,
             MASK: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, CT: tl.constexpr):
     """The (BLOCK_M, BLOCK_N) block of scores q @ k^T * scale + bias: -inf where ``is_causal`` hides a key or past
-    L or S; where a boolean mask hides a key, s - inf (NaN for a NaN or +inf score, as PyTorch's bias of -inf)."""
+    L or S; where a boolean mask (``MASK`` 1) hides a key, s - inf (NaN for a NaN or +inf score, as PyTorch's bias of
+    -inf); ``MASK`` 2: a float mask added; ``MASK`` 3: -inf where the boolean mask is True (``masked_fill``);
+    ``MASK`` 4: none (as 0), with 3's softmax of a row of -inf."""
     s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=CT) * scale
     valid = (rows[:, None] < L) & (cols[None, :] < S)
     offs = m_ptr + z * smz + h * smh + rows[:, None] * smm + cols[None, :] * smn
@@ -65,9 +67,23 @@ def _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn,
         s = tl.where(tl.load(offs, mask=valid, other=0) != 0, s, s - float("inf"))
     if MASK == 2:
         s += tl.load(offs, mask=valid, other=0.0).to(CT)
+    if MASK == 3:
+        s = tl.where(tl.load(offs, mask=valid, other=0) != 0, -float("inf"), s)
     if CAUSAL:
         valid = valid & (cols[None, :] <= rows[:, None])
     return tl.where(valid, s, -float("inf"))
+
+
+@triton.jit
+def _hidden_zero(ds, rows, cols, z, h, L, S, m_ptr, smz, smh, smm, smn, MASK: tl.constexpr):
+    """The score gradient ds, 0 where the boolean mask of ``MASK`` 3 hides the score (and past L or S):
+    ``masked_fill``'s backward, which keeps a row that saw no key (p NaN) from reaching dK (``MASK`` 4, no mask: ds
+    as it is, NaN there as softmax's)."""
+    if MASK == 3:
+        valid = (rows[:, None] < L) & (cols[None, :] < S)
+        hidden = tl.load(m_ptr + z * smz + h * smh + rows[:, None] * smm + cols[None, :] * smn, mask=valid, other=1)
+        ds = tl.where(hidden != 0, 0.0, ds)
+    return ds
 
 
 @triton.jit
@@ -95,7 +111,8 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
                      CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                      BLOCK_DV: tl.constexpr):
     """O and lse of BLOCK_M queries of one (z, h): an online softmax over the key blocks (with ``CAUSAL``, those up
-    to the diagonal, or all of them when vmax, a 0-d max |v|, is not finite)."""
+    to the diagonal, or all of them when vmax, a 0-d max |v|, is not finite). A row that sees no key gets zeros, or
+    with ``MASK`` 3 or 4 (``masked_fill`` then softmax, or softmax alone) NaN, when S > 0."""
     start_m = tl.program_id(0) * BLOCK_M
     zh = tl.program_id(1).to(tl.int64)
     z, h = zh // H, zh % H
@@ -130,6 +147,8 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC, out_dtype=CT)
         m_i = m_new
     seen = l_i > 0
+    if MASK >= 3:                   # softmax of a row of -inf: NaN, as the ops it replaces
+        nan_i = tl.where(seen | (S == 0), nan_i, 1)
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     lse = tl.where(seen, m_i + tl.log(tl.where(seen, l_i, 1.0)), float("inf"))   # +inf: backward's p = 0
     out = tl.where(nan_i[:, None] > 0, float("nan"), out)
@@ -181,7 +200,7 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
             dp = tl.where(keep, dp * inv_keep, 0.0)
         else:
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC, out_dtype=CT)
-        ds = p * (dp - delta[:, None])
+        ds = _hidden_zero(p * (dp - delta[:, None]), rows, cols, z, h, L, S, m_ptr, smz, smh, smm, smn, MASK)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC, out_dtype=CT)
     tl.store(dk_ptr + z * sgkz + h * sgkh + cols[:, None] * sgkn + d[None, :] * sgkk,
              (dk * scale).to(dk_ptr.dtype.element_ty), mask=(cols[:, None] < S) & (d[None, :] < E))
@@ -230,7 +249,7 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o
         dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=CT)
         if DROPOUT:
             dp = tl.where(_keep(seed, offset, zh, rows, cols, L, S, p_drop), dp * inv_keep, 0.0)
-        ds = p * (dp - delta[:, None])
+        ds = _hidden_zero(p * (dp - delta[:, None]), rows, cols, z, h, L, S, m_ptr, smz, smh, smm, smn, MASK)
         if MASK_GRAD:
             tl.store(dm_ptr + (zh * L + rows[:, None]) * S + cols[None, :], ds.to(dm_ptr.dtype.element_ty),
                      mask=(rows[:, None] < L) & (cols[None, :] < S))
@@ -304,12 +323,12 @@ def _packed_grads(q, k, v):
 class _Launch:
     """The 4-d views and the constexprs shared by the forward and backward launches."""
 
-    def __init__(self, q, k, v, mask, causal, scale, seed, offset, p_drop):
+    def __init__(self, q, k, v, mask, causal, scale, seed, offset, p_drop, fill=False):
         self.q, self.k, self.v, self.mask = q, k, v, mask
         Z, H, L, E = q._shape
         self.Z, self.H, self.L, self.E, self.S, self.EV = Z, H, L, E, k._shape[2], v._shape[3]
         self.scale, self.seed, self.offset, self.p_drop = float(scale), int(seed), int(offset), float(p_drop)
-        self.kind = 0 if mask is None else 1 if mask.dtype is D.bool_ else 2
+        self.kind = (4 if fill else 0) if mask is None else 3 if fill else 1 if mask.dtype is D.bool_ else 2
         self.causal = bool(causal)
         self.vmax = nonfinite_probe(v) if self.causal and v.numel() else None
         self.bm, self.bn, self.bd, self.bdv, self.warps = _blocks(E, self.EV, q.dtype)
@@ -371,11 +390,14 @@ class _Launch:
 # NumPy references
 # ====================================================================================================================
 
-def _np_scores(q, k, mask, causal, scale):
-    """q @ k^T * scale + bias, as ``_scores``: s - inf where a boolean mask hides a key, -inf where causal does."""
+def _np_scores(q, k, mask, causal, scale, fill=False):
+    """q @ k^T * scale + bias, as ``_scores``: s - inf where a boolean mask hides a key (with ``fill``: -inf where
+    it is True), -inf where causal does."""
     s = (q @ np.swapaxes(k, -1, -2)) * scale
     L, S = s.shape[-2:]
-    if mask is not None:
+    if mask is not None and fill:
+        s = np.where(mask, -np.inf, s)
+    elif mask is not None:
         s = np.where(mask, s, s - np.inf) if mask.dtype == np.bool_ else s + mask
     if causal:
         s = np.where(np.tril(np.ones((L, S), dtype=bool)), s, -np.inf)
@@ -387,15 +409,17 @@ def _np_keep(shape, seed, offset, p):
     return dropout_mask_np(n, 1, seed, offset, p).reshape(shape)
 
 
-def np_sdpa_forward(q, k, v, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0):
+def np_sdpa_forward(q, k, v, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0, fill=False):
     """(out, lse, weights) of attention in the type of the arrays, the softmax written out (a row that sees no key
-    gets weights 0 and lse +inf, one with a NaN or +inf score NaN); ``weights`` are the probabilities before
-    dropout."""
+    gets weights 0 and lse +inf, with ``fill`` NaN; one with a NaN or +inf score NaN); ``weights`` are the
+    probabilities before dropout."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        s = _np_scores(q, k, mask, causal, scale)
+        s = _np_scores(q, k, mask, causal, scale, fill)
         bad = np.isnan(s) | (s == np.inf)
         nan_rows = np.any(bad, axis=-1, keepdims=True)
+        if fill and s.shape[-1]:                   # masked_attention: softmax of a row of -inf is NaN
+            nan_rows |= np.all(s == -np.inf, axis=-1, keepdims=True)
         s = np.where(bad, -np.inf, s)
         m = np.max(s, axis=-1, keepdims=True) if s.shape[-1] else np.full(s.shape[:-1] + (1,), -np.inf, s.dtype)
         m = np.where(np.isneginf(m), 0.0, m)
@@ -409,18 +433,21 @@ def np_sdpa_forward(q, k, v, mask=None, causal=False, scale=None, p_drop=0.0, se
     return (wd @ v).astype(q.dtype), lse.astype(q.dtype), w
 
 
-def np_sdpa_backward(q, k, v, g, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0):
+def np_sdpa_backward(q, k, v, g, mask=None, causal=False, scale=None, p_drop=0.0, seed=0, offset=0, fill=False):
     """(dq, dk, dv, ds) of ``np_sdpa_forward`` for the output gradient ``g``, in the full broadcast batch shape;
-    ds, the gradient of the scores, is that of an additive float mask."""
+    ds, the gradient of the scores, is that of an additive float mask (with ``fill``, 0 where the mask hides)."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    _, _, w = np_sdpa_forward(q, k, v, mask, causal, scale, p_drop, seed, offset)
+    _, _, w = np_sdpa_forward(q, k, v, mask, causal, scale, p_drop, seed, offset, fill)
     keep = _np_keep(w.shape, seed, offset, p_drop) if p_drop > 0 else None
     wd = w if keep is None else np.where(keep, w / (1.0 - p_drop), 0.0)
     dv = np.swapaxes(wd, -1, -2) @ g
     dp = g @ np.swapaxes(v, -1, -2)
     if keep is not None:
         dp = np.where(keep, dp / (1.0 - p_drop), 0.0)
-    ds = w * (dp - np.sum(dp * w, axis=-1, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        ds = w * (dp - np.sum(dp * w, axis=-1, keepdims=True))
+        if fill and mask is not None:
+            ds = np.where(mask, 0.0, ds)
     dq = (ds @ k) * scale
     dk = (np.swapaxes(ds, -1, -2) @ q) * scale
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype), ds.astype(q.dtype)
@@ -445,23 +472,27 @@ def _host(t, ct):
 
 
 class SDPA(Function):
+    """Attention; ``fill``: the boolean mask marks the hidden keys, with ``masked_fill`` + softmax semantics
+    (``masked_attention``)."""
+
     @staticmethod
-    def forward(ctx, q, k, v, mask, causal, scale, p_drop, seed, offset):
+    def forward(ctx, q, k, v, mask, causal, scale, p_drop, seed, offset, fill=False):
         batch = broadcast_shapes(q._shape[:-2], k._shape[:-2], v._shape[:-2])
         L, S, EV = q._shape[-2], k._shape[-2], v._shape[-1]
         ctx._name = "ScaledDotProductFlashAttentionBackward0" if mask is None else \
             "ScaledDotProductEfficientAttentionBackward0"
-        ctx.meta = (batch, causal, scale, p_drop, seed, offset)
+        ctx.meta = (batch, causal, scale, p_drop, seed, offset, fill)
         if q._storage.device.type == "cpu":
             ct = np_ct(q.dtype)
             out, lse, _ = np_sdpa_forward(_host(q, ct), _host(k, ct), _host(v, ct), _host(mask, ct), causal, scale,
-                                          p_drop, seed, offset)
+                                          p_drop, seed, offset, fill)
             out = wrap(np.broadcast_to(out, batch + (L, EV)).astype(q.dtype.np), q.dtype, q.device)
             ctx.save_for_backward(q, k, v, mask, out)
             return out
         qi, ki, vi, mi = (interp_bf16_in(t) for t in (q, k, v, mask))
         m4 = None if mi is None else _to4(mi.expand(batch + (L, S)), batch)
-        run = _Launch(_to4(qi, batch), _to4(ki, batch), _to4(vi, batch), m4, causal, scale, seed, offset, p_drop)
+        run = _Launch(_to4(qi, batch), _to4(ki, batch), _to4(vi, batch), m4, causal, scale, seed, offset, p_drop,
+                      fill)
         o4, lse = run.forward()
         out = o4.reshape(batch + (L, EV))
         if out.dtype is not q.dtype:
@@ -473,16 +504,16 @@ class SDPA(Function):
     @staticmethod
     def backward(ctx, g):
         q, k, v, mask, out = ctx.saved_tensors
-        batch, causal, scale, p_drop, seed, offset = ctx.meta
+        batch, causal, scale, p_drop, seed, offset, fill = ctx.meta
         mask_grad = mask is not None and mask.dtype.is_floating_point and ctx.needs_input_grad[3]
         ins = (q, k, v, mask) if mask_grad else (q, k, v)
         if STATE.enabled:
-            grads = _composed_backward(q, k, v, mask, causal, scale, p_drop, g)
+            grads = _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill)
         elif q._storage.device.type == "cpu":
             ct = np_ct(q.dtype)
             grads = np_sdpa_backward(_host(q, ct), _host(k, ct), _host(v, ct),
                                      np.broadcast_to(g._np, batch + out._shape[-2:]).astype(ct), _host(mask, ct),
-                                     causal, scale, p_drop, seed, offset)
+                                     causal, scale, p_drop, seed, offset, fill)
             grads = [wrap(np.ascontiguousarray(a).astype(t.dtype.np), t.dtype, t.device) for a, t in zip(grads, ins)]
         else:
             grads4 = ctx.run.backward(out, ctx.lse, _to4(interp_bf16_in(g), batch), mask_grad)
@@ -491,15 +522,22 @@ class SDPA(Function):
                 d = d4.reshape(batch + tuple(d4._shape[-2:]))
                 grads.append(d if d.dtype is t.dtype else d.to(t.dtype))
         grads = [sum_to(d, t._shape) for d, t in zip(grads, ins)]
-        return (*grads[:3], grads[3] if mask_grad else None, None, None, None, None, None)
+        return (*grads[:3], grads[3] if mask_grad else None, None, None, None, None, None, None)
 
 
-def _composed_backward(q, k, v, mask, causal, scale, p_drop, g):
+def _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill=False):
     """(dq, dk, dv) written in tensor ops, which record: the backward of create_graph=True (no dropout)."""
     if p_drop > 0:
         raise NotImplementedError("scaled_dot_product_attention: double backward with dropout_p > 0 is not supported")
     L, S = q._shape[-2], k._shape[-2]
     s = (q @ k.transpose(-2, -1)) * scale
+    if fill:                        # masked_attention: the ops it stands for, and masked_fill's backward
+        w = (s if mask is None else s.masked_fill(mask, float("-inf"))).softmax(-1)
+        dv = w.transpose(-2, -1) @ g
+        dp = g @ v.transpose(-2, -1)
+        ds = w * (dp - (dp * w).sum(-1, keepdim=True))
+        ds = ds if mask is None else ds.masked_fill(mask, 0.0)
+        return [ds @ k * scale, ds.transpose(-2, -1) @ q * scale, dv, ds]
     if mask is not None and mask.dtype is D.bool_:
         s = s + where(mask, 0.0, float("-inf")).to(s.dtype)      # a bias, as the kernels: NaN - inf stays NaN
     elif mask is not None:
@@ -547,6 +585,22 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal):
                                f"attn_mask.dtype: {attn_mask.dtype} and  query.dtype: {query.dtype} instead.")
 
 
+def _weights_shape(query, key, value, mask, name):
+    """(batch, L, S) of the attention weights, the mask (if any) checked to broadcast to them."""
+    batch = broadcast_shapes(query._shape[:-2], key._shape[:-2], value._shape[:-2])
+    L, S = query._shape[-2], key._shape[-2]
+    if mask is not None:
+        target = batch + (L, S)
+        try:
+            ok = broadcast_shapes(tuple(mask._shape), target) == target
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise RuntimeError(f"{name}: attn_mask of shape {tuple(mask._shape)} cannot be broadcast to the "
+                               f"attention weights' shape {target} (batch, L, S)")
+    return batch, L, S
+
+
 @register("scaled_dot_product_attention", method=False, function=False)
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
@@ -554,17 +608,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     _check(query, key, value, attn_mask, dropout_p, is_causal)
     if enable_gqa:
         raise NotImplementedError("scaled_dot_product_attention: enable_gqa=True is not supported")
-    batch = broadcast_shapes(query._shape[:-2], key._shape[:-2], value._shape[:-2])
-    L, S = query._shape[-2], key._shape[-2]
-    if attn_mask is not None:
-        target = batch + (L, S)
-        try:
-            ok = broadcast_shapes(tuple(attn_mask._shape), target) == target
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape {tuple(attn_mask._shape)} cannot "
-                               f"be broadcast to the attention weights' shape {target} (batch, L, S)")
+    batch, L, S = _weights_shape(query, key, value, attn_mask, "scaled_dot_product_attention")
     scale = 1.0 / math.sqrt(query._shape[-1]) if scale is None else float(scale)
     seed = offset = 0
     if dropout_p > 0:
@@ -573,3 +617,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             n *= b
         seed, offset = _generator(None, query._storage.device)._take(max(n, 1))
     return SDPA.apply(query, key, value, attn_mask, bool(is_causal), scale, float(dropout_p), seed, offset)
+
+
+def masked_attention(query, key, value, mask, scale):
+    """``softmax((query @ key^T * scale).masked_fill(mask, -inf), -1) @ value`` (no mask: None) in the flash-attention
+    kernels, with those ops' semantics: a hidden score is -inf whatever it was, a row whose keys are all hidden is
+    NaN, and no gradient flows through a hidden score. What ``tritorch.compile``'s ``fuse_attention`` makes of
+    attention written in ops; ``mask``: boolean, True where a key is hidden."""
+    _check(query, key, value, mask, 0.0, False)
+    if mask is not None and mask.dtype is not D.bool_:
+        raise RuntimeError(f"masked_attention: expected a boolean mask, but got {mask.dtype}")
+    _weights_shape(query, key, value, mask, "masked_attention")
+    return SDPA.apply(query, key, value, mask, False, float(scale), 0.0, 0, 0, True)

@@ -29,7 +29,7 @@ from ._common import empty
 from ._launch import ACC, cdiv, interp_bf16_in, is_int64_index, ptr
 from ._pointwise import _identity
 from . import matmul as _mm
-from .conv import CANDIDATES, Geometry, conv_config, conv_grads, conv_key, conv_prune, conv_setup, conv_tile, \
+from .conv import CANDIDATES, ConvConfig, Geometry, conv_config, conv_grads, conv_key, conv_prune, conv_setup, conv_tile, \
     dot_precision, run_conv, save_conv, taps_outer
 from .elementwise import UNARY
 from .pool import MAX, PoolGrad, pool_forward, pool_grad, pool_window
@@ -87,18 +87,25 @@ def _conv_pool_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, idx_ptr, MP, OCG, K, CG, H
     tl.store(idx_ptr + off, arg.to(tl.int64), mask=mask)
 
 
+def _fits(c):
+    """Whether tile config ``c`` leaves registers for the running maximum and its argmax: 8 warps, at least 32 rows,
+    at most 16 accumulators per thread (tritorch compile-check, sm_90a, triton 3.6-3.9: 128 x 64 with 8 warps spilled
+    104-184 B in every dtype; in bfloat16 64 x 64 with 4 warps 252-384 B, 32 x 32 with 4 warps 4-20 B, 16 x 64 x 16
+    with 8 warps 8-24 B)."""
+    return c.num_warps == 8 and c.block_m >= 32 and c.block_m * c.block_n <= 16 * 32 * c.num_warps
+
+
 def _prune(configs, key):
-    """The convolution's forward candidates whose tiles leave registers for the running maximum and its argmax (at
-    most 32 accumulators per thread)."""
-    return [c for c in conv_prune(configs, key) if c.block_m * c.block_n <= 32 * 32 * c.num_warps]
+    return [c for c in conv_prune(configs, key) if _fits(c)]
 
 
 def _default(key):
-    """The convolution's forward default, halved in M until it fits ``_prune``'s rule."""
+    """The convolution's forward default, halved in M (and N) until it ``_fits`` (float64 keeps its own)."""
     c = conv_config("fwd", key[3], key[4], key[5], key[0])
-    while c.block_m > 16 and c.block_m * c.block_n > 32 * 32 * c.num_warps:
-        c = c._replace(block_m=c.block_m // 2)
-    return c
+    bm, bn = c.block_m, c.block_n
+    while key[0] is not D.float64 and not _fits(ConvConfig(bm, bn, c.block_k, 1, c.num_warps)) and bm * bn > 32 * 32:
+        bm, bn = (bm // 2, bn) if bm >= bn else (bm, bn // 2)
+    return ConvConfig(bm, bn, c.block_k, c.group_m, c.num_warps, c.num_stages)
 
 
 TUNABLE = autotune.Tunable("conv_pool_fwd", CANDIDATES, prune=_prune, default=_default,

@@ -82,13 +82,15 @@ def _finish_shifted_sum(acc, q_seen, m, row_max):
 
 
 @triton.jit
-def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, R, C, INNER, xso, xsi, xsc,
+def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, R, C, INNER, xso, xsi, xsc,
                    ignore_index, eps,
                    HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, CT: tl.constexpr,
                    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """Cross-entropy with class-index targets, BLOCK_R rows per program:
     loss = (1 - eps) * w[t] * (lse - x[t]) + eps / C * sum_c w[c] * (lse - x[c]), 0 where t == ignore_index.
-    Also writes lse (for backward) and w[t] (0 where ignored: the denominator of 'mean')."""
+    Also writes lse (for backward), w[t] (0 where ignored: the denominator of 'mean') and the target check's numbers:
+    range[pid] = (smallest, largest) of the program's counted targets ((programs, 2) int64; 0 stands in for ignored
+    ones), which the host reads to raise on a target outside [0, C) (``_ce_rows``); such a target reads nothing."""
     if EPS_PTR:
         eps = tl.load(eps)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -117,7 +119,11 @@ def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, R, C, INNER, 
     lse = row_max + log_sum
 
     t = tl.load(t_ptr + rows, mask=row_mask, other=ignore_index)
-    valid = row_mask & (t != ignore_index)
+    counted = row_mask & (t != ignore_index)
+    t = tl.where(counted, t, 0)
+    tl.store(range_ptr + 2 * tl.program_id(0), tl.min(t, axis=0))
+    tl.store(range_ptr + 2 * tl.program_id(0) + 1, tl.max(t, axis=0))
+    valid = counted & (t >= 0) & (t < C)
     t = tl.where(valid, t, 0)
     x_t = tl.load(x_row + t * xsc, mask=valid, other=0.0).to(CT)
     if HAS_W:
@@ -478,7 +484,9 @@ def _host(t, dtype=None):
 
 
 def _ce_rows(x, t, w, ignore_index, eps):
-    """(loss, lse, w[t]) per row of a cross-entropy with class-index targets, each shaped like the target."""
+    """(loss, lse, w[t]) per row of a cross-entropy with class-index targets, each shaped like the target; on cuda
+    the targets' range is checked from the numbers the kernel writes (no launch of its own: see
+    ``_check_class_targets``)."""
     cd = 1 if x.ndim > 1 else 0
     C = x._shape[cd]
     rdt = _row_dtype(x.dtype)
@@ -494,11 +502,13 @@ def _ce_rows(x, t, w, ignore_index, eps):
         ct = ACC[x.dtype]
         e = _ScalarArg(eps, ct, x.device)
         block_r, block_c, nw = row_config(R, C)
+        parts = empty((cdiv(R, block_r), 2), D.int64, x.device)
         _ce_fwd_kernel[(cdiv(R, block_r),)](
             ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(lse),
-            ptr(wt), R, C, _inner(x), so, si, sc, ignore_index, e.arg,
+            ptr(wt), ptr(parts), R, C, _inner(x), so, si, sc, ignore_index, e.arg,
             HAS_W=w is not None, SMOOTH=eps > 0, EPS_PTR=e.is_ptr, CT=ct, BLOCK_R=block_r, BLOCK_C=block_c,
             num_warps=nw)
+        host_check(parts, lambda values: check_range(values, C, _bad_target))
     return loss, lse, wt
 
 
@@ -1083,9 +1093,10 @@ def _reduce(loss, reduction):
     return loss
 
 
-def _check_class_targets(x, t, weight, ignore_index):
+def _check_class_targets(x, t, weight, ignore_index, in_kernel=False):
     """nll_loss's checks on class-index targets and weights: dtype, shapes, and every target in [0, C) or equal to
-    ``ignore_index`` (on the device, one min/max kernel, before any other kernel reads them)."""
+    ``ignore_index`` (on the device, one min/max kernel, before any other kernel reads them; ``in_kernel``: not on
+    the device, where the loss kernel writes the numbers of that check itself, ``_ce_rows``)."""
     if x.ndim < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {x.ndim})")
     if t.dtype is not D.int64:
@@ -1112,7 +1123,7 @@ def _check_class_targets(x, t, weight, ignore_index):
         a = t._np
         a = a[a != ignore_index]
         check_range([(int(a.min()), int(a.max())) if a.size else (0, 0)], C, _bad_target)
-    else:
+    elif not in_kernel:
         check_index_range(t.contiguous(), C, _bad_target, ignore_index)
 
 
@@ -1240,7 +1251,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         else:
             out = _reduce(loss, reduction)
         return out if out.dtype is input.dtype else out.to(input.dtype)
-    _check_class_targets(input, target, weight, ignore_index)
+    _check_class_targets(input, target, weight, ignore_index, in_kernel=True)
     w = _weight_arg(weight, input, "cross_entropy")
     if reduction == "mean":
         out = CrossEntropyMean.apply(input, target.contiguous(), w, int(ignore_index), label_smoothing)

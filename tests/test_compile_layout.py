@@ -16,9 +16,10 @@ def _cache(tmp_path, monkeypatch):
 
 
 def heads(q, k, v):
-    """Attention's tail written in ops: the heads' outputs merged back into one row per token."""
+    """Attention's tail written in ops: the heads' outputs merged back into one row per token (the softmax over
+    dim -2, not -1, which ``fuse_attention`` would take with the products into the flash-attention kernels)."""
     b, h, t, dh = q.shape
-    return ((q @ k @ q.transpose(-2, -1)).softmax(-1) @ v).transpose(1, 2).reshape(b, t, h * dh)
+    return ((q @ k @ q.transpose(-2, -1)).softmax(-2) @ v).transpose(1, 2).reshape(b, t, h * dh)
 
 
 def _inputs(dtype, grad, seed=0):

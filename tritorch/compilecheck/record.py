@@ -27,6 +27,7 @@ import tritorch
 import tritorch.nn.functional as F
 from tritorch import autotune, kernels, nn
 from tritorch.kernels import _common, amp as _amp, linear as _linear
+from tritorch.kernels.attention import masked_attention
 from tritorch.kernels.conv import EPILOGUE_ACTIVATIONS
 from tritorch.kernels.conv_pool import conv2d_max_pool2d
 from tritorch.kernels.linear_chain import linear_chain
@@ -86,6 +87,8 @@ def w_attention(dt):
         _bwd(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
     q, k, v = (_t((2, 2, 64, 64), dt, True) for _ in range(3))
     _bwd(F.scaled_dot_product_attention(q, k, v, attn_mask=_t((64, 64), dt), dropout_p=0.1))
+    hidden = tritorch.ones(64, 64, device="cuda").triu(1).bool()     # tritorch.compile's attention written in ops
+    _bwd(masked_attention(q, k, v, hidden, 0.125))
 
 
 def w_conv(dt):

@@ -2,13 +2,14 @@
 signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and
 the training mode of every module the capture called) is new captures the forward through the op modes
 (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code
-elimination; activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels'
-epilogues (with autograd too); linears in a row as one node whose backward runs each activation's derivative in the
-next layer's grad_x epilogue (``kernels/linear_chain.py``); a root-mean-square norm written in ops as the row-norm
-kernels (``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward
-when the windows do not overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a
-batched product whose transpose a reshape would copy written in that transpose's order (``passes/layout.py``); and
-on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast operands and strided views are
+elimination; attention written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast);
+activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
+autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
+grad_x epilogue (``kernels/linear_chain.py``); a root-mean-square norm written in ops as the row-norm kernels
+(``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward when
+the windows do not overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched
+product whose transpose a reshape would copy written in that transpose's order (``passes/layout.py``); and on
+``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast operands and strided views are
 read in place; a value several elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean``
 over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue,
 in one generated kernel), each fused group one autograd node whose backward is derived from its rows' gradient rules
@@ -33,9 +34,10 @@ from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
 from .replay import ReducedOverhead
+from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
-from .passes import eliminate_dead_code, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
+from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
     fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
@@ -135,6 +137,9 @@ class CompiledFunction:
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
         n1 = len(graph.nodes)
+        if not any(key[4]):                 # under autocast the ops it replaces run in other dtypes
+            graph = fuse_attention(graph)
+        attention = sum(n.op == "masked_attention" for n in graph.nodes)
         graph = fuse_linear_epilogue(graph)
         n2 = len(graph.nodes)
         graph = fuse_linear_dropout(graph)
@@ -148,7 +153,8 @@ class CompiledFunction:
         graph = fuse_linear_chain(graph)
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
         graph, laid_out = plan_layouts(graph)
-        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {norms} RMS norms as row-norm kernels, " \
+        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
+            f"flash attention, {norms} RMS norms as row-norm kernels, " \
             f"{n1 - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
@@ -166,6 +172,7 @@ class CompiledFunction:
                 note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
         table = {**jit.op_table(), "linear_chain": linear_chain, "conv2d_max_pool2d": conv2d_max_pool2d,
+                 "masked_attention": masked_attention,
                  "rms_norm_rows": rms_norm_rows, **kernels}
         # the guard already holds the shapes: the replay need not check them again
         traced = jit.TracedModule(graph, type(self._orig_mod).__name__, check_shapes=False, table=table)

@@ -2,6 +2,7 @@
 file of its own:
 
 - ``dead_code.py``: ``eliminate_dead_code``;
+- ``attention.py``: ``fuse_attention``, attention written in ops as the flash-attention kernels;
 - ``epilogues.py``: activations, training-mode dropout and residual adds into the linear (and conv) kernels'
   epilogues: ``fuse_linear_epilogue``, ``fuse_linear_dropout``, ``fuse_linear_residual``;
 - ``conv_pool.py``: ``fuse_conv_pool``, a convolution's activation differentiated in the max pooling that reads it
@@ -13,6 +14,7 @@ file of its own:
   generated kernels (``codegen.py``);
 - ``graph.py``: what they share (a graph with new nodes, who reads what).
 """
+from .attention import fuse_attention
 from .chain import fuse_linear_chain
 from .conv_pool import fuse_conv_pool
 from .dead_code import eliminate_dead_code
@@ -21,6 +23,7 @@ from .layout import plan_layouts
 from .norms import fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
-__all__ = ["eliminate_dead_code", "fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual",
-           "fuse_conv_pool", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain", "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec",
-           "Param", "FUSIBLE_DTYPES"]
+__all__ = ["eliminate_dead_code", "fuse_attention", "fuse_linear_epilogue", "fuse_linear_dropout",
+           "fuse_linear_residual", "fuse_conv_pool", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain",
+           "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
+           "FUSIBLE_DTYPES"]
