@@ -1,10 +1,10 @@
-"""``scaled_dot_product_attention``: fused flash attention, forward and backward, with its NumPy reference.
+"""``scaled_dot_product_attention`` and ``masked_attention``: fused flash attention, forward, backward, reference.
 
 Shapes follow PyTorch: query (..., L, E), key (..., S, E), value (..., S, Ev), batch dims broadcast; the result is
 (..., L, Ev). ``attn = softmax(q @ k^T * scale + bias) @ v`` with ``scale = 1/sqrt(E)`` by default, where a boolean
 ``attn_mask`` lets a query see a key where it is True, a float one is added, and ``is_causal`` lets query i see keys
 j <= i (the lower triangle aligned to the top-left, as PyTorch's ``tril(ones(L, S))``). A query that sees no key gets
-zeros (PyTorch's safe softmax), not NaN.
+zeros (PyTorch's safe softmax), not NaN; ``masked_attention`` has masked_fill + softmax's semantics instead (NaN).
 
 NaN and inf follow PyTorch's math path (``softmax(q @ k^T * scale + bias) @ v``, bias -inf where a boolean mask hides
 a key): a NaN or +inf score makes its row NaN, also where a mask hides it (NaN - inf and inf - inf are NaN), while
