@@ -42,7 +42,7 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
 from ._common import check_same_device, empty, np_ct, sum_to, wrap
 from .elementwise import where
-from .dropout import dropout_mask_np
+from .dropout import Dropout, dropout_mask_np
 from .matmul import _dot_precision, nonfinite_probe, uses_fma
 from .random import _generator
 
@@ -508,7 +508,7 @@ class SDPA(Function):
         mask_grad = mask is not None and mask.dtype.is_floating_point and ctx.needs_input_grad[3]
         ins = (q, k, v, mask) if mask_grad else (q, k, v)
         if STATE.enabled:
-            grads = _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill)
+            grads = _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill, seed, offset)
         elif q._storage.device.type == "cpu":
             ct = np_ct(q.dtype)
             grads = np_sdpa_backward(_host(q, ct), _host(k, ct), _host(v, ct),
@@ -525,16 +525,18 @@ class SDPA(Function):
         return (*grads[:3], grads[3] if mask_grad else None, None, None, None, None, None, None)
 
 
-def _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill=False):
-    """(dq, dk, dv) written in tensor ops, which record: the backward of create_graph=True (no dropout)."""
-    if p_drop > 0:
+def _composed_backward(q, k, v, mask, causal, scale, p_drop, g, fill=False, seed=0, offset=0):
+    """(dq, dk, dv) written in tensor ops, which record: the backward of create_graph=True (no dropout but in
+    ``masked_attention``, whose dropout is the ``dropout`` op's on the weights, the same counters)."""
+    if p_drop > 0 and not fill:
         raise NotImplementedError("scaled_dot_product_attention: double backward with dropout_p > 0 is not supported")
     L, S = q._shape[-2], k._shape[-2]
     s = (q @ k.transpose(-2, -1)) * scale
     if fill:                        # masked_attention: the ops it stands for, and masked_fill's backward
         w = (s if mask is None else s.masked_fill(mask, float("-inf"))).softmax(-1)
-        dv = w.transpose(-2, -1) @ g
-        dp = g @ v.transpose(-2, -1)
+        drop = (lambda t: Dropout.apply(t, seed, offset, p_drop, 1)) if p_drop > 0 else (lambda t: t)
+        dv = drop(w).transpose(-2, -1) @ g
+        dp = drop(g @ v.transpose(-2, -1))
         ds = w * (dp - (dp * w).sum(-1, keepdim=True))
         ds = ds if mask is None else ds.masked_fill(mask, 0.0)
         return [ds @ k * scale, ds.transpose(-2, -1) @ q * scale, dv, ds]
@@ -619,13 +621,17 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return SDPA.apply(query, key, value, attn_mask, bool(is_causal), scale, float(dropout_p), seed, offset)
 
 
-def masked_attention(query, key, value, mask, scale):
-    """``softmax((query @ key^T * scale).masked_fill(mask, -inf), -1) @ value`` (no mask: None) in the flash-attention
-    kernels, with those ops' semantics: a hidden score is -inf whatever it was, a row whose keys are all hidden is
-    NaN, and no gradient flows through a hidden score. What ``tritorch.compile``'s ``fuse_attention`` makes of
-    attention written in ops; ``mask``: boolean, True where a key is hidden."""
-    _check(query, key, value, mask, 0.0, False)
+def masked_attention(query, key, value, mask, scale, dropout_p=0.0):
+    """``dropout(softmax((query @ key^T * scale).masked_fill(mask, -inf), -1), dropout_p) @ value`` (no mask: None)
+    in the flash-attention kernels, with those ops' semantics: a hidden score is -inf whatever it was, a row whose
+    keys are all hidden is NaN, no gradient flows through a hidden score, and dropout (training mode) draws the
+    counters the ``dropout`` op would and drops the same weights. What ``tritorch.compile``'s ``fuse_attention``
+    makes of attention written in ops; ``mask``: boolean, True where a key is hidden."""
+    _check(query, key, value, mask, dropout_p, False)
     if mask is not None and mask.dtype is not D.bool_:
         raise RuntimeError(f"masked_attention: expected a boolean mask, but got {mask.dtype}")
-    _weights_shape(query, key, value, mask, "masked_attention")
-    return SDPA.apply(query, key, value, mask, False, float(scale), 0.0, 0, 0, True)
+    batch, L, S = _weights_shape(query, key, value, mask, "masked_attention")
+    seed = offset = 0
+    if dropout_p > 0:
+        seed, offset = _generator(None, query._storage.device)._take(max(math.prod(batch) * L * S, 1))
+    return SDPA.apply(query, key, value, mask, False, float(scale), float(dropout_p), seed, offset, True)

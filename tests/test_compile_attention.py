@@ -122,6 +122,32 @@ def test_double_backward():
     assert tritorch.autograd.gradgradcheck(f, (q, k, v))
 
 
+@pytest.mark.parametrize("dtype", [tritorch.float32, F64])
+def test_dropout_drops_what_the_op_drops(device, dtype):
+    """With dropout_p, the counters the ``dropout`` op would draw and the same weights dropped: forward and every
+    gradient equal the ops' (the same seed), the double backward's too; the generator advanced as the op advances
+    it."""
+    q, rq = make((2, 3, 7, 4), dtype, device, seed=20, requires_grad=True)
+    k, rk = make((2, 3, 9, 4), dtype, device, seed=21, requires_grad=True)
+    v, rv = make((2, 3, 9, 5), dtype, device, seed=22, requires_grad=True)
+    g, _ = make((2, 3, 7, 5), dtype, device, seed=23)
+    m = tritorch.tensor(_mask((7, 9), 24), device=device)
+    res = []
+    for fn in (lambda: masked_attention(q, k, v, m, 0.5, 0.3),
+               lambda: F.dropout(F.softmax(((q @ k.transpose(-2, -1)) * 0.5).masked_fill(m, float("-inf")), -1),
+                                 0.3) @ v):
+        tritorch.manual_seed(5)
+        y = fn()
+        after = tritorch.rand(1, device=device)
+        grads = tritorch.autograd.grad(y, (q, k, v), g, create_graph=True)
+        res.append([y, *grads, *tritorch.autograd.grad(sum((d * d).sum() for d in grads), (q, k, v)), after])
+    assert not np.allclose(to_np(res[0][0]), to_np(masked_attention(q, k, v, m, 0.5)))    # weights were dropped
+    # float64: the attention kernels take 1 / (1 - p) as a float32 argument (the dropout op: its float64 bits)
+    rtol = 1e-7 if dtype is F64 and device == "cuda" else None
+    for i, (a, b) in enumerate(zip(*res)):
+        assert_close(a, b, dtype, rtol=rtol, msg=str(i))
+
+
 def test_errors():
     q = tritorch.randn(2, 4, 3)
     with pytest.raises(RuntimeError, match="expected a boolean mask"):
@@ -157,8 +183,49 @@ class Block(nn.Module):
         return self.proj(a.transpose(1, 2).reshape(b, t, d))
 
 
+class Nano(nn.Module):
+    """nanoGPT's causal self-attention: the mask a comparison of a buffer, dropout on the weights."""
+
+    def __init__(self, dim=16, heads=2, seq=9, p=0.2):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj, self.attn_dropout = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Dropout(p)
+        self.register_buffer("bias", tritorch.tril(tritorch.ones(seq, seq)).view(1, 1, seq, seq))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in self.qkv(x).split(d, dim=2))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+        y = self.attn_dropout(F.softmax(att, dim=-1)) @ v
+        return self.proj(y.transpose(1, 2).contiguous().view(b, t, d))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_compiled_nanogpt_attention_equals_eager(device, training):
+    """Training mode: the same weights dropped as eager (same seed), outputs and gradients equal; eval mode: the
+    dropout is the identity; both fused."""
+    tritorch.manual_seed(6)
+    m = Nano().to(device).train(training)
+    c = tritorch.compile(m)
+    x = tritorch.randn(3, 9, 16, device=device)
+    out, grads = [], []
+    for fn in (m, c, c):
+        m.zero_grad()
+        tritorch.manual_seed(7)
+        y = fn(x)
+        (y * y).sum().backward()
+        out.append(to_np(y))
+        grads.append([to_np(p.grad) for p in m.parameters()])
+    for i in (1, 2):
+        np.testing.assert_allclose(out[i], out[0], rtol=1e-4, atol=1e-5)
+        for a, b in zip(grads[i], grads[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert "1 attentions written in ops as flash attention" in c.explain()
+
+
 def _graph_ops(fn, *xs):
-    return [n.op for n in passes.fuse_attention(tritorch.jit.trace(fn, xs).graph).nodes]
+    return [n.op for n in passes.fuse_attention(tritorch.jit.trace(fn, xs, check_trace=False).graph).nodes]
 
 
 @pytest.mark.parametrize("spelling", ["mul", "rmul", "div", "nomask"])
@@ -173,6 +240,8 @@ def test_pass_conditions():
     m, k3 = tritorch.zeros(5, 6, dtype=tritorch.bool), tritorch.randn(6, 4, 2)
     ok = lambda q, k, v: F.softmax((q @ k.transpose(-2, -1)).masked_fill(m, float("-inf")), -1) @ v   # noqa: E731
     assert _graph_ops(ok, q, k, v) == ["masked_attention"]
+    drop = lambda q, k, v: F.dropout(F.softmax(q @ k.transpose(-2, -1), -1), 0.1) @ v   # noqa: E731
+    assert _graph_ops(drop, q, k, v) == ["masked_attention"]
     no = {
         "scores read twice": lambda q, k, v: (lambda s: F.softmax(s, -1) @ v + s.sum())(q @ k.transpose(-2, -1)),
         "softmax over dim 1": lambda q, k, v: F.softmax(q @ k.transpose(-2, -1), 1) @ v,
@@ -181,6 +250,11 @@ def test_pass_conditions():
         "not the last two dims": lambda q, k, v: F.softmax(q @ k3.transpose(0, 2), -1) @ v,
         "softmax in float64": lambda q, k, v: F.softmax(q @ k.transpose(-2, -1), -1, dtype=F64) @ v.double(),
         "weights an output": lambda q, k, v: (lambda p: (p @ v, p))(F.softmax(q @ k.transpose(-2, -1), -1)),
+        "dropout p = 0 (draws)": lambda q, k, v: F.dropout(F.softmax(q @ k.transpose(-2, -1), -1), 0.0) @ v,
+        "dropout p = 1": lambda q, k, v: F.dropout(F.softmax(q @ k.transpose(-2, -1), -1), 1.0) @ v,
+        "dropout, v made after it": lambda q, k, v: (lambda p: p @ (v * 2.0))(
+            F.dropout(F.softmax(q @ k.transpose(-2, -1), -1), 0.1)),
+        "dropout, broadcast batch": lambda q, k, v: F.dropout(F.softmax(q @ k[:1].transpose(-2, -1), -1), 0.1) @ v,
     }
     for why, fn in no.items():
         assert "masked_attention" not in _graph_ops(fn, q, k, v), why

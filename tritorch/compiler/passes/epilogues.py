@@ -19,7 +19,7 @@ from ...kernels.conv import EPILOGUE_ACTIVATIONS
 from .graph import copy_graph as _copy, reads as _reads, uses as _uses
 from .pointwise import pointwise_spec, scalar_ok
 
-__all__ = ["fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual"]
+__all__ = ["fuse_linear_epilogue", "fuse_linear_dropout", "fuse_linear_residual", "training_dropout_p"]
 
 
 def _epilogue(node):
@@ -90,7 +90,7 @@ def _linears(graph, kwargs):
             not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
 
 
-def _dropout_p(node):
+def training_dropout_p(node):
     """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords), else
     None."""
     names = ("p", "train", "inplace")
@@ -110,7 +110,7 @@ def fuse_linear_dropout(graph):
     replaced, nodes = set(), []
     for node in graph.nodes:
         src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
-        p = _dropout_p(node) if src is not None and not node.aliases else None
+        p = training_dropout_p(node) if src is not None and not node.aliases else None
         lin = producer.get(src.name) if p is not None else None
         if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
             nodes.append(node)
