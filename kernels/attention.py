@@ -42,7 +42,7 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, next_pow2, broadcast_shapes, interp_bf16_in
 from ._common import check_same_device, empty, np_ct, sum_to, wrap
 from .elementwise import where
-from .dropout import Dropout, dropout_mask_np
+from .dropout import Dropout, dropout_mask_np, dropout_scale
 from .matmul import _dot_precision, nonfinite_probe, uses_fma
 from .random import _generator
 
@@ -97,15 +97,22 @@ def _causal_end(full, diag, vmax_ptr, CAUSAL: tl.constexpr):
 
 
 @triton.jit
+def _inv_keep(scale_bits, CT: tl.constexpr):
+    """Dropout's 1 / (1 - p) from its float64 bits (``dropout_scale``), as the dropout op scales (a float argument
+    would reach the kernel as float32)."""
+    return scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+
+
+@triton.jit
 def _keep(seed, offset, zh, rows, cols, L, S, p_drop):
     """The dropout keep-mask of a block: rand(seed, offset + (zh*L + i)*S + j) >= p."""
     idx = (zh * L + rows[:, None].to(tl.int64)) * S + cols[None, :]
     return tl.rand(seed, offset.to(tl.int64) + idx) >= p_drop
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
 def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L, S, E, EV, scale, seed, offset,
-                     p_drop, sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                     p_drop, scale_bits, sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                      soz, soh, som, sok,
                      MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
                      CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -125,7 +132,7 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
     l_i = tl.zeros([BLOCK_M], CT)
     nan_i = tl.zeros([BLOCK_M], tl.int32)         # 1: a NaN or +inf score, the row's softmax is NaN
     acc = tl.zeros([BLOCK_M, BLOCK_DV], CT)
-    inv_keep = 1.0 / (1.0 - p_drop)
+    inv_keep = _inv_keep(scale_bits, CT)
     hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
@@ -158,9 +165,9 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
     tl.store(lse_ptr + zh * L + rows, lse.to(lse_ptr.dtype.element_ty), mask=rows < L)
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
 def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                          H, L, S, E, EV, scale, seed, offset, p_drop,
+                          H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
                           sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                           sdz, sdh, sdm, sdk, sgkz, sgkh, sgkn, sgkk, sgvz, sgvh, sgvn, sgvk,
                           MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
@@ -180,7 +187,7 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
                 mask=(cols[:, None] < S) & (dvr[None, :] < EV), other=0.0)
     dk = tl.zeros([BLOCK_N, BLOCK_D], CT)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], CT)
-    inv_keep = 1.0 / (1.0 - p_drop)
+    inv_keep = _inv_keep(scale_bits, CT)
     lo = _causal_end(0, (start_n // BLOCK_M) * BLOCK_M, vmax_ptr, CAUSAL)
     for start_m in range(lo, L, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
@@ -208,9 +215,9 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
              mask=(cols[:, None] < S) & (dvr[None, :] < EV))
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p_drop"])
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
 def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, delta_ptr, dq_ptr, dm_ptr,
-                        H, L, S, E, EV, scale, seed, offset, p_drop,
+                        H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
                         sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
                         sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk,
                         MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
@@ -236,7 +243,7 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o
     delta = tl.sum(o.to(CT) * do.to(CT), axis=1)
     tl.store(delta_ptr + zh * L + rows, delta.to(delta_ptr.dtype.element_ty), mask=rows < L)
     dq = tl.zeros([BLOCK_M, BLOCK_D], CT)
-    inv_keep = 1.0 / (1.0 - p_drop)
+    inv_keep = _inv_keep(scale_bits, CT)
     hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
@@ -341,6 +348,7 @@ class _Launch:
         mst = _strides4(self.mask) if self.mask is not None else [0, 0, 0, 0]
         return [ptr(self.q), ptr(self.k), ptr(self.v), ptr(m), ptr(self.vmax if self.vmax is not None else m)], [
             self.H, self.L, self.S, self.E, self.EV, self.scale, self.seed, self.offset, self.p_drop,
+            dropout_scale(self.p_drop)[1],
             *_strides4(self.q), *_strides4(self.k), *_strides4(self.v), *mst]
 
     def consts(self):

@@ -142,10 +142,8 @@ def test_dropout_drops_what_the_op_drops(device, dtype):
         grads = tritorch.autograd.grad(y, (q, k, v), g, create_graph=True)
         res.append([y, *grads, *tritorch.autograd.grad(sum((d * d).sum() for d in grads), (q, k, v)), after])
     assert not np.allclose(to_np(res[0][0]), to_np(masked_attention(q, k, v, m, 0.5)))    # weights were dropped
-    # float64: the attention kernels take 1 / (1 - p) as a float32 argument (the dropout op: its float64 bits)
-    rtol = 1e-7 if dtype is F64 and device == "cuda" else None
     for i, (a, b) in enumerate(zip(*res)):
-        assert_close(a, b, dtype, rtol=rtol, msg=str(i))
+        assert_close(a, b, dtype, msg=str(i))
 
 
 def test_errors():
