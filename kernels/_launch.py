@@ -8,7 +8,7 @@ from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
 
-__all__ = ["Ptr", "ptr", "TL", "ACC", "broadcast_shapes", "coalesce", "MAXD", "cdiv", "next_pow2", "on_cpu"]
+__all__ = ["Ptr", "ptr", "table_ptr", "TL", "ACC", "broadcast_shapes", "coalesce", "MAXD", "cdiv", "next_pow2", "on_cpu"]
 
 
 class Ptr:
@@ -18,25 +18,27 @@ class Ptr:
     the storage methods it calls hand back this object itself and the copy-back is a no-op.
     """
 
-    __slots__ = ("addr", "dtype", "keep", "src")
+    __slots__ = ("addr", "dtype", "keep", "src", "reach")
 
-    def __init__(self, addr, dtype, keep=None, src=None):
+    def __init__(self, addr, dtype, keep=None, src=None, reach=0):
         self.addr = addr
         self.dtype = dtype
         self.keep = keep        # a temporary's storage, alive while the argument is (``in_ptr``)
         self.src = src          # (shape, strides) of the view this points into, for ``nbytes``; None: a raw address
+        self.reach = reach      # bytes of the tensors a table of addresses points at (``table_ptr``)
 
     @property
     def nbytes(self):
-        """Bytes of the distinct elements of the view this points at (broadcast dims counted once), the extent a
-        profiler counts (tritorch.profiler); None for a raw address."""
+        """Bytes of the distinct elements of the view this points at (broadcast dims counted once), plus those of
+        the tensors it lists if it is a table of addresses: the extent a profiler counts (tritorch.profiler); None
+        for a raw address."""
         if self.src is None:
             return None
         n = 1
         for size, stride in zip(*self.src):
             if stride != 0 or size == 0:
                 n *= size
-        return n * self.dtype.itemsize
+        return n * self.dtype.itemsize + self.reach
 
     def data_ptr(self):
         return self.addr
@@ -71,6 +73,15 @@ class Ptr:
 def ptr(t):
     """The kernel argument of tensor ``t``: the address of its first element."""
     return Ptr(t._storage.ptr + t._offset * t.dtype.itemsize, t.dtype, None, (t._shape, t._stride))
+
+
+def table_ptr(table, tensors):
+    """The kernel argument of ``table``, a tensor of addresses (a multi-tensor kernel's), which also counts the
+    bytes of the contiguous ``tensors`` it lists: a kernel reaching memory through a table moves those bytes, and
+    a profiler counting only the table would see a few hundred."""
+    p = ptr(table)
+    p.reach = sum(t.numel() * t.dtype.itemsize for t in tensors)
+    return p
 
 
 TL = {D.float32: tl.float32, D.float16: tl.float16, D.bfloat16: tl.bfloat16, D.float64: tl.float64,

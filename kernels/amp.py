@@ -14,7 +14,7 @@ from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor, register
 
-from ._launch import ACC, TL, ptr
+from ._launch import ACC, TL, ptr, table_ptr
 from .optim import _addr, _block_map, _block_size, _tile
 
 __all__ = ["non_finite_check_and_unscale_", "update_scale_"]
@@ -128,7 +128,7 @@ def _unscale_cuda(grads, found_inf, inv_scale):
     tab = Tensor._wrap_numpy(table, dev)
     block = _block_size(numels)
     blocks = _block_map(dev, numels, block)
-    _unscale_kernel[(blocks.numel() // 2,)](ptr(tab), ptr(blocks), len(work), ptr(found_inf), ptr(inv_scale),
+    _unscale_kernel[(blocks.numel() // 2,)](table_ptr(tab, work), ptr(blocks), len(work), ptr(found_inf), ptr(inv_scale),
                                            GT=TL[gt], CT=ACC[dt], BLOCK=block)
     for g, w in zip(live, work):
         if w is g:

@@ -20,7 +20,7 @@ import triton.language as tl
 from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
-from ._launch import ACC, TL, Ptr, ptr, next_pow2
+from ._launch import ACC, TL, Ptr, ptr, table_ptr, next_pow2
 from .copy import copy_into
 
 __all__ = ["RULES", "update", "state_dtype"]
@@ -635,7 +635,7 @@ def _update_cuda(rule, params, grads, states, scalars, flags):
     tab = Tensor._wrap_numpy(table, dev)
     block = _block_size(numels)
     blocks = _block_map(dev, numels, block)
-    tab_p = ptr(tab)
+    tab_p = table_ptr(tab, [*work, *grads, *(s for st in states for s in st if s is not None)])
     scal_p = Ptr(tab_p.addr + len(rows) * T * 8, D.float64)
     aligned = not (table[T:len(rows) * T] % 16).any()
     rule.kernel[(blocks.numel() // 2,)](tab_p, scal_p, ptr(blocks), T, PT=TL[pdt_k], CT=ACC[pdt], **flags,

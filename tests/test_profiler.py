@@ -10,7 +10,7 @@ from triton.runtime.jit import JITFunction
 import tritorch
 import tritorch.nn as nn
 from tritorch import _modes
-from tritorch.kernels._launch import Ptr, ptr
+from tritorch.kernels._launch import Ptr, ptr, table_ptr
 from tritorch.profiler import ProfilerActivity, profile, record_function
 
 
@@ -170,6 +170,25 @@ def test_ptr_extent_counts_distinct_elements():
     assert ptr(x.expand(4, 5, 3)).nbytes == 48               # a broadcast dim reads the same elements again
     assert ptr(x[1:3]).nbytes == 24 and ptr(x.transpose(0, 2)).nbytes == 48
     assert Ptr(0, tritorch.float32).nbytes is None            # a raw address has no known extent
+    table = tritorch.zeros(2, dtype=tritorch.int64, device="cuda")
+    assert table_ptr(table, [x, tritorch.zeros(5, dtype=tritorch.float16)]).nbytes == 16 + 48 + 10
+
+
+@pytest.mark.parametrize("opt", [tritorch.optim.Adam, tritorch.optim.SGD])
+def test_multi_tensor_kernels_count_the_tensors_they_reach(opt):
+    """An optimizer's one launch reaches every parameter, gradient and state through a table of addresses: the
+    profiler counts those tensors, not the table's few bytes (Adam: p, g, m, v; SGD without momentum: p, g)."""
+    params = [nn.Parameter(tritorch.ones(n, device="cuda")) for n in (3, 1000, 70)]
+    for p in params:
+        p.grad = tritorch.ones_like(p)
+    o = opt(params, lr=0.1)
+    o.step()                                    # Adam's states exist from here on
+    with profile() as prof:
+        o.step()
+    assert prof.kernel_launches() == 1
+    numel = sum(p.numel() for p in params)
+    tensors = 4 if opt is tritorch.optim.Adam else 2
+    assert tensors * numel * 4 < prof.kernel_bytes() < tensors * numel * 4 + 400
 
 
 def test_compiled_function_launches_fewer_kernels():
@@ -199,3 +218,12 @@ def test_device_time_on_a_gpu():
         x * y
     kernel = next(e for e in prof.events() if e.kind == "kernel")
     assert kernel.device_time_total > 0 and kernel.cpu_parent.device_time_total == kernel.device_time_total
+
+
+def test_grad_scaler_unscale_counts_the_gradients():
+    grads = [tritorch.ones(n, device="cuda") for n in (5, 300)]
+    found_inf = tritorch.zeros(1, device="cuda")
+    inv_scale = tritorch.full((1,), 0.5, device="cuda")
+    with profile() as prof:
+        tritorch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
+    assert prof.kernel_launches() == 1 and 305 * 4 < prof.kernel_bytes() < 305 * 4 + 200

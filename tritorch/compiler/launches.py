@@ -200,8 +200,8 @@ class LaunchList:
         return best[1], addr - best[0]
 
     def _patches(self, args, kwargs):
-        """Where a launch's arguments change per call: pointers, as (argument, slot, byte offset, dtype, view), and
-        random draws, as (argument, draw, 0 for its seed or 1 for its offset)."""
+        """Where a launch's arguments change per call: pointers, as (argument, slot, byte offset, dtype, view, bytes
+        reached through it), and random draws, as (argument, draw, 0 for its seed or 1 for its offset)."""
         ptrs, draws = [], []
         for where, a in [*enumerate(args), *kwargs.items()]:
             if type(a) is int:
@@ -213,7 +213,7 @@ class LaunchList:
                     continue                    # no element is read through it
                 j, off = self._slot(a.addr)
                 if j is not None:               # None: a constant, read where it is
-                    ptrs.append((where, j, off, a.dtype, a.src))
+                    ptrs.append((where, j, off, a.dtype, a.src, a.reach))
             elif hasattr(a, "data_ptr"):
                 raise Unsafe(f"a launch takes a {type(a).__name__} as a pointer")
         return ptrs, draws
@@ -262,7 +262,8 @@ class LaunchList:
                 base[j] = st.ptr
             if ptrs or draws:
                 args, kwargs = list(args), dict(kwargs)
-                for where, value in [*((w, Ptr(base[j] + off, dt, None, src)) for w, j, off, dt, src in ptrs),
+                for where, value in [*((w, Ptr(base[j] + off, dt, None, src, reach))
+                                       for w, j, off, dt, src, reach in ptrs),
                                      *((w, drawn[k][part]) for w, k, part in draws)]:
                     if type(where) is int:
                         args[where] = value
