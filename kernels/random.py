@@ -33,7 +33,7 @@ from ._common import check_inplace, check_same_device
 from .copy import copy_into
 
 __all__ = ["Generator", "manual_seed", "seed", "initial_seed", "default_generator", "get_rng_state",
-           "set_rng_state", "philox_np", "fill_random", "bernoulli", "randperm", "multinomial"]
+           "set_rng_state", "philox_np", "fill_random", "bernoulli", "randperm", "multinomial", "draw_clock"]
 
 DEFAULT_SEED = 67280421310721          # PyTorch's default seed
 _U64 = 1 << 64
@@ -540,3 +540,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 
 _impl.UNIFORM, _impl.NORMAL, _impl.RANDINT = UNIFORM, NORMAL, RANDINT    # the factories' distributions
+
+
+def draw_clock(generators=()):
+    """The (seed, offset) of every default generator and of ``generators``: it changes exactly when one of them
+    hands out random numbers or is reseeded (``tritorch.jit``'s capture notes the calls that draw)."""
+    return tuple((g._seed, g._offset) for g in (*_DEFAULT.values(), *generators))

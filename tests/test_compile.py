@@ -231,6 +231,36 @@ def test_dead_code_keeps_in_place_writes():
     assert tritorch.compile(f)(tritorch.zeros(3)).tolist() == [1.0, 1.0, 1.0]
 
 
+def test_dead_code_keeps_random_draws(device, tmp_path):
+    """A dropout nothing reads still takes its counters: the numbers every later op and call draws are eager's
+    (as PyTorch's eager; the draw is noted at capture, also through a generator argument, and saved by jit.save)."""
+    gen = tritorch.Generator(device)
+
+    def f(x):
+        tritorch.nn.functional.dropout(x, 0.5)              # dead, but it moves the generator
+        tritorch.rand(4, generator=gen, device=device)      # dead, moves gen
+        x.neg()                                             # dead, draws nothing
+        return tritorch.nn.functional.dropout(x, 0.5) + tritorch.rand(4, generator=gen, device=device)
+    x = tritorch.ones(4, device=device)
+    traced = tritorch.jit.trace(f, x, check_trace=False)
+    assert [n.draws for n in traced.graph.nodes] == [True, True, False, True, True, False]
+    assert [n.op for n in passes.eliminate_dead_code(traced.graph).nodes] == ["dropout", "rand", "dropout", "rand",
+                                                                            "__add__"]
+    c = tritorch.compile(f)
+
+    def run(fn):
+        tritorch.manual_seed(3)
+        gen.manual_seed(4)
+        return [fn(x).tolist(), tritorch.rand(3, device=device).tolist(), tritorch.rand(3, generator=gen).tolist()
+                if device == "cpu" else tritorch.rand(3, generator=gen, device=device).tolist()]
+    want = run(f)
+    for _ in range(2):                                      # the capture, then the replay
+        assert run(c) == want
+    plain = tritorch.jit.trace(lambda x: (tritorch.nn.functional.dropout(x, 0.5), x.neg())[1], x, check_trace=False)
+    tritorch.jit.save(plain, tmp_path / "f.pt")
+    assert [n.draws for n in tritorch.jit.load(tmp_path / "f.pt").graph.nodes] == [True, False]
+
+
 def test_guards_recapture(device):
     m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Tanh()).to(device)
     c = tritorch.compile(m)

@@ -8,6 +8,7 @@ from ..nn import module as _module
 from ..nn.module import Module
 from ..nn.rnn import RNNBase
 from ..nn.utils.rnn import PackedSequence
+from ..kernels.random import Generator, draw_clock
 from .ir import Const, Graph, Node, flatten
 
 __all__ = ["TracerWarning", "Capture", "CAPTURING"]
@@ -130,15 +131,17 @@ class Capture(_modes.OpMode):
         ins = self.to_ir(args), self.to_ir(kwargs)
         arg_tensors = [t for t in flatten((args, kwargs), lambda x: isinstance(x, Tensor))[0]]
         versions = [(t, t._version) for t in arg_tensors]
+        generators = flatten((args, kwargs), lambda x: isinstance(x, Generator))[0]
+        clock = draw_clock(generators)
         self.depth += 1
         try:
             result = op(*args, **kwargs)
         finally:
             self.depth -= 1
-        self.record(name, ins[0], ins[1], result, versions)
+        self.record(name, ins[0], ins[1], result, versions, draw_clock(generators) != clock)
         return result
 
-    def record(self, name, args, kwargs, result, versions=()):
+    def record(self, name, args, kwargs, result, versions=(), draws=False):
         leaves, struct = flatten(result, lambda x: isinstance(x, Tensor))
         if not leaves and result is not None:
             return                          # a Python value (a shape, a flag): baked into its users
@@ -156,7 +159,7 @@ class Capture(_modes.OpMode):
                 outs.append(self.bind(t, "node"))
                 returned.add(id(t))
         scope, mtype = self.scopes[-1]
-        self.graph.nodes.append(Node(name, args, kwargs, outs, struct, scope, mtype, aliases))
+        self.graph.nodes.append(Node(name, args, kwargs, outs, struct, scope, mtype, aliases, draws))
 
     def value_read(self, name):
         if self.on_value_read == "break":          # tritorch.compile: note it, the caller runs such a forward eagerly
@@ -204,11 +207,13 @@ class Capture(_modes.OpMode):
             if id(t) not in self.ids:
                 self.graph.params[full] = t
                 self.bind(t, "param", full)
+        clock = draw_clock()
         self.depth += 1
         try:
             result = call(*args, **kwargs)
         finally:
             self.depth -= 1
+        draws = draw_clock() != clock                   # dropout between layers, in training
         op = {"LSTM": "LSTM", "GRU": "GRU"}.get(module.mode, "RNN")
         cfg = {"input_size": module.input_size, "hidden_size": module.hidden_size, "num_layers": module.num_layers,
                "bias": module.bias, "batch_first": module.batch_first, "bidirectional": module.bidirectional,
@@ -217,7 +222,7 @@ class Capture(_modes.OpMode):
             cfg["nonlinearity"] = "tanh" if module.mode == "RNN_TANH" else "relu"
         self.scopes.append((name, type(module).__name__))
         try:
-            self.record("module:" + op, ins, cfg, result)
+            self.record("module:" + op, ins, cfg, result, draws=draws)
         finally:
             self.scopes.pop()
         return result

@@ -95,7 +95,7 @@ def save(m, f):
            "nodes": [{"op": n.op, "args": _enc(n.args), "kwargs": _enc(n.kwargs),
                       "outputs": [_value(v) for v in n.outputs], "out_struct": _enc(n.out_struct),
                       "scope": n.scope, "module_type": n.module_type,
-                      "aliases": [[i, s] for i, s in n.aliases.items()]} for n in g.nodes],
+                      "aliases": [[i, s] for i, s in n.aliases.items()], "draws": n.draws} for n in g.nodes],
            "out_struct": _enc(g.out_struct)}
     text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
     data = _ser._serialize({n: t.detach() for n, t in g.params.items()},
@@ -156,7 +156,7 @@ def _program(doc, tensors, where):
         args, kwargs = _dec(n["args"], g.values), _dec(n["kwargs"], g.values)
         outs = [value(e, "node") for e in n["outputs"]]
         g.nodes.append(Node(n["op"], args, kwargs, outs, _dec(n["out_struct"], {}), n["scope"], n["module_type"],
-                            {int(i): s for i, s in n["aliases"]}))
+                            {int(i): s for i, s in n["aliases"]}, n.get("draws") is True))
     g.out_struct = _dec(doc["out_struct"], g.values)
     g.outputs = [v for v in _flat_values(g.out_struct)]
     m = TracedModule(g, str(doc["name"]), persistent=persistent)

@@ -47,13 +47,15 @@ class Node:
     output indices: an int, nested tuples/lists of ints, None and Const leaves), ``scope`` (qualified name of the
     innermost module whose forward made the call, "" at top level), ``module_type`` (its class name or ""),
     ``aliases`` ({output index: input Value name}: an output that is an input updated in place, which the replay
-    binds to the same tensor)."""
-    __slots__ = ("op", "args", "kwargs", "outputs", "out_struct", "scope", "module_type", "aliases")
+    binds to the same tensor), ``draws`` (the call took random numbers from a generator: it runs even if nothing
+    reads its result, so that the numbers every later call draws are eager's)."""
+    __slots__ = ("op", "args", "kwargs", "outputs", "out_struct", "scope", "module_type", "aliases", "draws")
 
-    def __init__(self, op, args, kwargs, outputs, out_struct, scope="", module_type="", aliases=None):
+    def __init__(self, op, args, kwargs, outputs, out_struct, scope="", module_type="", aliases=None, draws=False):
         self.op, self.args, self.kwargs = op, tuple(args), dict(kwargs)
         self.outputs, self.out_struct = list(outputs), out_struct
         self.scope, self.module_type, self.aliases = scope, module_type, dict(aliases or {})
+        self.draws = draws
 
     def __repr__(self):
         outs = ", ".join(f"%{v.name}: {_type(v)}" for v in self.outputs) or "()"
