@@ -132,8 +132,9 @@ def test_host_check_is_replayed():
 
 
 def test_random_ops_draw_anew_per_replay():
-    """Each replay draws from the generator as the graph's replay does (the recording call, the third, takes marker
-    draws instead): the same dropout masks and gradients, call by call, as mode="default"."""
+    """Each replay draws from the generator as the graph's replay does, and so does the recording call (the third:
+    its launches get its draws in place of the markers it records, forward and backward): the same dropout masks
+    and gradients, call by call, as mode="default"."""
     res = {}
     x = _data((4, 6), "cuda", 0)
     for mode in ("default", "reduce-overhead"):
@@ -148,7 +149,7 @@ def test_random_ops_draw_anew_per_replay():
             res[mode].append([y.detach().cpu().numpy()] + [p.grad.cpu().numpy() for p in model.parameters()])
     entry = _entry(c)
     assert entry.reason is None and entry.fwd.draws and entry.bwd is not None
-    for step in (0, 1, 3, 4, 5):
+    for step in range(6):
         for a, b in zip(res["reduce-overhead"][step], res["default"][step]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     outs = [r[0] for r in res["reduce-overhead"][3:]]

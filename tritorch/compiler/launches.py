@@ -24,9 +24,10 @@ class Recorder:
     """While active: every kernel launch (kernel, grid, args, kwargs) and every storage made, in order;
     ``unsafe`` names the first thing seen that the launches would not replay."""
 
-    def __init__(self, draws=True):
+    def __init__(self, draws=True, real=()):
         self.launches, self.created, self.checks, self.unsafe = [], [], [], None
         self.draws = [] if draws else None      # (generator, n) per random draw, in order
+        self.real = list(real)                  # (seed, offset) the generator gave per draw, in order
         self.constants = []             # (storage, its host data) per upload
         self.reading = False            # in a ``host_check``: its read is replayed, not refused
         self.uploading = False          # in ``Storage.from_numpy``: its copy makes a constant, not refused
@@ -60,12 +61,14 @@ class Recorder:
     def _draw(self, gen, n, take):
         """A random op's draw of ``n`` counters: the generator moves on as usual, but the op gets the k-th draw's
         marker seed and offset (``_SEED + k``, ``_OFFSET + k * 2**40``, numbers of a stream no draw reaches), so that
-        the launches that take them can be found and handed each replay's own draw."""
+        the launches that take them can be found and handed each replay's own draw; this call's launches get the
+        generator's numbers (``_launch``)."""
         drawn = take(gen, n)
         if self.draws is None:
             self.refuse("random numbers drawn in the backward")
             return drawn
         self.draws.append((gen, n))
+        self.real.append(drawn)
         k = len(self.draws) - 1
         return _SEED + k, _OFFSET + (k << 40)
 
@@ -79,8 +82,13 @@ class Recorder:
             self.reading = False
 
     def _launch(self, kernel, grid, args, kwargs, go):
+        """Record the launch as the op made it (markers in place of its draws) and launch it with the numbers the
+        markers stand for, so that the recording call's results are those of any other call."""
         self.launches.append((kernel, grid, args, kwargs))
-        return go()
+        if not self.real:
+            return go()
+        real = lambda a: _real(a, self.real) if type(a) is int else a       # noqa: E731
+        return go([real(a) for a in args], {k: real(v) for k, v in kwargs.items()})
 
     def __enter__(self):
         self._undo = [install(self._launch)]
@@ -142,6 +150,17 @@ def _draw_of(a, n):
                 raise Unsafe("a random op's draw was changed before its launch")
             return k, part
     return None
+
+
+def _real(a, real):
+    """The number launch argument ``a`` stands for, given the draws' ``real`` (seed, offset): a marker seed is the
+    draw's seed, a marker offset plus what an op added to it is the draw's offset plus that; else ``a`` itself."""
+    if _SEED <= a < _SEED + len(real):
+        return real[a - _SEED][0]
+    if _OFFSET <= a < _OFFSET + (len(real) << 40):
+        k, rest = divmod(a - _OFFSET, 1 << 40)
+        return real[k][1] + rest
+    return a
 
 
 def _addr(t):

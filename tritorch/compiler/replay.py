@@ -16,7 +16,7 @@ parameters and incoming gradients are read in place; their shapes and strides ar
 
 Random ops draw anew per call: the recording hands each draw a marker seed and offset, the launches that take them
 are patched with each replay's own draw from the generator (the same draws, in the same order, as the graph's
-replay makes; the recording call itself runs on the markers' numbers). A value check an op makes on the host from
+replay makes); the recording call's own launches, forward and backward, get its draws in place of the markers. A value check an op makes on the host from
 a kernel's result (``host_check``: a class target out of range) runs again after the same launch of each replay.
 
 A recording is refused, and the signature replays its graph as ``mode="default"`` does (``explain()`` says why),
@@ -144,6 +144,7 @@ class ReducedOverhead:
         if ctx is None:
             return tuple(outs)
         ctx.inner = (inner + list(tensors[n:]), outs)
+        ctx.real = rec.real                 # its graph's random ops hold markers: their backward needs these
         detached = tuple(o.detach() for o in outs)
         ctx.mark_non_differentiable(*[o for o in detached if not o.dtype.is_floating_point])
         return detached
@@ -155,7 +156,7 @@ class ReducedOverhead:
         pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad]
         wrt = [t for t in wrt_all if t.requires_grad]
         recording = self.rec is not None and self.bwd is None
-        with Recorder(draws=False) if recording else nullcontext() as rec:
+        with Recorder(draws=False, real=ctx.real) as rec:
             got = _autograd_grad([o for o, _ in pairs], wrt, [g for _, g in pairs], retain_graph=True,
                                  allow_unused=True) if pairs and wrt else [None] * len(wrt)
         it = iter(got)

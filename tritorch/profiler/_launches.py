@@ -44,14 +44,15 @@ def _wrap(orig, on_launch):
         if warmup:                      # a compile-only call launches nothing
             return orig(self, *args, grid=grid, warmup=warmup, **kwargs)
         return on_launch(self, grid, args, kwargs,
-                         lambda: orig(self, *args, grid=grid, warmup=False, **kwargs))
+                         lambda a=args, k=kwargs: orig(self, *a, grid=grid, warmup=False, **k))
     run.__wrapped__ = orig
     return run
 
 
 def install(on_launch):
     """Route every kernel launch through ``on_launch(kernel, grid, args, kwargs, go)`` (``go()`` launches and
-    returns what Triton returns). Returns ``restore()``, which undoes exactly this installation."""
+    returns what Triton returns; ``go(args, kwargs)`` launches with those arguments instead). Returns
+    ``restore()``, which undoes exactly this installation."""
     saved = [(cls, cls.__dict__.get("run")) for cls in LAUNCHERS]
     try:
         for cls, _ in saved:
