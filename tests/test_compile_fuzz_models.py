@@ -29,8 +29,9 @@ def _program(rng):
         i = int(rng.integers(len(widths)))
         w = widths[i]
         same = [j for j, v in enumerate(widths) if v == w and j != i]
-        kind = rng.choice(["lin", "lin", "lin", "act", "act", "drop", "add", "mul", "ln", "rms", "attn"])
-        if kind in ("add", "mul") and not same:
+        kind = rng.choice(["lin", "lin", "lin", "act", "act", "drop", "add", "mul", "ln", "rms", "attn", "roll",
+                           "inplace"])
+        if kind in ("add", "mul", "inplace") and not same:
             kind = "lin"
         if kind == "lin":
             out = int(rng.choice([8, 12, 16]))
@@ -41,8 +42,10 @@ def _program(rng):
             steps.append(("act", i, int(rng.integers(len(ACTS)))))
         elif kind == "drop":
             steps.append(("drop", i))
-        elif kind in ("add", "mul"):
+        elif kind in ("add", "mul", "inplace"):
             steps.append((kind, i, same[int(rng.integers(len(same)))]))
+        elif kind == "roll":
+            steps.append(("roll", i, int(rng.integers(1, w))))
         elif kind in ("ln", "rms"):
             steps.append((kind, i, w))
         else:
@@ -84,6 +87,10 @@ class _Net(nn.Module):
                 v = v + vals[s[2]]
             elif s[0] == "mul":
                 v = v * vals[s[2]]
+            elif s[0] == "inplace":                    # in-place ops on a fresh value
+                v = (v + 0.0).add_(vals[s[2]], alpha=0.5).relu_()
+            elif s[0] == "roll":                       # slices of the last dim, concatenated the other way round
+                v = tritorch.cat([v[..., s[2]:], v[..., :s[2]]], -1)
             elif s[0] == "ln":
                 v = next(norms)(v)
             elif s[0] == "rms":
@@ -115,7 +122,7 @@ def _results(run, model, x, seed):
     sum((o * o).sum() for o in outs).backward()
     return [o.detach().cpu().numpy() for o in outs] + [x.grad.cpu().numpy()] + \
         [p.grad.cpu().numpy() if p.grad is not None else None for p in model.parameters()] + \
-        [tritorch.rand(3, device="cuda").cpu().numpy()]
+        [tritorch.rand(3, device=x.device).cpu().numpy()]
 
 
 def _agree(got, want, what):
@@ -128,19 +135,25 @@ def _agree(got, want, what):
                                        err_msg=f"{what}: result {k}")
 
 
-def _case(seed):
+def _case(seed, device="cuda", dtype=tritorch.float32):
     rng = np.random.default_rng(5000 + seed)
     program = _program(rng)
     tritorch.manual_seed(seed)
-    model = _Net(program).to("cuda")
-    x = tritorch.tensor(rng.standard_normal((B, T, program[1][0])).astype(np.float32), device="cuda",
-                        requires_grad=True)
+    model = _Net(program).to(device, dtype)
+    x = tritorch.tensor(rng.standard_normal((B, T, program[1][0])), dtype=dtype, device=device, requires_grad=True)
     return program, model, x
 
 
-@pytest.mark.parametrize("seed", range(SEEDS))
-def test_fuzz_compiled_model_matches_eager(seed):
-    program, model, x = _case(seed)
+CASES = [(seed, "cuda", tritorch.float32) for seed in range(SEEDS)] + \
+    [(seed, "cpu", tritorch.float32) for seed in range(SEEDS // 2)] + \
+    [(seed, "cuda", tritorch.float64) for seed in range(SEEDS // 4)]
+
+
+@pytest.mark.parametrize("seed,device,dtype", CASES)
+def test_fuzz_compiled_model_matches_eager(seed, device, dtype):
+    """On cuda (generated kernels, every pass) in float32 and float64, and on cpu (the NumPy references, the passes
+    that do not generate kernels)."""
+    program, model, x = _case(seed, device, dtype)
     c = tritorch.compile(model)
     want = _results(model, model, x, seed)
     for call in range(2):                               # the capture, then the replay of the optimised graph
@@ -159,6 +172,13 @@ def test_fuzz_reduce_overhead_model_matches_eager(seed):
             x.copy_(tritorch.tensor(rng.standard_normal(x.shape).astype(np.float32), device="cuda"))
         _agree(_results(c, model, x, seed + call), _results(model, model, x, seed + call),
                f"program {program}, call {call}")
+    for call in range(4):                               # without gradients: a signature recording its forward only
+        tritorch.manual_seed(call)
+        with tritorch.no_grad():
+            got = [o.cpu().numpy() for o in c(x)] + [tritorch.rand(3, device="cuda").cpu().numpy()]
+            tritorch.manual_seed(call)
+            want = [o.cpu().numpy() for o in model(x)] + [tritorch.rand(3, device="cuda").cpu().numpy()]
+        _agree(got, want, f"program {program}, no_grad call {call}")
 
 
 IMAGE_ACTS = [F.relu, tritorch.sigmoid, tritorch.tanh, F.gelu, F.silu]
@@ -238,3 +258,31 @@ def test_fuzz_compiled_image_model_matches_eager(seed):
     for call in range(2):
         want = _results(model, model, x, seed + call)
         _agree(_results(c, model, x, seed + call), want, f"program {program}, call {call}")
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 4))
+def test_fuzz_compiled_recurrent_model_matches_eager(seed):
+    """A recurrent layer (LSTM, GRU or RNN; 1-2 layers, dropout between them, one or two directions) under a linear
+    and an activation, captured as one node: as eager, including the generator's state after the call."""
+    rng = np.random.default_rng(9000 + seed)
+    kind = [nn.LSTM, nn.GRU, nn.RNN][int(rng.integers(3))]
+    layers, bidirectional, batch_first = int(rng.integers(1, 3)), bool(rng.integers(2)), bool(rng.integers(2))
+    tritorch.manual_seed(seed)
+
+    class _Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = kind(6, 5, num_layers=layers, dropout=0.3 if layers > 1 else 0.0, bidirectional=bidirectional,
+                            batch_first=batch_first)
+            self.head = nn.Linear(10 if bidirectional else 5, 3)
+
+        def forward(self, x):
+            return (F.gelu(self.head(F.dropout(self.rnn(x)[0], 0.2, self.training))),)
+
+    model = _Recurrent().to("cuda")
+    x = tritorch.tensor(rng.standard_normal((B, T, 6) if batch_first else (T, B, 6)).astype(np.float32),
+                        device="cuda", requires_grad=True)
+    c = tritorch.compile(model)
+    for call in range(2):
+        want = _results(model, model, x, seed + call)
+        _agree(_results(c, model, x, seed + call), want, f"{kind.__name__} {layers} {bidirectional}, call {call}")
