@@ -2,8 +2,8 @@
 tests/test_export_fuzz.py): a program is a list of steps over a pool of values, each step reading earlier values,
 so that values are read twice, returned besides the result or not read at all.
 
-- ``program(rng)`` / ``Net``: (B, T, width) values; linears (bias or not), activations, dropout, residual adds,
-  gated products, in-place ops, slices concatenated, layer norms, RMS norms written in ops, attention written in ops
+- ``program(rng)`` / ``Net``: (B, T, width) values; linears (``nn.Linear`` or ``x @ w [+ b]``, bias or not),
+  activations, dropout, residual adds, gated products, in-place ops, slices concatenated, layer norms, RMS norms written in ops, attention written in ops
   (scaled scores, an optional causal ``masked_fill``, softmax, an optional dropout on the weights).
 - ``image_program(rng)`` / ``ImageNet``: (B, channels, size, size) images; convolutions (1x1 and 3x3, strided or
   not, bias or not), activations, max pooling that does and does not overlap, average pooling, batch norm,
@@ -36,7 +36,7 @@ def program(rng):
             kind = "lin"
         if kind == "lin":
             out = int(rng.choice([8, 12, 16]))
-            steps.append(("lin", i, w, out, bool(rng.integers(2))))
+            steps.append(("lin", i, w, out, bool(rng.integers(2)), int(rng.integers(3))))
             widths.append(out)
             continue
         if kind == "act":
@@ -63,9 +63,13 @@ class Net(nn.Module):
         super().__init__()
         self.steps, widths, self.extra = program
         self.lins, self.norms = nn.ModuleList(), nn.ModuleList()
-        self.rms = nn.ParameterList()
+        self.rms, self.mats = nn.ParameterList(), nn.ParameterList()
         for s in self.steps:
-            if s[0] == "lin":
+            if s[0] == "lin" and s[5]:                 # written as a product: (in, out) weight, (out,) bias
+                self.mats.append(nn.Parameter(tritorch.randn(s[2], s[3]) / math.sqrt(s[2])))
+                if s[4]:
+                    self.mats.append(nn.Parameter(tritorch.randn(s[3]) * 0.1))
+            elif s[0] == "lin":
                 self.lins.append(nn.Linear(s[2], s[3], bias=s[4]))
             elif s[0] == "ln":
                 self.norms.append(nn.LayerNorm(s[2]))
@@ -75,10 +79,14 @@ class Net(nn.Module):
 
     def forward(self, x):
         vals = [x]
-        lins, norms, rms = iter(self.lins), iter(self.norms), iter(self.rms)
+        lins, norms, rms, mats = iter(self.lins), iter(self.norms), iter(self.rms), iter(self.mats)
         for s in self.steps:
             v = vals[s[1]]
-            if s[0] == "lin":
+            if s[0] == "lin" and s[5]:
+                v = v @ next(mats) if s[5] == 1 else tritorch.matmul(v, next(mats))
+                if s[4]:
+                    v = v + next(mats) if s[5] == 1 else next(mats) + v
+            elif s[0] == "lin":
                 v = next(lins)(v)
             elif s[0] == "act":
                 v = ACTS[s[2]](v)

@@ -73,7 +73,7 @@ def test_fuzz_compiled_model_under_autocast_matches_eager(seed):
             return _results(run, model, x, seed)
     want = results(model)
     for call in range(2):
-        _agree(results(c), want, f"program {program}, call {call}", tol=1e-2)
+        _agree(results(c), want, f"program {program}, call {call}", tol=3e-2)
 
 
 @pytest.mark.parametrize("seed,device,dtype", CASES)

@@ -3,7 +3,8 @@ signature (input structure, non-tensor arguments, shapes, dtypes, devices, requi
 the training mode of every module the capture called) is new captures the forward through the op modes
 (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code
 elimination; attention written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast);
-activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
+a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under
+autocast); activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
 autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
 grad_x epilogue (``kernels/linear_chain.py``); a root-mean-square norm written in ops as the row-norm kernels
 (``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward when
@@ -22,8 +23,9 @@ The replay drops each intermediate after its last reader (``tritorch.jit``'s mem
 on ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``);
 on ``cpu``, where the ops call NumPy and launch nothing, it runs as ``"default"``. Not yet built (see the compile
 issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the residual
-and dropout epilogues in conv and matmul, prologues of the hand-written layer norm and loss kernels, CUDA-graph
-capture of the recorded launches, and dynamic shapes (``dynamic=True`` re-captures per shape, as ``False`` does).
+and dropout epilogues in conv and in batched products (a 2-D weight's product is a linear and has them), prologues
+of the hand-written layer norm and loss kernels, CUDA-graph capture of the recorded launches, and dynamic shapes
+(``dynamic=True`` re-captures per shape, as ``False`` does).
 """
 from .. import jit
 from .._tensor import Tensor
@@ -38,7 +40,8 @@ from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, plan_layouts, rematerialize, rms_norm_rows
+    fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, plan_layouts, \
+    rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -137,9 +140,14 @@ class CompiledFunction:
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
         n1 = len(graph.nodes)
-        if not any(key[4]):                 # under autocast the ops it replaces run in other dtypes
+        products = 0
+        if not any(key[4]):                 # under autocast the ops they replace run in other dtypes
             graph = fuse_attention(graph)
+            before = sum(n.op == "linear" for n in graph.nodes)
+            graph = matmul_as_linear(graph)
+            products = sum(n.op == "linear" for n in graph.nodes) - before
         attention = sum(n.op == "masked_attention" for n in graph.nodes)
+        n1b = len(graph.nodes)
         graph = fuse_linear_epilogue(graph)
         n2 = len(graph.nodes)
         graph = fuse_linear_dropout(graph)
@@ -154,8 +162,8 @@ class CompiledFunction:
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
         graph, laid_out = plan_layouts(graph)
         note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
-            f"flash attention, {norms} RMS norms as row-norm kernels, " \
-            f"{n1 - n2} activations, {n2 - n3} " \
+            f"flash attention, {products} products x @ w as linears, {norms} RMS norms as row-norm kernels, " \
+            f"{n1b - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \

@@ -3,6 +3,7 @@ file of its own:
 
 - ``dead_code.py``: ``eliminate_dead_code``;
 - ``attention.py``: ``fuse_attention``, attention written in ops as the flash-attention kernels;
+- ``matmul.py``: ``matmul_as_linear``, ``x @ w (+ b)`` of a 2-D ``w`` as a linear, for the epilogue passes;
 - ``epilogues.py``: activations, training-mode dropout and residual adds into the linear (and conv) kernels'
   epilogues: ``fuse_linear_epilogue``, ``fuse_linear_dropout``, ``fuse_linear_residual``;
 - ``conv_pool.py``: ``fuse_conv_pool``, a convolution's activation differentiated in the max pooling that reads it
@@ -20,10 +21,11 @@ from .conv_pool import fuse_conv_pool
 from .dead_code import eliminate_dead_code
 from .epilogues import fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_residual
 from .layout import plan_layouts
+from .matmul import matmul_as_linear
 from .norms import fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
-__all__ = ["eliminate_dead_code", "fuse_attention", "fuse_linear_epilogue", "fuse_linear_dropout",
+__all__ = ["eliminate_dead_code", "fuse_attention", "matmul_as_linear", "fuse_linear_epilogue", "fuse_linear_dropout",
            "fuse_linear_residual", "fuse_conv_pool", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain",
            "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
            "FUSIBLE_DTYPES"]
