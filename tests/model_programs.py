@@ -3,8 +3,9 @@ tests/test_export_fuzz.py): a program is a list of steps over a pool of values, 
 so that values are read twice, returned besides the result or not read at all.
 
 - ``program(rng)`` / ``Net``: (B, T, width) values; linears (``nn.Linear`` or ``x @ w [+ b]``, bias or not),
-  activations, dropout, residual adds, gated products, in-place ops, slices concatenated, layer norms, RMS norms written in ops, attention written in ops
-  (scaled scores, an optional causal ``masked_fill``, softmax, an optional dropout on the weights).
+  activations, dropout, residual adds, gated products, in-place ops, slices concatenated, layer norms (modules and
+  written in ops), RMS norms written in ops, attention written in ops (scaled scores, an optional causal
+  ``masked_fill``, softmax, an optional dropout on the weights).
 - ``image_program(rng)`` / ``ImageNet``: (B, channels, size, size) images; convolutions (1x1 and 3x3, strided or
   not, bias or not), activations, max pooling that does and does not overlap, average pooling, batch norm,
   residual adds, dropout and dropout2d.
@@ -31,7 +32,7 @@ def program(rng):
         w = widths[i]
         same = [j for j, v in enumerate(widths) if v == w and j != i]
         kind = rng.choice(["lin", "lin", "lin", "act", "act", "drop", "add", "mul", "ln", "rms", "attn", "roll",
-                           "inplace"])
+                           "inplace", "lnops"])
         if kind in ("add", "mul", "inplace") and not same:
             kind = "lin"
         if kind == "lin":
@@ -49,6 +50,8 @@ def program(rng):
             steps.append(("roll", i, int(rng.integers(1, w))))
         elif kind in ("ln", "rms"):
             steps.append((kind, i, w))
+        elif kind == "lnops":
+            steps.append(("lnops", i, w, int(rng.integers(2))))
         else:
             pick = lambda: same[int(rng.integers(len(same)))] if same and rng.random() < 0.5 else i  # noqa: E731
             steps.append(("attn", i, pick(), pick(), bool(rng.integers(2)), bool(rng.integers(2)),
@@ -75,6 +78,9 @@ class Net(nn.Module):
                 self.norms.append(nn.LayerNorm(s[2]))
             elif s[0] == "rms":
                 self.rms.append(nn.Parameter(tritorch.rand(s[2]) + 0.5))
+            elif s[0] == "lnops":                      # weight and bias of a layer norm written in ops
+                self.mats.append(nn.Parameter(tritorch.rand(s[2]) + 0.5))
+                self.mats.append(nn.Parameter(tritorch.randn(s[2]) * 0.1))
         self.register_buffer("causal", tritorch.ones(T, T).triu(1).bool())
 
     def forward(self, x):
@@ -104,6 +110,10 @@ class Net(nn.Module):
                 v = next(norms)(v)
             elif s[0] == "rms":
                 v = v * tritorch.rsqrt((v * v).mean(-1, keepdim=True) + 1e-6) * next(rms)
+            elif s[0] == "lnops":
+                vc = v - v.mean(-1, keepdim=True)
+                var = vc.pow(2).mean(-1, keepdim=True) if s[3] else v.var(-1, keepdim=True, unbiased=False)
+                v = vc * tritorch.rsqrt(var + 1e-5) * next(mats) + next(mats)
             else:
                 v = self._attention(v, vals[s[2]], vals[s[3]], *s[4:])
             vals.append(v)

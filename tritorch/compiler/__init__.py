@@ -6,8 +6,8 @@ elimination; attention written in ops as the flash-attention kernels (``passes/a
 a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under
 autocast); activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
 autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
-grad_x epilogue (``kernels/linear_chain.py``); a root-mean-square norm written in ops as the row-norm kernels
-(``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward when
+grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the
+row-norm kernels (``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward when
 the windows do not overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched
 product whose transpose a reshape would copy written in that transpose's order (``passes/layout.py``); and on
 ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast operands and strided views are
@@ -40,8 +40,8 @@ from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, plan_layouts, \
-    rematerialize, rms_norm_rows
+    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, \
+    plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
 
@@ -154,6 +154,9 @@ class CompiledFunction:
         n3 = len(graph.nodes)
         graph = fuse_linear_residual(graph)
         n4 = len(graph.nodes)
+        before = sum(n.op == "layer_norm" for n in graph.nodes)
+        graph = fuse_layer_norm(graph)              # first: a centred value's RMS norm is a layer norm
+        layer_norms = sum(n.op == "layer_norm" for n in graph.nodes) - before
         graph = fuse_rms_norm(graph)
         norms = sum(n.op == "rms_norm_rows" for n in graph.nodes)
         graph = fuse_conv_pool(graph)
@@ -163,6 +166,7 @@ class CompiledFunction:
         graph, laid_out = plan_layouts(graph)
         note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
             f"flash attention, {products} products x @ w as linears, {norms} RMS norms as row-norm kernels, " \
+            f"{layer_norms} layer norms written in ops as the layer norm's, " \
             f"{n1b - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \

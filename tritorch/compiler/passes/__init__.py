@@ -8,7 +8,8 @@ file of its own:
   epilogues: ``fuse_linear_epilogue``, ``fuse_linear_dropout``, ``fuse_linear_residual``;
 - ``conv_pool.py``: ``fuse_conv_pool``, a convolution's activation differentiated in the max pooling that reads it
   (``kernels/conv_pool.py``);
-- ``norms.py``: ``fuse_rms_norm``, a root-mean-square norm written in ops as the row-norm kernels;
+- ``norms.py``: ``fuse_layer_norm`` and ``fuse_rms_norm``, layer and root-mean-square norms written in ops as the
+  row-norm kernels;
 - ``chain.py``: ``fuse_linear_chain``, linears in a row as one node (``kernels/linear_chain.py``);
 - ``layout.py``: ``plan_layouts``, a batched product written in the order its transpose-then-reshape reader wants;
 - ``pointwise.py``: ``rematerialize`` and ``fuse_pointwise``, elementwise trees (and a reduction they feed) as
@@ -22,10 +23,10 @@ from .dead_code import eliminate_dead_code
 from .epilogues import fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_residual
 from .layout import plan_layouts
 from .matmul import matmul_as_linear
-from .norms import fuse_rms_norm, rms_norm_rows
+from .norms import fuse_layer_norm, fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
 __all__ = ["eliminate_dead_code", "fuse_attention", "matmul_as_linear", "fuse_linear_epilogue", "fuse_linear_dropout",
-           "fuse_linear_residual", "fuse_conv_pool", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain",
+           "fuse_linear_residual", "fuse_conv_pool", "fuse_layer_norm", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain",
            "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
            "FUSIBLE_DTYPES"]
