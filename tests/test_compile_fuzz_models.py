@@ -108,20 +108,33 @@ def test_fuzz_reduce_overhead_model_matches_eager(seed):
         _agree(got, want, f"program {program}, no_grad call {call}")
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 @pytest.mark.parametrize("seed", range(SEEDS // 2))
-def test_fuzz_compiled_image_model_matches_eager(seed):
+def test_fuzz_compiled_image_model_matches_eager(seed, mode):
     """Convolutions (1x1 and 3x3, strided or not, with and without bias), their activations, max pooling that
-    does and does not overlap, average pooling, batch norm in training, residual adds and both dropouts."""
+    does and does not overlap, average pooling, batch norm, residual adds and both dropouts: two copies of the
+    model, one eager and one compiled, in training (outputs, gradients, the batch norms' running statistics after
+    each call) and then in eval mode without gradients."""
     rng = np.random.default_rng(7000 + seed)
     program = mp.image_program(rng)
-    tritorch.manual_seed(seed)
-    model = mp.ImageNet(program).to("cuda")
+    models = []
+    for _ in range(2):
+        tritorch.manual_seed(seed)
+        models.append(mp.ImageNet(program).to("cuda"))
+    eager, model = models
     x = tritorch.tensor(rng.standard_normal((B, program[1][0][0], 8, 8)).astype(np.float32), device="cuda",
                         requires_grad=True)
-    c = tritorch.compile(model)
-    for call in range(2):
-        want = _results(model, model, x, seed + call)
+    c = tritorch.compile(model, mode=mode)
+    buffers = lambda m: [b.cpu().numpy() for b in m.buffers()]          # noqa: E731
+    for call in range(4 if mode == "reduce-overhead" else 2):
+        want = _results(eager, eager, x, seed + call)
         _agree(_results(c, model, x, seed + call), want, f"program {program}, call {call}")
+        _agree(buffers(model), buffers(eager), f"program {program}, call {call}: buffers")
+    for m in models:
+        m.eval()
+    with tritorch.no_grad():
+        for call in range(4 if mode == "reduce-overhead" else 2):
+            _agree([c(x)[0].cpu().numpy()], [eager(x)[0].cpu().numpy()], f"program {program}, eval call {call}")
 
 
 @pytest.mark.parametrize("seed", range(SEEDS // 4))
