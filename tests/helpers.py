@@ -80,3 +80,8 @@ def compiled_equals_eager(m, c, x, rtol=1e-5, atol=1e-6, grad_rtol=1e-5, grad_at
         for a, b in zip(grads[i], grads[0]):
             np.testing.assert_allclose(a, b, rtol=grad_rtol, atol=grad_atol)
     return prof
+
+
+def pass_ops(graph_pass, fn, *xs):
+    """The ops of ``fn``'s graph traced on ``xs`` after ``graph_pass`` (a ``tritorch.compile`` pass), in order."""
+    return [n.op for n in graph_pass(tritorch.jit.trace(fn, xs, check_trace=False).graph).nodes]

@@ -8,6 +8,7 @@ import tritorch
 import tritorch.nn as nn
 from tritorch.compiler import passes
 from tritorch.profiler import profile
+from helpers import pass_ops
 
 EPS = 1e-5
 
@@ -36,7 +37,7 @@ class LayerNorm(nn.Module):
 
 
 def _ops(fn, *xs):
-    return [n.op for n in passes.fuse_layer_norm(tritorch.jit.trace(fn, xs, check_trace=False).graph).nodes]
+    return pass_ops(passes.fuse_layer_norm, fn, *xs)
 
 
 @pytest.mark.parametrize("spelling", [0, 1, 2, 3])

@@ -8,8 +8,8 @@ import tritorch
 import tritorch.nn as nn
 import tritorch.nn.functional as F
 from tritorch.compiler.passes import matmul_as_linear
-from tritorch.jit import trace
 from tritorch.profiler import profile
+from helpers import pass_ops
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +59,7 @@ def test_products_run_as_linears(device, dropout):
 
 
 def _ops(fn, *shapes):
-    g = trace(fn, tuple(tritorch.randn(*s) for s in shapes), check_trace=False).graph
-    return [n.op for n in matmul_as_linear(g).nodes]
+    return pass_ops(matmul_as_linear, fn, *(tritorch.randn(*s) for s in shapes))
 
 
 def test_pass_conditions():

@@ -11,7 +11,7 @@ import tritorch.nn.functional as F
 from tritorch.compiler import passes
 from tritorch.kernels.norm import RowNorm
 from tritorch.profiler import profile
-from helpers import assert_close, compiled_equals_eager, make, to_np
+from helpers import assert_close, compiled_equals_eager, make, pass_ops, to_np
 
 EPS = 1e-5
 
@@ -77,7 +77,7 @@ class RMSNorm(nn.Module):
 
 
 def _ops(fn, *xs):
-    return [n.op for n in passes.fuse_rms_norm(tritorch.jit.trace(fn, xs, check_trace=False).graph).nodes]
+    return pass_ops(passes.fuse_rms_norm, fn, *xs)
 
 
 @pytest.mark.parametrize("spelling", [0, 1, 2, 3])
