@@ -87,3 +87,15 @@ def test_compiled_model_equals_eager(device, spelling):
     assert "2 layer norms written in ops" in c.explain()
     if device == "cuda":
         assert launches[2] < launches[0] / 2
+
+
+def test_not_under_autocast():
+    """Under autocast ``layer_norm`` runs in float32 and the ops it would replace in their own dtypes: the pass
+    leaves them alone there."""
+    m = nn.Sequential(LayerNorm(12, 0), nn.Linear(12, 12), LayerNorm(12, 1)).to("cuda")
+    x = tritorch.randn(2, 5, 12, device="cuda")
+    c = tritorch.compile(m)
+    with tritorch.autocast("cuda", dtype=tritorch.float16):
+        y, want = c(x), m(x)
+    assert y.dtype == want.dtype and "0 layer norms written in ops" in c.explain()
+    np.testing.assert_allclose(y.float().detach().cpu().numpy(), want.float().detach().cpu().numpy(), atol=1e-2)

@@ -7,7 +7,7 @@ a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``p
 autocast); activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
 autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
 grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the
-row-norm kernels (``passes/norms.py``); a convolution's activation read only by a max pooling as one node, one kernel forward when
+row-norm kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max pooling as one node, one kernel forward when
 the windows do not overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched
 product whose transpose a reshape would copy written in that transpose's order (``passes/layout.py``); and on
 ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast operands and strided views are
@@ -154,9 +154,11 @@ class CompiledFunction:
         n3 = len(graph.nodes)
         graph = fuse_linear_residual(graph)
         n4 = len(graph.nodes)
-        before = sum(n.op == "layer_norm" for n in graph.nodes)
-        graph = fuse_layer_norm(graph)              # first: a centred value's RMS norm is a layer norm
-        layer_norms = sum(n.op == "layer_norm" for n in graph.nodes) - before
+        layer_norms = 0
+        if not any(key[4]):                 # first: a centred value's RMS norm is a layer norm
+            before = sum(n.op == "layer_norm" for n in graph.nodes)
+            graph = fuse_layer_norm(graph)
+            layer_norms = sum(n.op == "layer_norm" for n in graph.nodes) - before
         graph = fuse_rms_norm(graph)
         norms = sum(n.op == "rms_norm_rows" for n in graph.nodes)
         graph = fuse_conv_pool(graph)

@@ -4,7 +4,8 @@
 ``(x - mean) / sqrt(var + eps)`` with ``mean = x.mean(-1, keepdim=True)`` and ``var = ((x - mean) ** 2).mean(-1,
 keepdim=True)`` (or ``x.var(-1, keepdim=True, unbiased=False)``), then ``* w`` and ``+ b`` (either order, each
 optional), becomes one ``layer_norm`` node: one launch forward instead of three reductions and their pointwise
-kernels, the layer norm's backward instead of a derived program.
+kernels, the layer norm's backward instead of a derived program. Not under autocast (``layer_norm`` runs in
+float32 there, the ops it replaces in their own dtypes).
 
 ``fuse_rms_norm``: a root-mean-square norm written in ops, ``x * rsqrt(mean(x * x, -1, keepdim=True) + eps)
 [* w]`` (LLaMA's RMSNorm, ``F.rms_norm``'s own decomposition; ``x ** 2`` or ``square(x)`` for ``x * x``, either
