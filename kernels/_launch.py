@@ -8,30 +8,28 @@ from tritorch import _dtype as D
 from tritorch._device import INTERPRET
 from tritorch._tensor import Tensor
 
-__all__ = ["Ptr", "ptr", "table_ptr", "TL", "ACC", "broadcast_shapes", "coalesce", "MAXD", "cdiv", "next_pow2", "on_cpu"]
+__all__ = ["Ptr", "ptr", "table_ptr", "TL", "ACC", "broadcast_shapes", "coalesce", "MAXD", "cdiv", "next_pow2",
+           "on_cpu"]
 
 
 class Ptr:
     """A kernel argument for a tensor: a device address and a dtype, which is all Triton reads.
 
     In interpreter mode Triton also copies arguments to and from "the host"; our memory already is host memory, so
-    the storage methods it calls hand back this object itself and the copy-back is a no-op.
-    """
+    the storage methods it calls hand back this object itself and the copy-back is a no-op."""
 
     __slots__ = ("addr", "dtype", "keep", "src", "reach")
 
     def __init__(self, addr, dtype, keep=None, src=None, reach=0):
-        self.addr = addr
-        self.dtype = dtype
+        self.addr, self.dtype = addr, dtype
         self.keep = keep        # a temporary's storage, alive while the argument is (``in_ptr``)
         self.src = src          # (shape, strides) of the view this points into, for ``nbytes``; None: a raw address
         self.reach = reach      # bytes of the tensors a table of addresses points at (``table_ptr``)
 
     @property
     def nbytes(self):
-        """Bytes of the distinct elements of the view this points at (broadcast dims counted once), plus those of
-        the tensors it lists if it is a table of addresses: the extent a profiler counts (tritorch.profiler); None
-        for a raw address."""
+        """Bytes of the distinct elements of the view this points at (broadcast dims counted once; plus, for a table
+        of addresses, those of the tensors it lists), the extent a profiler counts; None for a raw address."""
         if self.src is None:
             return None
         n = 1
@@ -73,15 +71,6 @@ class Ptr:
 def ptr(t):
     """The kernel argument of tensor ``t``: the address of its first element."""
     return Ptr(t._storage.ptr + t._offset * t.dtype.itemsize, t.dtype, None, (t._shape, t._stride))
-
-
-def table_ptr(table, tensors):
-    """The kernel argument of ``table``, a tensor of addresses (a multi-tensor kernel's), which also counts the
-    bytes of the contiguous ``tensors`` it lists: a kernel reaching memory through a table moves those bytes, and
-    a profiler counting only the table would see a few hundred."""
-    p = ptr(table)
-    p.reach = sum(t.numel() * t.dtype.itemsize for t in tensors)
-    return p
 
 
 TL = {D.float32: tl.float32, D.float16: tl.float16, D.bfloat16: tl.bfloat16, D.float64: tl.float64,
@@ -221,3 +210,12 @@ def interp_bf16_out(t, dtype):
     if INTERPRET and dtype is D.bfloat16 and t.dtype is not D.bfloat16:
         return Tensor._wrap_numpy(t._np.astype(D.bfloat16.np), t.device)
     return t
+
+
+def table_ptr(table, tensors):
+    """The kernel argument of ``table``, a tensor of addresses (a multi-tensor kernel's), which also counts the
+    bytes of the contiguous ``tensors`` it lists: a kernel reaching memory through a table moves those bytes, and
+    a profiler counting only the table would see a few hundred."""
+    p = ptr(table)
+    p.reach = sum(t.numel() * t.dtype.itemsize for t in tensors)
+    return p
