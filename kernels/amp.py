@@ -128,8 +128,8 @@ def _unscale_cuda(grads, found_inf, inv_scale):
     tab = Tensor._wrap_numpy(table, dev)
     block = _block_size(numels)
     blocks = _block_map(dev, numels, block)
-    _unscale_kernel[(blocks.numel() // 2,)](table_ptr(tab, work), ptr(blocks), len(work), ptr(found_inf), ptr(inv_scale),
-                                           GT=TL[gt], CT=ACC[dt], BLOCK=block)
+    _unscale_kernel[(blocks.numel() // 2,)](table_ptr(tab, work), ptr(blocks), len(work), ptr(found_inf),
+                                           ptr(inv_scale), GT=TL[gt], CT=ACC[dt], BLOCK=block)
     for g, w in zip(live, work):
         if w is g:
             continue

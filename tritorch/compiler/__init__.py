@@ -2,22 +2,23 @@
 signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and
 the training mode of every module the capture called) is new captures the forward through the op modes
 (``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code
-elimination; attention written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast);
-a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under
-autocast); activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
+elimination; attention written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast); a
+layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under autocast);
+activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
 autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
-grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the
-row-norm kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max pooling as one node, one kernel forward when
-the windows do not overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched
-product whose transpose a reshape would copy written in that transpose's order (``passes/layout.py``); and on
-``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast operands and strided views are
-read in place; a value several elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean``
-over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue,
-in one generated kernel), each fused group one autograd node whose backward is derived from its rows' gradient rules
-and fused in turn, its independent trees side by side in one kernel (``autodiff.py``); a GLU's gate activation joins
-its product's kernel, not the linear's epilogue. Later calls with that signature replay the optimised graph. A
-forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for that
-signature (``fullgraph=True`` raises instead), and ``explain()`` says why.
+grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the row-norm
+kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max
+pooling as one node, one kernel forward when the windows do not overlap and differentiated inside the pooling's
+backward (``kernels/conv_pool.py``); a batched product whose transpose a reshape would copy written in that
+transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into generated Triton kernels
+(``codegen.py``: broadcast operands and strided views are read in place; a value several elementwise ops read is
+recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim
+``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel), each fused group one
+autograd node whose backward is derived from its rows' gradient rules and fused in turn, its independent trees side
+by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel, not the linear's
+epilogue. Later calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value
+(``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead),
+and ``explain()`` says why.
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"``
 on ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``);

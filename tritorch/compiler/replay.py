@@ -16,8 +16,9 @@ parameters and incoming gradients are read in place; their shapes and strides ar
 
 Random ops draw anew per call: the recording hands each draw a marker seed and offset, the launches that take them
 are patched with each replay's own draw from the generator (the same draws, in the same order, as the graph's
-replay makes); the recording call's own launches, forward and backward, get its draws in place of the markers. A value check an op makes on the host from
-a kernel's result (``host_check``: a class target out of range) runs again after the same launch of each replay.
+replay makes); the recording call's own launches, forward and backward, get its draws in place of the markers. A
+value check an op makes on the host from a kernel's result (``host_check``: a class target out of range) runs again
+after the same launch of each replay.
 
 A recording is refused, and the signature replays its graph as ``mode="default"`` does (``explain()`` says why),
 where the launches are not the whole of the work: device memory read on the host (other than by ``host_check``),

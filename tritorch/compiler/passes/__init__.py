@@ -27,6 +27,6 @@ from .norms import fuse_layer_norm, fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
 __all__ = ["eliminate_dead_code", "fuse_attention", "matmul_as_linear", "fuse_linear_epilogue", "fuse_linear_dropout",
-           "fuse_linear_residual", "fuse_conv_pool", "fuse_layer_norm", "fuse_rms_norm", "rms_norm_rows", "fuse_linear_chain",
-           "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param",
-           "FUSIBLE_DTYPES"]
+           "fuse_linear_residual", "fuse_conv_pool", "fuse_layer_norm", "fuse_rms_norm", "rms_norm_rows",
+           "fuse_linear_chain", "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec",
+           "Param", "FUSIBLE_DTYPES"]
