@@ -75,6 +75,8 @@ def w_linear(dt):
         if m >= 512:            # dropout in the epilogue (tritorch.compile's), after gelu, and alone before a residual
             _bwd(_linear.linear(x, lin.weight, lin.bias, activation="gelu", dropout_p=0.1))
             _bwd(_linear.linear(x, lin.weight, lin.bias, dropout_p=0.1, residual=_t((m, n), dt, True)))
+        if m == 512:            # a weight read through its transpose (tritorch.compile's x @ w + b as a linear)
+            _bwd(_linear.linear(x, _t((k, n), dt, True).t(), lin.bias, activation="gelu"))
         if m == 512:            # a chain (tritorch.compile's): gelu and dropout's backward in grad_x's epilogue
             out = nn.Linear(n, k).to(device="cuda", dtype=dt)
             _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias],
