@@ -31,6 +31,7 @@ same arguments; each kernel asks its :class:`~tritorch.autotune.Tunable` (``TUNA
 heuristic ``conv_config`` being the default.
 """
 import functools
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -45,9 +46,10 @@ from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
 from ._common import check_same_device, copy_host, empty, np_ct, wrap
 from . import matmul as _mm
-from ._pointwise import _identity
-from .elementwise import UNARY, unary
+from ._pointwise import _identity, launch_pointwise
+from .elementwise import BINARY, UNARY, unary
 from .linear import ACTIVATIONS, act_grad
+from .dropout import Dropout, check_p, draw, dropout_np, dropout_scale
 from .copy import copy_into, fill_
 from .join import stack
 from .resize import pad
@@ -108,19 +110,23 @@ def conv_tile(x_rows, w_cols, ih0, iw0, row_ok, mask_n, K, CG, H, W, KH, KW, sxc
     return acc
 
 
-@triton.jit
-def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH, KW,
-                     sxn, sxc, sxh, sxw, swo, swc, swh, sww, sb, syn, syc, syh, syw,
-                     SH, SW, PH, PW, DH, DW, alpha,
-                     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
-                     PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
-    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = ACT(conv(x, w) + bias, alpha) for group
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
+def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, a_ptr, r_ptr, M, OCG, K, CG, H, W, OH, OW, KH, KW,
+                     sxn, sxc, sxh, sxw, swo, swc, swh, sww, sb, syn, syc, syh, syw, srn, src, srh, srw,
+                     SH, SW, PH, PW, DH, DW, alpha, OC, seed, offset, p, scale_bits,
+                     HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_A: tl.constexpr, DROPOUT: tl.constexpr,
+                     HAS_RES: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr,
+                     I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """One (BLOCK_M pixels, BLOCK_N channels) tile of y = dropout(ACT(conv(x, w) + bias, alpha)) (+ r) for group
     ``program_id(2)`` (``ACT``: an activation's Triton math, ``kernels/elementwise.py``, or the identity; the
     product: ``conv_tile``).
 
-    x: (N, G*CG, H, W), w: (G*OCG, CG, KH, KW), y: (N, G*OCG, OH, OW), all through their strides; M = N*OH*OW,
-    K = CG*KH*KW.
+    x: (N, G*CG, H, W), w: (G*OCG, CG, KH, KW), y: (N, OC = G*OCG, OH, OW) contiguous, r: y's shape, all through
+    their strides; M = N*OH*OW, K = CG*KH*KW. With ``SAVE_A`` the activation's result before dropout and residual is
+    stored at ``a_ptr`` too (y's strides), for the backward. ``DROPOUT`` 1 keeps the element at flat index i of y
+    where rand(seed, offset + i) >= p, 2 the whole channel (n, oc) where rand(seed, offset + n*OC + oc) >= p (the
+    separate ``dropout`` / ``dropout2d``'s counters), scaling what it keeps (by the float64 whose bits are
+    ``scale_bits``) after rounding to y's dtype; with ``HAS_RES`` r is added to that rounded result last.
     """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -142,7 +148,22 @@ def _conv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, M, OCG, K, CG, H, W, OH, OW, KH
         acc += tl.load(b_ptr + oc * sb, mask=mask_n, other=0.0).to(CT)[None, :]
     acc = ACT(acc, alpha, 0.0)
     y_off = (n * syn + (ohw // OW) * syh + (ohw % OW) * syw)[:, None] + (oc * syc)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    y_mask = mask_m[:, None] & mask_n[None, :]
+    if SAVE_A:
+        tl.store(a_ptr + y_off, acc.to(a_ptr.dtype.element_ty), mask=y_mask)
+    if DROPOUT != 0:
+        if DROPOUT == 1:
+            counter = (n * OC * (OH * OW) + ohw)[:, None] + (oc * (OH * OW))[None, :]
+        else:
+            counter = (n * OC)[:, None] + oc[None, :]
+        keep = tl.rand(seed, offset.to(tl.int64) + counter) >= p
+        scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
+        acc = tl.where(keep, acc.to(y_ptr.dtype.element_ty).to(CT) * scale, 0.0)
+    if HAS_RES:
+        r_off = (n * srn + (ohw // OW) * srh + (ohw % OW) * srw)[:, None] + (oc * src)[None, :]
+        r = tl.load(r_ptr + r_off, mask=y_mask, other=0.0)
+        acc = acc.to(y_ptr.dtype.element_ty).to(CT) + r.to(CT)
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
 @triton.jit
@@ -383,11 +404,34 @@ def conv_prune(configs, key):
         ok = [c for c in ok if c.num_warps == 8 or c.block_m * c.block_n >= 64 * 64]
     if dtype is D.float64:
         ok = [c for c in ok if c.block_m * c.block_n <= 64 * 64 and c.block_k <= 32]
+    if _dropout(key):       # Philox per element: see ``_fits_dropout``
+        ok = [c for c in ok if _fits_dropout(c)]
     return ok
 
 
-TUNABLES = {kind: autotune.Tunable(f"conv_{kind}", CANDIDATES, prune=conv_prune, kernels=kernels,
-                                   default=lambda k: conv_config(k[1], k[3], k[4], k[5], k[0]))
+def _dropout(key):
+    """Whether a forward's key has the dropout epilogue (``launch_conv`` adds the flag to ``conv_key``'s)."""
+    return len(key) > 7 and key[7]
+
+
+def _fits_dropout(c):
+    """Whether tile config ``c`` leaves registers for dropout's Philox per element: at most 16 accumulators per
+    thread, not the 16-row tile (compile-check, sm_90a: 32 per thread, 64 x 128 with 8 warps and 64 x 64 with 4,
+    spilled 76 B in float16 and bfloat16 under triton 3.8; 16 x 64 with 8 warps 12 B at 64 registers in float32
+    under 3.9)."""
+    return c.block_m * c.block_n <= 16 * 32 * c.num_warps and c.block_m > 16
+
+
+def _default(key):
+    """``conv_config``'s tile, or with dropout (on the GPU) 64 x 64 with 8 warps where it has more accumulators per
+    thread than ``_fits_dropout`` allows."""
+    c = conv_config(key[1], key[3], key[4], key[5], key[0])
+    if _dropout(key) and not INTERPRET and not _fits_dropout(c):
+        return ConvConfig(64, 64, c.block_k, 1, 8, 3)
+    return c
+
+
+TUNABLES = {kind: autotune.Tunable(f"conv_{kind}", CANDIDATES, prune=conv_prune, kernels=kernels, default=_default)
             for kind, kernels in (("fwd", (_conv_fwd_kernel, conv_tile)), ("dgrad", (_conv_dgrad_kernel,)),
                                   ("wgrad", (_conv_wgrad_kernel,)))}
 
@@ -430,9 +474,12 @@ def _bf16_tmp(out):
     return empty(out._shape, D.float32, out.device)
 
 
-def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0):
-    """y = act(conv2d(x, w) + bias): x (N, C, H, W), w (OC, C/groups, KH, KW), y (N, OC, OH, OW), any strides;
-    ``act``: None or an activation of ``kernels/linear.py``'s ``ACTIVATIONS``, ``alpha`` its parameter."""
+def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0, a_out=None, residual=None, drop=None):
+    """y = dropout(act(conv2d(x, w) + bias)) + residual: x (N, C, H, W), w (OC, C/groups, KH, KW), y (N, OC, OH,
+    OW) contiguous, residual y's shape, any strides; ``act``: None or an activation of ``kernels/linear.py``'s
+    ``ACTIVATIONS``, ``alpha`` its parameter; ``drop``: None or (seed, offset, p, channels) of ``dropout``
+    (``channels``: of ``dropout2d``, one draw per (n, oc)); ``a_out``: None or where the activation's result before
+    dropout and residual is stored too (y's shape)."""
     N, _, H, W = x._shape
     OC, CG, KH, KW = w._shape
     OH, OW = y._shape[2:]
@@ -441,24 +488,46 @@ def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0):
     if y.numel() == 0:
         return y
     if INTERPRET and y.dtype is D.bfloat16:
-        return copy_host(y, launch_conv(x, w, bias, _bf16_tmp(y), geo, config, act, alpha))
-    dtype = x.dtype
-    x, w, bias = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias)
-    if K == 0:
-        _fill_bias(y, bias)
-        if act is not None:
-            copy_into(y, unary(act, y, alpha))
+        a32 = None if a_out is None else _bf16_tmp(a_out)
+        launch_conv(x, w, bias, y32 := _bf16_tmp(y), geo, config, act, alpha, a32, None, drop)
+        if a_out is not None:
+            copy_host(a_out, a32)
+        copy_host(y, y32)
+        if residual is not None:    # the rounding to bf16 comes first: the add runs as its own (interpreted) kernel
+            launch_pointwise(BINARY["add"].tfn, (interp_bf16_in(y), interp_bf16_in(residual)), y32, tl.float32, 1.0)
+            copy_host(y, y32)
         return y
-    cfg = config or TUNABLES["fwd"].pick(conv_key("fwd", x, M, OCG, K, G, dtype),
-                                         lambda c: launch_conv(x, w, bias, y, geo, c, act, alpha))  # writes only y
+    dtype = x.dtype
+    x, w, bias, residual = interp_bf16_in(x), interp_bf16_in(w), interp_bf16_in(bias), interp_bf16_in(residual)
+    if K == 0:
+        _fill_bias(y if a_out is None else a_out, bias)
+        a = y if a_out is None else a_out
+        if act is not None:
+            copy_into(a, unary(act, a, alpha))
+        if drop is not None:
+            seed, offset, p, channels = drop
+            a = Dropout.apply(a, seed, offset, p, math.prod(a._shape[2:]) if channels else 1)
+        if drop is not None or residual is not None:
+            copy_into(y, a if residual is None else a + residual)
+        return y
+    key = conv_key("fwd", x, M, OCG, K, G, dtype) + ((drop is not None,) if drop is not None else ())
+    cfg = config or TUNABLES["fwd"].pick(key, lambda c: launch_conv(x, w, bias, y, geo, c, act, alpha, a_out,
+                                                                    residual, drop))  # writes only y, a_out
+    seed, offset, p, channels = drop if drop is not None else (0, 0, 0.0, False)
+    r_strides = residual._stride if residual is not None else (0, 0, 0, 0)
     try:
         _conv_fwd_kernel[(cdiv(M, cfg.block_m), cdiv(OCG, cfg.block_n), G)](
-            ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), M, OCG, K, CG, H, W, OH, OW, KH, KW,
+            ptr(x), ptr(w), ptr(bias if bias is not None else y), ptr(y), ptr(a_out if a_out is not None else y),
+            ptr(residual if residual is not None else y), M, OCG, K, CG, H, W, OH, OW, KH, KW,
             *x._stride, *w._stride, bias._stride[0] if bias is not None else 0, *y._stride,
-            *geo.stride, *geo.padding, *geo.dilation, float(alpha),
-            HAS_BIAS=bias is not None, ACT=_identity if act is None else UNARY[act].tfn,
+            r_strides[0], r_strides[1], r_strides[2], r_strides[3],
+            *geo.stride, *geo.padding, *geo.dilation, float(alpha), OC, seed, offset, float(p), dropout_scale(p)[1],
+            HAS_BIAS=bias is not None, ACT=_identity if act is None else UNARY[act].tfn, SAVE_A=a_out is not None,
+            DROPOUT=0 if drop is None else 2 if channels else 1, HAS_RES=residual is not None,
             TAPS_OUTER=taps_outer(CG, cfg.block_k), CT=ACC[dtype],
-            PRECISION=dot_precision(dtype), I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y),
+            PRECISION=dot_precision(dtype),
+            I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y,
+                               *(() if residual is None else (residual,))),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     except triton.CompilationError as e:
@@ -572,8 +641,9 @@ def _np_taps(x, geo, out_hw, k_hw):
                                            (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw), writeable=False)
 
 
-def _np_conv(x, w, bias, geo, out_hw, dtype, act=None, alpha=0.0):
-    """NumPy reference of ``launch_conv`` on host arrays, computed in float32 (float64 for float64)."""
+def _np_conv(x, w, bias, geo, out_hw, dtype, act=None, alpha=0.0, residual=None, drop=None):
+    """NumPy reference of ``launch_conv`` on host arrays, computed in float32 (float64 for float64): (y, the
+    activation's result before dropout and residual)."""
     ct = np_ct(dtype)
     G = geo.groups
     N, OC = x.shape[0], w.shape[0]
@@ -586,7 +656,21 @@ def _np_conv(x, w, bias, geo, out_hw, dtype, act=None, alpha=0.0):
     if act is not None:
         with np.errstate(all="ignore"):
             y = np.asarray(UNARY[act].ref(y, alpha, 0.0), dtype=ct)
-    return y.astype(dtype.np, copy=False)
+    a = y.astype(dtype.np, copy=False)
+    return _np_epilogue_host(a, residual, drop), a
+
+
+def _np_epilogue_host(a, residual, drop):
+    """dropout(a) + residual on host arrays (a: (N, C, ...) in the result's dtype), each step rounded to it."""
+    y = a
+    if drop is not None:
+        seed, offset, p, channels = drop
+        y = dropout_np(y, math.prod(y.shape[2:]) if channels else 1, seed, offset, p)
+    if residual is not None:
+        ct = np.float64 if y.dtype == np.float64 else np.float32
+        with np.errstate(all="ignore"):
+            y = (y.astype(ct) + residual.astype(ct, copy=False)).astype(y.dtype, copy=False)
+    return y
 
 
 def _np_conv_dgrad(gy, w, bias, geo, in_hw, dtype):
@@ -630,13 +714,19 @@ def _np_conv_wgrad(x, gy, geo, k_hw, dtype):
 # The autograd Functions: three primitives whose backward rules are made of each other
 # ====================================================================================================================
 
-def run_conv(x, w, bias, geo, out_hw, act=None, alpha=0.0):
-    """y = act(conv2d(x, w) + bias) with output size ``out_hw`` on x's device."""
+def run_conv(x, w, bias, geo, out_hw, act=None, alpha=0.0, residual=None, drop=None, save_a=False):
+    """y = dropout(act(conv2d(x, w) + bias)) + residual with output size ``out_hw`` on x's device (``drop`` as
+    ``launch_conv`` takes it); with ``save_a`` (y, the activation's result before dropout and residual)."""
     if x._storage.device.type == "cpu":
-        return wrap(_np_conv(x._np, w._np, None if bias is None else bias._np, geo, out_hw, x.dtype, act, alpha),
-                    x.dtype, x.device)
-    return launch_conv(x, w, bias, empty((x._shape[0], w._shape[0]) + tuple(out_hw), x.dtype, x.device), geo,
-                       act=act, alpha=alpha)
+        y, a = _np_conv(x._np, w._np, None if bias is None else bias._np, geo, out_hw, x.dtype, act, alpha,
+                        None if residual is None else residual._np, drop)
+        y = wrap(y, x.dtype, x.device)
+        return (y, wrap(a, x.dtype, x.device)) if save_a else y
+    shape = (x._shape[0], w._shape[0]) + tuple(out_hw)
+    a = empty(shape, x.dtype, x.device) if save_a else None
+    y = launch_conv(x, w, bias, empty(shape, x.dtype, x.device), geo, act=act, alpha=alpha, a_out=a,
+                    residual=residual, drop=drop)
+    return (y, a) if save_a else y
 
 
 def _conv_dgrad(gy, w, bias, geo, in_hw):
@@ -668,38 +758,56 @@ def _bias_grad(g):
     return g.sum((2, 3)).sum(0)
 
 
-def save_conv(ctx, x, w, geo, *extra):
+def save_conv(ctx, x, w, geo, *extra, keep=False):
     """What the backward of a convolution or a transposed one needs: x for the weight gradient, w for the input's
-    (and ``extra``, saved after them)."""
+    (both with ``keep``: a recompute needs them), and ``extra``, saved after them."""
     if any(ctx.needs_input_grad[:3]):
         ctx._name = "ConvolutionBackward0"
         ctx.geo, ctx.in_hw, ctx.k_hw = geo, x._shape[2:], w._shape[2:]
         need_x, need_w = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x if need_w else None, w if need_x else None, *extra)
+        ctx.save_for_backward(x if need_w or keep else None, w if need_x or keep else None, *extra)
 
 
 class Conv(Function):
-    """y = act(conv2d(x, w) + bias) for 4-D x, w (validated by the public functions); ``out_hw`` fixes the
-    bottom/right padding; ``act``: None or one of ``EPILOGUE_ACTIVATIONS``, run in the kernel's epilogue."""
+    """y = dropout(act(conv2d(x, w) + bias)) + residual for 4-D x, w (validated by the public functions);
+    ``out_hw`` fixes the bottom/right padding; ``act``: None or one of ``EPILOGUE_ACTIVATIONS``, ``drop``: None or
+    dropout's counters (seed, offset, p, channels), ``residual``: None or a tensor of y's shape, all run in the
+    kernel's epilogue. Backward passes g to the residual, through the dropout's mask (regenerated) and the
+    activation's derivative (read from its result: y, or with dropout or a residual the one saved before them)."""
 
     @staticmethod
-    def forward(ctx, x, w, bias, geo, out_hw, act=None, alpha=0.0):
-        y = run_conv(x, w, bias, geo, out_hw, act, alpha)
-        save_conv(ctx, x, w, geo, *(() if act is None else (y,)))     # the activation differentiates from y
-        ctx.act, ctx.alpha = act, alpha
+    def forward(ctx, x, w, bias, geo, out_hw, act=None, alpha=0.0, residual=None, drop=None):
+        save_a = act is not None and (residual is not None or drop is not None) and any(ctx.needs_input_grad[:3])
+        y = run_conv(x, w, bias, geo, out_hw, act, alpha, residual, drop, save_a)
+        y, a = y if save_a else (y, y)
+        # the activation differentiates from its result; a recompute of a (create_graph) needs x, w and bias
+        save_conv(ctx, x, w, geo, *(() if act is None else (a, bias if save_a else None)), keep=save_a)
+        ctx.act, ctx.alpha, ctx.drop, ctx.save_a = act, alpha, drop, save_a
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w, *y = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        gr = g if len(needs) > 7 and needs[7] else None         # the residual's gradient: the incoming one
+        if not any(needs[:3]):
+            return (None,) * 7 + (gr, None)
+        x, w, *saved = ctx.saved_tensors
+        drop = ctx.drop
+        group = 1 if drop is None or not drop[3] else math.prod(g._shape[2:])
+        if drop is not None and (ctx.act is None or STATE.enabled or group > 1):
+            g = Dropout.apply(g, drop[0], drop[1], drop[2], group)      # dropout's backward: the same mask
+            drop = None
         if ctx.act is not None:     # g through the activation: one kernel, or recorded ops under create_graph
-            y = y[0]
+            a, bias = saved
             if STATE.enabled:
-                g = UNARY[ctx.act].bwd_composite(g, y, y, ctx.alpha)
-            else:
+                if ctx.save_a:      # the saved a has no history: recompute it, recorded
+                    a = Conv.apply(x, w, bias, ctx.geo, g._shape[2:], ctx.act, ctx.alpha)
+                g = UNARY[ctx.act].bwd_composite(g, a, a, ctx.alpha)
+            else:                   # with an element dropout's mask in the same kernel
                 g2 = g.reshape(-1, g._shape[-1])
-                g = act_grad(g2, y.reshape(g2._shape), ctx.act, ctx.alpha).reshape(g._shape)
-        return conv_grads(ctx, x, w, g) + (None,) * 4
+                g = act_grad(g2, a.reshape(g2._shape), ctx.act, ctx.alpha,
+                             None if drop is None else drop[:3]).reshape(g._shape)
+        return conv_grads(ctx, x, w, g) + (None,) * 4 + (gr, None)
 
 
 def conv_grads(ctx, x, w, g):
@@ -883,19 +991,44 @@ def conv_setup(op, input, weight, bias, stride, padding, dilation, groups, nd, a
     return x, batched, stride, pads, dilation, out
 
 
-def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None):
+def _convnd(op, input, weight, bias, stride, padding, dilation, groups, nd, activation=None, dropout_p=0.0,
+            dropout_channels=False, residual=None):
     x, batched, stride, pads, dilation, out = conv_setup(op, input, weight, bias, stride, padding, dilation, groups,
                                                          nd, activation)
+    r, drop = _epilogue_args(op, x, weight, out, batched, dropout_p, dropout_channels, residual)
     if nd == 1:        # the 2-D kernels on (N, C, 1, L) views
         x, w = x.unsqueeze(2), weight.unsqueeze(2)
         geo = Geometry((1, stride[0]), (0, pads[0][0]), (1, dilation[0]), groups)
-        y = Conv.apply(x, w, bias, geo, (1,) + out, activation).squeeze(2)
+        r = None if r is None else r.unsqueeze(2)
+        y = Conv.apply(x, w, bias, geo, (1,) + out, activation, 0.0, r, drop).squeeze(2)
     elif nd == 3:
         y = _conv3d(x, weight, bias, stride, pads, dilation, groups, out)
     else:
         geo = Geometry(stride, tuple(a for a, _ in pads), dilation, groups)
-        y = Conv.apply(x, weight, bias, geo, out, activation)
+        y = Conv.apply(x, weight, bias, geo, out, activation, 0.0, r, drop)
     return y if batched else y.squeeze(0)
+
+
+def _epilogue_args(op, x, weight, out, batched, p, channels, residual):
+    """(the residual with a batch dim, dropout's counters (seed, offset, p, channels) or None) of a convolution's
+    epilogue, checked: x the batched input, ``out`` the output's spatial size."""
+    p = float(p)
+    check_p(p)
+    shape = (x._shape[0], weight._shape[0]) + tuple(out)
+    if residual is not None:
+        if not isinstance(residual, Tensor):
+            raise TypeError(f"{op}(): argument 'residual' must be Tensor, not {type(residual).__name__}")
+        check_same_device(op, x, residual)
+        want = shape if batched else shape[1:]
+        if residual._shape != want or residual.dtype is not x.dtype:
+            raise RuntimeError(f"{op}: residual must have the result's shape {list(want)} and dtype "
+                               f"{_T_NAMES[x.dtype]}, got {list(residual._shape)} and {_T_NAMES[residual.dtype]}")
+        residual = residual if batched else residual.unsqueeze(0)
+    drop = None
+    if p:
+        n_masks = shape[0] * shape[1] if channels else math.prod(shape)
+        drop = (*draw(n_masks, x._storage.device), p, bool(channels))
+    return residual, drop
 
 
 def _conv3d(x, w, bias, stride, pads, dilation, groups, out):
@@ -955,19 +1088,28 @@ def _conv_transposend(op, input, weight, bias, stride, padding, output_padding, 
 
 
 @register("conv1d", method=False)
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None, dropout_p=0.0,
+           dropout_channels=False, residual=None):
     """1-D convolution (cross-correlation) of input (N, C_in, L) or (C_in, L) with weight (C_out, C_in/groups, K);
-    ``padding``: an int, a 1-tuple, ``'valid'`` or ``'same'`` (stride 1 only); ``activation``: None or one of
-    ``EPILOGUE_ACTIVATIONS``, applied in the kernel's epilogue (``tritorch.compile`` fuses ``relu(conv1d(...))``)."""
-    return _convnd("conv1d", input, weight, bias, stride, padding, dilation, groups, 1, activation)
+    ``padding``: an int, a 1-tuple, ``'valid'`` or ``'same'`` (stride 1 only). The epilogue, in the kernel
+    (``tritorch.compile`` fuses ``relu(conv1d(...))``, a dropout of it and a skip connection ``r + conv1d(...)``):
+    ``activation``, None or one of ``EPILOGUE_ACTIVATIONS``; then with ``dropout_p`` training-mode dropout, the
+    elements the separate ``dropout`` (with ``dropout_channels``, the channels ``dropout2d``/``dropout1d``) would
+    drop, the counters taken from the generator here (backward regenerates the mask); then ``residual``, a tensor of
+    the result's shape and dtype, added. Each step rounds as the separate op would."""
+    return _convnd("conv1d", input, weight, bias, stride, padding, dilation, groups, 1, activation, dropout_p,
+                   dropout_channels, residual)
 
 
 @register("conv2d", method=False)
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None, dropout_p=0.0,
+           dropout_channels=False, residual=None):
     """2-D convolution (cross-correlation) of input (N, C_in, H, W) or (C_in, H, W) with weight
     (C_out, C_in/groups, KH, KW); ``padding``: an int, a pair, ``'valid'`` or ``'same'`` (stride 1 only, extra
-    padding on the bottom/right for an even dilated kernel, as in PyTorch); ``activation``: as conv1d's."""
-    return _convnd("conv2d", input, weight, bias, stride, padding, dilation, groups, 2, activation)
+    padding on the bottom/right for an even dilated kernel, as in PyTorch); the epilogue (``activation``,
+    ``dropout_p``, ``dropout_channels``, ``residual``): as conv1d's."""
+    return _convnd("conv2d", input, weight, bias, stride, padding, dilation, groups, 2, activation, dropout_p,
+                   dropout_channels, residual)
 
 
 @register("conv3d", method=False)

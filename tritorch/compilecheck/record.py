@@ -106,6 +106,11 @@ def w_conv(dt):
     _bwd(nn.Conv1d(4, 8, 5).to(device="cuda", dtype=dt)(_t((2, 4, 50), dt, True)))
     conv = nn.Conv2d(3, 16, 3, padding=1).to(device="cuda", dtype=dt)      # tritorch.compile's relu epilogue
     _bwd(F.conv2d(_t((8, 3, 28, 28), dt, True), conv.weight, conv.bias, padding=1, activation="relu"))
+    x, w = _t((4, 64, 28, 28), dt, True), _t((64, 64, 3, 3), dt, True)
+    for act, channels, r in ((None, False, None), ("relu", False, x), ("relu", True, None), (None, True, x)):
+        # its dropout (elements, channels) and residual epilogues, the activation saved for the backward
+        _bwd(F.conv2d(x, w, None, padding=1, activation=act, dropout_p=0.25, dropout_channels=channels, residual=r))
+    _bwd(F.conv2d(x, w, None, padding=1, residual=x))
     for x, w in ((_t((8, 3, 28, 28), dt), conv.weight), (_t((4, 16, 14, 14), dt), _t((32, 16, 3, 3), dt))):
         for act in EPILOGUE_ACTIVATIONS:     # tritorch.compile's conv + max pool in one forward kernel
             conv2d_max_pool2d(x, w, None, padding=1, activation=act, kernel_size=2)

@@ -18,7 +18,8 @@ def _epilogue(b, node, y, activation=None, alpha=None, residual=None, dropout_p=
     ``tritorch.compile`` writes them) exported as the ops it stands for: the activation's own mapping on ONNX
     tensor ``y``, then Add. Dropout, which runs in training mode only, is refused as the ``dropout`` op is."""
     if dropout_p:
-        raise Unsupported("linear(..., dropout_p=) is dropout in training mode (export runs the model in eval mode)")
+        raise Unsupported(f"{node.op}(..., dropout_p=) is dropout in training mode (export runs the model in eval "
+                          "mode)")
     if activation is not None:
         out = node.outputs[0]
         pre = Value(f"{out.name}.pre_activation", out.shape, out.dtype, "node")
@@ -73,7 +74,8 @@ def _check_batched(input, n, what):
 
 
 @op("conv1d", "conv2d", "conv3d")
-def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
+def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
+          dropout_p=0.0, dropout_channels=False, residual=None):
     n = int(node.op[4])
     _check_batched(input, n, node.op)
     k, dil = list(weight.shape[2:]), _tup(dilation, n)
@@ -87,7 +89,7 @@ def _conv(b, node, input, weight, bias=None, stride=1, padding=0, dilation=1, gr
         pads = p + p
     ins = [b.name(input), b.name(weight)] + ([b.name(bias)] if bias is not None else [])
     y = b.op("Conv", ins, kernel_shape=k, strides=_tup(stride, n), pads=pads, dilations=dil, group=int(groups))
-    return _epilogue(b, node, y, activation)
+    return _epilogue(b, node, y, activation, None, residual, dropout_p)
 
 
 @op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")

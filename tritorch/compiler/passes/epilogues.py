@@ -6,13 +6,17 @@
   read only by relu, sigmoid or tanh (``kernels/conv.py``'s ``EPILOGUE_ACTIVATIONS``). On ``cuda`` a GLU's gate
   (``silu(w1(x)) * w3(x)``: an activation read only by a product) joins the product's generated kernel instead, so
   that its derivative runs in the product's derived backward kernel, not in an activation-gradient launch.
-- ``fuse_linear_dropout``: a ``linear`` (activation fused or not) read only by a training-mode ``dropout`` becomes
-  one ``linear(..., dropout_p=p)``: the kernel drops the elements the separate op would (the same Philox counters,
-  drawn at the same point of the step), and the backward regenerates the mask in the activation's gradient kernel.
-- ``fuse_linear_residual``: an ``add`` of a ``linear`` (activation and dropout fused or not) read only by it and
-  another value of its shape and dtype (the skip connection ``x + proj(h)``) becomes one
-  ``linear(..., residual=x)``: the add runs in the epilogue and its backward passes the gradient through, so no
-  kernel is left for it.
+- ``fuse_linear_dropout``: a ``linear`` or a batched ``conv1d``/``conv2d`` (activation fused or not) read only by a
+  training-mode ``dropout`` (a convolution's also by ``dropout2d``, whole channels) becomes one ``linear(...,
+  dropout_p=p)`` (``conv2d(..., dropout_p=p, dropout_channels=...)``): the kernel drops the elements the separate op
+  would (the same Philox counters, drawn at the same point of the step), and the backward regenerates the mask in
+  the activation's gradient kernel.
+- ``fuse_linear_residual``: an ``add`` of a ``linear`` or a batched convolution (activation and dropout fused or
+  not) read only by it and another value of its shape and dtype (the skip connection ``x + proj(h)``, a
+  pre-activation ResNet's ``x + conv(h)``) becomes one ``linear(..., residual=x)`` (``conv2d(...)``): the add runs in
+  the epilogue and its backward passes the gradient through, so no kernel is left for it.
+
+A producer's own keyword arguments (``bias=``, a convolution's ``stride=``, ``padding=``...) stay as they are.
 """
 from ...jit.ir import Node, Value
 from ...kernels.conv import EPILOGUE_ACTIVATIONS
@@ -40,6 +44,21 @@ def _epilogue(node):
 _EPILOGUE_OPS = {"linear": None, "conv1d": EPILOGUE_ACTIVATIONS, "conv2d": EPILOGUE_ACTIVATIONS}
 """Ops with an activation epilogue -> the activations it takes (None: every one ``_epilogue`` finds)."""
 
+_OWN = {"linear": {"bias"}, "conv1d": {"bias", "stride", "padding", "dilation", "groups"}}
+_OWN["conv2d"] = _OWN["conv1d"]
+"""Ops with an epilogue -> their keyword arguments that are no part of it."""
+
+_BATCHED = {"conv1d": 3, "conv2d": 4}
+"""A convolution's result with a batch dim: the rank its dropout and residual epilogues take."""
+
+
+def _producers(graph, ops, epilogue):
+    """Output name -> the nodes of ``ops`` whose keywords are their own or in ``epilogue``, one floating output each
+    (a convolution's batched, when ``epilogue`` is set)."""
+    return {n.outputs[0].name: n for n in graph.nodes if n.op in ops and set(n.kwargs) <= _OWN[n.op] | epilogue and
+            not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point and
+            (not epilogue or len(n.outputs[0].shape) == _BATCHED.get(n.op, len(n.outputs[0].shape)))}
+
 
 _MUL = ("mul", "__mul__", "__rmul__")
 
@@ -64,8 +83,7 @@ def fuse_linear_epilogue(graph):
     """The graph with each ``linear`` (``conv1d``, ``conv2d``) + activation pair (the producer's result read only by
     the activation) as one node with ``activation=``, but for the gates of ``_gates``."""
     uses, outputs, gates = _uses(graph), {v.name for v in graph.outputs}, _gates(graph)
-    producer = {n.outputs[0].name: n for n in graph.nodes if n.op in _EPILOGUE_OPS and not n.kwargs and
-                not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
+    producer = _producers(graph, _EPILOGUE_OPS, set())
     replaced, nodes = {}, []
     for node in graph.nodes:
         src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
@@ -80,21 +98,16 @@ def fuse_linear_epilogue(graph):
             continue
         kwargs = {"activation": act[0]} if act[1] is None else {"activation": act[0], "alpha": act[1]}
         replaced[id(lin)] = True
-        nodes.append(Node(lin.op, lin.args, kwargs, [node.outputs[0]], 0, node.scope, node.module_type))
+        nodes.append(Node(lin.op, lin.args, {**lin.kwargs, **kwargs}, [node.outputs[0]], 0, node.scope,
+                          node.module_type))
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
 
-def _linears(graph, kwargs):
-    """Output name -> the ``linear`` nodes with at most ``kwargs`` fused into them, one floating output each."""
-    return {n.outputs[0].name: n for n in graph.nodes if n.op == "linear" and set(n.kwargs) <= kwargs and
-            not n.aliases and len(n.outputs) == 1 and n.outputs[0].dtype.is_floating_point}
-
-
-def training_dropout_p(node):
-    """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords), else
-    None."""
+def training_dropout_p(node, ops=("dropout",)):
+    """p of a training-mode, out-of-place ``dropout(x, p, train, inplace)`` node (positional or keywords; with
+    ``ops``, also ``dropout2d``'s), else None."""
     names = ("p", "train", "inplace")
-    if node.op != "dropout" or len(node.args) > 4 or not set(node.kwargs) <= {*names, "training"}:
+    if node.op not in ops or len(node.args) > 4 or not set(node.kwargs) <= {*names, "training"}:
         return None
     given = dict(zip(names, node.args[1:]), **node.kwargs)
     p, train, inplace = given.get("p", 0.5), given.get("train", given.get("training", True)), given.get("inplace")
@@ -103,20 +116,24 @@ def training_dropout_p(node):
 
 
 def fuse_linear_dropout(graph):
-    """The graph with each training-mode ``dropout`` of a ``linear`` result (read by nothing else, not a graph
-    output) as one ``linear`` node with ``dropout_p=`` (at the dropout's place, where the counters are drawn)."""
+    """The graph with each training-mode ``dropout`` of a ``linear`` or batched convolution result (``dropout2d`` of
+    a convolution's; read by nothing else, not a graph output) as one node with ``dropout_p=`` (at the dropout's
+    place, where the counters are drawn)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = _linears(graph, {"activation", "alpha"})
+    producer = _producers(graph, _EPILOGUE_OPS, {"activation", "alpha"})
     replaced, nodes = set(), []
     for node in graph.nodes:
         src = node.args[0] if node.args and isinstance(node.args[0], Value) else None
-        p = training_dropout_p(node) if src is not None and not node.aliases else None
+        p = training_dropout_p(node, ("dropout", "dropout2d")) if src is not None and not node.aliases else None
         lin = producer.get(src.name) if p is not None else None
-        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced:
+        channels = node.op == "dropout2d"
+        if lin is None or uses.get(src.name) != 1 or src.name in outputs or id(lin) in replaced or \
+                (channels and lin.op == "linear"):
             nodes.append(node)
             continue
         replaced.add(id(lin))
-        nodes.append(Node("linear", lin.args, {**lin.kwargs, "dropout_p": p}, [node.outputs[0]], 0, node.scope,
+        drop = {"dropout_p": p, "dropout_channels": True} if channels else {"dropout_p": p}
+        nodes.append(Node(lin.op, lin.args, {**lin.kwargs, **drop}, [node.outputs[0]], 0, node.scope,
                           node.module_type))
     return _copy(graph, [n for n in nodes if id(n) not in replaced])
 
@@ -125,10 +142,10 @@ _ADD = ("add", "__add__", "__radd__")
 
 
 def fuse_linear_residual(graph):
-    """The graph with each ``add`` of a ``linear`` result (read by nothing else, not a graph output) and a residual
-    Value of the same shape and dtype as one ``linear`` node with ``residual=`` (at the add's place)."""
+    """The graph with each ``add`` of a ``linear`` or batched convolution result (read by nothing else, not a graph
+    output) and a residual Value of the same shape and dtype as one node with ``residual=`` (at the add's place)."""
     uses, outputs = _uses(graph), {v.name for v in graph.outputs}
-    producer = _linears(graph, {"activation", "alpha", "dropout_p"})
+    producer = _producers(graph, _EPILOGUE_OPS, {"activation", "alpha", "dropout_p", "dropout_channels"})
     replaced, nodes = set(), []
     for node in graph.nodes:
         fused = None
@@ -139,7 +156,7 @@ def fuse_linear_residual(graph):
                 if (lin is not None and isinstance(res, Value) and res.name != lin_out.name and
                         uses.get(lin_out.name) == 1 and lin_out.name not in outputs and id(lin) not in replaced and
                         res.shape == lin_out.shape and res.dtype == lin_out.dtype == out.dtype):
-                    fused = Node("linear", lin.args, {**lin.kwargs, "residual": res}, [out], 0, node.scope,
+                    fused = Node(lin.op, lin.args, {**lin.kwargs, "residual": res}, [out], 0, node.scope,
                                  node.module_type)
                     replaced.add(id(lin))
                     break
