@@ -7,6 +7,7 @@ function still closes the circle, only later). Ops reach the core through regist
 """
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -176,3 +177,14 @@ def test_core_modules_import_alone():
         r = subprocess.run([sys.executable, "-c", _ALONE, ROOT, module], env=env, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, module + ":\n" + r.stderr[-3000:]
+
+
+def test_every_package_is_installed():
+    """pyproject's ``packages`` lists every folder of tritorch/ with an ``__init__.py``: a non-editable install
+    (``pip install .``, a wheel) leaves out a package it does not list (``tritorch.compiler.passes`` once was, and
+    ``import tritorch`` failed there)."""
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        listed = set(re.findall(r'"(tritorch[\w.]*)"', re.search(r"^packages = \[([^\]]*)\]", f.read(), re.M)[1]))
+    found = {os.path.relpath(d, ROOT).replace(os.sep, ".") for d, _, files in os.walk(os.path.join(ROOT, "tritorch"))
+             if "__init__.py" in files}
+    assert found - listed == set()

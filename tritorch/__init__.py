@@ -55,6 +55,7 @@ from . import jit  # noqa: E402
 from . import profiler  # noqa: E402
 from . import compiler  # noqa: E402
 from .compiler import compile  # noqa: E402,F401  (tritorch.compile, as torch.compile)
+from . import _dynamo  # noqa: E402,F401  (torch._dynamo's config and reset)
 from . import onnx  # noqa: E402  (tritorch.onnx; the onnx package loads only when export runs)
 from . import amp  # noqa: E402
 from .amp import (autocast, is_autocast_enabled, get_autocast_dtype, set_autocast_enabled,  # noqa: E402

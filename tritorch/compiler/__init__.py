@@ -1,34 +1,42 @@
 """``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it. A call whose
-signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and
-the training mode of every module the capture called) is new captures the forward through the op modes
-(``tritorch.jit``'s capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code
-elimination; attention written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast); a
-layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under autocast);
-activations (linear, conv), training-mode dropout and residual adds (linear) fused into the kernels' epilogues (with
-autograd too); linears in a row as one node whose backward runs each activation's derivative in the next layer's
-grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the row-norm
-kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max
-pooling as one node, one kernel forward when the windows do not overlap and differentiated inside the pooling's
-backward (``kernels/conv_pool.py``); a batched product whose transpose a reshape would copy written in that
-transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into generated Triton kernels
-(``codegen.py``: broadcast operands and strided views are read in place; a value several elementwise ops read is
-recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim
-``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel), each fused group one
-autograd node whose backward is derived from its rows' gradient rules and fused in turn, its independent trees side
-by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel, not the linear's
-epilogue. Later calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value
-(``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead),
-and ``explain()`` says why.
+signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and the
+training mode of every module the capture called) is new captures the forward through the op modes (``tritorch.jit``'s
+capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code elimination; attention
+written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast); a layer written as a
+product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under autocast); activations,
+training-mode dropout (a convolution's dropout2d too) and residual adds fused into the linear and conv kernels'
+epilogues (with autograd too); linears in a row as one node whose backward runs each activation's derivative in the next
+layer's grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the row-norm
+kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max pooling
+as one node, one kernel forward when the windows do not overlap and differentiated inside the pooling's backward
+(``kernels/conv_pool.py``); a batched product whose transpose a reshape would copy written in that transpose's order
+(``passes/layout.py``); and on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast
+operands and strided views are read in place; a value several elementwise ops read is recomputed in each; a tree read
+only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``, runs as that
+reduction's prologue, in one generated kernel), each fused group one autograd node whose backward is derived from its
+rows' gradient rules and fused in turn, its independent trees side by side in one kernel (``autodiff.py``); a GLU's gate
+activation joins its product's kernel, not the linear's epilogue. Later calls with that signature replay the optimised
+graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for
+that signature (``fullgraph=True`` raises instead), and ``explain()`` says why, as it says why each signature after the
+first was captured (PyTorch's recompile reasons: "tensor argument 0 size mismatch at index 0. expected 8, actual 9"). A
+function keeps ``config.recompile_limit`` signatures (``config.py``): past it, with ``dynamic=False``, new ones run
+eagerly after one warning, as PyTorch's do; otherwise the least recently used one is dropped. ``reset()`` forgets every
+function's signatures.
 
-The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"``
-on ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``);
-on ``cpu``, where the ops call NumPy and launch nothing, it runs as ``"default"``. Not yet built (see the compile
-issue): one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the residual
-and dropout epilogues in conv and in batched products (a 2-D weight's product is a linear and has them), prologues
-of the hand-written layer norm and loss kernels, CUDA-graph capture of the recorded launches, and dynamic shapes
-(``dynamic=True`` re-captures per shape, as ``False`` does).
+The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"`` on
+``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``); on
+``cpu``, where the ops call NumPy and launch nothing, it runs as ``"default"``. Not yet built (see the compile issue):
+one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the residual and dropout
+epilogues of batched products (a 2-D weight's product is a linear and has them, as convolutions do), prologues of the
+hand-written layer norm and loss kernels, CUDA-graph capture of the recorded launches, and dynamic shapes
+(``dynamic=True`` captures each shape, as ``False`` does, but keeps the most recently used ones past the limit).
 """
+import collections
+import warnings
+import weakref
+
 from .. import jit
+from . import config
 from .._tensor import Tensor
 from ..amp.autocast_mode import get_autocast_dtype, is_autocast_enabled
 from ..autograd.grad_mode import is_grad_enabled
@@ -44,7 +52,7 @@ from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_li
     fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, \
     plan_layouts, rematerialize, rms_norm_rows
 
-__all__ = ["compile", "CompiledFunction", "CompileError", "MODES"]
+__all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset"]
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -66,6 +74,44 @@ def _meta(x):
     return (type(x).__name__, repr(x))
 
 
+_LIVE = weakref.WeakSet()
+"""Every live ``CompiledFunction``: what ``reset()`` empties."""
+
+
+def reset():
+    """Forget every compiled function's signatures (PyTorch's ``torch.compiler.reset()``): each captures again."""
+    for fn in list(_LIVE):
+        fn._forget()
+
+
+def _difference(old, new):
+    """The first difference of signature ``new`` from ``old`` (``CompiledFunction._full_key``s), worded as PyTorch's
+    recompile reasons."""
+    (o, o_modes), (n, n_modes) = old, new
+    if o[0] != n[0]:
+        return "the call's structure changed (arguments, keywords, containers)"
+    for i, (a, b) in enumerate(zip(o[1], n[1])):
+        if a == b:
+            continue
+        if a[0] != "T" or b[0] != "T":
+            kind = (a[0] if a[0] != "T" else "Tensor", b[0] if b[0] != "T" else "Tensor")
+            return f"argument {i} changed: {a[1]} -> {b[1]}" if kind[0] == kind[1] else \
+                f"argument {i} changed type: {kind[0]} -> {kind[1]}"
+        (_, s0, d0, v0, r0), (_, s1, d1, v1, r1) = a, b
+        if len(s0) != len(s1):
+            return f"tensor argument {i} rank mismatch. expected {len(s0)}, actual {len(s1)}"
+        for j, (p, q) in enumerate(zip(s0, s1)):
+            if p != q:
+                return f"tensor argument {i} size mismatch at index {j}. expected {p}, actual {q}"
+        for what, p, q in (("dtype", d0, d1), ("device", v0, v1), ("requires_grad", r0, r1)):
+            if p != q:
+                return f"tensor argument {i} {what} mismatch. expected {p}, actual {q}"
+    for what, p, q in (("grad mode", o[2], n[2]), ("training mode", o[3], n[3]), ("autocast", o[4], n[4])):
+        if p != q:
+            return f"{what} changed: expected {p}, actual {q}"
+    return "a called module's training mode changed"
+
+
 class CompiledFunction:
     """What ``tritorch.compile`` returns for a function or a module: call it as the original."""
 
@@ -75,9 +121,19 @@ class CompiledFunction:
         self._orig_mod = fn
         self.mode = mode
         self.fullgraph = fullgraph
-        self._entries = {}                  # (signature, training flags of its modules) -> replay or _Eager
-        self._modules = {}                  # signature -> the modules its captures called
-        self._notes = []
+        self.dynamic = dynamic
+        self._entries = {}                  # (signature, training flags of its modules) -> replay or _Eager, in the
+        self._modules = {}                  # order of last use; signature -> the modules its captures called
+        self._notes = collections.deque(maxlen=256)
+        self._captures, self._limit_warned = 0, False
+        _LIVE.add(self)
+
+    def _forget(self):
+        """Every signature dropped: the next call captures again (``reset()``)."""
+        self._entries.clear()
+        self._modules.clear()
+        self._notes.clear()
+        self._captures, self._limit_warned = 0, False
 
     def _key(self, leaves, struct):
         """The guard: the call's structure, its non-tensor arguments, each tensor's shape, dtype, device and
@@ -95,15 +151,47 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         leaves, struct = flatten((args, kwargs), lambda x: not isinstance(x, (tuple, list, dict)))
         key = self._key(leaves, struct)
-        entry = self._entries.get(self._full_key(key))
+        full = self._full_key(key)
+        entry = self._entries.get(full)
         if entry is None:
-            return self._capture(key, leaves, struct)
+            why = _difference(next(reversed(self._entries)), full) if self._entries else None
+            if len(self._entries) >= config.recompile_limit:
+                if self.dynamic is False or not self._entries:
+                    self._limit_reached(why)
+                    return self._orig_mod(*args, **kwargs)
+                self._drop_least_recent()
+            return self._capture(key, leaves, struct, why)
+        if self.dynamic is not False:       # the most recently used last
+            self._entries[full] = self._entries.pop(full)
         if isinstance(entry, _Eager):
             return self._orig_mod(*args, **kwargs)
         return entry(*[x for x in leaves if isinstance(x, Tensor)])
 
-    def _capture(self, key, leaves, struct):
-        """Runs the forward under a capture of its tensor arguments (the others are part of the guard)."""
+    def _limit_reached(self, why):
+        """A new static signature past ``config.recompile_limit``: it runs eagerly, the first time with a warning."""
+        if self._limit_warned:
+            return
+        self._limit_warned = True
+        name = getattr(self._orig_mod, "__name__", type(self._orig_mod).__name__)
+        warnings.warn(f"tritorch.compile hit config.recompile_limit ({config.recompile_limit})\n   function: "
+                      f"'{name}'\n   last reason: {why}\nNew signatures run eagerly: compile with dynamic=None "
+                      "(the default) or True to keep the most recently used ones instead, or raise "
+                      "tritorch._dynamo.config.recompile_limit.", stacklevel=3)
+        self._notes.append(f"recompile_limit ({config.recompile_limit}) reached: new signatures run eagerly (last "
+                           f"reason: {why})")
+
+    def _drop_least_recent(self):
+        """Past ``config.recompile_limit`` (dynamic shapes): the least recently used signature makes room."""
+        old = next(iter(self._entries))
+        del self._entries[old]
+        if not any(k[0] == old[0] for k in self._entries):
+            self._modules.pop(old[0], None)
+        self._notes.append(f"recompile_limit ({config.recompile_limit}) reached: dropped the least recently used "
+                           "signature")
+
+    def _capture(self, key, leaves, struct, reason=None):
+        """Runs the forward under a capture of its tensor arguments (the others are part of the guard); ``reason``:
+        its difference from the latest signature."""
         fn = self._orig_mod
         root = fn if isinstance(fn, Module) else None
         where = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
@@ -134,10 +222,12 @@ class CompiledFunction:
             self._notes.append(why)
             return result
         cap.set_outputs(result)
-        self._entries[full] = self._optimise(cap.graph, key)
+        head = f"signature {self._captures}" + ("" if reason is None else f" (re-captured: {reason})")
+        self._captures += 1
+        self._entries[full] = self._optimise(cap.graph, key, head)
         return result
 
-    def _optimise(self, graph, key):
+    def _optimise(self, graph, key, head):
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
         n1 = len(graph.nodes)
@@ -167,7 +257,7 @@ class CompiledFunction:
         graph = fuse_linear_chain(graph)
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
         graph, laid_out = plan_layouts(graph)
-        note = f"signature {len(self._entries)}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
+        note = f"{head}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
             f"flash attention, {products} products x @ w as linears, {norms} RMS norms as row-norm kernels, " \
             f"{layer_norms} layer norms written in ops as the layer norm's, " \
             f"{n1b - n2} activations, {n2 - n3} " \
