@@ -21,7 +21,8 @@ that signature (``fullgraph=True`` raises instead), and ``explain()`` says why, 
 first was captured (PyTorch's recompile reasons: "tensor argument 0 size mismatch at index 0. expected 8, actual 9"). A
 function keeps ``config.recompile_limit`` signatures (``config.py``): past it, with ``dynamic=False``, new ones run
 eagerly after one warning, as PyTorch's do; otherwise the least recently used one is dropped. ``reset()`` forgets every
-function's signatures.
+function's signatures; ``is_compiling()`` and ``disable`` are PyTorch's (a forward that calls a function under
+``disable`` runs eagerly for its signature).
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"`` on
 ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``); on
@@ -32,6 +33,7 @@ hand-written layer norm and loss kernels, CUDA-graph capture of the recorded lau
 (``dynamic=True`` captures each shape, as ``False`` does, but keeps the most recently used ones past the limit).
 """
 import collections
+import functools
 import warnings
 import weakref
 
@@ -40,7 +42,7 @@ from . import config
 from .._tensor import Tensor
 from ..amp.autocast_mode import get_autocast_dtype, is_autocast_enabled
 from ..autograd.grad_mode import is_grad_enabled
-from ..jit._capture import Capture
+from ..jit._capture import CAPTURING, Capture, VALUE_READS
 from ..jit.ir import flatten, unflatten
 from ..nn.module import Module
 from .codegen import Fused
@@ -52,7 +54,7 @@ from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_li
     fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, \
     plan_layouts, rematerialize, rms_norm_rows
 
-__all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset"]
+__all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset", "is_compiling", "disable"]
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -82,6 +84,37 @@ def reset():
     """Forget every compiled function's signatures (PyTorch's ``torch.compiler.reset()``): each captures again."""
     for fn in list(_LIVE):
         fn._forget()
+
+
+def is_compiling():
+    """Whether a ``tritorch.compile`` capture is running (PyTorch's ``torch.compiler.is_compiling()``; ``jit``'s
+    ``is_scripting()`` is False there, as in PyTorch)."""
+    return any(c.kind == "compile" for c in CAPTURING)
+
+
+def disable(fn=None, recursive=True, *, reason=None):
+    """PyTorch's ``torch.compiler.disable``: ``fn`` (a function or a module, or this used as a decorator) always runs
+    eagerly. A compiled forward that calls it cannot be captured as one graph: its signature runs eagerly, as one
+    that reads a tensor as a Python value does, and ``explain()`` says why; with ``fullgraph=True`` the capture raises
+    ``CompileError``."""
+    if fn is None:
+        return lambda f: disable(f, recursive, reason=reason)
+    if isinstance(fn, Module):
+        fn.forward = disable(fn.forward, recursive, reason=reason)
+        return fn
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+
+    @functools.wraps(fn)
+    def eager(*args, **kwargs):
+        for cap in CAPTURING:
+            if cap.kind != "compile":
+                continue
+            if cap.on_value_read == "raise":
+                raise CompileError(f"tritorch.compile(fullgraph=True): the forward calls {name}, which "
+                                   f"tritorch.compiler.disable keeps out of graphs{f' ({reason})' if reason else ''}")
+            cap.breaks.append(name)
+        return fn(*args, **kwargs)
+    return eager
 
 
 def _difference(old, new):
@@ -203,7 +236,7 @@ class CompiledFunction:
             args, kwargs = unflatten(struct, values.__getitem__)
             return fn(*args, **kwargs)
         tensors = tuple(leaves[i] for i in where)
-        cap = Capture(root, "raise" if self.fullgraph else "break", "script")
+        cap = Capture(root, "raise" if self.fullgraph else "break", "compile")
         cap.add_inputs(tensors)
         try:
             with cap:
@@ -216,8 +249,12 @@ class CompiledFunction:
                                   .values())
         full = self._full_key(key)
         if cap.breaks:
-            why = (f"the forward reads a tensor as a Python value ({', '.join(dict.fromkeys(cap.breaks))}): its "
-                   "path may depend on tensor values, so this signature runs eagerly")
+            reads = [b for b in dict.fromkeys(cap.breaks) if b in VALUE_READS]
+            calls = [b for b in dict.fromkeys(cap.breaks) if b not in VALUE_READS]
+            why = "; ".join(([f"the forward reads a tensor as a Python value ({', '.join(reads)}): its path may "
+                              "depend on tensor values"] if reads else []) +
+                            ([f"the forward calls {', '.join(calls)}, which tritorch.compiler.disable keeps out of "
+                              "graphs"] if calls else [])) + ", so this signature runs eagerly"
             self._entries[full] = _Eager(why)
             self._notes.append(why)
             return result

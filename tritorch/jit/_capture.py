@@ -25,7 +25,9 @@ class TracerWarning(Warning):
 
 class Capture(_modes.OpMode):
     """Records one forward. ``root``: the module whose parameters and buffers are the graph's params (None for a
-    function); ``on_value_read``: "warn" (trace), "raise" (script) or "break" (compile: listed in ``breaks``)."""
+    function); ``on_value_read``: "warn" (trace), "raise" (script) or "break" (compile: listed in ``breaks``);
+    ``kind``: "trace", "script" or "compile" (what ``jit.is_tracing``/``is_scripting`` and
+    ``compiler.is_compiling`` report)."""
 
     def __init__(self, root, on_value_read="warn", kind="trace"):
         self.graph = Graph()
@@ -34,7 +36,7 @@ class Capture(_modes.OpMode):
         self.depth = 0
         self.scopes = [("", "")]
         self.on_value_read, self.kind = on_value_read, kind
-        self.breaks = []                    # the value reads seen with on_value_read="break"
+        self.breaks = []                    # value reads (and compiler.disable's calls) with on_value_read="break"
         self.counter = 0
         self.names = {}                     # id(module) -> qualified name
         self.modules = {}                   # id(module) -> every module called, in call order

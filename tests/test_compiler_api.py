@@ -1,6 +1,6 @@
-"""How many signatures a compiled function keeps (PyTorch's ``torch._dynamo.config.recompile_limit``), why each
-re-capture happened (``explain()``), and ``reset()``: static shapes past the limit run eagerly with one warning,
-dynamic ones keep the most recently used signatures."""
+"""The ``torch.compiler`` / ``torch._dynamo`` names of ``tritorch.compile``: how many signatures a compiled function
+keeps (``recompile_limit``: static shapes past it run eagerly with one warning, dynamic ones keep the most recently
+used), why each re-capture happened (``explain()``), ``reset()``, ``is_compiling()`` and ``disable``."""
 import warnings
 
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 import tritorch
 import tritorch._dynamo.config as dynamo_config
 import tritorch.nn as nn
-from tritorch.compiler import config
+from tritorch.compiler import CompileError, config
 
 
 def f(x, scale=2.0):
@@ -91,3 +91,54 @@ def test_dynamo_config_names_and_reset(monkeypatch):
     c(tritorch.randn(2))
     tritorch.compiler.reset()
     assert not c._entries
+
+
+class M(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def test_is_compiling_only_while_a_compile_captures():
+    seen = []
+
+    def g(x):
+        seen.append((tritorch.compiler.is_compiling(), tritorch._dynamo.is_compiling(), tritorch.jit.is_scripting()))
+        return x + 1
+    c = tritorch.compile(g)
+    x = tritorch.randn(3)
+    g(x)
+    c(x)
+    c(x)                                        # the replay runs no Python of g
+    tritorch.jit.script(M(g))(x)
+    assert seen == [(False, False, False), (True, True, False), (False, False, True)]
+
+
+def test_disable_runs_the_function_eagerly():
+    calls = []
+
+    @tritorch.compiler.disable
+    def helper(x):
+        calls.append(1)
+        return x * 3
+
+    def g(x):
+        return helper(x.relu()) + 1
+
+    c = tritorch.compile(g)
+    x = tritorch.randn(5)
+    for _ in range(3):
+        np.testing.assert_array_equal(c(x).numpy(), g(x).numpy())
+    assert len(calls) == 6                      # every call ran it: the signature runs eagerly
+    assert "the forward calls test_disable_runs_the_function_eagerly.<locals>.helper, which tritorch.compiler." \
+        "disable keeps out of graphs, so this signature runs eagerly" in c.explain()
+    with pytest.raises(CompileError, match="fullgraph=True.*helper.*tritorch.compiler.disable keeps out of graphs"):
+        tritorch.compile(g, fullgraph=True)(x)
+    m = tritorch._dynamo.disable(nn.Linear(5, 5), reason="logging")
+    c = tritorch.compile(lambda x: m(x).sum())
+    c(x)
+    assert "signature 0" not in c.explain() and "Linear.forward" in c.explain()
+    np.testing.assert_array_equal(helper(x).numpy(), (x * 3).numpy())      # outside a compile: as it is
