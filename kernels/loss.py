@@ -1131,13 +1131,15 @@ def _bad_target(t):
     return IndexError(f"Target {t} is out of bounds.")
 
 
-def _weight_arg(weight, x, name):
+def _weight_arg(weight, x, name, dtype=None):
+    """The class weights as the kernels read them: contiguous, in x's dtype (or ``dtype``, the computation's)."""
     if weight is None:
         return None
     _check_tensor(name, "weight", weight)
     check_same_device(name, x, weight)
+    dtype = dtype or x.dtype
     # the kernels read the class weights with stride 1: a view (sliced, expanded) goes through a contiguous copy
-    return (weight if weight.dtype is x.dtype else weight.to(x.dtype)).contiguous()
+    return (weight if weight.dtype is dtype else weight.to(dtype)).contiguous()
 
 
 @register("nll_loss", method=False, function=False)
@@ -1217,11 +1219,23 @@ def _reduce_rows(loss, wt, dtype, reduction):
 
 @register("cross_entropy", method=False, function=False)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                  label_smoothing=0.0):
+                  label_smoothing=0.0, *, dtype=None):
     """Cross-entropy between logits ``input`` ((C), (N, C) or (N, C, d1, ...)) and ``target``: class indices
     ((), (N) or (N, d1, ...), int64) or class probabilities (shaped like ``input``). ``label_smoothing`` mixes
     the target with the uniform distribution; 'mean' divides by the summed weights of the counted targets
-    (class indices) or by the number of rows (probabilities). One fused kernel forward and one backward."""
+    (class indices) or by the number of rows (probabilities). One fused kernel forward and one backward.
+
+    ``dtype`` (tritorch's, as ``softmax``'s): the loss of ``input.to(dtype)``, in ``dtype``. float32 for half logits
+    with class-index targets (what autocast passes, whose policy computes losses in float32) reads the half logits
+    in the kernels, which compute in float32 anyway: no float32 copy of the logits forward, nor of their gradient
+    backward (the gradient is written in the logits' dtype), with the values of ``input.float()``'s loss."""
+    if dtype is not None and isinstance(input, Tensor) and D.to_dtype(dtype) is not input.dtype:
+        dtype = D.to_dtype(dtype)
+        half = input.dtype in (D.float16, D.bfloat16) and dtype is D.float32
+        if not (half and isinstance(target, Tensor) and not target.dtype.is_floating_point):
+            input = input.to(dtype)
+    else:
+        dtype = None
     reduction = legacy_reduction(size_average, reduce, reduction)
     _check_tensor("cross_entropy", "input", input)
     _check_tensor("cross_entropy", "target", target)
@@ -1252,12 +1266,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             out = _reduce(loss, reduction)
         return out if out.dtype is input.dtype else out.to(input.dtype)
     _check_class_targets(input, target, weight, ignore_index, in_kernel=True)
-    w = _weight_arg(weight, input, "cross_entropy")
+    w = _weight_arg(weight, input, "cross_entropy", dtype)
+    out_dtype = dtype or input.dtype        # the rows are float32 for half logits: ``dtype`` float32 keeps them
     if reduction == "mean":
         out = CrossEntropyMean.apply(input, target.contiguous(), w, int(ignore_index), label_smoothing)
-        return out if out.dtype is input.dtype else out.to(input.dtype)
+        return out if out.dtype is out_dtype else out.to(out_dtype)
     loss, wt = CrossEntropyRows.apply(input, target.contiguous(), w, int(ignore_index), label_smoothing)
-    return _reduce_rows(loss, wt, input.dtype, reduction)
+    return _reduce_rows(loss, wt, out_dtype, reduction)
 
 
 def _pointwise(name, op, input, target, reduction, a=0.0, *, same_shape=None, warn=True):

@@ -1,28 +1,29 @@
 """``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it. A call whose
 signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and the
 training mode of every module the capture called) is new captures the forward through the op modes (``tritorch.jit``'s
-capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code elimination; attention
-written in ops as the flash-attention kernels (``passes/attention.py``, not under autocast); a layer written as a
-product, ``x @ w [+ b]`` with a 2-D ``w``, as a linear (``passes/matmul.py``, not under autocast); activations,
-training-mode dropout (a convolution's dropout2d too) and residual adds fused into the linear and conv kernels'
-epilogues (with autograd too); linears in a row as one node whose backward runs each activation's derivative in the next
-layer's grad_x epilogue (``kernels/linear_chain.py``); root-mean-square and layer norms written in ops as the row-norm
-kernels (``passes/norms.py``; the layer norm not under autocast); a convolution's activation read only by a max pooling
-as one node, one kernel forward when the windows do not overlap and differentiated inside the pooling's backward
-(``kernels/conv_pool.py``); a batched product whose transpose a reshape would copy written in that transpose's order
-(``passes/layout.py``); and on ``cuda`` pointwise fusion into generated Triton kernels (``codegen.py``: broadcast
-operands and strided views are read in place; a value several elementwise ops read is recomputed in each; a tree read
-only by a ``sum``/``mean`` over its trailing or leading dims, or by a last-dim ``softmax``/``log_softmax``, runs as that
-reduction's prologue, in one generated kernel), each fused group one autograd node whose backward is derived from its
-rows' gradient rules and fused in turn, its independent trees side by side in one kernel (``autodiff.py``); a GLU's gate
-activation joins its product's kernel, not the linear's epilogue. Later calls with that signature replay the optimised
-graph. A forward that reads a tensor as a Python value (``.item()``, ``if t:``) cannot be captured: it runs eagerly for
-that signature (``fullgraph=True`` raises instead), and ``explain()`` says why, as it says why each signature after the
-first was captured (PyTorch's recompile reasons: "tensor argument 0 size mismatch at index 0. expected 8, actual 9"). A
-function keeps ``config.recompile_limit`` signatures (``config.py``): past it, with ``dynamic=False``, new ones run
-eagerly after one warning, as PyTorch's do; otherwise the least recently used one is dropped. ``reset()`` forgets every
-function's signatures; ``is_compiling()`` and ``disable`` are PyTorch's (a forward that calls a function under
-``disable`` runs eagerly for its signature).
+capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code elimination; a float32
+cast of half logits read only by ``cross_entropy`` folded into it (``passes/losses.py``: the loss kernels read the half
+logits, and no float32 copy of them or of their gradient is made); attention written in ops as the flash-attention
+kernels (``passes/attention.py``, not under autocast); a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``,
+as a linear (``passes/matmul.py``, not under autocast); activations, training-mode dropout (a convolution's dropout2d
+too) and residual adds fused into the linear and conv kernels' epilogues (with autograd too); linears in a row as one
+node whose backward runs each activation's derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``);
+root-mean-square and layer norms written in ops as the row-norm kernels (``passes/norms.py``; the layer norm not under
+autocast); a convolution's activation read only by a max pooling as one node, one kernel forward when the windows do not
+overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a
+reshape would copy written in that transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into
+generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
+elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading dims, or
+by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel), each fused group
+one autograd node whose backward is derived from its rows' gradient rules and fused in turn, its independent trees side
+by side in one kernel (``autodiff.py``); a GLU's gate activation joins its product's kernel, not the linear's epilogue.
+Later calls with that signature replay the optimised graph. A forward that reads a tensor as a Python value
+(``.item()``, ``if t:``) cannot be captured: it runs eagerly for that signature (``fullgraph=True`` raises instead), and
+``explain()`` says why, as it says why each signature after the first was captured (PyTorch's recompile reasons: "tensor
+argument 0 size mismatch at index 0. expected 8, actual 9"). A function keeps ``config.recompile_limit`` signatures
+(``config.py``): past it, with ``dynamic=False``, new ones run eagerly after one warning, as PyTorch's do; otherwise the
+least recently used one is dropped. ``reset()`` forgets every function's signatures; ``is_compiling()`` and ``disable``
+are PyTorch's (a forward that calls a function under ``disable`` runs eagerly for its signature).
 
 The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"`` on
 ``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``); on
@@ -51,8 +52,8 @@ from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_pointwise, fuse_rms_norm, matmul_as_linear, \
-    plan_layouts, rematerialize, rms_norm_rows
+    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_loss_cast, fuse_pointwise, fuse_rms_norm, \
+    matmul_as_linear, plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset", "is_compiling", "disable"]
 
@@ -268,6 +269,8 @@ class CompiledFunction:
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
         n1 = len(graph.nodes)
+        graph = fuse_loss_cast(graph)
+        loss_casts = n1 - len(graph.nodes)
         products = 0
         if not any(key[4]):                 # under autocast the ops they replace run in other dtypes
             graph = fuse_attention(graph)
@@ -301,7 +304,8 @@ class CompiledFunction:
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \
-            f"{laid_out} products laid out for their reader"
+            f"{laid_out} products laid out for their reader, {loss_casts} float32 casts of half logits read by " \
+            "cross_entropy's kernels"
         records_grad = key[2] and (any(r for *_, r in key[1]) or any(
             getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}

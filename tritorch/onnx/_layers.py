@@ -428,7 +428,7 @@ def _pointwise_loss(b, node, input, target, size_average=None, reduce=None, redu
 
 @op("cross_entropy", "nll_loss")
 def _class_loss(b, node, input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                reduction="mean", label_smoothing=0.0):
+                reduction="mean", label_smoothing=0.0, dtype=None):
     if size_average is not None or reduce is not None:
         raise Unsupported("the legacy size_average/reduce arguments")
     if label_smoothing or target.dtype.is_floating_point:
@@ -436,7 +436,8 @@ def _class_loss(b, node, input, target, weight=None, size_average=None, ignore_i
     if _rank(input) < 2:
         raise Unsupported("an unbatched input")
     kind = "SoftmaxCrossEntropyLoss" if node.op == "cross_entropy" else "NegativeLogLikelihoodLoss"
-    ins = [b.name(input), b.name(target)] + ([b.name(weight)] if weight is not None else [])
+    dt = input.dtype if dtype is None else D.to_dtype(dtype)         # cross_entropy(..., dtype=): of the cast input
+    ins = [b.operand(input, dt), b.name(target)] + ([b.operand(weight, dt)] if weight is not None else [])
     return b.op(kind, ins, reduction=reduction, ignore_index=int(ignore_index))
 
 

@@ -1,0 +1,146 @@
+"""``cross_entropy(..., dtype=float32)`` of half logits with class-index targets, which autocast's float32 policy
+passes instead of casting the logits: the kernels read the half logits and compute in float32, so the loss and the
+logits' gradient equal those of ``input.float()``'s loss bit for bit, without the float32 copies."""
+import numpy as np
+import pytest
+
+import tritorch
+import tritorch.nn as nn
+import tritorch.nn.functional as F
+from tritorch.compiler import passes
+from tritorch.profiler import profile
+from helpers import pass_ops
+
+HALF = [tritorch.float16, tritorch.bfloat16]
+
+
+def _case(device, half, shape=(6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    x = tritorch.tensor(rng.standard_normal(shape) * 3, device=device).to(half)
+    t = tritorch.tensor(rng.integers(0, shape[1], (shape[0],) + shape[2:]), device=device)
+    return x, t
+
+
+def _loss_and_grad(fn, x, *args, **kwargs):
+    x = x.detach().requires_grad_(True)
+    y = fn(x, *args, **kwargs)
+    g = tritorch.ones_like(y) if y.ndim == 0 else tritorch.arange(float(y.numel()), device=y.device).reshape(y.shape)
+    y.backward(g / 7)
+    return y.detach(), x.grad
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("extra", ["plain", "weight", "smoothing", "ignore", "spatial"])
+def test_dtype_float32_equals_the_cast_input(device, half, reduction, extra):
+    x, t = _case(device, half, (4, 5, 3) if extra == "spatial" else (6, 5))
+    kw = {"reduction": reduction}
+    if extra == "weight":
+        kw["weight"] = tritorch.rand(5, device=device) + 0.5
+    elif extra == "smoothing":
+        kw["label_smoothing"] = 0.2
+    elif extra == "ignore":
+        kw["ignore_index"] = int(t.reshape(-1)[0].item())
+    want, want_dx = _loss_and_grad(lambda x: F.cross_entropy(x.float(), t, **kw), x)
+    got, got_dx = _loss_and_grad(lambda x: F.cross_entropy(x, t, **kw, dtype=tritorch.float32), x)
+    assert got.dtype is tritorch.float32 and got_dx.dtype is half
+    np.testing.assert_array_equal(got.cpu().numpy(), want.cpu().numpy())
+    np.testing.assert_array_equal(got_dx.float().cpu().numpy(), want_dx.float().cpu().numpy())
+
+
+def test_dtype_of_other_inputs_casts_them(device):
+    """Probability targets, a float32 input read as float64, the input's own dtype: the loss of ``input.to(dtype)``."""
+    x, t = _case(device, tritorch.float16)
+    p = tritorch.softmax(tritorch.randn(6, 5, device=device), -1)
+    for fn, ref in ((lambda x: F.cross_entropy(x, p, dtype=tritorch.float32),
+                     lambda x: F.cross_entropy(x.float(), p)),
+                    (lambda x: F.cross_entropy(x.float(), t, dtype=tritorch.float64),
+                     lambda x: F.cross_entropy(x.double(), t)),
+                    (lambda x: F.cross_entropy(x, t, dtype=tritorch.float16), lambda x: F.cross_entropy(x, t))):
+        got, got_dx = _loss_and_grad(fn, x)
+        want, want_dx = _loss_and_grad(ref, x)
+        assert got.dtype is want.dtype
+        np.testing.assert_array_equal(got.cpu().numpy(), want.cpu().numpy())
+        np.testing.assert_array_equal(got_dx.float().cpu().numpy(), want_dx.float().cpu().numpy())
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_autocast_reads_the_half_logits(half):
+    """Under autocast (float32 policy) the half logits reach the loss kernels as they are: one launch fewer forward
+    and backward than the float32 copy, the same loss and gradients."""
+    tritorch.manual_seed(0)
+    lin = nn.Linear(8, 5).cuda()
+    x = tritorch.randn(6, 8, device="cuda")
+    t = tritorch.tensor([0, 4, 1, 3, 2, 2], device="cuda")
+    w = tritorch.rand(5, device="cuda") + 0.5
+    res, launches = [], []
+    for cast in (False, True):
+        lin.zero_grad()
+        with tritorch.autocast("cuda", dtype=half):
+            logits = lin(x)
+            with profile() as fwd:
+                loss = F.cross_entropy(logits.float() if cast else logits, t, weight=w)
+        with profile() as bwd:
+            loss.backward()
+        res.append([loss.detach().cpu().numpy(), lin.weight.grad.cpu().numpy(), lin.bias.grad.cpu().numpy()])
+        launches.append((fwd.kernel_launches(), bwd.kernel_launches()))
+    assert loss.dtype is tritorch.float32
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+    assert launches[0] == (launches[1][0] - 1, launches[1][1] - 1), launches
+
+
+class HalfHead(nn.Module):
+    """A half-precision head whose logits the loss reads as float32, as language-model code writes it."""
+
+    def __init__(self, half):
+        super().__init__()
+        self.proj = nn.Linear(8, 5).to(half)
+
+    def forward(self, x, t):
+        return F.cross_entropy(self.proj(x).float(), t)
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_compile_folds_the_cast_into_the_loss(device, half):
+    """``cross_entropy(logits.float(), t)`` compiled: the cast folded into the loss (no float32 copy either way),
+    the loss and gradients equal eager's bit for bit, at the capture and the replay."""
+    tritorch.manual_seed(0)
+    m = HalfHead(half).to(device)
+    c = tritorch.compile(m)
+    x = tritorch.randn(6, 8, device=device).to(half)
+    t = tritorch.tensor([0, 4, 1, 3, 2, 2], device=device)
+    res, launches = [], []
+    for fn in (m, c, c):
+        m.zero_grad()
+        with profile() as prof:
+            loss = fn(x, t)
+            loss.backward()
+        res.append([loss.detach().cpu().numpy(), m.proj.weight.grad.float().cpu().numpy()])
+        launches.append(prof.kernel_launches())
+    for r in res[1:]:
+        for a, b in zip(r, res[0]):
+            np.testing.assert_array_equal(a, b)
+    assert "1 float32 casts of half logits read by cross_entropy's kernels" in c.explain()
+    if device == "cuda":
+        assert launches[2] == launches[0] - 2, launches
+
+
+def test_loss_cast_pass_conditions():
+    """A cast read twice or returned, probability targets, another dtype, float32 logits: left alone."""
+    x = tritorch.randn(4, 5).half()
+    t, p = tritorch.tensor([0, 1, 2, 3]), tritorch.softmax(tritorch.randn(4, 5), -1)
+    kept = {
+        "read twice": lambda x: (lambda z: F.cross_entropy(z, t) + z.sum())(x.float()),
+        "returned": lambda x: (lambda z: (F.cross_entropy(z, t), z))(x.float()),
+        "probabilities": lambda x: F.cross_entropy(x.float(), p),
+        "float64": lambda x: F.cross_entropy(x.double(), t),
+        "float32 logits": lambda x: F.cross_entropy(x.float().float() * 1.0, t),
+    }
+    for why, fn in kept.items():
+        assert "cross_entropy" in pass_ops(passes.fuse_loss_cast, fn, x) and all(
+            "dtype" not in n.kwargs for n in passes.fuse_loss_cast(tritorch.jit.trace(fn, x).graph).nodes), why
+    for fn in (lambda x: F.cross_entropy(x.float(), t), lambda x: F.cross_entropy(x.to(tritorch.float32), t),
+               lambda x: F.cross_entropy(x.to(dtype=tritorch.float32), t, reduction="sum")):
+        graph = passes.fuse_loss_cast(tritorch.jit.trace(fn, x).graph)
+        assert [(n.op, n.kwargs.get("dtype")) for n in graph.nodes] == [("cross_entropy", tritorch.float32)]

@@ -1,0 +1,48 @@
+"""``fuse_loss_cast``: half logits cast to float32 (``x.float()``, ``x.to(torch.float32)``) and read only by a
+``cross_entropy`` with class-index targets, as its input, become ``cross_entropy(x, ..., dtype=float32)``: the
+loss kernels read the half logits and compute in float32 as they would on the cast ones (the same loss and
+gradient, bit for bit), so neither the float32 copy of the logits nor that of their gradient is made
+(``kernels/loss.py``). For a language model's logits those copies are the step's largest tensors."""
+from ... import _dtype as D
+from ...jit.ir import Node, Value
+from .graph import copy_graph as _copy, uses as _uses
+
+__all__ = ["fuse_loss_cast"]
+
+_HALF = (D.float16, D.bfloat16)
+
+
+def _cast_to_float32(node):
+    """The half Value a node casts to float32 and does nothing else to (``float()``, ``to(float32)``,
+    ``to(dtype=float32)``), else None."""
+    x = node.args[0] if node.args else None
+    if not isinstance(x, Value) or x.dtype not in _HALF or node.aliases or len(node.outputs) != 1 or \
+            node.outputs[0].dtype is not D.float32:
+        return None
+    if node.op == "float" and len(node.args) == 1 and not node.kwargs:
+        return x
+    given = list(node.args[1:]) + [v for k, v in node.kwargs.items() if k == "dtype"]
+    if node.op == "to" and set(node.kwargs) <= {"dtype"} and len(given) == 1 and given[0] is D.float32:
+        return x
+    return None
+
+
+def fuse_loss_cast(graph):
+    """The graph with each float32 cast of half logits read only by a class-index ``cross_entropy`` (as its input,
+    not a graph output) folded into it as ``dtype=float32``."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    casts = {n.outputs[0].name: (n, x) for n in graph.nodes if (x := _cast_to_float32(n)) is not None}
+    dropped, nodes = set(), []
+    for node in graph.nodes:
+        src = node.args[0] if node.op == "cross_entropy" and node.args else None
+        found = casts.get(src.name) if isinstance(src, Value) else None
+        target = node.args[1] if len(node.args) > 1 else node.kwargs.get("target")
+        if found is None or uses.get(src.name) != 1 or src.name in outputs or "dtype" in node.kwargs or \
+                not isinstance(target, Value) or target.dtype.is_floating_point or node.aliases:
+            nodes.append(node)
+            continue
+        cast, x = found
+        dropped.add(id(cast))
+        nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), {**node.kwargs, "dtype": D.float32},
+                          node.outputs, node.out_struct, node.scope, node.module_type, node.aliases, node.draws))
+    return _copy(graph, [n for n in nodes if id(n) not in dropped])
