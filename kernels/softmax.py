@@ -289,38 +289,45 @@ def _np_softmax_bwd(y, g, dim, log):
 # ====================================================================================================================
 
 class Softmax(Function):
+    """softmax (log_softmax with ``log``) of x along ``dim``, in ``dtype`` (None: x's; float32 for half x, which the
+    kernel reads as it is and computes in float32 as it always does, so the result is the cast input's without a
+    float32 copy of it, and the gradient is written in x's dtype)."""
+
     @staticmethod
-    def forward(ctx, x, dim, log):
+    def forward(ctx, x, dim, log, dtype=None):
+        dtype = dtype or x.dtype
         if x._storage.device.type == "cpu":
-            ct = np_ct(x.dtype)
-            out = wrap(_np_softmax(x._np.astype(ct, copy=False), dim if x.ndim else None, log).astype(x.dtype.np),
-                       x.dtype, x.device)
+            ct = np_ct(dtype)
+            out = wrap(_np_softmax(x._np.astype(ct, copy=False), dim if x.ndim else None, log).astype(dtype.np),
+                       dtype, x.device)
         else:
-            out = _launch(_softmax_kernel, (x,), empty(x._shape, x.dtype, x.device), dim, log)
+            out = _launch(_softmax_kernel, (x,), empty(x._shape, dtype, x.device), dim, log)
         if any(ctx.needs_input_grad):
             ctx._name = "LogSoftmaxBackward0" if log else "SoftmaxBackward0"
-            ctx.dim, ctx.log = dim, log
+            ctx.dim, ctx.log, ctx.x_dtype = dim, log, x.dtype
             ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        dim, log = ctx.dim, ctx.log
+        dim, log, xdt = ctx.dim, ctx.log, ctx.x_dtype
         if STATE.enabled:          # create_graph: the same rule in differentiable tensor ops
             if y.ndim == 0:
-                return g * 0 if not log else g - y.exp() * g, None, None
-            if log:
-                return g - y.exp() * g.sum(dim, keepdim=True), None, None
-            return y * (g - (g * y).sum(dim, keepdim=True)), None, None
+                dx = g * 0 if not log else g - y.exp() * g
+            elif log:
+                dx = g - y.exp() * g.sum(dim, keepdim=True)
+            else:
+                dx = y * (g - (g * y).sum(dim, keepdim=True))
+            return (dx if dx.dtype is xdt else dx.to(xdt)), None, None, None
         if y._storage.device.type == "cpu":
             ct = np_ct(y.dtype)
             dx = _np_softmax_bwd(y._np.astype(ct, copy=False), np.broadcast_to(g._np, y._shape).astype(ct),
                                  dim if y.ndim else None, log)
-            return wrap(dx.astype(y.dtype.np), y.dtype, y.device), None, None
+            return wrap(dx.astype(xdt.np), xdt, y.device), None, None, None
         if g._shape != y._shape:
             g = g.expand(y._shape)
-        return _launch(_softmax_bwd_kernel, (y, g), empty(y._shape, y.dtype, y.device), dim, log), None, None
+        return _launch(_softmax_bwd_kernel, (y, g), empty(y._shape, xdt, y.device), dim, log), None, None, None
 
 
 def _softmax_dim(ndim):
@@ -337,8 +344,10 @@ def _apply(name, input, dim, dtype, log):
         dim = _softmax_dim(input.ndim)
     if dtype is not None:
         dtype = D.to_dtype(dtype)
-        if dtype is not input.dtype:
-            input = input.to(dtype)
+        if dtype is input.dtype:
+            dtype = None
+        elif input.dtype not in (D.float16, D.bfloat16) or dtype is not D.float32:
+            input, dtype = input.to(dtype), None
     if not input.dtype.is_floating_point:
         d = input._wrap_dim(dim)
         if input.numel() == 0:                  # no element reaches the kernel: PyTorch returns the empty input
@@ -347,13 +356,13 @@ def _apply(name, input, dim, dtype, log):
         where = "lastdim_" if input.ndim <= 1 or dim in (-1, input.ndim - 1) else ""
         raise NotImplementedError(f"\"{kind}_{where}kernel_impl\" not implemented for '{_T_NAMES[input.dtype]}'")
     d = input._wrap_dim(dim)
-    return Softmax.apply(input, d, log)
+    return Softmax.apply(input, d, log, dtype)
 
 
 @register("softmax")
 def softmax(input, dim, dtype=None):
-    """exp(x) / sum(exp(x)) along ``dim`` (computed as exp(x - max) / sum(exp(x - max))); with ``dtype`` the input
-    is cast first (e.g. float16 logits summed in float32)."""
+    """exp(x) / sum(exp(x)) along ``dim`` (computed as exp(x - max) / sum(exp(x - max))); with ``dtype`` that of the
+    input cast to it (float32 of a half input, autocast's: read by the kernel as it is, no float32 copy made)."""
     return _apply("softmax", input, dim, dtype, False)
 
 

@@ -65,9 +65,10 @@ POLICY = {
     "scatter_add": (_P, None),
 }
 _DEVICE_COLUMN = {"cuda": 0, "cpu": 1}
-_READS_HALF = frozenset(("cross_entropy",))
-"""float32-policy ops whose ``dtype=float32`` reads a half first input in its kernels (computing in float32, as
-the cast input would): the input is not cast (PyTorch's fp32_set_opt_dtype), the others are."""
+_READS_HALF = {"cross_entropy": None, "softmax": 2, "log_softmax": 2}
+"""float32-policy ops whose ``dtype=float32`` reads a half first input in their kernels (computing in float32, as
+on the cast input), -> the position of ``dtype`` among their arguments (None: keyword only): the input is not cast,
+``dtype`` is passed (PyTorch's fp32_set_opt_dtype), the other tensors are cast."""
 
 _BANNED_MSG = ("torch.nn.functional.binary_cross_entropy and torch.nn.BCELoss are unsafe to autocast.\n"
                "Many models use a sigmoid layer right before the binary cross entropy layer.\n"
@@ -264,7 +265,8 @@ class autocast(OpMode):
                 to = None
             else:
                 to = D.float32
-                if name in _READS_HALF and args and _eligible(args[0], dt) and args[0].dtype is not D.float32:
+                if name in _READS_HALF and args and _eligible(args[0], dt) and args[0].dtype is not D.float32 and \
+                        (_READS_HALF[name] is None or len(args) <= _READS_HALF[name]):
                     cast = functools.partial(_cast_one, dtype=to, device_type=dt)
                     args, kwargs, to = (args[0],) + _map(args[1:], cast), {**_map(kwargs, cast), "dtype": to}, None
         else:

@@ -139,6 +139,9 @@ def w_softmax(dt):
         x = _t(shape, dt, True)
         _bwd(F.softmax(x, dim=-1))
         _bwd(F.log_softmax(x, dim=-1))
+        if dt in (tritorch.float16, tritorch.bfloat16):     # autocast's: the half input read in float32
+            _bwd(F.softmax(x, dim=-1, dtype=tritorch.float32))
+            _bwd(F.log_softmax(x, dim=-1, dtype=tritorch.float32))
     _bwd(F.softmax(_t((16, 33, 7), dt, True), dim=1))
 
 
@@ -148,6 +151,8 @@ def w_loss(dt):
         y = tritorch.tensor(np.arange(n) % c, device="cuda")
         _bwd(F.cross_entropy(x, y))
         _bwd(F.cross_entropy(x, y, label_smoothing=0.1))
+        if dt in (tritorch.float16, tritorch.bfloat16):     # autocast's: the half logits read in float32
+            _bwd(F.cross_entropy(x, y, dtype=tritorch.float32))
         _bwd(F.nll_loss(F.log_softmax(x, dim=-1), y))
         _bwd(F.cross_entropy(x, F.softmax(_t((n, c), dt), dim=-1)))
     a, b = _t((64, 33), dt, True), _t((64, 33), dt)

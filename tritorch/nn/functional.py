@@ -106,7 +106,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """``exp(x) / exp(x).sum(dim)``: the fused row kernel of ``kernels/softmax.py``."""
     if dim is None:
         dim = _softmax_dim("softmax", input.ndim)
-    return tritorch.softmax(input if dtype is None else input.to(dtype), dim)
+    return tritorch.softmax(input, dim) if dtype is None else tritorch.softmax(input, dim, dtype=dtype)
 
 
 def softmin(input, dim=None, _stacklevel=3, dtype=None):
@@ -120,4 +120,4 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """``x - log(exp(x).sum(dim))``: the fused row kernel of ``kernels/softmax.py``."""
     if dim is None:
         dim = _softmax_dim("log_softmax", input.ndim)
-    return tritorch.log_softmax(input if dtype is None else input.to(dtype), dim)
+    return tritorch.log_softmax(input, dim) if dtype is None else tritorch.log_softmax(input, dim, dtype=dtype)

@@ -1,6 +1,8 @@
-"""``cross_entropy(..., dtype=float32)`` of half logits with class-index targets, which autocast's float32 policy
-passes instead of casting the logits: the kernels read the half logits and compute in float32, so the loss and the
-logits' gradient equal those of ``input.float()``'s loss bit for bit, without the float32 copies."""
+"""Half inputs read in float32 by the kernels themselves, where autocast's float32 policy (and ``dtype=``) used to
+make a float32 copy: ``cross_entropy(..., dtype=float32)`` of half logits with class-index targets and
+``softmax``/``log_softmax(..., dtype=float32)`` of a half input compute in float32 as they would on the cast input
+(the results and gradients equal bit for bit), without the float32 copies forward and backward; and
+``tritorch.compile`` folding ``cross_entropy(logits.float(), t)`` likewise."""
 import numpy as np
 import pytest
 
@@ -144,3 +146,56 @@ def test_loss_cast_pass_conditions():
                lambda x: F.cross_entropy(x.to(dtype=tritorch.float32), t, reduction="sum")):
         graph = passes.fuse_loss_cast(tritorch.jit.trace(fn, x).graph)
         assert [(n.op, n.kwargs.get("dtype")) for n in graph.nodes] == [("cross_entropy", tritorch.float32)]
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape,dim", [((6, 5), -1), ((3, 70, 4), 1), ((7,), 0)])
+def test_softmax_dtype_float32_equals_the_cast_input(device, half, log, shape, dim):
+    fn = F.log_softmax if log else F.softmax
+    x = tritorch.tensor(np.random.default_rng(1).standard_normal(shape) * 4, device=device).to(half)
+    want, want_dx = _loss_and_grad(lambda x: fn(x.float(), dim), x)
+    got, got_dx = _loss_and_grad(lambda x: fn(x, dim, dtype=tritorch.float32), x)
+    assert got.dtype is tritorch.float32 and got_dx.dtype is half
+    np.testing.assert_array_equal(got.cpu().numpy(), want.cpu().numpy())
+    np.testing.assert_array_equal(got_dx.float().cpu().numpy(), want_dx.float().cpu().numpy())
+    x64 = x.double().detach().requires_grad_()      # float64 asked of float32: a cast, as before
+    y = tritorch.softmax(x64.float(), dim, dtype=tritorch.float64)
+    assert y.dtype is tritorch.float64
+
+
+def test_softmax_double_backward_through_the_float32_read():
+    x = tritorch.randn(4, 6, device="cuda").half().requires_grad_()
+    y = F.softmax(x, -1, dtype=tritorch.float32)
+    (gx,) = tritorch.autograd.grad((y * y).sum(), x, create_graph=True)
+    assert gx.dtype is tritorch.float16
+    gx.float().square().sum().backward()
+    ref = x.detach().float().requires_grad_()
+    yr = F.softmax(ref, -1)
+    (gr,) = tritorch.autograd.grad((yr * yr).sum(), ref, create_graph=True)
+    gr.square().sum().backward()
+    np.testing.assert_allclose(x.grad.float().cpu().numpy(), ref.grad.cpu().numpy(), rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_autocast_softmax_reads_the_half_scores(half):
+    """Attention written in ops under autocast: the softmax reads the half scores (no float32 copy of them forward,
+    nor of their gradient backward), with the results of the cast scores."""
+    tritorch.manual_seed(0)
+    q, k = (tritorch.randn(2, 3, 8, 4, device="cuda").requires_grad_() for _ in range(2))
+    res, launches = [], []
+    for cast in (False, True):
+        q.grad = k.grad = None
+        with tritorch.autocast("cuda", dtype=half):
+            scores = q @ k.transpose(-2, -1)
+            with profile() as fwd:
+                att = F.softmax(scores.float() if cast else scores, dim=-1)
+        assert att.dtype is tritorch.float32
+        with profile() as bwd:
+            (att * att).sum().backward()
+        res.append([att.detach().cpu().numpy(), q.grad.cpu().numpy(), k.grad.cpu().numpy()])
+        launches.append((fwd.kernel_launches(), bwd.kernel_launches()))
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+    assert launches[0][0] == launches[1][0] - 1 and launches[0][1] == launches[1][1] - 1, launches
+
