@@ -683,25 +683,29 @@ class BatchNorm(Function):
 class RowNorm(Function):
     """(x - mean) * rstd [* w] [+ b] over rows of the last N elements of x (x seen as a contiguous (M, N)); with
     ``rms`` the root-mean-square norm x * rstd [* w], rstd = 1 / sqrt(mean(x * x) + eps) (no bias). On a GPU
-    backward adds the gradient already waiting for x into dx (``_accumulates``)."""
+    backward adds the gradient already waiting for x into dx (``_accumulates``). ``dtype`` float32 of a half x
+    (autocast's): the kernels read x as it is and compute in float32 as they do for it anyway, so the result is the
+    cast x's, in float32, and the gradient is written in x's dtype, without a float32 copy either way."""
 
     _accumulates = (0,)
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, N, rms=False):
+    def forward(ctx, x, weight, bias, eps, N, rms=False, dtype=None):
         sd = _stat_dtype(x.dtype)
+        out = dtype or x.dtype
+        ctx.cast = out is not x.dtype
         M = x.numel() // N if N else 0
         x2 = x.contiguous().reshape(M, N)
         w, b = _flat_param(weight, N), _flat_param(bias, N)
         if x._storage.device.type == "cpu":
             ct = _ct(x.dtype)
             y, mean, rstd = _np_ln_fwd(x2._np.astype(ct), _host(w, ct), _host(b, ct), eps, rms)
-            y = wrap(y.reshape(x._shape).astype(x.dtype.np), x.dtype, x.device)
+            y = wrap(y.reshape(x._shape).astype(out.np), out, x.device)
             mean = wrap(np.asarray(mean, sd.np), sd, x.device)
             rstd = wrap(np.asarray(rstd, sd.np), sd, x.device)
         else:
             xin = interp_bf16_in(x2)
-            y = empty(x._shape, xin.dtype, x.device)
+            y = empty(x._shape, out if ctx.cast else xin.dtype, x.device)
             mean, rstd = empty((M,), sd, x.device), empty((M,), sd, x.device)
             if M and N:
                 w, b = interp_bf16_in(w), interp_bf16_in(b)
@@ -709,7 +713,7 @@ class RowNorm(Function):
                                      ptr(b) if b is not None else ptr(y), ptr(mean), ptr(rstd), N, float(eps),
                                      HAS_W=w is not None, HAS_B=b is not None, RMS=rms, CT=ACC[xin.dtype],
                                      BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
-            y = interp_bf16_out(y, x.dtype)
+            y = interp_bf16_out(y, out)
         ctx._name = "RmsNormBackward0" if rms else "NativeLayerNormBackward0"
         ctx.has_b, ctx.eps, ctx.N, ctx.rms = bias is not None, eps, N, rms
         # the shape of the parameter gradients: normalized_shape, read off whichever parameter there is
@@ -725,8 +729,8 @@ class RowNorm(Function):
         w = _flat_param(weight, N)
         wshape = ctx.pshape
         if STATE.enabled:
-            dx, dw, db = _ln_backward_ops(x.reshape(M, N), g.reshape(M, N), w, ctx.eps, ctx.rms)
-            return (dx.reshape(x._shape), dw.reshape(wshape) if dw is not None else None,
+            dx, dw, db = _ln_backward_ops(x.reshape(M, N).to(g.dtype), g.reshape(M, N), w, ctx.eps, ctx.rms)
+            return (dx.reshape(x._shape).to(x.dtype), dw.reshape(wshape) if dw is not None else None,
                     db.reshape(wshape) if ctx.has_b else None, None, None, None)
         x2 = x.contiguous().reshape(M, N)
         g2 = g.contiguous().reshape(M, N)
@@ -746,8 +750,9 @@ class RowNorm(Function):
             # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
             sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
             dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device) if ctx.has_b else None
-            # the gradient already waiting for x (a residual block's skip connection), added in the kernel
-            acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype else None
+            # the gradient already waiting for x (a residual block's skip connection), added in the kernel (not to
+            # a gradient rounded to x's dtype from float32: the separate cast and add round twice)
+            acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype and not ctx.cast else None
             if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
                 dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc, ctx.rms,
                                  ctx.has_b)                                         # x and g read once
@@ -874,15 +879,22 @@ def _normalized_shape(input, normalized_shape, weight, bias=None):
 
 
 @register("layer_norm", method=False)
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, dtype=None):
     """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance), then ``* weight +
-    bias`` elementwise."""
+    bias`` elementwise. ``dtype`` (tritorch's, as ``softmax``'s): the norm of ``input.to(dtype)``; float32 of a half
+    input (what autocast's float32 policy passes) is read by the kernels as it is, no float32 copy made."""
+    if dtype is not None and isinstance(input, Tensor):
+        dtype = D.to_dtype(dtype)
+        if dtype is input.dtype:
+            dtype = None
+        elif input.dtype not in (D.float16, D.bfloat16) or dtype is not D.float32:
+            input, dtype = input.to(dtype), None
     _check_float("layer_norm", input)
     ns = _normalized_shape(input, normalized_shape, weight, bias)
     N = 1
     for n in ns:
         N *= n
-    return RowNorm.apply(input, weight, bias, eps, N)
+    return RowNorm.apply(input, weight, bias, eps, N, False, dtype)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):

@@ -199,3 +199,49 @@ def test_autocast_softmax_reads_the_half_scores(half):
         np.testing.assert_array_equal(a, b)
     assert launches[0][0] == launches[1][0] - 1 and launches[0][1] == launches[1][1] - 1, launches
 
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("shape", [(6, 40), (3, 4, 300)])
+def test_layer_norm_dtype_float32_equals_the_cast_input(device, half, affine, shape):
+    rng = np.random.default_rng(2)
+    x = tritorch.tensor(rng.standard_normal(shape) * 3 + 1, device=device).to(half)
+    w, b = (tritorch.tensor(rng.standard_normal(shape[-1:]), device=device, requires_grad=True) if affine else None
+            for _ in range(2))
+    res = []
+    for fn in (lambda x: F.layer_norm(x.float(), shape[-1:], w, b), lambda x: F.layer_norm(x, shape[-1:], w, b,
+                                                                                           dtype=tritorch.float32)):
+        for p in (w, b):
+            if p is not None:
+                p.grad = None
+        y, dx = _loss_and_grad(fn, x)
+        res.append([y, dx] + ([w.grad, b.grad] if affine else []))
+    assert res[1][0].dtype is tritorch.float32 and res[1][1].dtype is half
+    for a, c in zip(*res):
+        np.testing.assert_array_equal(a.float().cpu().numpy(), c.float().cpu().numpy())
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_autocast_layer_norm_reads_the_half_input(half):
+    """A pre-norm block under autocast: the layer norm reads the half residual stream (no float32 copy of it, nor
+    of its gradient), with the cast input's results; the skip connection's gradient is added as before."""
+    tritorch.manual_seed(0)
+    ln, lin = nn.LayerNorm(16).cuda(), nn.Linear(16, 16).cuda()
+    x = tritorch.randn(4, 16, device="cuda").requires_grad_()
+    res, launches = [], []
+    for cast in (False, True):
+        for p in (x, *ln.parameters(), *lin.parameters()):
+            p.grad = None
+        with tritorch.autocast("cuda", dtype=half):
+            h = lin(x)                                  # half
+            with profile() as fwd:
+                y = ln(h.float() if cast else h)
+            out = h + lin(y)
+        assert y.dtype is tritorch.float32
+        with profile() as bwd:
+            out.float().square().sum().backward()
+        res.append([y.detach(), x.grad] + [p.grad for p in (*ln.parameters(), *lin.parameters())])
+        launches.append((fwd.kernel_launches(), bwd.kernel_launches()))
+    for a, c in zip(*res):
+        np.testing.assert_array_equal(a.float().cpu().numpy(), c.float().cpu().numpy())
+    assert launches[0][0] == launches[1][0] - 1 and launches[0][1] == launches[1][1] - 1, launches

@@ -126,6 +126,10 @@ def w_norm(dt):
         _bwd((x + F.layer_norm(x, shape[-1:])) * 2.0)    # the skip connection's gradient added in dx's kernel
     x = _t((64, 384), dt, True)
     _bwd((x + nn.LayerNorm(384).to(device="cuda", dtype=dt)(x)) * 2.0)   # and with the weight and bias gradients
+    if dt in (tritorch.float16, tritorch.bfloat16):     # autocast's: the half input read in float32
+        for shape in ((64, 384), (2, 8192)):
+            x, w = _t(shape, dt, True), _t(shape[-1:], tritorch.float32, True)
+            _bwd(F.layer_norm(x, shape[-1:], w, w, dtype=tritorch.float32))
     _bwd(nn.GroupNorm(4, 16).to(device="cuda", dtype=dt)(_t((4, 16, 8, 8), dt, True)))
     _bwd(F.instance_norm(_t((4, 16, 8, 8), dt, True)))
     for shape in ((64, 384), (2, 8192)):     # RMS (tritorch.compile's fuse_rms_norm): one block, and wider rows
