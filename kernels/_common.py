@@ -162,3 +162,18 @@ def mark_written(ctx, t):
     t._storage.version += 1
     t._np_cache = None if not t._storage.on_host else t._np_cache
     ctx.mark_dirty(t)
+
+
+def read_as(input, dtype):
+    """(input, dtype) for an op whose ``dtype=`` asks for the result of ``input.to(dtype)``: dtype None where it is
+    the input's own; float32 of a half input kept as it is (the op's kernels read the half input and compute in
+    float32, as they do for it anyway, so no float32 copy is made: autocast's float32 policy passes it); any other
+    dtype casts the input, and None."""
+    if dtype is None:
+        return input, None
+    dtype = D.to_dtype(dtype)
+    if dtype is input.dtype:
+        return input, None
+    if input.dtype in (D.float16, D.bfloat16) and dtype is D.float32:
+        return input, dtype
+    return input.to(dtype), None

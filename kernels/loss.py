@@ -26,7 +26,7 @@ from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, in_ptr, broadcast_shapes, block_for, interp_bf16_in, next_pow2, cdiv
 from ._checks import check_index_range, check_range
-from ._common import check_same_device, copy_host, empty, host_check, np_ct, sum_to, wrap
+from ._common import check_same_device, copy_host, empty, host_check, np_ct, read_as, sum_to, wrap
 from ._pointwise import launch_pointwise
 from .elementwise import _log1p, _sigmoid, _np_sigmoid, softplus
 from .softmax import _rows, softmax, log_softmax
@@ -1229,13 +1229,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     with class-index targets (what autocast passes, whose policy computes losses in float32) reads the half logits
     in the kernels, which compute in float32 anyway: no float32 copy of the logits forward, nor of their gradient
     backward (the gradient is written in the logits' dtype), with the values of ``input.float()``'s loss."""
-    if dtype is not None and isinstance(input, Tensor) and D.to_dtype(dtype) is not input.dtype:
-        dtype = D.to_dtype(dtype)
-        half = input.dtype in (D.float16, D.bfloat16) and dtype is D.float32
-        if not (half and isinstance(target, Tensor) and not target.dtype.is_floating_point):
-            input = input.to(dtype)
-    else:
-        dtype = None
+    input, dtype = read_as(input, dtype) if isinstance(input, Tensor) else (input, None)
+    if dtype is not None and not (isinstance(target, Tensor) and not target.dtype.is_floating_point):
+        input, dtype = input.to(dtype), None        # probability targets: the loss of the cast input
     reduction = legacy_reduction(size_average, reduce, reduction)
     _check_tensor("cross_entropy", "input", input)
     _check_tensor("cross_entropy", "target", target)

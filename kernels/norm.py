@@ -28,7 +28,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function, pending_grad
 from tritorch.autograd.grad_mode import STATE, no_grad
 from ._launch import ACC, ptr, cdiv, next_pow2, interp_bf16_in, interp_bf16_out
-from ._common import empty, wrap
+from ._common import empty, read_as, wrap
 
 __all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"]
 
@@ -883,12 +883,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, dty
     """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance), then ``* weight +
     bias`` elementwise. ``dtype`` (tritorch's, as ``softmax``'s): the norm of ``input.to(dtype)``; float32 of a half
     input (what autocast's float32 policy passes) is read by the kernels as it is, no float32 copy made."""
-    if dtype is not None and isinstance(input, Tensor):
-        dtype = D.to_dtype(dtype)
-        if dtype is input.dtype:
-            dtype = None
-        elif input.dtype not in (D.float16, D.bfloat16) or dtype is not D.float32:
-            input, dtype = input.to(dtype), None
+    input, dtype = read_as(input, dtype) if isinstance(input, Tensor) else (input, None)
     _check_float("layer_norm", input)
     ns = _normalized_shape(input, normalized_shape, weight, bias)
     N = 1
@@ -922,8 +917,10 @@ def _affine(y, weight, bias):
 
 
 @register("group_norm", method=False)
-def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
-    """Normalise each of ``num_groups`` groups of channels of (N, C, *) per sample, then a per-channel affine."""
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5, *, dtype=None):
+    """Normalise each of ``num_groups`` groups of channels of (N, C, *) per sample, then a per-channel affine.
+    ``dtype``: as ``layer_norm``'s (autocast's float32 of a half input read by the kernels as it is)."""
+    input, dtype = read_as(input, dtype) if isinstance(input, Tensor) else (input, None)
     _check_float("group_norm", input)
     if input.ndim < 2:
         raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.ndim}")
@@ -944,7 +941,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
         hw *= d
     if hw == 0:
         raise RuntimeError(f"Expected HxW to be greater than 0, got {hw}")
-    y = RowNorm.apply(input, None, None, eps, C // num_groups * hw)
+    y = RowNorm.apply(input, None, None, eps, C // num_groups * hw, False, dtype)
     return _affine(y, weight, bias)
 
 

@@ -23,7 +23,7 @@ from tritorch._tensor import Tensor, register
 from tritorch.autograd.function import Function
 from tritorch.autograd.grad_mode import STATE
 from ._launch import ACC, ptr, coalesce, is_int64_index, next_pow2, cdiv, interp_bf16_in
-from ._common import copy_host, empty, np_ct, wrap
+from ._common import copy_host, empty, np_ct, read_as, wrap
 from .matmul import _T_NAMES
 
 __all__ = ["softmax", "log_softmax"]
@@ -342,12 +342,7 @@ def _apply(name, input, dim, dtype, log):
         raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
     if dim is None:
         dim = _softmax_dim(input.ndim)
-    if dtype is not None:
-        dtype = D.to_dtype(dtype)
-        if dtype is input.dtype:
-            dtype = None
-        elif input.dtype not in (D.float16, D.bfloat16) or dtype is not D.float32:
-            input, dtype = input.to(dtype), None
+    input, dtype = read_as(input, dtype)
     if not input.dtype.is_floating_point:
         d = input._wrap_dim(dim)
         if input.numel() == 0:                  # no element reaches the kernel: PyTorch returns the empty input

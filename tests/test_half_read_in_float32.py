@@ -206,8 +206,8 @@ def test_autocast_softmax_reads_the_half_scores(half):
 def test_layer_norm_dtype_float32_equals_the_cast_input(device, half, affine, shape):
     rng = np.random.default_rng(2)
     x = tritorch.tensor(rng.standard_normal(shape) * 3 + 1, device=device).to(half)
-    w, b = (tritorch.tensor(rng.standard_normal(shape[-1:]), device=device, requires_grad=True) if affine else None
-            for _ in range(2))
+    w, b = (tritorch.tensor(rng.standard_normal(shape[-1:]), dtype=tritorch.float32, device=device,
+                            requires_grad=True) if affine else None for _ in range(2))
     res = []
     for fn in (lambda x: F.layer_norm(x.float(), shape[-1:], w, b), lambda x: F.layer_norm(x, shape[-1:], w, b,
                                                                                            dtype=tritorch.float32)):
@@ -245,3 +245,26 @@ def test_autocast_layer_norm_reads_the_half_input(half):
     for a, c in zip(*res):
         np.testing.assert_array_equal(a.float().cpu().numpy(), c.float().cpu().numpy())
     assert launches[0][0] == launches[1][0] - 1 and launches[0][1] == launches[1][1] - 1, launches
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_group_norm_reads_the_half_input(device, half):
+    """group_norm(..., dtype=float32), and under autocast: the cast input's results without its float32 copies."""
+    rng = np.random.default_rng(3)
+    x = tritorch.tensor(rng.standard_normal((2, 6, 5, 3)) * 2, device=device).to(half)
+    w = tritorch.tensor(rng.standard_normal(6), dtype=tritorch.float32, device=device, requires_grad=True)
+    want, want_dx = _loss_and_grad(lambda x: F.group_norm(x.float(), 3, w, w), x)
+    want_dw, w.grad = w.grad, None
+    got, got_dx = _loss_and_grad(lambda x: F.group_norm(x, 3, w, w, dtype=tritorch.float32), x)
+    assert got.dtype is tritorch.float32 and got_dx.dtype is half
+    for a, c in ((got, want), (got_dx, want_dx), (w.grad, want_dw)):
+        np.testing.assert_array_equal(a.float().cpu().numpy(), c.float().cpu().numpy())
+    if device == "cuda":
+        gn = nn.GroupNorm(3, 6).cuda()
+        launches = []
+        for cast in (False, True):
+            with tritorch.autocast("cuda", dtype=half), profile() as prof:
+                y = gn(x.float() if cast else x)
+            assert y.dtype is tritorch.float32
+            launches.append(prof.kernel_launches())
+        assert launches[0] == launches[1] - 1, launches

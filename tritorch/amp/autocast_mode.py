@@ -65,7 +65,7 @@ POLICY = {
     "scatter_add": (_P, None),
 }
 _DEVICE_COLUMN = {"cuda": 0, "cpu": 1}
-_READS_HALF = {"cross_entropy": None, "softmax": 2, "log_softmax": 2, "layer_norm": None}
+_READS_HALF = {"cross_entropy": None, "softmax": 2, "log_softmax": 2, "layer_norm": None, "group_norm": None}
 """float32-policy ops whose ``dtype=float32`` reads a half first input in their kernels (computing in float32, as
 on the cast input), -> the position of ``dtype`` among their arguments (None: keyword only): the input is not cast,
 ``dtype`` is passed (PyTorch's fp32_set_opt_dtype), the other tensors are cast."""

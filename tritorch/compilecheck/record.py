@@ -130,6 +130,7 @@ def w_norm(dt):
         for shape in ((64, 384), (2, 8192)):
             x, w = _t(shape, dt, True), _t(shape[-1:], tritorch.float32, True)
             _bwd(F.layer_norm(x, shape[-1:], w, w, dtype=tritorch.float32))
+        _bwd(F.group_norm(_t((4, 16, 8, 8), dt, True), 4, dtype=tritorch.float32))
     _bwd(nn.GroupNorm(4, 16).to(device="cuda", dtype=dt)(_t((4, 16, 8, 8), dt, True)))
     _bwd(F.instance_norm(_t((4, 16, 8, 8), dt, True)))
     for shape in ((64, 384), (2, 8192)):     # RMS (tritorch.compile's fuse_rms_norm): one block, and wider rows

@@ -121,7 +121,7 @@ def disable(fn=None, recursive=True, *, reason=None):
 def _difference(old, new):
     """The first difference of signature ``new`` from ``old`` (``CompiledFunction._full_key``s), worded as PyTorch's
     recompile reasons."""
-    (o, o_modes), (n, n_modes) = old, new
+    (o, _), (n, _) = old, new
     if o[0] != n[0]:
         return "the call's structure changed (arguments, keywords, containers)"
     for i, (a, b) in enumerate(zip(o[1], n[1])):
