@@ -715,3 +715,39 @@ def test_scalar_powers_fuse(device, f, want):
     c = tritorch.compile(f)
     _matches_eager(f, c, (x,), rtol=1e-5, atol=1e-6)
     assert (want in c.explain()) == (device == "cuda")
+
+
+def _written_after_read_linear(lin):
+    def f(x, r):
+        h = x * 1.0
+        y = lin(h)
+        h.mul_(3.0)                     # h written after the linear read it
+        return y + r, h
+    return f
+
+
+def _written_after_read_pointwise(x, r):
+    h = x * 1.0
+    a = h * 2.0
+    h.add_(r)
+    return a + h
+
+
+def test_no_fused_node_reads_a_tensor_after_an_in_place_write(device):
+    """A fused node goes where its last member was and reads its inputs there: after an in-place op that wrote one
+    of them (the replay read the written values: a wrong answer at every replay). Such a graph fuses nothing; an
+    in-place op on a tensor no other op read before (``relu_`` of a fresh result) still fuses."""
+    lin = nn.Linear(4, 4).to(device)
+    x, r = tritorch.randn(2, 4, device=device), tritorch.randn(2, 4, device=device)
+    for f in (_written_after_read_linear(lin), _written_after_read_pointwise):
+        c = tritorch.compile(f)
+        outs = lambda res: [o.detach().cpu().numpy() for o in (res if isinstance(res, tuple) else (res,))]  # noqa
+        want = outs(f(x, r))
+        for _ in range(3):                                  # the capture, then replays
+            got = outs(c(x, r))
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+        assert "no fusion: an in-place op writes a tensor an earlier op read" in c.explain()
+    c = tritorch.compile(lambda x: lin(x).relu_() + 1.0)
+    c(x)
+    assert "1 activations" in c.explain() and "no fusion" not in c.explain()

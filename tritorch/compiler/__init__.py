@@ -146,6 +146,12 @@ def _difference(old, new):
     return "a called module's training mode changed"
 
 
+def _records_grad(graph, key):
+    """Whether signature ``key``'s calls record gradients: grad mode on and an input or a parameter requiring them."""
+    return key[2] and (any(r for *_, r in key[1]) or any(getattr(t, "requires_grad", False)
+                                                          for t in graph.params.values()))
+
+
 class CompiledFunction:
     """What ``tritorch.compile`` returns for a function or a module: call it as the original."""
 
@@ -262,13 +268,20 @@ class CompiledFunction:
         cap.set_outputs(result)
         head = f"signature {self._captures}" + ("" if reason is None else f" (re-captured: {reason})")
         self._captures += 1
-        self._entries[full] = self._optimise(cap.graph, key, head)
+        self._entries[full] = self._optimise(cap.graph, key, head, cap.clobbers)
         return result
 
-    def _optimise(self, graph, key, head):
+    def _optimise(self, graph, key, head, clobbers=False):
+        """The replay of a captured graph after the passes; with ``clobbers`` (an in-place op wrote a tensor an
+        earlier op had read) after dead-code elimination alone: every other pass puts a fused node where its last
+        member was, so it would read such a tensor after the write."""
         n0 = len(graph.nodes)
         graph = eliminate_dead_code(graph)
         n1 = len(graph.nodes)
+        if clobbers:
+            self._notes.append(f"{head}: {n0} ops, {n0 - n1} dead, no fusion: an in-place op writes a tensor an "
+                               "earlier op read, which a fused node would read after the write")
+            return self._replay(graph, key, {})
         graph = fuse_loss_cast(graph)
         loss_casts = n1 - len(graph.nodes)
         products = 0
@@ -306,17 +319,20 @@ class CompiledFunction:
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \
             f"{laid_out} products laid out for their reader, {loss_casts} float32 casts of half logits read by " \
             "cross_entropy's kernels"
-        records_grad = key[2] and (any(r for *_, r in key[1]) or any(
-            getattr(t, "requires_grad", False) for t in graph.params.values()))
         kernels = {}
         if graph.device is not None and graph.device.type == "cuda":
             before = len(graph.nodes)
             graph, kernels = fuse_pointwise(rematerialize(graph), Fused)
             note += f", {len(kernels)} fused kernels ({before - len(graph.nodes) + len(kernels)} ops): " + \
                 ", ".join(repr(k) for k in kernels.values())
-            if records_grad and kernels:
+            if _records_grad(graph, key) and kernels:
                 note += " (their backward derived from the rows' gradient rules, fused in turn)"
         self._notes.append(note)
+        return self._replay(graph, key, kernels)
+
+    def _replay(self, graph, key, kernels):
+        """What later calls of signature ``key`` run: the graph's replay (its generated ``kernels`` in the op
+        table), or under reduce-overhead on cuda its recorded launches."""
         table = {**jit.op_table(), "linear_chain": linear_chain, "conv2d_max_pool2d": conv2d_max_pool2d,
                  "masked_attention": masked_attention,
                  "rms_norm_rows": rms_norm_rows, **kernels}
@@ -325,7 +341,7 @@ class CompiledFunction:
         mods = self._modules.get(key)          # a function's replay runs in its (first) module's mode
         traced.training = key[3] if key[3] is not None else bool(mods and mods[0].training)
         if self.mode == "reduce-overhead" and graph.device is not None and graph.device.type == "cuda":
-            return ReducedOverhead(traced, records_grad, self._notes.append)
+            return ReducedOverhead(traced, _records_grad(graph, key), self._notes.append)
         return traced
 
     def explain(self):

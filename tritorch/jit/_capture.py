@@ -37,6 +37,8 @@ class Capture(_modes.OpMode):
         self.scopes = [("", "")]
         self.on_value_read, self.kind = on_value_read, kind
         self.breaks = []                    # value reads (and compiler.disable's calls) with on_value_read="break"
+        self.pure_reads = set()             # ids of the storages nodes read without writing them
+        self.clobbers = False               # an in-place op wrote one of those (tritorch.compile then fuses nothing)
         self.counter = 0
         self.names = {}                     # id(module) -> qualified name
         self.modules = {}                   # id(module) -> every module called, in call order
@@ -148,6 +150,9 @@ class Capture(_modes.OpMode):
         if not leaves and result is not None:
             return                          # a Python value (a shape, a flag): baked into its users
         struct = _consts(struct)
+        written = {id(t._storage) for t, ver in versions if t._version != ver}
+        self.clobbers = self.clobbers or bool(written & self.pure_reads)
+        self.pure_reads.update(id(t._storage) for t, _ in versions if id(t._storage) not in written)
         outs, aliases = [], {}
         before = {id(t): self.ids[id(t)].name for t, _ in versions if id(t) in self.ids}
         for i, t in enumerate(leaves):
