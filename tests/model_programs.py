@@ -32,8 +32,8 @@ def program(rng):
         w = widths[i]
         same = [j for j, v in enumerate(widths) if v == w and j != i]
         kind = rng.choice(["lin", "lin", "lin", "act", "act", "drop", "add", "mul", "ln", "rms", "attn", "roll",
-                           "inplace", "lnops"])
-        if kind in ("add", "mul", "inplace") and not same:
+                           "inplace", "lnops", "clobber"])
+        if kind in ("add", "mul", "inplace", "clobber") and not same:
             kind = "lin"
         if kind == "lin":
             out = int(rng.choice([8, 12, 16]))
@@ -44,7 +44,7 @@ def program(rng):
             steps.append(("act", i, int(rng.integers(len(ACTS)))))
         elif kind == "drop":
             steps.append(("drop", i))
-        elif kind in ("add", "mul", "inplace"):
+        elif kind in ("add", "mul", "inplace", "clobber"):
             steps.append((kind, i, same[int(rng.integers(len(same)))]))
         elif kind == "roll":
             steps.append(("roll", i, int(rng.integers(1, w))))
@@ -104,6 +104,11 @@ class Net(nn.Module):
                 v = v * vals[s[2]]
             elif s[0] == "inplace":                    # in-place ops on a fresh value
                 v = (v + 0.0).add_(vals[s[2]], alpha=0.5).relu_()
+            elif s[0] == "clobber":                    # a value read by an op, then written in place: that op's
+                t = v * 1.0                            # read (fused where its reader is) must see the old values
+                u = tritorch.tanh(t) + vals[s[2]]
+                t.mul_(0.5)
+                v = u * t
             elif s[0] == "roll":                       # slices of the last dim, concatenated the other way round
                 v = tritorch.cat([v[..., s[2]:], v[..., :s[2]]], -1)
             elif s[0] == "ln":
