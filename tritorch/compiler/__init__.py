@@ -25,12 +25,14 @@ argument 0 size mismatch at index 0. expected 8, actual 9"). A function keeps ``
 least recently used one is dropped. ``reset()`` forgets every function's signatures; ``is_compiling()`` and ``disable``
 are PyTorch's (a forward that calls a function under ``disable`` runs eagerly for its signature).
 
-The replay drops each intermediate after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"`` on
-``cuda`` replays a signature's recorded kernel launches instead of its ops, forward and backward (``replay.py``); on
-``cpu``, where the ops call NumPy and launch nothing, it runs as ``"default"``. Not yet built (see the compile issue):
-one backward graph for the whole step (the other ops keep the op layer's own backward nodes), the residual and dropout
-epilogues of batched products (a 2-D weight's product is a linear and has them, as convolutions do), prologues of the
-hand-written layer norm and loss kernels, CUDA-graph capture of the recorded launches, and dynamic shapes
+A fused node goes where its last member was and reads its inputs there, so a signature whose forward writes in place a
+tensor an earlier op read (``Capture.clobbers``) gets dead-code elimination alone. The replay drops each intermediate
+after its last reader (``tritorch.jit``'s memory plan). ``mode="reduce-overhead"`` on ``cuda`` replays a signature's
+recorded kernel launches instead of its ops, forward and backward (``replay.py``); on ``cpu``, where the ops call NumPy
+and launch nothing, it runs as ``"default"``. Not yet built (see the compile issue): one backward graph for the whole
+step (the other ops keep the op layer's own backward nodes), the residual and dropout epilogues of batched products (a
+2-D weight's product is a linear and has them, as convolutions do), pointwise prologues of the hand-written layer norm
+and loss kernels (the loss takes a float32 cast only), CUDA-graph capture of the recorded launches, and dynamic shapes
 (``dynamic=True`` captures each shape, as ``False`` does, but keeps the most recently used ones past the limit).
 """
 import collections
