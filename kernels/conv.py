@@ -188,7 +188,7 @@ def _dgrad_operands(k, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH
 
 
 @triton.jit
-def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, wmax_ptr, NB, CG, K, OCG, H, W, OH, OW, KH, KW,
+def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, NB, CG, K, OCG, H, W, OH, OW, KH, KW,
                        syn, syc, syh, syw, swo, swc, swh, sww, sb, sxn, sxc, sxh, sxw,
                        SH, SW, PH, PW, DH, DW,
                        HAS_BIAS: tl.constexpr, TAPS_OUTER: tl.constexpr, CT: tl.constexpr,
@@ -202,10 +202,9 @@ def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, wmax_ptr, NB, CG, K, OCG, H
     exact and lands inside the output. Axis 2 of the grid walks (group, stride phase): a program covers the pixels
     with ih % SH == rh, iw % SW == rw (M = NB * ceil((H - rh) / SH) * ceil((W - rw) / SW)), for which the exact
     division holds for the same taps at every pixel, so ``TAPS_OUTER`` skips the other taps whole: a stride-2
-    transposed convolution does a quarter of the products. wmax: 0-d, max |w| (``nonfinite_probe``): when it is not
-    finite, the products run one k at a time and the taps that hit no output pixel add nothing (in ``tl.dot`` their
-    masked zeros times an inf weight would add NaN; PyTorch skips them).
-    """
+    transposed convolution does a quarter of the products. A tile whose tensor-core result is not finite (in
+    ``tl.dot`` a masked zero times an inf weight adds NaN, where PyTorch skips the term) is computed again one k at a
+    time, the taps that hit no output pixel adding nothing (finite tiles are exact, so w needs no probe first)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2) // (SH * SW)
@@ -234,30 +233,31 @@ def _conv_dgrad_kernel(gy_ptr, w_ptr, b_ptr, gx_ptr, wmax_ptr, NB, CG, K, OCG, H
     khw = KH * KW
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
-    if tl.load(wmax_ptr) < float("inf"):                           # finite weights: the tensor-core loops
-        if TAPS_OUTER:
-            for t in range(khw):
-                kh = t // KW
-                kw = t % KW
-                if ((rh + PH - kh * DH) % SH == 0) & ((rw + PW - kw * DW) % SW == 0):      # a tap of this phase
-                    oh = (oh0 - kh * DH) // SH
-                    ow = (ow0 - kw * DW) // SW
-                    row_ok = mask_m & (oh >= 0) & (ow >= 0) & (oh < OH) & (ow < OW)
-                    a_rows = gy_rows + oh * syh + ow * syw
-                    b_cols = w_cols + kh * swh + kw * sww
-                    for o0 in range(0, OCG, BLOCK_K):
-                        o = o0 + offs_k
-                        a = tl.load(a_rows[:, None] + (o * syc)[None, :],
-                                    mask=row_ok[:, None] & (o < OCG)[None, :], other=0.0)
-                        b = tl.load(b_cols[None, :] + (o * swo)[:, None],
-                                    mask=(o < OCG)[:, None] & mask_n[None, :], other=0.0)
-                        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
-        else:
-            for k0 in range(0, K, BLOCK_K):
-                a, _, b = _dgrad_operands(k0 + offs_k, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH, OW,
-                                          SH, SW, DH, DW, syc, syh, syw, swo, swh, sww)
-                acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
-    else:                                                          # an inf or NaN in w: exact, one k at a time
+    if TAPS_OUTER:
+        for t in range(khw):
+            kh = t // KW
+            kw = t % KW
+            if ((rh + PH - kh * DH) % SH == 0) & ((rw + PW - kw * DW) % SW == 0):      # a tap of this phase
+                oh = (oh0 - kh * DH) // SH
+                ow = (ow0 - kw * DW) // SW
+                row_ok = mask_m & (oh >= 0) & (ow >= 0) & (oh < OH) & (ow < OW)
+                a_rows = gy_rows + oh * syh + ow * syw
+                b_cols = w_cols + kh * swh + kw * sww
+                for o0 in range(0, OCG, BLOCK_K):
+                    o = o0 + offs_k
+                    a = tl.load(a_rows[:, None] + (o * syc)[None, :],
+                                mask=row_ok[:, None] & (o < OCG)[None, :], other=0.0)
+                    b = tl.load(b_cols[None, :] + (o * swo)[:, None],
+                                mask=(o < OCG)[:, None] & mask_n[None, :], other=0.0)
+                    acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+    else:
+        for k0 in range(0, K, BLOCK_K):
+            a, _, b = _dgrad_operands(k0 + offs_k, gy_rows, w_cols, oh0, ow0, mask_m, mask_n, K, khw, KW, OH, OW,
+                                      SH, SW, DH, DW, syc, syh, syw, swo, swh, sww)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
+    tile_ok = mask_m[:, None] & mask_n[None, :]
+    if tl.min(tl.where(tile_ok, (tl.abs(acc) < float("inf")).to(tl.int32), 1)) == 0:   # inf or NaN: exact
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
         one = tl.arange(0, 1)
         if I64:
             one = one.to(tl.int64)
@@ -553,12 +553,11 @@ def launch_conv_dgrad(gy, w, bias, gx, geo, config=None):
     gy, w, bias = interp_bf16_in(gy), interp_bf16_in(w), interp_bf16_in(bias)
     if K == 0:
         return _fill_bias(gx, bias)
-    wmax = _mm.nonfinite_probe(w)
     cfg = config or TUNABLES["dgrad"].pick(conv_key("dgrad", gy, M, CG, K, G, dtype),
                                            lambda c: launch_conv_dgrad(gy, w, bias, gx, geo, c))   # writes gx
     try:
         _conv_dgrad_kernel[(cdiv(M, cfg.block_m), cdiv(CG, cfg.block_n), G * sh * sw)](
-            ptr(gy), ptr(w), ptr(bias if bias is not None else gx), ptr(gx), ptr(wmax), N, CG, K, OCG, H, W, OH, OW,
+            ptr(gy), ptr(w), ptr(bias if bias is not None else gx), ptr(gx), N, CG, K, OCG, H, W, OH, OW,
             KH, KW,
             *gy._stride, *w._stride, bias._stride[0] if bias is not None else 0, *gx._stride,
             *geo.stride, *geo.padding, *geo.dilation,

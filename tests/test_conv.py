@@ -425,6 +425,23 @@ def test_conv2d_nonfinite_weight_matches_torch(device, monkeypatch, taps_outer, 
     np.testing.assert_allclose(to_np(yt), pyt.numpy(), rtol=1e-10, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("val", [1.0, math.inf])
+def test_input_grad_needs_no_probe_of_the_weight(val):
+    """A convolution's backward is two launches, the input gradient and the weight gradient with the bias's: the
+    input gradient's kernel finds an inf or NaN weight in its own tiles (no max |w| reduction first)."""
+    rng = np.random.default_rng(1)
+    x = tritorch.tensor(rng.standard_normal((2, 3, 6, 5)), dtype=F32, device="cuda", requires_grad=True)
+    conv = Conv2d(3, 4, 3, stride=2, padding=1).to("cuda")
+    with tritorch.no_grad():
+        conv.weight[0, 0, 0, 0] = val
+    y = conv(x)
+    g = tritorch.ones_like(y)
+    with profile() as prof:
+        y.backward(g)
+    assert sorted(e.name for e in prof.events() if e.kind == "kernel") == ["_conv_dgrad_kernel", "_conv_wgrad_kernel"]
+    assert np.isinf(to_np(x.grad)).any() == (val == math.inf)
+
+
 # ---- gradcheck and double backward (float64, cpu) ------------------------------------------------------------------
 
 def _f64(shape, seed):
