@@ -261,7 +261,8 @@ class Linear(Function):
     as a view where they merge, with no node of their own), w (N, K), bias (N,) / (1,) / () or None, residual (rows
     of N elements: see ``launch_linear``) or None and dropout's counters ``drop`` = (seed, offset, p) or None; inputs
     are validated by ``linear``. Backward adds the gradient already waiting for x (x read by several layers: the
-    q/k/v or gate/up projections of one input) into grad_x in its kernel (``_accumulates``)."""
+    q/k/v or gate/up projections of one input) into grad_x in its kernel (``_accumulates``); without an activation
+    its products read g through the dropout's mask (one launch, no masked copy of g)."""
 
     _accumulates = (0,)
 
@@ -310,8 +311,9 @@ class Linear(Function):
             gx, gw, gb = _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b)[:3]
         elif not STATE.enabled:
             add = pending_grad(ctx, 0, g, ctx.x_shape) if need_x else None
-            gx, gw, gb = param_grads(ctx, pre_activation_grad(ctx, g, s), x, w,
-                                     add=None if add is None else add.reshape(-1, ctx.x_shape[-1]))
+            g_drop = ctx.drop if ctx.act is None else None      # dropout's backward read by the products
+            gx, gw, gb = param_grads(ctx, g if g_drop else pre_activation_grad(ctx, g, s), x, w,
+                                     add=None if add is None else add.reshape(-1, ctx.x_shape[-1]), g_drop=g_drop)
         else:
             gx, gw, gb = Linear._composite_grads(ctx, g, x, w, bias, s)
         gx = gx.reshape(ctx.x_shape) if gx is not None and gx._shape != ctx.x_shape else gx
@@ -349,13 +351,18 @@ def pre_activation_grad(ctx, g, s):
     return act_grad(g, s, ctx.act, ctx.a, ctx.drop)
 
 
-def param_grads(ctx, gz, x, w, epilogue=None, add=None):
+def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
     """(gx, gw, gb) of the ``Linear`` node ``ctx`` (None where not needed; no create_graph) from the gradient of its
     pre-activation ``gz``: the products and the bias gradient in one launch. ``epilogue``: None or (s, act, a, drop)
     of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
-    pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx."""
+    pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx. ``g_drop``: None, or
+    (no epilogue) the counters of the layer's own dropout, whose result's gradient ``gz`` is then: the products read
+    it through the mask."""
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    if not (need_x or need_w) or 0 in gz._shape or 0 in (w if need_x else x)._shape:
+    one_launch = (need_x or need_w) and 0 not in gz._shape and 0 not in (w if need_x else x)._shape
+    if g_drop is not None and (not one_launch or need_b and not need_w):     # dropout's backward first
+        gz, g_drop = Dropout.apply(gz, g_drop[0], g_drop[1], g_drop[2], 1), None
+    if not one_launch:
         gb = gz.sum(0) if need_b else None
         gx = gz @ w if need_x else None
         gw = gz.t() @ x if need_w else None
@@ -363,7 +370,7 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None):
             gx = act_grad(gx, epilogue[0], *epilogue[1:])
         gx = gx + add if add is not None else gx
     else:
-        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add)
+        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add, g_drop)
     return gx, gw, _bias_shaped(gb, ctx)
 
 
@@ -406,7 +413,7 @@ def act_grad(g, s, act, a, drop=None):
     return launch_act_grad(g, s, gz, act, a, drop)
 
 
-def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None):
+def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None, g_drop=None):
     """(gx, gw, gb) of the pre-activation's gradient ``gz`` by ``launch_linear_grad``, in one launch (the bias
     without the weight's gradient: a reduction more)."""
     M, N = gz._shape
@@ -414,7 +421,8 @@ def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None):
     gx = empty((M, K), gz.dtype, gz.device) if need_x else None
     gw = empty((N, K), gz.dtype, gz.device) if need_w else None
     gb = empty((N,), gz.dtype, gz.device) if need_b and need_w else None
-    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue, add=add)
+    launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue, add=add,
+                       g_drop=g_drop)
     if need_b and not need_w:
         gb = gz.sum(0)
     return gx, gw, gb

@@ -74,7 +74,9 @@ class LinearChain(Function):
                     g, grads[2 * i], grads[2 * i + 1] = Linear.backward(subs[i], g)[:3]
                 gx = g
             else:
-                gz = pre_activation_grad(last, g, last._to_save[3]) if any(last.needs_input_grad[:3]) else None
+                g_drop = last.drop if last.act is None else None     # read through its mask by the products
+                gz = (g if g_drop else pre_activation_grad(last, g, last._to_save[3])) \
+                    if any(last.needs_input_grad[:3]) else None
                 for i in range(n - 1, -1, -1):
                     if gz is None:
                         break
@@ -82,7 +84,8 @@ class LinearChain(Function):
                     prev = subs[i - 1] if i and sub.needs_input_grad[0] else None    # (then it saved its s)
                     epilogue = (prev._to_save[3], prev.act, prev.a, prev.drop) if prev is not None else None
                     gz, grads[2 * i], grads[2 * i + 1] = param_grads(sub, gz, sub._to_save[0], sub._to_save[1],
-                                                                     epilogue=epilogue)
+                                                                     epilogue=epilogue,
+                                                                     g_drop=g_drop if i == n - 1 else None)
                 gx = gz
         finally:
             for sub in subs:

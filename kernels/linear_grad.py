@@ -6,10 +6,10 @@ first programs compute the tiles of grad_x and whose others compute the tiles of
 of ``kernels/matmul.py`` (``_product_tile``, called with each product's operands and strides, so either branch
 keeps Triton's stride specialisations). grad_W's programs read g transposed as the left operand, tile by tile along
 M: summing each loaded tile's rows is grad_b, written by the programs of grad_W's first column of tiles. No atomics:
-the result is deterministic. Optionally grad_x's epilogue is the previous layer's activation backward
-(``kernels/linear_chain.py``), the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)),
-the gradient of a fused activation's (and dropout's) input, for ``Linear``'s backward.
-"""
+the result is deterministic. A layer's own dropout is read through its mask as g's tiles load (no masked copy of g
+is stored). Optionally grad_x's epilogue is the previous layer's activation backward (``kernels/linear_chain.py``),
+the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)), the gradient of a fused
+activation's (and dropout's) input, for ``Linear``'s backward."""
 import numpy as np
 import triton
 import triton.language as tl
@@ -17,9 +17,9 @@ import triton.language as tl
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
-from ._common import copy_host, empty
+from ._common import copy_host, empty, wrap
 from . import matmul as _mm
-from .dropout import dropout_scale, keep_tile
+from .dropout import dropout_np, dropout_scale, keep_tile
 from .elementwise import UNARY
 from .matmul import grouped_tile
 
@@ -27,12 +27,15 @@ __all__ = ["launch_linear_grad", "launch_act_grad", "fits_epilogue", "TUNABLE"]
 
 
 @triton.jit
-def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile,
-                  SUM: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, GROUP_R: tl.constexpr):
+def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile, seed, offset, p, scale, dr, dl,
+                  SUM: tl.constexpr, DROP: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr,
+                  I64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+                  GROUP_R: tl.constexpr):
     """Tile ``tile`` of a (R, L) @ b (L, C), both operands through their strides (``s?r``/``s?l``/``s?c``: the
     stride of a's or b's row, reduction or column index): (the CT accumulator, with ``SUM`` the row sums of a's
-    tile rows, the tile's row and column indices, its column of tiles)."""
+    tile rows, the tile's row and column indices, its column of tiles). With ``DROP`` a's tiles go through
+    dropout's backward as they load: a[r, l] is kept (times ``scale``, rounded to a's dtype as dropout stores it)
+    where the draw at counter offset + r * dr + l * dl is at least p."""
     pid_r, pid_c = grouped_tile(tile, tl.cdiv(R, BLOCK_R), tl.cdiv(C, BLOCK_C), GROUP_R)
     offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -49,6 +52,10 @@ def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile,
         left = L - step * BLOCK_L
         a = tl.load(a_ptrs, mask=offs_l[None, :] < left, other=0.0)
         b = tl.load(b_ptrs, mask=offs_l[:, None] < left, other=0.0)
+        if DROP:
+            ls = (step * BLOCK_L + offs_l).to(tl.int64)
+            counter = offset.to(tl.int64) + offs_r[:, None].to(tl.int64) * dr + ls[None, :] * dl
+            a = tl.where(tl.rand(seed, counter) >= p, a.to(CT) * scale, 0.0).to(a.dtype)
         acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=CT)
         if SUM:
             row_sum += tl.sum(a.to(CT), axis=1)
@@ -73,12 +80,13 @@ def _act_backward(g, g_ptr, s_ptrs, mask, offs_m, offs_n, N, a, seed, offset, p,
     return BWD(g, s, a, 0.0)
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
+@triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits", "g_seed", "g_offset", "g_p", "g_scale_bits"])
 def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_ptr, M, N, K, TILES_X,
                         sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk, ssm, ssk, a, seed, offset, p, scale_bits,
-                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, HAS_ACC: tl.constexpr,
-                        CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+                        g_seed, g_offset, g_p, g_scale_bits,
+                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, G_DROPOUT: tl.constexpr,
+                        HAS_ACC: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """Programs [0, TILES_X): the (BLOCK_M, BLOCK_N) tiles of gx (M, K) = g (M, N) @ w (N, K), reducing over N;
     the others: the tiles of gw (N, K) = g^T @ x (M, K), reducing over M, and with ``HAS_BIAS`` gb (N,, contiguous)
     = the column sums of g. ``s<t><i>``: tensor t's stride along index i (m, n or k).
@@ -88,11 +96,15 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_
     saved pre-activation or output (``_act_grad_kernel``'s computation, in the epilogue, on gx rounded to its dtype
     as that kernel would read it; ``DROPOUT``: the forward's mask regenerated from (seed, offset, p)). With
     ``HAS_ACC`` (and no ``BWD``) the gradient already waiting for x, contiguous (M, K) at ``acc_ptr``, is added to gx
-    rounded to its dtype, as the separate add would."""
+    rounded to its dtype, as the separate add would. With ``G_DROPOUT`` g is the gradient of this layer's dropout,
+    whose counters are (g_seed, g_offset, g_p): both products read g through its mask (dropout's backward as g's
+    tiles load, element (m, n) at counter g_offset + m * N + n), so no masked copy of g is written and read back."""
     pid = tl.program_id(0)
+    g_scale = g_scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
     if pid < TILES_X:
-        acc, _, offs_m, offs_k, _ = _product_tile(g_ptr, w_ptr, M, K, N, sgm, sgn, swn, swk, pid,
-                                                  False, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+        acc, _, offs_m, offs_k, _ = _product_tile(g_ptr, w_ptr, M, K, N, sgm, sgn, swn, swk, pid, g_seed, g_offset,
+                                                  g_p, g_scale, N, 1, False, G_DROPOUT, CT, PRECISION, I64, BLOCK_M,
+                                                  BLOCK_N, BLOCK_K, GROUP_M)
         mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
         if BWD is not None:
             acc = _act_backward(acc.to(gx_ptr.dtype.element_ty).to(CT), gx_ptr,
@@ -104,8 +116,8 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_
         tl.store(gx_ptr + offs_m[:, None] * sgxm + offs_k[None, :] * sgxk, acc.to(gx_ptr.dtype.element_ty), mask=mask)
     else:
         acc, row_sum, offs_n, offs_k, pid_k = _product_tile(g_ptr, x_ptr, N, K, M, sgn, sgm, sxm, sxk, pid - TILES_X,
-                                                            HAS_BIAS, CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K,
-                                                            GROUP_M)
+                                                            g_seed, g_offset, g_p, g_scale, 1, N, HAS_BIAS, G_DROPOUT,
+                                                            CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
         mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
         tl.store(gw_ptr + offs_n[:, None] * sgwn + offs_k[None, :] * sgwk, acc.to(gw_ptr.dtype.element_ty), mask=mask)
         if HAS_BIAS:
@@ -163,8 +175,10 @@ def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
     return gz
 
 
-def _key(g, w, x, M, N, K, dtype, act=None):
-    """Autotune key: dtype, the operands' layouts, bucketed M, N, K, and the epilogue's activation (None: none)."""
+def _key(g, w, x, M, N, K, dtype, act=None, g_dropout=False):
+    """Autotune key: dtype, the operands' layouts, bucketed M, N, K, and the epilogue's activation (None: none),
+    with "+dropout" (alone: "dropout") when g is read through a dropout's mask."""
+    act = (f"{act}+dropout" if act else "dropout") if g_dropout else act
     return (dtype, autotune.layout(g), autotune.layout(w), autotune.layout(x), autotune.bucket(M),
             autotune.bucket(N), autotune.bucket(K), act)
 
@@ -175,6 +189,9 @@ def _key(g, w, x, M, N, K, dtype, act=None):
 _SPILLS_HERE = (_mm.MatmulConfig(64, 64, 32, 8, 8, 3), _mm.MatmulConfig(32, 64, 32, 8, 2, 3),
                 _mm.MatmulConfig(16, 64, 64, 8, 4, 3))
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
+# With Philox in the products' loop (g read through a dropout's mask) the 64 x 128 FMA tile with 8 warps spilled 8 B
+# per thread (triton 3.6).
+_SPILLS_WITH_DROPOUT = (_mm.MatmulConfig(64, 128, 32, 8, 8, 3),)
 
 
 def fits_epilogue(c):
@@ -185,20 +202,25 @@ def fits_epilogue(c):
     return c.block_m * c.block_n <= 32 * 32 * c.num_warps
 
 
+def _spills(c, key):
+    """Whether tile ``c`` spilled here for ``key`` (key[7]: the epilogue's activation, "dropout" for g's mask)."""
+    return c in _SPILLS_HERE or _mm.uses_fma(key[0]) and "dropout" in str(key[7]) and c in _SPILLS_WITH_DROPOUT
+
+
 def _prune(configs, key):
     """The matmul's candidates for the dtype, ``_FMA_HERE`` in place of those that spill here; with an epilogue
-    (key[7], the activation) those that fit it."""
-    keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE]
+    or g's dropout (key[7]) those that fit it."""
+    keep = [c for c in _mm.prune(configs, key) if not _spills(c, key)]
     keep = keep + [_FMA_HERE] if _mm.uses_fma(key[0]) and _FMA_HERE in configs else keep
     return [c for c in keep if fits_epilogue(c)] if key[7] is not None else keep
 
 
 def _default(key):
     """The matmul's default for the larger product (an (max(M, N), K) result, reducing over the other); with an
-    epilogue 128 x 64 with 8 warps in place of a tile that does not fit it."""
+    epilogue or g's dropout 128 x 64 with 8 warps in place of a tile that does not fit it."""
     dtype, M, N, K = key[0], key[4], key[5], key[6]
     c = _mm.matmul_config(max(M, N), K, min(M, N), dtype, _mm.uses_fma(dtype))
-    c = _FMA_HERE if c in _SPILLS_HERE and _mm.uses_fma(dtype) else c
+    c = _FMA_HERE if _spills(c, key) and _mm.uses_fma(dtype) else c
     return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if key[7] is not None and not fits_epilogue(c) else c
 
 
@@ -206,17 +228,21 @@ TUNABLE = autotune.Tunable("linear_grad", _mm.ALL_CANDIDATES + (_FMA_HERE,), def
                            kernels=(_linear_grad_kernel,))
 
 
-def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None):
+def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None, g_drop=None):
     """gx = g @ w, gw = g^T @ x, gb = g.sum(0) for g: (M, N), w: (N, K), x: (M, K), any strides; each output
     (gx (M, K), gw (N, K): any strides; gb (N,): contiguous) may be None, with gx or gw given. M, N, K > 0.
 
     ``epilogue``: None, or (s, act, a, drop) with gx given: gx is then the gradient of the pre-activation of a
     previous layer ``dropout(act(z, a))`` (drop: None or dropout's (seed, offset, p) for its contiguous (M, K)
     result) instead of its result's: ``act_grad(g @ w, s, act, a, drop)`` in one pass, s (M, K) any strides.
-    ``add``: None, or (without an epilogue) a contiguous (M, K) tensor of gx's dtype added to gx (rounded first)."""
+    ``add``: None, or (without an epilogue) a contiguous (M, K) tensor of gx's dtype added to gx (rounded first).
+    ``g_drop``: None, or the counters (seed, offset, p) of a dropout whose result's gradient g is (this layer's
+    own): the products read g through its mask, as they would read dropout's backward of g."""
     M, N = g._shape
     K = (w if gx is not None else x)._shape[1]
     if INTERPRET and g.dtype is D.bfloat16:       # the interpreter has no bf16 arithmetic: float32, then rounded
+        if g_drop is not None:                    # dropout's backward rounded to bf16, as the GPU's loads round it
+            g = wrap(dropout_np(g._np, 1, *g_drop), g.dtype, g.device)
         outs = [None if t is None else empty(t._shape, D.float32, t.device) for t in (gx, gw, gb)]
         launch_linear_grad(interp_bf16_in(g), interp_bf16_in(w), interp_bf16_in(x), *outs, config)
         for t, t32 in zip((gx, gw, gb), outs):
@@ -231,23 +257,26 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None
     s, act, a, drop = epilogue if epilogue is not None else (None, None, 0.0, None)
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue, add)  # noqa: E731 (writes the outputs)
-        cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype, act), run)
+        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue, add, g_drop)  # noqa: E731 (writes outputs)
+        cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype, act,
+                                g_drop is not None), run)
     tiles_x = cdiv(M, cfg.block_m) * cdiv(K, cfg.block_n) if gx is not None else 0
     tiles_w = cdiv(N, cfg.block_m) * cdiv(K, cfg.block_n) if gw is not None else 0
     w_, x_ = (w if w is not None else g), (x if x is not None else g)
     gx_, gw_ = (gx if gx is not None else gw), (gw if gw is not None else gx)
     s_ = s if s is not None else gx_
     seed, offset, p = drop if drop is not None else (0, 0, 0.0)
+    g_seed, g_offset, g_p = g_drop if g_drop is not None else (0, 0, 0.0)
     try:
         _linear_grad_kernel[(tiles_x + tiles_w,)](
             ptr(g), ptr(w_), ptr(x_), ptr(gx_), ptr(gw_), ptr(gb if gb is not None else gx_), ptr(s_),
             ptr(add if add is not None else gx_), M, N, K, tiles_x,
             g._stride[0], g._stride[1], w_._stride[0], w_._stride[1], x_._stride[0], x_._stride[1],
             gx_._stride[0], gx_._stride[1], gw_._stride[0], gw_._stride[1], s_._stride[0], s_._stride[1],
-            float(a), seed, offset, float(p), dropout_scale(p)[1],
+            float(a), seed, offset, float(p), dropout_scale(p)[1], g_seed, g_offset, float(g_p), dropout_scale(g_p)[1],
             HAS_BIAS=gb is not None and gw is not None, BWD=None if act is None else UNARY[act].bwd,
-            DROPOUT=drop is not None, HAS_ACC=add is not None, CT=ACC[dtype], PRECISION=_mm._dot_precision(dtype),
+            DROPOUT=drop is not None, G_DROPOUT=g_drop is not None, HAS_ACC=add is not None, CT=ACC[dtype],
+            PRECISION=_mm._dot_precision(dtype),
             I64=is_int64_index(max(g.numel(), M * K, N * K), *(t for t in (g, w, x, gx, gw, s) if t is not None)),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)

@@ -456,8 +456,8 @@ class DropoutBlock(nn.Module):
 @pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float16])
 def test_linear_dropout_fusion_forward_and_backward(device, dtype):
     """Dropout fused into the linear kernels drops the elements eager dropout drops (same seed, same step):
-    outputs and gradients equal bit for bit, at capture and replay; the replay launches no dropout kernel forward,
-    and backward one, for the linear without an activation."""
+    outputs and gradients equal bit for bit, at capture and replay; the replay launches no dropout kernel, forward or
+    backward (the linear without an activation reads its gradient through the mask in its products)."""
     tritorch.manual_seed(3)
     m = DropoutBlock().to(device, dtype)
     c = tritorch.compile(m)
@@ -475,7 +475,7 @@ def test_linear_dropout_fusion_forward_and_backward(device, dtype):
         res.append([y.detach().float().cpu().numpy(), x.grad.float().cpu().numpy()] +
                    [p.grad.float().cpu().numpy() for p in m.parameters()])
         if device == "cuda":
-            assert (fwd, prof.kernel_launches("_dropout_kernel")) == ((0, 1) if i == 2 else (2, 2))
+            assert (fwd, prof.kernel_launches("_dropout_kernel")) == ((0, 0) if i == 2 else (2, 2))
     for r in res[1:]:
         for a, b in zip(r, res[0]):
             np.testing.assert_array_equal(a, b)

@@ -13,7 +13,7 @@ import tritorch.nn.functional as F
 from tritorch.compiler import passes
 from tritorch.kernels import linear as KL
 from tritorch.kernels._common import empty
-from tritorch.kernels.dropout import draw, dropout_mask_np
+from tritorch.kernels.dropout import draw, dropout_mask_np, dropout_np
 from tritorch.kernels import linear_grad as LG
 from tritorch.kernels.linear_grad import launch_linear_grad
 from tritorch.kernels.linear_chain import linear_chain
@@ -225,3 +225,36 @@ def test_every_epilogue_candidate_equals_the_separate_kernels():
         launch_linear_grad(g, w, None, plain, None, None, config=cfg)       # the same tiles: the same sums
         want = to_np(KL.act_grad(plain, s, "gelu", 0.0, drop))
         np.testing.assert_array_equal(to_np(gx), want, err_msg=repr(cfg))
+
+
+@pytest.mark.parametrize("act", [None, "gelu"])
+def test_every_g_dropout_candidate_equals_dropout_then_the_products(act):
+    """Each linear_grad candidate kept for g read through a dropout's mask (alone, or with an epilogue's activation):
+    gx, gw and gb bit for bit those of the same tiles on dropout's backward of g, computed apart; the FMA tile that
+    spilled with Philox in the loop is not among float32's candidates under "highest" precision."""
+    M, N, K = 45, 33, 70
+    g, _ = make((M, N), tritorch.float32, "cuda", seed=21)
+    w, _ = make((N, K), tritorch.float32, "cuda", seed=22)
+    x, _ = make((M, K), tritorch.float32, "cuda", seed=23)
+    s, _ = make((M, K), tritorch.float32, "cuda", seed=24)
+    g_drop = (*draw(M * N, tritorch.device("cuda")), 0.3)
+    dropped = tritorch.tensor(dropout_np(to_np(g).astype(np.float32), 1, *g_drop), device="cuda")
+    epilogue = None if act is None else (s, act, 0.0, None)
+    key = LG._key(g, w, x, M, N, K, tritorch.float32, act, True)
+    kept = LG.TUNABLE.candidates(key)
+    assert kept and all(LG.fits_epilogue(c) for c in kept)
+    for cfg in kept:
+        got = [empty(shape, tritorch.float32, g.device) for shape in ((M, K), (N, K), (N,))]
+        want = [empty(shape, tritorch.float32, g.device) for shape in ((M, K), (N, K), (N,))]
+        launch_linear_grad(g, w, x, *got, config=cfg, epilogue=epilogue, g_drop=g_drop)
+        launch_linear_grad(dropped, w, x, *want, config=cfg, epilogue=epilogue)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(to_np(a), to_np(b), err_msg=repr(cfg))
+    previous = tritorch.get_float32_matmul_precision()
+    try:
+        tritorch.set_float32_matmul_precision("highest")
+        assert LG._SPILLS_WITH_DROPOUT[0] in LG.TUNABLE.candidates(LG._key(g, w, x, 512, 512, 512, tritorch.float32))
+        assert LG._SPILLS_WITH_DROPOUT[0] not in LG.TUNABLE.candidates(
+            LG._key(g, w, x, 512, 512, 512, tritorch.float32, None, True))
+    finally:
+        tritorch.set_float32_matmul_precision(previous)

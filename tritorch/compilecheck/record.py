@@ -79,8 +79,10 @@ def w_linear(dt):
             _bwd(_linear.linear(x, _t((k, n), dt, True).t(), lin.bias, activation="gelu"))
         if m == 512:            # a chain (tritorch.compile's): gelu and dropout's backward in grad_x's epilogue
             out = nn.Linear(n, k).to(device="cuda", dtype=dt)
-            _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias],
-                              [{"activation": "gelu", "dropout_p": 0.1}, {"residual": _t((m, k), dt, True)}]))
+            for last in ({}, {"dropout_p": 0.1}):     # the last layer's own dropout read by its products too
+                last = dict(last, residual=_t((m, k), dt, True))
+                _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias],
+                                  [{"activation": "gelu", "dropout_p": 0.1}, last]))
 
 
 def w_attention(dt):
@@ -290,12 +292,13 @@ def w_activations(dt):
 
 def w_linear_chain(dt):
     """Every activation's backward in the epilogue of the next layer's grad_x (``kernels/linear_chain.py``), with and
-    without dropout: the heuristic defaults (the candidates: ``w_linear``'s gelu with dropout)."""
+    without dropout (the last layer's too): the heuristic defaults (the candidates: ``w_linear``'s gelu with
+    dropout)."""
     x = _t((200, 48), dt, True)
     params = [_t((80, 48), dt, True), _t((80,), dt, True), _t((48, 80), dt, True), _t((48,), dt, True)]
     for act in _linear.ACTIVATIONS:
-        for p in (0.0, 0.1):
-            _bwd(linear_chain(x, params, [{"activation": act, "dropout_p": p}, {}]))
+        for p, last in ((0.0, 0.0), (0.1, 0.0), (0.1, 0.1)):
+            _bwd(linear_chain(x, params, [{"activation": act, "dropout_p": p}, {"dropout_p": last}]))
 
 
 def w_pointwise(dt):

@@ -10,7 +10,7 @@
   training-mode ``dropout`` (a convolution's also by ``dropout2d``, whole channels) becomes one ``linear(...,
   dropout_p=p)`` (``conv2d(..., dropout_p=p, dropout_channels=...)``): the kernel drops the elements the separate op
   would (the same Philox counters, drawn at the same point of the step), and the backward regenerates the mask in
-  the activation's gradient kernel.
+  the activation's gradient kernel (a linear without one: in its backward's products as they read the gradient).
 - ``fuse_linear_residual``: an ``add`` of a ``linear`` or a batched convolution (activation and dropout fused or
   not) read only by it and another value of its shape and dtype (the skip connection ``x + proj(h)``, a
   pre-activation ResNet's ``x + conv(h)``) becomes one ``linear(..., residual=x)`` (``conv2d(...)``): the add runs in
