@@ -489,10 +489,13 @@ def launch_conv(x, w, bias, y, geo, config=None, act=None, alpha=0.0, a_out=None
         return y
     if INTERPRET and y.dtype is D.bfloat16:
         a32 = None if a_out is None else _bf16_tmp(a_out)
-        launch_conv(x, w, bias, y32 := _bf16_tmp(y), geo, config, act, alpha, a32, None, drop)
+        launch_conv(x, w, bias, y32 := _bf16_tmp(y), geo, config, act, alpha, a32)
         if a_out is not None:
             copy_host(a_out, a32)
         copy_host(y, y32)
+        if drop is not None:        # dropout of the result rounded to bf16, rounded again, as the GPU kernel does
+            seed, offset, p, channels = drop
+            y._np[...] = dropout_np(y._np, math.prod(y._shape[2:]) if channels else 1, seed, offset, p)
         if residual is not None:    # the rounding to bf16 comes first: the add runs as its own (interpreted) kernel
             launch_pointwise(BINARY["add"].tfn, (interp_bf16_in(y), interp_bf16_in(residual)), y32, tl.float32, 1.0)
             copy_host(y, y32)

@@ -171,10 +171,12 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
     if INTERPRET and y.dtype is D.bfloat16:
         y32 = empty(y._shape, D.float32, y.device)
         z32 = None if z is None else empty(z._shape, D.float32, z.device)
-        launch_linear(x, w, bias, y32, z32, act, a, config, drop=drop)
+        launch_linear(x, w, bias, y32, z32, act, a, config)
         if z is not None:
             copy_host(z, z32)
         copy_host(y, y32)
+        if drop is not None:        # dropout of the result rounded to bf16, rounded again, as the GPU kernel does
+            y._np[...] = dropout_np(y._np, 1, *drop)
         if residual is not None:    # the rounding to bf16 comes first: the add runs as its own (interpreted) kernel
             r = interp_bf16_in(residual.reshape(y._shape))
             launch_pointwise(BINARY["add"].tfn, (interp_bf16_in(y), r), y32, tl.float32, 1.0)

@@ -160,6 +160,8 @@ def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
     if M == 0 or N == 0:
         return gz
     if INTERPRET and gz.dtype is D.bfloat16:
+        if drop is not None:        # dropout's backward rounded to bf16 first, as the GPU kernel rounds it
+            g, drop = wrap(dropout_np(g._np, 1, *drop), g.dtype, g.device), None
         gz32 = empty(gz._shape, D.float32, gz.device)
         launch_act_grad(g, s, gz32, act, a, drop)
         return copy_host(gz, gz32)

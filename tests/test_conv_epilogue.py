@@ -213,3 +213,20 @@ def test_conv_epilogue_pass_conditions():
     assert [(n.op, sorted(n.kwargs)) for n in graph.nodes] == \
         [("conv2d", ["dropout_channels", "dropout_p", "padding", "residual"])]
     assert pass_ops(passes.fuse_linear_residual, lambda x: conv(x) + x, x) == ["conv2d"]
+
+
+@pytest.mark.parametrize("act", [None, "relu", "tanh"])
+@pytest.mark.parametrize("channels", [False, True])
+def test_bf16_forward_equals_the_separate_ops_bit_for_bit(device, act, channels):
+    """In bfloat16 dropout scales the activation's result rounded to bf16 and the sum rounds again, as the separate
+    ops do (in Triton's interpreter too, whose kernels compute bf16 in float32: the mask is applied after the
+    rounding on the host)."""
+    rng = np.random.default_rng(0)
+    x, w, r = (tritorch.tensor(rng.standard_normal(s), device=device).to(tritorch.bfloat16)
+               for s in ((2, 3, 6, 5), (4, 3, 3, 3), (2, 4, 6, 5)))
+    tritorch.manual_seed(1)
+    fused = F.conv2d(x, w, None, padding=1, activation=act, dropout_p=0.3, dropout_channels=channels, residual=r)
+    tritorch.manual_seed(1)
+    h = F.conv2d(x, w, None, padding=1, activation=act)
+    apart = r + (F.dropout2d(h, 0.3) if channels else F.dropout(h, 0.3))
+    np.testing.assert_array_equal(to_np(fused.float()), to_np(apart.float()))
