@@ -29,8 +29,8 @@ from ._common import empty
 from ._launch import ACC, cdiv, interp_bf16_in, is_int64_index, ptr
 from ._pointwise import _identity
 from . import matmul as _mm
-from .conv import CANDIDATES, ConvConfig, Geometry, conv_config, conv_grads, conv_key, conv_prune, conv_setup, conv_tile, \
-    dot_precision, run_conv, save_conv, taps_outer
+from .conv import CANDIDATES, ConvConfig, Geometry, conv_config, conv_grads, conv_key, conv_prune, conv_setup, \
+    conv_tile, dot_precision, run_conv, save_conv, taps_outer
 from .elementwise import UNARY
 from .pool import MAX, PoolGrad, pool_forward, pool_grad, pool_window
 

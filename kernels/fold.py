@@ -1,10 +1,10 @@
 """``unfold`` (im2col) and ``fold`` (col2im), forward and backward.
 
 ``unfold`` turns an (N, C, H, W) input into the (N, C * KH * KW, L) matrix of its sliding blocks: row
-``(c * KH + kh) * KW + kw``, column ``l = lh * LW + lw`` holds
-``x[n, c, lh * SH - PH + kh * DH, lw * SW - PW + kw * DW]`` (0 in the padding), with ``LH = (H + 2 PH - DH (KH - 1) - 1) // SH + 1`` blocks down and LW across. ``fold`` is its
-adjoint: it sums every column entry back into the pixel it came from. Each one's gradient is the other, so both are
-closed under differentiation.
+``(c * KH + kh) * KW + kw``, column ``l = lh * LW + lw`` holds x at (n, c, ``lh * SH - PH + kh * DH``,
+``lw * SW - PW + kw * DW``) (0 in the padding), with ``LH = (H + 2 PH - DH (KH - 1) - 1) // SH + 1`` blocks down and
+LW across. ``fold`` is its adjoint: it sums every column entry back into the pixel it came from. Each one's
+gradient is the other, so both are closed under differentiation.
 
 Both kernels are gathers over their output, so neither needs atomics: ``_im2col_kernel`` reads one input element (or
 0) per output element; ``_col2im_kernel`` visits, for each output pixel, the KH x KW (kh, kw) taps and keeps the

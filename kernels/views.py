@@ -653,7 +653,7 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
 
 @register("diag")
 def diag(input, diagonal=0):
-    """A 1-D input as the ``diagonal``-th diagonal of a square matrix; a 2-D input's ``diagonal``-th diagonal, copied."""
+    """A 1-D input as the ``diagonal``-th diagonal of a square matrix; a 2-D input's ``diagonal``-th diagonal (copy)."""
     if input.ndim == 1:
         return diag_embed(input, diagonal, 0, 1)
     if input.ndim != 2:

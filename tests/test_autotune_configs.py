@@ -229,7 +229,8 @@ EXAMPLES = {"matmul": _matmul_example, "linear": _linear_example, "linear_grad":
             "conv_dgrad": _conv_dgrad_example, "conv_wgrad": _conv_wgrad_example,
             "softmax_fwd": _softmax_fwd_example, "softmax_bwd": _softmax_bwd_example,
             "reduce_rows": _reduce_rows_example, "reduce_mid": _reduce_mid_example,
-            "cat": _cat_example, "elementwise_unary": _elementwise_unary_example, "elementwise_binary": _elementwise_binary_example,
+            "cat": _cat_example, "elementwise_unary": _elementwise_unary_example,
+            "elementwise_binary": _elementwise_binary_example,
             "elementwise_where": _elementwise_where_example, "compiled_pointwise": _compiled_pointwise_example,
             "compiled_reduce": _compiled_reduce_example, "compiled_reduce_leading": _compiled_reduce_leading_example,
             "compiled_softmax": _compiled_softmax_example}

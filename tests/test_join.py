@@ -1,4 +1,5 @@
-"""cat / stack / hstack / vstack / dstack / column_stack, repeat / tile: forward and backward against NumPy, cpu and cuda."""
+"""cat / stack / hstack / vstack / dstack / column_stack, repeat / tile: forward and backward against NumPy, cpu and
+cuda."""
 import numpy as np
 import pytest
 
