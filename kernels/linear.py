@@ -314,7 +314,7 @@ class Linear(Function):
         elif not STATE.enabled:
             add = pending_grad(ctx, 0, g, ctx.x_shape) if need_x else None
             g_drop = ctx.drop if ctx.act is None else None      # dropout's backward read by the products
-            gx, gw, gb = param_grads(ctx, g if g_drop else pre_activation_grad(ctx, g, s), x, w,
+            gx, gw, gb = param_grads(ctx, g if g_drop is not None else pre_activation_grad(ctx, g, s), x, w,
                                      add=None if add is None else add.reshape(-1, ctx.x_shape[-1]), g_drop=g_drop)
         else:
             gx, gw, gb = Linear._composite_grads(ctx, g, x, w, bias, s)
@@ -358,8 +358,8 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
     pre-activation ``gz``: the products and the bias gradient in one launch. ``epilogue``: None or (s, act, a, drop)
     of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
     pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx. ``g_drop``: None, or
-    (no epilogue) the counters of the layer's own dropout, whose result's gradient ``gz`` is then: the products read
-    it through the mask."""
+    the counters of the layer's own dropout (no activation), whose result's gradient ``gz`` is then: the products
+    read it through the mask."""
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     one_launch = (need_x or need_w) and 0 not in gz._shape and 0 not in (w if need_x else x)._shape
     if g_drop is not None and (not one_launch or need_b and not need_w):     # dropout's backward first

@@ -75,7 +75,7 @@ class LinearChain(Function):
                 gx = g
             else:
                 g_drop = last.drop if last.act is None else None     # read through its mask by the products
-                gz = (g if g_drop else pre_activation_grad(last, g, last._to_save[3])) \
+                gz = (g if g_drop is not None else pre_activation_grad(last, g, last._to_save[3])) \
                     if any(last.needs_input_grad[:3]) else None
                 for i in range(n - 1, -1, -1):
                     if gz is None:
