@@ -197,9 +197,11 @@ CANDIDATES = (
 )
 
 
-def _key(out, log, R, N, sdim):
-    """Autotune key: dtype, log or not, bucketed row count and length, unit stride along the row or not."""
-    return (out.dtype, bool(log), autotune.bucket(R), autotune.bucket(N), "c" if sdim == 1 else "s")
+def _key(dtype, log, R, N, sdim):
+    """Autotune key: the dtype computed from (the forward's result, the backward's y), log or not, bucketed row count
+    and length, unit stride along the row or not. A half input read in float32 (``dtype=float32``) and its float32
+    cast then tune alike, so on a GPU both sum their rows in the same order, forward and backward."""
+    return (dtype, bool(log), autotune.bucket(R), autotune.bucket(N), "c" if sdim == 1 else "s")
 
 
 def _prune_bwd(configs, key):
@@ -252,7 +254,8 @@ def _launch(kernel, ins, out, dim, log, config=None):
         ins = tuple(t._view((1,), (1,)) for t in ins)
         out, dim = out._view((1,), (1,)), 0
     tensors, (R, N, inner, strides) = _as_rows(dim, *ins, out)
-    cfg = config or TUNABLES[kernel].pick(_key(out, log, R, N, strides[0][2]),
+    key_dtype = out.dtype if kernel is _softmax_kernel else tensors[0].dtype
+    cfg = config or TUNABLES[kernel].pick(_key(key_dtype, log, R, N, strides[0][2]),
                                           lambda c: _launch(kernel, ins, out, dim, log, c))     # writes only out
     block_r, block_n = _blocks(cfg, R, N)
     kernel[(cdiv(R, block_r),)](

@@ -10,6 +10,7 @@ import tritorch
 import tritorch.nn as nn
 import tritorch.nn.functional as F
 from tritorch.compiler import passes
+from tritorch.kernels import softmax as SM
 from tritorch.profiler import profile
 from helpers import pass_ops
 
@@ -162,6 +163,25 @@ def test_softmax_dtype_float32_equals_the_cast_input(device, half, log, shape, d
     x64 = x.double().detach().requires_grad_()      # float64 asked of float32: a cast, as before
     y = tritorch.softmax(x64.float(), dim, dtype=tritorch.float64)
     assert y.dtype is tritorch.float64
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_float32_read_tunes_as_the_cast_input(monkeypatch, half, log):
+    """The half input read in float32 and its float32 cast look up the same tuned configs, forward and backward
+    (the backward keys on y's dtype, float32 in both, not on dx's): on a GPU both then sum their rows in one order."""
+    fn = F.log_softmax if log else F.softmax
+    keys = []
+    for tunable in SM.TUNABLES.values():
+        monkeypatch.setattr(tunable, "pick", lambda key, run=None, _pick=tunable.pick: keys.append(key) or
+                            _pick(key, run))
+    x = tritorch.randn(5, 37, device="cuda").to(half)
+    seen = []
+    for f in (lambda x: fn(x.float(), -1), lambda x: fn(x, -1, dtype=tritorch.float32)):
+        keys.clear()
+        _loss_and_grad(f, x)
+        seen.append(list(keys))
+    assert len(seen[0]) == 2 and seen[0] == seen[1]
 
 
 def test_softmax_double_backward_through_the_float32_read():
