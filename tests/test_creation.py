@@ -286,7 +286,8 @@ def test_fills_convert_values_in_range_as_pytorch(device):
 def test_linspace_refuses_endpoints_out_of_range(device):
     """PyTorch checks the endpoints it writes: both for steps >= 2, start alone for steps == 1."""
     for args, dtype, name in (((0, 300, 2), tritorch.uint8, "uint8_t"), ((300, 0, 1), tritorch.uint8, "uint8_t"),
-                              ((0.0, 1e10, 3), tritorch.float16, "c10::Half"), ((0, math.inf, 2), tritorch.int32, "int")):
+                              ((0.0, 1e10, 3), tritorch.float16, "c10::Half"),
+                              ((0, math.inf, 2), tritorch.int32, "int")):
         with pytest.raises(RuntimeError, match=f"value cannot be converted to type {name} without overflow"):
             tritorch.linspace(*args, dtype=dtype, device=device)
     assert tritorch.linspace(0, 300, 1, dtype=tritorch.uint8, device=device).tolist() == [0]

@@ -193,9 +193,9 @@ def test_save_load_roundtrip_in_subprocess(tmp_path):
     np.testing.assert_allclose(_np(loaded(tokens)[0]), _np(model(tokens)[0]), rtol=1e-6)
     assert list(loaded.state_dict()) == list(model.state_dict())
     np.save(tmp_path / "x.npy", tokens.numpy())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tritorch.__file__)))
     subprocess.run([sys.executable, "-c", _RUN_LOADED, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                   check=True, cwd=str(tmp_path),
-                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(tritorch.__file__)))})
+                   check=True, cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": root})
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _np(model(tokens)[0]), rtol=1e-6)
 
 

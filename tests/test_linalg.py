@@ -71,11 +71,13 @@ def test_outer_promotes_and_errors(device):
 # ---- tensordot ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shapes, dims", [
-    ([(2, 3, 4), (3, 4, 5)], 2), ([(3, 4), (4, 5)], 1), ([(3, 4), (2, 5)], 0), ([(2, 3, 4), (4, 2, 3)], ([1, 0], [2, 1])),
-    ([(3, 4), (4, 3)], ([0, 1], [1, 0])), ([(3, 0), (0, 2)], 1), ([(2, 3), (2, 3)], 2)])
+    ([(2, 3, 4), (3, 4, 5)], 2), ([(3, 4), (4, 5)], 1), ([(3, 4), (2, 5)], 0),
+    ([(2, 3, 4), (4, 2, 3)], ([1, 0], [2, 1])), ([(3, 4), (4, 3)], ([0, 1], [1, 0])), ([(3, 0), (0, 2)], 1),
+    ([(2, 3), (2, 3)], 2)])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_tensordot(shapes, dims, layout, device):
-    _check(lambda a, b: tritorch.tensordot(a, b, dims), lambda a, b: torch.tensordot(a, b, dims), shapes, device, layout)
+    _check(lambda a, b: tritorch.tensordot(a, b, dims), lambda a, b: torch.tensordot(a, b, dims), shapes, device,
+           layout)
 
 
 def test_tensordot_tensor_dims_and_errors(device):

@@ -93,7 +93,8 @@ def test_float64_and_float16(device):
     assert_close(x.norm(3, 1), np_norm(a, 3, 1, False))
     assert_close(x.logsumexp(0), np_logsumexp(a, 0, False))
     h, ah = make((4, 9), tritorch.float16, device)
-    for out, ref in ((h.sum(0), ah.sum(0)), (h.mean(1), ah.mean(1)), (h.amax(1), ah.max(1)), (h.std(1), ah.std(1, ddof=1))):
+    for out, ref in ((h.sum(0), ah.sum(0)), (h.mean(1), ah.mean(1)), (h.amax(1), ah.max(1)),
+                     (h.std(1), ah.std(1, ddof=1))):
         assert out.dtype is tritorch.float16
         assert_close(out, ref)
     # accumulation runs in float32: 4096 ones sum exactly (a float16 accumulator stops at 2048)

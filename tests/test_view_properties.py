@@ -366,7 +366,8 @@ def test_flip_dtypes_and_errors(device):
         tritorch.fliplr(tritorch.zeros(3, device=device))
     with pytest.raises(RuntimeError, match="^Input must be >= 1-d.$"):
         tritorch.flipud(tritorch.tensor(1.0, device=device))
-    with pytest.raises(IndexError, match=r"^Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"):
+    with pytest.raises(IndexError,
+                       match=r"^Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"):
         x.flip((2,))
 
 
