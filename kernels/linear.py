@@ -7,7 +7,8 @@ silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from t
 draws the Philox counters the separate ``dropout`` would and drops the same elements (no mask is stored), and an
 optional residual ``r`` (the skip connection of ``x + layer(h)``) is added last; each after rounding to the output
 dtype as the separate op would, so the fused result equals the eager ops bit for bit; the residual's gradient is
-the incoming one.
+the incoming one. Optionally x goes through an activation as its tiles load (``x_act``: a previous layer's, whose
+result ``kernels/linear_chain.py`` does not store; float32 and float64, where it is computed again to the same bits).
 
 Backward (``kernels/linear_grad.py``): ``_act_grad_kernel`` applies dropout's mask (regenerated) and the
 activation's derivative to the incoming gradient in one pass; then the two products grad_x = g' @ W and
@@ -33,7 +34,7 @@ from ._pointwise import _identity, launch_pointwise
 from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale, keep_tile
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
-from .linear_grad import fits_epilogue, launch_act_grad, launch_linear_grad
+from .linear_grad import act_np, check_x_act, fits_epilogue, launch_act_grad, launch_linear_grad
 
 __all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS", "Linear",
            "pre_activation_grad", "param_grads", "residual_view"]
@@ -49,8 +50,9 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_t
 
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
 def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
-                   sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a, seed, offset, p, scale_bits,
-                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr, SAVE_A: tl.constexpr,
+                   sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a, seed, offset, p, scale_bits, xa,
+                   X_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr,
+                   SAVE_A: tl.constexpr,
                    DROPOUT: tl.constexpr, HAS_RES: tl.constexpr, CT: tl.constexpr,
                    PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
@@ -62,7 +64,8 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     (by the float64 whose bits are ``scale_bits``) where ``keep_tile(seed, offset, ...)``, zeroed elsewhere, as the
     separate ``dropout`` would. With ``HAS_RES`` the residual r is added to that rounded to y's dtype: its row m is
     at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of shape (., RI, N), a
-    permuted view read without a copy: its two leading strides), its column n at n * srn.
+    permuted view read without a copy: its two leading strides), its column n at n * srn. With ``X_ACT`` x's tiles
+    go through X_ACT(., xa) as they load: x is a previous layer's pre-activation, whose activation is not stored.
     """
     pid = tl.program_id(0)
     pid_m, pid_n = _mm.grouped_tile(pid, tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
@@ -83,6 +86,8 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     for k in range(0, tl.cdiv(K, BLOCK_K)):
         k_left = K - k * BLOCK_K
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        if X_ACT is not None:       # masked k: w's zeros meet X_ACT(0), finite
+            x = X_ACT(x.to(CT), xa, 0.0).to(x.dtype)
         w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
         acc = tl.dot(x, w, acc, input_precision=PRECISION, out_dtype=CT)
         x_ptrs += BLOCK_K * sxk
@@ -127,8 +132,8 @@ _FMA_DROPOUT = _mm.MatmulConfig(32, 64, 16, 8, 4, 3)
 def _small_tiles(key):
     """Whether the epilogue needs tiles of at most 32 accumulators per thread (``fits_epilogue``): gelu_tanh (key[1]:
     128 x 128 with 8 warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9) and dropout (key[8]: Philox
-    per element; those tiles spilled 0.1-1.5 KB, triton 3.9)."""
-    return key[1] == "gelu_tanh" or _dropout(key)
+    per element; those tiles spilled 0.1-1.5 KB, triton 3.9); and x's activation as it loads (key[9])."""
+    return key[1] == "gelu_tanh" or _dropout(key) or len(key) > 9
 
 
 def _dropout(key):
@@ -160,12 +165,14 @@ TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE, _FMA_DROPO
                            kernels=(_linear_kernel,))
 
 
-def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None, drop=None):
+def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None, drop=None, x_act=None):
     """``y = dropout(act(x @ w.T + bias)) + residual`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None,
     residual (N,) (M = 1), (M, N), (P, Q, N) with P * Q = M, or None, any strides; ``drop``: None or dropout's
     (seed, offset, p) for a contiguous y. With ``z`` what the activation's derivative reads (``bwd_uses``: the
-    pre-activation, or the activation's result before dropout and residual) is stored there as well. Returns y."""
+    pre-activation, or the activation's result before dropout and residual) is stored there as well. ``x_act``:
+    None, or (act, a) of a float32/float64 x's activation, applied to x as it loads. Returns y."""
     M, N, K = x._shape[0], w._shape[0], x._shape[1]
+    check_x_act(x_act, x.dtype)
     if M == 0 or N == 0:
         return y
     if INTERPRET and y.dtype is D.bfloat16:
@@ -187,9 +194,10 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
     sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual, drop)  # noqa: E731 (writes y, z)
+        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual, drop, x_act)  # noqa: E731 (writes y, z)
         cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:] + (residual is not None,
-                                                                                 drop is not None), run)
+                                                                                 drop is not None)
+                           + ((x_act[0],) if x_act is not None else ()), run)
     fn = _identity if act is None else UNARY[act].tfn
     seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     try:
@@ -198,9 +206,10 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
             ptr(residual if residual is not None else y), M, N, K,
             x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1],
             *_residual_rows(residual, M), residual._stride[-1] if residual is not None else 0, float(a),
-            seed, offset, float(p), dropout_scale(p)[1],
-            HAS_BIAS=bias is not None, ACT=fn, SAVE_Z=z is not None and UNARY[act].bwd_uses == "x",
-            SAVE_A=z is not None and UNARY[act].bwd_uses != "x", DROPOUT=drop is not None,
+            seed, offset, float(p), dropout_scale(p)[1], float(x_act[1]) if x_act is not None else 0.0,
+            X_ACT=None if x_act is None else UNARY[x_act[0]].tfn, HAS_BIAS=bias is not None, ACT=fn,
+            SAVE_Z=z is not None and UNARY[act].bwd_uses == "x", SAVE_A=z is not None and UNARY[act].bwd_uses != "x",
+            DROPOUT=drop is not None,
             HAS_RES=residual is not None, CT=ACC[dtype],
             PRECISION=_mm._dot_precision(dtype),
             I64=is_int64_index(max(x.numel(), w.numel(), y.numel()), x, w, y,
@@ -269,25 +278,32 @@ class Linear(Function):
     _accumulates = (0,)
 
     @staticmethod
-    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None):
+    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None, *, x_act=None, defer=False):
         ctx.x_shape, x_in = x._shape, x
         x = _rows(x)
         M, N = x._shape[0], w._shape[0]
         need = any(ctx.needs_input_grad[:3])
         op = UNARY[act] if act is not None else None
+        # ``defer`` (``linear_chain``), where it saves a store: the result is the pre-activation, which the
+        # derivative reads, and the next layer applies the activation as it loads it (its ``x_act``)
+        defer = defer and need and op is not None and op.bwd_uses == "x" and drop is None and residual is None \
+            and x._storage.device.type != "cpu" and x.dtype in (D.float32, D.float64)
         # what the activation's derivative reads, when y cannot serve: the pre-activation, or with dropout or a
         # residual the activation's result before them
-        save_z = need and op is not None and (op.bwd_uses == "x" or residual is not None or drop is not None)
+        save_z = need and op is not None and not defer and \
+            (op.bwd_uses == "x" or residual is not None or drop is not None)
         if x._storage.device.type == "cpu":
-            y, z = _np_linear(x._np, w._np, None if bias is None else bias._np, act, a, save_z, x.dtype,
-                              None if residual is None else residual._np, drop)
+            xs = x._np if x_act is None else act_np(x._np, *x_act, x.dtype)
+            y, z = _np_linear(xs, w._np, None if bias is None else bias._np, None if defer else act, a, save_z,
+                              x.dtype, None if residual is None else residual._np, drop)
             y = wrap(y, x.dtype, x.device)
             z = None if z is None else wrap(z, x.dtype, x.device)
         else:
             y = empty((M, N), x.dtype, x.device)
             z = empty((M, N), x.dtype, x.device) if save_z else None
-            launch_linear(x, w, bias, y, z, act, a, residual=residual, drop=drop)
-        ctx.res_shape, ctx.drop = (None if residual is None else residual._shape), drop
+            launch_linear(x, w, bias, y, z, None if defer else act, a, residual=residual, drop=drop, x_act=x_act)
+        ctx.res_shape, ctx.drop, ctx.x_act, ctx.deferred = (None if residual is None else residual._shape), drop, \
+            x_act, defer
         if need:
             ctx._name = ("AddmmActivationBackward0" if act is not None else
                          "AddmmBackward0" if bias is not None else "MmBackward0")
@@ -295,8 +311,9 @@ class Linear(Function):
             ctx.bias_shape = None if bias is None else bias._shape
             need_x, need_w = ctx.needs_input_grad[:2]
             # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
-            ctx.save_for_backward(x_in if need_w or save_z else None, w if need_x or save_z else None,
-                                  bias if save_z else None, None if op is None else (z if save_z else y))
+            keep = save_z or defer
+            ctx.save_for_backward(x_in if need_w or keep else None, w if need_x or keep else None,
+                                  bias if keep else None, None if op is None else (z if save_z else y))
         return y
 
     @staticmethod
@@ -326,6 +343,7 @@ class Linear(Function):
         """(gx, gw, gb) under create_graph: the derivative in differentiable tensor ops."""
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         drop = ctx.drop
+        x = x if ctx.x_act is None else unary(ctx.x_act[0], x, ctx.x_act[1])          # recorded
         gz = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
         if ctx.act is not None:
             if UNARY[ctx.act].bwd_uses == "x":
@@ -359,7 +377,7 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
     of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
     pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx. ``g_drop``: None, or
     the counters of the layer's own dropout (no activation), whose result's gradient ``gz`` is then: the products
-    read it through the mask."""
+    read it through the mask. The node's ``x_act`` is applied to x as the products read it."""
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     one_launch = (need_x or need_w) and 0 not in gz._shape and 0 not in (w if need_x else x)._shape
     if g_drop is not None and (not one_launch or need_b and not need_w):     # dropout's backward first
@@ -367,12 +385,12 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
     if not one_launch:
         gb = gz.sum(0) if need_b else None
         gx = gz @ w if need_x else None
-        gw = gz.t() @ x if need_w else None
+        gw = gz.t() @ (x if ctx.x_act is None else unary(ctx.x_act[0], x, ctx.x_act[1])) if need_w else None
         if gx is not None and epilogue is not None:
             gx = act_grad(gx, epilogue[0], *epilogue[1:])
         gx = gx + add if add is not None else gx
     else:
-        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add, g_drop)
+        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add, g_drop, ctx.x_act)
     return gx, gw, _bias_shaped(gb, ctx)
 
 
@@ -396,7 +414,10 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
     def out(a):
         return wrap(np.ascontiguousarray(a, dtype=dtype.np), dtype, g.device)
     gx = out(gz @ w._np.astype(ct, copy=False)) if need_x else None
-    gw = out(gz.T @ x._np.astype(ct, copy=False)) if need_w else None
+    gw = None
+    if need_w:
+        xs = x._np if ctx.x_act is None else act_np(x._np, *ctx.x_act, dtype)
+        gw = out(gz.T @ xs.astype(ct, copy=False))
     gb = None
     if need_b:
         gb = gz.sum(0)
@@ -415,7 +436,7 @@ def act_grad(g, s, act, a, drop=None):
     return launch_act_grad(g, s, gz, act, a, drop)
 
 
-def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None, g_drop=None):
+def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None, g_drop=None, x_act=None):
     """(gx, gw, gb) of the pre-activation's gradient ``gz`` by ``launch_linear_grad``, in one launch (the bias
     without the weight's gradient: a reduction more)."""
     M, N = gz._shape
@@ -424,7 +445,7 @@ def _grads(gz, w, x, need_x, need_w, need_b, epilogue=None, add=None, g_drop=Non
     gw = empty((N, K), gz.dtype, gz.device) if need_w else None
     gb = empty((N,), gz.dtype, gz.device) if need_b and need_w else None
     launch_linear_grad(gz, w if need_x else None, x if need_w else None, gx, gw, gb, epilogue=epilogue, add=add,
-                       g_drop=g_drop)
+                       g_drop=g_drop, x_act=x_act)
     if need_b and not need_w:
         gb = gz.sum(0)
     return gx, gw, gb

@@ -2,7 +2,11 @@
 ``fuse_linear_chain``), so that their backward runs no activation-gradient pass of its own.
 
 Forward runs the layers' ``Linear`` kernels as the separate ops would (each with its activation and dropout in the
-epilogue, the last with its residual too), each into a context of its own. Backward differentiates the last layer,
+epilogue, the last with its residual too), each into a context of its own; but an inner layer whose activation's
+derivative reads the pre-activation (gelu, silu, elu, leaky_relu; no dropout; float32 or float64, not on cpu) stores
+only that pre-activation, and the next layer's products (forward, and grad_W in the backward) apply the activation
+as they load it: the activation's result, as wide as the hidden layer, is never written nor read back. Computed
+again from the same float32 (float64) values, it is the same bits. Backward differentiates the last layer,
 then each layer with the activation (and dropout) derivative of the layer before it in the epilogue of its grad_x
 product (``launch_linear_grad``'s ``epilogue``): what it stores is the gradient of that layer's pre-activation, which
 that layer's products read directly. The separate nodes would store the gradient of each activation's result and
@@ -32,13 +36,16 @@ class LinearChain(Function):
         # x, residual, layers, then w and b of each layer
         need = (tuple(ctx.needs_input_grad) + (False,) * (3 + 2 * n))[:3 + 2 * n]
         subs = [Linear._node_cls() for _ in range(n)]
-        h = x
+        h, x_act = x, None
         for i, (sub, (act, a, drop)) in enumerate(zip(subs, layers)):
             # layer i's input needs a gradient when something before it does
             below = need[0] or any(need[3:3 + 2 * i])
             last = i == n - 1
             sub.needs_input_grad = (below, need[3 + 2 * i], need[4 + 2 * i], False, False, last and need[1], False)
-            h = Linear.forward(sub, h, params[2 * i], params[2 * i + 1], act, a, residual if last else None, drop)
+            # an inner layer may leave its activation to the next one's loads (``Linear``'s ``defer``)
+            h = Linear.forward(sub, h, params[2 * i], params[2 * i + 1], act, a, residual if last else None, drop,
+                               x_act=x_act, defer=not last)
+            x_act = (act, a) if sub.deferred else None
         if any(need):
             # each layer's saved tensors, then the chain's inputs: create_graph recomputes the hidden results
             ctx.save_for_backward(*[t for sub in subs for t in (sub._to_save or (None,) * 4)], x, *params)
@@ -50,6 +57,7 @@ class LinearChain(Function):
     @staticmethod
     def backward(ctx, g):
         subs, n = ctx.subs, len(ctx.subs)
+        x_acts = [sub.x_act for sub in subs]             # (restored: a later backward reads them again)
         saved = list(ctx.saved_tensors)
         x, params = saved[4 * n], saved[4 * n + 1:]
         if STATE.enabled:                    # create_graph: the hidden results recomputed, recorded
@@ -58,7 +66,8 @@ class LinearChain(Function):
                 act, a, drop = ctx.layers[i]
                 h = Linear.apply(h, params[2 * i], params[2 * i + 1], act, a, None, drop)
                 if saved[4 * (i + 1)] is not None:
-                    saved[4 * (i + 1)] = h               # the next layer's input
+                    saved[4 * (i + 1)] = h               # the next layer's input, activated
+                subs[i + 1].x_act = None                 # (restored below)
                 if UNARY[act].bwd_uses != "x" and drop is None and saved[4 * i + 3] is not None:
                     saved[4 * i + 3] = h                 # this layer's derivative reads its result
         for i, sub in enumerate(subs):
@@ -88,8 +97,8 @@ class LinearChain(Function):
                                                                      g_drop=g_drop if i == n - 1 else None)
                 gx = gz
         finally:
-            for sub in subs:
-                sub._to_save = None
+            for sub, x_act in zip(subs, x_acts):
+                sub._to_save, sub.x_act = None, x_act
         return (gx, gr, None, *grads)
 
 

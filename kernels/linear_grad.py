@@ -9,7 +9,8 @@ M: summing each loaded tile's rows is grad_b, written by the programs of grad_W'
 the result is deterministic. A layer's own dropout is read through its mask as g's tiles load (no masked copy of g
 is stored). Optionally grad_x's epilogue is the previous layer's activation backward (``kernels/linear_chain.py``),
 the computation of ``_act_grad_kernel``, which is here too: g' = act'(dropout(g)), the gradient of a fused
-activation's (and dropout's) input, for ``Linear``'s backward."""
+activation's (and dropout's) input, for ``Linear``'s backward. With ``x_act`` grad_W's product reads x through an
+activation as its tiles load (x: a previous layer's pre-activation, its activation not stored)."""
 import numpy as np
 import triton
 import triton.language as tl
@@ -17,7 +18,7 @@ import triton.language as tl
 from tritorch import _dtype as D, autotune
 from tritorch._device import INTERPRET
 from ._launch import ACC, ptr, cdiv, is_int64_index, interp_bf16_in
-from ._common import copy_host, empty, wrap
+from ._common import copy_host, empty, np_ct, wrap
 from . import matmul as _mm
 from .dropout import dropout_np, dropout_scale, keep_tile
 from .elementwise import UNARY
@@ -27,15 +28,16 @@ __all__ = ["launch_linear_grad", "launch_act_grad", "fits_epilogue", "TUNABLE"]
 
 
 @triton.jit
-def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile, seed, offset, p, scale, dr, dl,
-                  SUM: tl.constexpr, DROP: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr,
+def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile, seed, offset, p, scale, dr, dl, ba,
+                  SUM: tl.constexpr, DROP: tl.constexpr, B_ACT: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr,
                   I64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
                   GROUP_R: tl.constexpr):
     """Tile ``tile`` of a (R, L) @ b (L, C), both operands through their strides (``s?r``/``s?l``/``s?c``: the
     stride of a's or b's row, reduction or column index): (the CT accumulator, with ``SUM`` the row sums of a's
     tile rows, the tile's row and column indices, its column of tiles). With ``DROP`` a's tiles go through
     dropout's backward as they load: a[r, l] is kept (times ``scale``, rounded to a's dtype as dropout stores it)
-    where the draw at counter offset + r * dr + l * dl is at least p."""
+    where the draw at counter offset + r * dr + l * dl is at least p. With ``B_ACT`` b's tiles go through
+    B_ACT(., ba) as they load (b: a previous layer's pre-activation)."""
     pid_r, pid_c = grouped_tile(tile, tl.cdiv(R, BLOCK_R), tl.cdiv(C, BLOCK_C), GROUP_R)
     offs_r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -52,6 +54,8 @@ def _product_tile(a_ptr, b_ptr, R, C, L, sar, sal, sbl, sbc, tile, seed, offset,
         left = L - step * BLOCK_L
         a = tl.load(a_ptrs, mask=offs_l[None, :] < left, other=0.0)
         b = tl.load(b_ptrs, mask=offs_l[:, None] < left, other=0.0)
+        if B_ACT is not None:       # masked l: a's zeros meet B_ACT(0), finite
+            b = B_ACT(b.to(CT), ba, 0.0).to(b.dtype)
         if DROP:
             ls = (step * BLOCK_L + offs_l).to(tl.int64)
             counter = offset.to(tl.int64) + offs_r[:, None].to(tl.int64) * dr + ls[None, :] * dl
@@ -83,8 +87,9 @@ def _act_backward(g, g_ptr, s_ptrs, mask, offs_m, offs_n, N, a, seed, offset, p,
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits", "g_seed", "g_offset", "g_p", "g_scale_bits"])
 def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_ptr, M, N, K, TILES_X,
                         sgm, sgn, swn, swk, sxm, sxk, sgxm, sgxk, sgwn, sgwk, ssm, ssk, a, seed, offset, p, scale_bits,
-                        g_seed, g_offset, g_p, g_scale_bits,
-                        HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr, G_DROPOUT: tl.constexpr,
+                        g_seed, g_offset, g_p, g_scale_bits, xa,
+                        X_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, BWD: tl.constexpr, DROPOUT: tl.constexpr,
+                        G_DROPOUT: tl.constexpr,
                         HAS_ACC: tl.constexpr, CT: tl.constexpr, PRECISION: tl.constexpr, I64: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """Programs [0, TILES_X): the (BLOCK_M, BLOCK_N) tiles of gx (M, K) = g (M, N) @ w (N, K), reducing over N;
@@ -98,13 +103,14 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_
     ``HAS_ACC`` (and no ``BWD``) the gradient already waiting for x, contiguous (M, K) at ``acc_ptr``, is added to gx
     rounded to its dtype, as the separate add would. With ``G_DROPOUT`` g is the gradient of this layer's dropout,
     whose counters are (g_seed, g_offset, g_p): both products read g through its mask (dropout's backward as g's
-    tiles load, element (m, n) at counter g_offset + m * N + n), so no masked copy of g is written and read back."""
+    tiles load, element (m, n) at counter g_offset + m * N + n), so no masked copy of g is written and read back.
+    With ``X_ACT`` x is a previous layer's pre-activation: gw's product reads X_ACT(x, xa) as x's tiles load."""
     pid = tl.program_id(0)
     g_scale = g_scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(CT)
     if pid < TILES_X:
         acc, _, offs_m, offs_k, _ = _product_tile(g_ptr, w_ptr, M, K, N, sgm, sgn, swn, swk, pid, g_seed, g_offset,
-                                                  g_p, g_scale, N, 1, False, G_DROPOUT, CT, PRECISION, I64, BLOCK_M,
-                                                  BLOCK_N, BLOCK_K, GROUP_M)
+                                                  g_p, g_scale, N, 1, 0.0, False, G_DROPOUT, None, CT, PRECISION, I64,
+                                                  BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
         mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
         if BWD is not None:
             acc = _act_backward(acc.to(gx_ptr.dtype.element_ty).to(CT), gx_ptr,
@@ -116,8 +122,9 @@ def _linear_grad_kernel(g_ptr, w_ptr, x_ptr, gx_ptr, gw_ptr, gb_ptr, s_ptr, acc_
         tl.store(gx_ptr + offs_m[:, None] * sgxm + offs_k[None, :] * sgxk, acc.to(gx_ptr.dtype.element_ty), mask=mask)
     else:
         acc, row_sum, offs_n, offs_k, pid_k = _product_tile(g_ptr, x_ptr, N, K, M, sgn, sgm, sxm, sxk, pid - TILES_X,
-                                                            g_seed, g_offset, g_p, g_scale, 1, N, HAS_BIAS, G_DROPOUT,
-                                                            CT, PRECISION, I64, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
+                                                            g_seed, g_offset, g_p, g_scale, 1, N, xa, HAS_BIAS,
+                                                            G_DROPOUT, X_ACT, CT, PRECISION, I64, BLOCK_M, BLOCK_N,
+                                                            BLOCK_K, GROUP_M)
         mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
         tl.store(gw_ptr + offs_n[:, None] * sgwn + offs_k[None, :] * sgwk, acc.to(gw_ptr.dtype.element_ty), mask=mask)
         if HAS_BIAS:
@@ -145,6 +152,22 @@ def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, of
                        seed, offset, p, scale_bits, BWD, DROPOUT, CT)
     gz = tl.where(mask, gz, 0.0)
     tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
+
+
+def check_x_act(x_act, dtype):
+    """Validates an ``x_act`` = (act, a) of ``launch_linear``/``launch_linear_grad``: an activation of ``UNARY``
+    on a float32 or float64 x, whose activation computed again from x equals the stored one (a half x's would round
+    where the separate ops round the unrounded pre-activation's)."""
+    if x_act is not None and (x_act[0] not in UNARY or dtype not in (D.float32, D.float64)):
+        raise ValueError(f"linear: an activation of x as it loads takes a float32 or float64 x and an activation, "
+                         f"got {x_act!r} on {dtype}")
+
+
+def act_np(x, act, a, dtype):
+    """NumPy reference of ``act(x, a)`` rounded to ``dtype`` (an ``x_act``)."""
+    ct = np_ct(dtype)
+    with np.errstate(all="ignore"):
+        return np.asarray(UNARY[act].ref(x.astype(ct, copy=False), a, 0.0), dtype=ct).astype(dtype.np, copy=False)
 
 
 def _act_grad_blocks(M, N):
@@ -177,12 +200,12 @@ def launch_act_grad(g, s, gz, act, a=0.0, drop=None):
     return gz
 
 
-def _key(g, w, x, M, N, K, dtype, act=None, g_dropout=False):
+def _key(g, w, x, M, N, K, dtype, act=None, g_dropout=False, x_act=None):
     """Autotune key: dtype, the operands' layouts, bucketed M, N, K, and the epilogue's activation (None: none),
-    with "+dropout" (alone: "dropout") when g is read through a dropout's mask."""
+    with "+dropout" (alone: "dropout") when g is read through a dropout's mask; then x's activation, if any."""
     act = (f"{act}+dropout" if act else "dropout") if g_dropout else act
     return (dtype, autotune.layout(g), autotune.layout(w), autotune.layout(x), autotune.bucket(M),
-            autotune.bucket(N), autotune.bucket(K), act)
+            autotune.bucket(N), autotune.bucket(K), act) + (() if x_act is None else (x_act,))
 
 
 # On CUDA cores (float32 "highest") three FMA tiles spill here (tritorch compile-check, sm_90a): 64x64x32 with 8
@@ -192,8 +215,8 @@ _SPILLS_HERE = (_mm.MatmulConfig(64, 64, 32, 8, 8, 3), _mm.MatmulConfig(32, 64, 
                 _mm.MatmulConfig(16, 64, 64, 8, 4, 3))
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 # With Philox in the products' loop (g read through a dropout's mask) the 64 x 128 FMA tile with 8 warps spilled 8 B
-# per thread (triton 3.6).
-_SPILLS_WITH_DROPOUT = (_mm.MatmulConfig(64, 128, 32, 8, 8, 3),)
+# per thread (triton 3.6); with gelu there (x read through an activation) 976 B (triton 3.9).
+_SPILLS_IN_LOOP = (_mm.MatmulConfig(64, 128, 32, 8, 8, 3),)
 
 
 def fits_epilogue(c):
@@ -205,32 +228,35 @@ def fits_epilogue(c):
 
 
 def _spills(c, key):
-    """Whether tile ``c`` spilled here for ``key`` (key[7]: the epilogue's activation, "dropout" for g's mask)."""
-    return c in _SPILLS_HERE or _mm.uses_fma(key[0]) and "dropout" in str(key[7]) and c in _SPILLS_WITH_DROPOUT
+    """Whether tile ``c`` spilled here for ``key`` (key[7]: the epilogue's activation, "dropout" for g's mask;
+    key[8]: x's activation)."""
+    in_loop = "dropout" in str(key[7]) or len(key) > 8
+    return c in _SPILLS_HERE or _mm.uses_fma(key[0]) and in_loop and c in _SPILLS_IN_LOOP
 
 
 def _prune(configs, key):
     """The matmul's candidates for the dtype, ``_FMA_HERE`` in place of those that spill here; with an epilogue
-    or g's dropout (key[7]) those that fit it."""
+    or g's dropout (key[7]), or x's activation (key[8]), those that fit it."""
     keep = [c for c in _mm.prune(configs, key) if not _spills(c, key)]
     keep = keep + [_FMA_HERE] if _mm.uses_fma(key[0]) and _FMA_HERE in configs else keep
-    return [c for c in keep if fits_epilogue(c)] if key[7] is not None else keep
+    return [c for c in keep if fits_epilogue(c)] if key[7] is not None or len(key) > 8 else keep
 
 
 def _default(key):
     """The matmul's default for the larger product (an (max(M, N), K) result, reducing over the other); with an
-    epilogue or g's dropout 128 x 64 with 8 warps in place of a tile that does not fit it."""
+    epilogue, g's dropout or x's activation 128 x 64 with 8 warps in place of a tile that does not fit it."""
     dtype, M, N, K = key[0], key[4], key[5], key[6]
     c = _mm.matmul_config(max(M, N), K, min(M, N), dtype, _mm.uses_fma(dtype))
     c = _FMA_HERE if _spills(c, key) and _mm.uses_fma(dtype) else c
-    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if key[7] is not None and not fits_epilogue(c) else c
+    costly = key[7] is not None or len(key) > 8
+    return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if costly and not fits_epilogue(c) else c
 
 
 TUNABLE = autotune.Tunable("linear_grad", _mm.ALL_CANDIDATES + (_FMA_HERE,), default=_default, prune=_prune,
                            kernels=(_linear_grad_kernel,))
 
 
-def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None, g_drop=None):
+def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None, g_drop=None, x_act=None):
     """gx = g @ w, gw = g^T @ x, gb = g.sum(0) for g: (M, N), w: (N, K), x: (M, K), any strides; each output
     (gx (M, K), gw (N, K): any strides; gb (N,): contiguous) may be None, with gx or gw given. M, N, K > 0.
 
@@ -239,9 +265,11 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None
     result) instead of its result's: ``act_grad(g @ w, s, act, a, drop)`` in one pass, s (M, K) any strides.
     ``add``: None, or (without an epilogue) a contiguous (M, K) tensor of gx's dtype added to gx (rounded first).
     ``g_drop``: None, or the counters (seed, offset, p) of a dropout whose result's gradient g is (this layer's
-    own): the products read g through its mask, as they would read dropout's backward of g."""
+    own): the products read g through its mask, as they would read dropout's backward of g. ``x_act``: None, or
+    (act, a) of a float32/float64 x's activation, applied to x as it loads (gw = g^T @ act(x))."""
     M, N = g._shape
     K = (w if gx is not None else x)._shape[1]
+    check_x_act(x_act, g.dtype)
     if INTERPRET and g.dtype is D.bfloat16:       # the interpreter has no bf16 arithmetic: float32, then rounded
         if g_drop is not None:                    # dropout's backward rounded to bf16, as the GPU's loads round it
             g = wrap(dropout_np(g._np, 1, *g_drop), g.dtype, g.device)
@@ -259,9 +287,9 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None
     s, act, a, drop = epilogue if epilogue is not None else (None, None, 0.0, None)
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue, add, g_drop)  # noqa: E731 (writes outputs)
+        run = lambda c: launch_linear_grad(g, w, x, gx, gw, gb, c, epilogue, add, g_drop, x_act)  # noqa: E731
         cfg = TUNABLE.pick(_key(g, w if w is not None else g, x if x is not None else g, M, N, K, dtype, act,
-                                g_drop is not None), run)
+                                g_drop is not None, x_act[0] if x_act is not None and gw is not None else None), run)
     tiles_x = cdiv(M, cfg.block_m) * cdiv(K, cfg.block_n) if gx is not None else 0
     tiles_w = cdiv(N, cfg.block_m) * cdiv(K, cfg.block_n) if gw is not None else 0
     w_, x_ = (w if w is not None else g), (x if x is not None else g)
@@ -276,6 +304,8 @@ def launch_linear_grad(g, w, x, gx, gw, gb, config=None, epilogue=None, add=None
             g._stride[0], g._stride[1], w_._stride[0], w_._stride[1], x_._stride[0], x_._stride[1],
             gx_._stride[0], gx_._stride[1], gw_._stride[0], gw_._stride[1], s_._stride[0], s_._stride[1],
             float(a), seed, offset, float(p), dropout_scale(p)[1], g_seed, g_offset, float(g_p), dropout_scale(g_p)[1],
+            float(x_act[1]) if x_act is not None else 0.0,
+            X_ACT=None if x_act is None or gw is None else UNARY[x_act[0]].tfn,
             HAS_BIAS=gb is not None and gw is not None, BWD=None if act is None else UNARY[act].bwd,
             DROPOUT=drop is not None, G_DROPOUT=g_drop is not None, HAS_ACC=add is not None, CT=ACC[dtype],
             PRECISION=_mm._dot_precision(dtype),

@@ -14,6 +14,7 @@ from tritorch.compiler import passes
 from tritorch.kernels import linear as KL
 from tritorch.kernels._common import empty
 from tritorch.kernels.dropout import draw, dropout_mask_np, dropout_np
+from tritorch.kernels.elementwise import unary
 from tritorch.kernels import linear_grad as LG
 from tritorch.kernels.linear_grad import launch_linear_grad
 from tritorch.kernels.linear_chain import linear_chain
@@ -106,7 +107,7 @@ def _step(fn, m, x):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("dtype", [tritorch.float32, F16])
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float64, F16])
 def test_chain_equals_the_separate_layers(device, case, dtype, monkeypatch):
     """Compiled with the chain (capture, then replay) vs compiled without it: the output, the input's and every
     parameter's gradient bit for bit, on cuda with one launch fewer per inner layer in the backward (no
@@ -128,7 +129,7 @@ def test_chain_equals_the_separate_layers(device, case, dtype, monkeypatch):
     got, prof = runs[1]
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
-    tol = 1e-5 if dtype is tritorch.float32 else 1e-2
+    tol = 1e-5 if dtype is not F16 else 1e-2
     for a, b in zip(got, eager):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     if device == "cuda":
@@ -140,12 +141,14 @@ def test_chain_equals_the_separate_layers(device, case, dtype, monkeypatch):
     assert [n.op for n in graph.nodes] == ["linear_chain"]
 
 
+@pytest.mark.parametrize("act", [nn.Tanh(), nn.GELU()], ids=["tanh", "gelu"])
 @pytest.mark.parametrize("frozen", [None, 0, 1])
-def test_chain_double_backward(device, frozen):
+def test_chain_double_backward(device, frozen, act):
     """Under create_graph the chain differentiates again: the gradient of sum(grad_x^2) w.r.t. every parameter
-    equals the separate layers' (the hidden results recomputed, recorded), also with a layer frozen."""
+    equals the separate layers' (the hidden results recomputed, recorded), also with a layer frozen, and with gelu,
+    whose inner layers store their pre-activation only (on cuda)."""
     tritorch.manual_seed(5)
-    m = MLP(nn.Tanh(), 0.0, True, layers=3).to(device, tritorch.float64)
+    m = MLP(act, 0.0, True, layers=3).to(device, tritorch.float64)
     if frozen is not None:
         for p in m.lins[frozen].parameters():
             p.requires_grad_(False)
@@ -253,8 +256,117 @@ def test_every_g_dropout_candidate_equals_dropout_then_the_products(act):
     previous = tritorch.get_float32_matmul_precision()
     try:
         tritorch.set_float32_matmul_precision("highest")
-        assert LG._SPILLS_WITH_DROPOUT[0] in LG.TUNABLE.candidates(LG._key(g, w, x, 512, 512, 512, tritorch.float32))
-        assert LG._SPILLS_WITH_DROPOUT[0] not in LG.TUNABLE.candidates(
+        assert LG._SPILLS_IN_LOOP[0] in LG.TUNABLE.candidates(LG._key(g, w, x, 512, 512, 512, tritorch.float32))
+        assert LG._SPILLS_IN_LOOP[0] not in LG.TUNABLE.candidates(
             LG._key(g, w, x, 512, 512, 512, tritorch.float32, None, True))
     finally:
         tritorch.set_float32_matmul_precision(previous)
+
+
+DEFERRED = ["gelu", "gelu_tanh", "silu", "elu", "leaky_relu"]
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float64])
+@pytest.mark.parametrize("act", DEFERRED)
+def test_x_act_equals_the_activation_then_the_products(act, dtype):
+    """``x_act``: the forward on act(x) computed as x's tiles load equals the product on the stored act(x) bit for
+    bit, and so do the backward's gw (gx, gb and an epilogue unchanged), for odd sizes and a transposed x."""
+    M, N, K = 37, 19, 45
+    xt, _ = make((K, M), dtype, "cuda", seed=31)
+    x = xt.t()                                         # strided: (M, K) with strides (1, M)
+    w, _ = make((N, K), dtype, "cuda", seed=32)
+    b, _ = make((N,), dtype, "cuda", seed=33)
+    g, _ = make((M, N), dtype, "cuda", seed=34)
+    w2, _ = make((K, N), dtype, "cuda", seed=35)
+    a = KL.ACTIVATIONS[act] or 0.3
+    ax = unary(act, x, a)                             # the same Triton activation, stored
+    got, want = (empty((M, N), dtype, x.device) for _ in range(2))
+    KL.launch_linear(x, w, b, got, None, "tanh", 0.0, x_act=(act, a))
+    KL.launch_linear(ax, w, b, want, None, "tanh", 0.0)
+    np.testing.assert_array_equal(to_np(got), to_np(want))
+    for epilogue in (None, (x, act, a, None)):
+        got = [empty(shape, dtype, g.device) for shape in ((M, K), (N, K), (N,))]
+        want = [empty(shape, dtype, g.device) for shape in ((M, K), (N, K), (N,))]
+        launch_linear_grad(g, w, x, *got, epilogue=epilogue, x_act=(act, a))
+        launch_linear_grad(g, w, ax, *want, epilogue=epilogue)
+        for u, v in zip(got, want):
+            np.testing.assert_array_equal(to_np(u), to_np(v))
+        gw = empty((N, K), dtype, g.device)                      # gw alone
+        launch_linear_grad(g, None, x, None, gw, None, x_act=(act, a))
+        np.testing.assert_array_equal(to_np(gw), to_np(want[1]))
+    np.testing.assert_allclose(to_np(want[1]), to_np(g).T @ LG.act_np(to_np(x), act, a, tritorch.float64),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_every_x_act_candidate_equals_the_activation_then_the_products():
+    """Each candidate kept for x read through an activation (tiles that fit a costly epilogue), forward and
+    backward, bit for bit the same tiles on the stored activation; x_act takes float32 and float64 only."""
+    M, N, K = 45, 33, 70
+    x, _ = make((M, K), tritorch.float32, "cuda", seed=41)
+    w, _ = make((N, K), tritorch.float32, "cuda", seed=42)
+    g, _ = make((M, N), tritorch.float32, "cuda", seed=43)
+    ax = unary("gelu", x)
+    fkey = (tritorch.float32, None) + KL._mm._key(x, w, M, N, K, tritorch.float32)[1:] + (False, False, "gelu")
+    kept = KL.TUNABLE.candidates(fkey)
+    assert kept and all(LG.fits_epilogue(c) for c in kept)
+    for cfg in kept:
+        got, want = (empty((M, N), tritorch.float32, x.device) for _ in range(2))
+        KL.launch_linear(x, w, None, got, config=cfg, x_act=("gelu", 0.0))
+        KL.launch_linear(ax, w, None, want, config=cfg)
+        np.testing.assert_array_equal(to_np(got), to_np(want), err_msg=repr(cfg))
+    kept = LG.TUNABLE.candidates(LG._key(g, w, x, M, N, K, tritorch.float32, None, False, "gelu"))
+    assert kept and all(LG.fits_epilogue(c) for c in kept)
+    for cfg in kept:
+        got, want = (empty((N, K), tritorch.float32, x.device) for _ in range(2))
+        launch_linear_grad(g, None, x, None, got, None, config=cfg, x_act=("gelu", 0.0))
+        launch_linear_grad(g, None, ax, None, want, None, config=cfg)
+        np.testing.assert_array_equal(to_np(got), to_np(want), err_msg=repr(cfg))
+    previous = tritorch.get_float32_matmul_precision()
+    try:                    # the FMA tile that spilled with gelu in the loop: neither a candidate nor the default
+        tritorch.set_float32_matmul_precision("highest")
+        key = LG._key(g, w, x, 512, 384, 1536, tritorch.float32, None, False, "gelu")
+        assert LG._SPILLS_IN_LOOP[0] in LG.TUNABLE.candidates(key[:8])
+        assert LG._SPILLS_IN_LOOP[0] not in LG.TUNABLE.candidates(key) and LG._spills(LG._SPILLS_IN_LOOP[0], key)
+    finally:
+        tritorch.set_float32_matmul_precision(previous)
+    for dtype, x_act in ((F16, ("gelu", 0.0)), (BF16, ("silu", 0.0)), (tritorch.float32, ("swish", 0.0))):
+        xh, wh = x.to(dtype), w.to(dtype)
+        with pytest.raises(ValueError, match="activation of x as it loads"):
+            KL.launch_linear(xh, wh, None, empty((M, N), dtype, x.device), x_act=x_act)
+        with pytest.raises(ValueError, match="activation of x as it loads"):
+            launch_linear_grad(g.to(dtype), None, xh, None, empty((N, K), dtype, x.device), None, x_act=x_act)
+
+
+@pytest.mark.parametrize("dtype", [tritorch.float32, tritorch.float64])
+@pytest.mark.parametrize("layers", [2, 3])
+def test_inner_activation_is_never_stored(layers, dtype):
+    """A chain's inner gelu layer stores its pre-activation only: its forward kernel writes one (M, hidden) tensor
+    and the next layer's kernels read that one, forward and backward, with no (M, hidden) tensor more; the step
+    equals the separate layers bit for bit (``test_chain_equals_the_separate_layers``)."""
+    tritorch.manual_seed(7)
+    m = MLP(nn.GELU(), layers=layers).to("cuda", dtype)
+    x = tritorch.randn(3, 5, 6, device="cuda", dtype=dtype)
+    params = [t for lin in m.lins for t in (lin.weight, lin.bias)]
+    layers_kw = [{"activation": "gelu"}] * (layers - 1) + [{}]
+    with profile() as prof:
+        y = linear_chain(x, params, layers_kw)
+        (y ** 2).sum().backward()
+    item = dtype.itemsize
+    hidden = [lin.out_features for lin in m.lins[:-1]]
+    fwd = [e for e in prof.events() if e.kind == "kernel" and e.name == "_linear_kernel"]
+    bwd = [e for e in prof.events() if e.kind == "kernel" and e.name == "_linear_grad_kernel"]
+    assert len(fwd) == len(bwd) == layers
+    widths = [6] + hidden + [6]
+    for i, e in enumerate(fwd):       # x (or the pre-activation read), w, b, y: nothing else
+        n_in, n_out = widths[i], widths[i + 1]
+        assert e.bytes == item * (15 * n_in + n_out * n_in + n_out + 15 * n_out), i
+    for j, e in enumerate(bwd):       # layers last to first: g, w, x, gx, gw, gb (gx: the pre-activation's)
+        i = layers - 1 - j
+        n_in, n_out = widths[i], widths[i + 1]
+        need_x = i > 0
+        assert e.bytes == item * (15 * n_out + (n_out * n_in if need_x else 0) + 15 * n_in +
+                                  (15 * n_in if need_x else 0) + n_out * n_in + n_out), i
+    h = x
+    for lin in m.lins[:-1]:
+        h = F.gelu(lin(h))
+    np.testing.assert_array_equal(to_np(y.detach()), to_np(m.lins[-1](h).detach()))
