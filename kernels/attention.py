@@ -20,9 +20,10 @@ The batch dims are folded into two, (Z, H), and every tensor is read through its
 BLOCK_M queries per program and streams the keys in blocks of BLOCK_N, keeping a running row max m, the running sum
 l of exp(s - m) and the float32 (float64) accumulator of p @ v, rescaled whenever m grows (online softmax): the L x S
 score matrix never reaches memory. It saves the row log-sum-exp ``lse = m + log(l)``, from which backward
-recomputes p = exp(s - lse) block by block: one kernel walks the keys for a block of queries (dQ), computing first
-the softmax term delta = rowsum(dO * O) of its rows and storing it; then another walks the queries for a block of
-keys (dK, dV), reading delta; so no gradient is accumulated with atomics and delta needs no launch of its own.
+recomputes p = exp(s - lse) block by block, in one launch: some programs each walk the keys for a block of queries
+(dQ), the others each walk the queries for a block of keys (dK, dV); each computes the softmax term delta =
+rowsum(dO * O) of the query rows it reads, so the two kinds share nothing and run side by side, no gradient is
+accumulated with atomics and delta needs no launch (nor buffer) of its own.
 
 Dropout is in the kernels: p_ij is kept (and scaled by 1/(1-p)) when Philox ``rand(seed, offset + (zh*L + i)*S + j)
 >= dropout_p``, the counter scheme of ``kernels/dropout.py``; backward regenerates the same mask. The NumPy reference
@@ -165,18 +166,26 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, o_ptr, lse_ptr, H, L,
     tl.store(lse_ptr + zh * L + rows, lse.to(lse_ptr.dtype.element_ty), mask=rows < L)
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
-def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-                          H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
-                          sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
-                          sdz, sdh, sdm, sdk, sgkz, sgkh, sgkn, sgkk, sgvz, sgvh, sgvn, sgvk,
-                          MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
-                          CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                          BLOCK_DV: tl.constexpr):
-    """dK and dV of BLOCK_N keys of one (z, h), walking the query blocks that can see them (dK, dV through their
-    strides ``sgk*``, ``sgv*``: contiguous, or views of one buffer laid out as q, k, v are)."""
-    start_n = tl.program_id(0) * BLOCK_N
-    zh = tl.program_id(1).to(tl.int64)
+@triton.jit
+def _delta(o_ptr, do, z, h, rows, dvr, L, EV, soz, soh, som, sok, CT: tl.constexpr):
+    """delta = rowsum(dO * O) of the query rows ``rows`` (the softmax backward's term), dO's tile ``do`` loaded."""
+    o = tl.load(o_ptr + z * soz + h * soh + rows[:, None] * som + dvr[None, :] * sok,
+                mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
+    return tl.sum(o.to(CT) * do.to(CT), axis=1)
+
+
+@triton.jit
+def _dkdv_block(blk, zh, q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, dk_ptr, dv_ptr,
+                H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
+                sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                sdz, sdh, sdm, sdk, soz, soh, som, sok, sgkz, sgkh, sgkn, sgkk, sgvz, sgvh, sgvn, sgvk,
+                MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+                CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                BLOCK_DV: tl.constexpr):
+    """dK and dV of key block ``blk`` (BLOCK_N keys) of one (z, h), walking the query blocks that can see them, with
+    the delta = rowsum(dO * O) of each (dK, dV through their strides ``sgk*``, ``sgv*``: contiguous, or views of
+    one buffer laid out as q, k, v are)."""
+    start_n = blk * BLOCK_N
     z, h = zh // H, zh % H
     cols = start_n + tl.arange(0, BLOCK_N)
     d = tl.arange(0, BLOCK_D)
@@ -196,7 +205,7 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
         do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dvr[None, :] * sdk,
                      mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
         lse = tl.load(lse_ptr + zh * L + rows, mask=rows < L, other=float("inf")).to(CT)
-        delta = tl.load(delta_ptr + zh * L + rows, mask=rows < L, other=0.0).to(CT)
+        delta = _delta(o_ptr, do, z, h, rows, dvr, L, EV, soz, soh, som, sok, CT)
         s = _scores(q, k, rows, cols, z, h, L, S, scale, m_ptr, smz, smh, smm, smn, MASK, CAUSAL, PREC, CT)
         p = tl.exp(s - lse[:, None])
         dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=CT)
@@ -215,20 +224,18 @@ def _attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr,
              mask=(cols[:, None] < S) & (dvr[None, :] < EV))
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
-def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, delta_ptr, dq_ptr, dm_ptr,
-                        H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
-                        sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
-                        sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk,
-                        MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
-                        CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                        BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr):
-    """dQ of BLOCK_M queries of one (z, h), walking the key blocks they can see (dQ through its strides ``sgq*``);
-    first delta = rowsum(dO * O) of those queries (O through ``so*``), stored for the dK/dV kernel that runs next;
-    with MASK_GRAD also the score gradient dS, which is the gradient of an additive float mask (contiguous
-    (Z, H, L, S))."""
-    start_m = tl.program_id(0) * BLOCK_M
-    zh = tl.program_id(1).to(tl.int64)
+@triton.jit
+def _dq_block(blk, zh, q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, dq_ptr, dm_ptr,
+              H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
+              sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+              sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk,
+              MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+              CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+              BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr):
+    """dQ of query block ``blk`` (BLOCK_M queries) of one (z, h), walking the key blocks they can see (dQ through its
+    strides ``sgq*``); with MASK_GRAD also the score gradient dS, which is the gradient of an additive float mask
+    (contiguous (Z, H, L, S))."""
+    start_m = blk * BLOCK_M
     z, h = zh // H, zh % H
     rows = start_m + tl.arange(0, BLOCK_M)
     d = tl.arange(0, BLOCK_D)
@@ -238,10 +245,7 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o
     do = tl.load(do_ptr + z * sdz + h * sdh + rows[:, None] * sdm + dvr[None, :] * sdk,
                  mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
     lse = tl.load(lse_ptr + zh * L + rows, mask=rows < L, other=float("inf")).to(CT)
-    o = tl.load(o_ptr + z * soz + h * soh + rows[:, None] * som + dvr[None, :] * sok,
-                mask=(rows[:, None] < L) & (dvr[None, :] < EV), other=0.0)
-    delta = tl.sum(o.to(CT) * do.to(CT), axis=1)
-    tl.store(delta_ptr + zh * L + rows, delta.to(delta_ptr.dtype.element_ty), mask=rows < L)
+    delta = _delta(o_ptr, do, z, h, rows, dvr, L, EV, soz, soh, som, sok, CT)
     dq = tl.zeros([BLOCK_M, BLOCK_D], CT)
     inv_keep = _inv_keep(scale_bits, CT)
     hi = _causal_end(S, tl.minimum(S, start_m + BLOCK_M), vmax_ptr, CAUSAL)
@@ -265,6 +269,36 @@ def _attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o
              (dq * scale).to(dq_ptr.dtype.element_ty), mask=(rows[:, None] < L) & (d[None, :] < E))
 
 
+@triton.jit(do_not_specialize=["seed", "offset", "p_drop", "scale_bits"])
+def _attn_bwd_kernel(q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, dq_ptr, dk_ptr, dv_ptr, dm_ptr,
+                     H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
+                     sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                     sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk, sgkz, sgkh, sgkn, sgkk,
+                     sgvz, sgvh, sgvn, sgvk, Q_BLOCKS,
+                     MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, PREC: tl.constexpr,
+                     CT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, MASK_GRAD: tl.constexpr,
+                     Q_BLOCK_M: tl.constexpr, Q_BLOCK_N: tl.constexpr, KV_BLOCK_M: tl.constexpr,
+                     KV_BLOCK_N: tl.constexpr):
+    """The backward of one (z, h) (program axis 1) in one launch: programs [0, Q_BLOCKS) of axis 0 each compute the
+    dQ of a block of Q_BLOCK_M queries (``_dq_block``), the others the dK and dV of a block of KV_BLOCK_N keys
+    (``_dkdv_block``). Each computes the delta = rowsum(dO * O) of the query rows it reads, so the two kinds share
+    no intermediate and run side by side; no gradient is accumulated with atomics."""
+    blk = tl.program_id(0)
+    zh = tl.program_id(1).to(tl.int64)
+    if blk < Q_BLOCKS:
+        _dq_block(blk, zh, q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, dq_ptr, dm_ptr,
+                  H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
+                  sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                  sdz, sdh, sdm, sdk, soz, soh, som, sok, sgqz, sgqh, sgqm, sgqk,
+                  MASK, CAUSAL, DROPOUT, PREC, CT, Q_BLOCK_M, Q_BLOCK_N, BLOCK_D, BLOCK_DV, MASK_GRAD)
+    else:
+        _dkdv_block(blk - Q_BLOCKS, zh, q_ptr, k_ptr, v_ptr, m_ptr, vmax_ptr, do_ptr, lse_ptr, o_ptr, dk_ptr, dv_ptr,
+                    H, L, S, E, EV, scale, seed, offset, p_drop, scale_bits,
+                    sqz, sqh, sqm, sqk, skz, skh, skn, skk, svz, svh, svn, svk, smz, smh, smm, smn,
+                    sdz, sdh, sdm, sdk, soz, soh, som, sok, sgkz, sgkh, sgkn, sgkk, sgvz, sgvh, sgvn, sgvk,
+                    MASK, CAUSAL, DROPOUT, PREC, CT, KV_BLOCK_M, KV_BLOCK_N, BLOCK_D, BLOCK_DV)
+
+
 # ====================================================================================================================
 # Launch
 # ====================================================================================================================
@@ -283,25 +317,19 @@ def _blocks(E, EV, dtype):
     return (64, 32, bd, bdv, 8) if max(bd, bdv) > 64 else (64, 64, bd, bdv, 4)
 
 
-def _dkdv_blocks(bm, bn, warps, dtype):
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) of the dK/dV kernel, which holds k, v, dk and dv tiles across its
-    loop: for float32 "ieee" (CUDA-core FMA dots) 16 x 16, 4 warps, no software pipelining (with it every tile
-    ``tritorch compile-check`` tried spilled, 64 x 64 by 13-30 KB; 32 x 16 with 8 warps spilled 8-12 B in the dropout
-    specialization under triton 3.6 and 3.9); otherwise the forward's, at most 32 keys wide
-    (64 x 64 with 4 warps spilled in float16/bfloat16)."""
+def _bwd_blocks(bm, bn, bd, bdv, warps, dtype):
+    """(Q_BLOCK_M, Q_BLOCK_N, KV_BLOCK_M, KV_BLOCK_N, num_warps, num_stages) of the backward: the forward's blocks,
+    at most 32 keys wide for the dK/dV programs, which hold k, v, dk and dv tiles across their loop (64 x 64 with 4
+    warps spilled in float16/bfloat16). For float32 "ieee" (CUDA-core FMA dots) 32 x 16 for dQ (the forward's 64 x
+    32 with 8 warps, and 32 x 32, spilled 4-8 B under triton 3.6's ptxas) and 16 x 16 for dK/dV, 4 warps and no
+    software pipelining (with it every dK/dV tile ``tritorch compile-check`` tried spilled, 64 x 64 by 13-30 KB; 32
+    x 16 with 8 warps spilled 8-12 B in the dropout specialization under triton 3.6 and 3.9); for head dims above
+    64 16 x 16 for both with 8 warps (with 4, or dQ 32 x 16, the one launch spilled 300-550 B, triton 3.9)."""
     if INTERPRET:
-        return bm, bn, warps, 3
+        return bm, bn, bm, bn, warps, 3
     if uses_fma(dtype):
-        return 16, 16, 4, 1
-    return bm, min(bn, 32), warps, 3
-
-
-def _dq_blocks(bm, bn, warps, dtype):
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) of the dQ kernel: the forward's, but 32 x 16 with 4 warps for float32
-    "ieee" (the forward's 64 x 32 with 8 warps, and 32 x 32, spilled 4-8 B under triton 3.6's ptxas)."""
-    if uses_fma(dtype) and not INTERPRET:
-        return 32, 16, 4, 3
-    return bm, bn, warps, 3
+        return (32, 16, 16, 16, 4, 1) if max(bd, bdv) <= 64 else (16, 16, 16, 16, 8, 1)
+    return bm, bn, bm, min(bn, 32), warps, 3
 
 
 def _strides4(t):
@@ -377,20 +405,18 @@ class _Launch:
         dq, dk, dv = _packed_grads(self.q, self.k, self.v) or \
             [empty(t._shape, t.dtype, t.device) for t in (self.q, self.k, self.v)]
         dm = empty((self.Z, self.H, self.L, self.S), self.q.dtype, self.q.device) if mask_grad else None
-        delta = empty(lse._shape, lse.dtype, lse.device)
-        ptrs, args = self.common()
-        tail = self.consts()
-        if self.L:                  # dQ first: it stores the delta of its rows, which dK/dV reads
-            bm, bn, warps, stages = _dq_blocks(self.bm, self.bn, self.warps, self.q.dtype)
-            _attn_bwd_dq_kernel[(cdiv(self.L, bm), self.Z * self.H)](
-                *ptrs, ptr(g), ptr(lse), ptr(out), ptr(delta), ptr(dq), ptr(dm if mask_grad else dq), *args,
-                *_strides4(g), *_strides4(out), *_strides4(dq),
-                **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad)
-        if self.S:
-            bm, bn, warps, stages = _dkdv_blocks(self.bm, self.bn, self.warps, self.q.dtype)
-            _attn_bwd_dkdv_kernel[(cdiv(self.S, bn), self.Z * self.H)](
-                *ptrs, ptr(g), ptr(lse), ptr(delta), ptr(dk), ptr(dv), *args, *_strides4(g), *_strides4(dk),
-                *_strides4(dv), **dict(tail, BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages))
+        q_bm, q_bn, kv_bm, kv_bn, warps, stages = _bwd_blocks(self.bm, self.bn, self.bd, self.bdv, self.warps,
+                                                               self.q.dtype)
+        q_blocks = cdiv(self.L, q_bm)
+        blocks = q_blocks + cdiv(self.S, kv_bn)
+        if blocks:
+            ptrs, args = self.common()
+            tail = {k: v for k, v in self.consts().items() if k not in ("BLOCK_M", "BLOCK_N")}
+            _attn_bwd_kernel[(blocks, self.Z * self.H)](
+                *ptrs, ptr(g), ptr(lse), ptr(out), ptr(dq), ptr(dk), ptr(dv), ptr(dm if mask_grad else dq), *args,
+                *_strides4(g), *_strides4(out), *_strides4(dq), *_strides4(dk), *_strides4(dv), q_blocks,
+                **dict(tail, num_warps=warps, num_stages=stages), MASK_GRAD=mask_grad, Q_BLOCK_M=q_bm,
+                Q_BLOCK_N=q_bn, KV_BLOCK_M=kv_bm, KV_BLOCK_N=kv_bn)
         return dq, dk, dv, dm
 
 
@@ -527,7 +553,8 @@ class SDPA(Function):
             grads4 = ctx.run.backward(out, ctx.lse, _to4(interp_bf16_in(g), batch), mask_grad)
             grads = []
             for d4, t in zip(grads4, ins):
-                d = d4.reshape(batch + tuple(d4._shape[-2:]))
+                shape = batch + tuple(d4._shape[-2:])
+                d = d4 if d4._shape == shape else d4.reshape(shape)     # (no view: a leaf's .grad adopts it)
                 grads.append(d if d.dtype is t.dtype else d.to(t.dtype))
         grads = [sum_to(d, t._shape) for d, t in zip(grads, ins)]
         return (*grads[:3], grads[3] if mask_grad else None, None, None, None, None, None, None)

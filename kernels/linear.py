@@ -273,7 +273,9 @@ class Linear(Function):
     of N elements: see ``launch_linear``) or None and dropout's counters ``drop`` = (seed, offset, p) or None; inputs
     are validated by ``linear``. Backward adds the gradient already waiting for x (x read by several layers: the
     q/k/v or gate/up projections of one input) into grad_x in its kernel (``_accumulates``); without an activation
-    its products read g through the dropout's mask (one launch, no masked copy of g)."""
+    its products read g through the dropout's mask (one launch, no masked copy of g). ``linear_chain``'s keywords:
+    ``x_act`` = (act, a) reads act(x) for x (grad_x through act's derivative, in grad_x's epilogue); ``defer``
+    returns the pre-activation, act left to the next layer's loads."""
 
     _accumulates = (0,)
 
@@ -343,7 +345,7 @@ class Linear(Function):
         """(gx, gw, gb) under create_graph: the derivative in differentiable tensor ops."""
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         drop = ctx.drop
-        x = x if ctx.x_act is None else unary(ctx.x_act[0], x, ctx.x_act[1])          # recorded
+        x_in, x = x, (x if ctx.x_act is None else unary(ctx.x_act[0], x, ctx.x_act[1]))    # recorded
         gz = g if drop is None else Dropout.apply(g, drop[0], drop[1], drop[2], 1)    # dropout's backward
         if ctx.act is not None:
             if UNARY[ctx.act].bwd_uses == "x":
@@ -354,6 +356,8 @@ class Linear(Function):
         gb = gz.sum(0) if need_b else None
         gx = gz @ w if need_x else None
         gw = gz.t() @ x if need_w else None
+        if gx is not None and ctx.x_act is not None:          # through the activation x is read with
+            gx = UNARY[ctx.x_act[0]].bwd_composite(gx, x_in, x, ctx.x_act[1])
         return gx, gw, _bias_shaped(gb, ctx)
 
 
@@ -377,8 +381,11 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
     of a previous layer whose result x is (see ``launch_linear_grad``): gx is then the gradient of its
     pre-activation. ``add``: None, or (no epilogue) a contiguous (M, K) gradient added to gx. ``g_drop``: None, or
     the counters of the layer's own dropout (no activation), whose result's gradient ``gz`` is then: the products
-    read it through the mask. The node's ``x_act`` is applied to x as the products read it."""
+    read it through the mask. The node's ``x_act`` is applied to x as the products read it, and without an
+    ``epilogue`` its derivative is gx's (the chain passes the same one as the previous layer's)."""
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    if epilogue is None and ctx.x_act is not None and need_x:
+        epilogue = (x, *ctx.x_act, None)
     one_launch = (need_x or need_w) and 0 not in gz._shape and 0 not in (w if need_x else x)._shape
     if g_drop is not None and (not one_launch or need_b and not need_w):     # dropout's backward first
         gz, g_drop = Dropout.apply(gz, g_drop[0], g_drop[1], g_drop[2], 1), None
@@ -390,7 +397,9 @@ def param_grads(ctx, gz, x, w, epilogue=None, add=None, g_drop=None):
             gx = act_grad(gx, epilogue[0], *epilogue[1:])
         gx = gx + add if add is not None else gx
     else:
-        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add, g_drop, ctx.x_act)
+        gx, gw, gb = _grads(gz, w, x, need_x, need_w, need_b, epilogue, add if epilogue is None else None, g_drop,
+                            ctx.x_act)
+        gx = gx + add if add is not None and epilogue is not None else gx
     return gx, gw, _bias_shaped(gb, ctx)
 
 
@@ -413,7 +422,11 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
 
     def out(a):
         return wrap(np.ascontiguousarray(a, dtype=dtype.np), dtype, g.device)
-    gx = out(gz @ w._np.astype(ct, copy=False)) if need_x else None
+    gx = gz @ w._np.astype(ct, copy=False) if need_x else None
+    if gx is not None and ctx.x_act is not None:         # through the activation x is read with
+        with np.errstate(all="ignore"):
+            gx = UNARY[ctx.x_act[0]].bwd_ref(gx, x._np.astype(ct, copy=False), ctx.x_act[1])
+    gx = out(gx) if need_x else None
     gw = None
     if need_w:
         xs = x._np if ctx.x_act is None else act_np(x._np, *ctx.x_act, dtype)

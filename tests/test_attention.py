@@ -151,6 +151,35 @@ def test_sdpa_empty_and_single(device):
     assert tuple(sdpa(q0, k.expand(2, 1, 16), v.expand(2, 1, 16)).shape) == (2, 0, 16)
 
 
+@pytest.mark.parametrize("kind", ["plain", "causal", "float mask", "dropout", "empty queries", "empty keys"])
+def test_sdpa_backward_is_one_launch(kind):
+    """The backward is one launch, whose programs compute dQ (a block of queries each) and dK/dV (a block of keys
+    each) side by side, and its gradients are the float64 reference's; with no query (key) rows dK and dV (dQ) are
+    zeros."""
+    L, S = {"empty queries": (0, 21), "empty keys": (19, 0)}.get(kind, (19, 21))
+    q, qn = make((2, 3, L, 16), device="cuda", seed=1)
+    k, kn = make((2, 3, S, 16), device="cuda", seed=2)
+    v, vn = make((2, 3, S, 24), device="cuda", seed=3)
+    g, gn = make((2, 3, L, 24), device="cuda", seed=4)
+    mask, mn = _mask("float" if kind == "float mask" else None, L, S, (), "cuda", np.random.default_rng(5))
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    p = 0.25 if kind == "dropout" else 0.0
+    tritorch.manual_seed(3)
+    out = sdpa(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kind == "causal")
+    with profile() as prof:
+        out.backward(g)
+    assert [e.name for e in prof.events() if e.kind == "kernel"] == ["_attn_bwd_kernel"]
+    if p:
+        return                  # the dropped weights: test_sdpa_dropout_same_on_every_device
+    want = np_sdpa_backward(qn, kn, vn, gn, mn, kind == "causal")
+    for t, w in zip((q, k, v), want):
+        assert tuple(t.grad.shape) == w.shape
+        np.testing.assert_allclose(to_np(t.grad), w, rtol=1e-4, atol=1e-5)
+    if L == 0:
+        assert not to_np(k.grad).any() and not to_np(v.grad).any()
+
+
 def test_sdpa_errors(device):
     q, _ = make((2, 5, 16), device=device)
     k, _ = make((2, 7, 16), device=device)

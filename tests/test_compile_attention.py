@@ -267,7 +267,7 @@ def test_compiled_block_equals_eager_and_runs_one_attention_kernel(device):
     assert "1 attentions written in ops as flash attention" in c.explain()
     if device == "cuda":
         names = [e.name for e in prof.events() if e.kind == "kernel"]
-        assert names.count("_attn_bwd_dq_kernel") == 1 and names.count("_attn_bwd_dkdv_kernel") == 1
+        assert names.count("_attn_bwd_kernel") == 1 and not any(n.startswith("_attn_bwd_d") for n in names)
         assert "_matmul_kernel" not in names
         with profile() as fwd:
             c(x)

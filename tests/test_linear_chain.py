@@ -370,3 +370,28 @@ def test_inner_activation_is_never_stored(layers, dtype):
     for lin in m.lins[:-1]:
         h = F.gelu(lin(h))
     np.testing.assert_array_equal(to_np(y.detach()), to_np(m.lins[-1](h).detach()))
+
+
+def test_linear_node_with_x_act(device):
+    """``Linear`` with ``x_act`` (the chain's inner node), on every path: y = tanh(linear(silu(x))) and its
+    gradients for x, w and b as the composed ops', with a gradient already waiting for x (``_accumulates``) and
+    under create_graph (second derivatives too)."""
+    tritorch.manual_seed(8)
+    x = tritorch.randn(7, 9, device=device, dtype=tritorch.float64, requires_grad=True)
+    w = tritorch.randn(5, 9, device=device, dtype=tritorch.float64, requires_grad=True)
+    b = tritorch.randn(5, device=device, dtype=tritorch.float64, requires_grad=True)
+    g = tritorch.randn(7, 5, device=device, dtype=tritorch.float64)
+    other = lambda: (x[:, :5] ** 2) * 0.5                    # noqa: E731  (x read twice: a gradient waits)
+    fused = lambda: KL.Linear.apply(x, w, b, "tanh", 0.0, None, None, x_act=("silu", 0.0)) + other()  # noqa: E731
+    composed = lambda: tritorch.tanh(F.linear(F.silu(x), w, b)) + other()                              # noqa: E731
+    res = []
+    for fn in (fused, composed):
+        x.grad = w.grad = b.grad = None
+        (fn() * g).sum().backward()
+        (fn() * g).sum().backward()          # the second: x's gradient waits for the node's
+        y = fn()
+        first = tritorch.autograd.grad(y, (x, w, b), g, create_graph=True)
+        second = tritorch.autograd.grad((first[0] ** 2).sum() + (first[1] ** 2).sum(), (x, w))
+        res.append([y.detach(), x.grad, w.grad, b.grad, *(t.detach() for t in first), *second])
+    for u, v in zip(*res):
+        np.testing.assert_allclose(to_np(u), to_np(v), rtol=1e-10, atol=1e-12)
