@@ -7,7 +7,8 @@ logits, and no float32 copy of them or of their gradient is made); attention wri
 kernels (``passes/attention.py``, not under autocast); a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``,
 as a linear (``passes/matmul.py``, not under autocast); activations, training-mode dropout (a convolution's dropout2d
 too) and residual adds fused into the linear and conv kernels' epilogues (with autograd too); linears in a row as one
-node whose backward runs each activation's derivative in the next layer's grad_x epilogue (``kernels/linear_chain.py``);
+node whose backward runs each activation's derivative in the next layer's grad_x epilogue, an inner float32 layer's
+gelu (silu, elu, leaky_relu) applied as the next layer's products load its pre-activation (``kernels/linear_chain.py``);
 root-mean-square and layer norms written in ops as the row-norm kernels (``passes/norms.py``; the layer norm not under
 autocast); a convolution's activation read only by a max pooling as one node, one kernel forward when the windows do not
 overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a
