@@ -314,7 +314,8 @@ class Linear(Function):
             need_x, need_w = ctx.needs_input_grad[:2]
             # x, w and bias also come back for a double backward through the pre-activation (see ``backward``)
             keep = save_z or defer
-            ctx.save_for_backward(x_in if need_w or keep else None, w if need_x or keep else None,
+            # (x also for grad_x through x_act's derivative)
+            ctx.save_for_backward(x_in if need_w or keep or x_act is not None else None, w if need_x or keep else None,
                                   bias if keep else None, None if op is None else (z if save_z else y))
         return y
 

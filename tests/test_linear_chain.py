@@ -395,3 +395,6 @@ def test_linear_node_with_x_act(device):
         res.append([y.detach(), x.grad, w.grad, b.grad, *(t.detach() for t in first), *second])
     for u, v in zip(*res):
         np.testing.assert_allclose(to_np(u), to_np(v), rtol=1e-10, atol=1e-12)
+    w.requires_grad_(False)                  # grad_x alone: x is still saved, for act's derivative
+    got = [tritorch.autograd.grad((fn() * g).sum(), x)[0] for fn in (fused, composed)]
+    np.testing.assert_allclose(to_np(got[0]), to_np(got[1]), rtol=1e-10, atol=1e-12)
