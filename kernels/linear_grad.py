@@ -154,13 +154,22 @@ def _act_grad_kernel(g_ptr, s_ptr, gz_ptr, M, N, sgm, sgn, ssm, ssn, a, seed, of
     tl.store(gz_ptr + offs_m[:, None] * N + offs_n[None, :], gz.to(gz_ptr.dtype.element_ty), mask=mask)
 
 
+_FINITE_AT_0 = {}
+
+
 def check_x_act(x_act, dtype):
-    """Validates an ``x_act`` = (act, a) of ``launch_linear``/``launch_linear_grad``: an activation of ``UNARY``
-    on a float32 or float64 x, whose activation computed again from x equals the stored one (a half x's would round
-    where the separate ops round the unrounded pre-activation's)."""
-    if x_act is not None and (x_act[0] not in UNARY or dtype not in (D.float32, D.float64)):
-        raise ValueError(f"linear: an activation of x as it loads takes a float32 or float64 x and an activation, "
-                         f"got {x_act!r} on {dtype}")
+    """Validates an ``x_act`` = (act, a) of ``launch_linear``/``launch_linear_grad``: an op of ``UNARY`` finite at 0
+    (the masked elements of x's tiles are 0 and meet w's zeros) on a float32 or float64 x, whose activation computed
+    again from x equals the stored one (a half x's would round where the separate ops round the unrounded
+    pre-activation's)."""
+    if x_act is None:
+        return
+    if x_act[0] in UNARY and x_act not in _FINITE_AT_0:
+        with np.errstate(all="ignore"):
+            _FINITE_AT_0[x_act] = bool(np.isfinite(UNARY[x_act[0]].ref(np.zeros(1), x_act[1], 0.0)).all())
+    if not _FINITE_AT_0.get(x_act) or dtype not in (D.float32, D.float64):
+        raise ValueError(f"linear: an activation of x as it loads takes a float32 or float64 x and an elementwise op "
+                         f"finite at 0, got {x_act!r} on {dtype}")
 
 
 def act_np(x, act, a, dtype):

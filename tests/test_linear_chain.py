@@ -329,7 +329,8 @@ def test_every_x_act_candidate_equals_the_activation_then_the_products():
         assert LG._SPILLS_IN_LOOP[0] not in LG.TUNABLE.candidates(key) and LG._spills(LG._SPILLS_IN_LOOP[0], key)
     finally:
         tritorch.set_float32_matmul_precision(previous)
-    for dtype, x_act in ((F16, ("gelu", 0.0)), (BF16, ("silu", 0.0)), (tritorch.float32, ("swish", 0.0))):
+    for dtype, x_act in ((F16, ("gelu", 0.0)), (BF16, ("silu", 0.0)), (tritorch.float32, ("swish", 0.0)),
+                         (tritorch.float32, ("reciprocal", 0.0)), (tritorch.float64, ("log", 0.0))):
         xh, wh = x.to(dtype), w.to(dtype)
         with pytest.raises(ValueError, match="activation of x as it loads"):
             KL.launch_linear(xh, wh, None, empty((M, N), dtype, x.device), x_act=x_act)
