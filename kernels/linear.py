@@ -241,8 +241,7 @@ def _np_linear(x, w, bias, act, a, save_z, dtype, residual=None, drop=None):
         z = z + bias.astype(ct, copy=False)
     y, s = z.astype(dtype.np, copy=False), None
     if act is not None:
-        with np.errstate(all="ignore"):
-            y = np.asarray(UNARY[act].ref(z, a, 0.0), dtype=ct).astype(dtype.np, copy=False)
+        y = act_np(z, act, a, dtype)
         if save_z:
             s = z.astype(dtype.np, copy=False) if UNARY[act].bwd_uses == "x" else y
     if drop is not None:
@@ -425,8 +424,7 @@ def _np_linear_bwd(g, x, w, s, ctx, need_x, need_w, need_b):
         return wrap(np.ascontiguousarray(a, dtype=dtype.np), dtype, g.device)
     gx = gz @ w._np.astype(ct, copy=False) if need_x else None
     if gx is not None and ctx.x_act is not None:         # through the activation x is read with
-        with np.errstate(all="ignore"):
-            gx = UNARY[ctx.x_act[0]].bwd_ref(gx, x._np.astype(ct, copy=False), ctx.x_act[1])
+        gx = _np_act_grad(gx, x._np, *ctx.x_act, dtype)
     gx = out(gx) if need_x else None
     gw = None
     if need_w:
