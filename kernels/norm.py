@@ -12,8 +12,9 @@ g * x_hat (in the kernel, or from per-chunk partials) give grad weight and grad 
 
 Layer norm (and the normalisation inside group and instance norm) is a row kernel: a row of the normalised shape
 per program, mean and rstd saved per row, as in the Triton tutorial. Its backward reads x and g once: a program
-per chunk of rows computes each row's input gradient and sums g * x_hat and g down its rows, the chunks' partial
-sums then added by a column sum for the weight and bias. Rows longer than a block (4096) take two kernels instead:
+per chunk of rows computes the rows' input gradients, a tile of rows at a time, and sums g * x_hat and g down its
+rows, the chunks' partial sums then added by a column sum for the weight and bias (rows that fit one tile: one
+program, one launch). Rows longer than a block (4096) take two kernels instead:
 one per row for the input gradient, one per (block of columns, chunk of rows) for the partial sums.
 Group norm and instance norm normalise rows of a (N * groups, C / groups * L) view with that kernel and apply
 their per-channel affine with broadcast tensor ops (recorded by autograd like any other op).
@@ -307,35 +308,43 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, 
 @triton.jit
 def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_ptr, pb_ptr, M, N, ROWS,
                    HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr,
-                   CT: tl.constexpr, BLOCK: tl.constexpr):
-    """Rows [s * ROWS, (s + 1) * ROWS) of program s, each a whole row of N <= BLOCK columns: dx as in
-    ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
+                   CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+    """Rows [s * ROWS, (s + 1) * ROWS) of program s, BLOCK_M rows at a time, each a whole row of N <= BLOCK columns:
+    dx as in ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
     (``HAS_B``) pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or
     with one chunk they are the gradients): x and g are read once for all three gradients."""
     s = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
-    m = cols < N
+    mc = cols < N
+    w = tl.load(w_ptr + cols, mask=mc, other=0.0).to(CT) if HAS_W else tl.full([BLOCK], 1.0, CT)
     pw = tl.zeros([BLOCK], CT)
     pb = tl.zeros([BLOCK], CT)
     row0 = s.to(tl.int64) * ROWS
-    for r in range(row0, tl.minimum(row0 + ROWS, M)):
-        mean = tl.load(mean_ptr + r)
-        rstd = tl.load(rstd_ptr + r)
-        x, wg = _ln_x_wg(x_ptr + r * N, g_ptr + r * N, w_ptr, cols, m, HAS_W, CT)
+    end = tl.minimum(row0 + ROWS, M)
+    for r0 in range(row0, end, BLOCK_M):
+        rows = r0 + tl.arange(0, BLOCK_M)
+        mr = rows < end
+        m = mr[:, None] & mc[None, :]
+        offs = rows[:, None] * N + cols[None, :]
+        mean = tl.load(mean_ptr + rows, mask=mr, other=0.0)[:, None]
+        rstd = tl.load(rstd_ptr + rows, mask=mr, other=0.0)[:, None]
+        x = tl.load(x_ptr + offs, mask=m, other=0.0).to(CT)
+        g = tl.load(g_ptr + offs, mask=m, other=0.0).to(CT)
+        wg = g * w[None, :]
         x_hat = tl.where(m, (x - mean) * rstd, 0.0)
-        c1 = tl.sum(wg, axis=0) / N
+        c2 = (tl.sum(wg * x_hat, axis=1) / N)[:, None]
         if RMS:
-            c1 = 0.0
-        c2 = tl.sum(wg * x_hat, axis=0) / N
-        dx = _ln_acc(rstd * (wg - c1 - x_hat * c2), acc_ptr + r * N + cols, m, dx_ptr, HAS_ACC, CT)
-        tl.store(dx_ptr + r * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=m)
-        g = tl.load(g_ptr + r * N + cols, mask=m, other=0.0).to(CT)
-        pw += g * x_hat
+            dx = rstd * (wg - x_hat * c2)
+        else:
+            dx = rstd * (wg - (tl.sum(wg, axis=1) / N)[:, None] - x_hat * c2)
+        dx = _ln_acc(dx, acc_ptr + offs, m, dx_ptr, HAS_ACC, CT)
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+        pw += tl.sum(g * x_hat, axis=0)
         if HAS_B:
-            pb += g
-    tl.store(pw_ptr + s * N + cols, pw.to(pw_ptr.dtype.element_ty), mask=m)
+            pb += tl.sum(g, axis=0)
+    tl.store(pw_ptr + s * N + cols, pw.to(pw_ptr.dtype.element_ty), mask=mc)
     if HAS_B:
-        tl.store(pb_ptr + s * N + cols, pb.to(pb_ptr.dtype.element_ty), mask=m)
+        tl.store(pb_ptr + s * N + cols, pb.to(pb_ptr.dtype.element_ty), mask=mc)
 
 
 @triton.jit
@@ -540,18 +549,27 @@ def _dwdb_sum(pw, pb, dw, db, chunks, N, bn, has_b, ct):
 def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False, has_b=True):
     """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
     block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
-    partials (one chunk: no second kernel)."""
+    partials. Rows that fit one tile of ``_ln_bwd_tile`` are one chunk: one launch, no partials."""
     block = _block(N, 4096)
-    chunks = min(M, 3 if INTERPRET else 4 * 132)
-    rows = cdiv(M, chunks)
+    bm = _ln_bwd_tile(M, block, x.dtype)
+    tiles = cdiv(M, bm)
+    chunks = 1 if tiles == 1 else min(tiles, 3 if INTERPRET else 4 * 132)
+    rows = cdiv(tiles, chunks) * bm
     chunks = cdiv(M, rows)
     dw, db, pw, pb = _dwdb_buffers(N, chunks, dtype, mean.dtype, x.device, has_b)
     _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
                               ptr(acc if acc is not None else dx), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
-                              HAS_B=has_b, HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK=block,
-                              num_warps=_warps(block))
+                              HAS_B=has_b, HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK_M=bm,
+                              BLOCK=block, num_warps=_warps(bm * block))
     _dwdb_sum(pw, pb, dw, db, chunks, N, 32 if INTERPRET else 64, has_b, ACC[x.dtype])
     return dw, db if has_b else None
+
+
+def _ln_bwd_tile(M, block, dtype):
+    """Rows per iteration of ``_ln_bwd_kernel``: up to 4096 elements a tile (2048 in float64, whose registers are
+    twice as wide), no more rows than there are."""
+    cap = (2048 if dtype is D.float64 else 4096) // block
+    return max(1, min(cap, next_pow2(M)))
 
 
 def _shaped(t, shape):

@@ -475,19 +475,49 @@ def test_batchnorm3d_and_instancenorm3d(device):
         nn.InstanceNorm3d(3)(x[0, 0])
 
 
-@pytest.mark.parametrize("rows", [1, 64])          # one chunk of rows for the weight's gradient, and several
+@pytest.mark.parametrize("rows", [1, 64, 128, 129, 300])   # rows in one (128 x 32) tile: one chunk; and several
 def test_layer_norm_parameter_grads_are_stored_without_a_copy(rows):
     """The kernels' dw/db are fresh tensors of the parameters' shape: ``.grad`` takes them as they are; one kernel
-    reads x and g once for dx and each chunk's partial sums, which one kernel adds for both parameters."""
+    reads x and g once for dx and each chunk's partial sums, which one kernel adds for both parameters (rows that
+    fit one tile of 4096 elements are one chunk: no second launch)."""
     ln = nn.LayerNorm(32).to("cuda")
     loss = ln(tritorch.randn(rows, 32, device="cuda")).pow(2).sum()
     with profile() as prof:
         loss.backward()
     assert [e.name for e in prof.events() if e.kind == "op" and e.name == "clone"] == []
-    assert prof.kernel_launches("_ln_bwd_kernel") == 1 and prof.kernel_launches("_ln_dwdb_sum_kernel") == (rows > 1)
+    assert prof.kernel_launches("_ln_bwd_kernel") == 1 and prof.kernel_launches("_ln_dwdb_sum_kernel") == (rows > 128)
     assert prof.kernel_launches("_ln_bwd_dx_kernel") + prof.kernel_launches("_ln_bwd_dwdb_kernel") == 0
     assert prof.kernel_launches("_reduce_mid_kernel") == 0
     assert ln.weight.grad.shape == (32,) and ln.bias.grad.shape == (32,)
+
+
+@pytest.mark.parametrize("rows, n, dtype", [
+    (64, 64, tritorch.float32),         # all rows in one (64 x 64) tile: one program
+    (150, 100, tritorch.float32),       # (32 x 128) tiles: 3 chunks of 64 rows, two tiles each, the last a part tile
+    (150, 100, tritorch.float64),       # (16 x 128) tiles (2048 elements in float64)
+    (5, 3, tritorch.float64)])          # fewer rows than a tile holds, columns past the edge
+@pytest.mark.parametrize("params", ["weight and bias", "weight", "bias"])
+def test_layer_norm_backward_in_tiles_of_rows(rows, n, dtype, params):
+    """``_ln_bwd_kernel`` reads a tile of rows at a time: dx, dw and db equal float64's for one tile, several tiles
+    per chunk, several chunks, a part tile, with a weight and a bias or one of them (``HAS_W``, ``HAS_B``), and with
+    the skip connection's gradient added in the kernel."""
+    x, xr = make((rows, n), dtype, "cuda", seed=21, requires_grad=True)
+    g, gr = make((rows, n), dtype, "cuda", seed=22)
+    rng = np.random.default_rng(23)
+    wr, br = rng.uniform(0.5, 1.5, n), rng.standard_normal(n)
+    w = tritorch.tensor(wr, dtype=dtype, device="cuda", requires_grad=True) if "weight" in params else None
+    b = tritorch.tensor(br, dtype=dtype, device="cuda", requires_grad=True) if "bias" in params else None
+    y = tritorch.layer_norm(x, (n,), w, b)
+    with profile() as prof:
+        (x + y).backward(g)                 # the skip's gradient g is added to dx in the kernel
+    assert prof.kernel_launches("_ln_bwd_kernel") == 1 and prof.kernel_launches("_ln_bwd_dx_kernel") == 0
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype is tritorch.float64 else dict(rtol=1e-4, atol=1e-5)
+    xhat = ref_norm(xr, (1,), 1e-5)
+    assert_close(x.grad, gr + ref_norm_grad(xr, gr * (wr if w is not None else 1.0), (1,), 1e-5), **tol)
+    if w is not None:
+        assert_close(w.grad, (gr * xhat).sum(axis=0), **tol)
+    if b is not None:
+        assert_close(b.grad, gr.sum(axis=0), **tol)
 
 
 @pytest.mark.parametrize("rows, n", [(6, 37), (40, 4100)])     # rows in one block (3 chunks), wider rows (2)

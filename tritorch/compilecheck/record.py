@@ -124,7 +124,8 @@ def w_norm(dt):
     x = _t((8, 16, 12, 12), dt, True)
     _bwd(nn.BatchNorm2d(16).to(device="cuda", dtype=dt)(x))
     _bwd(nn.BatchNorm2d(4).to(device="cuda", dtype=dt)(_t((8, 4, 32, 32), dt, True)))   # split channels: Welford parts
-    for shape in ((64, 384), (16, 4096), (4, 50, 100), (2, 8192)):     # (2, 8192): rows over a block
+    # (64, 64): all rows in one tile of the backward; (2, 8192): rows over a block
+    for shape in ((64, 64), (64, 384), (16, 4096), (4, 50, 100), (2, 8192)):
         x = _t(shape, dt, True)
         _bwd(nn.LayerNorm(shape[-1]).to(device="cuda", dtype=dt)(x))
         _bwd((x + F.layer_norm(x, shape[-1:])) * 2.0)    # the skip connection's gradient added in dx's kernel
