@@ -82,15 +82,17 @@ def _finish_shifted_sum(acc, q_seen, m, row_max):
 
 
 @triton.jit
-def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, R, C, INNER, xso, xsi, xsc,
+def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, den_ptr, R, C, INNER, xso, xsi, xsc,
                    ignore_index, eps,
-                   HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, CT: tl.constexpr,
-                   BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                   HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, MEAN: tl.constexpr,
+                   CT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """Cross-entropy with class-index targets, BLOCK_R rows per program:
     loss = (1 - eps) * w[t] * (lse - x[t]) + eps / C * sum_c w[c] * (lse - x[c]), 0 where t == ignore_index.
     Also writes lse (for backward), w[t] (0 where ignored: the denominator of 'mean') and the target check's numbers:
     range[pid] = (smallest, largest) of the program's counted targets ((programs, 2) int64; 0 stands in for ignored
-    ones), which the host reads to raise on a target outside [0, C) (``_ce_rows``); such a target reads nothing."""
+    ones), which the host reads to raise on a target outside [0, C) (``_ce_rows``); such a target reads nothing.
+    With ``MEAN`` (one program holding every row) the rows' losses are not stored: loss_ptr is the 'mean' (0-d),
+    sum(loss) / den, and den_ptr den = sum(w[t]), as ``_weighted_mean_kernel`` would take them."""
     if EPS_PTR:
         eps = tl.load(eps)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -135,7 +137,12 @@ def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, R,
         smooth = _finish_shifted_sum(wx, wsum[None, :], m, row_max) + tl.sum(wsum, axis=0) * log_sum
         loss = (1.0 - eps) * loss + eps / C * smooth
     loss = tl.where(valid, loss, 0.0)
-    tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
+    if MEAN:
+        den = tl.sum(w_t, axis=0).to(den_ptr.dtype.element_ty)
+        tl.store(den_ptr, den)
+        tl.store(loss_ptr, (tl.sum(loss, axis=0) / den.to(CT)).to(loss_ptr.dtype.element_ty))
+    else:
+        tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
     tl.store(lse_ptr + rows, lse.to(lse_ptr.dtype.element_ty), mask=row_mask)
     tl.store(wt_ptr + rows, w_t.to(wt_ptr.dtype.element_ty), mask=row_mask)
 
@@ -412,12 +419,16 @@ def _np_nll_bwd(x2, t, w, g, ignore_index):
 # Cross-entropy and NLL: launch
 # ====================================================================================================================
 
-def row_config(R, C):
+def row_config(R, C, whole=False):
     """(BLOCK_R, BLOCK_C, num_warps) of a row-kernel launch over R rows of C classes: a row streams through in
     blocks of at most BLOCK_C; short rows are packed BLOCK_R to a program. The interpreter uses small blocks so
-    that tests cover rows of several blocks."""
+    that tests cover rows of several blocks. ``whole``: all R rows in one program where a GPU's program would hold
+    them (the caller reduces over them there), the interpreter's too, so that it launches what a GPU does."""
     max_c, tile = (32, 256) if INTERPRET else (2048, 4096)
     block_c = min(next_pow2(C), max_c)
+    gpu_c = min(next_pow2(C), 2048)
+    if whole and (R == 1 or gpu_c < 2048 and next_pow2(R) * gpu_c <= 4096):
+        return next_pow2(R), block_c, 4 if next_pow2(R) * block_c <= 2048 else 8
     if block_c == 2048:         # one row per program: two (8 warps) spilled 4 B in _ce_fwd_kernel (triton 3.8)
         return 1, block_c, 8
     block_r = max(1, min(next_pow2(R), tile // block_c))
@@ -483,10 +494,11 @@ def _host(t, dtype=None):
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
-def _ce_rows(x, t, w, ignore_index, eps):
-    """(loss, lse, w[t]) per row of a cross-entropy with class-index targets, each shaped like the target; on cuda
-    the targets' range is checked from the numbers the kernel writes (no launch of its own: see
-    ``_check_class_targets``)."""
+def _ce_rows(x, t, w, ignore_index, eps, mean=False):
+    """(loss, lse, w[t], den): loss, lse and w[t] per row of a cross-entropy with class-index targets, each shaped
+    like the target, den None; on cuda the targets' range is checked from the numbers the kernel writes (no launch
+    of its own: see ``_check_class_targets``). With ``mean``, where one program holds every row (``row_config``'s
+    ``whole``), that program also takes the 'mean': loss is then the 0-d mean, den its sum of the weights."""
     cd = 1 if x.ndim > 1 else 0
     C = x._shape[cd]
     rdt = _row_dtype(x.dtype)
@@ -494,22 +506,24 @@ def _ce_rows(x, t, w, ignore_index, eps):
         ct = np_ct(x.dtype)
         loss, lse, wt = _np_ce_fwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1), None if w is None else
                                    _host(w, ct), ignore_index, eps)
-        return tuple(wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, lse, wt))
+        return tuple(wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, lse, wt)) + (None,)
     loss, lse, wt = (empty(t._shape, rdt, x.device) for _ in range(3))
-    R = t.numel()
+    R, den = t.numel(), None
     if R:
         xr, so, si, sc = _class_rows(interp_bf16_in(x))
         ct = ACC[x.dtype]
         e = _ScalarArg(eps, ct, x.device)
-        block_r, block_c, nw = row_config(R, C)
+        block_r, block_c, nw = row_config(R, C, whole=mean)
+        if mean and block_r >= R:
+            loss, den = empty((), rdt, x.device), empty((), rdt, x.device)
         parts = empty((cdiv(R, block_r), 2), D.int64, x.device)
         _ce_fwd_kernel[(cdiv(R, block_r),)](
             ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(lse),
-            ptr(wt), ptr(parts), R, C, _inner(x), so, si, sc, ignore_index, e.arg,
-            HAS_W=w is not None, SMOOTH=eps > 0, EPS_PTR=e.is_ptr, CT=ct, BLOCK_R=block_r, BLOCK_C=block_c,
-            num_warps=nw)
+            ptr(wt), ptr(parts), ptr(den if den is not None else wt), R, C, _inner(x), so, si, sc, ignore_index,
+            e.arg, HAS_W=w is not None, SMOOTH=eps > 0, EPS_PTR=e.is_ptr, MEAN=den is not None, CT=ct,
+            BLOCK_R=block_r, BLOCK_C=block_c, num_warps=nw)
         host_check(parts, lambda values: check_range(values, C, _bad_target))
-    return loss, lse, wt
+    return loss, lse, wt, den
 
 
 def _ce_rows_grad(ctx, g, den=None):
@@ -557,7 +571,7 @@ class CrossEntropyRows(Function):
     @staticmethod
     def forward(ctx, x, t, w, ignore_index, eps):
         ctx._name = "NllLossBackward0" if not eps else "CrossEntropyLossBackward0"
-        loss, lse, wt = _ce_rows(x, t, w, ignore_index, eps)
+        loss, lse, wt = _ce_rows(x, t, w, ignore_index, eps)[:3]
         ctx.mark_non_differentiable(wt)
         ctx.ignore_index, ctx.eps = ignore_index, eps
         ctx.save_for_backward(x, t, w, lse, wt)
@@ -571,13 +585,14 @@ class CrossEntropyRows(Function):
 class CrossEntropyMean(Function):
     """The 'mean' cross-entropy with class-index targets, ``loss.sum() / w[t].sum()`` of ``_ce_rows``, as one node:
     its backward divides the gradient by the sum of weights inside ``_ce_bwd_kernel`` (the two nodes of
-    ``CrossEntropyRows`` and ``WeightedMean`` take a launch more for that quotient)."""
+    ``CrossEntropyRows`` and ``WeightedMean`` take a launch more for that quotient). Rows that one program holds
+    take the mean in ``_ce_fwd_kernel`` too: one launch forward."""
 
     @staticmethod
     def forward(ctx, x, t, w, ignore_index, eps):
         ctx._name = "NllLossBackward0" if not eps else "CrossEntropyLossBackward0"
-        loss, lse, wt = _ce_rows(x, t, w, ignore_index, eps)
-        out, ctx.den = _weighted_mean(loss, wt)
+        loss, lse, wt, den = _ce_rows(x, t, w, ignore_index, eps, mean=True)
+        out, ctx.den = (loss, den) if den is not None else _weighted_mean(loss, wt)    # (den: the kernel took it)
         ctx.ignore_index, ctx.eps = ignore_index, eps
         ctx.save_for_backward(x, t, w, lse, wt)
         return out

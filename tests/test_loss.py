@@ -828,3 +828,39 @@ def test_cross_entropy_mean_backward_is_one_launch(device, dtype, case):
     if device == "cuda":
         assert [e.name for e in prof.events() if e.kind == "kernel"][-1:] == ["_ce_bwd_kernel"]
         assert sum(e.kind == "kernel" for e in prof.events()) == (1 if dtype in (tritorch.float32, F64) else 2)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("xshape, tshape, one_program", [
+    ((32, 10), (32,), True),            # MNIST's batch: 32 rows of 16 (padded) classes, one program on a GPU
+    ((6, 5, 3), (6, 3), True),          # spatial targets
+    ((1, 5000), (1,), True),            # one row of classes streamed in blocks
+    ((300, 37), (300,), False)])        # 512 x 64 is more than one program holds: per-row losses, then the mean
+@pytest.mark.parametrize("case", ["plain", "weight, ignore_index and smoothing"])
+def test_cross_entropy_mean_forward_in_one_launch(dtype, xshape, tshape, one_program, case):
+    """'mean' cross-entropy whose rows one program holds takes the mean in ``_ce_fwd_kernel`` (no per-row losses
+    stored, no ``_weighted_mean_kernel``): the loss and the gradient equal float64's, as with the two launches."""
+    C = xshape[1]
+    x, rx = make(xshape, dtype, "cuda", low=-3, high=3, seed=3, requires_grad=True)
+    t = _targets(tshape, C, seed=4)
+    weighted = case != "plain"
+    w = np.random.default_rng(5).uniform(0.5, 2.0, C) if weighted else None
+    kw = dict(weight=tritorch.tensor(w, dtype=dtype, device="cuda"), label_smoothing=0.1) if weighted else {}
+    with profile() as prof:
+        loss = F.cross_entropy(x, tritorch.tensor(t, device="cuda"), **kw)
+    names = [e.name for e in prof.events() if e.kind == "kernel"]
+    assert names.count("_ce_fwd_kernel") == 1 and names.count("_weighted_mean_kernel") == (not one_program)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype is F64 else dict(rtol=1e-5, atol=1e-6)
+    expected = ref_cross_entropy(rx, t, w, eps=0.1 if weighted else 0.0)
+    assert loss.shape == () and loss.dtype is dtype
+    assert_close(loss, np.asarray(expected), **tol)
+    loss.backward()
+    dx = num_grad(lambda a: ref_cross_entropy(a, t, w, eps=0.1 if weighted else 0.0), rx)
+    assert_close(x.grad, dx, **(dict(rtol=1e-6, atol=1e-8) if dtype is F64 else dict(rtol=1e-4, atol=1e-6)))
+
+
+def test_cross_entropy_mean_in_one_launch_of_ignored_rows_is_nan():
+    """Every target ignored: the one program's mean is 0 / 0 = NaN, as the two launches' (and PyTorch's)."""
+    x = tritorch.randn(4, 3, device="cuda", requires_grad=True)
+    loss = F.cross_entropy(x, tritorch.full((4,), -100, dtype=tritorch.int64, device="cuda"))
+    assert np.isnan(to_np(loss))
