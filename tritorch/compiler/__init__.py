@@ -1,9 +1,10 @@
 """``tritorch.compile``: capture a forward once per input signature, optimise its graph and replay it. A call whose
 signature (input structure, non-tensor arguments, shapes, dtypes, devices, requires_grad, grad mode, autocast, and the
 training mode of every module the capture called) is new captures the forward through the op modes (``tritorch.jit``'s
-capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code elimination; a float32
-cast of half logits read only by ``cross_entropy`` folded into it (``passes/losses.py``: the loss kernels read the half
-logits, and no float32 copy of them or of their gradient is made); attention written in ops as the flash-attention
+capture, which this call's result comes from), then runs the passes of ``passes/``: dead-code elimination;
+``nll_loss(log_softmax(x))`` as ``cross_entropy(x)`` and a float32 cast of half logits read only by ``cross_entropy``
+folded into it (``passes/losses.py``: the loss kernels read the half logits, and no float32 copy of them or of their
+gradient is made); attention written in ops as the flash-attention
 kernels (``passes/attention.py``, not under autocast); a layer written as a product, ``x @ w [+ b]`` with a 2-D ``w``,
 as a linear (``passes/matmul.py``, not under autocast); activations, training-mode dropout (a convolution's dropout2d
 too) and residual adds fused into the linear and conv kernels' epilogues (with autograd too); linears in a row as one
@@ -55,8 +56,8 @@ from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_loss_cast, fuse_pointwise, fuse_rms_norm, \
-    matmul_as_linear, plan_layouts, rematerialize, rms_norm_rows
+    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_log_softmax_nll, fuse_loss_cast, fuse_pointwise, \
+    fuse_rms_norm, matmul_as_linear, plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset", "is_compiling", "disable"]
 
@@ -285,8 +286,11 @@ class CompiledFunction:
             self._notes.append(f"{head}: {n0} ops, {n0 - n1} dead, no fusion: an in-place op writes a tensor an "
                                "earlier op read, which a fused node would read after the write")
             return self._replay(graph, key, {})
+        if not any(key[4]):                 # (autocast runs log_softmax and nll_loss each in float32)
+            graph = fuse_log_softmax_nll(graph)
+        nll = n1 - len(graph.nodes)
         graph = fuse_loss_cast(graph)
-        loss_casts = n1 - len(graph.nodes)
+        loss_casts = n1 - nll - len(graph.nodes)
         products = 0
         if not any(key[4]):                 # under autocast the ops they replace run in other dtypes
             graph = fuse_attention(graph)
@@ -320,8 +324,8 @@ class CompiledFunction:
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \
-            f"{laid_out} products laid out for their reader, {loss_casts} float32 casts of half logits read by " \
-            "cross_entropy's kernels"
+            f"{laid_out} products laid out for their reader, {nll} nll_loss of log_softmax as cross_entropy, " \
+            f"{loss_casts} float32 casts of half logits read by cross_entropy's kernels"
         kernels = {}
         if graph.device is not None and graph.device.type == "cuda":
             before = len(graph.nodes)

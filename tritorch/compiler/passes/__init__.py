@@ -10,7 +10,8 @@ file of its own:
   (``kernels/conv_pool.py``);
 - ``norms.py``: ``fuse_layer_norm`` and ``fuse_rms_norm``, layer and root-mean-square norms written in ops as the
   row-norm kernels;
-- ``losses.py``: ``fuse_loss_cast``, a float32 cast of half logits read by ``cross_entropy`` as its prologue;
+- ``losses.py``: ``fuse_log_softmax_nll``, ``nll_loss(log_softmax(x))`` as ``cross_entropy(x)``, and
+  ``fuse_loss_cast``, a float32 cast of half logits read by ``cross_entropy`` as its prologue;
 - ``chain.py``: ``fuse_linear_chain``, linears in a row as one node (``kernels/linear_chain.py``);
 - ``layout.py``: ``plan_layouts``, a batched product written in the order its transpose-then-reshape reader wants;
 - ``pointwise.py``: ``rematerialize`` and ``fuse_pointwise``, elementwise trees (and a reduction they feed) as
@@ -23,12 +24,12 @@ from .conv_pool import fuse_conv_pool
 from .dead_code import eliminate_dead_code
 from .epilogues import fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_residual
 from .layout import plan_layouts
-from .losses import fuse_loss_cast
+from .losses import fuse_log_softmax_nll, fuse_loss_cast
 from .matmul import matmul_as_linear
 from .norms import fuse_layer_norm, fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
 __all__ = ["eliminate_dead_code", "fuse_attention", "matmul_as_linear", "fuse_linear_epilogue", "fuse_linear_dropout",
            "fuse_linear_residual", "fuse_conv_pool", "fuse_layer_norm", "fuse_rms_norm", "rms_norm_rows",
-           "fuse_linear_chain", "fuse_loss_cast", "plan_layouts", "fuse_pointwise", "rematerialize", "pointwise_spec",
-           "reduction_spec", "Param", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_log_softmax_nll", "fuse_loss_cast", "plan_layouts", "fuse_pointwise",
+           "rematerialize", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES"]

@@ -1,4 +1,11 @@
-"""``fuse_loss_cast``: half logits cast to float32 (``x.float()``, ``x.to(torch.float32)``) and read only by a
+"""Losses read as the cross-entropy kernels of ``kernels/loss.py``.
+
+``fuse_log_softmax_nll``: ``nll_loss(log_softmax(x, dim=class dim), target, ...)``, the log-probabilities read by
+nothing else, becomes ``cross_entropy(x, target, ...)`` (PyTorch's definition of it): one fused kernel each way
+instead of a softmax kernel and the loss's (and its mean's), and no (rows, classes) log-probabilities written, read
+back, nor their gradient. Not under autocast (its policy runs each of the two in float32 separately).
+
+``fuse_loss_cast``: half logits cast to float32 (``x.float()``, ``x.to(torch.float32)``) and read only by a
 ``cross_entropy`` with class-index targets, as its input, become ``cross_entropy(x, ..., dtype=float32)``: the
 loss kernels read the half logits and compute in float32 as they would on the cast ones (the same loss and
 gradient, bit for bit), so neither the float32 copy of the logits nor that of their gradient is made
@@ -7,7 +14,7 @@ from ... import _dtype as D
 from ...jit.ir import Node, Value
 from .graph import copy_graph as _copy, uses as _uses
 
-__all__ = ["fuse_loss_cast"]
+__all__ = ["fuse_log_softmax_nll", "fuse_loss_cast"]
 
 _HALF = (D.float16, D.bfloat16)
 
@@ -45,4 +52,38 @@ def fuse_loss_cast(graph):
         dropped.add(id(cast))
         nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), {**node.kwargs, "dtype": D.float32},
                           node.outputs, node.out_struct, node.scope, node.module_type, node.aliases, node.draws))
+    return _copy(graph, [n for n in nodes if id(n) not in dropped])
+
+
+def _class_log_softmax(node):
+    """x where ``node`` is ``log_softmax(x, dim)`` over x's class dim (1, or 0 for a 1-D x), no other argument."""
+    x = node.args[0] if node.op == "log_softmax" and node.args else None
+    if not isinstance(x, Value) or node.aliases or len(node.outputs) != 1 or len(x.shape) == 0:
+        return None
+    given = dict(zip(("dim",), node.args[1:]), **node.kwargs)
+    dim = given.get("dim")
+    if set(given) != {"dim"} or len(node.args) > 2 or type(dim) is not int:
+        return None
+    nd = len(x.shape)
+    return x if -nd <= dim < nd and dim % nd == (1 if nd > 1 else 0) else None
+
+
+def fuse_log_softmax_nll(graph):
+    """The graph with each ``nll_loss`` of class-dim log-probabilities (read by nothing else, not a graph output;
+    class-index targets) as ``cross_entropy`` of the logits, with the same arguments."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
+    logs = {n.outputs[0].name: (n, x) for n in graph.nodes if (x := _class_log_softmax(n)) is not None}
+    dropped, nodes = set(), []
+    for node in graph.nodes:
+        src = node.args[0] if node.op == "nll_loss" and node.args else None
+        found = logs.get(src.name) if isinstance(src, Value) else None
+        target = node.args[1] if len(node.args) > 1 else node.kwargs.get("target")
+        if found is None or uses.get(src.name) != 1 or src.name in outputs or node.aliases or \
+                not isinstance(target, Value) or target.dtype.is_floating_point:
+            nodes.append(node)
+            continue
+        log, x = found
+        dropped.add(id(log))
+        nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), dict(node.kwargs), node.outputs,
+                          node.out_struct, node.scope, node.module_type, node.aliases, node.draws))
     return _copy(graph, [n for n in nodes if id(n) not in dropped])
