@@ -3,7 +3,8 @@
 
 Training steps (forward, loss, backward, optimizer step): an MLP with SGD, a pre-norm GPT block with a causal mask
 and Adam (without dropout, and with 0.1 as in training), the CNN of ``tritorch.train`` with SGD, and a LLaMA-style
-block written in tensor ops (RMSNorm, attention spelled out, SwiGLU) with AdamW. Each runs on
+block written in tensor ops (RMSNorm, attention spelled out, SwiGLU) with AdamW, and PyTorch's MNIST example (its net
+ends in log_softmax, its loss is nll_loss) with Adadelta. Each runs on
 ``cpu`` (the NumPy references: op calls and host time, no kernels) and ``cuda``, eager, compiled (the model),
 compiled+loss (the forward and the loss as one compiled function) and reduce-overhead (compiled+loss with
 ``mode="reduce-overhead"``: recorded launches replayed without the ops); the model is compiled once, the fourth step
@@ -13,7 +14,7 @@ the framework's own cost per step. By default ``cuda`` is Triton's interpreter (
 unless already set): its launch counts and bytes are those of a GPU, its kernel times are not. On a GPU machine run
 it with TRITORCH_INTERPRET=0.
 
-    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn,llama] [--cnn-size 8]
+    python3 bench/compile_counts.py [--devices cpu,cuda] [--workloads mlp,gpt,gpt_dropout,cnn,llama,mnist] [--cnn-size 8]
         [--json OUT]
 """
 import argparse
@@ -128,7 +129,30 @@ def llama(device, cnn_size):
     return model, tritorch.optim.AdamW(model.parameters(), lr=1e-3), (x,), lambda out: out.pow(2).mean()
 
 
-WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn, "llama": llama}
+class _MnistNet(nn.Module):
+    """PyTorch's MNIST example net: two 3x3 convs, a max pool, dropout 0.25, a linear, dropout 0.5, a linear and
+    log_softmax (its loss is nll_loss)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+        self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(64 * ((size - 4) // 2) ** 2, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = self.dropout2(F.relu(self.fc1(tritorch.flatten(self.dropout1(x), 1))))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def mnist(device, cnn_size):
+    """PyTorch's MNIST example: ``_MnistNet``, nll_loss, Adadelta, batch 32, 1 x size x size."""
+    model = _MnistNet(cnn_size).to(device)
+    x, y = _data((32, 1, cnn_size, cnn_size), device, 5), _labels(32, device)
+    return model, tritorch.optim.Adadelta(model.parameters(), lr=1.0), (x,), lambda out: F.nll_loss(out, y)
+
+
+WORKLOADS = {"mlp": mlp, "gpt": gpt, "gpt_dropout": gpt_dropout, "cnn": cnn, "llama": llama, "mnist": mnist}
 
 
 MODES = ("eager", "compiled", "compiled+loss", "reduce-overhead")
