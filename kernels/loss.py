@@ -426,11 +426,11 @@ def row_config(R, C, whole=False):
     them (the caller reduces over them there), the interpreter's too, so that it launches what a GPU does."""
     max_c, tile = (32, 256) if INTERPRET else (2048, 4096)
     block_c = min(next_pow2(C), max_c)
+    if block_c == 2048:         # one row per program: two (8 warps) spilled 4 B in _ce_fwd_kernel (triton 3.8)
+        return 1, block_c, 8
     gpu_c = min(next_pow2(C), 2048)
     if whole and (R == 1 or gpu_c < 2048 and next_pow2(R) * gpu_c <= 4096):
         return next_pow2(R), block_c, 4 if next_pow2(R) * block_c <= 2048 else 8
-    if block_c == 2048:         # one row per program: two (8 warps) spilled 4 B in _ce_fwd_kernel (triton 3.8)
-        return 1, block_c, 8
     block_r = max(1, min(next_pow2(R), tile // block_c))
     num_warps = 4 if block_r * block_c <= 2048 else 8
     return block_r, block_c, num_warps

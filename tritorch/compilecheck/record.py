@@ -165,6 +165,7 @@ def w_loss(dt):
             _bwd(F.cross_entropy(x, y, dtype=tritorch.float32))
         _bwd(F.nll_loss(F.log_softmax(x, dim=-1), y))
         _bwd(F.cross_entropy(x, F.softmax(_t((n, c), dt), dim=-1)))
+    _bwd(F.cross_entropy(_t((1, 50000), dt, True), tritorch.tensor([7], device="cuda")))   # one row: its mean in-kernel
     a, b = _t((64, 33), dt, True), _t((64, 33), dt)
     for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss):
         _bwd(fn(a, b))
