@@ -25,8 +25,8 @@ KNOWN = [
      r"expected np\.float\d+\(nan\)",
      "PyTorch's Welford update makes var_mean/std_mean's mean NaN for an infinite input (inf - inf), where its own "
      "mean() is +-inf: tritorch's mean output is mean()'s"),
-    (None, r"^F\.(layer_norm|group_norm)$", "wrong", r"^(backward: .*)?NaN positions differ: at \[[\d, ]*\] got "
-     r"np\.float\d+\((?!nan)[^)]*\) expected np\.float\d+\(nan\)",
+    (None, r"^F\.(layer_norm|group_norm|instance_norm)$", "wrong", r"^(backward: .*)?NaN positions differ: at "
+     r"\[[\d, ]*\] got np\.float\d+\((?!nan)[^)]*\) expected np\.float\d+\(nan\)",
      "a variance that overflows (an element near the float max): PyTorch's CPU Welford combines its SIMD lanes with "
      "an empty one (0 * inf = NaN) when the row is shorter than the vector width (4 or 8 doubles by build), else "
      "gives inf; tritorch always takes rstd = 0 (output = bias), machine-independent"),
