@@ -287,9 +287,10 @@ def _ce_prob_bwd_kernel(x_ptr, t_ptr, w_ptr, lse_ptr, sq_ptr, g_ptr, dx_ptr, dt_
 
 
 @triton.jit
-def _nll_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, wt_ptr, R, INNER, xso, xsi, xsc, ignore_index,
-                    HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
-    """loss = -w[t] * x[t] per row (a gather), 0 where t == ignore_index; also writes w[t]."""
+def _nll_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, wt_ptr, den_ptr, R, INNER, xso, xsi, xsc, ignore_index,
+                    HAS_W: tl.constexpr, MEAN: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+    """loss = -w[t] * x[t] per row (a gather), 0 where t == ignore_index; also writes w[t]. With ``MEAN`` (one
+    program holding every row) loss_ptr is the 'mean' (0-d), sum(loss) / den, and den_ptr den = sum(w[t])."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     row_mask = rows < R
     t = tl.load(t_ptr + rows, mask=row_mask, other=ignore_index)
@@ -300,14 +301,22 @@ def _nll_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, wt_ptr, R, INNER, xso, xsi, x
         w_t = tl.load(w_ptr + t, mask=valid, other=0.0).to(CT)
     else:
         w_t = valid.to(CT)
-    tl.store(loss_ptr + rows, tl.where(valid, -w_t * x_t, 0.0).to(loss_ptr.dtype.element_ty), mask=row_mask)
+    loss = tl.where(valid, -w_t * x_t, 0.0)
+    if MEAN:
+        den = tl.sum(w_t, axis=0).to(den_ptr.dtype.element_ty)
+        tl.store(den_ptr, den)
+        tl.store(loss_ptr, (tl.sum(loss, axis=0) / den.to(CT)).to(loss_ptr.dtype.element_ty))
+    else:
+        tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
     tl.store(wt_ptr + rows, w_t.to(wt_ptr.dtype.element_ty), mask=row_mask)
 
 
 @triton.jit
-def _nll_bwd_kernel(t_ptr, w_ptr, g_ptr, dx_ptr, R, C, INNER, dso, dsi, dsc, gs, ignore_index,
-                    HAS_W: tl.constexpr, CT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """dx[c] = -g * w[t] at c == t, 0 elsewhere: every element of the gradient written once."""
+def _nll_bwd_kernel(t_ptr, w_ptr, g_ptr, den_ptr, dx_ptr, R, C, INNER, dso, dsi, dsc, gs, ignore_index,
+                    HAS_W: tl.constexpr, HAS_DEN: tl.constexpr, CT: tl.constexpr, BLOCK_R: tl.constexpr,
+                    BLOCK_C: tl.constexpr):
+    """dx[c] = -g * w[t] at c == t, 0 elsewhere: every element of the gradient written once. ``gs``: the stride of
+    the per-row g (0: one value for every row); with ``HAS_DEN`` g is the 'mean''s gradient and the rows' g / den."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_mask = rows < R
     d_row = dx_ptr + _row_base(rows, INNER, dso, dsi)
@@ -315,6 +324,8 @@ def _nll_bwd_kernel(t_ptr, w_ptr, g_ptr, dx_ptr, R, C, INNER, dso, dsi, dsc, gs,
     valid = row_mask & (t != ignore_index)
     t = tl.where(valid, t, -1)
     g = tl.load(g_ptr + rows * gs, mask=valid, other=0.0).to(CT)
+    if HAS_DEN:
+        g = g / tl.load(den_ptr).to(CT)
     if HAS_W:
         g = g * tl.load(w_ptr + t, mask=valid, other=0.0).to(CT)
     cols = tl.arange(0, BLOCK_C)
@@ -726,28 +737,79 @@ def _ce_prob_grad_composite(x, p, w, g, eps):
     return dx, dp
 
 
+def _nll_rows(x, t, w, ignore_index, mean=False):
+    """(loss, w[t], den) of a negative log-likelihood, per row (shaped like the target; den None) by
+    ``_nll_fwd_kernel``; with ``mean``, where one program of a GPU holds every row (1024, as ``block_for``'s; the
+    interpreter's too, so that it launches what a GPU does), loss is the 0-d 'mean' and den its sum of weights."""
+    cd = 1 if x.ndim > 1 else 0
+    rdt = _row_dtype(x.dtype)
+    if x._storage.device.type == "cpu":
+        ct = np_ct(x.dtype)
+        loss, wt = _np_nll_fwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1),
+                               None if w is None else _host(w, ct), ignore_index)
+        return tuple(wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, wt)) + (None,)
+    loss, wt, den = empty(t._shape, rdt, x.device), empty(t._shape, rdt, x.device), None
+    R = t.numel()
+    if R:
+        xr, so, si, sc = _class_rows(interp_bf16_in(x))
+        block = block_for(R)
+        if mean and R <= 1024:
+            block, loss, den = next_pow2(R), empty((), rdt, x.device), empty((), rdt, x.device)
+        _nll_fwd_kernel[(cdiv(R, block),)](
+            ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(wt),
+            ptr(den if den is not None else wt), R, _inner(x), so, si, sc, ignore_index, HAS_W=w is not None,
+            MEAN=den is not None, CT=ACC[x.dtype], BLOCK=block)
+    return loss, wt, den
+
+
+def _nll_rows_grad(ctx, g, den=None):
+    """dx of ``_nll_rows``'s loss from the per-row gradient g (one value for every row, or shaped like the target),
+    divided by ``den`` (the 'mean''s sum of weights) when given: one ``_nll_bwd_kernel``."""
+    t, w, wt = ctx.saved_tensors
+    if ctx.needs_input_grad[2]:
+        raise RuntimeError("the derivative for 'weight' is not implemented.")
+    shape, dtype, dev = ctx.x_meta
+    cd = 1 if len(shape) > 1 else 0
+    C = shape[cd]
+    if STATE.enabled or dev.type == "cpu":
+        g = g if den is None else (g / den).expand(t._shape)
+    if STATE.enabled:
+        cshape = tuple(C if i == cd else 1 for i in range(len(shape)))
+        with no_grad():
+            hot = (t.unsqueeze(cd) == _creation.arange(C, device=dev).reshape(cshape)).to(dtype)
+            hot = hot * wt.to(dtype).unsqueeze(cd) * -1.0
+        return g.to(dtype).unsqueeze(cd) * hot
+    if dev.type == "cpu":
+        ct = np_ct(dtype)
+        x2 = np.zeros((t.numel(), C), ct)
+        dx2 = _np_nll_bwd(x2, _host(t).reshape(-1), None if w is None else _host(w, ct),
+                          np.broadcast_to(_host(g, ct), t._shape).reshape(-1), ctx.ignore_index)
+        return wrap(_from_rows(dx2, shape, cd).astype(dtype.np), dtype, dev)
+    dx = empty(shape, dtype, dev)
+    R = t.numel()
+    if R == 0 or C == 0:
+        return dx
+    out = empty(shape, D.float32, dev) if INTERPRET and dtype is D.bfloat16 else dx
+    _, dso, dsi, dsc = _class_rows(out)
+    gr, gs = _row_grad(g, R)
+    block_r, block_c, nw = row_config(R, C)
+    _nll_bwd_kernel[(cdiv(R, block_r),)](
+        ptr(t), in_ptr(w) if w is not None else ptr(t), in_ptr(gr), ptr(den) if den is not None else ptr(t),
+        ptr(out), R, C, math.prod(shape[2:]) if len(shape) > 2 else 1, dso, dsi, dsc, gs, ctx.ignore_index,
+        HAS_W=w is not None, HAS_DEN=den is not None, CT=ACC[dtype], BLOCK_R=block_r, BLOCK_C=block_c,
+        num_warps=nw)
+    if out is not dx:
+        copy_host(dx, out)
+    return dx
+
+
 class NllRows(Function):
     """Per-row negative log-likelihood: returns (loss, w[t]), both shaped like the target."""
 
     @staticmethod
     def forward(ctx, x, t, w, ignore_index):
         ctx._name = "NllLossBackward0"
-        cd = 1 if x.ndim > 1 else 0
-        rdt = _row_dtype(x.dtype)
-        if x._storage.device.type == "cpu":
-            ct = np_ct(x.dtype)
-            loss, wt = _np_nll_fwd(_to_rows(_host(x, ct), cd), _host(t).reshape(-1),
-                                   None if w is None else _host(w, ct), ignore_index)
-            loss, wt = (wrap(a.reshape(t._shape).astype(rdt.np), rdt, x.device) for a in (loss, wt))
-        else:
-            loss, wt = empty(t._shape, rdt, x.device), empty(t._shape, rdt, x.device)
-            R = t.numel()
-            if R:
-                xr, so, si, sc = _class_rows(interp_bf16_in(x))
-                block = block_for(R)
-                _nll_fwd_kernel[(cdiv(R, block),)](
-                    ptr(xr), ptr(t), in_ptr(w) if w is not None else ptr(t), ptr(loss), ptr(wt), R,
-                    _inner(x), so, si, sc, ignore_index, HAS_W=w is not None, CT=ACC[x.dtype], BLOCK=block)
+        loss, wt, _ = _nll_rows(x, t, w, ignore_index)
         ctx.mark_non_differentiable(wt)
         ctx.ignore_index = ignore_index
         ctx.x_meta = (x._shape, x.dtype, x.device)
@@ -756,39 +818,27 @@ class NllRows(Function):
 
     @staticmethod
     def backward(ctx, g, _gw):
-        t, w, wt = ctx.saved_tensors
-        if ctx.needs_input_grad[2]:
-            raise RuntimeError("the derivative for 'weight' is not implemented.")
-        shape, dtype, dev = ctx.x_meta
-        cd = 1 if len(shape) > 1 else 0
-        C = shape[cd]
-        if STATE.enabled:
-            cshape = tuple(C if i == cd else 1 for i in range(len(shape)))
-            with no_grad():
-                hot = (t.unsqueeze(cd) == _creation.arange(C, device=dev).reshape(cshape)).to(dtype)
-                hot = hot * wt.to(dtype).unsqueeze(cd) * -1.0
-            return g.to(dtype).unsqueeze(cd) * hot, None, None, None
-        if dev.type == "cpu":
-            ct = np_ct(dtype)
-            x2 = np.zeros((t.numel(), C), ct)
-            dx2 = _np_nll_bwd(x2, _host(t).reshape(-1), None if w is None else _host(w, ct),
-                              np.broadcast_to(_host(g, ct), t._shape).reshape(-1), ctx.ignore_index)
-            return wrap(_from_rows(dx2, shape, cd).astype(dtype.np), dtype, dev), None, None, None
-        dx = empty(shape, dtype, dev)
-        R = t.numel()
-        if R == 0 or C == 0:
-            return dx, None, None, None
-        out = empty(shape, D.float32, dev) if INTERPRET and dtype is D.bfloat16 else dx
-        _, dso, dsi, dsc = _class_rows(out)
-        gr, gs = _row_grad(g, R)
-        block_r, block_c, nw = row_config(R, C)
-        _nll_bwd_kernel[(cdiv(R, block_r),)](
-            ptr(t), in_ptr(w) if w is not None else ptr(t), in_ptr(gr), ptr(out), R, C,
-            math.prod(shape[2:]) if len(shape) > 2 else 1, dso, dsi, dsc, gs, ctx.ignore_index,
-            HAS_W=w is not None, CT=ACC[dtype], BLOCK_R=block_r, BLOCK_C=block_c, num_warps=nw)
-        if out is not dx:
-            copy_host(dx, out)
-        return dx, None, None, None
+        return _nll_rows_grad(ctx, g), None, None, None
+
+
+class NllMean(Function):
+    """The 'mean' negative log-likelihood, ``loss.sum() / w[t].sum()``, as one node: its backward divides by the
+    sum of weights inside ``_nll_bwd_kernel``, and rows that one program holds take the mean in
+    ``_nll_fwd_kernel`` (``NllRows`` and ``WeightedMean`` take a launch more each way)."""
+
+    @staticmethod
+    def forward(ctx, x, t, w, ignore_index):
+        ctx._name = "NllLossBackward0"
+        loss, wt, den = _nll_rows(x, t, w, ignore_index, mean=True)
+        out, ctx.den = (loss, den) if den is not None else _weighted_mean(loss, wt)
+        ctx.ignore_index = ignore_index
+        ctx.x_meta = (x._shape, x.dtype, x.device)
+        ctx.save_for_backward(t, w, wt)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return _nll_rows_grad(ctx, g, ctx.den), None, None, None
 
 
 # ====================================================================================================================
@@ -1170,6 +1220,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     _check_float("nll_loss", input)
     _check_class_targets(input, target, weight, ignore_index)
     w = _weight_arg(weight, input, "nll_loss")
+    if reduction == "mean":
+        out = NllMean.apply(input, target.contiguous(), w, int(ignore_index))
+        return out if out.dtype is input.dtype else out.to(input.dtype)
     loss, wt = NllRows.apply(input, target.contiguous(), w, int(ignore_index))
     return _reduce_rows(loss, wt, input.dtype, reduction)
 

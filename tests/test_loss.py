@@ -864,3 +864,33 @@ def test_cross_entropy_mean_in_one_launch_of_ignored_rows_is_nan():
     x = tritorch.randn(4, 3, device="cuda", requires_grad=True)
     loss = F.cross_entropy(x, tritorch.full((4,), -100, dtype=tritorch.int64, device="cuda"))
     assert np.isnan(to_np(loss))
+
+
+@pytest.mark.parametrize("dtype", [F32, tritorch.float16, tritorch.bfloat16, F64])
+@pytest.mark.parametrize("case", ["plain", "weight and ignore_index", "spatial", "1100 rows"])
+def test_nll_loss_mean_is_one_node(device, dtype, case):
+    """'mean' nll_loss is one node: forward takes the mean in ``_nll_fwd_kernel`` where one program holds every row
+    (1024), backward divides by the summed weights inside ``_nll_bwd_kernel``: equal, bit for bit, to the per-row
+    node followed by the weighted mean's, with a launch fewer each way (1100 rows: the mean's own kernel forward)."""
+    shape, tshape = {"spatial": ((6, 5, 3), (6, 3)), "1100 rows": ((1100, 5), (1100,))}.get(case, ((7, 5), (7,)))
+    x, _ = make(shape, dtype, device, seed=1, requires_grad=True)
+    t = tritorch.tensor(np.random.default_rng(2).integers(0, 5, tshape), device=device)
+    kw = dict(weight=tritorch.tensor([0.5, 1.0, 1.5, 2.0, 0.7], dtype=dtype, device=device), ignore_index=3) \
+        if case == "weight and ignore_index" else {}
+    g = tritorch.tensor(1.5, dtype=dtype, device=device)
+    with profile() as fwd:
+        loss = F.nll_loss(x, t, **kw)
+    with profile() as bwd:
+        gx, = tritorch.autograd.grad(loss, (x,), g)
+    rows, wt = L.NllRows.apply(x, t, kw.get("weight"), kw.get("ignore_index", -100))
+    ref = L.WeightedMean.apply(rows, wt)
+    ref = ref if ref.dtype is dtype else ref.to(dtype)
+    assert loss.dtype is dtype and loss.shape == ()
+    np.testing.assert_array_equal(to_np(loss), to_np(ref))
+    np.testing.assert_array_equal(to_np(gx), to_np(tritorch.autograd.grad(ref, (x,), g)[0]))
+    if device == "cuda":
+        names = [e.name for e in fwd.events() + bwd.events() if e.kind == "kernel"]
+        assert names.count("_nll_fwd_kernel") == names.count("_nll_bwd_kernel") == 1
+        assert names.count("_weighted_mean_kernel") == (case == "1100 rows")
+        if dtype in (F32, F64):             # (half types: the casts of the float32 mean and of its gradient)
+            assert "_pointwise_kernel" not in names

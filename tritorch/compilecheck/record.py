@@ -166,6 +166,9 @@ def w_loss(dt):
         _bwd(F.nll_loss(F.log_softmax(x, dim=-1), y))
         _bwd(F.cross_entropy(x, F.softmax(_t((n, c), dt), dim=-1)))
     _bwd(F.cross_entropy(_t((1, 50000), dt, True), tritorch.tensor([7], device="cuda")))   # one row: its mean in-kernel
+    x, y = _t((2048, 10), dt, True), tritorch.tensor(np.arange(2048) % 10, device="cuda")
+    _bwd(F.nll_loss(x, y))                          # more rows than one program holds: the mean in its own kernel
+    _bwd(F.nll_loss(x, y, reduction="sum"))
     a, b = _t((64, 33), dt, True), _t((64, 33), dt)
     for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss):
         _bwd(fn(a, b))
