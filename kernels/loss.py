@@ -82,6 +82,18 @@ def _finish_shifted_sum(acc, q_seen, m, row_max):
 
 
 @triton.jit
+def _rows_or_mean(loss, w_t, rows, row_mask, loss_ptr, den_ptr, MEAN: tl.constexpr, CT: tl.constexpr):
+    """The rows' losses stored at loss_ptr[rows]; or with ``MEAN`` (the program holds every row) their 'mean' at
+    loss_ptr (0-d), sum(loss) / den, and den = sum(w[t]) at den_ptr, as ``_weighted_mean_kernel`` would take them."""
+    if MEAN:
+        den = tl.sum(w_t, axis=0).to(den_ptr.dtype.element_ty)
+        tl.store(den_ptr, den)
+        tl.store(loss_ptr, (tl.sum(loss, axis=0) / den.to(CT)).to(loss_ptr.dtype.element_ty))
+    else:
+        tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
+
+
+@triton.jit
 def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, den_ptr, R, C, INNER, xso, xsi, xsc,
                    ignore_index, eps,
                    HAS_W: tl.constexpr, SMOOTH: tl.constexpr, EPS_PTR: tl.constexpr, MEAN: tl.constexpr,
@@ -136,13 +148,7 @@ def _ce_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, lse_ptr, wt_ptr, range_ptr, de
     if SMOOTH:
         smooth = _finish_shifted_sum(wx, wsum[None, :], m, row_max) + tl.sum(wsum, axis=0) * log_sum
         loss = (1.0 - eps) * loss + eps / C * smooth
-    loss = tl.where(valid, loss, 0.0)
-    if MEAN:
-        den = tl.sum(w_t, axis=0).to(den_ptr.dtype.element_ty)
-        tl.store(den_ptr, den)
-        tl.store(loss_ptr, (tl.sum(loss, axis=0) / den.to(CT)).to(loss_ptr.dtype.element_ty))
-    else:
-        tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
+    _rows_or_mean(tl.where(valid, loss, 0.0), w_t, rows, row_mask, loss_ptr, den_ptr, MEAN, CT)
     tl.store(lse_ptr + rows, lse.to(lse_ptr.dtype.element_ty), mask=row_mask)
     tl.store(wt_ptr + rows, w_t.to(wt_ptr.dtype.element_ty), mask=row_mask)
 
@@ -301,13 +307,7 @@ def _nll_fwd_kernel(x_ptr, t_ptr, w_ptr, loss_ptr, wt_ptr, den_ptr, R, INNER, xs
         w_t = tl.load(w_ptr + t, mask=valid, other=0.0).to(CT)
     else:
         w_t = valid.to(CT)
-    loss = tl.where(valid, -w_t * x_t, 0.0)
-    if MEAN:
-        den = tl.sum(w_t, axis=0).to(den_ptr.dtype.element_ty)
-        tl.store(den_ptr, den)
-        tl.store(loss_ptr, (tl.sum(loss, axis=0) / den.to(CT)).to(loss_ptr.dtype.element_ty))
-    else:
-        tl.store(loss_ptr + rows, loss.to(loss_ptr.dtype.element_ty), mask=row_mask)
+    _rows_or_mean(tl.where(valid, -w_t * x_t, 0.0), w_t, rows, row_mask, loss_ptr, den_ptr, MEAN, CT)
     tl.store(wt_ptr + rows, w_t.to(wt_ptr.dtype.element_ty), mask=row_mask)
 
 

@@ -37,22 +37,9 @@ def _cast_to_float32(node):
 def fuse_loss_cast(graph):
     """The graph with each float32 cast of half logits read only by a class-index ``cross_entropy`` (as its input,
     not a graph output) folded into it as ``dtype=float32``."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     casts = {n.outputs[0].name: (n, x) for n in graph.nodes if (x := _cast_to_float32(n)) is not None}
-    dropped, nodes = set(), []
-    for node in graph.nodes:
-        src = node.args[0] if node.op == "cross_entropy" and node.args else None
-        found = casts.get(src.name) if isinstance(src, Value) else None
-        target = node.args[1] if len(node.args) > 1 else node.kwargs.get("target")
-        if found is None or uses.get(src.name) != 1 or src.name in outputs or "dtype" in node.kwargs or \
-                not isinstance(target, Value) or target.dtype.is_floating_point or node.aliases:
-            nodes.append(node)
-            continue
-        cast, x = found
-        dropped.add(id(cast))
-        nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), {**node.kwargs, "dtype": D.float32},
-                          node.outputs, node.out_struct, node.scope, node.module_type, node.aliases, node.draws))
-    return _copy(graph, [n for n in nodes if id(n) not in dropped])
+    return _into_cross_entropy(graph, "cross_entropy", casts, lambda node: "dtype" not in node.kwargs,
+                               {"dtype": D.float32})
 
 
 def _class_log_softmax(node):
@@ -71,19 +58,26 @@ def _class_log_softmax(node):
 def fuse_log_softmax_nll(graph):
     """The graph with each ``nll_loss`` of class-dim log-probabilities (read by nothing else, not a graph output;
     class-index targets) as ``cross_entropy`` of the logits, with the same arguments."""
-    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     logs = {n.outputs[0].name: (n, x) for n in graph.nodes if (x := _class_log_softmax(n)) is not None}
+    return _into_cross_entropy(graph, "nll_loss", logs, lambda node: True, {})
+
+
+def _into_cross_entropy(graph, op, producers, accept, extra):
+    """The graph with each ``op`` node (a loss with class-index targets, ``accept``ed) whose input is made by one of
+    ``producers`` (output name -> (node, x)) and read by nothing else, not a graph output, as ``cross_entropy`` of
+    that x with the loss's arguments and ``extra`` keywords; the producer dropped."""
+    uses, outputs = _uses(graph), {v.name for v in graph.outputs}
     dropped, nodes = set(), []
     for node in graph.nodes:
-        src = node.args[0] if node.op == "nll_loss" and node.args else None
-        found = logs.get(src.name) if isinstance(src, Value) else None
+        src = node.args[0] if node.op == op and node.args else None
+        found = producers.get(src.name) if isinstance(src, Value) else None
         target = node.args[1] if len(node.args) > 1 else node.kwargs.get("target")
         if found is None or uses.get(src.name) != 1 or src.name in outputs or node.aliases or \
-                not isinstance(target, Value) or target.dtype.is_floating_point:
+                not isinstance(target, Value) or target.dtype.is_floating_point or not accept(node):
             nodes.append(node)
             continue
-        log, x = found
-        dropped.add(id(log))
-        nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), dict(node.kwargs), node.outputs,
+        producer, x = found
+        dropped.add(id(producer))
+        nodes.append(Node("cross_entropy", (x,) + tuple(node.args[1:]), {**node.kwargs, **extra}, node.outputs,
                           node.out_struct, node.scope, node.module_type, node.aliases, node.draws))
     return _copy(graph, [n for n in nodes if id(n) not in dropped])
