@@ -7,8 +7,8 @@ silu, elu, leaky_relu differentiate from their input; relu, sigmoid, tanh from t
 draws the Philox counters the separate ``dropout`` would and drops the same elements (no mask is stored), and an
 optional residual ``r`` (the skip connection of ``x + layer(h)``) is added last; each after rounding to the output
 dtype as the separate op would, so the fused result equals the eager ops bit for bit; the residual's gradient is
-the incoming one. Optionally x goes through an activation as its tiles load (``x_act``: a previous layer's, whose
-result ``kernels/linear_chain.py`` does not store; float32 and float64, where it is computed again to the same bits).
+the incoming one. Optionally (float32, float64) x goes through an activation as its tiles load (``x_act``: a previous
+layer's, not stored: ``kernels/linear_chain.py``), or a row norm (``x_norm``: one column of tiles stores x normalized).
 
 Backward (``kernels/linear_grad.py``): ``_act_grad_kernel`` applies dropout's mask (regenerated) and the
 activation's derivative to the incoming gradient in one pass; then the two products grad_x = g' @ W and
@@ -35,6 +35,7 @@ from .dropout import Dropout, check_p, draw, dropout, dropout_np, dropout_scale,
 from .elementwise import BINARY, UNARY, unary
 from . import matmul as _mm
 from .linear_grad import act_np, check_x_act, fits_epilogue, launch_act_grad, launch_linear_grad
+from .norm import norm_tile, row_stats
 
 __all__ = ["linear", "bilinear", "launch_linear", "launch_act_grad", "act_grad", "ACTIVATIONS", "Linear",
            "pre_activation_grad", "param_grads", "residual_view"]
@@ -51,7 +52,9 @@ ACTIVATIONS = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0, "gelu": 0.0, "gelu_t
 @triton.jit(do_not_specialize=["seed", "offset", "p", "scale_bits"])
 def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
                    sxm, sxk, swn, swk, sbn, sym, syn, sro, sri, RI, srn, a, seed, offset, p, scale_bits, xa,
-                   X_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr,
+                   nw_ptr, nb_ptr, xn_ptr, mean_ptr, rstd_ptr, sxnm, eps,
+                   X_ACT: tl.constexpr, X_NORM: tl.constexpr, NORM_W: tl.constexpr, NORM_B: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SAVE_Z: tl.constexpr,
                    SAVE_A: tl.constexpr,
                    DROPOUT: tl.constexpr, HAS_RES: tl.constexpr, CT: tl.constexpr,
                    PRECISION: tl.constexpr, I64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -66,6 +69,10 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     at (m // RI) * sro + (m % RI) * sri (a 2-D r: RI = M, sri its row stride; a 3-D r of shape (., RI, N), a
     permuted view read without a copy: its two leading strides), its column n at n * srn. With ``X_ACT`` x's tiles
     go through X_ACT(., xa) as they load: x is a previous layer's pre-activation, whose activation is not stored.
+    With ``X_NORM`` (1: layer norm, 2: RMS norm) x's rows are normalized as they load (``norm_tile``: (x - mean) *
+    rstd [* nw (K,)] [+ nb (K,)], the stats taken first by ``row_stats`` with ``eps``) and rounded to x's dtype, as
+    the separate norm stores them; the programs of the first column of tiles store that normalized x at xn_ptr
+    (row stride ``sxnm``, columns contiguous) and the rows' mean and rstd (M,), which the backward reads.
     """
     pid = tl.program_id(0)
     pid_m, pid_n = _mm.grouped_tile(pid, tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
@@ -82,12 +89,22 @@ def _linear_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, z_ptr, r_ptr, M, N, K,
     x_ptrs = x_ptr + offs_xm[:, None] * sxm + offs_k[None, :] * sxk
     w_ptrs = w_ptr + offs_k[:, None] * swk + offs_wn[None, :] * swn          # a (BLOCK_K, BLOCK_N) tile of W^T
 
+    if X_NORM:
+        mean, rstd = row_stats(x_ptr + offs_xm * sxm, sxk, K, eps, X_NORM == 2, CT, BLOCK_M, BLOCK_K)
+        first = offs_m < tl.where(pid_n == 0, M, 0)     # one column of tiles stores the stats and the normalized x
+        tl.store(mean_ptr + offs_m, mean, mask=first)
+        tl.store(rstd_ptr + offs_m, rstd, mask=first)
+
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=CT)
     for k in range(0, tl.cdiv(K, BLOCK_K)):
         k_left = K - k * BLOCK_K
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         if X_ACT is not None:       # masked k: w's zeros meet X_ACT(0), finite
             x = X_ACT(x.to(CT), xa, 0.0).to(x.dtype)
+        if X_NORM:                  # masked k: 0
+            x = norm_tile(x, mean, rstd, nw_ptr, nb_ptr, k * BLOCK_K + offs_k, K, NORM_W, NORM_B, CT).to(x.dtype)
+            tl.store(xn_ptr + offs_m[:, None] * sxnm + (k * BLOCK_K + offs_k)[None, :], x,
+                     mask=first[:, None] & (offs_k[None, :] < k_left))
         w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
         acc = tl.dot(x, w, acc, input_precision=PRECISION, out_dtype=CT)
         x_ptrs += BLOCK_K * sxk
@@ -127,13 +144,24 @@ _SPILLS_HERE = (_mm.MatmulConfig(128, 64, 32, 8, 4, 4), _mm.MatmulConfig(128, 64
                 _mm.MatmulConfig(64, 128, 16, 8, 4, 3), _mm.MatmulConfig(64, 64, 32, 8, 8, 3))
 _FMA_HERE = _mm.MatmulConfig(64, 64, 16, 8, 8, 3)
 _FMA_DROPOUT = _mm.MatmulConfig(32, 64, 16, 8, 4, 3)
+# ... and with a prologue on x's loads (``_small_tiles``' key[9]: x's activation with a residual; sm_90a, triton 3.9:
+# 8 B of spills per thread)
+_SPILLS_PROLOGUE = (_mm.MatmulConfig(16, 64, 64, 8, 4, 3),)
+# ... and with a row norm's (4 B: with an RMS norm's, triton 3.6; with a layer norm's without parameters, triton
+# 3.8): the float32 defaults of products, ``_FMA_HERE`` in their place
+_SPILLS_NORM = (_mm.MatmulConfig(64, 128, 32, 8, 8, 3), _mm.MatmulConfig(64, 64, 32, 8, 8, 3))
 
 
 def _small_tiles(key):
     """Whether the epilogue needs tiles of at most 32 accumulators per thread (``fits_epilogue``): gelu_tanh (key[1]:
     128 x 128 with 8 warps, 64 x 128 and 128 x 64 with 4 spilled 40-120 B, triton 3.9) and dropout (key[8]: Philox
-    per element; those tiles spilled 0.1-1.5 KB, triton 3.9); and x's activation as it loads (key[9])."""
+    per element; those tiles spilled 0.1-1.5 KB, triton 3.9); and x's activation or row norm as it loads
+    (key[9])."""
     return key[1] == "gelu_tanh" or _dropout(key) or len(key) > 9
+
+
+_NORMS = ("layer_norm", "rms_norm")
+"""The last item of the key of a linear whose x is normalized as it loads (``launch_linear``'s ``x_norm``)."""
 
 
 def _dropout(key):
@@ -141,21 +169,26 @@ def _dropout(key):
 
 
 def _prune(configs, key):
-    """The matmul's candidates less those that spill here (``_SPILLS_HERE``, and big tiles per ``_small_tiles``),
+    """The matmul's candidates less those that spill here (``_SPILLS_HERE``, ``_SPILLS_PROLOGUE`` with a prologue,
+    ``_SPILLS_NORM`` with a norm, and big tiles per ``_small_tiles``),
     ``_FMA_HERE`` on CUDA cores (``_FMA_DROPOUT`` with dropout)."""
     keep = [c for c in _mm.prune(configs, key) if c not in _SPILLS_HERE and c != _FMA_DROPOUT]
     if _mm.uses_fma(key[0]) and _FMA_HERE in configs:
         keep.append(_FMA_HERE)
     if _mm.uses_fma(key[0]) and _dropout(key):
         keep = [_FMA_DROPOUT if c == _FMA_HERE else c for c in keep]
-    keep = list(dict.fromkeys(keep))
+    keep = [c for c in dict.fromkeys(keep) if not (len(key) > 9 and c in _SPILLS_PROLOGUE or
+                                                   key[-1] in _NORMS and c in _SPILLS_NORM)]
     return [c for c in keep if fits_epilogue(c)] if _small_tiles(key) else keep
 
 
 def _default(key):
     """The matmul's default for the product's shape and dtype, with ``_FMA_HERE`` (``_FMA_DROPOUT``) for a tile that
-    spills here and 128 x 64 with 8 warps for a tile too big for the epilogue (``_small_tiles``)."""
+    spills here (with a norm: in ``_SPILLS_NORM``) and 128 x 64 with 8 warps for a tile too big for the epilogue
+    (``_small_tiles``)."""
     c = _mm.matmul_config(key[4], key[5], key[6], key[0], _mm.uses_fma(key[0]))
+    if key[-1] in _NORMS and c in _SPILLS_NORM:
+        return _FMA_HERE
     if (c in _SPILLS_HERE or c == _FMA_HERE) and _mm.uses_fma(key[0]):
         return _FMA_DROPOUT if _dropout(key) else _FMA_HERE
     return _mm.MatmulConfig(128, 64, c.block_k, 8, 8, 3) if _small_tiles(key) and not fits_epilogue(c) else c
@@ -165,14 +198,19 @@ TUNABLE = autotune.Tunable("linear", _mm.ALL_CANDIDATES + (_FMA_HERE, _FMA_DROPO
                            kernels=(_linear_kernel,))
 
 
-def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None, drop=None, x_act=None):
+def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=None, drop=None, x_act=None,
+                  x_norm=None):
     """``y = dropout(act(x @ w.T + bias)) + residual`` for x: (M, K), w: (N, K), bias: (N,) / (1,) / () or None,
     residual (N,) (M = 1), (M, N), (P, Q, N) with P * Q = M, or None, any strides; ``drop``: None or dropout's
     (seed, offset, p) for a contiguous y. With ``z`` what the activation's derivative reads (``bwd_uses``: the
     pre-activation, or the activation's result before dropout and residual) is stored there as well. ``x_act``:
-    None, or (act, a) of a float32/float64 x's activation, applied to x as it loads. Returns y."""
+    None, or (act, a) of a float32/float64 x's activation, applied to x as it loads. ``x_norm``: None, or (nw, nb,
+    eps, rms, xn, mean, rstd) of a row norm of a float32/float64 x applied as it loads (nw, nb: (K,) or None; rms:
+    the RMS norm's, nb None), which stores the normalized x in xn (M, K) (columns contiguous) and the rows' stats in
+    mean and rstd (M,). Returns y."""
     M, N, K = x._shape[0], w._shape[0], x._shape[1]
     check_x_act(x_act, x.dtype)
+    _check_x_norm(x_norm, x_act, x, N)
     if M == 0 or N == 0:
         return y
     if INTERPRET and y.dtype is D.bfloat16:
@@ -194,10 +232,11 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
     sbn = bias._stride[-1] if bias is not None and bias.ndim and bias._shape[-1] != 1 else 0
     cfg = config
     if cfg is None:
-        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual, drop, x_act)  # noqa: E731 (writes y, z)
+        run = lambda c: launch_linear(x, w, bias, y, z, act, a, c, residual, drop, x_act, x_norm)  # noqa: E731
         cfg = TUNABLE.pick((dtype, act) + _mm._key(x, w, M, N, K, dtype)[1:] + (residual is not None,
                                                                                  drop is not None)
-                           + ((x_act[0],) if x_act is not None else ()), run)
+                           + ((x_act[0],) if x_act is not None else ())
+                           + ((_NORMS[x_norm[3]],) if x_norm is not None else ()), run)
     fn = _identity if act is None else UNARY[act].tfn
     seed, offset, p = drop if drop is not None else (0, 0, 0.0)
     try:
@@ -207,7 +246,10 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
             x._stride[0], x._stride[1], w._stride[0], w._stride[1], sbn, y._stride[0], y._stride[1],
             *_residual_rows(residual, M), residual._stride[-1] if residual is not None else 0, float(a),
             seed, offset, float(p), dropout_scale(p)[1], float(x_act[1]) if x_act is not None else 0.0,
-            X_ACT=None if x_act is None else UNARY[x_act[0]].tfn, HAS_BIAS=bias is not None, ACT=fn,
+            *_norm_args(x_norm, y),
+            X_ACT=None if x_act is None else UNARY[x_act[0]].tfn, X_NORM=0 if x_norm is None else 2 if x_norm[3] else 1,
+            NORM_W=x_norm is not None and x_norm[0] is not None, NORM_B=x_norm is not None and x_norm[1] is not None,
+            HAS_BIAS=bias is not None, ACT=fn,
             SAVE_Z=z is not None and UNARY[act].bwd_uses == "x", SAVE_A=z is not None and UNARY[act].bwd_uses != "x",
             DROPOUT=drop is not None,
             HAS_RES=residual is not None, CT=ACC[dtype],
@@ -219,6 +261,32 @@ def launch_linear(x, w, bias, y, z=None, act=None, a=0.0, config=None, residual=
     except triton.CompilationError as e:
         raise _mm.dot_error("linear", dtype, e) from None
     return y
+
+
+def _check_x_norm(x_norm, x_act, x, N):
+    """Validates ``launch_linear``'s ``x_norm``: float32/float64 x, no ``x_act``, (K,) contiguous parameters of x's
+    dtype, an (M, K) xn with contiguous rows, (M,) stats, and N > 0 (tiles to store them)."""
+    if x_norm is None:
+        return
+    nw, nb, eps, rms, xn, mean, rstd = x_norm
+    M, K = x._shape
+    ok = x.dtype in (D.float32, D.float64) and x_act is None and not (rms and nb is not None) and \
+        all(t is None or t._shape == (K,) and t.dtype is x.dtype and t.is_contiguous() for t in (nw, nb)) and \
+        xn._shape == (M, K) and xn.dtype is x.dtype and (K < 2 or xn._stride[1] == 1) and \
+        all(t._shape == (M,) and t.is_contiguous() for t in (mean, rstd)) and N > 0
+    if not ok:
+        raise ValueError(f"launch_linear: x_norm needs a float32/float64 x without x_act, (K,) = ({K},) contiguous "
+                         f"parameters of its dtype, an ({M}, {K}) xn with contiguous rows, ({M},) stats and N > 0")
+
+
+def _norm_args(x_norm, y):
+    """``_linear_kernel``'s (nw_ptr, nb_ptr, xn_ptr, mean_ptr, rstd_ptr, sxnm, eps) for ``x_norm`` (y's pointer
+    where there is none)."""
+    if x_norm is None:
+        return ptr(y), ptr(y), ptr(y), ptr(y), ptr(y), 0, 0.0
+    nw, nb, eps, rms, xn, mean, rstd = x_norm
+    return (ptr(nw if nw is not None else y), ptr(nb if nb is not None else y), ptr(xn), ptr(mean), ptr(rstd),
+            xn._stride[0], float(eps))
 
 
 def _residual_rows(r, M):
@@ -274,13 +342,16 @@ class Linear(Function):
     q/k/v or gate/up projections of one input) into grad_x in its kernel (``_accumulates``); without an activation
     its products read g through the dropout's mask (one launch, no masked copy of g). ``linear_chain``'s keywords:
     ``x_act`` = (act, a) reads act(x) for x (grad_x through act's derivative, in grad_x's epilogue); ``defer``
-    returns the pre-activation, act left to the next layer's loads."""
+    returns the pre-activation, act left to the next layer's loads; ``x_norm`` (not on cpu) = ``launch_linear``'s
+    normalizes x as it loads: the layer's input is then the normalized x it stores (xn), saved in x's place, and
+    its gradient is that of xn."""
 
     _accumulates = (0,)
 
     @staticmethod
-    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None, *, x_act=None, defer=False):
-        ctx.x_shape, x_in = x._shape, x
+    def forward(ctx, x, w, bias, act=None, a=0.0, residual=None, drop=None, *, x_act=None, defer=False,
+                x_norm=None):
+        ctx.x_shape, x_in = x._shape, (x if x_norm is None else x_norm[4])
         x = _rows(x)
         M, N = x._shape[0], w._shape[0]
         need = any(ctx.needs_input_grad[:3])
@@ -302,7 +373,8 @@ class Linear(Function):
         else:
             y = empty((M, N), x.dtype, x.device)
             z = empty((M, N), x.dtype, x.device) if save_z else None
-            launch_linear(x, w, bias, y, z, None if defer else act, a, residual=residual, drop=drop, x_act=x_act)
+            launch_linear(x, w, bias, y, z, None if defer else act, a, residual=residual, drop=drop, x_act=x_act,
+                          x_norm=x_norm)
         ctx.res_shape, ctx.drop, ctx.x_act, ctx.deferred = (None if residual is None else residual._shape), drop, \
             x_act, defer
         if need:

@@ -254,6 +254,40 @@ def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
 
 
 @triton.jit
+def row_stats(rows, sk, K, eps, RMS: tl.constexpr, CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(mean, rstd) of the BLOCK_M rows whose first elements are at the pointers ``rows`` (BLOCK_M,), each of K
+    elements ``sk`` apart, as ``_ln_fwd_kernel`` computes them: the mean, then the mean squared deviation from it,
+    rstd = 1 / sqrt(that + eps); ``RMS``: the mean is 0. A row norm's prologue for a kernel that reads the normalized
+    rows a (BLOCK_M, BLOCK_K) tile at a time (``norm_tile``)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_K), CT)
+    if not RMS:
+        for k in range(0, tl.cdiv(K, BLOCK_K)):
+            c = k * BLOCK_K + offs_k
+            acc += tl.load(rows[:, None] + c[None, :] * sk, mask=c[None, :] < K, other=0.0).to(CT)
+    mean = tl.sum(acc, axis=1) / K
+    acc = tl.zeros((BLOCK_M, BLOCK_K), CT)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        c = k * BLOCK_K + offs_k
+        x = tl.load(rows[:, None] + c[None, :] * sk, mask=c[None, :] < K, other=0.0).to(CT)
+        d = tl.where(c[None, :] < K, x - mean[:, None], 0.0)
+        acc += d * d
+    return mean, 1.0 / tl.sqrt(tl.sum(acc, axis=1) / K + eps)
+
+
+@triton.jit
+def norm_tile(x, mean, rstd, w_ptr, b_ptr, c, K, HAS_W: tl.constexpr, HAS_B: tl.constexpr, CT: tl.constexpr):
+    """The (BLOCK_M, BLOCK_K) tile x of columns ``c`` (BLOCK_K,) normalized with ``row_stats``' (mean, rstd): (x -
+    mean) * rstd [* w] [+ b] in CT, w and b contiguous (K,); 0 in the columns past K."""
+    y = (x.to(CT) - mean[:, None]) * rstd[:, None]
+    if HAS_W:
+        y = y * tl.load(w_ptr + c, mask=c < K, other=0.0).to(CT)[None, :]
+    if HAS_B:
+        y = y + tl.load(b_ptr + c, mask=c < K, other=0.0).to(CT)[None, :]
+    return tl.where(c[None, :] < K, y, 0.0)
+
+
+@triton.jit
 def _ln_x_wg(xr, gr, w_ptr, c, m, HAS_W: tl.constexpr, CT: tl.constexpr):
     """Columns ``c`` of a row: x, and the output gradient times the weight."""
     x = tl.load(xr + c, mask=m, other=0.0).to(CT)
@@ -308,11 +342,12 @@ def _ln_bwd_dx_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, 
 @triton.jit
 def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_ptr, pb_ptr, M, N, ROWS,
                    HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_ACC: tl.constexpr, RMS: tl.constexpr,
-                   CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+                   HAS_DX: tl.constexpr, CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
     """Rows [s * ROWS, (s + 1) * ROWS) of program s, BLOCK_M rows at a time, each a whole row of N <= BLOCK columns:
-    dx as in ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's column sums pw[s] = sum of g * x_hat,
-    (``HAS_B``) pb[s] = sum of g over its rows ((chunks, N) contiguous; ``_ln_dwdb_sum_kernel`` adds the chunks, or
-    with one chunk they are the gradients): x and g are read once for all three gradients."""
+    (``HAS_DX``: x needs a gradient) dx as in ``_ln_bwd_dx_kernel`` (with ``HAS_ACC`` plus acc), and the chunk's
+    column sums pw[s] = sum of g * x_hat, (``HAS_B``) pb[s] = sum of g over its rows ((chunks, N) contiguous;
+    ``_ln_dwdb_sum_kernel`` adds the chunks, or with one chunk they are the gradients): x and g are read once for all
+    three gradients."""
     s = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mc = cols < N
@@ -330,15 +365,16 @@ def _ln_bwd_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, acc_ptr, pw_
         rstd = tl.load(rstd_ptr + rows, mask=mr, other=0.0)[:, None]
         x = tl.load(x_ptr + offs, mask=m, other=0.0).to(CT)
         g = tl.load(g_ptr + offs, mask=m, other=0.0).to(CT)
-        wg = g * w[None, :]
         x_hat = tl.where(m, (x - mean) * rstd, 0.0)
-        c2 = (tl.sum(wg * x_hat, axis=1) / N)[:, None]
-        if RMS:
-            dx = rstd * (wg - x_hat * c2)
-        else:
-            dx = rstd * (wg - (tl.sum(wg, axis=1) / N)[:, None] - x_hat * c2)
-        dx = _ln_acc(dx, acc_ptr + offs, m, dx_ptr, HAS_ACC, CT)
-        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=m)
+        if HAS_DX:
+            wg = g * w[None, :]
+            c2 = (tl.sum(wg * x_hat, axis=1) / N)[:, None]
+            if RMS:
+                dx = rstd * (wg - x_hat * c2)
+            else:
+                dx = rstd * (wg - (tl.sum(wg, axis=1) / N)[:, None] - x_hat * c2)
+            dx = _ln_acc(dx, acc_ptr + offs, m, dx_ptr, HAS_ACC, CT)
+            tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=m)
         pw += tl.sum(g * x_hat, axis=0)
         if HAS_B:
             pb += tl.sum(g, axis=0)
@@ -547,9 +583,9 @@ def _dwdb_sum(pw, pb, dw, db, chunks, N, bn, has_b, ct):
 
 
 def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False, has_b=True):
-    """dx (written in place) and the weight and bias gradients (in ``dtype``) of a row norm whose rows fit one
-    block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing the chunks'
-    partials. Rows that fit one tile of ``_ln_bwd_tile`` are one chunk: one launch, no partials."""
+    """dx (written in place; None: not computed) and the weight and bias gradients (in ``dtype``) of a row norm whose
+    rows fit one block, by ``_ln_bwd_kernel`` over chunks of rows (enough to fill the GPU), then one kernel summing
+    the chunks' partials. Rows that fit one tile of ``_ln_bwd_tile`` are one chunk: one launch, no partials."""
     block = _block(N, 4096)
     bm = _ln_bwd_tile(M, block, x.dtype)
     tiles = cdiv(M, bm)
@@ -557,9 +593,11 @@ def _ln_bwd(x, g, w, mean, rstd, dx, M, N, dtype, acc=None, rms=False, has_b=Tru
     rows = cdiv(tiles, chunks) * bm
     chunks = cdiv(M, rows)
     dw, db, pw, pb = _dwdb_buffers(N, chunks, dtype, mean.dtype, x.device, has_b)
-    _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(dx),
-                              ptr(acc if acc is not None else dx), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
-                              HAS_B=has_b, HAS_ACC=acc is not None, RMS=rms, CT=ACC[x.dtype], BLOCK_M=bm,
+    out = dx if dx is not None else x
+    _ln_bwd_kernel[(chunks,)](ptr(x), ptr(g), ptr(w) if w is not None else ptr(x), ptr(mean), ptr(rstd), ptr(out),
+                              ptr(acc if acc is not None else out), ptr(pw), ptr(pb), M, N, rows, HAS_W=w is not None,
+                              HAS_B=has_b, HAS_ACC=acc is not None, RMS=rms, HAS_DX=dx is not None,
+                              CT=ACC[x.dtype], BLOCK_M=bm,
                               BLOCK=block, num_warps=_warps(bm * block))
     _dwdb_sum(pw, pb, dw, db, chunks, N, 32 if INTERPRET else 64, has_b, ACC[x.dtype])
     return dw, db if has_b else None
@@ -732,12 +770,18 @@ class RowNorm(Function):
                                      HAS_W=w is not None, HAS_B=b is not None, RMS=rms, CT=ACC[xin.dtype],
                                      BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
             y = interp_bf16_out(y, out)
+        RowNorm.keep(ctx, x, weight, bias, eps, N, rms, mean, rstd)
+        return y
+
+    @staticmethod
+    def keep(ctx, x, weight, bias, eps, N, rms, mean, rstd):
+        """What ``backward`` reads, kept in ``ctx`` (also by a kernel that normalizes x as it loads it, with the
+        stats it stored: ``kernels/linear_chain.py``)."""
         ctx._name = "RmsNormBackward0" if rms else "NativeLayerNormBackward0"
         ctx.has_b, ctx.eps, ctx.N, ctx.rms = bias is not None, eps, N, rms
         # the shape of the parameter gradients: normalized_shape, read off whichever parameter there is
         ctx.pshape = next((t._shape for t in (weight, bias) if t is not None), (N,))
         ctx.save_for_backward(x, weight, mean, rstd)
-        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -763,30 +807,33 @@ class RowNorm(Function):
         else:
             xin = interp_bf16_in(x2)
             gin = interp_bf16_in(g2)
-            dx = empty(x._shape, xin.dtype, x.device)
+            need_dx = ctx.needs_input_grad[0]        # (x a data input: no dx, its reads nor its write)
+            dx = empty(x._shape, xin.dtype, x.device) if need_dx else None
             pd = weight.dtype if weight is not None else x.dtype
             # the parameters' gradients straight in their dtype (the interpreter: bfloat16 by a float32 pass)
             sd = mean.dtype if INTERPRET and pd is D.bfloat16 else pd
             dw, db = empty((N,), sd, x.device), empty((N,), sd, x.device) if ctx.has_b else None
             # the gradient already waiting for x (a residual block's skip connection), added in the kernel (not to
             # a gradient rounded to x's dtype from float32: the separate cast and add round twice)
-            acc = pending_grad(ctx, 0, x) if M and N and xin.dtype is x.dtype and not ctx.cast else None
+            acc = pending_grad(ctx, 0, x) if need_dx and M and N and xin.dtype is x.dtype and not ctx.cast else None
             if M and N and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and N <= _block(N, 4096):
                 dw, db = _ln_bwd(xin, gin, interp_bf16_in(w), mean, rstd, dx, M, N, sd, acc, ctx.rms,
                                  ctx.has_b)                                         # x and g read once
             elif M and N:
                 w = interp_bf16_in(w)
-                _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
-                                        ptr(rstd), ptr(dx), ptr(acc if acc is not None else dx), N,
-                                        HAS_W=w is not None, HAS_ACC=acc is not None, RMS=ctx.rms,
-                                        CT=ACC[xin.dtype], BLOCK=_block(N, 4096), num_warps=_warps(_block(N, 4096)))
+                if need_dx:
+                    _ln_bwd_dx_kernel[(M,)](ptr(xin), ptr(gin), ptr(w) if w is not None else ptr(xin), ptr(mean),
+                                            ptr(rstd), ptr(dx), ptr(acc if acc is not None else dx), N,
+                                            HAS_W=w is not None, HAS_ACC=acc is not None, RMS=ctx.rms,
+                                            CT=ACC[xin.dtype], BLOCK=_block(N, 4096),
+                                            num_warps=_warps(_block(N, 4096)))
                 if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
                     dw, db = _ln_dwdb(xin, gin, mean, rstd, M, N, sd, ctx.has_b)
             else:
                 for t in (dw, db):
                     if t is not None:
                         t.fill_(0)
-            dx = interp_bf16_out(dx, x.dtype)
+            dx = interp_bf16_out(dx, x.dtype) if need_dx else None
             dw, db = _shaped(dw.to(pd), wshape), _shaped(db.to(pd), wshape) if db is not None else None
         return dx, dw if weight is not None else None, db if ctx.has_b else None, None, None, None
 

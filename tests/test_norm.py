@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import tritorch
+from tritorch.kernels.norm import RowNorm
 from tritorch.nn import normalization as nn
 from tritorch.profiler import profile
 from tests.helpers import assert_close, make, to_np
@@ -518,6 +519,34 @@ def test_layer_norm_backward_in_tiles_of_rows(rows, n, dtype, params):
         assert_close(w.grad, (gr * xhat).sum(axis=0), **tol)
     if b is not None:
         assert_close(b.grad, gr.sum(axis=0), **tol)
+
+
+@pytest.mark.parametrize("rows, n", [(64, 64), (150, 100), (3, 4100)])   # one tile, chunks, wider rows
+@pytest.mark.parametrize("rms", [False, True])
+def test_row_norm_backward_without_dx(rows, n, rms):
+    """x needs no gradient (a model's data input): the backward writes no dx (``HAS_DX``; wider rows launch no
+    ``_ln_bwd_dx_kernel``), reads and writes dx's bytes less than with it, and dw, db equal float64's."""
+    x, xr = make((rows, n), tritorch.float32, "cuda", seed=31)
+    g, gr = make((rows, n), tritorch.float32, "cuda", seed=32)
+    launches = {}
+    for need_x in (False, True):
+        w, wr = make((n,), tritorch.float32, "cuda", seed=33, low=0.5, high=1.5, requires_grad=True)
+        b, br = make((n,), tritorch.float32, "cuda", seed=34, requires_grad=True)
+        xx = x.detach().requires_grad_(need_x)
+        y = RowNorm.apply(xx, w, None if rms else b, 1e-5, n, rms)
+        with profile() as prof:
+            y.backward(g)
+        launches[need_x] = (prof.kernel_launches(), prof.kernel_bytes())
+        assert (xx.grad is not None) == need_x
+        np.testing.assert_array_equal(to_np(x), xr)         # (nothing written where dx would be)
+        mean = np.zeros((rows, 1)) if rms else xr.mean(1, keepdims=True)
+        xhat = (xr - mean) / np.sqrt(((xr - mean) ** 2).mean(1, keepdims=True) + 1e-5)
+        assert_close(w.grad, (gr * xhat).sum(axis=0), rtol=1e-4, atol=1e-4)
+        if not rms:
+            assert_close(b.grad, gr.sum(axis=0), rtol=1e-4, atol=1e-4)
+    wide = n > 4096      # no _ln_bwd_dx_kernel: x, g and dx, w, mean and rstd it is handed; else dx alone
+    assert launches[False][0] == launches[True][0] - wide
+    assert launches[False][1] == launches[True][1] - (3 * rows * n + n + 2 * rows if wide else rows * n) * 4
 
 
 @pytest.mark.parametrize("rows, n", [(6, 37), (40, 4100)])     # rows in one block (3 chunks), wider rows (2)

@@ -85,6 +85,13 @@ def w_linear(dt):
                                   [{"activation": "gelu", "dropout_p": 0.1}, last]))
             # without the first layer's dropout: in float32 its gelu is applied by the second layer's loads
             _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias], [{"activation": "gelu"}, {}]))
+            # a layer (RMS) norm in the first layer's loads (tritorch.compile's fuse_norm_linear; float32): a
+            # pre-norm block's MLP with its skip connection, a lone layer, without the norm's parameters
+            nw, nb = _t((k,), dt, True), _t((k,), dt, True)
+            _bwd(linear_chain(x, [lin.weight, lin.bias, out.weight, out.bias],
+                              [{"activation": "gelu"}, {"residual": x}], norm=[nw, nb, 1e-5, False]))
+            for norm in ([nw, nb, 1e-5, False], [nw, None, 1e-6, True], [None, None, 1e-5, False]):
+                _bwd(linear_chain(x, [lin.weight, lin.bias], [{}], norm=norm))
 
 
 def w_attention(dt):
@@ -131,6 +138,9 @@ def w_norm(dt):
         _bwd((x + F.layer_norm(x, shape[-1:])) * 2.0)    # the skip connection's gradient added in dx's kernel
     x = _t((64, 384), dt, True)
     _bwd((x + nn.LayerNorm(384).to(device="cuda", dtype=dt)(x)) * 2.0)   # and with the weight and bias gradients
+    for shape in ((64, 64), (16, 4096)):        # x needing no gradient (a data input): no dx
+        _bwd(nn.LayerNorm(shape[-1]).to(device="cuda", dtype=dt)(_t(shape, dt)))
+    _bwd(RowNorm.apply(_t((64, 384), dt), _t((384,), dt, True), None, 1e-6, 384, True))
     if dt in (tritorch.float16, tritorch.bfloat16):     # autocast's: the half input read in float32
         for shape in ((64, 384), (2, 8192)):
             x, w = _t(shape, dt, True), _t(shape[-1:], tritorch.float32, True)

@@ -11,9 +11,11 @@ too) and residual adds fused into the linear and conv kernels' epilogues (with a
 node whose backward runs each activation's derivative in the next layer's grad_x epilogue, an inner float32 layer's
 gelu (silu, elu, leaky_relu) applied as the next layer's products load its pre-activation (``kernels/linear_chain.py``);
 root-mean-square and layer norms written in ops as the row-norm kernels (``passes/norms.py``; the layer norm not under
-autocast); a convolution's activation read only by a max pooling as one node, one kernel forward when the windows do not
-overlap and differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a
-reshape would copy written in that transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into
+autocast); on ``cuda`` a float32 (float64) layer or RMS norm read only by a linear as that linear's prologue, its rows
+normalized as the linear's kernel loads them (``passes/norm_linear.py``, not under autocast); a convolution's
+activation read only by a max pooling as one node, one kernel forward when the windows do not overlap and
+differentiated inside the pooling's backward (``kernels/conv_pool.py``); a batched product whose transpose a reshape
+would copy written in that transpose's order (``passes/layout.py``); and on ``cuda`` pointwise fusion into
 generated Triton kernels (``codegen.py``: broadcast operands and strided views are read in place; a value several
 elementwise ops read is recomputed in each; a tree read only by a ``sum``/``mean`` over its trailing or leading dims, or
 by a last-dim ``softmax``/``log_softmax``, runs as that reduction's prologue, in one generated kernel), each fused group
@@ -56,8 +58,8 @@ from ..kernels.attention import masked_attention
 from ..kernels.conv_pool import conv2d_max_pool2d
 from ..kernels.linear_chain import linear_chain
 from .passes import eliminate_dead_code, fuse_attention, fuse_conv_pool, fuse_linear_dropout, fuse_linear_epilogue, \
-    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_log_softmax_nll, fuse_loss_cast, fuse_pointwise, \
-    fuse_rms_norm, matmul_as_linear, plan_layouts, rematerialize, rms_norm_rows
+    fuse_layer_norm, fuse_linear_chain, fuse_linear_residual, fuse_log_softmax_nll, fuse_loss_cast, fuse_norm_linear, \
+    fuse_pointwise, fuse_rms_norm, matmul_as_linear, plan_layouts, rematerialize, rms_norm_rows
 
 __all__ = ["compile", "CompiledFunction", "CompileError", "MODES", "config", "reset", "is_compiling", "disable"]
 
@@ -316,6 +318,9 @@ class CompiledFunction:
         pools = sum(n.op == "conv2d_max_pool2d" for n in graph.nodes)
         graph = fuse_linear_chain(graph)
         chains = [len(n.kwargs["layers"]) for n in graph.nodes if n.op == "linear_chain"]
+        if not any(key[4]):                 # (autocast runs the norms in float32)
+            graph = fuse_norm_linear(graph)
+        into_linear = sum("norm" in n.kwargs for n in graph.nodes if n.op == "linear_chain")
         graph, laid_out = plan_layouts(graph)
         note = f"{head}: {n0} ops, {n0 - n1} dead, {attention} attentions written in ops as " \
             f"flash attention, {products} products x @ w as linears, {norms} RMS norms as row-norm kernels, " \
@@ -323,6 +328,7 @@ class CompiledFunction:
             f"{n1b - n2} activations, {n2 - n3} " \
             f"dropouts and {n3 - n4} residual adds fused into linear/conv epilogues, {len(chains)} linear chains " \
             f"({', '.join(map(str, chains)) or 0} layers; each activation's backward in the next layer's), " \
+            f"{into_linear} norms in the loads of the linear reading them, " \
             f"{pools} conv + max pool pairs (the activation's backward in the pooling's), " \
             f"{laid_out} products laid out for their reader, {nll} nll_loss of log_softmax as cross_entropy, " \
             f"{loss_casts} float32 casts of half logits read by cross_entropy's kernels"

@@ -13,6 +13,7 @@ file of its own:
 - ``losses.py``: ``fuse_log_softmax_nll``, ``nll_loss(log_softmax(x))`` as ``cross_entropy(x)``, and
   ``fuse_loss_cast``, a float32 cast of half logits read by ``cross_entropy`` as its prologue;
 - ``chain.py``: ``fuse_linear_chain``, linears in a row as one node (``kernels/linear_chain.py``);
+- ``norm_linear.py``: ``fuse_norm_linear``, a layer (RMS) norm read by a linear as that linear's prologue;
 - ``layout.py``: ``plan_layouts``, a batched product written in the order its transpose-then-reshape reader wants;
 - ``pointwise.py``: ``rematerialize`` and ``fuse_pointwise``, elementwise trees (and a reduction they feed) as
   generated kernels (``codegen.py``);
@@ -26,10 +27,11 @@ from .epilogues import fuse_linear_dropout, fuse_linear_epilogue, fuse_linear_re
 from .layout import plan_layouts
 from .losses import fuse_log_softmax_nll, fuse_loss_cast
 from .matmul import matmul_as_linear
+from .norm_linear import fuse_norm_linear
 from .norms import fuse_layer_norm, fuse_rms_norm, rms_norm_rows
 from .pointwise import FUSIBLE_DTYPES, Param, fuse_pointwise, pointwise_spec, reduction_spec, rematerialize
 
 __all__ = ["eliminate_dead_code", "fuse_attention", "matmul_as_linear", "fuse_linear_epilogue", "fuse_linear_dropout",
            "fuse_linear_residual", "fuse_conv_pool", "fuse_layer_norm", "fuse_rms_norm", "rms_norm_rows",
-           "fuse_linear_chain", "fuse_log_softmax_nll", "fuse_loss_cast", "plan_layouts", "fuse_pointwise",
-           "rematerialize", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES"]
+           "fuse_linear_chain", "fuse_norm_linear", "fuse_log_softmax_nll", "fuse_loss_cast", "plan_layouts",
+           "fuse_pointwise", "rematerialize", "pointwise_spec", "reduction_spec", "Param", "FUSIBLE_DTYPES"]
