@@ -217,48 +217,13 @@ def _bn_bwd_kernel(x_ptr, g_ptr, dx_ptr, w_ptr, mean_ptr, rstd_ptr, dw_ptr, db_p
 # ====================================================================================================================
 
 
-@triton.jit(do_not_specialize=["eps"])
-def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
-                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
-                   BLOCK: tl.constexpr):
-    """Row r = program id of contiguous (M, N): y = (x - mean) * rstd * w + b; mean and rstd saved per row. ``RMS``
-    (root-mean-square norm): the mean is 0, so rstd = 1 / sqrt(mean(x * x) + eps)."""
-    r = tl.program_id(0).to(tl.int64)
-    xr = x_ptr + r * N
-    yr = y_ptr + r * N
-    cols = tl.arange(0, BLOCK)
-    acc = tl.zeros([BLOCK], CT)
-    if not RMS:
-        for start in range(0, N, BLOCK):
-            c = start + cols
-            acc += tl.load(xr + c, mask=c < N, other=0.0).to(CT)
-    mean = tl.sum(acc, axis=0) / N
-    acc = tl.zeros([BLOCK], CT)
-    for start in range(0, N, BLOCK):
-        c = start + cols
-        x = tl.load(xr + c, mask=c < N, other=0.0).to(CT)
-        d = tl.where(c < N, x - mean, 0.0)
-        acc += d * d
-    rstd = 1.0 / tl.sqrt(tl.sum(acc, axis=0) / N + eps)
-    tl.store(mean_ptr + r, mean)
-    tl.store(rstd_ptr + r, rstd)
-    for start in range(0, N, BLOCK):
-        c = start + cols
-        x = tl.load(xr + c, mask=c < N, other=0.0).to(CT)
-        y = (x - mean) * rstd
-        if HAS_W:
-            y = y * tl.load(w_ptr + c, mask=c < N, other=0.0).to(CT)
-        if HAS_B:
-            y = y + tl.load(b_ptr + c, mask=c < N, other=0.0).to(CT)
-        tl.store(yr + c, y.to(y_ptr.dtype.element_ty), mask=c < N)
-
-
 @triton.jit
 def row_stats(rows, sk, K, eps, RMS: tl.constexpr, CT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
     """(mean, rstd) of the BLOCK_M rows whose first elements are at the pointers ``rows`` (BLOCK_M,), each of K
-    elements ``sk`` apart, as ``_ln_fwd_kernel`` computes them: the mean, then the mean squared deviation from it,
-    rstd = 1 / sqrt(that + eps); ``RMS``: the mean is 0. A row norm's prologue for a kernel that reads the normalized
-    rows a (BLOCK_M, BLOCK_K) tile at a time (``norm_tile``)."""
+    elements ``sk`` apart: the mean, then the mean squared deviation from it (two passes, no cancellation),
+    rstd = 1 / sqrt(that + eps); ``RMS``: the mean is 0. The stats of ``_ln_fwd_kernel`` (one row, (1, BLOCK) tiles)
+    and of a linear's row-norm prologue (``kernels/linear.py``'s ``x_norm``), which then read the normalized rows a
+    (BLOCK_M, BLOCK_K) tile at a time (``norm_tile``)."""
     offs_k = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_K), CT)
     if not RMS:
@@ -285,6 +250,26 @@ def norm_tile(x, mean, rstd, w_ptr, b_ptr, c, K, HAS_W: tl.constexpr, HAS_B: tl.
     if HAS_B:
         y = y + tl.load(b_ptr + c, mask=c < K, other=0.0).to(CT)[None, :]
     return tl.where(c[None, :] < K, y, 0.0)
+
+
+@triton.jit(do_not_specialize=["eps"])
+def _ln_fwd_kernel(x_ptr, y_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, N, eps,
+                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, RMS: tl.constexpr, CT: tl.constexpr,
+                   BLOCK: tl.constexpr):
+    """Row r = program id of contiguous (M, N): y = (x - mean) * rstd * w + b; mean and rstd saved per row. ``RMS``
+    (root-mean-square norm): the mean is 0, so rstd = 1 / sqrt(mean(x * x) + eps). The row is a (1, BLOCK) tile of
+    ``row_stats`` and ``norm_tile``, the norm a linear's prologue also runs (``kernels/linear.py``'s ``x_norm``)."""
+    r = tl.program_id(0).to(tl.int64) + tl.zeros([1], tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mean, rstd = row_stats(x_ptr + r * N, 1, N, eps, RMS, CT, 1, BLOCK)
+    tl.store(mean_ptr + r, mean)
+    tl.store(rstd_ptr + r, rstd)
+    for start in range(0, N, BLOCK):
+        c = start + cols
+        offs = r[:, None] * N + c[None, :]
+        x = tl.load(x_ptr + offs, mask=c[None, :] < N, other=0.0)
+        y = norm_tile(x, mean, rstd, w_ptr, b_ptr, c, N, HAS_W, HAS_B, CT)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=c[None, :] < N)
 
 
 @triton.jit
